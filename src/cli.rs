@@ -1,0 +1,124 @@
+//! Command-line definitions (clap). Nothing here does any work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Converge fleets of Linux hosts to what a Clusterfile declares: plan, apply, drift.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The Clusterfile to read.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "Clusterfile",
+        value_name = "PATH"
+    )]
+    pub file: PathBuf,
+
+    /// Print JSON instead of text (plan: one document; apply: one event per line).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No colours (also when NO_COLOR is set or output is not a terminal).
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check the Clusterfile; touch nothing.
+    #[command(
+        after_help = "Examples:\n  cairn validate\n  cairn validate -f plans/quickstart.toml"
+    )]
+    Validate,
+
+    /// Refresh the hosts, then show every change an apply would make, with its reason.
+    #[command(
+        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
+    )]
+    Plan(PlanArgs),
+
+    /// Make the hosts match the Clusterfile.
+    #[command(
+        after_help = "Examples:\n  cairn apply\n  cairn apply --auto-approve\n  cairn apply tonight.plan            # a saved plan; refused if anything changed since\n  cairn apply --replace step.init     # rerun a step on all its hosts\n  cairn apply --limit node0           # only this host"
+    )]
+    Apply(ApplyArgs),
+
+    /// Print the task graph as Graphviz DOT.
+    #[command(after_help = "Example:\n  cairn graph | dot -Tsvg > graph.svg")]
+    Graph,
+
+    /// Print the JSON schema of the Clusterfile.
+    #[command(after_help = "Example:\n  cairn schema > clusterfile.schema.json")]
+    Schema,
+
+    /// Inspect the recorded state.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Only these hosts: a role, a host name, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
+    pub limit: Vec<String>,
+
+    /// Run these tasks even if unchanged: `step.init@master0`, or `step.init` for all its hosts. Repeatable.
+    #[arg(long, value_name = "TASK")]
+    pub replace: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Save the plan here; `cairn apply FILE` applies exactly it.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Exit 0 with no changes, 2 with changes, 1 on error.
+    #[arg(long = "detailed-exitcode")]
+    pub detailed_exitcode: bool,
+
+    /// Do not contact hosts: compare with the recorded state only.
+    #[arg(long)]
+    pub offline: bool,
+
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `cairn plan -o FILE`.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// Do not ask for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+
+    /// Tasks running at once, overall.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub parallelism: usize,
+
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List recorded tasks.
+    #[command(after_help = "Example:\n  cairn state list")]
+    List,
+    /// Show one task's record: key, inputs, what it left on the host.
+    #[command(after_help = "Example:\n  cairn state show step.init@master0")]
+    Show {
+        /// The task id, as `cairn state list` prints it.
+        task: String,
+    },
+}

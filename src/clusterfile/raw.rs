@@ -1,0 +1,336 @@
+//! Raw Clusterfile types: a faithful serde mirror of the TOML, nothing more.
+//!
+//! Every struct denies unknown keys, and every value that validation may
+//! reject is wrapped in [`Spanned`] so the error can point at it. These types
+//! are also the source of the JSON schema (`cairn schema`,
+//! `schemas/clusterfile.schema.json`), so their doc comments are the
+//! reference text users see in their editors. Nothing here checks meaning:
+//! that is `model::validate`'s job, which turns these into the `Model`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A cairn Clusterfile: the hosts of one cluster and everything that should be true on them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "cairn Clusterfile")]
+pub struct RawClusterfile {
+    /// Format version of this file. Only `1` exists.
+    #[schemars(with = "u32")]
+    pub version: Spanned<i64>,
+    /// Cluster name: names the state folder `.cairn/<name>/` and is `${cluster}` in strings.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// SSH defaults for every host; a host's own `ssh` table overrides any key.
+    #[serde(default)]
+    pub ssh: Option<RawSsh>,
+    /// Variables: `${name}` in Clusterfile strings, `{{ name }}` in templates.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawVar>")]
+    pub vars: BTreeMap<String, Spanned<RawVar>>,
+    /// The hosts, each with its roles.
+    #[serde(default)]
+    pub hosts: Vec<RawHost>,
+    /// Bundles of files (sealos cluster images) shipped to hosts.
+    #[serde(default)]
+    pub bundles: Vec<RawBundle>,
+    /// Single files, copied or rendered as templates, per host.
+    #[serde(default)]
+    pub files: Vec<RawFile>,
+    /// Patches applied to a bundle's files before they ship (sealos Config).
+    #[serde(default)]
+    pub configs: Vec<RawConfig>,
+    /// Commands run on hosts, in dependency order.
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+}
+
+/// SSH settings. All optional: unset keys fall back to the cluster's `[ssh]`, then to ssh's own defaults.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    /// Login user (default `root`).
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// SSH port (default 22).
+    #[schemars(with = "Option<u16>")]
+    pub port: Option<Spanned<i64>>,
+    /// Private key file; `~` expands to the home folder. Default: the agent and ~/.ssh/config.
+    #[schemars(with = "Option<String>")]
+    pub identity: Option<Spanned<String>>,
+    /// Run every action as root through sudo (for a non-root `user`).
+    pub sudo: Option<bool>,
+    /// Password for sudo, as a secret reference (`env:NAME` or `file:PATH`); sent on stdin only.
+    #[schemars(with = "Option<String>")]
+    pub sudo_password: Option<Spanned<String>>,
+    /// Host key checking: `strict`, `accept-new` (default) or `off`.
+    #[schemars(with = "Option<HostKeyPolicy>")]
+    pub host_keys: Option<Spanned<HostKeyPolicy>>,
+    /// Optional jump host (ProxyJump), `[user@]host[:port]`.
+    #[schemars(with = "Option<String>")]
+    pub jump: Option<Spanned<String>>,
+    /// How long to wait for a host to answer, e.g. `10s` (default 10s).
+    #[schemars(with = "Option<String>")]
+    pub connect_timeout: Option<Spanned<String>>,
+}
+
+/// How host keys are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Only keys already known are accepted.
+    Strict,
+    /// New hosts' keys are learned; a changed key is refused.
+    AcceptNew,
+    /// No checking at all (test labs only).
+    Off,
+}
+
+/// A variable: a plain TOML value, or a secret read at run time.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawVar {
+    /// A secret: `{ secret = "env:NAME" }` or `{ secret = "file:PATH" }`. Never printed, never stored in clear.
+    Secret(RawSecret),
+    /// A string, number, boolean, array or table.
+    #[schemars(with = "serde_json::Value")]
+    Value(toml::Value),
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    /// `env:NAME` (an environment variable) or `file:PATH` (a file, relative to the Clusterfile; one trailing newline dropped).
+    pub secret: String,
+}
+
+/// How cairn reaches a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Over SSH (default).
+    Ssh,
+    /// This machine, without SSH.
+    Local,
+}
+
+/// A host, or a range of hosts, and its roles.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    /// `addr`, `user@addr:port`, or a range `10.0.0.5-10.0.0.9` (last octet varies).
+    #[schemars(with = "String")]
+    pub address: Spanned<String>,
+    /// Name used in `on`, `after = ["x@NAME"]` and output. Default: first role + index (`master0`), or `host<N>`.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Roles, used by `on` selectors.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub roles: Vec<Spanned<String>>,
+    /// Per-host variables; override `[vars]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawVar>")]
+    pub vars: BTreeMap<String, Spanned<RawVar>>,
+    /// `ssh` (default) or `local` (this machine, no SSH).
+    #[schemars(with = "Option<TransportKind>")]
+    pub transport: Option<Spanned<TransportKind>>,
+    /// SSH settings for this host only.
+    pub ssh: Option<RawSsh>,
+}
+
+/// One selector or a list: a role (`node`), a host name (`master0`), or `role[i]` (`master[0]`).
+///
+/// Deserialized by hand: serde's untagged enums buffer values and so lose
+/// the spans that errors point at.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(untagged)]
+pub enum RawSelectors {
+    One(String),
+    Many(#[schemars(with = "Vec<String>")] Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawSelectors {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SelectorsVisitor;
+        impl<'de> serde::de::Visitor<'de> for SelectorsVisitor {
+            type Value = RawSelectors;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a selector string or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSelectors, E> {
+                Ok(RawSelectors::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawSelectors, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(RawSelectors::Many(items))
+            }
+        }
+        deserializer.deserialize_any(SelectorsVisitor)
+    }
+}
+
+/// Spreads a spanned selector value into one spanned string per selector.
+pub fn selector_items(on: &Spanned<RawSelectors>) -> Vec<Spanned<String>> {
+    match on.get_ref() {
+        RawSelectors::One(one) => vec![Spanned::new(on.span(), one.clone())],
+        RawSelectors::Many(many) => many.clone(),
+    }
+}
+
+/// What a bundle is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleKind {
+    /// Shipped to every targeted host.
+    Rootfs,
+    /// Overlays the rootfs bundles on the same hosts and dest; its files win.
+    Patch,
+    /// Shipped to the first targeted host only (an application installed once per cluster).
+    App,
+}
+
+/// A bundle: a directory (or `.tar.zst`) of files shipped to hosts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBundle {
+    /// Unique among steps, bundles and files: `after` refers to it.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Directory or `.tar.zst` archive, relative to the Clusterfile.
+    #[schemars(with = "String")]
+    pub source: Spanned<String>,
+    /// `rootfs` (default), `patch` or `app`.
+    #[schemars(with = "Option<BundleKind>")]
+    pub kind: Option<Spanned<BundleKind>>,
+    /// Hosts to ship to. Default: every host.
+    #[schemars(with = "Option<RawSelectors>")]
+    pub on: Option<Spanned<RawSelectors>>,
+    /// Destination folder on the host. Default `/var/lib/cairn/${cluster}/rootfs` (`.../apps/<name>` for apps).
+    /// A relative path resolves against the Clusterfile's folder on local hosts.
+    #[schemars(with = "Option<String>")]
+    pub dest: Option<Spanned<String>>,
+    /// Globs of files rendered per host with minijinja; the `.tmpl` suffix is dropped.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub templates: Vec<Spanned<String>>,
+    /// Steps, bundles or files this waits for.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// A single file, copied or rendered per host.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    /// Name used by `after`; default: the dest.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Local file, relative to the Clusterfile. Exactly one of `source` and `content`.
+    #[schemars(with = "Option<String>")]
+    pub source: Option<Spanned<String>>,
+    /// Inline content. Exactly one of `source` and `content`.
+    pub content: Option<String>,
+    /// Path on the host (relative: against the Clusterfile's folder, local hosts only).
+    #[schemars(with = "String")]
+    pub dest: Spanned<String>,
+    /// Render with minijinja before shipping.
+    #[serde(default)]
+    pub template: bool,
+    /// Octal mode, e.g. `"0640"` (default `0644`).
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Spanned<String>>,
+    /// `user[:group]` to chown to.
+    #[schemars(with = "Option<String>")]
+    pub owner: Option<Spanned<String>>,
+    /// Hosts to ship to. Default: every host.
+    #[schemars(with = "Option<RawSelectors>")]
+    pub on: Option<Spanned<RawSelectors>>,
+    /// Steps, bundles or files this waits for.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub after: Vec<Spanned<String>>,
+}
+
+/// How a config patch is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigStrategy {
+    /// Deep merge (YAML incl. multi-document, JSON, TOML by the file's extension).
+    Merge,
+    /// Replace the whole file.
+    Override,
+    /// Put `data` before the file's content.
+    Insert,
+    /// Put `data` after the file's content.
+    Append,
+}
+
+/// A patch to a file of a bundle, applied before it ships (sealos Config).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The bundle whose file is patched.
+    #[schemars(with = "String")]
+    pub bundle: Spanned<String>,
+    /// The file's path inside the bundle, as shipped (templates: without `.tmpl`).
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    /// `merge` (default), `override`, `insert` or `append`.
+    #[schemars(with = "Option<ConfigStrategy>")]
+    pub strategy: Option<Spanned<ConfigStrategy>>,
+    /// The patch text.
+    #[schemars(with = "String")]
+    pub data: Spanned<String>,
+}
+
+/// A command run on hosts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Unique among steps, bundles and files.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Hosts to run on. Default: every host.
+    #[schemars(with = "Option<RawSelectors>")]
+    pub on: Option<Spanned<RawSelectors>>,
+    /// Shell script, run with `sh` (fed on stdin, never on a command line).
+    #[schemars(with = "String")]
+    pub run: Spanned<String>,
+    /// Working directory. Default: the user's home (ssh), the Clusterfile's folder (local).
+    #[schemars(with = "Option<String>")]
+    pub cwd: Option<Spanned<String>>,
+    /// Steps, bundles or files to wait for: `x` (same host, else all its hosts), `x@*`, `x@HOST`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub after: Vec<Spanned<String>>,
+    /// Store the command's stdout (trimmed) as `${NAME}` for later steps.
+    #[schemars(with = "Option<String>")]
+    pub capture: Option<Spanned<String>>,
+    /// Read-only probe: exit 0 means converged. Run on every refresh.
+    #[schemars(with = "Option<String>")]
+    pub check: Option<Spanned<String>>,
+    /// Run when the step, or its host, leaves the Clusterfile (and by `cairn reset`).
+    #[schemars(with = "Option<String>")]
+    pub undo: Option<Spanned<String>>,
+    /// Time limit per attempt, e.g. `5m` (default: none).
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Extra attempts after a failure (default 0).
+    #[schemars(with = "Option<u32>")]
+    pub retries: Option<Spanned<i64>>,
+    /// Run once per host: upstream changes and edits no longer rerun it (`--replace` still does).
+    #[serde(default)]
+    pub once: bool,
+}

@@ -1,0 +1,530 @@
+//! The commands: each wires the pipeline stages together.
+//!
+//! `validate` stops after the model; `graph` after compiling; `plan` goes
+//! through refresh and diff; `apply` takes the lock, plans, asks, executes
+//! and compacts the state. Every command that reads the Clusterfile goes
+//! through [`load`], so an invalid file fails the same way everywhere, before
+//! anything is touched.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::bundle::manifest::HashCache;
+use crate::cli::{ApplyArgs, Cli, Command, PlanArgs, Selection, StateCommand};
+use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
+use crate::error::{CairnError, Success};
+use crate::exec::{self, ExecOptions, Scrubber};
+use crate::graph::{self, CompileOptions, TaskGraph};
+use crate::model::Model;
+use crate::plan::render::PlanJson;
+use crate::plan::{self, DiffOptions, Plan, Refresh};
+use crate::report::{self, Mode, Reporter, Style};
+use crate::state::{Journal, State, StateDir, StateLock};
+
+pub fn run(cli: Cli) -> Result<Success, CairnError> {
+    let style = Style::detect(cli.no_color);
+    match &cli.command {
+        Command::Schema => {
+            print!("{}", crate::schema::clusterfile_schema());
+            Ok(Success::Ok)
+        }
+        Command::Validate => {
+            let (_, model) = load(&cli.file)?;
+            let tasks: usize = model.bundles.iter().map(|b| b.hosts.len()).sum::<usize>()
+                + model.files.iter().map(|f| f.hosts.len()).sum::<usize>()
+                + model.steps.iter().map(|s| s.hosts.len()).sum::<usize>();
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "cluster": model.name, "hosts": model.hosts.len(), "tasks": tasks})
+                );
+            } else {
+                println!(
+                    "{} {} is valid: cluster `{}`, {} host{}, {} task{}.",
+                    style.green("✓"),
+                    cli.file.display(),
+                    model.name,
+                    model.hosts.len(),
+                    plural(model.hosts.len()),
+                    tasks,
+                    plural(tasks)
+                );
+            }
+            Ok(Success::Ok)
+        }
+        Command::Graph => {
+            let (source, model) = load(&cli.file)?;
+            let dir = StateDir::new(&model.base_dir, &model.name);
+            let state = dir.load()?;
+            let graph = compile(&source, &model, &dir, &state)?;
+            print!("{}", graph.to_dot(&model));
+            Ok(Success::Ok)
+        }
+        Command::Plan(args) => plan_command(&cli, args, &style),
+        Command::Apply(args) => apply_command(&cli, args, &style),
+        Command::State(sub) => state_command(&cli, sub, &style),
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Reads, parses and validates: every problem, or the model.
+pub fn load(path: &Path) -> Result<(SourceFile, Arc<Model>), CairnError> {
+    let source = crate::clusterfile::read(path)?;
+    let mut problems = Problems::default();
+    let model = crate::clusterfile::parse(&source, &mut problems).and_then(|raw| {
+        if problems.is_empty() {
+            crate::model::validate(&source, raw, &mut problems)
+        } else {
+            None
+        }
+    });
+    match model {
+        Some(m) if problems.is_empty() => Ok((source, Arc::new(m))),
+        _ => Err(InvalidClusterfile::new(source, problems.0).into()),
+    }
+}
+
+/// Compiles the graph, with the hash cache of this folder.
+fn compile(
+    source: &SourceFile,
+    model: &Model,
+    dir: &StateDir,
+    state: &State,
+) -> Result<TaskGraph, CairnError> {
+    let cache_dir = dir.cache_dir();
+    let cache_file = cache_dir.join("hashes.json");
+    let cache = HashCache::load(&cache_file);
+    let options = CompileOptions {
+        salt: &state.salt,
+        hash_cache: &cache,
+        cache_dir: cache_dir.clone(),
+    };
+    let graph = graph::compile(model, &options)
+        .map_err(|problems| CairnError::from(InvalidClusterfile::new(source.clone(), problems)))?;
+    // Only a cache: failing to save it costs time next run, nothing else.
+    if std::fs::create_dir_all(&cache_dir).is_ok() {
+        let _ = cache.save(&cache_file);
+    }
+    Ok(graph)
+}
+
+/// Host names left out by `--limit`.
+fn excluded_hosts(model: &Model, selection: &Selection) -> Result<BTreeSet<String>, CairnError> {
+    if selection.limit.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let matches = |pattern: &str| -> Result<Vec<String>, CairnError> {
+        let found: Vec<String> = model
+            .hosts
+            .iter()
+            .filter(|h| {
+                h.name == pattern || h.address == pattern || h.roles.iter().any(|r| r == pattern)
+            })
+            .map(|h| h.name.clone())
+            .collect();
+        if found.is_empty() {
+            let roles: BTreeSet<&str> = model
+                .hosts
+                .iter()
+                .flat_map(|h| h.roles.iter().map(String::as_str))
+                .collect();
+            return Err(CairnError::usage(
+                format!("--limit {pattern}: no host has this name, address or role"),
+                format!(
+                    "roles: {}",
+                    roles.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Ok(found)
+    };
+    let mut included: BTreeSet<String> = BTreeSet::new();
+    let mut any_positive = false;
+    let mut excluded: BTreeSet<String> = BTreeSet::new();
+    for pattern in &selection.limit {
+        let pattern = pattern.trim();
+        if let Some(neg) = pattern.strip_prefix('!') {
+            excluded.extend(matches(neg)?);
+        } else {
+            any_positive = true;
+            included.extend(matches(pattern)?);
+        }
+    }
+    Ok(model
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .filter(|n| (any_positive && !included.contains(n)) || excluded.contains(n))
+        .collect())
+}
+
+/// Everything a plan needs, computed.
+struct Planned {
+    model: Arc<Model>,
+    graph: Arc<TaskGraph>,
+    state: Arc<State>,
+    refresh: Arc<Refresh>,
+    plan: Plan,
+    dir: StateDir,
+}
+
+fn make_plan(
+    cli: &Cli,
+    selection: &Selection,
+    offline: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Planned, CairnError> {
+    let (source, model) = load(&cli.file)?;
+    let dir = StateDir::new(&model.base_dir, &model.name);
+    let state = Arc::new(dir.load()?);
+    let graph = Arc::new(compile(&source, &model, &dir, &state)?);
+    for pattern in &selection.replace {
+        let known = (0..graph.len())
+            .map(petgraph::graph::NodeIndex::new)
+            .any(|n| plan::matches_replace(std::slice::from_ref(pattern), &graph.task(n).id));
+        if !known {
+            return Err(CairnError::usage(
+                format!("--replace {pattern}: no such task"),
+                "name a task as `cairn state list` or `cairn plan` prints it (step.init@master0), or its element (step.init)",
+            ));
+        }
+    }
+    let excluded = excluded_hosts(&model, selection)?;
+    let refresh = if offline {
+        Refresh::default()
+    } else {
+        let hosts: Vec<_> = model
+            .hosts
+            .iter()
+            .filter(|h| !excluded.contains(&h.name))
+            .map(|h| h.id)
+            .collect();
+        runtime.block_on(plan::refresh::refresh(
+            model.clone(),
+            &graph,
+            state.clone(),
+            &hosts,
+        ))
+    };
+    let options = DiffOptions {
+        replace: selection.replace.clone(),
+        excluded_hosts: excluded,
+        offline,
+    };
+    let plan = plan::diff(&model, &graph, &state, &refresh, &options);
+    Ok(Planned {
+        model,
+        graph,
+        state,
+        refresh: Arc::new(refresh),
+        plan,
+        dir,
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("can start the tokio runtime")
+}
+
+fn plan_command(cli: &Cli, args: &PlanArgs, style: &Style) -> Result<Success, CairnError> {
+    let rt = runtime();
+    let planned = make_plan(cli, &args.selection, args.offline, &rt)?;
+    let plan = &planned.plan;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).expect("plan serializes")
+        );
+    } else {
+        print!("{}", plan.to_text(style));
+    }
+    if let Some(out) = &args.out {
+        let text = serde_json::to_vec_pretty(&plan.to_json()).expect("plan serializes");
+        crate::state::write_atomic(out, &text, true).map_err(|e| {
+            CairnError::usage(
+                format!("failed to write {}: {e}", out.display()),
+                "check the path",
+            )
+        })?;
+        if !cli.json {
+            println!(
+                "\nSaved the plan to {}. Apply exactly it with: cairn apply {}",
+                out.display(),
+                out.display()
+            );
+        }
+    }
+    if !plan.unreachable.is_empty() {
+        return Err(CairnError::usage(
+            format!(
+                "{} host{} could not be refreshed",
+                plan.unreachable.len(),
+                plural(plan.unreachable.len())
+            ),
+            "see the hosts listed above; fix them, leave them out with --limit '!NAME', or plan with --offline",
+        ));
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        Success::Changes
+    } else {
+        Success::Ok
+    })
+}
+
+/// Compares a saved plan with a fresh one: same tasks, same actions, same keys, same reasons.
+fn stale_differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
+    let mut out = Vec::new();
+    if saved.cluster != fresh.cluster {
+        out.push(format!(
+            "cluster `{}` is now `{}`",
+            saved.cluster, fresh.cluster
+        ));
+        return out;
+    }
+    let index = |p: &PlanJson| {
+        p.changes
+            .iter()
+            .map(|c| (c.task.clone(), c.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (a, b) = (index(saved), index(fresh));
+    for (task, old) in &a {
+        match b.get(task) {
+            None => out.push(format!("{task} is no longer in the plan")),
+            Some(new) if new.action != old.action => out
+                .push(format!("{task}: was {:?}, now {:?}", old.action, new.action).to_lowercase()),
+            Some(new) if new.key != old.key || new.reasons != old.reasons => {
+                out.push(format!("{task}: its inputs or its host changed"))
+            }
+            Some(_) => {}
+        }
+    }
+    for task in b.keys().filter(|t| !a.contains_key(*t)) {
+        out.push(format!("{task} is new"));
+    }
+    out
+}
+
+fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, CairnError> {
+    let rt = runtime();
+    // The lock first: the state read for planning must be the one this apply builds on.
+    let (_, model) = load(&cli.file)?;
+    let dir = StateDir::new(&model.base_dir, &model.name);
+    dir.create()?;
+    let _lock = StateLock::acquire(
+        &dir.lock_file(),
+        &model.name,
+        &std::env::args().collect::<Vec<_>>().join(" "),
+    )?;
+    if !dir.state_file().exists() {
+        // Persist the salt before any record is keyed with it.
+        let mut fresh = dir.load()?;
+        dir.compact(&mut fresh)?;
+    }
+    let planned = make_plan(cli, &args.selection, false, &rt)?;
+    let plan = &planned.plan;
+    if let Some(saved_path) = &args.plan {
+        let text = std::fs::read(saved_path).map_err(|e| {
+            CairnError::usage(
+                format!(
+                    "failed to read the saved plan {}: {e}",
+                    saved_path.display()
+                ),
+                "make one with `cairn plan -o FILE`",
+            )
+        })?;
+        let saved: PlanJson = serde_json::from_slice(&text).map_err(|e| {
+            CairnError::usage(
+                format!("{} is not a saved cairn plan: {e}", saved_path.display()),
+                "make one with `cairn plan -o FILE`",
+            )
+        })?;
+        let differences = stale_differences(&saved, &plan.to_json());
+        if !differences.is_empty() {
+            let shown: Vec<String> = differences.iter().take(5).cloned().collect();
+            let more = if differences.len() > 5 {
+                format!(" (+{} more)", differences.len() - 5)
+            } else {
+                String::new()
+            };
+            return Err(CairnError::StalePlan {
+                path: saved_path.display().to_string(),
+                differences: format!("{}{more}", shown.join("; ")),
+            });
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "plan", "plan": plan.to_json()})
+        );
+    } else {
+        print!("{}", plan.to_text(style));
+    }
+    if !plan.unreachable.is_empty() {
+        return Err(CairnError::usage(
+            format!(
+                "{} host{} could not be refreshed; nothing was changed",
+                plan.unreachable.len(),
+                plural(plan.unreachable.len())
+            ),
+            "fix them, or leave them out with --limit '!NAME'",
+        ));
+    }
+    let adopt = plan.changes.iter().any(|c| {
+        c.kind == plan::ChangeKind::Noop
+            && c.node.is_some()
+            && !planned.state.tasks.contains_key(&c.id.0)
+    });
+    if !plan.has_changes() && !adopt {
+        return Ok(Success::Ok);
+    }
+    if plan.has_changes() && !args.auto_approve && args.plan.is_none() {
+        confirm()?;
+    }
+    let journal = Journal::open(&dir.journal_file())?;
+    let mode = if cli.json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() {
+        Mode::Progress
+    } else {
+        Mode::Plain
+    };
+    let reporter = Reporter::start(mode, *style);
+    let log_dir = dir
+        .runs_dir()
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
+    let summary = rt.block_on(exec::execute(
+        planned.model.clone(),
+        planned.graph.clone(),
+        planned.state.clone(),
+        plan,
+        planned.refresh.clone(),
+        journal.appender(),
+        reporter.sender(),
+        ExecOptions {
+            parallelism: args.parallelism,
+            per_host: exec::DEFAULT_PER_HOST,
+            log_dir,
+        },
+    ));
+    let _ = reporter.sender().send(report::Event::RunFinished {
+        summary: summary.clone(),
+    });
+    reporter.finish();
+    drop(journal);
+    let mut state = planned.dir.load()?;
+    state.serial += 1;
+    planned.dir.compact(&mut state)?;
+    prune_runs(&planned.dir, 20);
+    if summary.failed.is_empty() {
+        Ok(Success::Ok)
+    } else {
+        Err(CairnError::ApplyFailed {
+            count: summary.failed.len(),
+        })
+    }
+}
+
+/// Keeps the newest `keep` run logs.
+fn prune_runs(dir: &StateDir, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir.runs_dir()) else {
+        return;
+    };
+    let mut runs: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    runs.sort();
+    let excess = runs.len().saturating_sub(keep);
+    for old in runs.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+}
+
+fn confirm() -> Result<(), CairnError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CairnError::usage(
+            "no terminal to ask for confirmation; nothing was changed",
+            "pass --auto-approve to apply without asking, or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE",
+        ));
+    }
+    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|_| CairnError::Aborted)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CairnError::Aborted)
+    }
+}
+
+fn state_command(cli: &Cli, sub: &StateCommand, style: &Style) -> Result<Success, CairnError> {
+    let (_, model) = load(&cli.file)?;
+    let dir = StateDir::new(&model.base_dir, &model.name);
+    let state = dir.load()?;
+    let scrubber = Scrubber::new(model.secret_values());
+    match sub {
+        StateCommand::List => {
+            if cli.json {
+                let list: Vec<_> = state.tasks.iter().map(|(id, r)| serde_json::json!({"task": id, "key": r.key.0, "host": r.host.name, "finished_at": r.finished_at})).collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("serializes")
+                );
+                return Ok(Success::Ok);
+            }
+            if state.tasks.is_empty() {
+                println!(
+                    "No tasks recorded for cluster `{}` yet (state: {}).",
+                    model.name,
+                    dir.dir.display()
+                );
+                return Ok(Success::Ok);
+            }
+            let width = state
+                .tasks
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            println!(
+                "{}",
+                style.bold(&format!("{:<width$}  {:<12}  FINISHED", "TASK", "KEY"))
+            );
+            for (id, r) in &state.tasks {
+                println!("{id:<width$}  {:<12}  {}", r.key.short(), r.finished_at);
+            }
+            println!(
+                "\n{} task{} recorded (serial {}).",
+                state.tasks.len(),
+                plural(state.tasks.len()),
+                state.serial
+            );
+            Ok(Success::Ok)
+        }
+        StateCommand::Show { task } => {
+            let record = state.tasks.get(task).ok_or_else(|| {
+                CairnError::usage(
+                    format!("no task `{task}` in the state of cluster `{}`", model.name),
+                    "list the recorded tasks with `cairn state list`",
+                )
+            })?;
+            let text =
+                serde_json::to_string_pretty(&serde_json::json!({"task": task, "record": record}))
+                    .expect("serializes");
+            println!("{}", scrubber.scrub(&text));
+            Ok(Success::Ok)
+        }
+    }
+}

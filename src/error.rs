@@ -1,0 +1,99 @@
+//! The top-level error: every way a command can fail, and its exit code.
+//!
+//! Modules have their own `thiserror` enums; this one wraps them for the
+//! edge, where `main` renders it with miette. Exit codes are part of the
+//! contract (docs/clusterfile.md, "Exit codes"): 0 success, 1 error,
+//! 2 changes present (plan with `--detailed-exitcode`).
+
+use miette::Diagnostic;
+
+use crate::diagnostic::InvalidClusterfile;
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum CairnError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(Box<InvalidClusterfile>),
+
+    #[error(transparent)]
+    #[diagnostic(
+        code(cairn::read),
+        help("check the path, or pass another with -f PATH")
+    )]
+    Load(#[from] crate::clusterfile::LoadError),
+
+    #[error(transparent)]
+    #[diagnostic(code(cairn::state))]
+    State(#[from] crate::state::StateError),
+
+    #[error(transparent)]
+    #[diagnostic(
+        code(cairn::locked),
+        help("wait for that apply to finish; the lock frees itself when its process ends")
+    )]
+    Locked(#[from] crate::state::LockError),
+
+    #[error("{message}")]
+    #[diagnostic(code(cairn::usage))]
+    Usage {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("the saved plan {path} no longer matches: {differences}")]
+    #[diagnostic(
+        code(cairn::stale_plan),
+        help("run `cairn plan -o {path}` again, review it, and apply the new plan")
+    )]
+    StalePlan { path: String, differences: String },
+
+    #[error("apply failed: {count} task{} failed", if *count == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::apply_failed),
+        help(
+            "see the failures above; fix them and run `cairn apply` again: finished tasks are not repeated"
+        )
+    )]
+    ApplyFailed { count: usize },
+
+    #[error("aborted: nothing was changed")]
+    #[diagnostic(code(cairn::aborted))]
+    Aborted,
+}
+
+impl From<InvalidClusterfile> for CairnError {
+    fn from(e: InvalidClusterfile) -> Self {
+        CairnError::Invalid(Box::new(e))
+    }
+}
+
+impl CairnError {
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    pub fn usage(message: impl Into<String>, help: impl Into<String>) -> CairnError {
+        CairnError::Usage {
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+/// What a successful command tells the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Success {
+    Ok,
+    /// Changes present (plan with `--detailed-exitcode`).
+    Changes,
+}
+
+impl Success {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Success::Ok => 0,
+            Success::Changes => 2,
+        }
+    }
+}

@@ -1,0 +1,616 @@
+//! The executor: walks the task graph and runs what the plan says, in parallel.
+//!
+//! One loop owns all scheduling state (as cargo's job queue does): how many
+//! upstream tasks each task still waits for, which finished how, the values
+//! captured so far. Tasks run as tokio tasks and send one message back when
+//! they end; the loop then releases what waited for them. A task starts as
+//! soon as everything it waits for is done, with no barrier between steps
+//! or hosts, within `--parallelism` overall and a per-host limit.
+//!
+//! A task that fails marks everything downstream of it skipped ("upstream
+//! failed") and nothing else: independent work goes on, and the run ends
+//! with a summary and a non-zero exit. Each finished task is appended to the
+//! state journal (fsynced) by the task itself before it reports back, so a
+//! killed cairn loses at most what was in flight. Destroys run first, newest
+//! first. The executor never prints: it sends [`Event`]s to the reporter.
+
+pub mod runner;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+
+use crate::graph::{TaskGraph, TaskId, Work};
+use crate::hash::ActionSpec;
+use crate::model::{ElementRef, HostId, Model, TransportKind};
+use crate::plan::{ChangeKind, Plan, Refresh};
+use crate::report::{Event, HostTotal, Outcome, RunSummary};
+use crate::state::{HostRecord, JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
+use crate::transport::Transport;
+use runner::{Failure, RunnerContext};
+
+/// Replaces secret values with `***` in anything shown or logged.
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    pub fn new(mut secrets: Vec<String>) -> Scrubber {
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrubber { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+pub struct ExecOptions {
+    /// Tasks running at once, overall.
+    pub parallelism: usize,
+    /// Tasks running at once on one host.
+    pub per_host: usize,
+    /// Folder of this run's task logs.
+    pub log_dir: PathBuf,
+}
+
+/// Default per-host limit: below OpenSSH's default MaxSessions (10).
+pub const DEFAULT_PER_HOST: usize = 8;
+
+struct Shared {
+    model: Arc<Model>,
+    state: Arc<State>,
+    refresh: Arc<Refresh>,
+    scrubber: Scrubber,
+    journal: Appender,
+    log_dir: PathBuf,
+    seq: AtomicU64,
+    transports: HashMap<HostId, Transport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Done,
+    /// Failed, skipped, or left out without a record: what waits for it cannot run.
+    Blocked,
+}
+
+struct Finished {
+    node: NodeIndex,
+    result: Result<(Outcome, Option<String>, Option<String>), Failure>,
+    duration_ms: u64,
+}
+
+/// Runs the plan. Returns the summary; `failed` is empty on success.
+pub async fn execute(
+    model: Arc<Model>,
+    graph: Arc<TaskGraph>,
+    state: Arc<State>,
+    plan: &Plan,
+    refresh: Arc<Refresh>,
+    journal: Appender,
+    events: Sender<Event>,
+    options: ExecOptions,
+) -> RunSummary {
+    let started = Instant::now();
+    let mut transports = HashMap::new();
+    for host in &model.hosts {
+        if let Ok(t) = Transport::for_host(host, &model.base_dir) {
+            transports.insert(host.id, t);
+        }
+    }
+    let shared = Arc::new(Shared {
+        scrubber: Scrubber::new(model.secret_values()),
+        model: model.clone(),
+        state: state.clone(),
+        refresh,
+        journal,
+        log_dir: options.log_dir.clone(),
+        seq: AtomicU64::new(state.next_seq),
+        transports,
+    });
+    let changes: HashMap<NodeIndex, &crate::plan::Change> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.node.map(|n| (n, c)))
+        .collect();
+    let to_run = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Noop)
+        .count();
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+        *per_host.entry(c.host.clone()).or_default() += 1;
+    }
+    let _ = events.send(Event::RunStarted {
+        cluster: model.name.clone(),
+        tasks: to_run,
+        hosts: per_host
+            .into_iter()
+            .map(|(host, tasks)| HostTotal { host, tasks })
+            .collect(),
+    });
+    let mut summary = RunSummary {
+        unchanged: plan.summary().unchanged,
+        ..Default::default()
+    };
+
+    // Manifests first, so every bundle record that follows can be explained later.
+    let mut roots_written = HashSet::new();
+    for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+        if let Some(node) = c.node
+            && let Work::Bundle { prepared, .. } = &graph.task(node).work
+            && !state.manifests.contains_key(&prepared.base_root)
+            && roots_written.insert(prepared.base_root.clone())
+        {
+            let _ = shared.journal.append(JournalEntry::Manifest {
+                root: prepared.base_root.clone(),
+                manifest: prepared.base_manifest.clone(),
+            });
+        }
+    }
+
+    // Destroys, newest first, one at a time: undo order matters more than speed here.
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Destroy)
+    {
+        let t0 = Instant::now();
+        let _ = events.send(Event::TaskStarted {
+            task: c.id.0.clone(),
+            host: c.host.clone(),
+            action: "destroy".into(),
+        });
+        match destroy(&shared, &c.id).await {
+            Ok(detail) => {
+                summary.succeeded += 1;
+                let _ = events.send(Event::TaskFinished {
+                    task: c.id.0.clone(),
+                    host: c.host.clone(),
+                    outcome: Outcome::Destroyed,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                    detail: Some(detail),
+                });
+            }
+            Err(f) => {
+                summary.failed.push(c.id.0.clone());
+                let _ = events.send(Event::TaskFailed {
+                    task: c.id.0.clone(),
+                    host: c.host.clone(),
+                    error: f.error,
+                    tail: f.tail,
+                    log: f.log,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                });
+            }
+        }
+    }
+
+    // The graph walk.
+    let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut ready: VecDeque<NodeIndex> = VecDeque::new();
+    for &node in graph.topological() {
+        let n = graph.upstream(node).count();
+        waiting.insert(node, n);
+        if n == 0 {
+            ready.push_back(node);
+        }
+    }
+    let mut states: HashMap<NodeIndex, NodeState> = HashMap::new();
+    let mut captured: HashMap<TaskId, String> = HashMap::new();
+    for record_id in state.tasks.keys() {
+        if let Some(RecordDetail::Step {
+            captured: Some(v), ..
+        }) = state.tasks.get(record_id).map(|r| &r.detail)
+        {
+            captured.insert(TaskId(record_id.clone()), v.clone());
+        }
+    }
+    let mut running_total = 0usize;
+    let mut running_per_host: HashMap<HostId, usize> = HashMap::new();
+    let mut deferred: VecDeque<NodeIndex> = VecDeque::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+
+    loop {
+        // Settle everything that needs no running; start what fits.
+        while let Some(node) = ready.pop_front() {
+            let task = graph.task(node);
+            let blocked_by: Vec<&TaskId> = graph
+                .upstream(node)
+                .filter(|u| states.get(u) == Some(&NodeState::Blocked))
+                .map(|u| &graph.task(u).id)
+                .collect();
+            let change = changes.get(&node);
+            let runs = change.is_some_and(|c| c.kind != ChangeKind::Noop);
+            if !blocked_by.is_empty() {
+                if runs {
+                    summary.skipped += 1;
+                    let _ = events.send(Event::TaskSkipped {
+                        task: task.id.0.clone(),
+                        host: model.host(task.host).name.clone(),
+                        reason: format!(
+                            "upstream failed or not applied ({})",
+                            blocked_by
+                                .iter()
+                                .map(|t| t.0.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                }
+                settle(
+                    &graph,
+                    node,
+                    NodeState::Blocked,
+                    &mut states,
+                    &mut waiting,
+                    &mut ready,
+                );
+                continue;
+            }
+            match change {
+                None => {
+                    // Left out (by --limit or an unreachable host): fine if it ran before.
+                    let s = if state.tasks.contains_key(&task.id.0) {
+                        NodeState::Done
+                    } else {
+                        NodeState::Blocked
+                    };
+                    settle(&graph, node, s, &mut states, &mut waiting, &mut ready);
+                }
+                Some(c) if c.kind == ChangeKind::Noop && state.tasks.contains_key(&task.id.0) => {
+                    settle(
+                        &graph,
+                        node,
+                        NodeState::Done,
+                        &mut states,
+                        &mut waiting,
+                        &mut ready,
+                    );
+                }
+                Some(_) => deferred.push_back(node),
+            }
+        }
+        let mut still_deferred = VecDeque::new();
+        while let Some(node) = deferred.pop_front() {
+            let host = graph.task(node).host;
+            let host_running = running_per_host.get(&host).copied().unwrap_or(0);
+            if running_total >= options.parallelism.max(1)
+                || host_running >= options.per_host.max(1)
+            {
+                still_deferred.push_back(node);
+                continue;
+            }
+            running_total += 1;
+            *running_per_host.entry(host).or_default() += 1;
+            let change = changes[&node];
+            let task = graph.task(node).clone();
+            let captures = capture_values(&model, &task, &captured);
+            let _ = events.send(Event::TaskStarted {
+                task: task.id.0.clone(),
+                host: model.host(host).name.clone(),
+                action: format!("{:?}", change.kind).to_lowercase(),
+            });
+            let shared = shared.clone();
+            let tx = done_tx.clone();
+            let change = change.clone();
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let result = run_one(&shared, &task, &change, &captures).await;
+                let _ = tx.send(Finished {
+                    node,
+                    result,
+                    duration_ms: t0.elapsed().as_millis() as u64,
+                });
+            });
+        }
+        deferred = still_deferred;
+        if running_total == 0 {
+            break;
+        }
+        let Some(finished) = done_rx.recv().await else {
+            break;
+        };
+        running_total -= 1;
+        let task = graph.task(finished.node);
+        *running_per_host
+            .get_mut(&task.host)
+            .expect("counted at start") -= 1;
+        let host = model.host(task.host).name.clone();
+        match finished.result {
+            Ok((outcome, capture, detail)) => {
+                if let Some(v) = capture {
+                    captured.insert(task.id.clone(), v);
+                }
+                if outcome != Outcome::Adopted {
+                    summary.succeeded += 1;
+                }
+                let _ = events.send(Event::TaskFinished {
+                    task: task.id.0.clone(),
+                    host,
+                    outcome,
+                    duration_ms: finished.duration_ms,
+                    detail,
+                });
+                settle(
+                    &graph,
+                    finished.node,
+                    NodeState::Done,
+                    &mut states,
+                    &mut waiting,
+                    &mut ready,
+                );
+            }
+            Err(f) => {
+                summary.failed.push(task.id.0.clone());
+                let _ = events.send(Event::TaskFailed {
+                    task: task.id.0.clone(),
+                    host,
+                    error: f.error,
+                    tail: f.tail,
+                    log: f.log,
+                    duration_ms: finished.duration_ms,
+                });
+                settle(
+                    &graph,
+                    finished.node,
+                    NodeState::Blocked,
+                    &mut states,
+                    &mut waiting,
+                    &mut ready,
+                );
+            }
+        }
+    }
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    if shared.log_dir.is_dir() {
+        summary.log_dir = Some(shared.log_dir.display().to_string());
+    }
+    summary
+}
+
+/// Marks a node finished and releases what waited for it.
+fn settle(
+    graph: &TaskGraph,
+    node: NodeIndex,
+    s: NodeState,
+    states: &mut HashMap<NodeIndex, NodeState>,
+    waiting: &mut HashMap<NodeIndex, usize>,
+    ready: &mut VecDeque<NodeIndex>,
+) {
+    states.insert(node, s);
+    for down in graph.downstream(node) {
+        let n = waiting.get_mut(&down).expect("every node is counted");
+        *n -= 1;
+        if *n == 0 {
+            ready.push_back(down);
+        }
+    }
+}
+
+/// The captured values a step reads, from the tasks that captured them.
+fn capture_values(
+    model: &Model,
+    task: &crate::graph::Task,
+    captured: &HashMap<TaskId, String>,
+) -> runner::Captures {
+    let mut values = runner::Captures::new();
+    let Work::Step { step } = task.work else {
+        return values;
+    };
+    let s = &model.steps[step];
+    for interp in [
+        Some(&s.run),
+        s.cwd.as_ref(),
+        s.check.as_ref(),
+        s.undo.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for name in interp.vars() {
+            if model.var(task.host, name).is_some() {
+                continue;
+            }
+            if let Some((producer, host)) = model.capture_source(task.host, name) {
+                let id = TaskId::new(
+                    ElementRef::Step(producer),
+                    &model.steps[producer].name,
+                    &model.host(host).name,
+                );
+                if let Some(v) = captured.get(&id) {
+                    values.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    values
+}
+
+type TaskOutput = (Outcome, Option<String>, Option<String>);
+
+async fn run_one(
+    shared: &Shared,
+    task: &crate::graph::Task,
+    change: &crate::plan::Change,
+    captures: &runner::Captures,
+) -> Result<TaskOutput, Failure> {
+    let transport = shared.transports.get(&task.host).ok_or_else(|| {
+        Failure::new(format!(
+            "host {} cannot be reached by this build of cairn",
+            shared.model.host(task.host).name
+        ))
+    })?;
+    let ctx = RunnerContext {
+        model: &shared.model,
+        transport,
+        scrubber: &shared.scrubber,
+        log_dir: &shared.log_dir,
+    };
+    let record = shared.state.tasks.get(&task.id.0);
+    let observation = shared.refresh.observations.get(&task.id);
+    let replace = change.kind == ChangeKind::Replace;
+    let (detail, description, outcome) = if change.kind == ChangeKind::Noop {
+        // Adopted: the check passes, so it is recorded as converged without running.
+        let Work::Step { step } = task.work else {
+            unreachable!("only steps are adopted")
+        };
+        let s = &shared.model.steps[step];
+        (
+            RecordDetail::Step {
+                captured: None,
+                undo: s.undo.as_ref().map(|u| u.source.clone()),
+                undo_vars: BTreeMap::new(),
+                cwd: None,
+            },
+            "check passes".to_string(),
+            Outcome::Adopted,
+        )
+    } else {
+        let outcome = match change.kind {
+            ChangeKind::Create => Outcome::Created,
+            ChangeKind::Replace => Outcome::Replaced,
+            _ => Outcome::Updated,
+        };
+        match &task.work {
+            Work::Bundle { .. } | Work::File { .. } => {
+                let (d, s) = runner::sync_files(&ctx, task, record, observation, replace).await?;
+                (d, s, outcome)
+            }
+            Work::Step { step } => {
+                if replace && let Some(r) = record {
+                    runner::run_undo(&ctx, r, &task.id.0, None).await?;
+                }
+                let (d, s) = runner::run_step(&ctx, task, *step, captures, &task.id.0).await?;
+                (d, s, outcome)
+            }
+        }
+    };
+    let capture = match &detail {
+        RecordDetail::Step { captured, .. } => captured.clone(),
+        _ => None,
+    };
+    let h = shared.model.host(task.host);
+    let record = TaskRecord {
+        key: change.key.clone().expect("graph changes have keys"),
+        inputs: change.inputs.clone().expect("graph changes have inputs"),
+        host: HostRecord {
+            name: h.name.clone(),
+            address: h.address.clone(),
+            port: h.port,
+            user: h.user.clone(),
+            transport: h.transport,
+        },
+        detail,
+        finished_at: crate::state::now_rfc3339(),
+        seq: shared.seq.fetch_add(1, Ordering::SeqCst),
+    };
+    let journal = shared.journal.clone();
+    let id = task.id.0.clone();
+    tokio::task::spawn_blocking(move || {
+        journal.append(JournalEntry::Done {
+            id,
+            record: Box::new(record),
+        })
+    })
+    .await
+    .map_err(|e| Failure::new(format!("failed to record the task: {e}")))?
+    .map_err(|e| Failure::new(format!("the task ran, but recording it failed: {e}")))?;
+    Ok((
+        outcome,
+        capture,
+        (!description.is_empty()).then_some(description),
+    ))
+}
+
+/// Undoes a task that left the Clusterfile, then forgets it.
+async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
+    let record = shared
+        .state
+        .tasks
+        .get(&id.0)
+        .ok_or_else(|| Failure::new("no record"))?;
+    let transport = match shared
+        .model
+        .hosts
+        .iter()
+        .find(|h| h.name == record.host.name)
+    {
+        Some(h) => shared.transports.get(&h.id).cloned(),
+        None if record.host.transport == TransportKind::Local => Some(Transport::Local(
+            crate::transport::local::LocalTransport::new(
+                record.host.name.clone(),
+                shared.model.base_dir.clone(),
+            ),
+        )),
+        None => None,
+    }
+    .ok_or_else(|| {
+        Failure::new(format!(
+            "host {} cannot be reached by this build of cairn",
+            record.host.name
+        ))
+    })?;
+    let ctx = RunnerContext {
+        model: &shared.model,
+        transport: &transport,
+        scrubber: &shared.scrubber,
+        log_dir: &shared.log_dir,
+    };
+    let detail = match (&record.detail, &record.inputs.action) {
+        (RecordDetail::Step { .. }, ActionSpec::Step { .. }) => {
+            runner::run_undo(&ctx, record, &id.0, None).await?
+        }
+        (RecordDetail::Bundle { dest, shipped }, _) => {
+            let kept = transport
+                .remove(dest, shipped)
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            removal_detail(shipped.len(), &kept)
+        }
+        (RecordDetail::File { dest, shipped }, _) => {
+            let one = BTreeMap::from([(String::new(), shipped.clone())]);
+            let kept = transport
+                .remove(dest, &one)
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            removal_detail(1, &kept)
+        }
+        _ => String::from("forgotten"),
+    };
+    let journal = shared.journal.clone();
+    let forget = JournalEntry::Forget { id: id.0.clone() };
+    tokio::task::spawn_blocking(move || journal.append(forget))
+        .await
+        .map_err(|e| Failure::new(e.to_string()))?
+        .map_err(|e| Failure::new(e.to_string()))?;
+    Ok(detail)
+}
+
+fn removal_detail(total: usize, kept: &[String]) -> String {
+    if kept.is_empty() {
+        format!("{total} file{} removed", if total == 1 { "" } else { "s" })
+    } else {
+        format!(
+            "{} removed, {} kept because they were changed by hand ({})",
+            total - kept.len(),
+            kept.len(),
+            kept.join(", ")
+        )
+    }
+}
