@@ -95,7 +95,9 @@ pub struct InvalidClusterfile {
 }
 
 impl InvalidClusterfile {
-    pub fn new(source_file: SourceFile, problems: Vec<Problem>) -> Self {
+    pub fn new(source_file: SourceFile, mut problems: Vec<Problem>) -> Self {
+        // In file order, as a reader goes through it.
+        problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
         let problems = problems
             .into_iter()
             .map(|problem| ProblemReport {
@@ -117,7 +119,7 @@ impl Diagnostic for InvalidClusterfile {
 
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
         Some(Box::new(
-            "nothing was run and nothing was written; fix the errors above and run `cairn validate`",
+            "nothing was run and nothing was written; fix the errors below and run `cairn validate` again",
         ))
     }
 

@@ -10,6 +10,7 @@
 
 pub mod raw;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,10 +47,18 @@ pub fn read(path: &Path) -> Result<SourceFile, LoadError> {
     })
 }
 
+/// Names and roles of items that failed to deserialize. Validation still
+/// runs on the rest; references to these are not reported as unknown, since
+/// the real error is already in the item itself.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub names: HashSet<String>,
+    pub roles: HashSet<String>,
+}
+
 /// Parses the text into raw types, pushing every problem found. Returns
-/// `None` when the document is too broken to go on (syntax errors, or a
-/// missing `version`/`name`).
-pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<RawClusterfile> {
+/// `None` when the document is too broken to go on (syntax errors).
+pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawClusterfile, Recovered)> {
     let (root, syntax_errors) = DeTable::parse_recoverable(&source.text);
     if !syntax_errors.is_empty() {
         for error in syntax_errors {
@@ -66,6 +75,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<RawClusterf
     }
     let root_span = root.span();
     let root = root.into_inner();
+    let mut recovered = Recovered::default();
 
     let mut version = None;
     let mut name = None;
@@ -83,15 +93,25 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<RawClusterf
     for (key, value) in root {
         let key_span = key.span();
         match key.get_ref().as_ref() {
-            "version" => version = decode(value, problems),
-            "name" => name = decode(value, problems),
-            "ssh" => out.ssh = decode(value, problems),
-            "vars" => out.vars = decode(value, problems).unwrap_or_default(),
-            "hosts" => out.hosts = decode_items(value, "hosts", problems),
-            "bundles" => out.bundles = decode_items(value, "bundles", problems),
-            "files" => out.files = decode_items(value, "files", problems),
-            "configs" => out.configs = decode_items(value, "configs", problems),
-            "steps" => out.steps = decode_items(value, "steps", problems),
+            "version" => version = decode(&source.text, value, problems),
+            "name" => name = decode(&source.text, value, problems),
+            "ssh" => out.ssh = decode(&source.text, value, problems),
+            "vars" => out.vars = decode(&source.text, value, problems).unwrap_or_default(),
+            "hosts" => {
+                out.hosts = decode_items(&source.text, value, "hosts", problems, &mut recovered)
+            }
+            "bundles" => {
+                out.bundles = decode_items(&source.text, value, "bundles", problems, &mut recovered)
+            }
+            "files" => {
+                out.files = decode_items(&source.text, value, "files", problems, &mut recovered)
+            }
+            "configs" => {
+                out.configs = decode_items(&source.text, value, "configs", problems, &mut recovered)
+            }
+            "steps" => {
+                out.steps = decode_items(&source.text, value, "steps", problems, &mut recovered)
+            }
             other => problems.push(
                 Problem::at(key_span, format!("unknown key `{other}`"))
                     .label("not a Clusterfile key")
@@ -116,11 +136,12 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<RawClusterf
                 .help("add `name = \"my-cluster\"`: it names the cluster and its state folder"),
         ),
     }
-    Some(out)
+    Some((out, recovered))
 }
 
 /// Deserializes one value; on failure pushes the error at its span.
 fn decode<T: for<'de> Deserialize<'de>>(
+    text: &str,
     value: Spanned<DeValue<'_>>,
     problems: &mut Problems,
 ) -> Option<T> {
@@ -128,7 +149,7 @@ fn decode<T: for<'de> Deserialize<'de>>(
     match T::deserialize(ValueDeserializer::from(value)) {
         Ok(v) => Some(v),
         Err(error) => {
-            problems.push(serde_problem(&error, span));
+            problems.push(serde_problem(text, &error, span));
             None
         }
     }
@@ -137,20 +158,30 @@ fn decode<T: for<'de> Deserialize<'de>>(
 /// Deserializes each item of an array of tables on its own, so that errors
 /// in several items are all reported.
 fn decode_items<T: for<'de> Deserialize<'de>>(
+    text: &str,
     value: Spanned<DeValue<'_>>,
     section: &str,
     problems: &mut Problems,
+    recovered: &mut Recovered,
 ) -> Vec<T> {
     let span = value.span();
     match value.into_inner() {
         DeValue::Array(items) => items
             .into_iter()
-            .filter_map(|item| decode(item, problems))
+            .filter_map(|item| {
+                let (names, roles) = names_in(&item);
+                let decoded = decode(text, item, problems);
+                if decoded.is_none() {
+                    recovered.names.extend(names);
+                    recovered.roles.extend(roles);
+                }
+                decoded
+            })
             .collect(),
         _ => {
             problems.push(
                 Problem::at(span, format!("`{section}` must be an array of tables"))
-                    .label("expected [[{section}]] entries")
+                    .label(format!("expected [[{section}]] entries"))
                     .help(format!("write each entry as a `[[{section}]]` table")),
             );
             Vec::new()
@@ -158,9 +189,31 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// The `name`, `dest` and `roles` strings of an item, read leniently.
+fn names_in(item: &Spanned<DeValue<'_>>) -> (Vec<String>, Vec<String>) {
+    let DeValue::Table(table) = item.get_ref() else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut names = Vec::new();
+    let mut roles = Vec::new();
+    for (key, value) in table.iter() {
+        match (key.get_ref().as_ref(), value.get_ref()) {
+            ("name" | "dest" | "address", DeValue::String(s)) => names.push(s.to_string()),
+            ("roles", DeValue::Array(items)) => {
+                roles.extend(items.iter().filter_map(|r| match r.get_ref() {
+                    DeValue::String(s) => Some(s.to_string()),
+                    _ => None,
+                }))
+            }
+            _ => {}
+        }
+    }
+    (names, roles)
+}
+
 /// Turns a serde error from toml into a problem, with a help line for the
 /// common cases (unknown field, wrong type, missing field).
-fn serde_problem(error: &toml::de::Error, fallback: std::ops::Range<usize>) -> Problem {
+fn serde_problem(text: &str, error: &toml::de::Error, fallback: std::ops::Range<usize>) -> Problem {
     let message = first_line(error.message()).to_string();
     let span = error.span().unwrap_or(fallback);
     if let Some(rest) = message.strip_prefix("unknown field ") {
@@ -181,14 +234,57 @@ fn serde_problem(error: &toml::de::Error, fallback: std::ops::Range<usize>) -> P
             .label("in this table")
             .help(format!("add {rest}"));
     }
-    if message.starts_with("invalid type") {
-        return Problem::at(span, format!("wrong type: {message}")).label("wrong type");
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
+        let key = key_before(text, span.start)
+            .map(|k| format!(" for `{k}`"))
+            .unwrap_or_default();
+        return Problem::at(
+            span,
+            format!(
+                "wrong type{key}: expected {}, found {found}",
+                plain_type(expected)
+            ),
+        )
+        .label(format!("expected {}", plain_type(expected)));
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        let key = key_before(text, span.start)
+            .map(|k| format!(" for `{k}`"))
+            .unwrap_or_default();
+        return Problem::at(span, format!("invalid value{key}: {rest}")).label("invalid value");
     }
     if message.starts_with("unknown variant") {
         return Problem::at(span, message.replace("unknown variant", "unknown value"))
             .label("not a valid value");
     }
     Problem::at(span, message).label("invalid value")
+}
+
+/// The key of a `key = value` line, given an offset in its value.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |p| p + 1);
+    let (key, _) = text[line_start..offset.min(text.len())].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    .then_some(key)
+}
+
+/// serde's type names in words.
+fn plain_type(expected: &str) -> String {
+    match expected {
+        "i64" | "u32" | "u16" | "u64" | "i32" => "an integer".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" => "a string".into(),
+        other => other.to_string(),
+    }
 }
 
 fn first_line(message: &str) -> &str {

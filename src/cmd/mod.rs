@@ -76,12 +76,8 @@ fn plural(n: usize) -> &'static str {
 pub fn load(path: &Path) -> Result<(SourceFile, Arc<Model>), CairnError> {
     let source = crate::clusterfile::read(path)?;
     let mut problems = Problems::default();
-    let model = crate::clusterfile::parse(&source, &mut problems).and_then(|raw| {
-        if problems.is_empty() {
-            crate::model::validate(&source, raw, &mut problems)
-        } else {
-            None
-        }
+    let model = crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
+        crate::model::validate(&source, raw, &recovered, &mut problems)
     });
     match model {
         Some(m) if problems.is_empty() => Ok((source, Arc::new(m))),

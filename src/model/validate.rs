@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use super::interp::{Interp, Piece, sub_span};
 use super::*;
+use crate::clusterfile::Recovered;
 use crate::clusterfile::raw::{self, RawClusterfile, RawSsh, RawVar, selector_items};
 use crate::diagnostic::{Problem, Problems, SourceFile};
 
@@ -29,6 +30,7 @@ pub const FORMAT_VERSION: i64 = 1;
 pub fn validate(
     source: &SourceFile,
     raw: RawClusterfile,
+    recovered: &Recovered,
     problems: &mut Problems,
 ) -> Option<Model> {
     let base_dir = absolute_dir(&source.path);
@@ -36,6 +38,7 @@ pub fn validate(
         text: &source.text,
         base_dir: base_dir.clone(),
         problems,
+        recovered,
     };
     let name = v.header(&raw);
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
@@ -56,12 +59,11 @@ pub fn validate(
     v.bundles(&raw, &mut model, &names);
     v.files(&raw, &mut model, &names);
     v.steps(&raw, &mut model, &names);
-    if v.problems.is_empty() {
-        v.cycles(&model);
-    }
-    if v.problems.is_empty() {
-        v.var_references(&model);
-    }
+    // Every deserialized element is in the model (invalid parts replaced by
+    // neutral values, their problems recorded), so these whole-file checks
+    // can run alongside everything else.
+    v.cycles(&model);
+    v.var_references(&model);
     v.problems.is_empty().then_some(model)
 }
 
@@ -77,6 +79,8 @@ struct Validator<'a> {
     text: &'a str,
     base_dir: PathBuf,
     problems: &'a mut Problems,
+    /// Items that failed to deserialize: not reported again as unknown references.
+    recovered: &'a Recovered,
 }
 
 /// Resolved defaults from `[ssh]`.
@@ -586,6 +590,9 @@ impl Validator<'_> {
     }
 
     fn unknown_selector(&mut self, name: &str, span: Range<usize>, hosts: &[Host]) {
+        if self.recovered.roles.contains(name) || self.recovered.names.contains(name) {
+            return;
+        }
         let roles: BTreeSet<&str> = hosts
             .iter()
             .flat_map(|h| h.roles.iter().map(String::as_str))
@@ -646,6 +653,9 @@ impl Validator<'_> {
                 None => (text, None),
             };
             let Some(element) = names.get(name) else {
+                if self.recovered.names.contains(name) {
+                    continue;
+                }
                 let mut help =
                     "`after` names a step, bundle or file, optionally with `@*` or `@HOST`"
                         .to_string();
@@ -771,7 +781,9 @@ impl Validator<'_> {
                 }
             }
             let after = self.after(&b.after, names, &model.hosts, &name);
-            if let (Some(source), Some(dest)) = (source, dest) {
+            {
+                let source = source.unwrap_or_else(|| self.base_dir.join(b.source.get_ref()));
+                let dest = dest.unwrap_or_else(|| Interp::literal(dest_raw.get_ref()));
                 model.bundles.push(Bundle {
                     name,
                     source,
@@ -957,9 +969,13 @@ impl Validator<'_> {
                     );
                 }
             }
-            let dest = self.interp(&f.dest);
+            let dest = self
+                .interp(&f.dest)
+                .unwrap_or_else(|| Interp::literal(f.dest.get_ref()));
             let after = self.after(&f.after, names, &model.hosts, &name);
-            if let (Some(source), Some(mode), Some(dest)) = (source, mode, dest) {
+            {
+                let source = source.unwrap_or_else(|| FileSource::Inline(Interp::literal("")));
+                let mode = mode.unwrap_or(0o644);
                 model.files.push(FileSpec {
                     name,
                     source,
@@ -1046,18 +1062,14 @@ impl Validator<'_> {
             if let Some(c) = &capture {
                 model.captures.insert(c.clone(), model.steps.len());
             }
-            let (Some(run), Some(cwd), Some(check), Some(undo), Some(timeout), Some(retries)) = (
-                run,
-                cwd.transpose_ok(),
-                check.transpose_ok(),
-                undo.transpose_ok(),
-                timeout.transpose_ok(),
-                retries,
-            ) else {
-                // Keep indexes aligned with raw steps for captures: push nothing,
-                // but the validation has failed anyway.
-                continue;
-            };
+            // Invalid parts become neutral values: their problems are recorded,
+            // and the step stays in place so indexes match `after` references.
+            let run = run.unwrap_or_else(|| Interp::literal(s.run.get_ref()));
+            let cwd = cwd.flatten();
+            let check = check.flatten();
+            let undo = undo.flatten();
+            let timeout = timeout.flatten();
+            let retries = retries.unwrap_or(0);
             model.steps.push(Step {
                 name,
                 hosts,
@@ -1109,12 +1121,15 @@ impl Validator<'_> {
                 .map(|n| model.element_name(nodes[n.index()]))
                 .collect();
             // Point at the `after` entry that closes the loop.
+            // Edges point from an element to what it waits for, so the last
+            // edge of the path is the `after` entry of the element before last.
             let first = nodes[path[0].index()];
-            let second = nodes[path[1].index()];
+            let before_last = nodes[path[path.len() - 2].index()];
+            let last = nodes[path[path.len() - 1].index()];
             let span = model
-                .element_after(second)
+                .element_after(before_last)
                 .iter()
-                .find(|d| d.element == first)
+                .find(|d| d.element == last)
                 .map(|d| d.span.clone())
                 .unwrap_or_else(|| element_span(model, first));
             self.push(
@@ -1227,7 +1242,11 @@ impl Validator<'_> {
                     .filter(|h| model.var(**h, name).is_none())
                     .map(|h| model.host(*h).name.as_str())
                     .collect();
-                if missing.is_empty() {
+                let defined_somewhere = model.vars.contains_key(name)
+                    || model.hosts.iter().any(|h| h.vars.contains_key(name));
+                if missing.is_empty()
+                    && (defined_somewhere || !model.element_hosts(element).is_empty())
+                {
                     if let Some(var) = model
                         .element_hosts(element)
                         .iter()
@@ -1243,8 +1262,6 @@ impl Validator<'_> {
                     }
                     continue;
                 }
-                let defined_somewhere = model.vars.contains_key(name)
-                    || model.hosts.iter().any(|h| h.vars.contains_key(name));
                 let mut problem = if defined_somewhere {
                     Problem::at(
                         ref_span,
@@ -1377,22 +1394,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// `Option<Option<T>>` (absent / failed / ok) → `Option<Option<T>>` where
-/// the outer `None` means "failed".
-trait TransposeOk<T> {
-    fn transpose_ok(self) -> Option<Option<T>>;
-}
-
-impl<T> TransposeOk<T> for Option<Option<T>> {
-    fn transpose_ok(self) -> Option<Option<T>> {
-        match self {
-            None => Some(None),
-            Some(None) => None,
-            Some(Some(v)) => Some(Some(v)),
-        }
-    }
 }
 
 #[cfg(test)]
