@@ -35,7 +35,25 @@ impl Templates {
 
     pub fn render(&self, name: &str, context: &minijinja::Value) -> Result<String, String> {
         let template = self.env.get_template(name).map_err(|e| describe(&e))?;
-        template.render(context).map_err(|e| describe(&e))
+        template.render(context).map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                // minijinja does not say which name; find the top-level ones the context lacks.
+                let missing: Vec<String> = template
+                    .undeclared_variables(false)
+                    .into_iter()
+                    .filter(|v| context.get_attr(v).map_or(true, |x| x.is_undefined()))
+                    .collect();
+                if !missing.is_empty() {
+                    let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
+                    let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                    return format!(
+                        "undefined variable {}{line}; define it in [vars] or in the host's vars",
+                        names.join(", ")
+                    );
+                }
+            }
+            describe(&e)
+        })
     }
 }
 

@@ -31,10 +31,8 @@ pub fn run(cli: Cli) -> Result<Success, CairnError> {
             Ok(Success::Ok)
         }
         Command::Validate => {
-            let (_, model) = load(&cli.file)?;
-            let tasks: usize = model.bundles.iter().map(|b| b.hosts.len()).sum::<usize>()
-                + model.files.iter().map(|f| f.hosts.len()).sum::<usize>()
-                + model.steps.iter().map(|s| s.hosts.len()).sum::<usize>();
+            let (model, graph) = check(&cli.file)?;
+            let tasks = graph.len();
             if cli.json {
                 println!(
                     "{}",
@@ -58,7 +56,7 @@ pub fn run(cli: Cli) -> Result<Success, CairnError> {
             let (source, model) = load(&cli.file)?;
             let dir = StateDir::new(&model.base_dir, &model.name);
             let state = dir.load()?;
-            let graph = compile(&source, &model, &dir, &state)?;
+            let graph = compile(&source, &model, &dir, &state, true)?;
             print!("{}", graph.to_dot(&model));
             Ok(Success::Ok)
         }
@@ -86,11 +84,23 @@ pub fn load(path: &Path) -> Result<(SourceFile, Arc<Model>), CairnError> {
 }
 
 /// Compiles the graph, with the hash cache of this folder.
+/// Everything `cairn validate` checks: the model, and the graph compiled
+/// from it (bundles scanned, templates rendered, destinations resolved),
+/// writing nothing.
+pub fn check(path: &Path) -> Result<(Arc<Model>, TaskGraph), CairnError> {
+    let (source, model) = load(path)?;
+    let dir = StateDir::new(&model.base_dir, &model.name);
+    let state = State::new(&model.name);
+    let graph = compile(&source, &model, &dir, &state, false)?;
+    Ok((model, graph))
+}
+
 fn compile(
     source: &SourceFile,
     model: &Model,
     dir: &StateDir,
     state: &State,
+    save_cache: bool,
 ) -> Result<TaskGraph, CairnError> {
     let cache_dir = dir.cache_dir();
     let cache_file = cache_dir.join("hashes.json");
@@ -103,7 +113,7 @@ fn compile(
     let graph = graph::compile(model, &options)
         .map_err(|problems| CairnError::from(InvalidClusterfile::new(source.clone(), problems)))?;
     // Only a cache: failing to save it costs time next run, nothing else.
-    if std::fs::create_dir_all(&cache_dir).is_ok() {
+    if save_cache && std::fs::create_dir_all(&cache_dir).is_ok() {
         let _ = cache.save(&cache_file);
     }
     Ok(graph)
@@ -178,7 +188,7 @@ fn make_plan(
     let (source, model) = load(&cli.file)?;
     let dir = StateDir::new(&model.base_dir, &model.name);
     let state = Arc::new(dir.load()?);
-    let graph = Arc::new(compile(&source, &model, &dir, &state)?);
+    let graph = Arc::new(compile(&source, &model, &dir, &state, true)?);
     for pattern in &selection.replace {
         let known = (0..graph.len())
             .map(petgraph::graph::NodeIndex::new)
@@ -399,13 +409,15 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
         .runs_dir()
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
     let summary = rt.block_on(exec::execute(
-        planned.model.clone(),
-        planned.graph.clone(),
-        planned.state.clone(),
-        plan,
-        planned.refresh.clone(),
-        journal.appender(),
-        reporter.sender(),
+        exec::Run {
+            model: planned.model.clone(),
+            graph: planned.graph.clone(),
+            state: planned.state.clone(),
+            plan,
+            refresh: planned.refresh.clone(),
+            journal: journal.appender(),
+            events: reporter.sender(),
+        },
         ExecOptions {
             parallelism: args.parallelism,
             per_host: exec::DEFAULT_PER_HOST,

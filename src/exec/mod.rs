@@ -94,17 +94,30 @@ struct Finished {
     duration_ms: u64,
 }
 
+/// What one run works from.
+pub struct Run<'a> {
+    pub model: Arc<Model>,
+    pub graph: Arc<TaskGraph>,
+    /// The state the plan was made from.
+    pub state: Arc<State>,
+    pub plan: &'a Plan,
+    /// What refresh saw, so shipping knows what each host has.
+    pub refresh: Arc<Refresh>,
+    pub journal: Appender,
+    pub events: Sender<Event>,
+}
+
 /// Runs the plan. Returns the summary; `failed` is empty on success.
-pub async fn execute(
-    model: Arc<Model>,
-    graph: Arc<TaskGraph>,
-    state: Arc<State>,
-    plan: &Plan,
-    refresh: Arc<Refresh>,
-    journal: Appender,
-    events: Sender<Event>,
-    options: ExecOptions,
-) -> RunSummary {
+pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
+    let Run {
+        model,
+        graph,
+        state,
+        plan,
+        refresh,
+        journal,
+        events,
+    } = run;
     let started = Instant::now();
     let mut transports = HashMap::new();
     for host in &model.hosts {

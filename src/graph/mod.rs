@@ -270,10 +270,11 @@ fn seal(
     nodes: HashMap<(ElementRef, HostId), NodeIndex>,
     bundles: Vec<Arc<PreparedBundle>>,
 ) -> Result<TaskGraph, Vec<Problem>> {
-    let order = match petgraph::algo::toposort(&graph, None) {
+    let order = match file_order_toposort(&graph) {
         Ok(order) => order,
-        Err(cycle) => {
-            let id = &graph[cycle.node_id()].id;
+        Err(node) => {
+            let id = &graph[node].id;
+
             return Err(vec![Problem::new(None, format!("circular dependency through task {id}")).help(
                 "the tasks of this element wait for each other across hosts; check `@HOST` references in `after`",
             )]);
@@ -690,4 +691,44 @@ pub fn display_string(
         Resolved::Unknown => Resolved::Unknown,
         other => other,
     })
+}
+
+/// Kahn's algorithm, always taking the ready task added first. Tasks are
+/// added in Clusterfile order (bundles, files, steps; hosts in file order),
+/// so plans and runs list tasks in an order a reader can follow, the same
+/// every time. Returns a node on a cycle if there is one.
+fn file_order_toposort(graph: &DiGraph<Task, ()>) -> Result<Vec<NodeIndex>, NodeIndex> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut waiting: Vec<usize> = graph
+        .node_indices()
+        .map(|n| {
+            graph
+                .edges_directed(n, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: BinaryHeap<Reverse<NodeIndex>> = graph
+        .node_indices()
+        .filter(|n| waiting[n.index()] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some(Reverse(node)) = ready.pop() {
+        order.push(node);
+        for down in graph.neighbors_directed(node, petgraph::Direction::Outgoing) {
+            waiting[down.index()] -= 1;
+            if waiting[down.index()] == 0 {
+                ready.push(Reverse(down));
+            }
+        }
+    }
+    if order.len() < graph.node_count() {
+        let stuck = graph
+            .node_indices()
+            .find(|n| waiting[n.index()] > 0)
+            .expect("some node is left");
+        return Err(stuck);
+    }
+    Ok(order)
 }

@@ -53,10 +53,10 @@ impl Interp {
         while let Some(pos) = rest.find('$') {
             literal.push_str(&rest[..pos]);
             let after = &rest[pos..];
-            if after.starts_with("$${") {
+            if let Some(escaped) = after.strip_prefix("$${") {
                 literal.push_str("${");
                 offset += pos + 3;
-                rest = &after[3..];
+                rest = escaped;
             } else if let Some(inner) = after.strip_prefix("${") {
                 let Some(end) = inner.find('}') else {
                     return Err(InterpError {

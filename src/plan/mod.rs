@@ -68,6 +68,8 @@ pub struct Change {
     pub key: Option<TaskKey>,
     /// The inputs of that key, deps included.
     pub inputs: Option<KeyInputs>,
+    /// Never ran, but its `check` passes: recorded as converged without running.
+    pub adopt: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +173,7 @@ pub fn diff(
             node: Some(node),
             key: Some(key.clone()),
             inputs: Some(inputs.clone()),
+            adopt: false,
         };
         let replace = matches_replace(&options.replace, &task.id);
         let drift = drift_reasons(observation, record);
@@ -186,6 +189,7 @@ pub fn diff(
                     change.kind = ChangeKind::Create;
                     change.reasons.push("forced by --replace".into());
                 } else if adopt {
+                    change.adopt = true;
                     change
                         .reasons
                         .push("check passes: already converged, recorded without running".into());
@@ -271,6 +275,7 @@ pub fn diff(
             node: None,
             key: None,
             inputs: None,
+            adopt: false,
         });
     }
     Plan {

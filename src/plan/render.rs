@@ -109,6 +109,16 @@ impl Plan {
                 out.push_str(&format!("      {:<width$}  {}\n", "", style.dim(more)));
             }
         }
+        let adopted: Vec<_> = self.changes.iter().filter(|c| c.adopt).collect();
+        if !adopted.is_empty() {
+            let gap = if out.is_empty() { "" } else { "\n" };
+            out.push_str(&format!(
+                "{gap}Already converged (their check passes), recorded without running:\n\n"
+            ));
+            for c in adopted {
+                out.push_str(&format!("    = {}\n", c.id.0));
+            }
+        }
         let ignored: Vec<_> = self
             .changes
             .iter()

@@ -290,7 +290,11 @@ impl StateDir {
 /// State files are private (0600): they may hold captured values.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
