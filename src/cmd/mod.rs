@@ -170,22 +170,25 @@ fn excluded_hosts(model: &Model, selection: &Selection) -> Result<BTreeSet<Strin
 }
 
 /// Everything a plan needs, computed.
-struct Planned {
-    model: Arc<Model>,
-    graph: Arc<TaskGraph>,
-    state: Arc<State>,
-    refresh: Arc<Refresh>,
-    plan: Plan,
-    dir: StateDir,
+pub struct Planned {
+    pub model: Arc<Model>,
+    pub graph: Arc<TaskGraph>,
+    pub state: Arc<State>,
+    pub refresh: Arc<Refresh>,
+    pub plan: Plan,
+    pub dir: StateDir,
 }
 
-fn make_plan(
-    cli: &Cli,
+/// The whole plan pipeline: load, compile, refresh (unless offline), diff.
+/// Public so benchmarks measure exactly what `cairn plan` does.
+pub fn make_plan(
+    file: &Path,
     selection: &Selection,
     offline: bool,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Planned, CairnError> {
-    let (source, model) = load(&cli.file)?;
+    let (source, model) = load(file)?;
+
     let dir = StateDir::new(&model.base_dir, &model.name);
     let state = Arc::new(dir.load()?);
     let graph = Arc::new(compile(&source, &model, &dir, &state, true)?);
@@ -233,7 +236,7 @@ fn make_plan(
     })
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -242,7 +245,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn plan_command(cli: &Cli, args: &PlanArgs, style: &Style) -> Result<Success, CairnError> {
     let rt = runtime();
-    let planned = make_plan(cli, &args.selection, args.offline, &rt)?;
+    let planned = make_plan(&cli.file, &args.selection, args.offline, &rt)?;
     let plan = &planned.plan;
     if cli.json {
         println!(
@@ -335,7 +338,7 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
         let mut fresh = dir.load()?;
         dir.compact(&mut fresh)?;
     }
-    let planned = make_plan(cli, &args.selection, false, &rt)?;
+    let planned = make_plan(&cli.file, &args.selection, false, &rt)?;
     let plan = &planned.plan;
     if let Some(saved_path) = &args.plan {
         let text = std::fs::read(saved_path).map_err(|e| {
