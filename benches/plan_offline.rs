@@ -41,7 +41,12 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
     let planned = cairn::cmd::make_plan(file, &Default::default(), true, rt).expect("plans");
     let mut state = (*planned.state).clone();
     for (seq, change) in planned.plan.changes.iter().enumerate() {
-        let host = planned.model.hosts.iter().find(|h| h.name == change.host).expect("host");
+        let host = planned
+            .model
+            .hosts
+            .iter()
+            .find(|h| h.name == change.host)
+            .expect("host");
         state.tasks.insert(
             change.id.0.clone(),
             TaskRecord {
@@ -54,7 +59,12 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
                     user: host.user.clone(),
                     transport: host.transport,
                 },
-                detail: RecordDetail::Step { captured: Some("token".into()), undo: None, undo_vars: Default::default(), cwd: None },
+                detail: RecordDetail::Step {
+                    captured: Some("token".into()),
+                    undo: None,
+                    undo_vars: Default::default(),
+                    cwd: None,
+                },
                 finished_at: "2026-01-01T00:00:00Z".into(),
                 seq: seq as u64,
             },
@@ -73,7 +83,8 @@ fn plan_offline(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("cold", |b| {
         b.iter(|| {
-            let planned = cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
+            let planned =
+                cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
             assert_eq!(planned.plan.changes.len(), 19_001);
             planned.plan.to_text(&style).len()
         })
@@ -81,7 +92,8 @@ fn plan_offline(c: &mut Criterion) {
     record_everything(&file, &rt);
     group.bench_function("recorded", |b| {
         b.iter(|| {
-            let planned = cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
+            let planned =
+                cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
             assert!(!planned.plan.has_changes());
             planned.plan.to_text(&style).len()
         })
@@ -94,7 +106,9 @@ fn bundle_rescan(c: &mut Criterion) {
     use cairn::bundle::manifest::{HashCache, scan};
     let dir = tempfile::tempdir().expect("temp dir");
     // 64 files of 4 MiB: 256 MiB, enough that hashing would show.
-    let blob: Vec<u8> = (0..4 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let blob: Vec<u8> = (0..4 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     for i in 0..64 {
         let sub = dir.path().join(format!("d{}", i % 8));
         std::fs::create_dir_all(&sub).expect("mkdir");
@@ -102,15 +116,32 @@ fn bundle_rescan(c: &mut Criterion) {
     }
     // Age the files past the racy window so the cache keeps them.
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    for entry in walkdir::WalkDir::new(dir.path()).into_iter().flatten().filter(|e| e.file_type().is_file()) {
-        std::fs::File::options().write(true).open(entry.path()).and_then(|f| f.set_modified(old)).expect("set mtime");
+    for entry in walkdir::WalkDir::new(dir.path())
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+    {
+        std::fs::File::options()
+            .write(true)
+            .open(entry.path())
+            .and_then(|f| f.set_modified(old))
+            .expect("set mtime");
     }
     let cache = HashCache::default();
     let mut group = c.benchmark_group("bundle_256MiB");
     group.sample_size(10);
-    group.bench_function("first_scan", |b| b.iter(|| scan(dir.path(), &HashCache::default()).expect("scan").files.len()));
+    group.bench_function("first_scan", |b| {
+        b.iter(|| {
+            scan(dir.path(), &HashCache::default())
+                .expect("scan")
+                .files
+                .len()
+        })
+    });
     scan(dir.path(), &cache).expect("warm the cache");
-    group.bench_function("rescan_cached", |b| b.iter(|| scan(dir.path(), &cache).expect("scan").files.len()));
+    group.bench_function("rescan_cached", |b| {
+        b.iter(|| scan(dir.path(), &cache).expect("scan").files.len())
+    });
     group.finish();
 }
 

@@ -720,3 +720,117 @@ fn limit_leaves_hosts_out() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn independent_tasks_run_at_the_same_time() {
+    // Each step waits until the other has started: run one after the other,
+    // the first would give up and fail. No timing is measured.
+    let s = Sandbox::new();
+    let rendezvous = |me: &str, other: &str| {
+        format!(
+            "mkdir -p out && touch out/{me}-started && i=0; while [ ! -f out/{other}-started ]; do i=$((i+1)); [ $i -gt 160 ] && exit 7; sleep 0.05; done"
+        )
+    };
+    let text = format!(
+        "version = 1\nname = \"par\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"left\"\nrun = \"{}\"\n\n[[steps]]\nname = \"right\"\nrun = \"{}\"\n",
+        rendezvous("left", "right"),
+        rendezvous("right", "left")
+    );
+    s.write("Clusterfile", &text);
+    s.apply();
+    std::fs::remove_file(s.path("out/left-started")).unwrap();
+    std::fs::remove_file(s.path("out/right-started")).unwrap();
+    let serial = s.run(&[
+        "apply",
+        "--auto-approve",
+        "--parallelism",
+        "1",
+        "--replace",
+        "step.left",
+        "--replace",
+        "step.right",
+    ]);
+    assert_eq!(
+        serial.status.code(),
+        Some(1),
+        "with --parallelism 1 they cannot meet"
+    );
+    assert!(
+        stdout(&serial).contains("exited with code 7"),
+        "{}",
+        stdout(&serial)
+    );
+}
+
+#[test]
+fn archive_bundles_and_patch_overlays() {
+    let s = Sandbox::new();
+    // A .tar.zst bundle made here, with the tar and zstd crates cairn uses to read it.
+    let file = std::fs::File::create(s.path("base.tar.zst")).unwrap();
+    let encoder = zstd::stream::write::Encoder::new(file, 3)
+        .unwrap()
+        .auto_finish();
+    let mut archive = tar::Builder::new(encoder);
+    for (path, text) in [
+        ("etc/app.conf", "from the archive\n"),
+        ("etc/keep.conf", "kept\n"),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, path, text.as_bytes())
+            .unwrap();
+    }
+    archive.into_inner().unwrap();
+    std::fs::create_dir_all(s.path("patch/etc")).unwrap();
+    s.write("patch/etc/app.conf", "from the patch\n");
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"arch\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[bundles]]\nname = \"base\"\nsource = \"base.tar.zst\"\ndest = \"out/root\"\n\n\
+         [[bundles]]\nname = \"fix\"\nkind = \"patch\"\nsource = \"patch\"\ndest = \"out/root\"\n",
+    );
+    s.apply();
+    assert_eq!(
+        s.read("out/root/etc/app.conf"),
+        "from the patch\n",
+        "the patch bundle wins"
+    );
+    assert_eq!(s.read("out/root/etc/keep.conf"), "kept\n");
+    assert!(
+        s.planned_actions().is_empty(),
+        "no flip-flop between the bundle and its patch"
+    );
+    s.write("patch/etc/app.conf", "patched again\n");
+    assert_eq!(
+        s.planned_actions(),
+        pairs(&[("bundle.fix@local", "update")])
+    );
+}
+
+#[test]
+fn ssh_hosts_plan_offline_and_fail_clearly_online() {
+    let s = Sandbox::new();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"remote\"\n\n[[hosts]]\naddress = \"127.0.0.2\"\nroles = [\"node\"]\n\n[[steps]]\nname = \"hello\"\nrun = \"echo hi\"\n",
+    );
+    let offline = s.run(&["plan", "--offline"]);
+    assert_eq!(offline.status.code(), Some(0), "{}", stderr(&offline));
+    assert!(
+        stdout(&offline).contains("+ step.hello@node0"),
+        "{}",
+        stdout(&offline)
+    );
+    let online = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(online.status.code(), Some(1));
+    let text = stdout(&online) + &stderr(&online);
+    assert!(
+        text.contains("reached over SSH, which this build of cairn cannot do yet"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was changed"), "{text}");
+}
