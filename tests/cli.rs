@@ -834,3 +834,47 @@ fn ssh_hosts_plan_offline_and_fail_clearly_online() {
     );
     assert!(text.contains("nothing was changed"), "{text}");
 }
+
+#[test]
+fn ctrl_c_lets_running_tasks_finish_and_starts_nothing_new() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "run = \"sh bin/install.sh\"",
+        "run = \"touch ../slow-started && sleep 1 && sh bin/install.sh\"",
+    );
+    let child = s
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.path("out/slow-started").exists() {
+        assert!(Instant::now() < deadline, "the slow step never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("interrupted: no new task starts"), "{text}");
+    assert!(
+        text.contains("step.install@local: created"),
+        "the running task finished: {text}"
+    );
+    assert!(text.contains("Apply interrupted."), "{text}");
+    assert_eq!(lines(&s.read("out/install.log")), 1);
+    let left: Vec<String> = s.planned_actions().into_iter().map(|(t, _)| t).collect();
+    assert!(
+        left.contains(&"step.announce@local".to_string())
+            && !left.contains(&"step.install@local".to_string()),
+        "{left:?}"
+    );
+    s.apply();
+    assert_eq!(
+        lines(&s.read("out/install.log")),
+        1,
+        "not repeated after the interrupt"
+    );
+}

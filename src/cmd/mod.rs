@@ -436,7 +436,11 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
     state.serial += 1;
     planned.dir.compact(&mut state)?;
     prune_runs(&planned.dir, 20);
-    if summary.failed.is_empty() {
+    if summary.interrupted {
+        Err(CairnError::Interrupted {
+            not_started: summary.not_started,
+        })
+    } else if summary.failed.is_empty() {
         Ok(Success::Ok)
     } else {
         Err(CairnError::ApplyFailed {

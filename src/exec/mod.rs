@@ -146,7 +146,11 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         .filter(|c| c.kind != ChangeKind::Noop)
         .count();
     let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
-    for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Noop || c.adopt)
+    {
         *per_host.entry(c.host.clone()).or_default() += 1;
     }
     let _ = events.send(Event::RunStarted {
@@ -238,6 +242,12 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     let mut running_per_host: HashMap<HostId, usize> = HashMap::new();
     let mut deferred: VecDeque<NodeIndex> = VecDeque::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+    // Ctrl-C: the first stops new tasks (the running ones finish and are
+    // recorded); the second abandons the running ones.
+    let mut interrupts =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut stopping = false;
+    let mut started_count = 0usize;
 
     loop {
         // Settle everything that needs no running; start what fits.
@@ -301,6 +311,10 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         }
         let mut still_deferred = VecDeque::new();
         while let Some(node) = deferred.pop_front() {
+            if stopping {
+                still_deferred.push_back(node);
+                continue;
+            }
             let host = graph.task(node).host;
             let host_running = running_per_host.get(&host).copied().unwrap_or(0);
             if running_total >= options.parallelism.max(1)
@@ -310,6 +324,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 continue;
             }
             running_total += 1;
+            started_count += 1;
             *running_per_host.entry(host).or_default() += 1;
             let change = changes[&node];
             let task = graph.task(node).clone();
@@ -336,9 +351,30 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         if running_total == 0 {
             break;
         }
-        let Some(finished) = done_rx.recv().await else {
+        let interrupt = async {
+            match interrupts.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let finished = tokio::select! {
+            finished = done_rx.recv() => finished,
+            _ = interrupt => {
+                if stopping {
+                    summary.interrupted = true;
+                    summary.not_started += running_total;
+                    break;
+                }
+                stopping = true;
+                summary.interrupted = true;
+                let _ = events.send(Event::Interrupted { running: running_total });
+                continue;
+            }
+        };
+        let Some(finished) = finished else {
             break;
         };
+
         running_total -= 1;
         let task = graph.task(finished.node);
         *running_per_host
@@ -389,6 +425,14 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 );
             }
         }
+    }
+    if summary.interrupted {
+        let should_run = plan
+            .changes
+            .iter()
+            .filter(|c| c.node.is_some() && (c.kind != ChangeKind::Noop || c.adopt))
+            .count();
+        summary.not_started += should_run.saturating_sub(started_count + summary.skipped);
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
     if shared.log_dir.is_dir() {

@@ -1149,15 +1149,25 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, e)| (*e, NodeIndex::new(i)))
             .collect();
-        let mut strings: Vec<(ElementRef, &Interp, Range<usize>, bool)> = Vec::new();
+        let mut strings: Vec<(ElementRef, &Interp, Range<usize>, StringUse)> = Vec::new();
         for (i, b) in model.bundles.iter().enumerate() {
-            strings.push((ElementRef::Bundle(i), &b.dest, b.dest_span.clone(), false));
+            strings.push((
+                ElementRef::Bundle(i),
+                &b.dest,
+                b.dest_span.clone(),
+                StringUse::Path,
+            ));
         }
         for (i, f) in model.files.iter().enumerate() {
-            strings.push((ElementRef::File(i), &f.dest, f.dest_span.clone(), false));
+            strings.push((
+                ElementRef::File(i),
+                &f.dest,
+                f.dest_span.clone(),
+                StringUse::Path,
+            ));
             if let FileSource::Inline(content) = &f.source {
                 let span = self.find_string_span(&content.source, &f.span);
-                strings.push((ElementRef::File(i), content, span, false));
+                strings.push((ElementRef::File(i), content, span, StringUse::Content));
             }
         }
         for (i, s) in model.steps.iter().enumerate() {
@@ -1171,11 +1181,12 @@ impl Validator<'_> {
             .flatten()
             {
                 let span = self.find_string_span(&interp.source, &s.span);
-                strings.push((ElementRef::Step(i), interp, span, true));
+                strings.push((ElementRef::Step(i), interp, span, StringUse::Script));
             }
         }
         let mut reported: BTreeSet<(String, usize)> = BTreeSet::new();
-        for (element, interp, span, captures_allowed) in strings {
+        for (element, interp, span, usage) in strings {
+            let captures_allowed = usage == StringUse::Script;
             for piece in &interp.pieces {
                 let Piece::Var { name, offset } = piece else {
                     continue;
@@ -1185,6 +1196,23 @@ impl Validator<'_> {
                     continue;
                 }
                 if BUILTINS.contains(&name.as_str()) {
+                    continue;
+                }
+                let is_secret = model
+                    .element_hosts(element)
+                    .iter()
+                    .any(|h| matches!(model.var(*h, name), Some(VarValue::Secret { .. })));
+                if usage == StringUse::Path && is_secret {
+                    self.push(
+                        Problem::at(
+                            ref_span,
+                            format!("secret `{name}` cannot be part of a path"),
+                        )
+                        .label("a secret")
+                        .help(
+                            "paths are shown in plans and kept in the state; use a plain variable",
+                        ),
+                    );
                     continue;
                 }
                 if let Some(&producer) = model.captures.get(name) {
@@ -1316,6 +1344,17 @@ impl Validator<'_> {
         }
         after.clone()
     }
+}
+
+/// Where a Clusterfile string ends up, which decides what it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StringUse {
+    /// A destination path: known at plan time, shown and stored, so no captures, no secrets.
+    Path,
+    /// Inline file content: no captures (it is hashed at plan time).
+    Content,
+    /// A script (`run`, `cwd`, `check`, `undo`): anything, secrets travel on stdin.
+    Script,
 }
 
 fn element_hosts_empty(model: &Model, element: ElementRef) -> bool {

@@ -50,6 +50,10 @@ pub enum Event {
         host: String,
         reason: String,
     },
+    /// Ctrl-C: no new task starts; the running ones finish and are recorded.
+    Interrupted {
+        running: usize,
+    },
     RunFinished {
         summary: RunSummary,
     },
@@ -79,6 +83,10 @@ pub struct RunSummary {
     pub unchanged: usize,
     pub duration_ms: u64,
     pub log_dir: Option<String>,
+    /// Stopped by Ctrl-C before everything ran.
+    pub interrupted: bool,
+    /// Tasks that did not start because of the interrupt.
+    pub not_started: usize,
 }
 
 /// How events are shown.
@@ -187,6 +195,11 @@ fn line_for(event: &Event, style: &Style) -> Option<String> {
         Event::TaskSkipped { task, reason, .. } => {
             format!("{} {task}: skipped, {reason}", style.yellow("-"))
         }
+        Event::Interrupted { running } => format!(
+            "{} interrupted: no new task starts; waiting for {running} running task{} to finish (Ctrl-C again stops them now)",
+            style.yellow("!"),
+            if *running == 1 { "" } else { "s" }
+        ),
         Event::RunFinished { summary } => return Some(summary_text(summary, style)),
     })
 }
@@ -194,7 +207,17 @@ fn line_for(event: &Event, style: &Style) -> Option<String> {
 /// The closing summary: counts, then each failure with the tail of its output.
 pub fn summary_text(s: &RunSummary, style: &Style) -> String {
     let mut out = String::new();
-    if s.failed.is_empty() {
+    if s.interrupted {
+        out.push_str(&format!(
+            "\n{} {} done, {} failed, {} not started, {} unchanged in {}. Run apply again to continue.",
+            style.yellow(&style.bold("Apply interrupted.")),
+            s.succeeded,
+            s.failed.len(),
+            s.not_started,
+            s.unchanged,
+            ms(s.duration_ms)
+        ));
+    } else if s.failed.is_empty() {
         out.push_str(&format!(
             "\n{} {} done, {} unchanged in {}.",
             style.bold("Apply complete!"),
@@ -308,6 +331,11 @@ fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                 if let Some(tail) = failure_tail(&event, &style) {
                     let _ = multi.println(tail);
                     failures.push(event.clone());
+                }
+            }
+            Event::Interrupted { .. } => {
+                if let Some(line) = line_for(&event, &style) {
+                    let _ = multi.println(line);
                 }
             }
             Event::RunFinished { .. } => {
