@@ -93,8 +93,9 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
     for (key, value) in root {
         let key_span = key.span();
         match key.get_ref().as_ref() {
-            "version" => version = decode(&source.text, value, problems),
-            "name" => name = decode(&source.text, value, problems),
+            // Present but invalid is `Some(None)`: its error is already recorded.
+            "version" => version = Some(decode(&source.text, value, problems)),
+            "name" => name = Some(decode(&source.text, value, problems)),
             "ssh" => out.ssh = decode(&source.text, value, problems),
             "vars" => out.vars = decode(&source.text, value, problems).unwrap_or_default(),
             "hosts" => {
@@ -121,7 +122,8 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
     }
     let start = root_span.start..root_span.start;
     match version {
-        Some(v) => out.version = v,
+        Some(Some(v)) => out.version = v,
+        Some(None) => {}
         None => problems.push(
             Problem::at(start.clone(), "missing key `version`")
                 .label("the file starts here")
@@ -129,7 +131,8 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
         ),
     }
     match name {
-        Some(n) => out.name = n,
+        Some(Some(n)) => out.name = n,
+        Some(None) => {}
         None => problems.push(
             Problem::at(start, "missing key `name`")
                 .label("the file starts here")
@@ -289,4 +292,55 @@ fn plain_type(expected: &str) -> String {
 
 fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or(message).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clusterfile::raw::RawVar;
+
+    fn parse_text(text: &str) -> (Option<RawClusterfile>, Vec<Problem>) {
+        let source = SourceFile {
+            path: "Clusterfile".into(),
+            text: Arc::new(text.to_string()),
+        };
+        let mut problems = Problems::default();
+        let raw = parse(&source, &mut problems).map(|(raw, _)| raw);
+        (raw, problems.0)
+    }
+
+    #[test]
+    fn one_element_arrays_are_values_not_secrets() {
+        let (raw, problems) = parse_text(
+            "version = 1\nname = \"x\"\n[vars]\npeers = [\"a\"]\ntoken = { secret = \"env:T\" }\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let raw = raw.unwrap();
+        assert!(matches!(
+            raw.vars["peers"].get_ref(),
+            RawVar::Value(toml::Value::Array(_))
+        ));
+        assert!(matches!(raw.vars["token"].get_ref(), RawVar::Secret(s) if s.secret == "env:T"));
+    }
+
+    #[test]
+    fn errors_in_several_items_are_all_reported() {
+        let (_, problems) = parse_text(
+            "version = 1\nname = \"x\"\n[[steps]]\nname = \"a\"\nrun = \"x\"\nbogus = 1\n[[steps]]\nname = \"b\"\nrun = 5\n",
+        );
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown key `bogus`",
+                "wrong type for `run`: expected a string, found integer `5`"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_present_but_invalid_version_is_not_also_missing() {
+        let (_, problems) = parse_text("version = \"1\"\nname = \"x\"\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
 }

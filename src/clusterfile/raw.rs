@@ -90,8 +90,12 @@ pub enum HostKeyPolicy {
 }
 
 /// A variable: a plain TOML value, or a secret read at run time.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
+///
+/// Deserialized by hand: an untagged enum would also read a one-element
+/// array (`["x"]`) as a secret, since serde lets a sequence fill a struct.
+/// A secret is exactly a table whose only key is `secret`, holding a string.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(untagged)]
 pub enum RawVar {
     /// A secret: `{ secret = "env:NAME" }` or `{ secret = "file:PATH" }`. Never printed, never stored in clear.
     Secret(RawSecret),
@@ -100,9 +104,27 @@ pub enum RawVar {
     Value(toml::Value),
 }
 
+impl<'de> Deserialize<'de> for RawVar {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        if let toml::Value::Table(table) = &value
+            && table.len() == 1
+            && let Some(secret) = table.get("secret")
+        {
+            return match secret {
+                toml::Value::String(s) => Ok(RawVar::Secret(RawSecret { secret: s.clone() })),
+                _ => Err(serde::de::Error::custom(
+                    "`secret` must be a string: `env:NAME` or `file:PATH`",
+                )),
+            };
+        }
+        Ok(RawVar::Value(value))
+    }
+}
+
 /// Where a secret's value comes from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSecret {
     /// `env:NAME` (an environment variable) or `file:PATH` (a file, relative to the Clusterfile; one trailing newline dropped).
     pub secret: String,

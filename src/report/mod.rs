@@ -271,6 +271,8 @@ fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
         }
         if let Some(tail) = failure_tail(&event, &style) {
             println!("{tail}");
+        }
+        if matches!(event, Event::TaskFailed { .. }) {
             failures.push(event.clone());
         }
     }
@@ -330,6 +332,8 @@ fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                 }
                 if let Some(tail) = failure_tail(&event, &style) {
                     let _ = multi.println(tail);
+                }
+                if matches!(event, Event::TaskFailed { .. }) {
                     failures.push(event.clone());
                 }
             }
