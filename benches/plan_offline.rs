@@ -61,6 +61,8 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
                 },
                 detail: RecordDetail::Step {
                     captured: Some("token".into()),
+                    captured_masked: false,
+
                     undo: None,
                     undo_vars: Default::default(),
                     cwd: None,

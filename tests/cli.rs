@@ -878,3 +878,54 @@ fn ctrl_c_lets_running_tasks_finish_and_starts_nothing_new() {
         "not repeated after the interrupt"
     );
 }
+
+#[test]
+fn a_captured_value_holding_a_secret_is_passed_on_but_never_stored() {
+    let s = Sandbox::new();
+    let secret = "pa55-WORD-1234";
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"cap\"\n\n[vars]\npw = { secret = \"env:CAIRN_TEST_PW\" }\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"mint\"\nrun = \"echo user:${pw}\"\ncapture = \"creds\"\n\n\
+         [[steps]]\nname = \"use\"\nafter = [\"mint\"]\nrun = \"mkdir -p out && echo ${creds} > out/creds\"\n",
+    );
+    let run = |args: &[&str]| {
+        s.command(args)
+            .env("CAIRN_TEST_PW", secret)
+            .output()
+            .unwrap()
+    };
+    let first = run(&["apply", "--auto-approve"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(
+        s.read("out/creds"),
+        format!("user:{secret}\n"),
+        "the consumer got the real value"
+    );
+    assert!(
+        !s.state_text().contains(secret),
+        "the state keeps it masked"
+    );
+    assert!(s.state_text().contains("\"captured_masked\": true"));
+    // A later run that needs the value, without the producer rerunning, says how to get it.
+    s.edit(
+        "Clusterfile",
+        "echo ${creds} > out/creds",
+        "echo ${creds} >> out/creds",
+    );
+    let second = run(&["apply", "--auto-approve"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stdout(&second).contains("`${creds}` has no value")
+            && stdout(&second).contains("--replace"),
+        "{}",
+        stdout(&second)
+    );
+    let third = run(&["apply", "--auto-approve", "--replace", "step.mint"]);
+    assert_eq!(third.status.code(), Some(0), "{}", stdout(&third));
+    assert_eq!(
+        s.read("out/creds"),
+        format!("user:{secret}\nuser:{secret}\n")
+    );
+}

@@ -410,7 +410,7 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
     let reporter = Reporter::start(mode, *style);
     let log_dir = dir
         .runs_dir()
-        .join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
+        .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string());
     let summary = rt.block_on(exec::execute(
         exec::Run {
             model: planned.model.clone(),

@@ -232,7 +232,9 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     let mut captured: HashMap<TaskId, String> = HashMap::new();
     for record_id in state.tasks.keys() {
         if let Some(RecordDetail::Step {
-            captured: Some(v), ..
+            captured: Some(v),
+            captured_masked: false,
+            ..
         }) = state.tasks.get(record_id).map(|r| &r.detail)
         {
             captured.insert(TaskId(record_id.clone()), v.clone());
@@ -531,6 +533,7 @@ async fn run_one(
         (
             RecordDetail::Step {
                 captured: None,
+                captured_masked: false,
                 undo: s.undo.as_ref().map(|u| u.source.clone()),
                 undo_vars: BTreeMap::new(),
                 cwd: None,
@@ -558,8 +561,24 @@ async fn run_one(
             }
         }
     };
-    let capture = match &detail {
-        RecordDetail::Step { captured, .. } => captured.clone(),
+    // The run goes on with the real value; the state keeps it only without secrets.
+    let mut detail = detail;
+    let capture = match &mut detail {
+        RecordDetail::Step {
+            captured,
+            captured_masked,
+            ..
+        } => {
+            let real = captured.clone();
+            if let Some(value) = captured.as_mut() {
+                let scrubbed = shared.scrubber.scrub(value);
+                if scrubbed != *value {
+                    *value = scrubbed;
+                    *captured_masked = true;
+                }
+            }
+            real
+        }
         _ => None,
     };
     let h = shared.model.host(task.host);

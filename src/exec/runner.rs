@@ -220,7 +220,7 @@ pub async fn run_step(
         text.render(|n| model.resolve(host, n, &lookup))
             .map_err(|missing| {
                 Failure::new(format!(
-                    "`${{{missing}}}` has no value: the step that captures it has not run"
+                    "`${{{missing}}}` has no value: the step that captures it did not run, and no value is recorded (a value holding a secret is not stored: rerun that step with --replace)"
                 ))
             })
     };
@@ -245,7 +245,7 @@ pub async fn run_step(
         log.push_str(&String::from_utf8_lossy(&out.stderr));
         log.push('\n');
         if out.success() {
-            let log_path = write_log(ctx, task_id, &log);
+            write_log(ctx, task_id, &log);
             let captured = step
                 .capture
                 .as_ref()
@@ -254,11 +254,12 @@ pub async fn run_step(
                 1 => None,
                 n => Some(format!("succeeded on attempt {n}")),
             };
-            let _ = log_path;
             let undo_vars = undo_values(model, host, step.undo.as_ref(), captures);
             return Ok((
                 RecordDetail::Step {
                     captured,
+                    captured_masked: false,
+
                     undo: step.undo.as_ref().map(|u| u.source.clone()),
                     undo_vars,
                     cwd: step.cwd.as_ref().map(|c| c.source.clone()),

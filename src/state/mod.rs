@@ -73,6 +73,11 @@ pub enum RecordDetail {
     Step {
         /// The captured stdout, if the step captures.
         captured: Option<String>,
+        /// The captured value held a secret: it is stored masked, and a
+        /// later run that needs it must rerun the step.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        captured_masked: bool,
+
         /// The undo command as written, and the non-secret values it needs, so
         /// it can still run after the step left the Clusterfile.
         undo: Option<String>,
