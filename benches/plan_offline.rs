@@ -52,13 +52,7 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
             TaskRecord {
                 key: change.key.clone().expect("key"),
                 inputs: change.inputs.clone().expect("inputs"),
-                host: HostRecord {
-                    name: host.name.clone(),
-                    address: host.address.clone(),
-                    port: host.port,
-                    user: host.user.clone(),
-                    transport: host.transport,
-                },
+                host: HostRecord::from(host),
                 detail: RecordDetail::Step {
                     captured: Some("token".into()),
                     captured_masked: false,

@@ -473,15 +473,7 @@ fn capture_values(
         return values;
     };
     let s = &model.steps[step];
-    for interp in [
-        Some(&s.run),
-        s.cwd.as_ref(),
-        s.check.as_ref(),
-        s.undo.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for interp in s.strings() {
         for name in interp.vars() {
             if model.var(task.host, name).is_some() {
                 continue;
@@ -585,13 +577,7 @@ async fn run_one(
     let record = TaskRecord {
         key: change.key.clone().expect("graph changes have keys"),
         inputs: change.inputs.clone().expect("graph changes have inputs"),
-        host: HostRecord {
-            name: h.name.clone(),
-            address: h.address.clone(),
-            port: h.port,
-            user: h.user.clone(),
-            transport: h.transport,
-        },
+        host: HostRecord::from(h),
         detail,
         finished_at: crate::state::now_rfc3339(),
         seq: shared.seq.fetch_add(1, Ordering::SeqCst),

@@ -565,15 +565,7 @@ impl Builder<'_> {
     fn step_tasks(&mut self) {
         let model = self.model;
         for (i, s) in model.steps.iter().enumerate() {
-            let strings: Vec<&Interp> = [
-                Some(&s.run),
-                s.cwd.as_ref(),
-                s.check.as_ref(),
-                s.undo.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let strings: Vec<&Interp> = s.strings().collect();
             for &host in &s.hosts {
                 let inputs = KeyInputs {
                     format: KEY_FORMAT,

@@ -188,6 +188,20 @@ pub struct Step {
     pub span: Range<usize>,
 }
 
+impl Step {
+    /// Every Clusterfile string of the step: `run`, then `cwd`, `check`, `undo` when set.
+    pub fn strings(&self) -> impl Iterator<Item = &Interp> {
+        [
+            Some(&self.run),
+            self.cwd.as_ref(),
+            self.check.as_ref(),
+            self.undo.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// A valid Clusterfile.
 #[derive(Debug, Clone)]
 pub struct Model {

@@ -1171,15 +1171,7 @@ impl Validator<'_> {
             }
         }
         for (i, s) in model.steps.iter().enumerate() {
-            for interp in [
-                Some(&s.run),
-                s.cwd.as_ref(),
-                s.check.as_ref(),
-                s.undo.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for interp in s.strings() {
                 let span = self.find_string_span(&interp.source, &s.span);
                 strings.push((ElementRef::Step(i), interp, span, StringUse::Script));
             }

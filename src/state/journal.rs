@@ -56,18 +56,7 @@ impl Journal {
 
     /// Appends an entry and waits until it is on disk.
     pub fn append(&self, entry: JournalEntry) -> Result<(), StateError> {
-        let (ack, done) = mpsc::channel();
-        let io_error = |message: String| StateError::Io {
-            action: "append to",
-            path: self.path.clone(),
-            source: std::io::Error::other(message),
-        };
-        self.sender
-            .send(Message::Append(entry, ack))
-            .map_err(|_| io_error("journal writer stopped".into()))?;
-        done.recv()
-            .map_err(|_| io_error("journal writer stopped".into()))?
-            .map_err(io_error)
+        self.appender().append(entry)
     }
 
     /// A clonable way to append from other threads.
@@ -87,6 +76,7 @@ pub struct Appender {
 }
 
 impl Appender {
+    /// Appends an entry and waits until it is on disk.
     pub fn append(&self, entry: JournalEntry) -> Result<(), StateError> {
         let (ack, done) = mpsc::channel();
         let io_error = |message: String| StateError::Io {

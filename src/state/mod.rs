@@ -96,6 +96,18 @@ pub struct HostRecord {
     pub transport: crate::model::TransportKind,
 }
 
+impl From<&crate::model::Host> for HostRecord {
+    fn from(h: &crate::model::Host) -> Self {
+        HostRecord {
+            name: h.name.clone(),
+            address: h.address.clone(),
+            port: h.port,
+            user: h.user.clone(),
+            transport: h.transport,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub key: TaskKey,

@@ -109,16 +109,8 @@ impl LocalTransport {
         dest: &str,
         files: &BTreeMap<String, ShipFile>,
     ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
-        let dest = dest.to_string();
-        let files = files.clone();
-        let host = self.host.clone();
-        tokio::task::spawn_blocking(move || ship_blocking(&dest, &files))
-            .await
-            .map_err(|e| TransportError::Io {
-                host: host.clone(),
-                message: e.to_string(),
-            })?
-            .map_err(|message| TransportError::Io { host, message })
+        let (dest, files) = (dest.to_string(), files.clone());
+        self.blocking(move || ship_blocking(&dest, &files)).await
     }
 
     pub async fn observe(
@@ -126,16 +118,9 @@ impl LocalTransport {
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
     ) -> Result<BTreeMap<String, Observed>, TransportError> {
-        let dest = dest.to_string();
-        let shipped = shipped.clone();
-        let host = self.host.clone();
-        tokio::task::spawn_blocking(move || observe_blocking(&dest, &shipped))
+        let (dest, shipped) = (dest.to_string(), shipped.clone());
+        self.blocking(move || observe_blocking(&dest, &shipped))
             .await
-            .map_err(|e| TransportError::Io {
-                host: host.clone(),
-                message: e.to_string(),
-            })?
-            .map_err(|message| TransportError::Io { host, message })
     }
 
     pub async fn remove(
@@ -144,10 +129,8 @@ impl LocalTransport {
         shipped: &BTreeMap<String, ShippedFile>,
     ) -> Result<Vec<String>, TransportError> {
         let observed = self.observe(dest, shipped).await?;
-        let dest = dest.to_string();
-        let shipped = shipped.clone();
-        let host = self.host.clone();
-        tokio::task::spawn_blocking(move || {
+        let (dest, shipped) = (dest.to_string(), shipped.clone());
+        self.blocking(move || {
             let mut kept = Vec::new();
             for (rel, record) in &shipped {
                 let same = match &observed[rel] {
@@ -174,11 +157,17 @@ impl LocalTransport {
             Ok(kept)
         })
         .await
-        .map_err(|e| TransportError::Io {
-            host: host.clone(),
-            message: e.to_string(),
-        })?
-        .map_err(|message: String| TransportError::Io { host, message })
+    }
+
+    /// Runs file I/O on tokio's blocking pool; its error text names this host.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<T, TransportError> {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(result) => result.map_err(|message| self.error(message)),
+            Err(e) => Err(self.error(e.to_string())),
+        }
     }
 }
 
