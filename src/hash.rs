@@ -261,17 +261,24 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
                 ..
             },
         ) => {
-            let fields = [
-                ("run", or != nr),
-                ("cwd", oc != nc),
-                ("check", ok != nk),
-                ("undo", ou != nu),
-                ("capture", ocap != ncap),
+            let texts = [
+                ("run", Some(or), Some(nr)),
+                ("cwd", oc.as_ref(), nc.as_ref()),
+                ("check", ok.as_ref(), nk.as_ref()),
+                ("undo", ou.as_ref(), nu.as_ref()),
+                ("capture", ocap.as_ref(), ncap.as_ref()),
+            ];
+            for (field, old, new) in texts {
+                if old != new {
+                    reasons.push(format!("{field} changed{}", text_change(old, new)));
+                }
+            }
+            let others = [
                 ("timeout", ot != nt),
                 ("retries", ore != nre),
                 ("once", oo != no),
             ];
-            for (field, changed) in fields {
+            for (field, changed) in others {
                 if changed {
                     reasons.push(format!("{field} changed"));
                 }
@@ -279,6 +286,17 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
         }
         _ => reasons.push("the task's kind changed".into()),
     }
+}
+
+/// ` ("old" -> "new")` when both sides are short single lines, else nothing:
+/// long scripts are not worth repeating in a plan line.
+fn text_change(old: Option<&String>, new: Option<&String>) -> String {
+    let short = |t: Option<&String>| t.is_none_or(|t| !t.contains('\n') && t.chars().count() <= 40);
+    if !short(old) || !short(new) {
+        return String::new();
+    }
+    let show = |t: Option<&String>| t.map_or_else(|| "(none)".to_string(), |t| quote(t));
+    format!(" ({} -> {})", show(old), show(new))
 }
 
 fn quote(value: &str) -> String {
@@ -336,6 +354,27 @@ mod tests {
         b.vars.insert("x".into(), "2".into());
         assert_ne!(a.key(), b.key());
         assert_eq!(explain(&a, &b), vec!["var x changed (\"1\" -> \"2\")"]);
+    }
+
+    #[test]
+    fn short_command_changes_show_both_sides() {
+        let a = inputs();
+        let mut b = inputs();
+        if let ActionSpec::Step { run, .. } = &mut b.action {
+            *run = "echo ${x} again".into();
+        }
+        assert_eq!(
+            explain(&a, &b),
+            vec!["run changed (\"echo ${x}\" -> \"echo ${x} again\")"]
+        );
+        if let ActionSpec::Step { run, .. } = &mut b.action {
+            *run = "set -e\necho long".into();
+        }
+        assert_eq!(
+            explain(&a, &b),
+            vec!["run changed"],
+            "multi-line scripts are not repeated"
+        );
     }
 
     #[test]
