@@ -57,12 +57,12 @@ pub enum CairnError {
     )]
     ApplyFailed { count: usize },
 
-    #[error("apply interrupted: {not_started} task{} not started", if *not_started == 1 { "" } else { "s" })]
+    #[error("apply interrupted: {not_finished} task{} not finished", if *not_finished == 1 { "" } else { "s" })]
     #[diagnostic(
         code(cairn::interrupted),
         help("finished tasks are recorded; run `cairn apply` again to continue")
     )]
-    Interrupted { not_started: usize },
+    Interrupted { not_finished: usize },
 
     #[error("aborted: nothing was changed")]
     #[diagnostic(code(cairn::aborted))]

@@ -438,7 +438,7 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
     prune_runs(&planned.dir, 20);
     if summary.interrupted {
         Err(CairnError::Interrupted {
-            not_started: summary.not_started,
+            not_finished: summary.not_finished,
         })
     } else if summary.failed.is_empty() {
         Ok(Success::Ok)

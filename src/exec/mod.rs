@@ -364,9 +364,11 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             _ = interrupt => {
                 if stopping {
                     summary.interrupted = true;
-                    summary.not_started += running_total;
+                    summary.not_finished += running_total;
+                    crate::transport::local::kill_running();
                     break;
                 }
+
                 stopping = true;
                 summary.interrupted = true;
                 let _ = events.send(Event::Interrupted { running: running_total });
@@ -434,7 +436,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             .iter()
             .filter(|c| c.node.is_some() && (c.kind != ChangeKind::Noop || c.adopt))
             .count();
-        summary.not_started += should_run.saturating_sub(started_count + summary.skipped);
+        summary.not_finished += should_run.saturating_sub(started_count + summary.skipped);
     }
     summary.duration_ms = started.elapsed().as_millis() as u64;
     if shared.log_dir.is_dir() {

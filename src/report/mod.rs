@@ -85,8 +85,8 @@ pub struct RunSummary {
     pub log_dir: Option<String>,
     /// Stopped by Ctrl-C before everything ran.
     pub interrupted: bool,
-    /// Tasks that did not start because of the interrupt.
-    pub not_started: usize,
+    /// Tasks that did not start, or were stopped, because of the interrupt.
+    pub not_finished: usize,
 }
 
 /// How events are shown.
@@ -209,11 +209,11 @@ pub fn summary_text(s: &RunSummary, style: &Style) -> String {
     let mut out = String::new();
     if s.interrupted {
         out.push_str(&format!(
-            "\n{} {} done, {} failed, {} not started, {} unchanged in {}. Run apply again to continue.",
+            "\n{} {} done, {} failed, {} not finished, {} unchanged in {}. Run apply again to continue.",
             style.yellow(&style.bold("Apply interrupted.")),
             s.succeeded,
             s.failed.len(),
-            s.not_started,
+            s.not_finished,
             s.unchanged,
             ms(s.duration_ms)
         ));

@@ -67,6 +67,8 @@ impl LocalTransport {
             .spawn()
             .map_err(|e| self.error(format!("failed to start sh: {e}")))?;
         let pid = child.id();
+        // Registered while it runs, so an abandoned apply can kill the whole group.
+        let _running = pid.map(RunningGroup::register);
         let mut stdin = child.stdin.take().expect("stdin is piped");
         let script = script.as_bytes().to_vec();
         // Write the script while reading output, so a large script cannot deadlock on full pipes.
@@ -168,6 +170,35 @@ impl LocalTransport {
             Ok(result) => result.map_err(|message| self.error(message)),
             Err(e) => Err(self.error(e.to_string())),
         }
+    }
+}
+
+/// Process groups of the scripts running now, in this process.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps a script's process group in [`RUNNING`] while the script runs.
+struct RunningGroup(u32);
+
+impl RunningGroup {
+    fn register(pid: u32) -> RunningGroup {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+        RunningGroup(pid)
+    }
+}
+
+impl Drop for RunningGroup {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.0);
+    }
+}
+
+/// Kills every running script with everything it started (a second Ctrl-C).
+pub fn kill_running() {
+    for pid in RUNNING.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        kill_group(*pid);
     }
 }
 
