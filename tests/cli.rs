@@ -929,3 +929,61 @@ fn a_captured_value_holding_a_secret_is_passed_on_but_never_stored() {
         format!("user:{secret}\nuser:{secret}\n")
     );
 }
+
+#[test]
+fn a_full_disk_fails_the_task_and_leaves_nothing_half_written() {
+    // Needs root for a tmpfs in a private mount namespace (CI runs as root).
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("big")).unwrap();
+    let noise: Vec<u8> = (0..40_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(s.path("big/one.bin"), &noise).unwrap();
+    std::fs::write(
+        s.path("big/two.bin"),
+        noise.iter().rev().copied().collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(s.path("small")).unwrap();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"full\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[bundles]]\nname = \"big\"\nsource = \"big\"\ndest = \"small\"\n\n\
+         [[steps]]\nname = \"after\"\nafter = [\"big\"]\nrun = \"touch ran\"\n\n\
+         [[steps]]\nname = \"other\"\nrun = \"touch other-ran\"\n",
+    );
+    // The mount lives only in the namespace of this one command.
+    let script = format!(
+        "mount -t tmpfs -o size=64k tmpfs small && echo keep > small/existing && '{}' apply --auto-approve; echo \"exit=$?\"; ls -A small",
+        env!("CARGO_BIN_EXE_cairn")
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .current_dir(s.dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare runs");
+    let text = stdout(&out);
+    assert!(
+        text.contains("No space left on device"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("exit=1"), "{text}");
+    assert!(
+        text.trim_end().ends_with("existing"),
+        "only the file that was there is left, no staging, no partial file:\n{text}"
+    );
+    assert!(!s.path("ran").exists(), "the dependent step was skipped");
+    assert!(s.path("other-ran").exists(), "independent work went on");
+    assert!(
+        s.planned_actions()
+            .iter()
+            .any(|(t, a)| t == "bundle.big@local" && a == "create"),
+        "the next apply retries it"
+    );
+}
