@@ -987,3 +987,33 @@ fn a_full_disk_fails_the_task_and_leaves_nothing_half_written() {
         "the next apply retries it"
     );
 }
+
+#[test]
+fn a_first_saved_plan_with_secrets_applies() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "port = 8080",
+        "port = 8080\ntoken = { secret = \"env:CAIRN_TEST_TOKEN\" }",
+    );
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"echo v1 # ${token}\"",
+    );
+    let run = |args: &[&str]| {
+        s.command(args)
+            .env("CAIRN_TEST_TOKEN", "t0k3n")
+            .output()
+            .unwrap()
+    };
+    let plan = run(&["plan", "-o", "first.plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let apply = run(&["apply", "first.plan"]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "the salt keying the secret is the same at plan and apply: {}",
+        stderr(&apply)
+    );
+}

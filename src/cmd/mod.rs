@@ -245,6 +245,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 fn plan_command(cli: &Cli, args: &PlanArgs, style: &Style) -> Result<Success, CairnError> {
     let rt = runtime();
+    if args.out.is_some() {
+        // A saved plan's keys must match the apply's: keep the secret salt from now on.
+        let (_, model) = load(&cli.file)?;
+        ensure_state(&StateDir::new(&model.base_dir, &model.name))?;
+    }
     let planned = make_plan(&cli.file, &args.selection, args.offline, &rt)?;
     let plan = &planned.plan;
     if cli.json {
@@ -333,11 +338,8 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
         &model.name,
         &std::env::args().collect::<Vec<_>>().join(" "),
     )?;
-    if !dir.state_file().exists() {
-        // Persist the salt before any record is keyed with it.
-        let mut fresh = dir.load()?;
-        dir.compact(&mut fresh)?;
-    }
+    ensure_state(&dir)?;
+
     let planned = make_plan(&cli.file, &args.selection, false, &rt)?;
     let plan = &planned.plan;
     if let Some(saved_path) = &args.plan {
@@ -542,4 +544,15 @@ fn state_command(cli: &Cli, sub: &StateCommand, style: &Style) -> Result<Success
             Ok(Success::Ok)
         }
     }
+}
+
+/// Writes an empty state if there is none, so the salt that keys secrets is
+/// the same from this run on (a saved plan and its apply must agree).
+fn ensure_state(dir: &StateDir) -> Result<(), CairnError> {
+    if !dir.state_file().exists() {
+        dir.create()?;
+        let mut fresh = dir.load()?;
+        dir.compact(&mut fresh)?;
+    }
+    Ok(())
 }
