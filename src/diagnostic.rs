@@ -76,14 +76,6 @@ impl SourceFile {
     fn named(&self) -> NamedSource<Arc<String>> {
         NamedSource::new(self.path.display().to_string(), self.text.clone()).with_language("toml")
     }
-
-    /// 1-based line of a byte offset, for messages that are not miette reports.
-    pub fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
 }
 
 /// Every problem found in one Clusterfile, as one report.

@@ -113,6 +113,15 @@ impl Sandbox {
     }
 }
 
+/// Polls until `done` (a bounded wait for another process, not a timing assertion).
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -376,17 +385,9 @@ fn a_second_apply_is_refused_while_the_first_holds_the_lock() {
         .spawn()
         .unwrap();
     let lock = s.path(".cairn/fixture/lock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(&lock)
-        .map(|t| !t.contains("pid"))
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the first apply never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first apply takes the lock", || {
+        std::fs::read_to_string(&lock).is_ok_and(|t| t.contains("pid"))
+    });
     let second = s.run(&["apply", "--auto-approve"]);
     assert_eq!(second.status.code(), Some(1));
     let err = stderr(&second);
@@ -415,11 +416,9 @@ fn a_killed_apply_resumes_where_it_stopped() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.path("out/slow-started").exists() {
-        assert!(Instant::now() < deadline, "the slow step never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the slow step starts", || {
+        s.path("out/slow-started").exists()
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let actions = s.planned_actions();
@@ -848,11 +847,9 @@ fn ctrl_c_lets_running_tasks_finish_and_starts_nothing_new() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.path("out/slow-started").exists() {
-        assert!(Instant::now() < deadline, "the slow step never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the slow step starts", || {
+        s.path("out/slow-started").exists()
+    });
     // SAFETY: sending SIGINT to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

@@ -188,10 +188,20 @@ pub fn make_plan(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Planned, CairnError> {
     let (source, model) = load(file)?;
+    plan_model(&source, model, selection, offline, runtime)
+}
 
+/// [`make_plan`] for a Clusterfile already loaded.
+fn plan_model(
+    source: &SourceFile,
+    model: Arc<Model>,
+    selection: &Selection,
+    offline: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Planned, CairnError> {
     let dir = StateDir::new(&model.base_dir, &model.name);
     let state = Arc::new(dir.load()?);
-    let graph = Arc::new(compile(&source, &model, &dir, &state, true)?);
+    let graph = Arc::new(compile(source, &model, &dir, &state, true)?);
     for pattern in &selection.replace {
         let known = (0..graph.len())
             .map(petgraph::graph::NodeIndex::new)
@@ -245,12 +255,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 fn plan_command(cli: &Cli, args: &PlanArgs, style: &Style) -> Result<Success, CairnError> {
     let rt = runtime();
+    let (source, model) = load(&cli.file)?;
     if args.out.is_some() {
         // A saved plan's keys must match the apply's: keep the secret salt from now on.
-        let (_, model) = load(&cli.file)?;
         ensure_state(&StateDir::new(&model.base_dir, &model.name))?;
     }
-    let planned = make_plan(&cli.file, &args.selection, args.offline, &rt)?;
+    let planned = plan_model(&source, model, &args.selection, args.offline, &rt)?;
     let plan = &planned.plan;
     if cli.json {
         println!(
@@ -330,7 +340,7 @@ fn stale_differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
 fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, CairnError> {
     let rt = runtime();
     // The lock first: the state read for planning must be the one this apply builds on.
-    let (_, model) = load(&cli.file)?;
+    let (source, model) = load(&cli.file)?;
     let dir = StateDir::new(&model.base_dir, &model.name);
     dir.create()?;
     let _lock = StateLock::acquire(
@@ -340,7 +350,8 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
     )?;
     ensure_state(&dir)?;
 
-    let planned = make_plan(&cli.file, &args.selection, false, &rt)?;
+    let planned = plan_model(&source, model, &args.selection, false, &rt)?;
+
     let plan = &planned.plan;
     if let Some(saved_path) = &args.plan {
         let text = std::fs::read(saved_path).map_err(|e| {

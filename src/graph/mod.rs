@@ -22,7 +22,7 @@ use crate::bundle::manifest::{FileEntry, HashCache, hash_bytes};
 use crate::bundle::{self, FileData, PreparedBundle, ShipFile};
 use crate::diagnostic::Problem;
 use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs, secret_fingerprint};
-use crate::model::interp::{Interp, Resolved};
+use crate::model::interp::Interp;
 use crate::model::{
     BundleKind, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
 };
@@ -670,19 +670,6 @@ fn normalize(path: &Path) -> String {
         }
     }
     out.to_string_lossy().into_owned()
-}
-
-/// Resolves a string of a step for display (secrets masked, captures unknown).
-pub fn display_string(
-    model: &Model,
-    host: HostId,
-    text: &Interp,
-    captured: &dyn Fn(&str) -> Option<String>,
-) -> String {
-    text.display(|name| match model.resolve(host, name, captured) {
-        Resolved::Unknown => Resolved::Unknown,
-        other => other,
-    })
 }
 
 /// Kahn's algorithm, always taking the ready task added first. Tasks are

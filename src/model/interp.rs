@@ -3,10 +3,9 @@
 //!
 //! A string is parsed once, at validation, into literal and variable pieces,
 //! so undefined names are found before anything runs, and so a task's key
-//! can name exactly the variables it reads. Rendering happens per host, in
-//! one of two modes: for real (secrets in clear, used only for text that
-//! travels on stdin) or for display (secrets and not-yet-captured values
-//! masked), so the same template can be run and shown safely.
+//! can name exactly the variables it reads. Rendering happens per host, with
+//! secrets in clear: rendered text only travels on stdin to hosts, and what
+//! is shown of it (output, logs) goes through the executor's scrubber.
 
 use std::ops::Range;
 
@@ -137,22 +136,6 @@ impl Interp {
         }
         Ok(out)
     }
-
-    /// Renders for people: secrets as `(secret NAME)`, unknown captures as `(known after apply)`.
-    pub fn display<'a>(&self, mut lookup: impl FnMut(&str) -> Resolved<'a>) -> String {
-        let mut out = String::new();
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(text) => out.push_str(text),
-                Piece::Var { name, .. } => match lookup(name) {
-                    Resolved::Text(text) => out.push_str(&text),
-                    Resolved::Secret(_) => out.push_str(&format!("(secret {name})")),
-                    Resolved::Unknown => out.push_str(&format!("(${{{name}}} known after apply)")),
-                },
-            }
-        }
-        out
-    }
 }
 
 pub fn is_var_name(name: &str) -> bool {
@@ -225,17 +208,6 @@ mod tests {
                 .message
                 .contains("not a variable")
         );
-    }
-
-    #[test]
-    fn display_masks_secrets_and_unknowns() {
-        let i = Interp::parse("join ${token} ${cap}").unwrap();
-        let shown = i.display(|name| match name {
-            "token" => Resolved::Secret("s3cret"),
-            _ => Resolved::Unknown,
-        });
-        assert_eq!(shown, "join (secret token) (${cap} known after apply)");
-        assert!(!shown.contains("s3cret"));
     }
 
     #[test]

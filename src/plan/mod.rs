@@ -342,15 +342,6 @@ fn drift_reasons(observation: Option<&Observation>, record: Option<&TaskRecord>)
     }
 }
 
-/// Observations that mean a shipped file is no longer as cairn left it.
-pub fn file_drifted(observed: &Observed, record_hash: &str) -> bool {
-    match observed {
-        Observed::Missing => true,
-        Observed::Unchanged => false,
-        Observed::Hashed(h) => h != record_hash,
-    }
-}
-
 fn short_list(items: &[String]) -> String {
     if items.len() <= 3 {
         items.join(", ")
