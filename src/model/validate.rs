@@ -356,11 +356,7 @@ impl Validator<'_> {
             let mut roles = Vec::new();
             for role in &entry.roles {
                 let r = role.get_ref();
-                if r.is_empty()
-                    || !r
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                {
+                if !is_plain_name(r) {
                     self.push(
                         Problem::at(role.span(), format!("invalid role `{r}`"))
                             .label("not a role name")
@@ -384,6 +380,15 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|t| *t.get_ref())
                 .unwrap_or(TransportKind::Ssh);
+            if let Some(name) = &entry.name
+                && !is_plain_name(name.get_ref())
+            {
+                self.push(
+                    Problem::at(name.span(), format!("invalid host name `{}`", name.get_ref()))
+                        .label("not a host name")
+                        .help("use letters, digits, `-`, `_` and `.` (`@` and `*` select hosts in `after`)"),
+                );
+            }
             for addr in addresses {
                 let name = match &entry.name {
                     Some(name) => name.get_ref().clone(),
@@ -1385,6 +1390,14 @@ fn element_graph(model: &Model) -> (DiGraph<(), ()>, Vec<ElementRef>) {
     (graph, nodes)
 }
 
+/// Letters, digits, `-`, `_` and `.`: what roles and host names may hold.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// `~/x` → `$HOME/x`; anything else unchanged.
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
@@ -1430,6 +1443,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_names() {
+        assert!(is_plain_name("master-0.a_b"));
+        assert!(!is_plain_name("a@b"));
+        assert!(!is_plain_name(""));
+        assert!(!is_plain_name("x y"));
+    }
 
     #[test]
     fn edit_distance_and_closest() {
