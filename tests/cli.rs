@@ -50,6 +50,15 @@ impl Sandbox {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// Adds `token`, a secret read from `CAIRN_TEST_TOKEN`, to the fixture's `[vars]`.
+    fn add_token_secret(&self) {
+        self.edit(
+            "Clusterfile",
+            "port = 8080",
+            "port = 8080\ntoken = { secret = \"env:CAIRN_TEST_TOKEN\" }",
+        );
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
         c.args(args)
@@ -440,11 +449,7 @@ fn a_killed_apply_resumes_where_it_stopped() {
 fn secrets_never_reach_output_logs_or_state() {
     let s = Sandbox::new();
     let secret = "s3cr3t-VALUE-9f8e";
-    s.edit(
-        "Clusterfile",
-        "port = 8080",
-        "port = 8080\ntoken = { secret = \"env:CAIRN_TEST_TOKEN\" }",
-    );
+    s.add_token_secret();
     s.edit(
         "Clusterfile",
         "run = \"mkdir -p out && echo ran >> out/independent.log\"",
@@ -988,11 +993,7 @@ fn a_full_disk_fails_the_task_and_leaves_nothing_half_written() {
 #[test]
 fn a_first_saved_plan_with_secrets_applies() {
     let s = Sandbox::new();
-    s.edit(
-        "Clusterfile",
-        "port = 8080",
-        "port = 8080\ntoken = { secret = \"env:CAIRN_TEST_TOKEN\" }",
-    );
+    s.add_token_secret();
     s.edit(
         "Clusterfile",
         "run = \"echo v1\"",

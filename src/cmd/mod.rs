@@ -401,11 +401,7 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
             "fix them, or leave them out with --limit '!NAME'",
         ));
     }
-    let adopt = plan.changes.iter().any(|c| {
-        c.kind == plan::ChangeKind::Noop
-            && c.node.is_some()
-            && !planned.state.tasks.contains_key(&c.id.0)
-    });
+    let adopt = plan.changes.iter().any(|c| c.adopt);
     if !plan.has_changes() && !adopt {
         return Ok(Success::Ok);
     }

@@ -140,11 +140,6 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         .iter()
         .filter_map(|c| c.node.map(|n| (n, c)))
         .collect();
-    let to_run = plan
-        .changes
-        .iter()
-        .filter(|c| c.kind != ChangeKind::Noop)
-        .count();
     let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
     for c in plan
         .changes
@@ -155,7 +150,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     }
     let _ = events.send(Event::RunStarted {
         cluster: model.name.clone(),
-        tasks: to_run,
+        tasks: per_host.values().sum(),
         hosts: per_host
             .into_iter()
             .map(|(host, tasks)| HostTotal { host, tasks })
@@ -230,14 +225,14 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     }
     let mut states: HashMap<NodeIndex, NodeState> = HashMap::new();
     let mut captured: HashMap<TaskId, String> = HashMap::new();
-    for record_id in state.tasks.keys() {
-        if let Some(RecordDetail::Step {
+    for (id, record) in &state.tasks {
+        if let RecordDetail::Step {
             captured: Some(v),
             captured_masked: false,
             ..
-        }) = state.tasks.get(record_id).map(|r| &r.detail)
+        } = &record.detail
         {
-            captured.insert(TaskId(record_id.clone()), v.clone());
+            captured.insert(TaskId(id.clone()), v.clone());
         }
     }
     let mut running_total = 0usize;
@@ -298,7 +293,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                     };
                     settle(&graph, node, s, &mut states, &mut waiting, &mut ready);
                 }
-                Some(c) if c.kind == ChangeKind::Noop && state.tasks.contains_key(&task.id.0) => {
+                Some(c) if c.kind == ChangeKind::Noop && !c.adopt => {
                     settle(
                         &graph,
                         node,
@@ -584,16 +579,14 @@ async fn run_one(
         finished_at: crate::state::now_rfc3339(),
         seq: shared.seq.fetch_add(1, Ordering::SeqCst),
     };
-    let journal = shared.journal.clone();
-    let id = task.id.0.clone();
-    tokio::task::spawn_blocking(move || {
-        journal.append(JournalEntry::Done {
-            id,
+    record_entry(
+        shared,
+        JournalEntry::Done {
+            id: task.id.0.clone(),
             record: Box::new(record),
-        })
-    })
+        },
+    )
     .await
-    .map_err(|e| Failure::new(format!("failed to record the task: {e}")))?
     .map_err(|e| Failure::new(format!("the task ran, but recording it failed: {e}")))?;
     Ok((
         outcome,
@@ -657,13 +650,19 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
         }
         _ => String::from("forgotten"),
     };
-    let journal = shared.journal.clone();
-    let forget = JournalEntry::Forget { id: id.0.clone() };
-    tokio::task::spawn_blocking(move || journal.append(forget))
+    record_entry(shared, JournalEntry::Forget { id: id.0.clone() })
         .await
-        .map_err(|e| Failure::new(e.to_string()))?
-        .map_err(|e| Failure::new(e.to_string()))?;
+        .map_err(|e| Failure::new(format!("the undo ran, but recording it failed: {e}")))?;
     Ok(detail)
+}
+
+/// Appends to the journal on the blocking pool and waits until it is on disk.
+async fn record_entry(shared: &Shared, entry: JournalEntry) -> Result<(), String> {
+    let journal = shared.journal.clone();
+    match tokio::task::spawn_blocking(move || journal.append(entry)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn removal_detail(total: usize, kept: &[String]) -> String {
