@@ -1015,3 +1015,52 @@ fn a_first_saved_plan_with_secrets_applies() {
         stderr(&apply)
     );
 }
+
+#[test]
+fn undo_runs_in_the_steps_working_directory() {
+    let s = Sandbox::new();
+    let step = "[[steps]]\nname = \"mark\"\nafter = [\"web\"]\ncwd = \"out/web\"\nrun = \"touch marker\"\nundo = \"rm marker\"\n";
+    let with_step = format!("{}\n{step}", s.read("Clusterfile"));
+    s.write("Clusterfile", &with_step);
+    s.apply();
+    assert!(s.path("out/web/marker").exists());
+    // --replace undoes first, in the same folder the step runs in.
+    let replaced = s.run(&["apply", "--auto-approve", "--replace", "step.mark"]);
+    assert_eq!(replaced.status.code(), Some(0), "{}", stdout(&replaced));
+    assert!(s.path("out/web/marker").exists());
+    s.write("Clusterfile", &with_step.replace(step, ""));
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the undo found its file: {}",
+        stdout(&out)
+    );
+    assert!(
+        !s.path("out/web/marker").exists(),
+        "undo ran where the step ran"
+    );
+}
+
+#[test]
+fn an_adopted_step_can_be_undone_where_it_would_have_run() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("out/web")).unwrap();
+    s.write("out/web/ready-local", "");
+    let step = "[[steps]]\nname = \"ready\"\ncwd = \"out/web\"\nrun = \"touch ready-${host.name}\"\ncheck = \"test -f ready-${host.name}\"\nundo = \"rm ready-${host.name}\"\n";
+    let with_step = format!("{}\n{step}", s.read("Clusterfile"));
+    s.write("Clusterfile", &with_step);
+    let plan = stdout(&s.run(&["plan"]));
+    assert!(
+        plan.contains("= step.ready@local"),
+        "adopted, since its check passes: {plan}"
+    );
+    s.apply();
+    s.write("Clusterfile", &with_step.replace(step, ""));
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        !s.path("out/web/ready-local").exists(),
+        "the undo had its folder and its values"
+    );
+}

@@ -519,13 +519,18 @@ async fn run_one(
             unreachable!("only steps are adopted")
         };
         let s = &shared.model.steps[step];
+        let cwd = s
+            .cwd
+            .as_ref()
+            .map(|c| runner::render_for_host(&shared.model, task.host, c, captures))
+            .transpose()?;
         (
             RecordDetail::Step {
                 captured: None,
                 captured_masked: false,
                 undo: s.undo.as_ref().map(|u| u.source.clone()),
-                undo_vars: BTreeMap::new(),
-                cwd: None,
+                undo_vars: runner::undo_values(&shared.model, task.host, s.undo.as_ref(), captures),
+                cwd,
             },
             "check passes".to_string(),
             Outcome::Adopted,
@@ -543,7 +548,7 @@ async fn run_one(
             }
             Work::Step { step } => {
                 if replace && let Some(r) = record {
-                    runner::run_undo(&ctx, r, &task.id.0, None).await?;
+                    runner::run_undo(&ctx, r, &task.id.0).await?;
                 }
                 let (d, s) = runner::run_step(&ctx, task, *step, captures, &task.id.0).await?;
                 (d, s, outcome)
@@ -631,7 +636,7 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
     };
     let detail = match (&record.detail, &record.inputs.action) {
         (RecordDetail::Step { .. }, ActionSpec::Step { .. }) => {
-            runner::run_undo(&ctx, record, &id.0, None).await?
+            runner::run_undo(&ctx, record, &id.0).await?
         }
         (RecordDetail::Bundle { dest, shipped }, _) => {
             let kept = transport

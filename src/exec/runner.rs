@@ -215,17 +215,9 @@ pub async fn run_step(
     let model = ctx.model;
     let step = &model.steps[step_index];
     let host = task.host;
-    let lookup = |name: &str| captures.get(name).cloned();
-    let render = |text: &Interp| -> Result<String, Failure> {
-        text.render(|n| model.resolve(host, n, &lookup))
-            .map_err(|missing| {
-                Failure::new(format!(
-                    "`${{{missing}}}` has no value: the step that captures it did not run, and no value is recorded (a value holding a secret is not stored: rerun that step with --replace)"
-                ))
-            })
-    };
+    let render = |text: &Interp| render_for_host(model, host, text, captures);
     let script = render(&step.run)?;
-    let cwd = step.cwd.as_ref().map(&render).transpose()?;
+    let cwd = step.cwd.as_ref().map(render).transpose()?;
     let attempts = step.retries + 1;
     let mut last = None;
     let mut log = String::new();
@@ -262,7 +254,7 @@ pub async fn run_step(
 
                     undo: step.undo.as_ref().map(|u| u.source.clone()),
                     undo_vars,
-                    cwd: step.cwd.as_ref().map(|c| c.source.clone()),
+                    cwd,
                 },
                 detail.unwrap_or_default(),
             ));
@@ -282,8 +274,23 @@ pub async fn run_step(
     Err(failure_from(&out, &what, ctx.scrubber, log_path))
 }
 
+/// Renders a step's string on a host, with the values captured so far.
+pub fn render_for_host(
+    model: &Model,
+    host: HostId,
+    text: &Interp,
+    captures: &Captures,
+) -> Result<String, Failure> {
+    let lookup = |name: &str| captures.get(name).cloned();
+    text.render(|n| model.resolve(host, n, &lookup)).map_err(|missing| {
+        Failure::new(format!(
+            "`${{{missing}}}` has no value: the step that captures it did not run, and no value is recorded (a value holding a secret is not stored: rerun that step with --replace)"
+        ))
+    })
+}
+
 /// The non-secret values an undo command reads, so it can run after the step is gone.
-fn undo_values(
+pub fn undo_values(
     model: &Model,
     host: HostId,
     undo: Option<&Interp>,
@@ -308,15 +315,16 @@ fn undo_values(
 }
 
 /// Runs the recorded undo of a step. Secrets it reads come from the current Clusterfile.
+/// It runs in the folder the step ran in.
 pub async fn run_undo(
     ctx: &RunnerContext<'_>,
     record: &TaskRecord,
     task_id: &str,
-    cwd_base: Option<&str>,
 ) -> Result<String, Failure> {
     let RecordDetail::Step {
         undo: Some(undo),
         undo_vars,
+        cwd,
         ..
     } = &record.detail
     else {
@@ -337,7 +345,7 @@ pub async fn run_undo(
         .map_err(|missing| Failure::new(format!("the undo command reads `${{{missing}}}`, which is no longer defined; define it again (in [vars]) to undo")))?;
     let out = ctx
         .transport
-        .run(&script, cwd_base, Some(Duration::from_secs(600)))
+        .run(&script, cwd.as_deref(), Some(Duration::from_secs(600)))
         .await
         .map_err(|e| Failure::new(e.to_string()))?;
     let mut log = String::from("# undo\n## stdout\n");

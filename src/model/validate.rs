@@ -1178,12 +1178,17 @@ impl Validator<'_> {
         for (i, s) in model.steps.iter().enumerate() {
             for interp in s.strings() {
                 let span = self.find_string_span(&interp.source, &s.span);
-                strings.push((ElementRef::Step(i), interp, span, StringUse::Script));
+                let usage = if s.cwd.as_ref().is_some_and(|c| std::ptr::eq(c, interp)) {
+                    StringUse::WorkingDir
+                } else {
+                    StringUse::Script
+                };
+                strings.push((ElementRef::Step(i), interp, span, usage));
             }
         }
         let mut reported: BTreeSet<(String, usize)> = BTreeSet::new();
         for (element, interp, span, usage) in strings {
-            let captures_allowed = usage == StringUse::Script;
+            let captures_allowed = matches!(usage, StringUse::Script | StringUse::WorkingDir);
             for piece in &interp.pieces {
                 let Piece::Var { name, offset } = piece else {
                     continue;
@@ -1199,7 +1204,7 @@ impl Validator<'_> {
                     .element_hosts(element)
                     .iter()
                     .any(|h| matches!(model.var(*h, name), Some(VarValue::Secret { .. })));
-                if usage == StringUse::Path && is_secret {
+                if matches!(usage, StringUse::Path | StringUse::WorkingDir) && is_secret {
                     self.push(
                         Problem::at(
                             ref_span,
@@ -1350,7 +1355,9 @@ enum StringUse {
     Path,
     /// Inline file content: no captures (it is hashed at plan time).
     Content,
-    /// A script (`run`, `cwd`, `check`, `undo`): anything, secrets travel on stdin.
+    /// A step's `cwd`: kept in the state (its undo runs there), so no secrets.
+    WorkingDir,
+    /// A script (`run`, `check`, `undo`): anything, secrets travel on stdin.
     Script,
 }
 

@@ -82,6 +82,7 @@ pub enum RecordDetail {
         /// it can still run after the step left the Clusterfile.
         undo: Option<String>,
         undo_vars: BTreeMap<String, String>,
+        /// The folder the step ran in (rendered), where its undo runs too.
         cwd: Option<String>,
     },
 }
