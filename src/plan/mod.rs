@@ -139,6 +139,9 @@ pub fn diff(
     refresh: &Refresh,
     options: &DiffOptions,
 ) -> Plan {
+    // Hosts something ran on, to tell a new host from a new task on a known one.
+    let recorded_hosts: BTreeSet<&str> =
+        state.tasks.values().map(|r| r.host.name.as_str()).collect();
     let mut changes = Vec::with_capacity(graph.len());
     let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
     for &node in graph.topological() {
@@ -195,12 +198,13 @@ pub fn diff(
                         .push("check passes: already converged, recorded without running".into());
                 } else {
                     change.kind = ChangeKind::Create;
-                    let host_known = state.tasks.values().any(|r| r.host.name == *host_name);
-                    change.reasons.push(if host_known {
-                        "new task".into()
-                    } else {
-                        "new host".into()
-                    });
+                    change
+                        .reasons
+                        .push(if recorded_hosts.contains(host_name.as_str()) {
+                            "new task".into()
+                        } else {
+                            "new host".into()
+                        });
                 }
             }
             Some(record) => {

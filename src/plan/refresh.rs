@@ -8,6 +8,8 @@
 //! compares with the records.
 
 use std::collections::{BTreeMap, HashMap};
+
+use petgraph::graph::NodeIndex;
 use std::sync::Arc;
 
 use crate::graph::{TaskGraph, TaskId, Work};
@@ -53,6 +55,14 @@ pub async fn refresh(
     state: Arc<State>,
     hosts: &[HostId],
 ) -> Refresh {
+    // Each host's tasks, in dependency order, gathered in one pass over the graph.
+    let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
+    for &node in graph.topological() {
+        tasks_of
+            .entry(graph.task(node).host)
+            .or_default()
+            .push(node);
+    }
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
         let transport = match Transport::for_host(model.host(host), &model.base_dir) {
@@ -65,7 +75,8 @@ pub async fn refresh(
                 continue;
             }
         };
-        let probes = probes_for(&model, graph, &state, host);
+        let nodes = tasks_of.remove(&host).unwrap_or_default();
+        let probes = probes_for(&model, graph, &state, &nodes);
         let model = model.clone();
         let state = state.clone();
         jobs.spawn(async move { probe_host(&model, &state, host, transport, probes).await });
@@ -91,13 +102,10 @@ enum Probe {
     },
 }
 
-fn probes_for(model: &Model, graph: &TaskGraph, state: &State, host: HostId) -> Vec<Probe> {
+fn probes_for(model: &Model, graph: &TaskGraph, state: &State, nodes: &[NodeIndex]) -> Vec<Probe> {
     let mut probes = Vec::new();
-    for &node in graph.topological() {
+    for &node in nodes {
         let task = graph.task(node);
-        if task.host != host {
-            continue;
-        }
         match &task.work {
             Work::Step { step } => {
                 if model.steps[*step].check.is_some() {
