@@ -26,7 +26,6 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 
 use crate::graph::{TaskGraph, TaskId, Work};
-use crate::hash::ActionSpec;
 use crate::model::{ElementRef, HostId, Model, TransportKind};
 use crate::plan::{ChangeKind, Plan, Refresh};
 use crate::report::{Event, HostTotal, Outcome, RunSummary};
@@ -634,26 +633,15 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
         scrubber: &shared.scrubber,
         log_dir: &shared.log_dir,
     };
-    let detail = match (&record.detail, &record.inputs.action) {
-        (RecordDetail::Step { .. }, ActionSpec::Step { .. }) => {
-            runner::run_undo(&ctx, record, &id.0).await?
-        }
-        (RecordDetail::Bundle { dest, shipped }, _) => {
+    let detail = match record.detail.shipped_files() {
+        Some((dest, shipped)) => {
             let kept = transport
-                .remove(dest, shipped)
+                .remove(dest, &shipped)
                 .await
                 .map_err(|e| Failure::new(e.to_string()))?;
             removal_detail(shipped.len(), &kept)
         }
-        (RecordDetail::File { dest, shipped }, _) => {
-            let one = BTreeMap::from([(String::new(), shipped.clone())]);
-            let kept = transport
-                .remove(dest, &one)
-                .await
-                .map_err(|e| Failure::new(e.to_string()))?;
-            removal_detail(1, &kept)
-        }
-        _ => String::from("forgotten"),
+        None => runner::run_undo(&ctx, record, &id.0).await?,
     };
     record_entry(shared, JournalEntry::Forget { id: id.0.clone() })
         .await

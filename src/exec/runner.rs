@@ -64,19 +64,9 @@ pub async fn sync_files(
         Work::Bundle { dest, .. } | Work::File { dest, .. } => (dest.clone(), task.work.files()),
         Work::Step { .. } => unreachable!("sync_files is for bundles and files"),
     };
-    let old_shipped: BTreeMap<String, ShippedFile> = match record.map(|r| &r.detail) {
-        Some(RecordDetail::Bundle { shipped, .. }) => shipped.clone(),
-        Some(RecordDetail::File { shipped, .. }) => {
-            BTreeMap::from([(String::new(), shipped.clone())])
-        }
-        _ => BTreeMap::new(),
-    };
-    let old_dest = match record.map(|r| &r.detail) {
-        Some(RecordDetail::Bundle { dest, .. }) | Some(RecordDetail::File { dest, .. }) => {
-            Some(dest.clone())
-        }
-        _ => None,
-    };
+    let recorded = record.and_then(|r| r.detail.shipped_files());
+    let old_dest = recorded.as_ref().map(|(d, _)| d.to_string());
+    let old_shipped: BTreeMap<String, ShippedFile> = recorded.map(|(_, s)| s).unwrap_or_default();
     let mut removed = 0;
     let mut kept = Vec::new();
     // Replacing (or the destination moved): take away what was shipped to the old place first.

@@ -116,18 +116,16 @@ fn probes_for(model: &Model, graph: &TaskGraph, state: &State, nodes: &[NodeInde
                 }
             }
             Work::Bundle { .. } | Work::File { .. } => {
-                match state.tasks.get(&task.id.0).map(|r| &r.detail) {
-                    Some(RecordDetail::Bundle { dest, shipped }) => probes.push(Probe::Files {
+                if let Some((dest, shipped)) = state
+                    .tasks
+                    .get(&task.id.0)
+                    .and_then(|r| r.detail.shipped_files())
+                {
+                    probes.push(Probe::Files {
                         id: task.id.clone(),
-                        dest: dest.clone(),
-                        shipped: shipped.clone(),
-                    }),
-                    Some(RecordDetail::File { dest, shipped }) => probes.push(Probe::Files {
-                        id: task.id.clone(),
-                        dest: dest.clone(),
-                        shipped: BTreeMap::from([(String::new(), shipped.clone())]),
-                    }),
-                    _ => {}
+                        dest: dest.to_string(),
+                        shipped,
+                    });
                 }
             }
         }

@@ -87,6 +87,20 @@ pub enum RecordDetail {
     },
 }
 
+impl RecordDetail {
+    /// What a bundle or file task shipped: its destination and the files by
+    /// path (a single file is the path `""`, meaning the destination itself).
+    pub fn shipped_files(&self) -> Option<(&str, BTreeMap<String, ShippedFile>)> {
+        match self {
+            RecordDetail::Bundle { dest, shipped } => Some((dest, shipped.clone())),
+            RecordDetail::File { dest, shipped } => {
+                Some((dest, BTreeMap::from([(String::new(), shipped.clone())])))
+            }
+            RecordDetail::Step { .. } => None,
+        }
+    }
+}
+
 /// The host a task ran on, kept so a task can be undone after its host left the Clusterfile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
