@@ -479,8 +479,12 @@ impl Builder<'_> {
             let mut engine = None;
             if f.template {
                 let mut t = crate::bundle::template::Templates::new();
-                let text = String::from_utf8(raw.to_vec()).unwrap_or_default();
-                if let Err(message) = t.add(&f.name, text) {
+                let added = String::from_utf8(raw.to_vec())
+                    .map_err(|_| {
+                        "the source is not UTF-8 text, so it cannot be a template".to_string()
+                    })
+                    .and_then(|text| t.add(&f.name, text));
+                if let Err(message) = added {
                     self.problems.push(
                         Problem::at(f.span.clone(), format!("template `{}`: {message}", f.name))
                             .label("in this file"),
@@ -515,7 +519,13 @@ impl Builder<'_> {
                         FileSource::Inline(text) => {
                             match text.render(|n| model.resolve(host, n, &|_| None)) {
                                 Ok(rendered) => Arc::new(rendered.into_bytes()),
-                                Err(_) => raw.clone(),
+                                Err(missing) => {
+                                    self.problems.push(
+                                        Problem::at(f.span.clone(), format!("`${{{missing}}}` in `content` has no value on host {}", model.host(host).name))
+                                            .label("in this file"),
+                                    );
+                                    continue;
+                                }
                             }
                         }
                         FileSource::Path(_) => raw.clone(),
