@@ -168,6 +168,8 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             && !state.manifests.contains_key(&prepared.base_root)
             && roots_written.insert(prepared.base_root.clone())
         {
+            // A manifest only lets later plans name changed files; if the journal
+            // cannot be written, the task's own record fails next, loudly.
             let _ = shared.journal.append(JournalEntry::Manifest {
                 root: prepared.base_root.clone(),
                 manifest: prepared.base_manifest.clone(),
