@@ -816,11 +816,12 @@ fn archive_bundles_and_patch_overlays() {
 }
 
 #[test]
-fn ssh_hosts_plan_offline_and_fail_clearly_online() {
+fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
     let s = Sandbox::new();
+    // Port 1 on loopback: nothing listens there.
     s.write(
         "Clusterfile",
-        "version = 1\nname = \"remote\"\n\n[[hosts]]\naddress = \"127.0.0.2\"\nroles = [\"node\"]\n\n[[steps]]\nname = \"hello\"\nrun = \"echo hi\"\n",
+        "version = 1\nname = \"remote\"\n\n[[hosts]]\naddress = \"127.0.0.1:1\"\nroles = [\"node\"]\n\n[[steps]]\nname = \"hello\"\nrun = \"echo hi\"\n",
     );
     let offline = s.run(&["plan", "--offline"]);
     assert_eq!(offline.status.code(), Some(0), "{}", stderr(&offline));
@@ -833,10 +834,16 @@ fn ssh_hosts_plan_offline_and_fail_clearly_online() {
     assert_eq!(online.status.code(), Some(1));
     let text = stdout(&online) + &stderr(&online);
     assert!(
-        text.contains("reached over SSH, which this build of cairn cannot do yet"),
+        text.contains("node0: root@127.0.0.1:1: connection refused; is sshd running there"),
         "{text}"
     );
     assert!(text.contains("nothing was changed"), "{text}");
+    let list = s.run(&["state", "list"]);
+    assert!(
+        stdout(&list).contains("No tasks recorded"),
+        "{}",
+        stdout(&list)
+    );
 }
 
 #[test]

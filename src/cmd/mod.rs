@@ -21,7 +21,9 @@ use crate::model::Model;
 use crate::plan::render::PlanJson;
 use crate::plan::{self, DiffOptions, Plan, Refresh};
 use crate::report::{self, Mode, Reporter, Style};
-use crate::state::{Journal, State, StateDir, StateLock};
+use crate::state::{Journal, LockHolder, State, StateDir, StateLock};
+use crate::transport::ssh::HostLock;
+use crate::transport::{Fleet, Transport};
 
 pub fn run(cli: Cli) -> Result<Success, CairnError> {
     let style = Style::detect(cli.no_color);
@@ -177,6 +179,25 @@ pub struct Planned {
     pub refresh: Arc<Refresh>,
     pub plan: Plan,
     pub dir: StateDir,
+    /// The connections refresh used; apply goes on with them.
+    pub fleet: Fleet,
+    /// Host locks held (apply only).
+    pub locks: Vec<HostLock>,
+}
+
+impl Planned {
+    /// Releases the host locks and closes the connections.
+    pub fn finish(self, runtime: &tokio::runtime::Runtime) {
+        let (locks, fleet) = (self.locks, self.fleet);
+        runtime.block_on(async move {
+            let mut jobs = tokio::task::JoinSet::new();
+            for lock in locks {
+                jobs.spawn(lock.release());
+            }
+            while jobs.join_next().await.is_some() {}
+            fleet.close().await;
+        });
+    }
 }
 
 /// The whole plan pipeline: load, compile, refresh (unless offline), diff.
@@ -188,15 +209,18 @@ pub fn make_plan(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Planned, CairnError> {
     let (source, model) = load(file)?;
-    plan_model(&source, model, selection, offline, runtime)
+    plan_model(&source, model, selection, offline, None, runtime)
 }
 
-/// [`make_plan`] for a Clusterfile already loaded.
+/// [`make_plan`] for a Clusterfile already loaded. With `lock_as` (apply),
+/// every host is locked for this run before it is refreshed; a host that
+/// cannot be locked counts as unreachable.
 fn plan_model(
     source: &SourceFile,
     model: Arc<Model>,
     selection: &Selection,
     offline: bool,
+    lock_as: Option<&LockHolder>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Planned, CairnError> {
     let dir = StateDir::new(&model.base_dir, &model.name);
@@ -214,6 +238,8 @@ fn plan_model(
         }
     }
     let excluded = excluded_hosts(&model, selection)?;
+    let mut fleet = Fleet::default();
+    let mut locks = Vec::new();
     let refresh = if offline {
         Refresh::default()
     } else {
@@ -223,12 +249,13 @@ fn plan_model(
             .filter(|h| !excluded.contains(&h.name))
             .map(|h| h.id)
             .collect();
-        runtime.block_on(plan::refresh::refresh(
-            model.clone(),
-            &graph,
-            state.clone(),
-            &hosts,
-        ))
+        runtime.block_on(async {
+            fleet = Fleet::connect(&model, &hosts).await;
+            if let Some(holder) = lock_as {
+                locks = lock_hosts(&model, &mut fleet, holder).await;
+            }
+            plan::refresh::refresh(model.clone(), &graph, state.clone(), &fleet, &hosts).await
+        })
     };
     let options = DiffOptions {
         replace: selection.replace.clone(),
@@ -243,7 +270,43 @@ fn plan_model(
         refresh: Arc::new(refresh),
         plan,
         dir,
+        fleet,
+        locks,
     })
+}
+
+/// Locks every connected SSH host for this apply, all at once. A host that
+/// is locked by someone else leaves the fleet (it is reported unreachable,
+/// so the apply changes nothing). Taking over a stale lock is said on stderr.
+async fn lock_hosts(model: &Model, fleet: &mut Fleet, holder: &LockHolder) -> Vec<HostLock> {
+    let owner = serde_json::to_string(holder).expect("serializes");
+    let mut jobs = tokio::task::JoinSet::new();
+    for (&id, transport) in &fleet.transports {
+        if let Transport::Ssh(ssh) = transport {
+            let (ssh, owner) = (ssh.clone(), owner.clone());
+            jobs.spawn(async move { (id, ssh.lock(&owner).await) });
+        }
+    }
+    let mut locks = Vec::new();
+    while let Some(joined) = jobs.join_next().await {
+        let (id, result) = joined.expect("locking does not panic");
+        let name = model.host(id).name.clone();
+        match result {
+            Ok(lock) => {
+                if let Some(owner) = &lock.stale {
+                    eprintln!(
+                        "warning: host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
+                    );
+                }
+                locks.push(lock);
+            }
+            Err(e) => {
+                fleet.transports.remove(&id);
+                fleet.unreachable.insert(name, e.to_string());
+            }
+        }
+    }
+    locks
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -260,8 +323,20 @@ fn plan_command(cli: &Cli, args: &PlanArgs, style: &Style) -> Result<Success, Ca
         // A saved plan's keys must match the apply's: keep the secret salt from now on.
         ensure_state(&StateDir::new(&model.base_dir, &model.name))?;
     }
-    let planned = plan_model(&source, model, &args.selection, args.offline, &rt)?;
+    let planned = plan_model(&source, model, &args.selection, args.offline, None, &rt)?;
+    let result = show_plan(cli, args, style, &planned);
+    planned.finish(&rt);
+    result
+}
+
+fn show_plan(
+    cli: &Cli,
+    args: &PlanArgs,
+    style: &Style,
+    planned: &Planned,
+) -> Result<Success, CairnError> {
     let plan = &planned.plan;
+
     if cli.json {
         println!(
             "{}",
@@ -343,15 +418,27 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
     let (source, model) = load(&cli.file)?;
     let dir = StateDir::new(&model.base_dir, &model.name);
     dir.create()?;
-    let _lock = StateLock::acquire(
-        &dir.lock_file(),
-        &model.name,
-        &std::env::args().collect::<Vec<_>>().join(" "),
-    )?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let _lock = StateLock::acquire(&dir.lock_file(), &model.name, &command)?;
     ensure_state(&dir)?;
 
-    let planned = plan_model(&source, model, &args.selection, false, &rt)?;
+    let holder = LockHolder::current(&command);
+    let planned = plan_model(&source, model, &args.selection, false, Some(&holder), &rt)?;
+    let result = apply_planned(cli, args, style, &rt, &planned, &holder);
+    planned.finish(&rt);
+    result
+}
 
+/// The apply after planning: check a saved plan, show, ask, execute, record.
+fn apply_planned(
+    cli: &Cli,
+    args: &ApplyArgs,
+    style: &Style,
+    rt: &tokio::runtime::Runtime,
+    planned: &Planned,
+    holder: &LockHolder,
+) -> Result<Success, CairnError> {
+    let dir = &planned.dir;
     let plan = &planned.plan;
     if let Some(saved_path) = &args.plan {
         let text = std::fs::read(saved_path).map_err(|e| {
@@ -429,6 +516,8 @@ fn apply_command(cli: &Cli, args: &ApplyArgs, style: &Style) -> Result<Success, 
             refresh: planned.refresh.clone(),
             journal: journal.appender(),
             events: reporter.sender(),
+            transports: planned.fleet.transports.clone(),
+            operator: holder.operator(),
         },
         ExecOptions {
             parallelism: args.parallelism,

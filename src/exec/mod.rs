@@ -30,7 +30,8 @@ use crate::model::{ElementRef, HostId, Model, TransportKind};
 use crate::plan::{ChangeKind, Plan, Refresh};
 use crate::report::{Event, HostTotal, Outcome, RunSummary};
 use crate::state::{HostRecord, JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
-use crate::transport::Transport;
+use crate::transport::{Receipt, ReceiptInfo, Transport};
+
 use runner::{Failure, RunnerContext};
 
 /// Replaces secret values with `***` in anything shown or logged.
@@ -78,6 +79,7 @@ struct Shared {
     log_dir: PathBuf,
     seq: AtomicU64,
     transports: HashMap<HostId, Transport>,
+    operator: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,10 @@ pub struct Run<'a> {
     pub plan: &'a Plan,
     /// What refresh saw, so shipping knows what each host has.
     pub refresh: Arc<Refresh>,
+    /// The open connections, by host.
+    pub transports: HashMap<HostId, Transport>,
+    /// Who runs this apply, as receipts name it (`user@machine`).
+    pub operator: String,
     pub journal: Appender,
     pub events: Sender<Event>,
 }
@@ -116,15 +122,12 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         refresh,
         journal,
         events,
+        transports,
+        operator,
     } = run;
     let started = Instant::now();
-    let mut transports = HashMap::new();
-    for host in &model.hosts {
-        if let Ok(t) = Transport::for_host(host, &model.base_dir) {
-            transports.insert(host.id, t);
-        }
-    }
     let shared = Arc::new(Shared {
+        operator,
         scrubber: Scrubber::new(model.secret_values()),
         model: model.clone(),
         state: state.clone(),
@@ -501,15 +504,22 @@ async fn run_one(
 ) -> Result<TaskOutput, Failure> {
     let transport = shared.transports.get(&task.host).ok_or_else(|| {
         Failure::new(format!(
-            "host {} cannot be reached by this build of cairn",
+            "host {} is not connected",
             shared.model.host(task.host).name
         ))
     })?;
+    let receipt = Receipt::new(ReceiptInfo {
+        task: task.id.0.clone(),
+        key: change.key.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
+        finished_at: crate::state::now_rfc3339(),
+        by: shared.operator.clone(),
+    });
     let ctx = RunnerContext {
         model: &shared.model,
         transport,
         scrubber: &shared.scrubber,
         log_dir: &shared.log_dir,
+        receipt: Some(&receipt),
     };
     let record = shared.state.tasks.get(&task.id.0);
     let observation = shared.refresh.observations.get(&task.id);
@@ -625,7 +635,7 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
     }
     .ok_or_else(|| {
         Failure::new(format!(
-            "host {} cannot be reached by this build of cairn",
+            "host {} is no longer in the Clusterfile and is reached over SSH; add it back to undo its tasks, or forget them",
             record.host.name
         ))
     })?;
@@ -634,6 +644,7 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
         transport: &transport,
         scrubber: &shared.scrubber,
         log_dir: &shared.log_dir,
+        receipt: None,
     };
     let detail = match record.detail.shipped_files() {
         Some((dest, shipped)) => {
@@ -645,6 +656,11 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
         }
         None => runner::run_undo(&ctx, record, &id.0).await?,
     };
+    transport.forget_receipt(&id.0).await.map_err(|e| {
+        Failure::new(format!(
+            "the undo ran, but removing its receipt failed: {e}"
+        ))
+    })?;
     record_entry(shared, JournalEntry::Forget { id: id.0.clone() })
         .await
         .map_err(|e| Failure::new(format!("the undo ran, but recording it failed: {e}")))?;

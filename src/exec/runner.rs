@@ -21,7 +21,8 @@ use crate::model::interp::{Interp, Resolved};
 use crate::model::{HostId, Model, VarValue};
 use crate::plan::Observation;
 use crate::state::{RecordDetail, ShippedFile, TaskRecord};
-use crate::transport::{CommandOutput, Observed, Transport};
+pub use crate::transport::shell_quote;
+use crate::transport::{CommandOutput, Observed, Receipt, Transport};
 
 /// Why a task failed, ready to show.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ pub struct RunnerContext<'a> {
     pub transport: &'a Transport,
     pub scrubber: &'a Scrubber,
     pub log_dir: &'a PathBuf,
+    /// Left on the host by the command that finishes the task (over SSH).
+    pub receipt: Option<&'a Receipt>,
 }
 
 /// Ships a bundle's or a file's content; returns the new record detail and a short description.
@@ -108,31 +111,45 @@ pub async fn sync_files(
         })
         .map(|(rel, file)| (rel.clone(), file.clone()))
         .collect();
+    let dropped: BTreeMap<String, ShippedFile> = if fresh {
+        BTreeMap::new()
+    } else {
+        old_shipped
+            .iter()
+            .filter(|(rel, _)| !desired.contains_key(*rel))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let chown = match &task.work {
+        Work::File { file, .. } => ctx.model.files[*file].owner.clone(),
+        _ => None,
+    };
+    // The receipt rides on the task's last command: the shipping, unless a removal or chown follows.
+    let mut receipt = ctx.receipt;
     let shipped_now = if to_ship.is_empty() {
         BTreeMap::new()
     } else {
+        let with = if dropped.is_empty() && chown.is_none() {
+            receipt.take()
+        } else {
+            None
+        };
         ctx.transport
-            .ship(&dest, &to_ship)
+            .ship(&dest, &to_ship, with)
             .await
             .map_err(|e| Failure::new(e.to_string()))?
     };
     // Files the bundle no longer has: remove them if they are still as shipped.
-    if !fresh {
-        let dropped: BTreeMap<String, ShippedFile> = old_shipped
-            .iter()
-            .filter(|(rel, _)| !desired.contains_key(*rel))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !dropped.is_empty() {
-            let k = ctx
-                .transport
-                .remove(&dest, &dropped)
-                .await
-                .map_err(|e| Failure::new(e.to_string()))?;
-            removed += dropped.len() - k.len();
-            kept.extend(k);
-        }
+    if !dropped.is_empty() {
+        let k = ctx
+            .transport
+            .remove(&dest, &dropped)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+        removed += dropped.len() - k.len();
+        kept.extend(k);
     }
+
     let mut shipped = BTreeMap::new();
     for rel in desired.keys() {
         let entry = match shipped_now.get(rel) {
@@ -164,12 +181,12 @@ pub async fn sync_files(
     }
     let record = match &task.work {
         Work::Bundle { .. } => RecordDetail::Bundle { dest, shipped },
-        Work::File { file, dest, .. } => {
-            if let Some(owner) = &ctx.model.files[*file].owner {
+        Work::File { dest, .. } => {
+            if let Some(owner) = &chown {
                 let script = format!("chown {} {}", shell_quote(owner), shell_quote(dest));
                 let out = ctx
                     .transport
-                    .run(&script, None, Some(Duration::from_secs(60)))
+                    .run(&script, None, Some(Duration::from_secs(60)), receipt.take())
                     .await
                     .map_err(|e| Failure::new(e.to_string()))?;
                 if !out.success() {
@@ -188,6 +205,12 @@ pub async fn sync_files(
         }
         Work::Step { .. } => unreachable!(),
     };
+    if let Some(r) = receipt {
+        ctx.transport
+            .write_receipt(r)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+    }
     Ok((record, detail))
 }
 
@@ -214,7 +237,7 @@ pub async fn run_step(
     for attempt in 1..=attempts {
         let out = ctx
             .transport
-            .run(&script, cwd.as_deref(), step.timeout)
+            .run(&script, cwd.as_deref(), step.timeout, ctx.receipt)
             .await
             .map_err(|e| Failure::new(ctx.scrubber.scrub(&e.to_string())))?;
         log.push_str(&format!(
@@ -335,7 +358,12 @@ pub async fn run_undo(
         .map_err(|missing| Failure::new(format!("the undo command reads `${{{missing}}}`, which is no longer defined; define it again (in [vars]) to undo")))?;
     let out = ctx
         .transport
-        .run(&script, cwd.as_deref(), Some(Duration::from_secs(600)))
+        .run(
+            &script,
+            cwd.as_deref(),
+            Some(Duration::from_secs(600)),
+            None,
+        )
         .await
         .map_err(|e| Failure::new(e.to_string()))?;
     let mut log = String::from("# undo\n## stdout\n");
@@ -412,9 +440,4 @@ fn write_log(ctx: &RunnerContext<'_>, task_id: &str, text: &str) -> Option<Strin
         .ok()?;
     file.write_all(ctx.scrubber.scrub(text).as_bytes()).ok()?;
     Some(path.display().to_string())
-}
-
-/// Quotes a word for sh.
-pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }

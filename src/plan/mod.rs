@@ -188,9 +188,24 @@ pub fn diff(
                     }
                     _ => false,
                 };
+                // Not in this state, but the host has a receipt: another operator
+                // (or a lost state) did it. A `once` step is never run twice.
+                let receipt = match &task.work {
+                    Work::Step { step } if model.steps[*step].capture.is_none() => refresh
+                        .receipts
+                        .get(&task.id)
+                        .filter(|r| r.key == key.0 || task.once),
+                    _ => None,
+                };
                 if replace {
                     change.kind = ChangeKind::Create;
                     change.reasons.push("forced by --replace".into());
+                } else if let Some(r) = receipt {
+                    change.adopt = true;
+                    change.reasons.push(format!(
+                        "done on the host by {} at {} (its receipt): recorded without running",
+                        r.by, r.finished_at
+                    ));
                 } else if adopt {
                     change.adopt = true;
                     change

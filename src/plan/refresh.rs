@@ -1,9 +1,10 @@
 //! Refresh: read what is really on each host before planning.
 //!
-//! For every host, one probe looks at everything cairn recorded there:
-//! the files it shipped (stat first, rehash only what changed) and the
-//! `check` command of every step that has one. Hosts are probed in
-//! parallel; within a host the probes of one refresh share one connection.
+//! For every host, one probe request looks at everything cairn recorded
+//! there, in one round trip: facts (hostname, OS, arch, zstd), cairn's
+//! receipts, the files it shipped (stat first, rehash only what changed) and
+//! the `check` command of every step that has one. All hosts are probed at
+//! once over the run's open connections.
 //! The result is a map of observations by task id, which `plan::diff`
 //! compares with the records.
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use crate::graph::{TaskGraph, TaskId, Work};
 use crate::model::{HostId, Model};
 use crate::state::{RecordDetail, State};
-use crate::transport::{Observed, Transport};
+use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +33,10 @@ pub struct Refresh {
     pub observations: HashMap<TaskId, Observation>,
     /// Hosts that could not be probed, with why.
     pub unreachable: BTreeMap<String, String>,
+    /// Facts of each probed host, by name.
+    pub facts: BTreeMap<String, Facts>,
+    /// Receipts found on the hosts, by task.
+    pub receipts: HashMap<TaskId, ReceiptInfo>,
 }
 
 /// The value `${name}` had on `host` when last captured, from the state.
@@ -48,11 +53,13 @@ pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) 
     }
 }
 
-/// Probes every host in `hosts` (ids into `model.hosts`).
+/// Probes every host in `hosts` (ids into `model.hosts`) over `fleet`'s
+/// connections: one request per host, all hosts at once.
 pub async fn refresh(
     model: Arc<Model>,
     graph: &TaskGraph,
     state: Arc<State>,
+    fleet: &Fleet,
     hosts: &[HostId],
 ) -> Refresh {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
@@ -63,57 +70,109 @@ pub async fn refresh(
             .or_default()
             .push(node);
     }
+    let mut all = Refresh::default();
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
-        let transport = match Transport::for_host(model.host(host), &model.base_dir) {
-            Ok(t) => t,
+        let name = &model.host(host).name;
+        let Some(transport) = fleet.transports.get(&host).cloned() else {
+            let why = fleet
+                .unreachable
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| format!("host {name}: not connected"));
+            all.unreachable.insert(name.clone(), why);
+            continue;
+        };
+        let nodes = tasks_of.remove(&host).unwrap_or_default();
+        let (request, ids) = request_for(&model, graph, &state, host, &nodes);
+        let name = name.clone();
+        jobs.spawn(async move {
+            let result = transport.probe(&request).await;
+            (name, ids, result)
+        });
+    }
+    while let Some(joined) = jobs.join_next().await {
+        let (name, ids, result) = joined.expect("refresh tasks do not panic");
+        let report = match result {
+            Ok(r) => r,
             Err(error) => {
-                let mut r = Refresh::default();
-                r.unreachable
-                    .insert(model.host(host).name.clone(), error.to_string());
-                jobs.spawn(async move { r });
+                all.unreachable.insert(name, error.to_string());
                 continue;
             }
         };
-        let nodes = tasks_of.remove(&host).unwrap_or_default();
-        let probes = probes_for(&model, graph, &state, &nodes);
-        let model = model.clone();
-        let state = state.clone();
-        jobs.spawn(async move { probe_host(&model, &state, host, transport, probes).await });
-    }
-    let mut all = Refresh::default();
-    while let Some(result) = jobs.join_next().await {
-        let r = result.expect("refresh tasks do not panic");
-        all.observations.extend(r.observations);
-        all.unreachable.extend(r.unreachable);
+        for (id, found) in ids.files.into_iter().zip(report.files) {
+            all.observations.insert(id, Observation::Files(found));
+        }
+        for (id, result) in ids.checks.into_iter().zip(report.checks) {
+            let observation = match id {
+                // A check that reads a value not captured yet cannot pass: the step has not run.
+                None => continue,
+                Some(id) => (
+                    id,
+                    Observation::Check {
+                        passed: result.code == Some(0),
+                        code: result.code,
+                    },
+                ),
+            };
+            all.observations.insert(observation.0, observation.1);
+        }
+        for id in ids.unrenderable {
+            all.observations.insert(
+                id,
+                Observation::Check {
+                    passed: false,
+                    code: None,
+                },
+            );
+        }
+        for (task, receipt) in report.receipts {
+            all.receipts.insert(TaskId(task), receipt);
+        }
+        all.facts.insert(name, report.facts);
     }
     all
 }
 
-enum Probe {
-    Files {
-        id: TaskId,
-        dest: String,
-        shipped: BTreeMap<String, crate::state::ShippedFile>,
-    },
-    Check {
-        id: TaskId,
-        step: usize,
-    },
+/// Which task each part of a probe request belongs to.
+#[derive(Default)]
+struct RequestIds {
+    files: Vec<TaskId>,
+    checks: Vec<Option<TaskId>>,
+    /// Steps whose check reads a value not captured yet.
+    unrenderable: Vec<TaskId>,
 }
 
-fn probes_for(model: &Model, graph: &TaskGraph, state: &State, nodes: &[NodeIndex]) -> Vec<Probe> {
-    let mut probes = Vec::new();
+fn request_for(
+    model: &Model,
+    graph: &TaskGraph,
+    state: &State,
+    host: HostId,
+    nodes: &[NodeIndex],
+) -> (ProbeRequest, RequestIds) {
+    let mut request = ProbeRequest::default();
+    let mut ids = RequestIds::default();
     for &node in nodes {
         let task = graph.task(node);
         match &task.work {
             Work::Step { step } => {
-                if model.steps[*step].check.is_some() {
-                    probes.push(Probe::Check {
-                        id: task.id.clone(),
-                        step: *step,
-                    });
-                }
+                let s = &model.steps[*step];
+                let Some(check) = &s.check else { continue };
+                let captured = |n: &str| recorded_capture(model, state, host, n);
+                let Ok(script) = check.render(|n| model.resolve(host, n, &captured)) else {
+                    ids.unrenderable.push(task.id.clone());
+                    continue;
+                };
+                let cwd = s
+                    .cwd
+                    .as_ref()
+                    .and_then(|c| c.render(|n| model.resolve(host, n, &captured)).ok());
+                request.checks.push(CheckProbe {
+                    script,
+                    cwd,
+                    timeout: s.timeout.unwrap_or(std::time::Duration::from_secs(60)),
+                });
+                ids.checks.push(Some(task.id.clone()));
             }
             Work::Bundle { .. } | Work::File { .. } => {
                 if let Some((dest, shipped)) = state
@@ -121,85 +180,11 @@ fn probes_for(model: &Model, graph: &TaskGraph, state: &State, nodes: &[NodeInde
                     .get(&task.id.0)
                     .and_then(|r| r.detail.shipped_files())
                 {
-                    probes.push(Probe::Files {
-                        id: task.id.clone(),
-                        dest: dest.to_string(),
-                        shipped,
-                    });
+                    request.files.push((dest.to_string(), shipped));
+                    ids.files.push(task.id.clone());
                 }
             }
         }
     }
-    probes
-}
-
-async fn probe_host(
-    model: &Model,
-    state: &State,
-    host: HostId,
-    transport: Transport,
-    probes: Vec<Probe>,
-) -> Refresh {
-    let mut out = Refresh::default();
-    let name = model.host(host).name.clone();
-    for probe in probes {
-        match probe {
-            Probe::Files { id, dest, shipped } => match transport.observe(&dest, &shipped).await {
-                Ok(found) => {
-                    out.observations.insert(id, Observation::Files(found));
-                }
-                Err(error) => {
-                    out.unreachable.insert(name.clone(), error.to_string());
-                    return out;
-                }
-            },
-            Probe::Check { id, step } => {
-                let s = &model.steps[step];
-                let check = s.check.as_ref().expect("probe made for steps with a check");
-                let captured = |n: &str| recorded_capture(model, state, host, n);
-                // A check that reads a value not captured yet cannot pass: the step has not run.
-                let Ok(script) = check.render(|n| model.resolve(host, n, &captured)) else {
-                    out.observations.insert(
-                        id,
-                        Observation::Check {
-                            passed: false,
-                            code: None,
-                        },
-                    );
-                    continue;
-                };
-                let cwd = s
-                    .cwd
-                    .as_ref()
-                    .and_then(|c| c.render(|n| model.resolve(host, n, &captured)).ok());
-                let timeout = s.timeout.or(Some(std::time::Duration::from_secs(60)));
-                match transport.run(&script, cwd.as_deref(), timeout).await {
-                    Ok(output) => {
-                        out.observations.insert(
-                            id,
-                            Observation::Check {
-                                passed: output.success(),
-                                code: output.code,
-                            },
-                        );
-                    }
-                    Err(error) => {
-                        // A missing cwd means the step has not set things up yet: not converged.
-                        out.observations.insert(
-                            id,
-                            Observation::Check {
-                                passed: false,
-                                code: None,
-                            },
-                        );
-                        if !error.to_string().contains("working directory") {
-                            out.unreachable.insert(name.clone(), error.to_string());
-                            return out;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
+    (request, ids)
 }

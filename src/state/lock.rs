@@ -30,6 +30,26 @@ impl std::fmt::Display for LockHolder {
     }
 }
 
+impl LockHolder {
+    /// This process, running `command`.
+    pub fn current(command: &str) -> LockHolder {
+        LockHolder {
+            pid: std::process::id(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            command: command.to_string(),
+            started_at: super::now_rfc3339(),
+        }
+    }
+
+    /// `user@machine`, as receipts name who did a task.
+    pub fn operator(&self) -> String {
+        format!("{}@{}", self.user, self.host)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cluster `{cluster}` is locked by {holder}")]
@@ -77,15 +97,7 @@ impl StateLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let holder = LockHolder {
-            pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
-            command: command.to_string(),
-            started_at: super::now_rfc3339(),
-        };
+        let holder = LockHolder::current(command);
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(

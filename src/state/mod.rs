@@ -15,7 +15,7 @@
 //! the file says who holds it so a refused second apply can name the holder.
 
 pub mod journal;
-mod lock;
+pub mod lock;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::{CommandOutput, Observed, RUNNER, TransportError, target_path};
+use super::{
+    CheckResult, CommandOutput, Facts, Observed, ProbeReport, ProbeRequest, RUNNER, TransportError,
+    target_path,
+};
 use crate::bundle::ShipFile;
 use crate::bundle::manifest::hash_path;
 use crate::state::ShippedFile;
@@ -104,6 +107,48 @@ impl LocalTransport {
             stderr: output.stderr,
             timed_out: false,
         })
+    }
+
+    /// What refresh asks of this machine: facts, shipped files, checks.
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::OS.to_string());
+        let mut report = ProbeReport {
+            facts: Facts {
+                hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+                os,
+                arch: std::env::consts::ARCH.to_string(),
+                zstd: true,
+            },
+            ..Default::default()
+        };
+        for (dest, shipped) in &request.files {
+            report.files.push(self.observe(dest, shipped).await?);
+        }
+        for check in &request.checks {
+            let result = match self
+                .run(&check.script, check.cwd.as_deref(), Some(check.timeout))
+                .await
+            {
+                Ok(out) => CheckResult {
+                    code: if out.timed_out { None } else { out.code },
+                    cwd_missing: false,
+                },
+                Err(e) if e.to_string().contains("working directory") => CheckResult {
+                    code: None,
+                    cwd_missing: true,
+                },
+                Err(e) => return Err(e),
+            };
+            report.checks.push(result);
+        }
+        Ok(report)
     }
 
     pub async fn ship(

@@ -1,0 +1,320 @@
+//! Isolated OpenSSH test hosts on loopback, for end-to-end tests and benchmarks.
+//!
+//! Each host is `unshare --mount --uts --pid --fork` running
+//! `tests/hosts/testhost-init`, which mounts an overlay of `/` (upper layer
+//! on the host's own tmpfs "disk"), sets the hostname, and becomes sshd on
+//! `ADDRESS:22`. Addresses are claimed with a lock file per address, so
+//! tests (and test processes) running at the same time never share one.
+//!
+//! Stopping is by recorded pid, never by name: the namespace's init (sshd)
+//! is killed, which takes everything in the namespace with it, mounts
+//! included. `unshare` is started with a parent-death signal and
+//! `--kill-child`, so hosts die with the test process even when it panics
+//! or is killed.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// One running test host.
+pub struct TestHost {
+    pub name: String,
+    pub address: String,
+    unshare: Child,
+    /// PID (in this namespace) of the host's init: its sshd.
+    init: i32,
+    _claim: File,
+    _dir: tempfile::TempDir,
+}
+
+/// A set of test hosts and the client key that logs in to all of them.
+pub struct TestHosts {
+    pub hosts: Vec<TestHost>,
+    /// Private key accepted for root, `deploy` and `ops` on every host.
+    pub key: PathBuf,
+    _keys: tempfile::TempDir,
+}
+
+/// Why test hosts cannot run here, if they cannot.
+pub fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("test hosts need root (namespaces and mounts)".into());
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/bin/unshare", "/usr/bin/nsenter"] {
+        if !Path::new(tool).exists() {
+            return Some(format!(
+                "{tool} is missing (the README's test command installs it)"
+            ));
+        }
+    }
+    None
+}
+
+fn init_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts/testhost-init")
+}
+
+/// Loopback addresses handed out to test hosts, in order.
+fn candidate(i: usize) -> String {
+    format!("127.0.{}.{}", i / 250, 2 + i % 250)
+}
+
+/// Claims a free loopback address: a lock file per address, held while the host lives.
+fn claim_address() -> (String, File) {
+    let dir = std::env::temp_dir().join("cairn-testhosts");
+    std::fs::create_dir_all(&dir).expect("can create the address claims folder");
+    for i in 0..2000 {
+        let address = candidate(i);
+        let file = File::create(dir.join(&address)).expect("can create a claim file");
+        if file.try_lock().is_ok() {
+            // Someone outside this scheme may listen there: skip it.
+            let addr: SocketAddr = format!("{address}:22").parse().expect("valid");
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                continue;
+            }
+            return (address, file);
+        }
+    }
+    panic!("no free loopback address for a test host");
+}
+
+impl TestHosts {
+    /// Starts `n` hosts at once and waits until each one's sshd answers.
+    pub fn start(n: usize) -> TestHosts {
+        TestHosts::start_with_disk(n, 256)
+    }
+
+    /// Like [`TestHosts::start`], with a disk of `disk_mb` per host.
+    pub fn start_with_disk(n: usize, disk_mb: u32) -> TestHosts {
+        if let Some(why) = unavailable() {
+            panic!("{why}");
+        }
+        let keys = tempfile::tempdir().expect("tempdir");
+        let key = keys.path().join("id_ed25519");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cairn-tests", "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success(), "ssh-keygen failed");
+        let public = key.with_extension("pub");
+        let mut hosts: Vec<TestHost> = (0..n)
+            .map(|i| TestHost::spawn(&format!("host{i}"), &public, disk_mb))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for host in &mut hosts {
+            host.wait_ready(deadline);
+        }
+        TestHosts {
+            hosts,
+            key,
+            _keys: keys,
+        }
+    }
+
+    /// An `[ssh]` table and `[[hosts]]` list for a Clusterfile: the first
+    /// host has the role `master`, the others `worker`.
+    pub fn clusterfile_hosts(&self, ssh_extra: &str) -> String {
+        let mut text = format!(
+            "[ssh]\nidentity = \"{}\"\nconnect_timeout = \"3s\"\n{ssh_extra}\n",
+            self.key.display()
+        );
+        for (i, h) in self.hosts.iter().enumerate() {
+            let role = if i == 0 { "master" } else { "worker" };
+            text.push_str(&format!(
+                "[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nroles = [\"{role}\"]\n\n",
+                h.name, h.address
+            ));
+        }
+        text
+    }
+
+    /// The ssh command line that logs in to `host` as `user` with the test key.
+    pub fn ssh(&self, user: &str, host: &TestHost) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-i")
+            .arg(&self.key)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@{}", host.address));
+        c
+    }
+}
+
+impl TestHost {
+    fn spawn(name: &str, public_key: &Path, disk_mb: u32) -> TestHost {
+        let (address, claim) = claim_address();
+        let dir = tempfile::Builder::new()
+            .prefix("cairn-testhost-")
+            .tempdir()
+            .expect("tempdir");
+        let log = File::create(dir.path().join("log")).expect("log file");
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--uts", "--pid", "--fork", "--kill-child", "sh"])
+            .arg(init_script())
+            .arg(dir.path().join("disk"))
+            .arg(&address)
+            .arg(name)
+            .arg(disk_mb.to_string())
+            .arg(public_key)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log);
+        // SAFETY: prctl only sets a flag of the child between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let unshare = command.spawn().expect("unshare starts");
+        TestHost {
+            name: name.to_string(),
+            address,
+            unshare,
+            init: 0,
+            _claim: claim,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self, deadline: Instant) {
+        let addr: SocketAddr = format!("{}:22", self.address).parse().expect("valid");
+        loop {
+            if let Ok(Some(status)) = self.unshare.try_wait() {
+                panic!("test host {} exited ({status}):\n{}", self.name, self.log());
+            }
+            if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut banner = [0u8; 4];
+                if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "test host {} did not start:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let children = format!("/proc/{0}/task/{0}/children", self.unshare.id());
+        self.init = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .expect("unshare has its child");
+    }
+
+    /// A path inside the host, seen from outside (through its sshd's root).
+    pub fn path(&self, path: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.init)).join(path.trim_start_matches('/'))
+    }
+
+    pub fn read(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(path)).ok()
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        std::fs::write(self.path(path), text).expect("can write into the test host");
+    }
+
+    /// Runs a shell command inside the host's namespaces, as root.
+    pub fn exec(&self, script: &str) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.init.to_string(), "-m", "-u", "-p", "-r", "-w"])
+            .args(["sh", "-c", script])
+            .output()
+            .expect("nsenter runs")
+    }
+
+    /// Every process of the host: those in its PID namespace.
+    fn processes(&self) -> Vec<i32> {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let Some(own) = ns(&self.init.to_string()) else {
+            return Vec::new();
+        };
+        std::fs::read_dir("/proc")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|pid| ns(&pid.to_string()).as_ref() == Some(&own))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Freezes the whole host (SIGSTOP to every process in it).
+    pub fn freeze(&self) {
+        for pid in self.processes() {
+            // SAFETY: kill(2) on pids of this host's namespace.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+    }
+
+    pub fn thaw(&self) {
+        for pid in self.processes() {
+            // SAFETY: as in freeze.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+    }
+
+    /// Fills the host's disk.
+    pub fn fill_disk(&self) {
+        self.exec("cat /dev/zero > /fill 2>/dev/null; sync; true");
+    }
+
+    /// Gives the host a new SSH host key (as a reinstall would).
+    pub fn rotate_host_key(&self) {
+        let out = self.exec(
+            "rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && kill -HUP 1",
+        );
+        assert!(out.status.success(), "{out:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// Kills the host: everything in it dies at once, as in a power cut.
+    pub fn kill(&mut self) {
+        if self.init > 0 {
+            // SAFETY: the pid recorded at start; killing a namespace's init ends the namespace.
+            unsafe { libc::kill(self.init, libc::SIGKILL) };
+            self.init = -self.init;
+        }
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.init > 0
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // A frozen host must be thawed to die promptly.
+        if self.init > 0 {
+            self.thaw();
+        }
+        self.kill();
+    }
+}
