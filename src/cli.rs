@@ -50,6 +50,12 @@ pub enum Command {
     )]
     Apply(ApplyArgs),
 
+    /// Read-only check, for cron: do the hosts still match the Clusterfile?
+    #[command(
+        after_help = "Exit codes: 0 in sync, 2 drift, 4 some hosts could not be checked, 6 both, 1 error.\n\nExamples:\n  cairn drift\n  cairn drift --json | jq '.hosts[] | select(.in_sync | not)'\n  cairn drift --limit worker"
+    )]
+    Drift(DriftArgs),
+
     /// Print the task graph as Graphviz DOT.
     #[command(after_help = "Example:\n  cairn graph | dot -Tsvg > graph.svg")]
     Graph,
@@ -90,6 +96,13 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Only these hosts: a role, a host name, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
+    pub limit: Vec<String>,
 }
 
 #[derive(Debug, Args)]

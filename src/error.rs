@@ -48,14 +48,14 @@ pub enum CairnError {
     )]
     StalePlan { path: String, differences: String },
 
-    #[error("apply failed: {count} task{} failed", if *count == 1 { "" } else { "s" })]
+    #[error("apply failed: {count} task{} failed{}", if *count == 1 { "" } else { "s" }, match unreachable { 0 => String::new(), 1 => ", 1 host unreachable".to_string(), n => format!(", {n} hosts unreachable") })]
     #[diagnostic(
         code(cairn::apply_failed),
         help(
             "see the failures above; fix them and run `cairn apply` again: finished tasks are not repeated"
         )
     )]
-    ApplyFailed { count: usize },
+    ApplyFailed { count: usize, unreachable: usize },
 
     #[error("apply interrupted: {not_finished} task{} not finished", if *not_finished == 1 { "" } else { "s" })]
     #[diagnostic(
@@ -92,8 +92,12 @@ impl CairnError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Success {
     Ok,
-    /// Changes present (plan with `--detailed-exitcode`).
+    /// Changes present (plan with `--detailed-exitcode`), or drift.
     Changes,
+    /// `cairn drift`: some hosts could not be checked (4), and some drifted too (6).
+    Unchecked {
+        drift: bool,
+    },
 }
 
 impl Success {
@@ -101,6 +105,8 @@ impl Success {
         match self {
             Success::Ok => 0,
             Success::Changes => 2,
+            Success::Unchecked { drift: false } => 4,
+            Success::Unchecked { drift: true } => 6,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::bundle::manifest::HashCache;
-use crate::cli::{ApplyArgs, Cli, Command, PlanArgs, Selection, StateCommand};
+use crate::cli::{ApplyArgs, Cli, Command, DriftArgs, PlanArgs, Selection, StateCommand};
 use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
 use crate::error::{CairnError, Success};
 use crate::exec::{self, ExecOptions, Scrubber};
@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> Result<Success, CairnError> {
             Ok(Success::Ok)
         }
         Command::Plan(args) => plan_command(&cli, args, &style),
+        Command::Drift(args) => drift_command(&cli, args, &style),
         Command::Apply(args) => apply_command(&cli, args, &style),
         Command::State(sub) => state_command(&cli, sub, &style),
     }
@@ -378,8 +379,138 @@ fn show_plan(
     })
 }
 
+/// `cairn drift`: refresh every host (read-only) and say which no longer
+/// match. A host has drifted when what is on it differs from what cairn
+/// recorded (a hand edit, a missing file, a failing check); it is pending
+/// when the Clusterfile asks for something not applied yet. Both count as
+/// out of sync. Nothing is locked, written or repaired.
+fn drift_command(cli: &Cli, args: &DriftArgs, style: &Style) -> Result<Success, CairnError> {
+    let rt = runtime();
+    let (source, model) = load(&cli.file)?;
+    let selection = Selection {
+        limit: args.limit.clone(),
+        replace: Vec::new(),
+    };
+    let planned = plan_model(&source, model, &selection, false, None, &rt)?;
+    let plan = &planned.plan;
+    let excluded = excluded_hosts(&planned.model, &selection)?;
+    let mut hosts = Vec::new();
+    for host in planned
+        .model
+        .hosts
+        .iter()
+        .filter(|h| !excluded.contains(&h.name))
+    {
+        if plan.unreachable.contains_key(&host.name) {
+            continue;
+        }
+        let entry = |c: &plan::Change| {
+            serde_json::json!({
+                "task": c.id.0,
+                "action": format!("{:?}", c.kind).to_lowercase(),
+                "reasons": c.reasons,
+            })
+        };
+        let mine: Vec<&plan::Change> = plan
+            .changes
+            .iter()
+            .filter(|c| c.host == host.name && c.kind != plan::ChangeKind::Noop)
+            .collect();
+        let drifted: Vec<_> = mine
+            .iter()
+            .filter(|c| c.drifted)
+            .map(|c| entry(c))
+            .collect();
+        let pending: Vec<_> = mine
+            .iter()
+            .filter(|c| !c.drifted)
+            .map(|c| entry(c))
+            .collect();
+        hosts.push(serde_json::json!({
+            "host": host.name,
+            "address": host.address,
+            "in_sync": mine.is_empty(),
+            "drifted": drifted,
+            "pending": pending,
+        }));
+    }
+    let out_of_sync = hosts.iter().filter(|h| h["in_sync"] == false).count();
+    let unchecked: Vec<_> = plan
+        .unreachable
+        .iter()
+        .map(|(host, error)| serde_json::json!({"host": host, "error": error}))
+        .collect();
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cluster": planned.model.name,
+                "in_sync": out_of_sync == 0 && unchecked.is_empty(),
+                "hosts": hosts,
+                "unchecked": unchecked,
+            }))
+            .expect("serializes")
+        );
+    } else {
+        let checked = hosts.len();
+        if out_of_sync == 0 {
+            println!(
+                "{} All {checked} checked host{} match the Clusterfile.",
+                style.green("✓"),
+                plural(checked)
+            );
+        } else {
+            println!(
+                "{} {out_of_sync} of {checked} checked host{} no longer match the Clusterfile:",
+                style.yellow("!"),
+                plural(checked)
+            );
+        }
+        for h in hosts.iter().filter(|h| h["in_sync"] == false) {
+            println!("\n  {}", style.bold(h["host"].as_str().unwrap_or_default()));
+            for (label, list) in [("drifted", &h["drifted"]), ("pending", &h["pending"])] {
+                for c in list.as_array().into_iter().flatten() {
+                    let reasons: Vec<&str> = c["reasons"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.as_str())
+                        .collect();
+                    println!(
+                        "    {label:<8} {}: {}",
+                        c["task"].as_str().unwrap_or_default(),
+                        reasons.join("; ")
+                    );
+                }
+            }
+        }
+        if !unchecked.is_empty() {
+            println!(
+                "\n{} {} host{} could not be checked:",
+                style.red("✗"),
+                unchecked.len(),
+                plural(unchecked.len())
+            );
+            for u in &unchecked {
+                println!("  {}", u["error"].as_str().unwrap_or_default());
+            }
+        }
+        if out_of_sync > 0 {
+            println!("\nRun `cairn plan` to see the changes, `cairn apply` to repair them.");
+        }
+    }
+    let result = match (out_of_sync > 0, !unchecked.is_empty()) {
+        (false, false) => Success::Ok,
+        (true, false) => Success::Changes,
+        (drift, true) => Success::Unchecked { drift },
+    };
+    planned.finish(&rt);
+    Ok(result)
+}
+
 /// Compares a saved plan with a fresh one: same tasks, same actions, same keys, same reasons.
-fn stale_differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
+fn stale_differences
+(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
     let mut out = Vec::new();
     if saved.cluster != fresh.cluster {
         out.push(format!(
@@ -478,19 +609,28 @@ fn apply_planned(
     } else {
         print!("{}", plan.to_text(style));
     }
-    if !plan.unreachable.is_empty() {
-        return Err(CairnError::usage(
-            format!(
-                "{} host{} could not be refreshed; nothing was changed",
-                plan.unreachable.len(),
-                plural(plan.unreachable.len())
-            ),
-            "fix them, or leave them out with --limit '!NAME'",
-        ));
-    }
+    // A host that cannot be reached (or locked) fails alone: the others converge.
+    let unreachable: Vec<String> = plan
+        .unreachable
+        .iter()
+        .map(|(host, why)| {
+            if why.starts_with(&format!("host {host}")) {
+                why.clone()
+            } else {
+                format!("host {host}: {why}")
+            }
+        })
+        .collect();
     let adopt = plan.changes.iter().any(|c| c.adopt);
     if !plan.has_changes() && !adopt {
-        return Ok(Success::Ok);
+        return if unreachable.is_empty() {
+            Ok(Success::Ok)
+        } else {
+            Err(CairnError::ApplyFailed {
+                count: 0,
+                unreachable: unreachable.len(),
+            })
+        };
     }
     if plan.has_changes() && !args.auto_approve && args.plan.is_none() {
         confirm()?;
@@ -507,7 +647,7 @@ fn apply_planned(
     let log_dir = dir
         .runs_dir()
         .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string());
-    let summary = rt.block_on(exec::execute(
+    let mut summary = rt.block_on(exec::execute(
         exec::Run {
             model: planned.model.clone(),
             graph: planned.graph.clone(),
@@ -525,6 +665,7 @@ fn apply_planned(
             log_dir,
         },
     ));
+    summary.unreachable = unreachable;
     let _ = reporter.sender().send(report::Event::RunFinished {
         summary: summary.clone(),
     });
@@ -538,11 +679,12 @@ fn apply_planned(
         Err(CairnError::Interrupted {
             not_finished: summary.not_finished,
         })
-    } else if summary.failed.is_empty() {
+    } else if summary.failed.is_empty() && summary.unreachable.is_empty() {
         Ok(Success::Ok)
     } else {
         Err(CairnError::ApplyFailed {
             count: summary.failed.len(),
+            unreachable: summary.unreachable.len(),
         })
     }
 }

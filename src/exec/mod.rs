@@ -513,6 +513,7 @@ async fn run_one(
         key: change.key.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
         finished_at: crate::state::now_rfc3339(),
         by: shared.operator.clone(),
+        captured: None,
     });
     let ctx = RunnerContext {
         model: &shared.model,
@@ -535,15 +536,25 @@ async fn run_one(
             .as_ref()
             .map(|c| runner::render_for_host(&shared.model, task.host, c, captures))
             .transpose()?;
+        // Adopted from a receipt: the value it captured then goes on.
+        let captured = shared
+            .refresh
+            .receipts
+            .get(&task.id)
+            .and_then(|r| r.captured.clone());
         (
             RecordDetail::Step {
-                captured: None,
+                captured,
                 captured_masked: false,
                 undo: s.undo.as_ref().map(|u| u.source.clone()),
                 undo_vars: runner::undo_values(&shared.model, task.host, s.undo.as_ref(), captures),
                 cwd,
             },
-            "check passes".to_string(),
+            change
+                .reasons
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "already converged".into()),
             Outcome::Adopted,
         )
     } else {

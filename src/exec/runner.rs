@@ -237,7 +237,17 @@ pub async fn run_step(
     for attempt in 1..=attempts {
         let out = ctx
             .transport
-            .run(&script, cwd.as_deref(), step.timeout, ctx.receipt)
+            .run(
+                &script,
+                cwd.as_deref(),
+                step.timeout,
+                // A capturing step's receipt carries the value: it is written after.
+                if step.capture.is_some() {
+                    None
+                } else {
+                    ctx.receipt
+                },
+            )
             .await
             .map_err(|e| Failure::new(ctx.scrubber.scrub(&e.to_string())))?;
         log.push_str(&format!(
@@ -255,6 +265,16 @@ pub async fn run_step(
                 .capture
                 .as_ref()
                 .map(|_| String::from_utf8_lossy(&out.stdout).trim_end().to_string());
+            if let (Some(value), Some(base)) = (&captured, ctx.receipt) {
+                let mut info = base.info.clone();
+                // A value holding a secret stays off the host's receipts too.
+                info.captured = (ctx.scrubber.scrub(value) == *value).then(|| value.clone());
+                ctx.transport
+                    .write_receipt(&Receipt::new(info))
+                    .await
+                    .map_err(|e| Failure::new(ctx.scrubber.scrub(&e.to_string())))?;
+            }
+
             let detail = match attempt {
                 1 => None,
                 n => Some(format!("succeeded on attempt {n}")),
@@ -421,16 +441,7 @@ fn write_log(ctx: &RunnerContext<'_>, task_id: &str, text: &str) -> Option<Strin
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(ctx.log_dir).ok()?;
-    let name: String = task_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = crate::transport::file_safe_name(task_id);
     let path = ctx.log_dir.join(format!("{name}.log"));
     let mut file = std::fs::OpenOptions::new()
         .create(true)

@@ -70,6 +70,9 @@ pub struct Change {
     pub inputs: Option<KeyInputs>,
     /// Never ran, but its `check` passes: recorded as converged without running.
     pub adopt: bool,
+    /// What refresh found on the host differs from the record (hand edits,
+    /// missing files, failing checks), as opposed to a changed Clusterfile.
+    pub drifted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,9 +180,12 @@ pub fn diff(
             key: Some(key.clone()),
             inputs: Some(inputs.clone()),
             adopt: false,
+            drifted: false,
         };
         let replace = matches_replace(&options.replace, &task.id);
         let drift = drift_reasons(observation, record);
+        change.drifted = record.is_some() && !drift.is_empty();
+
         match record {
             None => {
                 let adopt = match (&task.work, observation) {
@@ -191,12 +197,15 @@ pub fn diff(
                 // Not in this state, but the host has a receipt: another operator
                 // (or a lost state) did it. A `once` step is never run twice.
                 let receipt = match &task.work {
-                    Work::Step { step } if model.steps[*step].capture.is_none() => refresh
-                        .receipts
-                        .get(&task.id)
-                        .filter(|r| r.key == key.0 || task.once),
+                    Work::Step { step } => refresh.receipts.get(&task.id).filter(|r| {
+                        (r.key == key.0 || task.once)
+                            && (model.steps[*step].capture.is_none()
+                                || r.captured.is_some()
+                                || task.once)
+                    }),
                     _ => None,
                 };
+
                 if replace {
                     change.kind = ChangeKind::Create;
                     change.reasons.push("forced by --replace".into());
@@ -295,6 +304,7 @@ pub fn diff(
             key: None,
             inputs: None,
             adopt: false,
+            drifted: false,
         });
     }
     Plan {
@@ -335,10 +345,10 @@ fn drift_reasons(observation: Option<&Observation>, record: Option<&TaskRecord>)
             let mut modified = Vec::new();
             let mut missing = Vec::new();
             for (rel, o) in found {
-                let name = if rel.is_empty() {
-                    "the file".to_string()
-                } else {
-                    rel.clone()
+                let name = match (rel.is_empty(), record.map(|r| &r.detail)) {
+                    (true, Some(RecordDetail::File { dest, .. })) => dest.clone(),
+                    (true, _) => "the file".to_string(),
+                    (false, _) => rel.clone(),
                 };
                 match o {
                     Observed::Missing => missing.push(name),

@@ -113,10 +113,12 @@ impl Plan {
         if !adopted.is_empty() {
             let gap = if out.is_empty() { "" } else { "\n" };
             out.push_str(&format!(
-                "{gap}Already converged (their check passes), recorded without running:\n\n"
+                "{gap}Already converged, recorded without running:\n\n"
             ));
+            let width = adopted.iter().map(|c| c.id.0.len()).max().unwrap_or(0);
             for c in adopted {
-                out.push_str(&format!("    = {}\n", c.id.0));
+                let why = c.reasons.first().map(String::as_str).unwrap_or_default();
+                out.push_str(&format!("    = {:<width$}  {}\n", c.id.0, style.dim(why)));
             }
         }
         let ignored: Vec<_> = self

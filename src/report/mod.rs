@@ -87,6 +87,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Tasks that did not start, or were stopped, because of the interrupt.
     pub not_finished: usize,
+    /// Hosts that could not be reached or locked (nothing ran there), with why.
+    pub unreachable: Vec<String>,
 }
 
 /// How events are shown.
@@ -217,7 +219,7 @@ pub fn summary_text(s: &RunSummary, style: &Style) -> String {
             s.unchanged,
             ms(s.duration_ms)
         ));
-    } else if s.failed.is_empty() {
+    } else if s.failed.is_empty() && s.unreachable.is_empty() {
         out.push_str(&format!(
             "\n{} {} done, {} unchanged in {}.",
             style.bold("Apply complete!"),
@@ -235,6 +237,16 @@ pub fn summary_text(s: &RunSummary, style: &Style) -> String {
             s.unchanged,
             ms(s.duration_ms)
         ));
+    }
+    if !s.unreachable.is_empty() {
+        out.push_str(&format!(
+            "\n{} host{} could not be reached; nothing ran there:",
+            s.unreachable.len(),
+            if s.unreachable.len() == 1 { "" } else { "s" }
+        ));
+        for why in &s.unreachable {
+            out.push_str(&format!("\n  {} {why}", style.red("✗")));
+        }
     }
     if let Some(dir) = &s.log_dir {
         out.push_str(&format!("\nTask output is in {dir}"));

@@ -92,6 +92,9 @@ pub struct ReceiptInfo {
     pub finished_at: String,
     /// `user@machine` of the cairn that did it.
     pub by: String,
+    /// The value a `capture` step printed, unless it held a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captured: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,22 +109,27 @@ impl Receipt {
         Receipt { info, json }
     }
 
-    /// The receipt's file name: the task id, with anything odd replaced.
     pub fn file_name(&self) -> String {
-        let name: String = self
-            .info
-            .task
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("{name}.json")
+        receipt_file_name(&self.info.task)
     }
+}
+
+/// The file name of a task's receipt.
+pub fn receipt_file_name(task: &str) -> String {
+    format!("{}.json", file_safe_name(task))
+}
+
+/// A task id as a file name: anything but `[A-Za-z0-9.-_@]` becomes `_`.
+pub fn file_safe_name(task: &str) -> String {
+    task.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Facts a probe reads off a host.
@@ -284,8 +292,7 @@ impl Transport {
     }
 
     /// Everything refresh asks of a host, in one round trip.
-    pub async fn probe
-(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
         match self {
             Transport::Local(t) => t.probe(request).await,
             Transport::Ssh(t) => t.probe(request).await,

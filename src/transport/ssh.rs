@@ -333,13 +333,8 @@ impl SshTransport {
     }
 
     pub async fn forget_receipt(&self, task: &str) -> Result<(), TransportError> {
-        let name = Receipt::new(super::ReceiptInfo {
-            task: task.to_string(),
-            key: String::new(),
-            finished_at: String::new(),
-            by: String::new(),
-        })
-        .file_name();
+        let name = super::receipt_file_name(task);
+
         let script = format!(
             "{}rm -f \"$cairn_d/receipts/\"{}\n",
             state_dir_snippet(&self.cluster),
@@ -532,6 +527,8 @@ impl SshTransport {
             ));
         }
 
+        // What failed inside is in the output; the probe itself succeeded.
+        script.push_str("true\n");
         let longest = request
             .checks
             .iter()
@@ -544,7 +541,8 @@ impl SshTransport {
         }
         if !out.success() {
             return Err(self.error(format!(
-                "the probe failed: {}",
+                "the probe failed ({}): {}",
+                describe_code(out.code),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
@@ -640,7 +638,7 @@ impl SshTransport {
         command
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::null());
+            .stderr(openssh::Stdio::piped());
         let mut child = command
             .spawn()
             .await
@@ -715,7 +713,17 @@ impl SshTransport {
                     stale,
                 })
             }
-            _ => Err(self.error(format!("failed to take the host lock: {}", lines.join(" ")))),
+            _ => {
+                // The remote side ended without a verdict: say what it printed.
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr().take() {
+                    use tokio::io::AsyncReadExt;
+                    let read = e.read_to_string(&mut err);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+                }
+                let said = format!("{} {}", lines.join(" "), err.trim());
+                Err(self.error(format!("failed to take the host lock: {}", said.trim())))
+            }
         }
     }
 }
@@ -767,6 +775,13 @@ fn cd_prefix(cwd: Option<&str>) -> String {
             q = shell_quote(dir)
         ),
         None => String::new(),
+    }
+}
+
+fn describe_code(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit {c}"),
+        None => "killed".into(),
     }
 }
 
@@ -932,7 +947,6 @@ type StreamCell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
 
 /// Compressed streams by file set, shared across hosts.
 static STREAMS: Mutex<Option<HashMap<StreamKey, StreamCell>>> = Mutex::new(None);
-
 
 /// The tar stream (zstd-compressed if `zstd`) of `files`, entries named by
 /// index; built once per distinct file set and reused by every host.

@@ -2,9 +2,11 @@
 //!
 //! Each host is `unshare --mount --uts --pid --fork` running
 //! `tests/hosts/testhost-init`, which mounts an overlay of `/` (upper layer
-//! on the host's own tmpfs "disk"), sets the hostname, and becomes sshd on
-//! `ADDRESS:22`. Addresses are claimed with a lock file per address, so
-//! tests (and test processes) running at the same time never share one.
+//! on the host's own tmpfs "disk", mounted here so that it outlives the
+//! host's processes: a killed host boots again with its files), sets the
+//! hostname, and becomes sshd on `ADDRESS:22`. Addresses are claimed with a
+//! lock file per address, so tests (and test processes) running at the same
+//! time never share one.
 //!
 //! Stopping is by recorded pid, never by name: the namespace's init (sshd)
 //! is killed, which takes everything in the namespace with it, mounts
@@ -29,6 +31,7 @@ pub struct TestHost {
     unshare: Child,
     /// PID (in this namespace) of the host's init: its sshd.
     init: i32,
+    public_key: PathBuf,
     _claim: File,
     _dir: tempfile::TempDir,
 }
@@ -106,7 +109,7 @@ impl TestHosts {
         assert!(status.success(), "ssh-keygen failed");
         let public = key.with_extension("pub");
         let mut hosts: Vec<TestHost> = (0..n)
-            .map(|i| TestHost::spawn(&format!("host{i}"), &public, disk_mb))
+            .map(|i| TestHost::create(&format!("host{i}"), &public, disk_mb))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         for host in &mut hosts {
@@ -157,21 +160,47 @@ impl TestHosts {
 }
 
 impl TestHost {
-    fn spawn(name: &str, public_key: &Path, disk_mb: u32) -> TestHost {
+    fn create(name: &str, public_key: &Path, disk_mb: u32) -> TestHost {
         let (address, claim) = claim_address();
         let dir = tempfile::Builder::new()
             .prefix("cairn-testhost-")
             .tempdir()
             .expect("tempdir");
-        let log = File::create(dir.path().join("log")).expect("log file");
+        let disk = dir.path().join("disk");
+        std::fs::create_dir(&disk).expect("disk folder");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={disk_mb}m,mode=0755")])
+            .arg(format!("disk-{name}"))
+            .arg(&disk)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting the disk of {name} failed");
+        let unshare = TestHost::boot(dir.path(), &address, name, public_key);
+        TestHost {
+            name: name.to_string(),
+            address,
+            unshare,
+            init: 0,
+            public_key: public_key.to_path_buf(),
+            _claim: claim,
+            _dir: dir,
+        }
+    }
+
+    /// Boots (again) a host whose disk is at `dir/disk`.
+    fn boot(dir: &Path, address: &str, name: &str, public_key: &Path) -> Child {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("log"))
+            .expect("log file");
         let mut command = Command::new("unshare");
         command
             .args(["--mount", "--uts", "--pid", "--fork", "--kill-child", "sh"])
             .arg(init_script())
-            .arg(dir.path().join("disk"))
-            .arg(&address)
+            .arg(dir.join("disk"))
+            .arg(address)
             .arg(name)
-            .arg(disk_mb.to_string())
             .arg(public_key)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
@@ -183,15 +212,22 @@ impl TestHost {
                 Ok(())
             });
         }
-        let unshare = command.spawn().expect("unshare starts");
-        TestHost {
-            name: name.to_string(),
-            address,
-            unshare,
-            init: 0,
-            _claim: claim,
-            _dir: dir,
+        command.spawn().expect("unshare starts")
+    }
+
+    /// Boots a killed host again, with the files it had.
+    pub fn restart(&mut self) {
+        if self.is_alive() {
+            self.kill();
         }
+        self.unshare = TestHost::boot(
+            self._dir.path(),
+            &self.address,
+            &self.name,
+            &self.public_key,
+        );
+        self.init = 0;
+        self.wait_ready(Instant::now() + Duration::from_secs(30));
     }
 
     fn log(&self) -> String {
@@ -293,6 +329,15 @@ impl TestHost {
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    /// Cuts the power: SIGKILL to the host's init, which takes every process
+    /// of the host with it. Its disk stays; [`TestHost::restart`] boots it again.
+    pub fn power_off(&self) {
+        if self.init > 0 {
+            // SAFETY: the pid recorded at start; killing a namespace's init ends the namespace.
+            unsafe { libc::kill(self.init, libc::SIGKILL) };
+        }
+    }
+
     /// Kills the host: everything in it dies at once, as in a power cut.
     pub fn kill(&mut self) {
         if self.init > 0 {
@@ -316,5 +361,10 @@ impl Drop for TestHost {
             self.thaw();
         }
         self.kill();
+        let disk =
+            std::ffi::CString::new(self._dir.path().join("disk").as_os_str().as_encoded_bytes())
+                .expect("no NUL in a temp path");
+        // SAFETY: a valid C string; MNT_DETACH lets go even if something still holds it.
+        unsafe { libc::umount2(disk.as_ptr(), libc::MNT_DETACH) };
     }
 }
