@@ -837,7 +837,9 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
         text.contains("node0: root@127.0.0.1:1: connection refused; is sshd running there"),
         "{text}"
     );
-    assert!(text.contains("nothing was changed"), "{text}");
+    assert!(text.contains("1 host unreachable"), "{text}");
+    assert!(text.contains("The reachable hosts match"), "{text}");
+
     let list = s.run(&["state", "list"]);
     assert!(
         stdout(&list).contains("No tasks recorded"),

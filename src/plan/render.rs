@@ -151,8 +151,14 @@ impl Plan {
         let s = self.summary();
         if shown.is_empty() {
             out.push_str(&format!(
-                "{}No changes. The hosts match the Clusterfile ({} task{} unchanged).\n",
+                "{}No changes. The {}hosts match the Clusterfile ({} task{} unchanged).\n",
                 if out.is_empty() { "" } else { "\n" },
+                if self.unreachable.is_empty() {
+                    ""
+                } else {
+                    "reachable "
+                },
+
                 s.unchanged,
                 if s.unchanged == 1 { "" } else { "s" }
             ));
