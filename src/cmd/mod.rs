@@ -23,7 +23,7 @@ use crate::plan::{self, DiffOptions, Plan, Refresh};
 use crate::report::{self, Mode, Reporter, Style};
 use crate::state::{Journal, LockHolder, State, StateDir, StateLock};
 use crate::transport::ssh::HostLock;
-use crate::transport::{Fleet, Transport};
+use crate::transport::Fleet;
 
 pub fn run(cli: Cli) -> Result<Success, CairnError> {
     let style = Style::detect(cli.no_color);
@@ -250,13 +250,24 @@ fn plan_model(
             .filter(|h| !excluded.contains(&h.name))
             .map(|h| h.id)
             .collect();
-        runtime.block_on(async {
+        let owner = lock_as.map(|h| serde_json::to_string(h).expect("serializes"));
+        let (refresh, held) = runtime.block_on(async {
             fleet = Fleet::connect(&model, &hosts).await;
-            if let Some(holder) = lock_as {
-                locks = lock_hosts(&model, &mut fleet, holder).await;
-            }
-            plan::refresh::refresh(model.clone(), &graph, state.clone(), &fleet, &hosts).await
-        })
+            plan::refresh::refresh(
+                model.clone(),
+                &graph,
+                state.clone(),
+                &fleet,
+                &hosts,
+                owner.as_deref(),
+            )
+            .await
+        });
+        locks = held;
+        for note in &refresh.notes {
+            eprintln!("warning: {note}");
+        }
+        refresh
     };
     let options = DiffOptions {
         replace: selection.replace.clone(),
@@ -276,39 +287,6 @@ fn plan_model(
     })
 }
 
-/// Locks every connected SSH host for this apply, all at once. A host that
-/// is locked by someone else leaves the fleet (it is reported unreachable,
-/// so the apply changes nothing). Taking over a stale lock is said on stderr.
-async fn lock_hosts(model: &Model, fleet: &mut Fleet, holder: &LockHolder) -> Vec<HostLock> {
-    let owner = serde_json::to_string(holder).expect("serializes");
-    let mut jobs = tokio::task::JoinSet::new();
-    for (&id, transport) in &fleet.transports {
-        if let Transport::Ssh(ssh) = transport {
-            let (ssh, owner) = (ssh.clone(), owner.clone());
-            jobs.spawn(async move { (id, ssh.lock(&owner).await) });
-        }
-    }
-    let mut locks = Vec::new();
-    while let Some(joined) = jobs.join_next().await {
-        let (id, result) = joined.expect("locking does not panic");
-        let name = model.host(id).name.clone();
-        match result {
-            Ok(lock) => {
-                if let Some(owner) = &lock.stale {
-                    eprintln!(
-                        "warning: host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
-                    );
-                }
-                locks.push(lock);
-            }
-            Err(e) => {
-                fleet.transports.remove(&id);
-                fleet.unreachable.insert(name, e.to_string());
-            }
-        }
-    }
-    locks
-}
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

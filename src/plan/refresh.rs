@@ -16,7 +16,10 @@ use std::sync::Arc;
 use crate::graph::{TaskGraph, TaskId, Work};
 use crate::model::{HostId, Model};
 use crate::state::{RecordDetail, State};
-use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo};
+use crate::transport::ssh::HostLock;
+use crate::transport::{
+    CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo, Transport,
+};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +40,10 @@ pub struct Refresh {
     pub facts: BTreeMap<String, Facts>,
     /// Receipts found on the hosts, by task.
     pub receipts: HashMap<TaskId, ReceiptInfo>,
+    /// Things worth telling the operator (a stale lock taken over).
+    pub notes: Vec<String>,
 }
+
 
 /// The value `${name}` had on `host` when last captured, from the state.
 pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) -> Option<String> {
@@ -54,14 +60,17 @@ pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) 
 }
 
 /// Probes every host in `hosts` (ids into `model.hosts`) over `fleet`'s
-/// connections: one request per host, all hosts at once.
+/// connections: one request per host, all hosts at once. With `lock_owner`
+/// (apply), each SSH host is locked for this run in the same round trip as
+/// its probe; a host that cannot be locked counts as unreachable.
 pub async fn refresh(
     model: Arc<Model>,
     graph: &TaskGraph,
     state: Arc<State>,
     fleet: &Fleet,
     hosts: &[HostId],
-) -> Refresh {
+    lock_owner: Option<&str>,
+) -> (Refresh, Vec<HostLock>) {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
     let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
     for &node in graph.topological() {
@@ -86,15 +95,33 @@ pub async fn refresh(
         let nodes = tasks_of.remove(&host).unwrap_or_default();
         let (request, ids) = request_for(&model, graph, &state, host, &nodes);
         let name = name.clone();
+        let owner = lock_owner.map(str::to_string);
         jobs.spawn(async move {
-            let result = transport.probe(&request).await;
+            let result = match (&transport, owner) {
+                (Transport::Ssh(ssh), Some(owner)) => ssh
+                    .lock_and_probe(&owner, &request)
+                    .await
+                    .map(|(lock, report)| (Some(lock), report)),
+                _ => transport.probe(&request).await.map(|r| (None, r)),
+            };
             (name, ids, result)
         });
     }
+    let mut locks = Vec::new();
     while let Some(joined) = jobs.join_next().await {
         let (name, ids, result) = joined.expect("refresh tasks do not panic");
         let report = match result {
-            Ok(r) => r,
+            Ok((lock, report)) => {
+                if let Some(lock) = lock {
+                    if let Some(owner) = &lock.stale {
+                        all.notes.push(format!(
+                            "host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
+                        ));
+                    }
+                    locks.push(lock);
+                }
+                report
+            }
             Err(error) => {
                 all.unreachable.insert(name, error.to_string());
                 continue;
@@ -131,7 +158,7 @@ pub async fn refresh(
         }
         all.facts.insert(name, report.facts);
     }
-    all
+    (all, locks)
 }
 
 /// Which task each part of a probe request belongs to.

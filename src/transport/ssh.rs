@@ -41,7 +41,11 @@ use crate::state::ShippedFile;
 /// The fixed remote runner (see the module docs). It holds no single quote.
 const REMOTE_RUNNER: &str = "while IFS= read -r l; do case \"$l\" in \"__CAIRN__ \"*) break;; esac; done; s=$(head -c \"${l#__CAIRN__ }\") && eval \"$s\"";
 
+/// Ends the probe's output inside the lock command.
+const PROBE_END: &str = "__CAIRN_PROBE_END__";
+
 /// Exit code and stderr marker of a script whose working directory is missing.
+
 const CWD_MISSING_CODE: i32 = 211;
 const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
 
@@ -386,10 +390,32 @@ impl SshTransport {
         } else {
             dest.to_string()
         };
+        let parent = Path::new(dest)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_string_lossy()
+            .into_owned();
+        let targets: Vec<String> = entries
+            .iter()
+            .map(|(rel, _)| target_path(dest, rel).to_string_lossy().into_owned())
+            .collect();
+        // Parent folders of every target, created in one process.
+        let mut dirs: Vec<String> = targets
+            .iter()
+            .filter_map(|t| Some(Path::new(t).parent()?.to_string_lossy().into_owned()))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
         let mut script = String::from("set -e\n");
+        // A folder that does not exist yet is staged whole beside its place
+        // and renamed into it at once; otherwise each file is staged inside
+        // the destination and renamed over its old version.
         script.push_str(&format!(
-            "cairn_root={}\nmkdir -p \"$cairn_root\"\ncairn_st=$(mktemp -d \"$cairn_root/.cairn-staging-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
-            shell_quote(&root)
+            "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\ncairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
+            dest_q = shell_quote(dest),
+            parent_q = shell_quote(&parent),
+            root_q = shell_quote(&root),
+            fresh_test = if single { "false" } else { "[ ! -e \"$cairn_dest\" ]" },
         ));
         script.push_str(if zstd {
             "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
@@ -398,22 +424,24 @@ impl SshTransport {
         });
         // Everything is staged (a full disk fails here, before anything is replaced); make it durable.
         script.push_str("sync -f \"$cairn_st\" 2>/dev/null || sync\n");
-        let mut targets = Vec::new();
-        for (i, (rel, _)) in entries.iter().enumerate() {
-            let target = target_path(dest, rel).to_string_lossy().into_owned();
-            if let Some(parent) = Path::new(&target).parent() {
-                script.push_str(&format!(
-                    "mkdir -p {}\n",
-                    shell_quote(&parent.to_string_lossy())
-                ));
-            }
-            script.push_str(&format!(
-                "mv -f \"$cairn_st/{i}\" {}\n",
-                shell_quote(&target)
-            ));
-            targets.push(target);
+        script.push_str(
+            "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
+        );
+        let mut mkdir = String::from("mkdir -p --");
+        for d in &dirs {
+            mkdir.push(' ');
+            mkdir.push_str(&shell_quote(d));
         }
-        script.push_str("set +e\n");
+        script.push_str(&mkdir);
+        script.push('\n');
+        for ((rel, _), target) in entries.iter().zip(&targets) {
+            script.push_str(&format!(
+                "mv -f \"$cairn_st/\"{} {}\n",
+                shell_quote(tar_name(rel)),
+                shell_quote(target)
+            ));
+        }
+        script.push_str("fi\nset +e\n");
         script.push_str(&stat_command(&targets));
         script.push_str(" || true\n");
         if let Some(r) = receipt {
@@ -481,6 +509,23 @@ impl SshTransport {
 
     /// One round trip: facts, receipts, shipped files (stat, hash what changed) and checks.
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+        let (script, longest) = self.probe_script(request);
+        let out = self.exec(&script, None, Some(longest)).await?;
+        if out.timed_out {
+            return Err(self.error("the probe timed out"));
+        }
+        if !out.success() {
+            return Err(self.error(format!(
+                "the probe failed ({}): {}",
+                describe_code(out.code),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(self.parse_probe(&String::from_utf8_lossy(&out.stdout), request))
+    }
+
+    /// The probe's script (its output is read by [`SshTransport::parse_probe`]) and its time limit.
+    fn probe_script(&self, request: &ProbeRequest) -> (String, Duration) {
         let mut script = String::new();
         script.push_str("echo \"H $(hostname)\"\necho \"A $(uname -m)\"\n");
         script
@@ -535,18 +580,10 @@ impl SshTransport {
             .map(|c| c.timeout)
             .sum::<Duration>()
             .max(Duration::from_secs(120));
-        let out = self.exec(&script, None, Some(longest)).await?;
-        if out.timed_out {
-            return Err(self.error("the probe timed out"));
-        }
-        if !out.success() {
-            return Err(self.error(format!(
-                "the probe failed ({}): {}",
-                describe_code(out.code),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+        (script, longest)
+    }
+
+    fn parse_probe(&self, text: &str, request: &ProbeRequest) -> ProbeReport {
         let mut report = ProbeReport {
             files: vec![BTreeMap::new(); request.files.len()],
             checks: vec![
@@ -621,13 +658,20 @@ impl SshTransport {
                 report.files[i].insert(rel.clone(), observed);
             }
         }
-        Ok(report)
+        report
     }
 
     /// Takes the host lock for this run; see [`HostLock`].
-    pub async fn lock(&self, owner: &str) -> Result<HostLock, TransportError> {
+    /// Takes the host lock for this run and, in the same round trip, probes
+    /// the host (see [`SshTransport::probe`]); see [`HostLock`].
+    pub async fn lock_and_probe(
+        &self,
+        owner: &str,
+        request: &ProbeRequest,
+    ) -> Result<(HostLock, ProbeReport), TransportError> {
+        let (probe, longest) = self.probe_script(request);
         let script = format!(
-            "{dir}mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\ntouch \"$cairn_d/lock.heartbeat\"\necho LOCKED\nwhile IFS= read -r beat; do touch \"$cairn_d/lock.heartbeat\"; done\nrm -f \"$cairn_d/lock.owner\"\n",
+            "{dir}mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\ntouch \"$cairn_d/lock.heartbeat\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\nwhile IFS= read -r beat; do touch \"$cairn_d/lock.heartbeat\"; done\nrm -f \"$cairn_d/lock.owner\"\n",
             dir = state_dir_snippet(&self.cluster),
             owner = shell_quote(owner),
         );
@@ -658,26 +702,37 @@ impl SshTransport {
             .map_err(|e| self.error(format!("failed to take the host lock: {e}")))?;
         use tokio::io::AsyncBufReadExt;
         let mut lines = Vec::new();
+        let mut probed = String::new();
         let read = async {
+            let mut locked = false;
             loop {
                 let mut line = String::new();
                 if stdout.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    // Locked, then gone before the probe's end: the connection broke.
+                    if locked {
+                        lines.push(String::from("the connection closed during the probe"));
+                    }
                     break;
+                }
+                if locked {
+                    if line.trim_end() == PROBE_END {
+                        break;
+                    }
+                    probed.push_str(&line);
+                    continue;
                 }
                 let line = line.trim_end().to_string();
-                let done = line == "LOCKED";
+                locked = line == "LOCKED";
                 lines.push(line);
-                if done {
-                    break;
-                }
             }
         };
-        if tokio::time::timeout(Duration::from_secs(60), read)
+        if tokio::time::timeout(Duration::from_secs(60) + longest, read)
             .await
             .is_err()
         {
-            return Err(self.error("taking the host lock timed out"));
+            return Err(self.error("taking the host lock and probing it timed out"));
         }
+
         match lines.first().map(String::as_str) {
             Some("BUSY") => {
                 let owner = lines.get(1).cloned().unwrap_or_default();
@@ -707,11 +762,15 @@ impl SshTransport {
                         let _ = stdin.flush().await;
                     }
                 });
-                Ok(HostLock {
-                    heartbeat,
-                    child: Some(child),
-                    stale,
-                })
+                let report = self.parse_probe(&probed, request);
+                Ok((
+                    HostLock {
+                        heartbeat,
+                        child: Some(child),
+                        stale,
+                    },
+                    report,
+                ))
             }
             _ => {
                 // The remote side ended without a verdict: say what it printed.
@@ -941,7 +1000,14 @@ fn heredoc_marker(body: &str) -> String {
     }
 }
 
+/// A file's name in the shipping stream: its path under the destination
+/// (`file` for a destination that is itself the file).
+fn tar_name(rel: &str) -> &str {
+    if rel.is_empty() { "file" } else { rel }
+}
+
 type StreamKey = [u8; 32];
+
 /// A stream being built (or built) once, for every host that waits on it.
 type StreamCell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
 
@@ -949,7 +1015,8 @@ type StreamCell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
 static STREAMS: Mutex<Option<HashMap<StreamKey, StreamCell>>> = Mutex::new(None);
 
 /// The tar stream (zstd-compressed if `zstd`) of `files`, entries named by
-/// index; built once per distinct file set and reused by every host.
+/// [`tar_name`]; built once per distinct file set and reused by every host.
+
 fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Vec<u8>>, String> {
     let mut h = Sha256::new();
     h.update([u8::from(zstd)]);
@@ -975,7 +1042,7 @@ fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Vec<u8>
 
 fn build_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(Vec::new());
-    for (i, (rel, file)) in files.iter().enumerate() {
+    for (rel, file) in files {
         let bytes = file
             .data
             .read()
@@ -985,7 +1052,7 @@ fn build_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Vec<u8>, Str
         header.set_mode(file.entry.mode);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mtime(0);
-        tar.append_data(&mut header, i.to_string(), bytes.as_slice())
+        tar.append_data(&mut header, tar_name(rel), bytes.as_slice())
             .map_err(|e| format!("failed to pack {rel}: {e}"))?;
     }
     let raw = tar
