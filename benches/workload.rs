@@ -255,7 +255,10 @@ fn one_run(n: usize, times: &mut Times) {
         }
         for (kind, ms) in by_kind {
             let mean = ms.iter().sum::<u64>() / ms.len() as u64;
-            eprintln!("S1 {kind}: mean {mean} ms, max {} ms", ms.iter().max().unwrap());
+            eprintln!(
+                "S1 {kind}: mean {mean} ms, max {} ms",
+                ms.iter().max().unwrap()
+            );
         }
     }
 
@@ -303,7 +306,11 @@ fn one_run(n: usize, times: &mut Times) {
         text.contains(&last.name) && text.contains("/opt/bench/app.conf"),
         "S4 names the host and the file: {text}"
     );
-    assert!(last.read("/opt/bench/app.conf").unwrap().contains("manual edit"));
+    assert!(
+        last.read("/opt/bench/app.conf")
+            .unwrap()
+            .contains("manual edit")
+    );
     times.s4.push(t.as_secs_f64());
 }
 
@@ -332,7 +339,9 @@ fn main() {
         "Workload v1 on isolated sshd test hosts; wall seconds, median of {runs} run{}.\n",
         if runs == 1 { "" } else { "s" }
     );
-    println!("| hosts | ssh floor | S1 cold | S2 no-op | S3 one file | S4 drift | S2 / floor | S4 / floor |");
+    println!(
+        "| hosts | ssh floor | S1 cold | S2 no-op | S3 one file | S4 drift | S2 / floor | S4 / floor |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let mut times = Times::default();

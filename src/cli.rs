@@ -116,7 +116,7 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
 
     /// Tasks running at once, overall.
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N")]
     pub parallelism: usize,
 
     #[command(flatten)]

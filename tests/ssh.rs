@@ -746,7 +746,13 @@ fn drift_names_the_host_and_the_file_edited_by_hand() {
     c.apply_ok();
     let drift = c.run(&["drift"]);
     assert_eq!(drift.status.code(), Some(0), "{}", stdout(&drift));
+    // The refresh read each host's facts.
+    let plan: serde_json::Value =
+        serde_json::from_slice(&c.run(&["plan", "--json"]).stdout).unwrap();
+    assert_eq!(plan["hosts"]["host1"]["hostname"], "host1");
+    assert_eq!(plan["hosts"]["host1"]["zstd"], true);
     let conf = c.host(2).read("/opt/app/app.conf").unwrap();
+
     c.host(2).write(
         "/opt/app/app.conf",
         &format!("{conf}# manual edit on the host (drift)\n"),

@@ -22,8 +22,8 @@ use crate::plan::render::PlanJson;
 use crate::plan::{self, DiffOptions, Plan, Refresh};
 use crate::report::{self, Mode, Reporter, Style};
 use crate::state::{Journal, LockHolder, State, StateDir, StateLock};
-use crate::transport::ssh::HostLock;
 use crate::transport::Fleet;
+use crate::transport::ssh::HostLock;
 
 pub fn run(cli: Cli) -> Result<Success, CairnError> {
     let style = Style::detect(cli.no_color);
@@ -287,7 +287,6 @@ fn plan_model(
     })
 }
 
-
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -487,8 +486,7 @@ fn drift_command(cli: &Cli, args: &DriftArgs, style: &Style) -> Result<Success, 
 }
 
 /// Compares a saved plan with a fresh one: same tasks, same actions, same keys, same reasons.
-fn stale_differences
-(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
+fn stale_differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
     let mut out = Vec::new();
     if saved.cluster != fresh.cluster {
         out.push(format!(

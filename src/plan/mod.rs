@@ -93,6 +93,8 @@ pub struct Plan {
     pub unreachable: BTreeMap<String, String>,
     /// Hosts left out by `--limit`.
     pub excluded_hosts: BTreeSet<String>,
+    /// What refresh read off each host.
+    pub facts: BTreeMap<String, crate::transport::Facts>,
 }
 
 impl Plan {
@@ -308,8 +310,10 @@ pub fn diff(
         });
     }
     Plan {
+        facts: refresh.facts.clone(),
         cluster: model.name.clone(),
         offline: options.offline,
+
         changes,
         unreachable: refresh.unreachable.clone(),
         excluded_hosts: options.excluded_hosts.clone(),

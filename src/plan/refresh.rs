@@ -17,9 +17,7 @@ use crate::graph::{TaskGraph, TaskId, Work};
 use crate::model::{HostId, Model};
 use crate::state::{RecordDetail, State};
 use crate::transport::ssh::HostLock;
-use crate::transport::{
-    CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo, Transport,
-};
+use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo, Transport};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +41,6 @@ pub struct Refresh {
     /// Things worth telling the operator (a stale lock taken over).
     pub notes: Vec<String>,
 }
-
 
 /// The value `${name}` had on `host` when last captured, from the state.
 pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) -> Option<String> {

@@ -22,6 +22,9 @@ pub struct PlanJson {
     pub changes: Vec<ChangeJson>,
     pub unreachable: Vec<UnreachableJson>,
     pub summary: Summary,
+    /// Facts each refreshed host reported (hostname, OS, arch, zstd).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hosts: std::collections::BTreeMap<String, crate::transport::Facts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,7 @@ impl Plan {
                 })
                 .collect(),
             summary: self.summary(),
+            hosts: self.facts.clone(),
         }
     }
 
@@ -158,7 +162,6 @@ impl Plan {
                 } else {
                     "reachable "
                 },
-
                 s.unchanged,
                 if s.unchanged == 1 { "" } else { "s" }
             ));

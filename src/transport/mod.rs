@@ -133,7 +133,7 @@ pub fn file_safe_name(task: &str) -> String {
 }
 
 /// Facts a probe reads off a host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
     pub hostname: String,
     pub os: String,

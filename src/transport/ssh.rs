@@ -45,7 +45,6 @@ const REMOTE_RUNNER: &str = "while IFS= read -r l; do case \"$l\" in \"__CAIRN__
 const PROBE_END: &str = "__CAIRN_PROBE_END__";
 
 /// Exit code and stderr marker of a script whose working directory is missing.
-
 const CWD_MISSING_CODE: i32 = 211;
 const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
 
@@ -526,16 +525,16 @@ impl SshTransport {
 
     /// The probe's script (its output is read by [`SshTransport::parse_probe`]) and its time limit.
     fn probe_script(&self, request: &ProbeRequest) -> (String, Duration) {
+        // Every process started on the host costs about a millisecond of its
+        // CPU, times every host: builtins wherever they do.
         let mut script = String::new();
-        script.push_str("echo \"H $(hostname)\"\necho \"A $(uname -m)\"\n");
-        script
-            .push_str("(. /etc/os-release 2>/dev/null; echo \"O ${PRETTY_NAME:-$(uname -s)}\")\n");
+        script.push_str(
+            "if IFS= read -r cairn_h < /proc/sys/kernel/hostname; then echo \"H $cairn_h\"; else echo \"H $(hostname)\"; fi\necho \"A $(uname -m)\"\nPRETTY_NAME=; . /etc/os-release 2>/dev/null; echo \"O ${PRETTY_NAME:-unknown}\"\n",
+        );
         script
             .push_str("if command -v zstd >/dev/null 2>&1; then echo 'Z 1'; else echo 'Z 0'; fi\n");
         script.push_str(&state_dir_snippet(&self.cluster));
-        script.push_str(
-            "for f in \"$cairn_d\"/receipts/*; do [ -f \"$f\" ] && { printf 'R '; head -n 1 \"$f\"; }; done\n",
-        );
+        script.push_str("echo '<R>'; cat \"$cairn_d\"/receipts/*.json 2>/dev/null; echo '</R>'\n");
         for (i, (dest, shipped)) in request.files.iter().enumerate() {
             let targets: Vec<String> = shipped
                 .keys()
@@ -551,13 +550,12 @@ impl SshTransport {
                 .collect();
             let marker = heredoc_marker(&expected.join("\n"));
             script.push_str(&format!(
-                "cairn_s=$({} 2>/dev/null)\n",
+                "cairn_s=$({} 2>/dev/null)\nprintf '<F{i}>\\n%s\\n</F{i}>\\n' \"$cairn_s\"\n",
                 stat_command(&targets)
             ));
-            script.push_str(&format!("printf '%s\\n' \"$cairn_s\" | sed 's/^/F{i} /'\n"));
             // Hash only what does not stat as recorded.
             script.push_str(&format!(
-                "printf '%s\\n' \"$cairn_s\" | grep -vxF -f /dev/fd/3 3<<'{marker}' | cut -d' ' -f5- | while IFS= read -r p; do [ -n \"$p\" ] && printf 'G{i} %s\\n' \"$(sha256sum < \"$p\" | cut -c1-64) $p\"; done\n{}\n{marker}\n",
+                "printf '%s\\n' \"$cairn_s\" | grep -vxF -f /dev/fd/3 3<<'{marker}' | while IFS= read -r l; do p=${{l#* * * * }}; [ -n \"$l\" ] && printf 'G{i} %s %s\\n' \"$(sha256sum < \"$p\" | cut -c1-64)\" \"$p\"; done\n{}\n{marker}\n",
                 expected.join("\n")
             ));
         }
@@ -597,7 +595,49 @@ impl SshTransport {
         };
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); request.files.len()];
+        // Inside `<R>`..`</R>`: receipts, one JSON per line; inside `<Fi>`..`</Fi>`: stat lines.
+        enum Section {
+            Top,
+            Receipts,
+            Stats(usize),
+        }
+        let mut section = Section::Top;
         for line in text.lines() {
+            match (&section, line) {
+                (Section::Top, "<R>") => {
+                    section = Section::Receipts;
+                    continue;
+                }
+                (Section::Receipts, "</R>") => {
+                    section = Section::Top;
+                    continue;
+                }
+                (Section::Receipts, json) => {
+                    if let Ok(r) = serde_json::from_str::<super::ReceiptInfo>(json) {
+                        report.receipts.insert(r.task.clone(), r);
+                    }
+                    continue;
+                }
+                (Section::Stats(i), l) => {
+                    if l == format!("</F{i}>") {
+                        section = Section::Top;
+                    } else if let Some((path, stat)) = parse_stat(l) {
+                        stats[*i].insert(path, stat);
+                    }
+                    continue;
+                }
+                (Section::Top, l) if l.starts_with("<F") && l.ends_with('>') => {
+                    if let Some(i) = l[2..l.len() - 1]
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|i| *i < stats.len())
+                    {
+                        section = Section::Stats(i);
+                    }
+                    continue;
+                }
+                (Section::Top, _) => {}
+            }
             let Some((tag, rest)) = line.split_once(' ') else {
                 continue;
             };
@@ -606,19 +646,9 @@ impl SshTransport {
                 "A" => report.facts.arch = rest.to_string(),
                 "O" => report.facts.os = rest.to_string(),
                 "Z" => report.facts.zstd = rest == "1",
-                "R" => {
-                    if let Ok(r) = serde_json::from_str::<super::ReceiptInfo>(rest) {
-                        report.receipts.insert(r.task.clone(), r);
-                    }
-                }
                 _ => {
                     let index = |t: &str| t[1..].parse::<usize>().ok();
-                    if tag.starts_with('F')
-                        && let Some(i) = index(tag).filter(|i| *i < stats.len())
-                        && let Some((path, stat)) = parse_stat(rest)
-                    {
-                        stats[i].insert(path, stat);
-                    } else if tag.starts_with('G')
+                    if tag.starts_with('G')
                         && let Some(i) = index(tag).filter(|i| *i < hashes.len())
                         && let Some((hash, path)) = rest.split_once(' ')
                     {
@@ -671,7 +701,7 @@ impl SshTransport {
     ) -> Result<(HostLock, ProbeReport), TransportError> {
         let (probe, longest) = self.probe_script(request);
         let script = format!(
-            "{dir}mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\ntouch \"$cairn_d/lock.heartbeat\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\nwhile IFS= read -r beat; do touch \"$cairn_d/lock.heartbeat\"; done\nrm -f \"$cairn_d/lock.owner\"\n",
+            "{dir}[ -d \"$cairn_d\" ] || mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\n: > \"$cairn_d/lock.heartbeat\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\nwhile IFS= read -r beat; do : > \"$cairn_d/lock.heartbeat\"; done\n: > \"$cairn_d/lock.owner\"\n",
             dir = state_dir_snippet(&self.cluster),
             owner = shell_quote(owner),
         );
@@ -819,10 +849,11 @@ fn describe_owner(json: &str) -> String {
 }
 
 /// Shell lines setting `$cairn_d`, the host's cairn folder for this cluster:
-/// `/var/lib/cairn/<cluster>` as root, else under the user's state folder.
+/// `/var/lib/cairn/<cluster>` for root (or whoever may write `/var/lib`),
+/// else under the user's state folder. A test, not `id -u`: no process.
 fn state_dir_snippet(cluster: &str) -> String {
     format!(
-        "if [ \"$(id -u)\" = 0 ]; then cairn_d=/var/lib/cairn/{c}; else cairn_d=\"${{XDG_STATE_HOME:-$HOME/.local/state}}/cairn/\"{c}; fi\n",
+        "if [ -w /var/lib ]; then cairn_d=/var/lib/cairn/{c}; else cairn_d=\"${{XDG_STATE_HOME:-$HOME/.local/state}}/cairn/\"{c}; fi\n",
         c = shell_quote(cluster)
     )
 }
@@ -1016,7 +1047,6 @@ static STREAMS: Mutex<Option<HashMap<StreamKey, StreamCell>>> = Mutex::new(None)
 
 /// The tar stream (zstd-compressed if `zstd`) of `files`, entries named by
 /// [`tar_name`]; built once per distinct file set and reused by every host.
-
 fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Vec<u8>>, String> {
     let mut h = Sha256::new();
     h.update([u8::from(zstd)]);
