@@ -646,7 +646,7 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
     }
     .ok_or_else(|| {
         Failure::new(format!(
-            "host {} is no longer in the Clusterfile and is reached over SSH; add it back to undo its tasks, or forget them",
+            "host {} is not connected (unreachable, left out by --limit, or no longer in the Clusterfile): its tasks are undone when it is reachable again",
             record.host.name
         ))
     })?;

@@ -11,6 +11,7 @@
 //! half-written file, and it never deletes a file cairn did not ship.
 
 pub mod local;
+pub mod shells;
 pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};

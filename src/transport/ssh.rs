@@ -30,6 +30,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::shells::{Broken, SHELL_LOOP, Shell, Shells};
 use super::{
     CheckResult, CommandOutput, Observed, ProbeReport, ProbeRequest, Receipt, TransportError,
     shell_quote, target_path,
@@ -66,6 +67,8 @@ pub struct SshTransport {
     sudo: Sudo,
     /// Whether the host has `zstd`, once a probe has looked.
     zstd: Arc<OnceLock<bool>>,
+    /// The host's long-lived shells, which run its commands.
+    shells: Arc<Shells>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -163,11 +166,14 @@ impl SshTransport {
             session: Arc::new(session),
             sudo,
             zstd: Arc::new(OnceLock::new()),
+            shells: Arc::new(Shells::default()),
         })
     }
 
-    /// Closes the master connection (when no command holds it any more).
+    /// Closes the host's shells, then the master connection (when no command holds it any more).
     pub async fn close(self) {
+        self.shells.close(false).await;
+        drop(self.shells);
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }
@@ -181,7 +187,7 @@ impl SshTransport {
     }
 
     /// The fixed remote command line.
-    fn command_line(&self, timeout: Option<Duration>) -> String {
+    fn command_line(&self) -> String {
         let mut line = String::new();
         match self.sudo {
             Sudo::No => {}
@@ -189,25 +195,17 @@ impl SshTransport {
             // -k: always ask, so the password line is never left for the script.
             Sudo::Password(_) => line.push_str("sudo -k -S -p '' -- "),
         }
-        if let Some(t) = timeout {
-            // timeout(1) leads its own process group and kills all of it.
-            line.push_str(&format!("timeout -k 5 {}s ", t.as_secs().max(1)));
-        }
         line.push_str(&format!("sh -c '{REMOTE_RUNNER}'"));
         line
     }
 
-    /// Runs `script` (plus `data` as its stdin) on the host.
-    async fn exec(
-        &self,
-        script: &str,
-        data: Option<Arc<Vec<u8>>>,
-        timeout: Option<Duration>,
-    ) -> Result<CommandOutput, TransportError> {
+    /// Opens a channel running `script` (read by the fixed runner), and reads
+    /// what it prints up to `__CAIRN_READY__` (a shell is then ready) or its end.
+    async fn open_channel(&self, script: &str) -> Result<Opened, TransportError> {
         let mut command = self
             .session
             .clone()
-            .arc_raw_command(self.command_line(timeout));
+            .arc_raw_command(self.command_line());
         command
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -217,6 +215,7 @@ impl SshTransport {
             .await
             .map_err(|e| self.error(format!("the connection failed: {}", chain(&e))))?;
         let mut stdin = child.stdin().take().expect("stdin is piped");
+        let mut stdout = tokio::io::BufReader::new(child.stdout().take().expect("piped"));
         let mut head = Vec::new();
         if let Sudo::Password(p) = &self.sudo {
             head.extend_from_slice(p.expose().as_bytes());
@@ -224,65 +223,109 @@ impl SshTransport {
         }
         head.extend_from_slice(format!("__CAIRN__ {}\n", script.len()).as_bytes());
         head.extend_from_slice(script.as_bytes());
-        let writer = tokio::spawn(async move {
-            let _ = stdin.write_all(&head).await;
-            if let Some(data) = data {
-                let _ = stdin.write_all(&data).await;
+        stdin
+            .write_all(&head)
+            .await
+            .map_err(|e| self.error(format!("the connection failed: {e}")))?;
+        let _ = stdin.flush().await;
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        let mut ready = false;
+        loop {
+            let mut line = String::new();
+            match stdout.read_line(&mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
             }
-            let _ = stdin.shutdown().await;
-        });
-        let wait = child.wait_with_output();
-        let result = match timeout {
-            Some(limit) => match tokio::time::timeout(limit + GRACE, wait).await {
-                Ok(r) => r,
-                Err(_) => {
-                    writer.abort();
-                    return Ok(timed_out(limit, " (the host stopped answering)"));
-                }
-            },
-            None => wait.await,
-        };
-        let _ = writer.await;
-        let output = match result {
-            Ok(o) => o,
-            Err(openssh::Error::RemoteProcessTerminated) => {
-                return Ok(CommandOutput {
-                    code: None,
-                    ..Default::default()
-                });
+            if line.trim_end() == "__CAIRN_READY__" {
+                ready = true;
+                break;
             }
-            Err(e) => {
-                return Err(self.error(format!("the connection was lost: {}", chain(&e))));
+            lines.push(line);
+        }
+        if !ready {
+            // The channel ended: say why (sudo refusing is the usual reason).
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr().take() {
+                use tokio::io::AsyncReadExt;
+                let read = e.read_to_string(&mut err);
+                let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
             }
-        };
-        let code = output.status.code();
-        if let Sudo::Password(_) | Sudo::NoPassword = self.sudo
-            && code == Some(1)
-            && output.stdout.is_empty()
-        {
-            let err = String::from_utf8_lossy(&output.stderr);
             if err.contains("incorrect password") || err.contains("a password is required") {
                 return Err(self.error(format!(
                     "sudo refused: {}; check `sudo_password`, or give the user NOPASSWD in sudoers",
                     err.trim().lines().last().unwrap_or_default()
                 )));
             }
+            return Ok(Opened {
+                shell: None,
+                lines,
+                stderr: err,
+            });
         }
+        // The shell's own stderr is not read again; keep it from filling up.
+        if let Some(mut e) = child.stderr().take() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut e, &mut tokio::io::sink()).await;
+            });
+        }
+        Ok(Opened {
+            shell: Some((child, stdin, stdout)),
+            lines,
+            stderr: String::new(),
+        })
+    }
+
+    /// Opens the host's shell.
+    async fn open_shell(&self) -> Result<Arc<Shell>, TransportError> {
+        let opened = self.open_channel(SHELL_LOOP).await?;
+        match opened.shell {
+            Some((child, stdin, stdout)) => Ok(Shell::new(child, stdin, stdout, false)),
+            None => Err(self.error(format!(
+                "could not start a shell: {}",
+                format!("{} {}", opened.lines.concat().trim(), opened.stderr.trim()).trim()
+            ))),
+        }
+    }
+
+    /// Runs `script` (plus `data` as its stdin) on the host's shell.
+    async fn exec(
+        &self,
+        script: &str,
+        data: Option<Arc<Vec<u8>>>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, TransportError> {
+        let shell = self.shells.get(|| self.open_shell()).await?;
+        let limit = timeout.map(|t| t + GRACE);
+        let ran = match shell
+            .run(script, data.as_deref().map(Vec::as_slice), timeout, limit)
+            .await
+        {
+            Ok(ran) => ran,
+            Err(Broken::TimedOut) => {
+                let limit = timeout.expect("only a limited command times out");
+                return Ok(timed_out(limit, " (the host stopped answering)"));
+            }
+            Err(Broken::Lost(why)) => {
+                return Err(self.error(format!("the connection was lost: {why}")));
+            }
+        };
+        let code = Some(ran.code);
         if let Some(limit) = timeout
             && matches!(code, Some(124) | Some(137))
         {
             return Ok(timed_out(limit, ""));
         }
         if code == Some(CWD_MISSING_CODE) {
-            let err = String::from_utf8_lossy(&output.stderr);
+            let err = String::from_utf8_lossy(&ran.stderr);
             if let Some(dir) = err.lines().find_map(|l| l.strip_prefix(CWD_MISSING_MARK)) {
                 return Err(self.error(format!("working directory {dir} does not exist")));
             }
         }
         Ok(CommandOutput {
             code,
-            stdout: output.stdout,
-            stderr: output.stderr,
+            stdout: ran.stdout,
+            stderr: ran.stderr,
             timed_out: false,
         })
     }
@@ -507,20 +550,25 @@ impl SshTransport {
     }
 
     /// One round trip: facts, receipts, shipped files (stat, hash what changed) and checks.
+    /// A plan or drift asks nothing else of the host, so the probe runs on
+    /// a channel of its own (no long-lived shell to set up); an apply's probe
+    /// rides on the lock's channel instead ([`SshTransport::lock_and_probe`]).
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
         let (script, longest) = self.probe_script(request);
-        let out = self.exec(&script, None, Some(longest)).await?;
-        if out.timed_out {
-            return Err(self.error("the probe timed out"));
+        let script = format!("{script}echo {PROBE_END}\n");
+        let opened = match tokio::time::timeout(longest + GRACE, self.open_channel(&script)).await
+        {
+            Ok(opened) => opened?,
+            Err(_) => return Err(self.error("the probe timed out")),
+        };
+        let text = opened.lines.concat();
+        match text.rsplit_once(&format!("{PROBE_END}\n")) {
+            Some((probed, _)) => Ok(self.parse_probe(probed, request)),
+            None => Err(self.error(format!(
+                "the probe did not finish: {}",
+                opened.stderr.trim()
+            ))),
         }
-        if !out.success() {
-            return Err(self.error(format!(
-                "the probe failed ({}): {}",
-                describe_code(out.code),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(self.parse_probe(&String::from_utf8_lossy(&out.stdout), request))
     }
 
     /// The probe's script (its output is read by [`SshTransport::parse_probe`]) and its time limit.
@@ -691,9 +739,9 @@ impl SshTransport {
         report
     }
 
-    /// Takes the host lock for this run; see [`HostLock`].
     /// Takes the host lock for this run and, in the same round trip, probes
-    /// the host (see [`SshTransport::probe`]); see [`HostLock`].
+    /// the host (see [`SshTransport::probe`]). The lock's channel then
+    /// becomes the host's first shell; see [`HostLock`].
     pub async fn lock_and_probe(
         &self,
         owner: &str,
@@ -701,142 +749,109 @@ impl SshTransport {
     ) -> Result<(HostLock, ProbeReport), TransportError> {
         let (probe, longest) = self.probe_script(request);
         let script = format!(
-            "{dir}[ -d \"$cairn_d\" ] || mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\n: > \"$cairn_d/lock.heartbeat\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\nwhile IFS= read -r beat; do : > \"$cairn_d/lock.heartbeat\"; done\n: > \"$cairn_d/lock.owner\"\n",
+            "{dir}[ -d \"$cairn_d\" ] || mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\nif ! flock -n 9; then echo BUSY; cat \"$cairn_d/lock.owner\" 2>/dev/null; echo; date +%s; stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null; exit 0; fi\nif [ -s \"$cairn_d/lock.owner\" ]; then echo STALE; cat \"$cairn_d/lock.owner\"; echo; fi\nprintf '%s\\n' {owner} > \"$cairn_d/lock.owner\"\n: > \"$cairn_d/lock.heartbeat\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\ncairn_hb=\"$cairn_d/lock.heartbeat\"\n{SHELL_LOOP}: > \"$cairn_d/lock.owner\"\n",
             dir = state_dir_snippet(&self.cluster),
             owner = shell_quote(owner),
         );
-        let mut command = self
-            .session
-            .clone()
-            .arc_raw_command(self.command_line(None));
-        command
-            .stdin(openssh::Stdio::piped())
-            .stdout(openssh::Stdio::piped())
-            .stderr(openssh::Stdio::piped());
-        let mut child = command
-            .spawn()
-            .await
-            .map_err(|e| self.error(format!("the connection failed: {}", chain(&e))))?;
-        let mut stdin = child.stdin().take().expect("stdin is piped");
-        let mut stdout = tokio::io::BufReader::new(child.stdout().take().expect("piped"));
-        let mut head = Vec::new();
-        if let Sudo::Password(p) = &self.sudo {
-            head.extend_from_slice(p.expose().as_bytes());
-            head.push(b'\n');
-        }
-        head.extend_from_slice(format!("__CAIRN__ {}\n", script.len()).as_bytes());
-        head.extend_from_slice(script.as_bytes());
-        stdin
-            .write_all(&head)
-            .await
-            .map_err(|e| self.error(format!("failed to take the host lock: {e}")))?;
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = Vec::new();
-        let mut probed = String::new();
-        let read = async {
-            let mut locked = false;
-            loop {
-                let mut line = String::new();
-                if stdout.read_line(&mut line).await.unwrap_or(0) == 0 {
-                    // Locked, then gone before the probe's end: the connection broke.
-                    if locked {
-                        lines.push(String::from("the connection closed during the probe"));
-                    }
-                    break;
-                }
-                if locked {
-                    if line.trim_end() == PROBE_END {
-                        break;
-                    }
-                    probed.push_str(&line);
-                    continue;
-                }
-                let line = line.trim_end().to_string();
-                locked = line == "LOCKED";
-                lines.push(line);
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(60) + longest, read)
-            .await
-            .is_err()
+        let opened = match tokio::time::timeout(
+            Duration::from_secs(60) + longest,
+            self.open_channel(&script),
+        )
+        .await
         {
-            return Err(self.error("taking the host lock and probing it timed out"));
+            Ok(opened) => opened?,
+            Err(_) => return Err(self.error("taking the host lock and probing it timed out")),
+        };
+        let lines: Vec<String> = opened
+            .lines
+            .iter()
+            .map(|l| l.trim_end_matches('\n').to_string())
+            .collect();
+        if lines.first().map(String::as_str) == Some("BUSY") {
+            let owner = lines.get(1).cloned().unwrap_or_default();
+            let age = match (
+                lines.get(3).and_then(|l| l.trim().parse::<i64>().ok()),
+                lines.get(4).and_then(|l| l.trim().parse::<i64>().ok()),
+            ) {
+                (Some(now), Some(beat)) => Some(now - beat),
+                _ => None,
+            };
+            return Err(TransportError::HostLocked {
+                host: self.host.clone(),
+                owner: describe_owner(&owner),
+                heartbeat_age: age,
+            });
         }
-
-        match lines.first().map(String::as_str) {
-            Some("BUSY") => {
-                let owner = lines.get(1).cloned().unwrap_or_default();
-                let age = match (
-                    lines.get(2).and_then(|l| l.trim().parse::<i64>().ok()),
-                    lines.get(3).and_then(|l| l.trim().parse::<i64>().ok()),
-                ) {
-                    (Some(now), Some(beat)) => Some(now - beat),
-                    _ => None,
-                };
-                Err(TransportError::HostLocked {
-                    host: self.host.clone(),
-                    owner: describe_owner(&owner),
-                    heartbeat_age: age,
-                })
+        let locked_at = lines.iter().position(|l| l == "LOCKED");
+        let probe_end = lines.iter().position(|l| l == PROBE_END);
+        let (Some((child, stdin, stdout)), Some(locked_at), Some(probe_end)) =
+            (opened.shell, locked_at, probe_end)
+        else {
+            let said = format!("{} {}", lines.join(" "), opened.stderr.trim());
+            return Err(self.error(format!(
+                "failed to take the host lock: {}",
+                said.trim()
+            )));
+        };
+        let stale = (lines.first().map(String::as_str) == Some("STALE"))
+            .then(|| describe_owner(lines.get(1).map(String::as_str).unwrap_or("")));
+        let mut probed = lines[locked_at + 1..probe_end].join("\n");
+        probed.push('\n');
+        let report = self.parse_probe(&probed, request);
+        self.shells
+            .adopt(Shell::new(child, stdin, stdout, true))
+            .await;
+        let shells = self.shells.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(10));
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                shells.ping_lock().await;
             }
-            _ if lines.last().map(String::as_str) == Some("LOCKED") => {
-                let stale = (lines.first().map(String::as_str) == Some("STALE"))
-                    .then(|| describe_owner(lines.get(1).map(String::as_str).unwrap_or("")));
-                let heartbeat = tokio::spawn(async move {
-                    let mut ticker = tokio::time::interval(Duration::from_secs(10));
-                    loop {
-                        ticker.tick().await;
-                        if stdin.write_all(b".\n").await.is_err() {
-                            break;
-                        }
-                        let _ = stdin.flush().await;
-                    }
-                });
-                let report = self.parse_probe(&probed, request);
-                Ok((
-                    HostLock {
-                        heartbeat,
-                        child: Some(child),
-                        stale,
-                    },
-                    report,
-                ))
-            }
-            _ => {
-                // The remote side ended without a verdict: say what it printed.
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr().take() {
-                    use tokio::io::AsyncReadExt;
-                    let read = e.read_to_string(&mut err);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
-                }
-                let said = format!("{} {}", lines.join(" "), err.trim());
-                Err(self.error(format!("failed to take the host lock: {}", said.trim())))
-            }
-        }
+        });
+        Ok((
+            HostLock {
+                heartbeat,
+                shells: self.shells.clone(),
+                stale,
+            },
+            report,
+        ))
     }
 }
 
+/// A channel just opened: its shell (when it reached its loop), and what it
+/// printed before (or instead).
+struct Opened {
+    shell: Option<(
+        openssh::Child<Arc<Session>>,
+        openssh::ChildStdin,
+        tokio::io::BufReader<openssh::ChildStdout>,
+    )>,
+    lines: Vec<String>,
+    stderr: String,
+}
+
 /// The lock this run holds on one host. The remote side holds a `flock`
-/// for as long as this channel is open and touches a heartbeat file every
-/// 10 seconds; if cairn dies, the channel closes and the lock is freed. A
-/// lock owner file left behind (the remote side was killed) is reported as
-/// stale by the next run, which takes over.
+/// for as long as the lock's channel is open; that channel is also the
+/// host's first shell (see `shells`), and touches a heartbeat file on every
+/// command and every 10 seconds when idle. If cairn dies, the channel
+/// closes and the lock is freed. A lock owner file left behind (the remote
+/// side was killed) is reported as stale by the next run, which takes over.
 pub struct HostLock {
     heartbeat: tokio::task::JoinHandle<()>,
-    child: Option<openssh::Child<Arc<Session>>>,
+    shells: Arc<Shells>,
     /// The owner of a stale lock this run took over.
     pub stale: Option<String>,
 }
 
 impl HostLock {
-    /// Releases the lock: ends the heartbeat, which closes the remote side's stdin.
-    pub async fn release(mut self) {
+    /// Releases the lock: ends the heartbeat and closes the lock's shell.
+    pub async fn release(self) {
         self.heartbeat.abort();
-        let _ = (&mut self.heartbeat).await;
-        if let Some(child) = self.child.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
+        let _ = self.heartbeat.await;
+        self.shells.close(true).await;
     }
 }
 
@@ -865,13 +880,6 @@ fn cd_prefix(cwd: Option<&str>) -> String {
             q = shell_quote(dir)
         ),
         None => String::new(),
-    }
-}
-
-fn describe_code(code: Option<i32>) -> String {
-    match code {
-        Some(c) => format!("exit {c}"),
-        None => "killed".into(),
     }
 }
 

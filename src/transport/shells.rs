@@ -1,0 +1,434 @@
+//! A long-lived shell on an SSH host, running many commands at once.
+//!
+//! Every SSH channel makes sshd start the user's login shell with `-c`, and
+//! a login shell reads its profile first: on hosts whose profile starts
+//! version managers or the like, that is 0.1 s of the host's CPU per
+//! command, more than most commands. So a host runs all of a run's commands
+//! on one long-lived shell: a channel running [`SHELL_LOOP`], which reads
+//! framed commands from its stdin and runs each in a fresh `sh` (nothing
+//! leaks from one command to the next), under `timeout(1)` when it has a
+//! time limit. Commands without input run in the background, so a host runs
+//! several at once; a command with input (a file stream) runs in the
+//! foreground, since its input follows its frame on the same stream.
+//!
+//! A frame is `__CAIRN_RUN__ <id> <script bytes> <stdin bytes> <timeout s>\n`,
+//! the script, then the command's stdin. The script stays in the loop's
+//! memory and reaches the command's `sh` on a here-document (a pipe), so it
+//! is never on a command line or on disk; the command's stdin is drained to
+//! its end even if the command stops reading, so the next frame is found.
+//! Output goes to files in the shell's private folder (0700, in `/dev/shm`
+//! when there is one, so a full disk does not stop cairn from running
+//! commands), and comes back, under a `flock` so answers never interleave,
+//! as `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>\n` and
+//! the bytes. On an apply, the host lock's channel is the shell (see
+//! `HostLock`), so a host costs one channel however many tasks it runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssh::{ChildStdin, ChildStdout, Session};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::oneshot;
+
+/// The loop a shell runs. `$cairn_hb`, when set (the lock's shell), is the
+/// heartbeat file: touched by every frame and every idle ping (a line that
+/// is not a frame). Commands never inherit fd 9 (the lock's `flock`).
+pub const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
+trap 'rm -rf "$cairn_w"' EXIT
+cairn_emit() {
+  set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
+  echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
+  flock "$cairn_w" cat "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+  rm -f "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+}
+echo __CAIRN_READY__
+while IFS= read -r cairn_f; do
+  [ -n "${cairn_hb:-}" ] && : > "$cairn_hb"
+  case "$cairn_f" in "__CAIRN_RUN__ "*) ;; *) continue;; esac
+  set -- ${cairn_f#__CAIRN_RUN__ }
+  cairn_i=$1
+  cairn_s=$(head -c "$2")
+  cairn_t=
+  [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
+  if [ "$3" -gt 0 ]; then
+    head -c "$3" | { $cairn_t sh /dev/fd/3 9>&- 3<<CAIRN_SCRIPT_END
+$cairn_s
+CAIRN_SCRIPT_END
+      cairn_r=$?; cat > /dev/null; exit $cairn_r; } > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i"
+    cairn_emit "$cairn_i" $?
+  else
+    { $cairn_t sh /dev/fd/3 9>&- < /dev/null > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END
+$cairn_s
+CAIRN_SCRIPT_END
+      cairn_emit "$cairn_i" $?; } &
+  fi
+  cairn_s=
+done
+wait
+"#;
+
+/// What a command left: exit code, stdout, stderr.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a command got no answer.
+#[derive(Debug)]
+pub enum Broken {
+    /// No answer within the time limit: the host hangs, or the command ignores its timeout.
+    TimedOut,
+    /// The channel ended or answered out of protocol.
+    Lost(String),
+}
+
+/// Commands sent and not answered yet, by id.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Ran>>,
+    /// Why the shell ended, once it has.
+    ended: Option<String>,
+}
+
+/// One shell: a channel running [`SHELL_LOOP`].
+pub struct Shell {
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    child: tokio::sync::Mutex<Option<openssh::Child<Arc<Session>>>>,
+    pending: Arc<Mutex<Pending>>,
+    next: AtomicU64,
+    /// Set when a write was cut off: the stream is out of step.
+    broken: AtomicBool,
+    /// This shell's channel holds the host lock.
+    pub holds_lock: bool,
+}
+
+impl Shell {
+    /// Wraps a started channel that has printed `__CAIRN_READY__`, and
+    /// starts reading its answers.
+    pub fn new(
+        child: openssh::Child<Arc<Session>>,
+        stdin: ChildStdin,
+        stdout: BufReader<ChildStdout>,
+        holds_lock: bool,
+    ) -> Arc<Shell> {
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        tokio::spawn(read_answers(stdout, pending.clone()));
+        Arc::new(Shell {
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            child: tokio::sync::Mutex::new(Some(child)),
+            pending,
+            next: AtomicU64::new(1),
+            broken: AtomicBool::new(false),
+            holds_lock,
+        })
+    }
+
+    /// Whether the shell can take more commands.
+    pub fn usable(&self) -> bool {
+        !self.broken.load(Ordering::SeqCst)
+            && self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ended
+                .is_none()
+    }
+
+    /// Runs one command; `limit` bounds the wait for its answer.
+    pub async fn run(
+        &self,
+        script: &str,
+        data: Option<&[u8]>,
+        timeout: Option<Duration>,
+        limit: Option<Duration>,
+    ) -> Result<Ran, Broken> {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = &pending.ended {
+                return Err(Broken::Lost(why.clone()));
+            }
+            pending.waiting.insert(id, tx);
+        }
+        let forget = || {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .waiting
+                .remove(&id);
+        };
+        let exchange = async {
+            self.send(id, script, data, timeout).await?;
+            rx.await
+                .map_err(|_| Broken::Lost(self.end_reason()))
+        };
+        let result = match limit {
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or(Err(Broken::TimedOut)),
+            None => exchange.await,
+        };
+        if result.is_err() {
+            forget();
+        }
+        result
+    }
+
+    fn end_reason(&self) -> String {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ended
+            .clone()
+            .unwrap_or_else(|| "the host's shell ended".into())
+    }
+
+    /// Writes one frame; a write cut off halfway leaves the shell broken.
+    async fn send(
+        &self,
+        id: u64,
+        script: &str,
+        data: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Broken> {
+        let mut guard = self.stdin.lock().await;
+        let stdin = guard
+            .as_mut()
+            .ok_or_else(|| Broken::Lost("the shell is closed".into()))?;
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(Broken::Lost("an earlier command was cut off mid-write".into()));
+        }
+        // Marked broken until the whole frame is written, in case this future is dropped midway.
+        self.broken.store(true, Ordering::SeqCst);
+        let header = format!(
+            "__CAIRN_RUN__ {id} {} {} {}\n",
+            script.len(),
+            data.map_or(0, <[u8]>::len),
+            timeout.map_or(0, |t| t.as_secs().max(1))
+        );
+        let lost = |e: std::io::Error| Broken::Lost(e.to_string());
+        stdin.write_all(header.as_bytes()).await.map_err(lost)?;
+        stdin.write_all(script.as_bytes()).await.map_err(lost)?;
+        if let Some(data) = data {
+            stdin.write_all(data).await.map_err(lost)?;
+        }
+        stdin.flush().await.map_err(lost)?;
+        self.broken.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// A line that is not a frame: the lock's shell touches its heartbeat.
+    pub async fn ping(&self) -> bool {
+        let mut guard = self.stdin.lock().await;
+        match guard.as_mut() {
+            Some(stdin) => stdin.write_all(b".\n").await.is_ok() && stdin.flush().await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Ends the shell: its loop sees end of input, waits for its commands, cleans up and exits.
+    pub async fn close(&self) {
+        if let Some(mut stdin) = self.stdin.lock().await.take() {
+            let _ = stdin.shutdown().await;
+        }
+        if let Some(child) = self.child.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+    }
+}
+
+/// Reads answers and hands each to the command waiting for it.
+async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pending>>) {
+    let why = loop {
+        let mut line = String::new();
+        match stdout.read_line(&mut line).await {
+            Ok(0) => break "the host's shell ended (the connection closed)".to_string(),
+            Err(e) => break format!("the connection failed: {e}"),
+            Ok(_) => {}
+        }
+        let numbers: Option<Vec<u64>> = line
+            .trim_end()
+            .strip_prefix("__CAIRN_DONE__ ")
+            .map(|rest| rest.split(' ').filter_map(|p| p.parse().ok()).collect());
+        let Some([id, code, out_len, err_len]) = numbers.as_deref().map(|n| n.to_vec()).and_then(|n| <[u64; 4]>::try_from(n).ok()) else {
+            break format!("unexpected answer from the host: {}", line.trim_end());
+        };
+        let mut out = vec![0; out_len as usize];
+        let mut err = vec![0; err_len as usize];
+        if let Err(e) = stdout.read_exact(&mut out).await {
+            break format!("the connection failed: {e}");
+        }
+        if let Err(e) = stdout.read_exact(&mut err).await {
+            break format!("the connection failed: {e}");
+        }
+        let waiter = pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+            .remove(&id);
+        // No one waits for an answer that came after its time limit.
+        if let Some(tx) = waiter {
+            let _ = tx.send(Ran {
+                code: code as i32,
+                stdout: out,
+                stderr: err,
+            });
+        }
+    };
+    let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+    pending.ended = Some(why);
+    // Dropping the senders tells every waiting command.
+    pending.waiting.clear();
+}
+
+/// The shell of one host, opened on first use (or adopted from the lock).
+#[derive(Default)]
+pub struct Shells {
+    current: tokio::sync::Mutex<Option<Arc<Shell>>>,
+    /// Replaced shells, kept until close (the lock's must live on).
+    old: Mutex<Vec<Arc<Shell>>>,
+}
+
+impl Shells {
+    /// The host's usable shell, opening one with `open` if there is none.
+    pub async fn get<F, Fut, E>(&self, open: F) -> Result<Arc<Shell>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<Shell>, E>>,
+    {
+        let mut current = self.current.lock().await;
+        if let Some(s) = current.as_ref()
+            && s.usable()
+        {
+            return Ok(s.clone());
+        }
+        let shell = open().await?;
+        if let Some(old) = current.replace(shell.clone()) {
+            self.old.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+        Ok(shell)
+    }
+
+    /// Makes `shell` (the lock's) the host's shell.
+    pub async fn adopt(&self, shell: Arc<Shell>) {
+        if let Some(old) = self.current.lock().await.replace(shell) {
+            self.old.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+        }
+    }
+
+    /// Pings the lock's shell (it touches the heartbeat file).
+    pub async fn ping_lock(&self) {
+        let shell = self.current.lock().await.clone();
+        if let Some(s) = shell.filter(|s| s.holds_lock) {
+            s.ping().await;
+        }
+    }
+
+    /// Closes the shells; with `lock_only`, just the lock's.
+    pub async fn close(&self, lock_only: bool) {
+        let mut all: Vec<Arc<Shell>> = self
+            .old
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(s) = self.current.lock().await.clone() {
+            all.push(s);
+        }
+        for s in all.into_iter().filter(|s| !lock_only || s.holds_lock) {
+            s.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SHELL_LOOP;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    /// Drives the loop with `sh` on this machine: frames in, frames out.
+    #[test]
+    fn the_loop_runs_framed_commands_and_keeps_in_step() {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(SHELL_LOOP)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "__CAIRN_READY__\n");
+        let mut next_id = 0;
+        let mut send = |stdin: &mut std::process::ChildStdin, script: &str, data: &[u8], timeout: u64| {
+            next_id += 1;
+            write!(
+                stdin,
+                "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}",
+                script.len(),
+                data.len()
+            )
+            .unwrap();
+            stdin.write_all(data).unwrap();
+            stdin.flush().unwrap();
+            next_id
+        };
+        let mut answer = |out: &mut BufReader<std::process::ChildStdout>| -> (usize, i32, String, String) {
+            let mut header = String::new();
+            out.read_line(&mut header).unwrap();
+            let parts: Vec<usize> = header
+                .trim_end()
+                .strip_prefix("__CAIRN_DONE__ ")
+                .unwrap_or_else(|| panic!("bad frame: {header}"))
+                .split(' ')
+                .map(|p| p.parse().unwrap())
+                .collect();
+            let mut o = vec![0; parts[2]];
+            out.read_exact(&mut o).unwrap();
+            let mut e = vec![0; parts[3]];
+            out.read_exact(&mut e).unwrap();
+            (
+                parts[0],
+                parts[1] as i32,
+                String::from_utf8(o).unwrap(),
+                String::from_utf8(e).unwrap(),
+            )
+        };
+        let mut run = |script: &str, data: &[u8], timeout: u64| -> (i32, String, String) {
+            let id = send(&mut stdin, script, data, timeout);
+            let (got, code, o, e) = answer(&mut out);
+            assert_eq!(got as u64, id);
+            (code, o, e)
+        };
+        assert_eq!(
+            run("echo out; echo err >&2; exit 3", b"", 0),
+            (3, "out\n".into(), "err\n".into())
+        );
+        // Data is the command's stdin; what it does not read is drained.
+        assert_eq!(run("head -c 3", b"abcdef", 0).1, "abc");
+        assert_eq!(run("true", b"unread data\n__CAIRN_RUN__ 1 0 0\n", 0).0, 0);
+        // Nothing leaks from one command to the next; `$` in a script is not expanded by the loop.
+        assert_eq!(run("x=1; cd /", b"", 0).0, 0);
+        assert_eq!(run("echo \"[${x:-unset}]\" '$HOME'", b"", 0).1, "[unset] $HOME\n");
+        // A time limit stops the command (timeout(1) exits 124).
+        assert_eq!(run("sleep 5", b"", 1).0, 124);
+        assert_eq!(run("echo still in step", b"", 0).1, "still in step\n");
+        drop(run);
+        // Commands without input run at once: the quick one answers first.
+        let slow = send(&mut stdin, "sleep 0.5; echo slow", b"", 0);
+        let quick = send(&mut stdin, "echo quick", b"", 0);
+        let first = answer(&mut out);
+        let second = answer(&mut out);
+        assert_eq!((first.0 as u64, first.2.as_str()), (quick, "quick\n"));
+        assert_eq!((second.0 as u64, second.2.as_str()), (slow, "slow\n"));
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+    }
+}
