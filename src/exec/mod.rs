@@ -67,7 +67,8 @@ pub struct ExecOptions {
     pub log_dir: PathBuf,
 }
 
-/// Default per-host limit: below OpenSSH's default MaxSessions (10).
+/// Default per-host limit of tasks running at once. Over SSH they share the
+/// host's one long-lived shell (see `transport::shells`).
 pub const DEFAULT_PER_HOST: usize = 8;
 
 struct Shared {
