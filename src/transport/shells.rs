@@ -164,8 +164,7 @@ impl Shell {
         };
         let exchange = async {
             self.send(id, script, data, timeout).await?;
-            rx.await
-                .map_err(|_| Broken::Lost(self.end_reason()))
+            rx.await.map_err(|_| Broken::Lost(self.end_reason()))
         };
         let result = match limit {
             Some(limit) => tokio::time::timeout(limit, exchange)
@@ -201,7 +200,9 @@ impl Shell {
             .as_mut()
             .ok_or_else(|| Broken::Lost("the shell is closed".into()))?;
         if self.broken.load(Ordering::SeqCst) {
-            return Err(Broken::Lost("an earlier command was cut off mid-write".into()));
+            return Err(Broken::Lost(
+                "an earlier command was cut off mid-write".into(),
+            ));
         }
         // Marked broken until the whole frame is written, in case this future is dropped midway.
         self.broken.store(true, Ordering::SeqCst);
@@ -255,7 +256,11 @@ async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pen
             .trim_end()
             .strip_prefix("__CAIRN_DONE__ ")
             .map(|rest| rest.split(' ').filter_map(|p| p.parse().ok()).collect());
-        let Some([id, code, out_len, err_len]) = numbers.as_deref().map(|n| n.to_vec()).and_then(|n| <[u64; 4]>::try_from(n).ok()) else {
+        let Some([id, code, out_len, err_len]) = numbers
+            .as_deref()
+            .map(|n| n.to_vec())
+            .and_then(|n| <[u64; 4]>::try_from(n).ok())
+        else {
             break format!("unexpected answer from the host: {}", line.trim_end());
         };
         let mut out = vec![0; out_len as usize];
@@ -331,11 +336,7 @@ impl Shells {
 
     /// Closes the shells; with `lock_only`, just the lock's.
     pub async fn close(&self, lock_only: bool) {
-        let mut all: Vec<Arc<Shell>> = self
-            .old
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut all: Vec<Arc<Shell>> = self.old.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(s) = self.current.lock().await.clone() {
             all.push(s);
         }
@@ -367,40 +368,42 @@ mod tests {
         out.read_line(&mut line).unwrap();
         assert_eq!(line, "__CAIRN_READY__\n");
         let mut next_id = 0;
-        let mut send = |stdin: &mut std::process::ChildStdin, script: &str, data: &[u8], timeout: u64| {
-            next_id += 1;
-            write!(
-                stdin,
-                "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}",
-                script.len(),
-                data.len()
-            )
-            .unwrap();
-            stdin.write_all(data).unwrap();
-            stdin.flush().unwrap();
-            next_id
-        };
-        let mut answer = |out: &mut BufReader<std::process::ChildStdout>| -> (usize, i32, String, String) {
-            let mut header = String::new();
-            out.read_line(&mut header).unwrap();
-            let parts: Vec<usize> = header
-                .trim_end()
-                .strip_prefix("__CAIRN_DONE__ ")
-                .unwrap_or_else(|| panic!("bad frame: {header}"))
-                .split(' ')
-                .map(|p| p.parse().unwrap())
-                .collect();
-            let mut o = vec![0; parts[2]];
-            out.read_exact(&mut o).unwrap();
-            let mut e = vec![0; parts[3]];
-            out.read_exact(&mut e).unwrap();
-            (
-                parts[0],
-                parts[1] as i32,
-                String::from_utf8(o).unwrap(),
-                String::from_utf8(e).unwrap(),
-            )
-        };
+        let mut send =
+            |stdin: &mut std::process::ChildStdin, script: &str, data: &[u8], timeout: u64| {
+                next_id += 1;
+                write!(
+                    stdin,
+                    "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}",
+                    script.len(),
+                    data.len()
+                )
+                .unwrap();
+                stdin.write_all(data).unwrap();
+                stdin.flush().unwrap();
+                next_id
+            };
+        let mut answer =
+            |out: &mut BufReader<std::process::ChildStdout>| -> (usize, i32, String, String) {
+                let mut header = String::new();
+                out.read_line(&mut header).unwrap();
+                let parts: Vec<usize> = header
+                    .trim_end()
+                    .strip_prefix("__CAIRN_DONE__ ")
+                    .unwrap_or_else(|| panic!("bad frame: {header}"))
+                    .split(' ')
+                    .map(|p| p.parse().unwrap())
+                    .collect();
+                let mut o = vec![0; parts[2]];
+                out.read_exact(&mut o).unwrap();
+                let mut e = vec![0; parts[3]];
+                out.read_exact(&mut e).unwrap();
+                (
+                    parts[0],
+                    parts[1] as i32,
+                    String::from_utf8(o).unwrap(),
+                    String::from_utf8(e).unwrap(),
+                )
+            };
         let mut run = |script: &str, data: &[u8], timeout: u64| -> (i32, String, String) {
             let id = send(&mut stdin, script, data, timeout);
             let (got, code, o, e) = answer(&mut out);
@@ -416,7 +419,10 @@ mod tests {
         assert_eq!(run("true", b"unread data\n__CAIRN_RUN__ 1 0 0\n", 0).0, 0);
         // Nothing leaks from one command to the next; `$` in a script is not expanded by the loop.
         assert_eq!(run("x=1; cd /", b"", 0).0, 0);
-        assert_eq!(run("echo \"[${x:-unset}]\" '$HOME'", b"", 0).1, "[unset] $HOME\n");
+        assert_eq!(
+            run("echo \"[${x:-unset}]\" '$HOME'", b"", 0).1,
+            "[unset] $HOME\n"
+        );
         // A time limit stops the command (timeout(1) exits 124).
         assert_eq!(run("sleep 5", b"", 1).0, 124);
         assert_eq!(run("echo still in step", b"", 0).1, "still in step\n");

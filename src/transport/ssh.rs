@@ -202,10 +202,7 @@ impl SshTransport {
     /// Opens a channel running `script` (read by the fixed runner), and reads
     /// what it prints up to `__CAIRN_READY__` (a shell is then ready) or its end.
     async fn open_channel(&self, script: &str) -> Result<Opened, TransportError> {
-        let mut command = self
-            .session
-            .clone()
-            .arc_raw_command(self.command_line());
+        let mut command = self.session.clone().arc_raw_command(self.command_line());
         command
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
@@ -556,8 +553,7 @@ impl SshTransport {
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
         let (script, longest) = self.probe_script(request);
         let script = format!("{script}echo {PROBE_END}\n");
-        let opened = match tokio::time::timeout(longest + GRACE, self.open_channel(&script)).await
-        {
+        let opened = match tokio::time::timeout(longest + GRACE, self.open_channel(&script)).await {
             Ok(opened) => opened?,
             Err(_) => return Err(self.error("the probe timed out")),
         };
@@ -788,10 +784,7 @@ impl SshTransport {
             (opened.shell, locked_at, probe_end)
         else {
             let said = format!("{} {}", lines.join(" "), opened.stderr.trim());
-            return Err(self.error(format!(
-                "failed to take the host lock: {}",
-                said.trim()
-            )));
+            return Err(self.error(format!("failed to take the host lock: {}", said.trim())));
         };
         let stale = (lines.first().map(String::as_str) == Some("STALE"))
             .then(|| describe_owner(lines.get(1).map(String::as_str).unwrap_or("")));
