@@ -382,7 +382,7 @@ mod tests {
                 stdin.flush().unwrap();
                 next_id
             };
-        let mut answer =
+        let answer =
             |out: &mut BufReader<std::process::ChildStdout>| -> (usize, i32, String, String) {
                 let mut header = String::new();
                 out.read_line(&mut header).unwrap();
@@ -426,7 +426,6 @@ mod tests {
         // A time limit stops the command (timeout(1) exits 124).
         assert_eq!(run("sleep 5", b"", 1).0, 124);
         assert_eq!(run("echo still in step", b"", 0).1, "still in step\n");
-        drop(run);
         // Commands without input run at once: the quick one answers first.
         let slow = send(&mut stdin, "sleep 0.5; echo slow", b"", 0);
         let quick = send(&mut stdin, "echo quick", b"", 0);
