@@ -8,7 +8,8 @@
 //! host killed mid-apply (the next apply converges); a wrong key and a
 //! changed host key (clear errors, nothing touched); non-root users with
 //! sudo (NOPASSWD and a password); a secret that must appear nowhere;
-//! receipts and host locks; drift; a full disk.
+//! receipts and host locks; drift; a full disk; a cairn killed mid-apply;
+//! strict host keys.
 //!
 //! These tests need root, util-linux and openssh-server; the README's test
 //! command installs what is missing. Without root they say so and pass.
@@ -773,4 +774,60 @@ fn drift_names_the_host_and_the_file_edited_by_hand() {
             .unwrap()
             .contains("manual edit")
     );
+}
+
+#[test]
+fn a_killed_cairn_frees_the_host_locks_and_the_next_apply_picks_up() {
+    let Some(c) = Cluster::with(3, "", SLOW) else {
+        return;
+    };
+    let mut first = c
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(c.host(0), "/tmp/slow-started");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The killed apply's last command may still be running on a host, which
+    // keeps that host locked until it ends (its timeout bounds it): retry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let (events, code, out) = c.apply_events(&[]);
+        if code == Some(0) {
+            break events;
+        }
+        let text = stdout(&out) + &stderr(&out);
+        assert!(text.contains("locked by another apply"), "{text}");
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert!(
+        !ran(&events).contains(&"step.preflight@host0".to_string()),
+        "what the killed apply finished is not repeated: {:?}",
+        ran(&events)
+    );
+    assert_converged(&c, 0..3);
+    for h in &c.hosts.hosts {
+        assert_eq!(
+            h.read("/var/lib/cairn/e2e/lock.owner").as_deref(),
+            Some(""),
+            "released on {}",
+            h.name
+        );
+    }
+}
+
+#[test]
+fn strict_host_keys_refuse_an_unknown_host() {
+    let Some(c) = Cluster::with(2, "host_keys = \"strict\"", "") else {
+        return;
+    };
+    let out = c.run(&["apply", "--auto-approve"]);
+    let text = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("host key is not known"), "{text}");
+    assert!(text.contains("accept-new"), "{text}");
+    assert!(!c.host(0).path("/opt/app").exists());
 }

@@ -1,14 +1,16 @@
-//! The SSH transport: one OpenSSH ControlMaster per host, a channel per command.
+//! The SSH transport: one OpenSSH ControlMaster per host, one shell on it.
 //!
 //! A run opens one master connection per host (the `openssh` crate with
-//! `native-mux`: each command is a new channel on the master's socket, not a
-//! new `ssh` process) and closes it at the end. The master is started with
+//! `native-mux`: a channel is opened on the master's socket, not by a new
+//! `ssh` process) and closes it at the end. The master is started with
 //! `ControlPersist` set to a minute of idleness, so a cairn that is killed
 //! does not leave connections behind for long; while cairn runs, the host
-//! lock's heartbeat keeps it busy.
+//! lock's heartbeat keeps it busy. A host's commands run on one long-lived
+//! shell (see `shells`): on apply, the lock's own channel, so a host costs
+//! one channel and one login shell per run.
 //!
 //! The remote command line is fixed and holds nothing secret:
-//! `[sudo ...] [timeout ...] sh -c RUNNER`. The runner skips lines until a
+//! `[sudo ...] sh -c RUNNER`. The runner skips lines until a
 //! `__CAIRN__ <length>` header, reads exactly that many bytes of script and
 //! evaluates it; whatever follows on stdin (a compressed file stream) is the
 //! script's stdin. A sudo password, when needed, is the first line, which
