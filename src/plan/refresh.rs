@@ -128,18 +128,13 @@ pub async fn refresh(
             all.observations.insert(id, Observation::Files(found));
         }
         for (id, result) in ids.checks.into_iter().zip(report.checks) {
-            let observation = match id {
-                // A check that reads a value not captured yet cannot pass: the step has not run.
-                None => continue,
-                Some(id) => (
-                    id,
-                    Observation::Check {
-                        passed: result.code == Some(0),
-                        code: result.code,
-                    },
-                ),
-            };
-            all.observations.insert(observation.0, observation.1);
+            all.observations.insert(
+                id,
+                Observation::Check {
+                    passed: result.code == Some(0),
+                    code: result.code,
+                },
+            );
         }
         for id in ids.unrenderable {
             all.observations.insert(
@@ -162,7 +157,7 @@ pub async fn refresh(
 #[derive(Default)]
 struct RequestIds {
     files: Vec<TaskId>,
-    checks: Vec<Option<TaskId>>,
+    checks: Vec<TaskId>,
     /// Steps whose check reads a value not captured yet.
     unrenderable: Vec<TaskId>,
 }
@@ -196,7 +191,7 @@ fn request_for(
                     cwd,
                     timeout: s.timeout.unwrap_or(std::time::Duration::from_secs(60)),
                 });
-                ids.checks.push(Some(task.id.clone()));
+                ids.checks.push(task.id.clone());
             }
             Work::Bundle { .. } | Work::File { .. } => {
                 if let Some((dest, shipped)) = state

@@ -300,24 +300,6 @@ impl Transport {
         }
     }
 
-    /// Looks at files cairn shipped: stat first, rehash only what changed.
-    pub async fn observe(
-        &self,
-        dest: &str,
-        shipped: &BTreeMap<String, ShippedFile>,
-    ) -> Result<BTreeMap<String, Observed>, TransportError> {
-        match self {
-            Transport::Local(t) => t.observe(dest, shipped).await,
-            Transport::Ssh(t) => {
-                let request = ProbeRequest {
-                    files: vec![(dest.to_string(), shipped.clone())],
-                    checks: Vec::new(),
-                };
-                Ok(t.probe(&request).await?.files.remove(0))
-            }
-        }
-    }
-
     /// Removes files cairn shipped, if they still hold what it shipped;
     /// returns the paths kept because someone changed them.
     pub async fn remove(
