@@ -291,15 +291,12 @@ impl SshTransport {
     async fn exec(
         &self,
         script: &str,
-        data: Option<Arc<Vec<u8>>>,
+        data: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, TransportError> {
         let shell = self.shells.get(|| self.open_shell()).await?;
         let limit = timeout.map(|t| t + GRACE);
-        let ran = match shell
-            .run(script, data.as_deref().map(Vec::as_slice), timeout, limit)
-            .await
-        {
+        let ran = match shell.run(script, data, timeout, limit).await {
             Ok(ran) => ran,
             Err(Broken::TimedOut) => {
                 let limit = timeout.expect("only a limited command times out");
@@ -458,7 +455,7 @@ impl SshTransport {
             root_q = shell_quote(&root),
             fresh_test = if single { "false" } else { "[ ! -e \"$cairn_dest\" ]" },
         ));
-        script.push_str(if zstd {
+        script.push_str(if stream.zstd {
             "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
         } else {
             "tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
@@ -489,7 +486,11 @@ impl SshTransport {
             script.push_str(&self.receipt_snippet(r));
         }
         let out = self
-            .exec(&script, Some(stream), Some(Duration::from_secs(3600)))
+            .exec(
+                &script,
+                Some(&stream.bytes),
+                Some(Duration::from_secs(3600)),
+            )
             .await?;
         if !out.success() {
             return Err(self.error(format!(
@@ -1043,14 +1044,21 @@ fn tar_name(rel: &str) -> &str {
 type StreamKey = [u8; 32];
 
 /// A stream being built (or built) once, for every host that waits on it.
-type StreamCell = Arc<OnceLock<Result<Arc<Vec<u8>>, String>>>;
+type StreamCell = Arc<OnceLock<Result<Arc<Stream>, String>>>;
+
+/// A file set packed for shipping.
+struct Stream {
+    bytes: Vec<u8>,
+    /// Compressed with zstd (else a plain tar).
+    zstd: bool,
+}
 
 /// Compressed streams by file set, shared across hosts.
 static STREAMS: Mutex<Option<HashMap<StreamKey, StreamCell>>> = Mutex::new(None);
 
 /// The tar stream (zstd-compressed if `zstd`) of `files`, entries named by
 /// [`tar_name`]; built once per distinct file set and reused by every host.
-fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Vec<u8>>, String> {
+fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Stream>, String> {
     let mut h = Sha256::new();
     h.update([u8::from(zstd)]);
     for (rel, f) in files {
@@ -1073,7 +1081,11 @@ fn shared_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Vec<u8>
         .clone()
 }
 
-fn build_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Vec<u8>, String> {
+/// A tar of `files`, compressed with zstd when the host has it and it pays:
+/// a stream that shrinks by less than 5% (already-compressed images,
+/// archives, random data) goes as plain tar, which spares the host a
+/// decompression pass over every byte for nothing.
+fn build_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
     let mut tar = tar::Builder::new(Vec::new());
     for (rel, file) in files {
         let bytes = file
@@ -1092,10 +1104,19 @@ fn build_stream(files: &[(String, ShipFile)], zstd: bool) -> Result<Vec<u8>, Str
         .into_inner()
         .map_err(|e| format!("failed to pack files: {e}"))?;
     if zstd {
-        zstd::stream::encode_all(raw.as_slice(), 3).map_err(|e| format!("failed to compress: {e}"))
-    } else {
-        Ok(raw)
+        let packed = zstd::stream::encode_all(raw.as_slice(), 3)
+            .map_err(|e| format!("failed to compress: {e}"))?;
+        if packed.len() < raw.len() / 100 * 95 {
+            return Ok(Stream {
+                bytes: packed,
+                zstd: true,
+            });
+        }
     }
+    Ok(Stream {
+        bytes: raw,
+        zstd: false,
+    })
 }
 
 #[cfg(test)]
