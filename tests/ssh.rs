@@ -752,6 +752,7 @@ fn drift_names_the_host_and_the_file_edited_by_hand() {
         serde_json::from_slice(&c.run(&["plan", "--json"]).stdout).unwrap();
     assert_eq!(plan["hosts"]["host1"]["hostname"], "host1");
     assert_eq!(plan["hosts"]["host1"]["zstd"], true);
+    assert_eq!(plan["hosts"]["host1"]["arch"], std::env::consts::ARCH);
     let conf = c.host(2).read("/opt/app/app.conf").unwrap();
 
     c.host(2).write(

@@ -576,12 +576,13 @@ impl SshTransport {
         // CPU, times every host: builtins wherever they do.
         let mut script = String::new();
         script.push_str(
-            "if IFS= read -r cairn_h < /proc/sys/kernel/hostname; then echo \"H $cairn_h\"; else echo \"H $(hostname)\"; fi\necho \"A $(uname -m)\"\nPRETTY_NAME=; . /etc/os-release 2>/dev/null; echo \"O ${PRETTY_NAME:-unknown}\"\n",
+            "if IFS= read -r cairn_h < /proc/sys/kernel/hostname; then echo \"H $cairn_h\"; else echo \"H $(hostname)\"; fi\nif IFS= read -r cairn_a < /proc/sys/kernel/arch 2>/dev/null; then echo \"A $cairn_a\"; else echo \"A $(uname -m)\"; fi\nPRETTY_NAME=; . /etc/os-release 2>/dev/null; echo \"O ${PRETTY_NAME:-unknown}\"\n",
         );
         script
             .push_str("if command -v zstd >/dev/null 2>&1; then echo 'Z 1'; else echo 'Z 0'; fi\n");
         script.push_str(&state_dir_snippet(&self.cluster));
-        script.push_str("echo '<R>'; cat \"$cairn_d\"/receipts/*.json 2>/dev/null; echo '</R>'\n");
+        // Each receipt is one line; `read` is a builtin, `cat` would be a process.
+        script.push_str("echo '<R>'; for cairn_r in \"$cairn_d\"/receipts/*.json; do [ -f \"$cairn_r\" ] && IFS= read -r cairn_l < \"$cairn_r\" && printf '%s\\n' \"$cairn_l\"; done; echo '</R>'\n");
         for (i, (dest, shipped)) in request.files.iter().enumerate() {
             let targets: Vec<String> = shipped
                 .keys()
