@@ -370,13 +370,12 @@ fn drift_command(cli: &Cli, args: &DriftArgs, style: &Style) -> Result<Success, 
     };
     let planned = plan_model(&source, model, &selection, false, None, &rt)?;
     let plan = &planned.plan;
-    let excluded = excluded_hosts(&planned.model, &selection)?;
     let mut hosts = Vec::new();
     for host in planned
         .model
         .hosts
         .iter()
-        .filter(|h| !excluded.contains(&h.name))
+        .filter(|h| !plan.excluded_hosts.contains(&h.name))
     {
         if plan.unreachable.contains_key(&host.name) {
             continue;
