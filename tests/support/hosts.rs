@@ -33,7 +33,7 @@ pub struct TestHost {
     init: i32,
     public_key: PathBuf,
     _claim: File,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// A set of test hosts and the client key that logs in to all of them.
@@ -183,7 +183,7 @@ impl TestHost {
             init: 0,
             public_key: public_key.to_path_buf(),
             _claim: claim,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -220,18 +220,13 @@ impl TestHost {
         if self.is_alive() {
             self.kill();
         }
-        self.unshare = TestHost::boot(
-            self._dir.path(),
-            &self.address,
-            &self.name,
-            &self.public_key,
-        );
+        self.unshare = TestHost::boot(self.dir.path(), &self.address, &self.name, &self.public_key);
         self.init = 0;
         self.wait_ready(Instant::now() + Duration::from_secs(30));
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
     fn wait_ready(&mut self, deadline: Instant) {
@@ -362,7 +357,7 @@ impl Drop for TestHost {
         }
         self.kill();
         let disk =
-            std::ffi::CString::new(self._dir.path().join("disk").as_os_str().as_encoded_bytes())
+            std::ffi::CString::new(self.dir.path().join("disk").as_os_str().as_encoded_bytes())
                 .expect("no NUL in a temp path");
         // SAFETY: a valid C string; MNT_DETACH lets go even if something still holds it.
         unsafe { libc::umount2(disk.as_ptr(), libc::MNT_DETACH) };
