@@ -7,39 +7,19 @@
 //! is appended), JSON and TOML. In a merge, tables merge key by key and the
 //! patch wins for everything else (lists included), as in sealos and kustomize.
 
-use crate::model::ConfigStrategy;
-
-/// File formats `merge` understands, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    Json,
-    Toml,
-}
-
-impl Format {
-    pub fn of(path: &str) -> Option<Format> {
-        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
-        match ext.as_str() {
-            "yaml" | "yml" => Some(Format::Yaml),
-            "json" => Some(Format::Json),
-            "toml" => Some(Format::Toml),
-            _ => None,
-        }
-    }
-}
+use crate::model::{ConfigFormat, PatchStrategy};
 
 /// Applies one patch to a file's bytes (`None`: the file does not exist).
 pub fn apply(
-    strategy: ConfigStrategy,
+    strategy: PatchStrategy,
     path: &str,
     original: Option<&[u8]>,
     data: &str,
 ) -> Result<Vec<u8>, String> {
     let original = original.unwrap_or_default();
     match strategy {
-        ConfigStrategy::Override => Ok(data.as_bytes().to_vec()),
-        ConfigStrategy::Insert => {
+        PatchStrategy::Override => Ok(data.as_bytes().to_vec()),
+        PatchStrategy::Insert => {
             let mut out = data.as_bytes().to_vec();
             if !out.is_empty() && !out.ends_with(b"\n") {
                 out.push(b'\n');
@@ -47,7 +27,7 @@ pub fn apply(
             out.extend_from_slice(original);
             Ok(out)
         }
-        ConfigStrategy::Append => {
+        PatchStrategy::Append => {
             let mut out = original.to_vec();
             if !out.is_empty() && !out.ends_with(b"\n") {
                 out.push(b'\n');
@@ -55,15 +35,13 @@ pub fn apply(
             out.extend_from_slice(data.as_bytes());
             Ok(out)
         }
-        ConfigStrategy::Merge => {
+        PatchStrategy::Merge(format) => {
             let text =
                 std::str::from_utf8(original).map_err(|_| format!("{path} is not UTF-8 text"))?;
-            match Format::of(path)
-                .ok_or_else(|| format!("cannot merge into {path}: unknown format"))?
-            {
-                Format::Yaml => merge_yaml(text, data),
-                Format::Json => merge_json(text, data),
-                Format::Toml => merge_toml(text, data),
+            match format {
+                ConfigFormat::Yaml => merge_yaml(text, data),
+                ConfigFormat::Json => merge_json(text, data),
+                ConfigFormat::Toml => merge_toml(text, data),
             }
         }
     }
@@ -194,7 +172,13 @@ mod tests {
 
     fn merged(path: &str, original: &str, data: &str) -> String {
         String::from_utf8(
-            apply(ConfigStrategy::Merge, path, Some(original.as_bytes()), data).unwrap(),
+            apply(
+                PatchStrategy::Merge(ConfigFormat::of_path(path).unwrap()),
+                path,
+                Some(original.as_bytes()),
+                data,
+            )
+            .unwrap(),
         )
         .unwrap()
     }
@@ -239,17 +223,23 @@ mod tests {
 
     #[test]
     fn text_strategies() {
-        let ins = apply(ConfigStrategy::Insert, "x", Some(b"body\n"), "head").unwrap();
+        let ins = apply(PatchStrategy::Insert, "x", Some(b"body\n"), "head").unwrap();
         assert_eq!(ins, b"head\nbody\n");
-        let app = apply(ConfigStrategy::Append, "x", Some(b"body"), "tail\n").unwrap();
+        let app = apply(PatchStrategy::Append, "x", Some(b"body"), "tail\n").unwrap();
         assert_eq!(app, b"body\ntail\n");
-        let ovr = apply(ConfigStrategy::Override, "x", None, "new").unwrap();
+        let ovr = apply(PatchStrategy::Override, "x", None, "new").unwrap();
         assert_eq!(ovr, b"new");
     }
 
     #[test]
     fn bad_yaml_is_an_error() {
-        let err = apply(ConfigStrategy::Merge, "a.yaml", Some(b"a: [1"), "b: 2").unwrap_err();
+        let err = apply(
+            PatchStrategy::Merge(ConfigFormat::Yaml),
+            "a.yaml",
+            Some(b"a: [1"),
+            "b: 2",
+        )
+        .unwrap_err();
         assert!(err.contains("not valid YAML"), "{err}");
     }
 }

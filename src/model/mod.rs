@@ -126,10 +126,41 @@ pub struct Dep {
     pub span: Range<usize>,
 }
 
+/// A file format that `merge` understands, known from the file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl ConfigFormat {
+    /// The format of `path` by its extension, if `merge` understands it.
+    pub fn of_path(path: &str) -> Option<ConfigFormat> {
+        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        match ext.as_str() {
+            "yaml" | "yml" => Some(ConfigFormat::Yaml),
+            "json" => Some(ConfigFormat::Json),
+            "toml" => Some(ConfigFormat::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// How a config patch changes its file; a merge carries the file's format,
+/// resolved at validation, so nothing later has to guess it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchStrategy {
+    Merge(ConfigFormat),
+    Override,
+    Insert,
+    Append,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConfigPatch {
     pub path: String,
-    pub strategy: ConfigStrategy,
+    pub strategy: PatchStrategy,
     pub data: String,
     pub span: Range<usize>,
 }

@@ -864,16 +864,22 @@ impl Validator<'_> {
                     continue;
                 }
             }
-            if strategy == ConfigStrategy::Merge
-                && crate::bundle::config::Format::of(&path).is_none()
-            {
-                self.push(
-                    Problem::at(c.path.span(), format!("cannot merge into `{path}`: unknown format"))
-                        .label("not .yaml, .yml, .json or .toml")
-                        .help("merge works on YAML, JSON and TOML files; use `override`, `insert` or `append` for others"),
-                );
-                continue;
-            }
+            let strategy = match strategy {
+                ConfigStrategy::Merge => match ConfigFormat::of_path(&path) {
+                    Some(format) => PatchStrategy::Merge(format),
+                    None => {
+                        self.push(
+                            Problem::at(c.path.span(), format!("cannot merge into `{path}`: unknown format"))
+                                .label("not .yaml, .yml, .json or .toml")
+                                .help("merge works on YAML, JSON and TOML files; use `override`, `insert` or `append` for others"),
+                        );
+                        continue;
+                    }
+                },
+                ConfigStrategy::Override => PatchStrategy::Override,
+                ConfigStrategy::Insert => PatchStrategy::Insert,
+                ConfigStrategy::Append => PatchStrategy::Append,
+            };
             bundle.configs.push(ConfigPatch {
                 path,
                 strategy,
