@@ -10,6 +10,7 @@
 //! `transport` is how tasks reach hosts; `cmd` wires the stages into the
 //! commands; `cli` only defines arguments. See docs/architecture.md.
 
+pub mod atomic_file;
 pub mod bundle;
 pub mod cli;
 pub mod clusterfile;

@@ -189,7 +189,7 @@ impl HashCache {
                 .collect(),
         };
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-        crate::state::write_atomic(path, &bytes, false)
+        crate::atomic_file::write_atomic(path, &bytes, false)
     }
 
     /// The sha256 of a file, from the cache when its stat is unchanged.

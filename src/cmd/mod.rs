@@ -325,7 +325,7 @@ fn show_plan(
     }
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan.to_json()).expect("plan serializes");
-        crate::state::write_atomic(out, &text, true).map_err(|e| {
+        crate::atomic_file::write_atomic(out, &text, true).map_err(|e| {
             CairnError::usage(
                 format!("failed to write {}: {e}", out.display()),
                 "check the path",

@@ -18,7 +18,6 @@ pub mod journal;
 pub mod lock;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -299,7 +298,7 @@ impl StateDir {
         state.prune_manifests();
         let path = self.state_file();
         let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
-        write_atomic(&path, &bytes, true).map_err(|source| StateError::Io {
+        crate::atomic_file::write_atomic(&path, &bytes, true).map_err(|source| StateError::Io {
             action: "write",
             path: path.clone(),
             source,
@@ -315,41 +314,6 @@ impl StateDir {
             }),
         }
     }
-}
-
-/// Writes a file so that readers see the old or the new content, never a
-/// mix: temp file in the same folder, fsync, rename, fsync the folder.
-/// State files are private (0600): they may hold captured values.
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        if durable {
-            file.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, path)?;
-    if durable {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Now, RFC 3339, seconds.
