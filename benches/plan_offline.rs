@@ -37,22 +37,15 @@ fn generated_clusterfile(dir: &Path) -> std::path::PathBuf {
 
 /// Writes a state in which every task is recorded with its current key.
 fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
-    use cairn::state::{HostRecord, RecordDetail, TaskRecord};
+    use cairn::state::{RecordDetail, TaskRecord};
     let planned = cairn::cmd::make_plan(file, &Default::default(), true, rt).expect("plans");
     let mut state = (*planned.state).clone();
     for (seq, change) in planned.plan.changes.iter().enumerate() {
-        let host = planned
-            .model
-            .hosts
-            .iter()
-            .find(|h| h.name == change.host)
-            .expect("host");
         state.tasks.insert(
-            change.id.0.clone(),
+            change.id.clone(),
             TaskRecord {
                 key: change.key.clone().expect("key"),
                 inputs: change.inputs.clone().expect("inputs"),
-                host: HostRecord::from(host),
                 detail: RecordDetail::Step {
                     captured: Some("token".into()),
                     captured_masked: false,

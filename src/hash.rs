@@ -14,24 +14,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ids::{TaskId, TaskKey};
+
 /// Bumped whenever the meaning or encoding of [`KeyInputs`] changes.
 pub const KEY_FORMAT: u32 = 1;
-
-/// A task's content key, sha256 hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TaskKey(pub String);
-
-impl TaskKey {
-    pub fn short(&self) -> &str {
-        &self.0[..12.min(self.0.len())]
-    }
-}
-
-impl std::fmt::Display for TaskKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Who the task runs on, as far as its effect is concerned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,13 +76,13 @@ pub struct KeyInputs {
     /// Variables read: name → value, or `secret:<salted sha256>`.
     pub vars: BTreeMap<String, String>,
     /// Upstream task id → its key.
-    pub deps: BTreeMap<String, TaskKey>,
+    pub deps: BTreeMap<TaskId, TaskKey>,
 }
 
 impl KeyInputs {
     pub fn key(&self) -> TaskKey {
         let bytes = serde_json::to_vec(self).expect("KeyInputs always serializes");
-        TaskKey(hex::encode(Sha256::digest(&bytes)))
+        TaskKey::from_digest(Sha256::digest(&bytes).into())
     }
 }
 
@@ -168,7 +154,7 @@ pub fn explain(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
         .deps
         .keys()
         .filter(|id| !new.deps.contains_key(*id))
-        .map(String::as_str)
+        .map(TaskId::as_str)
         .collect();
     if !dropped.is_empty() {
         reasons.push(format!("no longer waits for {}", list(&dropped)));
@@ -380,9 +366,11 @@ mod tests {
     #[test]
     fn upstream_change_is_named() {
         let mut a = inputs();
-        a.deps.insert("step.a@m0".into(), TaskKey("k1".into()));
+        let upstream = TaskId::parse("step.a@m0").unwrap();
+        a.deps
+            .insert(upstream.clone(), TaskKey::from_digest([1; 32]));
         let mut b = a.clone();
-        b.deps.insert("step.a@m0".into(), TaskKey("k2".into()));
+        b.deps.insert(upstream, TaskKey::from_digest([2; 32]));
         assert_eq!(explain(&a, &b), vec!["upstream task changed (step.a@m0)"]);
     }
 

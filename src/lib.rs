@@ -20,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod hash;
+pub mod ids;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -382,7 +382,7 @@ fn drift_command(cli: &Cli, args: &DriftArgs, style: &Style) -> Result<Success, 
         }
         let entry = |c: &plan::Change| {
             serde_json::json!({
-                "task": c.id.0,
+                "task": c.id,
                 "action": format!("{:?}", c.kind).to_lowercase(),
                 "reasons": c.reasons,
             })
@@ -706,7 +706,7 @@ fn state_command(cli: &Cli, sub: &StateCommand, style: &Style) -> Result<Success
     match sub {
         StateCommand::List => {
             if cli.json {
-                let list: Vec<_> = state.tasks.iter().map(|(id, r)| serde_json::json!({"task": id, "key": r.key.0, "host": r.host.name, "finished_at": r.finished_at})).collect();
+                let list: Vec<_> = state.tasks.iter().map(|(id, r)| serde_json::json!({"task": id, "key": r.key, "host": r.host().name, "finished_at": r.finished_at})).collect();
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&list).expect("serializes")
@@ -724,7 +724,7 @@ fn state_command(cli: &Cli, sub: &StateCommand, style: &Style) -> Result<Success
             let width = state
                 .tasks
                 .keys()
-                .map(String::len)
+                .map(|id| id.as_str().len())
                 .max()
                 .unwrap_or(4)
                 .max(4);
@@ -744,12 +744,15 @@ fn state_command(cli: &Cli, sub: &StateCommand, style: &Style) -> Result<Success
             Ok(Success::Ok)
         }
         StateCommand::Show { task } => {
-            let record = state.tasks.get(task).ok_or_else(|| {
-                CairnError::usage(
-                    format!("no task `{task}` in the state of cluster `{}`", model.name),
-                    "list the recorded tasks with `cairn state list`",
-                )
-            })?;
+            let record = crate::ids::TaskId::parse(task)
+                .ok()
+                .and_then(|id| state.tasks.get(&id))
+                .ok_or_else(|| {
+                    CairnError::usage(
+                        format!("no task `{task}` in the state of cluster `{}`", model.name),
+                        "list the recorded tasks with `cairn state list`",
+                    )
+                })?;
             let text =
                 serde_json::to_string_pretty(&serde_json::json!({"task": task, "record": record}))
                     .expect("serializes");

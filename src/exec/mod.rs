@@ -25,11 +25,12 @@ use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
 
-use crate::graph::{TaskGraph, TaskId, Work};
+use crate::graph::{TaskGraph, Work};
+use crate::ids::TaskId;
 use crate::model::{ElementRef, HostId, Model, TransportKind};
 use crate::plan::{ChangeKind, Plan, Refresh};
 use crate::report::{Event, HostTotal, Outcome, RunSummary};
-use crate::state::{HostRecord, JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
+use crate::state::{JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
 use crate::transport::{Receipt, ReceiptInfo, Transport};
 
 use runner::{Failure, RunnerContext};
@@ -189,7 +190,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     {
         let t0 = Instant::now();
         let _ = events.send(Event::TaskStarted {
-            task: c.id.0.clone(),
+            task: c.id.clone(),
             host: c.host.clone(),
             action: "destroy".into(),
         });
@@ -197,7 +198,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             Ok(detail) => {
                 summary.succeeded += 1;
                 let _ = events.send(Event::TaskFinished {
-                    task: c.id.0.clone(),
+                    task: c.id.clone(),
                     host: c.host.clone(),
                     outcome: Outcome::Destroyed,
                     duration_ms: t0.elapsed().as_millis() as u64,
@@ -205,9 +206,9 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 });
             }
             Err(f) => {
-                summary.failed.push(c.id.0.clone());
+                summary.failed.push(c.id.clone());
                 let _ = events.send(Event::TaskFailed {
-                    task: c.id.0.clone(),
+                    task: c.id.clone(),
                     host: c.host.clone(),
                     error: f.error,
                     tail: f.tail,
@@ -237,7 +238,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             ..
         } = &record.detail
         {
-            captured.insert(TaskId(id.clone()), v.clone());
+            captured.insert(id.clone(), v.clone());
         }
     }
     let mut running_total = 0usize;
@@ -266,13 +267,13 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 if runs {
                     summary.skipped += 1;
                     let _ = events.send(Event::TaskSkipped {
-                        task: task.id.0.clone(),
+                        task: task.id.clone(),
                         host: model.host(task.host).name.clone(),
                         reason: format!(
                             "upstream failed or not applied ({})",
                             blocked_by
                                 .iter()
-                                .map(|t| t.0.as_str())
+                                .map(|t| t.as_str())
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -291,7 +292,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             match change {
                 None => {
                     // Left out (by --limit or an unreachable host): fine if it ran before.
-                    let s = if state.tasks.contains_key(&task.id.0) {
+                    let s = if state.tasks.contains_key(&task.id) {
                         NodeState::Done
                     } else {
                         NodeState::Blocked
@@ -332,7 +333,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             let task = graph.task(node).clone();
             let captures = capture_values(&model, &task, &captured);
             let _ = events.send(Event::TaskStarted {
-                task: task.id.0.clone(),
+                task: task.id.clone(),
                 host: model.host(host).name.clone(),
                 action: format!("{:?}", change.kind).to_lowercase(),
             });
@@ -394,7 +395,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                     summary.succeeded += 1;
                 }
                 let _ = events.send(Event::TaskFinished {
-                    task: task.id.0.clone(),
+                    task: task.id.clone(),
                     host,
                     outcome,
                     duration_ms: finished.duration_ms,
@@ -410,9 +411,9 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 );
             }
             Err(f) => {
-                summary.failed.push(task.id.0.clone());
+                summary.failed.push(task.id.clone());
                 let _ = events.send(Event::TaskFailed {
-                    task: task.id.0.clone(),
+                    task: task.id.clone(),
                     host,
                     error: f.error,
                     tail: f.tail,
@@ -481,11 +482,7 @@ fn capture_values(
                 continue;
             }
             if let Some((producer, host)) = model.capture_source(task.host, name) {
-                let id = TaskId::new(
-                    ElementRef::Step(producer),
-                    &model.steps[producer].name,
-                    &model.host(host).name,
-                );
+                let id = crate::graph::task_id(model, ElementRef::Step(producer), host);
                 if let Some(v) = captured.get(&id) {
                     values.insert(name.to_string(), v.clone());
                 }
@@ -510,8 +507,8 @@ async fn run_one(
         ))
     })?;
     let receipt = Receipt::new(ReceiptInfo {
-        task: task.id.0.clone(),
-        key: change.key.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
+        task: task.id.clone(),
+        key: change.key.clone().expect("graph changes have keys"),
         finished_at: crate::state::now_rfc3339(),
         by: shared.operator.clone(),
         captured: None,
@@ -523,7 +520,7 @@ async fn run_one(
         log_dir: &shared.log_dir,
         receipt: Some(&receipt),
     };
-    let record = shared.state.tasks.get(&task.id.0);
+    let record = shared.state.tasks.get(&task.id);
     let observation = shared.refresh.observations.get(&task.id);
     let replace = change.kind == ChangeKind::Replace;
     let (detail, description, outcome) = if change.kind == ChangeKind::Noop {
@@ -571,9 +568,9 @@ async fn run_one(
             }
             Work::Step { step } => {
                 if replace && let Some(r) = record {
-                    runner::run_undo(&ctx, r, &task.id.0).await?;
+                    runner::run_undo(&ctx, r, &task.id).await?;
                 }
-                let (d, s) = runner::run_step(&ctx, task, *step, captures, &task.id.0).await?;
+                let (d, s) = runner::run_step(&ctx, task, *step, captures, &task.id).await?;
                 (d, s, outcome)
             }
         }
@@ -598,11 +595,9 @@ async fn run_one(
         }
         _ => None,
     };
-    let h = shared.model.host(task.host);
     let record = TaskRecord {
         key: change.key.clone().expect("graph changes have keys"),
         inputs: change.inputs.clone().expect("graph changes have inputs"),
-        host: HostRecord::from(h),
         detail,
         finished_at: crate::state::now_rfc3339(),
         seq: shared.seq.fetch_add(1, Ordering::SeqCst),
@@ -610,7 +605,7 @@ async fn run_one(
     record_entry(
         shared,
         JournalEntry::Done {
-            id: task.id.0.clone(),
+            id: task.id.clone(),
             record: Box::new(record),
         },
     )
@@ -628,18 +623,18 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
     let record = shared
         .state
         .tasks
-        .get(&id.0)
+        .get(id)
         .ok_or_else(|| Failure::new("no record"))?;
     let transport = match shared
         .model
         .hosts
         .iter()
-        .find(|h| h.name == record.host.name)
+        .find(|h| h.name == record.host().name)
     {
         Some(h) => shared.transports.get(&h.id).cloned(),
-        None if record.host.transport == TransportKind::Local => Some(Transport::Local(
+        None if record.host().transport == TransportKind::Local => Some(Transport::Local(
             crate::transport::local::LocalTransport::new(
-                record.host.name.clone(),
+                record.host().name.clone(),
                 shared.model.base_dir.clone(),
             ),
         )),
@@ -648,7 +643,7 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
     .ok_or_else(|| {
         Failure::new(format!(
             "host {} is not connected (unreachable, left out by --limit, or no longer in the Clusterfile): its tasks are undone when it is reachable again",
-            record.host.name
+            record.host().name
         ))
     })?;
     let ctx = RunnerContext {
@@ -666,14 +661,14 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
                 .map_err(|e| Failure::new(e.to_string()))?;
             removal_detail(shipped.len(), &kept)
         }
-        None => runner::run_undo(&ctx, record, &id.0).await?,
+        None => runner::run_undo(&ctx, record, id).await?,
     };
-    transport.forget_receipt(&id.0).await.map_err(|e| {
+    transport.forget_receipt(id).await.map_err(|e| {
         Failure::new(format!(
             "the undo ran, but removing its receipt failed: {e}"
         ))
     })?;
-    record_entry(shared, JournalEntry::Forget { id: id.0.clone() })
+    record_entry(shared, JournalEntry::Forget { id: id.clone() })
         .await
         .map_err(|e| Failure::new(format!("the undo ran, but recording it failed: {e}")))?;
     Ok(detail)

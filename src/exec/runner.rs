@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::Scrubber;
 use crate::graph::{Task, Work};
+use crate::ids::TaskId;
 use crate::model::interp::{Interp, Resolved};
 use crate::model::{HostId, Model, VarValue};
 use crate::plan::Observation;
@@ -223,7 +224,7 @@ pub async fn run_step(
     task: &Task,
     step_index: usize,
     captures: &Captures,
-    task_id: &str,
+    task_id: &TaskId,
 ) -> Result<(RecordDetail, String), Failure> {
     let model = ctx.model;
     let step = &model.steps[step_index];
@@ -352,7 +353,7 @@ pub fn undo_values(
 pub async fn run_undo(
     ctx: &RunnerContext<'_>,
     record: &TaskRecord,
-    task_id: &str,
+    task_id: &TaskId,
 ) -> Result<String, Failure> {
     let RecordDetail::Step {
         undo: Some(undo),
@@ -437,11 +438,11 @@ fn failure_from(
 }
 
 /// Writes a task's output to the run log (secrets scrubbed); returns its path.
-fn write_log(ctx: &RunnerContext<'_>, task_id: &str, text: &str) -> Option<String> {
+fn write_log(ctx: &RunnerContext<'_>, task_id: &TaskId, text: &str) -> Option<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(ctx.log_dir).ok()?;
-    let name = crate::transport::file_safe_name(task_id);
+    let name = task_id.file_safe();
     let path = ctx.log_dir.join(format!("{name}.log"));
     let mut file = std::fs::OpenOptions::new()
         .create(true)

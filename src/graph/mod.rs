@@ -22,37 +22,20 @@ use crate::bundle::manifest::{FileEntry, HashCache, hash_bytes};
 use crate::bundle::{self, FileData, PreparedBundle, ShipFile};
 use crate::diagnostic::Problem;
 use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs, secret_fingerprint};
+use crate::ids::{TaskId, TaskKind};
 use crate::model::interp::Interp;
 use crate::model::{
     BundleKind, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
 };
 
-/// `step.init@master0`: kind, element name and host name.
-#[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct TaskId(pub String);
-
-impl TaskId {
-    pub fn new(element: ElementRef, name: &str, host: &str) -> TaskId {
-        let kind = match element {
-            ElementRef::Bundle(_) => "bundle",
-            ElementRef::File(_) => "file",
-            ElementRef::Step(_) => "step",
-        };
-        TaskId(format!("{kind}.{name}@{host}"))
-    }
-
-    /// The part before `@`: `step.init`.
-    pub fn element_part(&self) -> &str {
-        self.0.split_once('@').map(|(e, _)| e).unwrap_or(&self.0)
-    }
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// The id of `element`'s task on `host`: `step.init@master0`.
+pub fn task_id(model: &Model, element: ElementRef, host: HostId) -> TaskId {
+    let kind = match element {
+        ElementRef::Bundle(_) => TaskKind::Bundle,
+        ElementRef::File(_) => TaskKind::File,
+        ElementRef::Step(_) => TaskKind::Step,
+    };
+    TaskId::new(kind, model.element_name(element), &model.host(host).name)
 }
 
 /// What a task does when it runs.
@@ -186,7 +169,7 @@ impl TaskGraph {
                 };
                 out.push_str(&format!(
                     "    \"{}\" [label=\"{}\", shape={shape}];\n",
-                    escape(&t.id.0),
+                    escape(t.id.as_str()),
                     escape(t.id.element_part())
                 ));
             }
@@ -196,8 +179,8 @@ impl TaskGraph {
             for d in self.downstream(*n) {
                 out.push_str(&format!(
                     "  \"{}\" -> \"{}\";\n",
-                    escape(&self.graph[*n].id.0),
-                    escape(&self.graph[d].id.0)
+                    escape(self.graph[*n].id.as_str()),
+                    escape(self.graph[d].id.as_str())
                 ));
             }
         }
@@ -442,7 +425,7 @@ impl Builder<'_> {
                 deps: BTreeMap::new(),
             };
             self.add(Task {
-                id: TaskId::new(ElementRef::Bundle(i), &b.name, &model.host(host).name),
+                id: task_id(model, ElementRef::Bundle(i), host),
                 host,
                 element: ElementRef::Bundle(i),
                 work: Work::Bundle {
@@ -557,7 +540,7 @@ impl Builder<'_> {
                     deps: BTreeMap::new(),
                 };
                 self.add(Task {
-                    id: TaskId::new(ElementRef::File(i), &f.name, &model.host(host).name),
+                    id: task_id(model, ElementRef::File(i), host),
                     host,
                     element: ElementRef::File(i),
                     work: Work::File {
@@ -595,7 +578,7 @@ impl Builder<'_> {
                     deps: BTreeMap::new(),
                 };
                 self.add(Task {
-                    id: TaskId::new(ElementRef::Step(i), &s.name, &model.host(host).name),
+                    id: task_id(model, ElementRef::Step(i), host),
                     host,
                     element: ElementRef::Step(i),
                     work: Work::Step { step: i },

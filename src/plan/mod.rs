@@ -24,8 +24,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use petgraph::graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{TaskGraph, TaskId, Work};
-use crate::hash::{self, ActionSpec, KeyInputs, TaskKey};
+use crate::graph::{TaskGraph, Work};
+use crate::hash::{self, ActionSpec, KeyInputs};
+use crate::ids::TaskId;
+use crate::ids::TaskKey;
 use crate::model::{ElementRef, Model};
 use crate::state::{RecordDetail, State, TaskRecord};
 use crate::transport::Observed;
@@ -133,7 +135,7 @@ pub struct DiffOptions {
 pub fn matches_replace(patterns: &[String], id: &TaskId) -> bool {
     patterns
         .iter()
-        .any(|p| p == &id.0 || p == id.element_part())
+        .any(|p| p == id.as_str() || p == id.element_part())
 }
 
 /// Compares desired keys, records and observations.
@@ -145,8 +147,11 @@ pub fn diff(
     options: &DiffOptions,
 ) -> Plan {
     // Hosts something ran on, to tell a new host from a new task on a known one.
-    let recorded_hosts: BTreeSet<&str> =
-        state.tasks.values().map(|r| r.host.name.as_str()).collect();
+    let recorded_hosts: BTreeSet<&str> = state
+        .tasks
+        .values()
+        .map(|r| r.host().name.as_str())
+        .collect();
     let mut changes = Vec::with_capacity(graph.len());
     let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
     for &node in graph.topological() {
@@ -158,19 +163,19 @@ pub fn diff(
             .filter_map(|up| {
                 effective
                     .get(&up)
-                    .map(|k| (graph.task(up).id.0.clone(), k.clone()))
+                    .map(|k| (graph.task(up).id.clone(), k.clone()))
             })
             .collect::<BTreeMap<_, _>>();
         let key = inputs.key();
         if options.excluded_hosts.contains(host_name) || refresh.unreachable.contains_key(host_name)
         {
             // Not touched this run: downstream tasks see the recorded key.
-            if let Some(record) = state.tasks.get(&task.id.0) {
+            if let Some(record) = state.tasks.get(&task.id) {
                 effective.insert(node, record.key.clone());
             }
             continue;
         }
-        let record = state.tasks.get(&task.id.0);
+        let record = state.tasks.get(&task.id);
         let observation = refresh.observations.get(&task.id);
         let mut change = Change {
             id: task.id.clone(),
@@ -200,7 +205,7 @@ pub fn diff(
                 // (or a lost state) did it. A `once` step is never run twice.
                 let receipt = match &task.work {
                     Work::Step { step } => refresh.receipts.get(&task.id).filter(|r| {
-                        (r.key == key.0 || task.once)
+                        (r.key == key || task.once)
                             && (model.steps[*step].capture.is_none()
                                 || r.captured.is_some()
                                 || task.once)
@@ -273,17 +278,16 @@ pub fn diff(
         changes.push(change);
     }
     // Records with no task: destroy, newest first.
-    let mut gone: Vec<(&String, &TaskRecord)> = state
+    let mut gone: Vec<(&TaskId, &TaskRecord)> = state
         .tasks
         .iter()
         .filter(|(id, r)| {
-            graph.find(&TaskId((*id).clone())).is_none()
-                && !options.excluded_hosts.contains(&r.host.name)
+            graph.find(id).is_none() && !options.excluded_hosts.contains(&r.host().name)
         })
         .collect();
     gone.sort_by_key(|(_, r)| std::cmp::Reverse(r.seq));
     for (id, record) in gone {
-        let host_gone = !model.hosts.iter().any(|h| h.name == record.host.name);
+        let host_gone = !model.hosts.iter().any(|h| h.name == record.host().name);
         let what = match &record.detail {
             RecordDetail::Step { undo: Some(_), .. } => "runs its undo",
             RecordDetail::Step { .. } => "no undo: only forgotten",
@@ -297,8 +301,8 @@ pub fn diff(
             "no longer in the Clusterfile"
         };
         changes.push(Change {
-            id: TaskId(id.clone()),
-            host: record.host.name.clone(),
+            id: id.clone(),
+            host: record.host().name.clone(),
             kind: ChangeKind::Destroy,
             reasons: vec![format!("{why}; {what}")],
             ignored: Vec::new(),

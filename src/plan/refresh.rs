@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use petgraph::graph::NodeIndex;
 use std::sync::Arc;
 
-use crate::graph::{TaskGraph, TaskId, Work};
+use crate::graph::{TaskGraph, Work};
+use crate::ids::TaskId;
 use crate::model::{HostId, Model};
 use crate::state::{RecordDetail, State};
 use crate::transport::ssh::HostLock;
@@ -45,12 +46,8 @@ pub struct Refresh {
 /// The value `${name}` had on `host` when last captured, from the state.
 pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) -> Option<String> {
     let (step, source_host) = model.capture_source(host, name)?;
-    let id = TaskId::new(
-        crate::model::ElementRef::Step(step),
-        &model.steps[step].name,
-        &model.host(source_host).name,
-    );
-    match &state.tasks.get(&id.0)?.detail {
+    let id = crate::graph::task_id(model, crate::model::ElementRef::Step(step), source_host);
+    match &state.tasks.get(&id)?.detail {
         RecordDetail::Step { captured, .. } => captured.clone(),
         _ => None,
     }
@@ -146,7 +143,7 @@ pub async fn refresh(
             );
         }
         for (task, receipt) in report.receipts {
-            all.receipts.insert(TaskId(task), receipt);
+            all.receipts.insert(task, receipt);
         }
         all.facts.insert(name, report.facts);
     }
@@ -196,7 +193,7 @@ fn request_for(
             Work::Bundle { .. } | Work::File { .. } => {
                 if let Some((dest, shipped)) = state
                     .tasks
-                    .get(&task.id.0)
+                    .get(&task.id)
                     .and_then(|r| r.detail.shipped_files())
                 {
                     request.files.push((dest.to_string(), shipped));

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ChangeKind, Plan, Summary};
+use crate::ids::{TaskId, TaskKey};
 use crate::report::Style;
 
 /// Version of the plan JSON document.
@@ -29,14 +30,14 @@ pub struct PlanJson {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeJson {
-    pub task: String,
+    pub task: TaskId,
     pub host: String,
     pub action: ChangeKind,
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
     /// The task's key after the apply (absent for destroys).
-    pub key: Option<String>,
+    pub key: Option<TaskKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,12 +56,12 @@ impl Plan {
                 .changes
                 .iter()
                 .map(|c| ChangeJson {
-                    task: c.id.0.clone(),
+                    task: c.id.clone(),
                     host: c.host.clone(),
                     action: c.kind,
                     reasons: c.reasons.clone(),
                     ignored: c.ignored.clone(),
-                    key: c.key.as_ref().map(|k| k.0.clone()),
+                    key: c.key.clone(),
                 })
                 .collect(),
             unreachable: self
@@ -86,7 +87,7 @@ impl Plan {
             .collect();
         let width = shown
             .iter()
-            .map(|c| c.id.0.len())
+            .map(|c| c.id.as_str().len())
             .max()
             .unwrap_or(0)
             .min(48);
@@ -106,7 +107,7 @@ impl Plan {
             let first = reasons.next().map(String::as_str).unwrap_or("");
             out.push_str(&format!(
                 "  {colored} {:<width$}  {}\n",
-                c.id.0,
+                c.id,
                 style.dim(first)
             ));
             for more in reasons {
@@ -119,10 +120,14 @@ impl Plan {
             out.push_str(&format!(
                 "{gap}Already converged, recorded without running:\n\n"
             ));
-            let width = adopted.iter().map(|c| c.id.0.len()).max().unwrap_or(0);
+            let width = adopted
+                .iter()
+                .map(|c| c.id.as_str().len())
+                .max()
+                .unwrap_or(0);
             for c in adopted {
                 let why = c.reasons.first().map(String::as_str).unwrap_or_default();
-                out.push_str(&format!("    = {:<width$}  {}\n", c.id.0, style.dim(why)));
+                out.push_str(&format!("    = {:<width$}  {}\n", c.id, style.dim(why)));
             }
         }
         let ignored: Vec<_> = self
@@ -137,7 +142,7 @@ impl Plan {
             for c in ignored {
                 out.push_str(&format!(
                     "      {}  {}\n",
-                    c.id.0,
+                    c.id,
                     style.dim(&c.ignored.join("; "))
                 ));
             }

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Serialize;
 pub use style::Style;
 
+use crate::ids::TaskId;
+
 /// What happened, as the executor tells it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -26,19 +28,19 @@ pub enum Event {
         hosts: Vec<HostTotal>,
     },
     TaskStarted {
-        task: String,
+        task: TaskId,
         host: String,
         action: String,
     },
     TaskFinished {
-        task: String,
+        task: TaskId,
         host: String,
         outcome: Outcome,
         duration_ms: u64,
         detail: Option<String>,
     },
     TaskFailed {
-        task: String,
+        task: TaskId,
         host: String,
         error: String,
         tail: Vec<String>,
@@ -46,7 +48,7 @@ pub enum Event {
         duration_ms: u64,
     },
     TaskSkipped {
-        task: String,
+        task: TaskId,
         host: String,
         reason: String,
     },
@@ -78,7 +80,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunSummary {
     pub succeeded: usize,
-    pub failed: Vec<String>,
+    pub failed: Vec<TaskId>,
     pub skipped: usize,
     pub unchanged: usize,
     pub duration_ms: u64,
@@ -330,7 +332,7 @@ fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
             }
             Event::TaskStarted { task, host, .. } => {
                 if let Some(bar) = bars.get(host) {
-                    bar.set_message(task.clone());
+                    bar.set_message(task.to_string());
                 }
             }
             Event::TaskFinished { host, .. }

@@ -177,7 +177,12 @@ pub fn replay(path: &Path) -> Result<Vec<JournalEntry>, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::TaskId;
     use crate::state::JournalEntry;
+
+    fn id(name: &str) -> TaskId {
+        TaskId::parse(&format!("step.{name}@h")).unwrap()
+    }
 
     #[test]
     fn appends_replay_and_torn_tail_is_ignored() {
@@ -185,11 +190,11 @@ mod tests {
         let path = dir.path().join("j");
         {
             let j = Journal::open(&path).unwrap();
-            j.append(JournalEntry::Forget { id: "a".into() }).unwrap();
+            j.append(JournalEntry::Forget { id: id("a") }).unwrap();
             let appender = j.appender();
             std::thread::spawn(move || {
                 appender
-                    .append(JournalEntry::Forget { id: "b".into() })
+                    .append(JournalEntry::Forget { id: id("b") })
                     .unwrap()
             })
             .join()
@@ -203,6 +208,6 @@ mod tests {
             .unwrap();
         let entries = replay(&path).unwrap();
         assert_eq!(entries.len(), 2);
-        assert!(matches!(&entries[1], JournalEntry::Forget { id } if id == "b"));
+        assert!(matches!(&entries[1], JournalEntry::Forget { id: i } if *i == id("b")));
     }
 }

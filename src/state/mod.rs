@@ -23,12 +23,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::manifest::Manifest;
-use crate::hash::{KeyInputs, TaskKey};
+use crate::hash::{HostIdentity, KeyInputs};
+use crate::ids::{TaskId, TaskKey};
 pub use journal::Journal;
 pub use lock::{LockError, LockHolder, StateLock};
 
-/// Version of the state file format.
-pub const STATE_VERSION: u32 = 1;
+/// Version of the state file format. 2: a record's host is kept once, in its
+/// key inputs (`inputs.host`); a version-1 state (which also had a `host`
+/// beside them, always equal) reads as is, the extra field ignored.
+pub const STATE_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -100,38 +103,24 @@ impl RecordDetail {
     }
 }
 
-/// The host a task ran on, kept so a task can be undone after its host left the Clusterfile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostRecord {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-    pub user: String,
-    pub transport: crate::model::TransportKind,
-}
-
-impl From<&crate::model::Host> for HostRecord {
-    fn from(h: &crate::model::Host) -> Self {
-        HostRecord {
-            name: h.name.clone(),
-            address: h.address.clone(),
-            port: h.port,
-            user: h.user.clone(),
-            transport: h.transport,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub key: TaskKey,
+    /// What the key was made from; its `host` is the host the task ran on,
+    /// kept so the task can be undone after its host left the Clusterfile.
     pub inputs: KeyInputs,
-    pub host: HostRecord,
     pub detail: RecordDetail,
     /// RFC 3339 time the task finished.
     pub finished_at: String,
     /// Completion order, for undoing newest first.
     pub seq: u64,
+}
+
+impl TaskRecord {
+    /// The host the task ran on.
+    pub fn host(&self) -> &HostIdentity {
+        &self.inputs.host
+    }
 }
 
 /// Everything recorded for one cluster.
@@ -144,7 +133,7 @@ pub struct State {
     /// Incremented by each apply that changed something.
     pub serial: u64,
     pub next_seq: u64,
-    pub tasks: BTreeMap<String, TaskRecord>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
     /// Bundle manifests by root, shared by all hosts that got them.
     pub manifests: BTreeMap<String, Manifest>,
 }
@@ -153,8 +142,8 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Done { id: String, record: Box<TaskRecord> },
-    Forget { id: String },
+    Done { id: TaskId, record: Box<TaskRecord> },
+    Forget { id: TaskId },
     Manifest { root: String, manifest: Manifest },
 }
 

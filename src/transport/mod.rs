@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::ShipFile;
+use crate::ids::{TaskId, TaskKey};
 use crate::model::{HostId, Model, TransportKind};
 use crate::state::ShippedFile;
 
@@ -88,8 +89,8 @@ pub enum Transport {
 /// still sees what was done there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReceiptInfo {
-    pub task: String,
-    pub key: String,
+    pub task: TaskId,
+    pub key: TaskKey,
     pub finished_at: String,
     /// `user@machine` of the cairn that did it.
     pub by: String,
@@ -116,21 +117,8 @@ impl Receipt {
 }
 
 /// The file name of a task's receipt.
-pub fn receipt_file_name(task: &str) -> String {
-    format!("{}.json", file_safe_name(task))
-}
-
-/// A task id as a file name: anything but `[A-Za-z0-9.-_@]` becomes `_`.
-pub fn file_safe_name(task: &str) -> String {
-    task.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+pub fn receipt_file_name(task: &TaskId) -> String {
+    format!("{}.json", task.file_safe())
 }
 
 /// Facts a probe reads off a host.
@@ -174,7 +162,7 @@ pub struct ProbeReport {
     pub files: Vec<BTreeMap<String, Observed>>,
     pub checks: Vec<CheckResult>,
     /// Receipts found on the host, by task id.
-    pub receipts: BTreeMap<String, ReceiptInfo>,
+    pub receipts: BTreeMap<TaskId, ReceiptInfo>,
 }
 
 /// The open transports of one run, and the hosts that could not be reached.
@@ -285,7 +273,7 @@ impl Transport {
     }
 
     /// Removes the receipt of a task that was undone.
-    pub async fn forget_receipt(&self, task: &str) -> Result<(), TransportError> {
+    pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
         match self {
             Transport::Local(_) => Ok(()),
             Transport::Ssh(t) => t.forget_receipt(task).await,

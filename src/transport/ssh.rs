@@ -365,7 +365,7 @@ impl SshTransport {
         }
     }
 
-    pub async fn forget_receipt(&self, task: &str) -> Result<(), TransportError> {
+    pub async fn forget_receipt(&self, task: &crate::ids::TaskId) -> Result<(), TransportError> {
         let name = super::receipt_file_name(task);
 
         let script = format!(
