@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod manifest;
+pub mod stream;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -22,8 +22,7 @@ use crate::plan::render::PlanJson;
 use crate::plan::{self, DiffOptions, Plan, Refresh};
 use crate::report::{self, Mode, Reporter, Style};
 use crate::state::{Journal, LockHolder, State, StateDir, StateLock};
-use crate::transport::Fleet;
-use crate::transport::ssh::HostLock;
+use crate::transport::{Fleet, HostLock};
 
 pub fn run(cli: Cli) -> Result<Success, CairnError> {
     let style = Style::detect(cli.no_color);
@@ -239,27 +238,29 @@ fn plan_model(
         }
     }
     let excluded = excluded_hosts(&model, selection)?;
-    let mut fleet = Fleet::default();
     let mut locks = Vec::new();
-    let refresh = if offline {
-        Refresh::default()
+    let hosts: Vec<_> = if offline {
+        Vec::new()
     } else {
-        let hosts: Vec<_> = model
+        model
             .hosts
             .iter()
             .filter(|h| !excluded.contains(&h.name))
             .map(|h| h.id)
-            .collect();
-        let owner = lock_as.map(|h| serde_json::to_string(h).expect("serializes"));
+            .collect()
+    };
+    let fleet = runtime.block_on(Fleet::connect(&model, &hosts, &dir.dir));
+    let refresh = if offline {
+        Refresh::default()
+    } else {
         let (refresh, held) = runtime.block_on(async {
-            fleet = Fleet::connect(&model, &hosts).await;
             plan::refresh::refresh(
                 model.clone(),
                 &graph,
                 state.clone(),
                 &fleet,
                 &hosts,
-                owner.as_deref(),
+                lock_as,
             )
             .await
         });
@@ -631,7 +632,7 @@ fn apply_planned(
             refresh: planned.refresh.clone(),
             journal: journal.appender(),
             events: reporter.sender(),
-            transports: planned.fleet.transports.clone(),
+            fleet: planned.fleet.clone(),
             operator: holder.operator(),
         },
         ExecOptions {

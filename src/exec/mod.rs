@@ -27,11 +27,11 @@ use petgraph::graph::NodeIndex;
 
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
-use crate::model::{ElementRef, HostId, Model, TransportKind};
+use crate::model::{ElementRef, HostId, Model};
 use crate::plan::{ChangeKind, Plan, Refresh};
 use crate::report::{Event, HostTotal, Outcome, RunSummary};
 use crate::state::{JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
-use crate::transport::{Receipt, ReceiptInfo, Transport};
+use crate::transport::{Fleet, Receipt, ReceiptInfo};
 
 use runner::{Failure, RunnerContext};
 
@@ -80,7 +80,7 @@ struct Shared {
     journal: Appender,
     log_dir: PathBuf,
     seq: AtomicU64,
-    transports: HashMap<HostId, Transport>,
+    fleet: Fleet,
     operator: String,
 }
 
@@ -106,8 +106,8 @@ pub struct Run<'a> {
     pub plan: &'a Plan,
     /// What refresh saw, so shipping knows what each host has.
     pub refresh: Arc<Refresh>,
-    /// The open connections, by host.
-    pub transports: HashMap<HostId, Transport>,
+    /// The open connections.
+    pub fleet: Fleet,
     /// Who runs this apply, as receipts name it (`user@machine`).
     pub operator: String,
     pub journal: Appender,
@@ -124,7 +124,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         refresh,
         journal,
         events,
-        transports,
+        fleet,
         operator,
     } = run;
     let started = Instant::now();
@@ -137,7 +137,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         journal,
         log_dir: options.log_dir.clone(),
         seq: AtomicU64::new(state.next_seq),
-        transports,
+        fleet,
     });
     let changes: HashMap<NodeIndex, &crate::plan::Change> = plan
         .changes
@@ -366,7 +366,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 if stopping {
                     summary.interrupted = true;
                     summary.not_finished += running_total;
-                    crate::transport::local::kill_running();
+                    shared.fleet.abort_running();
                     break;
                 }
 
@@ -500,7 +500,7 @@ async fn run_one(
     change: &crate::plan::Change,
     captures: &runner::Captures,
 ) -> Result<TaskOutput, Failure> {
-    let transport = shared.transports.get(&task.host).ok_or_else(|| {
+    let transport = shared.fleet.transport(task.host).ok_or_else(|| {
         Failure::new(format!(
             "host {} is not connected",
             shared.model.host(task.host).name
@@ -625,22 +625,10 @@ async fn destroy(shared: &Shared, id: &TaskId) -> Result<String, Failure> {
         .tasks
         .get(id)
         .ok_or_else(|| Failure::new("no record"))?;
-    let transport = match shared
-        .model
-        .hosts
-        .iter()
-        .find(|h| h.name == record.host().name)
-    {
-        Some(h) => shared.transports.get(&h.id).cloned(),
-        None if record.host().transport == TransportKind::Local => Some(Transport::Local(
-            crate::transport::local::LocalTransport::new(
-                record.host().name.clone(),
-                shared.model.base_dir.clone(),
-            ),
-        )),
-        None => None,
-    }
-    .ok_or_else(|| {
+    let transport = shared
+        .fleet
+        .transport_for_record(&shared.model, record.host())
+        .ok_or_else(|| {
         Failure::new(format!(
             "host {} is not connected (unreachable, left out by --limit, or no longer in the Clusterfile): its tasks are undone when it is reachable again",
             record.host().name

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{HostId, Model};
+use crate::state::LockHolder;
 use crate::state::{RecordDetail, State};
-use crate::transport::ssh::HostLock;
-use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo, Transport};
+use crate::transport::{CheckProbe, Facts, Fleet, HostLock, Observed, ProbeRequest, ReceiptInfo};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub async fn refresh(
     state: Arc<State>,
     fleet: &Fleet,
     hosts: &[HostId],
-    lock_owner: Option<&str>,
+    lock_owner: Option<&LockHolder>,
 ) -> (Refresh, Vec<HostLock>) {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
     let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
@@ -77,26 +77,24 @@ pub async fn refresh(
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
         let name = &model.host(host).name;
-        let Some(transport) = fleet.transports.get(&host).cloned() else {
+        let Some(transport) = fleet.transport(host).cloned() else {
             let why = fleet
-                .unreachable
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| format!("host {name}: not connected"));
+                .unreachable(name)
+                .map_or_else(|| format!("host {name}: not connected"), str::to_string);
             all.unreachable.insert(name.clone(), why);
             continue;
         };
         let nodes = tasks_of.remove(&host).unwrap_or_default();
         let (request, ids) = request_for(&model, graph, &state, host, &nodes);
         let name = name.clone();
-        let owner = lock_owner.map(str::to_string);
+        let owner = lock_owner.cloned();
         jobs.spawn(async move {
-            let result = match (&transport, owner) {
-                (Transport::Ssh(ssh), Some(owner)) => ssh
+            let result = match owner {
+                Some(owner) => transport
                     .lock_and_probe(&owner, &request)
                     .await
                     .map(|(lock, report)| (Some(lock), report)),
-                _ => transport.probe(&request).await.map(|r| (None, r)),
+                None => transport.probe(&request).await.map(|r| (None, r)),
             };
             (name, ids, result)
         });
@@ -107,7 +105,7 @@ pub async fn refresh(
         let report = match result {
             Ok((lock, report)) => {
                 if let Some(lock) = lock {
-                    if let Some(owner) = &lock.stale {
+                    if let Some(owner) = lock.stale_owner() {
                         all.notes.push(format!(
                             "host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
                         ));

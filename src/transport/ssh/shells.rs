@@ -21,7 +21,7 @@
 //! commands), and comes back, under a `flock` so answers never interleave,
 //! as `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>\n` and
 //! the bytes. On an apply, the host lock's channel is the shell (see
-//! `HostLock`), so a host costs one channel however many tasks it runs.
+//! `SshLock`), so a host costs one channel however many tasks it runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

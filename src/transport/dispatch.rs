@@ -1,0 +1,123 @@
+//! [`Transport`]: one host, however it is reached.
+//!
+//! An enum, not a trait object: the set is closed (this machine, or a host
+//! over SSH) and an enum keeps the async methods simple. Each method hands
+//! the work to the transport that knows how; where the two differ (a receipt
+//! rides on the SSH command that finishes a task, and is a file written
+//! after it here), the difference stays behind this enum.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::local::LocalTransport;
+use super::ssh::SshTransport;
+use super::{CommandOutput, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError};
+use crate::bundle::ShipFile;
+use crate::ids::TaskId;
+use crate::state::{LockHolder, ShippedFile};
+
+/// A way to reach one host.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Local(LocalTransport),
+    Ssh(SshTransport),
+}
+
+impl Transport {
+    /// Runs a shell script (fed on stdin), with an optional working directory
+    /// and time limit. With a receipt, the receipt is written when the script
+    /// succeeds (over SSH, by the same command).
+    pub async fn run(
+        &self,
+        script: &str,
+        cwd: Option<&str>,
+        timeout: Option<Duration>,
+        receipt: Option<&Receipt>,
+    ) -> Result<CommandOutput, TransportError> {
+        match self {
+            Transport::Local(t) => {
+                let out = t.run(script, cwd, timeout).await?;
+                if let Some(r) = receipt.filter(|_| out.success()) {
+                    t.write_receipt(r).await?;
+                }
+                Ok(out)
+            }
+            Transport::Ssh(t) => t.run(script, cwd, timeout, receipt).await,
+        }
+    }
+
+    /// Ships files under `dest` (`""` as the path means `dest` itself is the
+    /// file); with a receipt, writes it once the files are in place.
+    pub async fn ship(
+        &self,
+        dest: &str,
+        files: &BTreeMap<String, ShipFile>,
+        receipt: Option<&Receipt>,
+    ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
+        match self {
+            Transport::Local(t) => {
+                let shipped = t.ship(dest, files).await?;
+                if let Some(r) = receipt {
+                    t.write_receipt(r).await?;
+                }
+                Ok(shipped)
+            }
+            Transport::Ssh(t) => t.ship(dest, files, receipt).await,
+        }
+    }
+
+    /// Writes a receipt for a task that ran no command on the host.
+    pub async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
+        match self {
+            Transport::Local(t) => t.write_receipt(receipt).await,
+            Transport::Ssh(t) => t.write_receipt(receipt).await,
+        }
+    }
+
+    /// Removes the receipt of a task that was undone.
+    pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
+        match self {
+            Transport::Local(t) => t.forget_receipt(task).await,
+            Transport::Ssh(t) => t.forget_receipt(task).await,
+        }
+    }
+
+    /// Everything refresh asks of a host, in one round trip (plan, drift).
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+        match self {
+            Transport::Local(t) => t.probe(request).await,
+            Transport::Ssh(t) => t.probe(request).await,
+        }
+    }
+
+    /// Takes this run's lock on the host for `owner` and probes it, in one
+    /// round trip (apply). A host locked by another live apply is refused
+    /// with its owner; a lock whose holder died is taken over, and
+    /// [`HostLock::stale_owner`] says whose it was.
+    pub async fn lock_and_probe(
+        &self,
+        owner: &LockHolder,
+        request: &ProbeRequest,
+    ) -> Result<(HostLock, ProbeReport), TransportError> {
+        match self {
+            Transport::Local(t) => Ok((HostLock::by_cluster_lock(), t.probe(request).await?)),
+            Transport::Ssh(t) => {
+                let (lock, report) = t.lock_and_probe(owner, request).await?;
+                Ok((HostLock::ssh(lock), report))
+            }
+        }
+    }
+
+    /// Removes files cairn shipped, if they still hold what it shipped;
+    /// returns the paths kept because someone changed them.
+    pub async fn remove(
+        &self,
+        dest: &str,
+        shipped: &BTreeMap<String, ShippedFile>,
+    ) -> Result<Vec<String>, TransportError> {
+        match self {
+            Transport::Local(t) => t.remove(dest, shipped).await,
+            Transport::Ssh(t) => t.remove(dest, shipped).await,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Every way reaching a host can fail, each message naming the host, the
+//! cause and the fix.
+
+/// Why a transport could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("host {host}: {message}")]
+    Io { host: String, message: String },
+    #[error("host {host}: {message}")]
+    Unreachable { host: String, message: String },
+    /// A script's working directory is not there (a step that would have
+    /// made it has not run yet): a failing check, not a broken host.
+    #[error("host {host}: working directory {dir} does not exist")]
+    WorkingDirMissing { host: String, dir: String },
+    #[error(
+        "host {host} ({address}): its SSH host key CHANGED since cairn recorded it in {known_hosts}; refused, nothing was done there. If the host was reinstalled, forget the old key with `ssh-keygen -R {address} -f {known_hosts}`; if not, someone may be intercepting the connection"
+    )]
+    HostKeyChanged {
+        host: String,
+        address: String,
+        known_hosts: String,
+    },
+    #[error("host {host} is locked by another apply: {owner}{}; wait for it to finish (a lock whose owner died frees itself)", heartbeat_age.map(|a| format!(", last heartbeat {a}s ago")).unwrap_or_default())]
+    HostLocked {
+        host: String,
+        owner: String,
+        heartbeat_age: Option<i64>,
+    },
+}

@@ -1,0 +1,128 @@
+//! Running a script on this machine: `sh -c RUNNER`, the script on stdin,
+//! in a process group of its own.
+//!
+//! The group is what a timeout kills (the script and everything it
+//! started), and what an abandoned apply kills: each running group is
+//! registered in the run's [`RunningGroups`] while it runs, so a second
+//! Ctrl-C can end them all at once.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::transport::CommandOutput;
+
+/// The fixed command line of every script: read the script from stdin, then
+/// run it with stdin at end-of-file. Neither the script nor a secret in it
+/// is ever on a command line that `ps` could show.
+const RUNNER: &str = "s=$(cat) && eval \"$s\"";
+
+/// Process groups of the scripts running now on this machine, for one run.
+#[derive(Debug, Default)]
+pub struct RunningGroups {
+    groups: Mutex<Vec<u32>>,
+}
+
+impl RunningGroups {
+    /// Kills every running script with everything it started.
+    pub fn kill_all(&self) {
+        for pid in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            kill_group(*pid);
+        }
+    }
+
+    fn register(self: &Arc<Self>, pid: u32) -> Registered {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
+        Registered {
+            groups: self.clone(),
+            pid,
+        }
+    }
+}
+
+/// A running group's place in [`RunningGroups`], given up when it ends.
+struct Registered {
+    groups: Arc<RunningGroups>,
+    pid: u32,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.groups
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != self.pid);
+    }
+}
+
+fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    // SAFETY: kill(2) with a negative pid signals the process group the child leads; no memory is involved.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+}
+
+/// Runs `script` in `dir`; the error is why it could not be started.
+pub(super) async fn run(
+    script: &str,
+    dir: &Path,
+    timeout: Option<Duration>,
+    running: &Arc<RunningGroups>,
+) -> Result<CommandOutput, String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(RUNNER)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to start sh: {e}"))?;
+    let pid = child.id();
+    let _registered = pid.map(|pid| running.register(pid));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let script = script.as_bytes().to_vec();
+    // Write the script while reading output, so a large script cannot deadlock on full pipes.
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&script).await;
+        let _ = stdin.shutdown().await;
+    });
+    let wait = child.wait_with_output();
+    let result = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(pid) = pid {
+                    kill_group(pid);
+                }
+                let _ = writer.await;
+                return Ok(CommandOutput {
+                    code: None,
+                    stdout: Vec::new(),
+                    stderr: format!("timed out after {}", humantime::format_duration(limit))
+                        .into_bytes(),
+                    timed_out: true,
+                });
+            }
+        },
+        None => wait.await,
+    };
+    let _ = writer.await;
+    let output = result.map_err(|e| format!("failed to run sh: {e}"))?;
+    Ok(CommandOutput {
+        code: output.status.code(),
+        stdout: output.stdout,
+        stderr: output.stderr,
+        timed_out: false,
+    })
+}

@@ -1,0 +1,145 @@
+//! `SshTransport`: one host over SSH, and the commands run on it.
+//!
+//! A host's commands go to its long-lived shell (see `shells`), opened on
+//! first use or adopted from the host lock's channel. A user script runs in
+//! its working directory and, with a receipt, writes the receipt in the same
+//! command when it succeeds, so "done" on the host and "receipt written"
+//! can never disagree.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use openssh::Session;
+
+use super::channel::Sudo;
+use super::shells::{Broken, Shells};
+use crate::bundle::stream::StreamCache;
+use crate::transport::{CommandOutput, Receipt, TransportError, shell_quote};
+
+/// Exit code and stderr marker of a script whose working directory is missing.
+pub(super) const CWD_MISSING_CODE: i32 = 211;
+pub(super) const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
+
+/// How long past a step's own timeout cairn waits for a host that stopped answering.
+pub(super) const GRACE: Duration = Duration::from_secs(10);
+
+/// One host reached over SSH: its master connection and its shells.
+#[derive(Clone)]
+pub struct SshTransport {
+    pub(super) host: String,
+    pub(super) cluster: String,
+    pub(super) session: Arc<Session>,
+    pub(super) sudo: Sudo,
+    /// Whether the host has `zstd`, once a probe has looked.
+    pub(super) zstd: Arc<OnceLock<bool>>,
+    /// The host's long-lived shells, which run its commands.
+    pub(super) shells: Arc<Shells>,
+    /// The run's packed file streams, shared by every host.
+    pub(super) streams: Arc<StreamCache>,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl SshTransport {
+    /// Closes the host's shells, then the master connection (when no command holds it any more).
+    pub async fn close(self) {
+        self.shells.close(false).await;
+        drop(self.shells);
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        }
+    }
+
+    pub(super) fn error(&self, message: impl Into<String>) -> TransportError {
+        TransportError::Io {
+            host: self.host.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Runs `script` (plus `data` as its stdin) on the host's shell.
+    pub(super) async fn exec(
+        &self,
+        script: &str,
+        data: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<CommandOutput, TransportError> {
+        let shell = self.shells.get(|| self.open_shell()).await?;
+        let limit = timeout.map(|t| t + GRACE);
+        let ran = match shell.run(script, data, timeout, limit).await {
+            Ok(ran) => ran,
+            Err(Broken::TimedOut) => {
+                let limit = timeout.expect("only a limited command times out");
+                return Ok(timed_out(limit, " (the host stopped answering)"));
+            }
+            Err(Broken::Lost(why)) => {
+                return Err(self.error(format!("the connection was lost: {why}")));
+            }
+        };
+        let code = Some(ran.code);
+        if let Some(limit) = timeout
+            && matches!(code, Some(124) | Some(137))
+        {
+            return Ok(timed_out(limit, ""));
+        }
+        if code == Some(CWD_MISSING_CODE) {
+            let err = String::from_utf8_lossy(&ran.stderr);
+            if let Some(dir) = err.lines().find_map(|l| l.strip_prefix(CWD_MISSING_MARK)) {
+                return Err(TransportError::WorkingDirMissing {
+                    host: self.host.clone(),
+                    dir: dir.to_string(),
+                });
+            }
+        }
+        Ok(CommandOutput {
+            code,
+            stdout: ran.stdout,
+            stderr: ran.stderr,
+            timed_out: false,
+        })
+    }
+
+    /// Runs a user script in `cwd`; with a receipt, writes it when the script succeeds.
+    pub async fn run(
+        &self,
+        script: &str,
+        cwd: Option<&str>,
+        timeout: Option<Duration>,
+        receipt: Option<&Receipt>,
+    ) -> Result<CommandOutput, TransportError> {
+        let mut full = cd_prefix(cwd);
+        full.push_str(&format!("(eval {})\ncairn_rc=$?\n", shell_quote(script)));
+        if let Some(r) = receipt {
+            full.push_str("if [ $cairn_rc -eq 0 ]; then\n");
+            full.push_str(&self.receipt_snippet(r));
+            full.push_str("fi\n");
+        }
+        full.push_str("exit $cairn_rc\n");
+        self.exec(&full, None, timeout).await
+    }
+}
+
+pub(super) fn cd_prefix(cwd: Option<&str>) -> String {
+    match cwd {
+        Some(dir) => format!(
+            "cd {q} 2>/dev/null || {{ echo '{CWD_MISSING_MARK}'{q} >&2; exit {CWD_MISSING_CODE}; }}\n",
+            q = shell_quote(dir)
+        ),
+        None => String::new(),
+    }
+}
+
+pub(super) fn timed_out(limit: Duration, why: &str) -> CommandOutput {
+    CommandOutput {
+        code: None,
+        stdout: Vec::new(),
+        stderr: format!("timed out after {}{why}", humantime::format_duration(limit)).into_bytes(),
+        timed_out: true,
+    }
+}

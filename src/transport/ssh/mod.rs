@@ -1,0 +1,29 @@
+//! The SSH transport: one OpenSSH ControlMaster per host, one shell on it.
+//!
+//! A run opens one master connection per host (`connect`: the `openssh`
+//! crate with `native-mux`, so a channel is opened on the master's socket,
+//! not by a new `ssh` process) and closes it at the end. The master is
+//! started with `ControlPersist` set to a minute of idleness, so a cairn
+//! that is killed does not leave connections behind for long; while cairn
+//! runs, the host lock's heartbeat keeps it busy.
+//!
+//! Every channel runs a fixed, secret-free command line that reads its
+//! script from stdin (`channel`). A host's commands run on one long-lived
+//! shell (`shells`); on apply that shell is the host lock's own channel
+//! (`lock`), taken in the same round trip as the refresh probe (`probe`), so
+//! a host costs one channel and one login shell per run. Files ship as one
+//! tar stream per task (`ship`), and receipts record on the host what was
+//! done there (`receipts`).
+
+mod channel;
+mod connect;
+mod host;
+mod lock;
+mod probe;
+mod receipts;
+mod shells;
+mod ship;
+mod stat;
+
+pub use host::SshTransport;
+pub use lock::SshLock;

@@ -1,0 +1,67 @@
+//! Receipts on a host, under its cairn folder (see `transport::receipt`).
+
+use std::time::Duration;
+
+use super::SshTransport;
+use crate::ids::TaskId;
+use crate::transport::receipt::receipt_file_name;
+use crate::transport::{Receipt, TransportError, shell_quote};
+
+impl SshTransport {
+    /// Shell lines that write a receipt (atomically) under the host's cairn folder.
+    pub(super) fn receipt_snippet(&self, receipt: &Receipt) -> String {
+        format!(
+            "{dir}mkdir -p \"$cairn_d/receipts\" && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
+            dir = state_dir_snippet(&self.cluster),
+            json = shell_quote(&receipt.json),
+            file = receipt.file_name(),
+        )
+    }
+
+    /// Writes a receipt on its own, for a task that needed no other command.
+    pub async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
+        let out = self
+            .exec(
+                &self.receipt_snippet(receipt),
+                None,
+                Some(Duration::from_secs(60)),
+            )
+            .await?;
+        if out.success() && out.stderr.is_empty() {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "failed to write the receipt: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
+        let name = receipt_file_name(task);
+
+        let script = format!(
+            "{}rm -f \"$cairn_d/receipts/\"{}\n",
+            state_dir_snippet(&self.cluster),
+            shell_quote(&name)
+        );
+        let out = self
+            .exec(&script, None, Some(Duration::from_secs(60)))
+            .await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.error(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        }
+    }
+}
+
+/// Shell lines setting `$cairn_d`, the host's cairn folder for this cluster:
+/// `/var/lib/cairn/<cluster>` for root (or whoever may write `/var/lib`),
+/// else under the user's state folder. A test, not `id -u`: no process.
+pub(super) fn state_dir_snippet(cluster: &str) -> String {
+    format!(
+        "if [ -w /var/lib ]; then cairn_d=/var/lib/cairn/{c}; else cairn_d=\"${{XDG_STATE_HOME:-$HOME/.local/state}}/cairn/\"{c}; fi\n",
+        c = shell_quote(cluster)
+    )
+}
