@@ -1,0 +1,141 @@
+//! [`StateDir`]: `.cairn/<cluster>/` beside the Clusterfile, and reading
+//! and writing the state in it.
+//!
+//! Loading reads `state.json` (refusing one written by a newer cairn) and
+//! replays the journal over it; compacting writes the state whole (atomic
+//! and durable, see `atomic_file`) and empties the journal.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{STATE_VERSION, State, journal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path} is not valid: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state file {path} was written by a newer cairn (format {found}, this cairn reads {STATE_VERSION})"
+    )]
+    TooNew { path: PathBuf, found: u32 },
+}
+
+/// The folder of one cluster's state and the files in it.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub dir: PathBuf,
+    pub cluster: String,
+}
+
+impl StateDir {
+    /// `.cairn/<cluster>/` beside the Clusterfile.
+    pub fn new(base_dir: &Path, cluster: &str) -> StateDir {
+        StateDir {
+            dir: base_dir.join(".cairn").join(cluster),
+            cluster: cluster.to_string(),
+        }
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn journal_file(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.join("runs")
+    }
+    /// Shared by the clusters of one folder: hashes and unpacked archives.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .expect("state dir has a parent")
+            .join("cache")
+    }
+
+    pub fn create(&self) -> Result<(), StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let gitignore = self.dir.parent().expect("has parent").join(".gitignore");
+        if !gitignore.exists() {
+            // State holds captured values; keep it out of version control by default.
+            let _ = std::fs::write(&gitignore, "*\n");
+        }
+        Ok(())
+    }
+
+    /// Loads `state.json` and replays the journal over it; a fresh state when there is none.
+    pub fn load(&self) -> Result<State, StateError> {
+        let path = self.state_file();
+        let mut state = match std::fs::read(&path) {
+            Ok(bytes) => {
+                #[derive(Deserialize)]
+                struct Version {
+                    version: u32,
+                }
+                let v: Version =
+                    serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                if v.version > STATE_VERSION {
+                    return Err(StateError::TooNew {
+                        path,
+                        found: v.version,
+                    });
+                }
+                serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::new(&self.cluster),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        for entry in journal::replay(&self.journal_file())? {
+            state.apply(entry);
+        }
+        Ok(state)
+    }
+
+    /// Writes `state` as the new `state.json` and empties the journal.
+    pub fn compact(&self, state: &mut State) -> Result<(), StateError> {
+        state.prune_manifests();
+        let path = self.state_file();
+        let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
+        crate::atomic_file::write_atomic(&path, &bytes, true).map_err(|source| StateError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        })?;
+        let journal = self.journal_file();
+        match std::fs::remove_file(&journal) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io {
+                action: "remove",
+                path: journal,
+                source,
+            }),
+        }
+    }
+}
