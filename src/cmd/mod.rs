@@ -112,8 +112,10 @@ fn compile(
         hash_cache: &cache,
         cache_dir: cache_dir.clone(),
     };
-    let graph = graph::compile(model, &options)
-        .map_err(|problems| CairnError::from(InvalidClusterfile::new(source.clone(), problems)))?;
+    let graph = graph::compile(model, &options).map_err(|errors| {
+        let problems = errors.iter().map(graph::CompileError::to_problem).collect();
+        CairnError::from(InvalidClusterfile::new(source.clone(), problems))
+    })?;
     // Only a cache: failing to save it costs time next run, nothing else.
     if save_cache && std::fs::create_dir_all(&cache_dir).is_ok() {
         let _ = cache.save(&cache_file);
