@@ -1,4 +1,4 @@
-//! The standard benchmark workload (../shared/workload/README.md) on real
+//! The standard benchmark workload (benches/workload/README.md) on real
 //! isolated sshd test hosts: S1 cold apply, S2 no-op re-apply, S3 one small
 //! file changed, S4 drift check, each timed as the wall clock of the
 //! `cairn` process, beside the floor: one fresh `ssh HOST true` to every
@@ -8,10 +8,14 @@
 //!   cargo bench --bench workload -- 16 --runs 1  # one size, one run
 //!
 //! Needs root (test hosts), openssh-server and python3 (the bundle
-//! generator). The workload folder is `../shared/workload` beside the
-//! repository, or `$CAIRN_WORKLOAD`. Every run starts fresh hosts and a
-//! fresh local state; each scenario's end state is verified as the workload
-//! specifies, and a scenario that does not verify aborts the benchmark.
+//! generator). The workload is vendored in `benches/workload/` (its
+//! README.md, gen_bundle.py and static/); `$CAIRN_WORKLOAD` names another
+//! workload folder instead. The generated bundle (31 MB) goes only to the
+//! run's temp folder, by absolute path, with the generator started in that
+//! folder: nothing is ever generated inside the repository. Every run starts
+//! fresh hosts and a fresh local state; each scenario's end state is
+//! verified as the workload specifies, and a scenario that does not verify
+//! aborts the benchmark.
 
 #[path = "../tests/support/hosts.rs"]
 mod hosts;
@@ -26,18 +30,50 @@ use sha2::{Digest, Sha256};
 fn workload_dir() -> PathBuf {
     std::env::var_os("CAIRN_WORKLOAD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/workload"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/workload"))
 }
 
-fn generator(args: &[&str]) -> String {
+/// Runs the workload's bundle generator, `gen_bundle.py [FLAG] BUNDLE [ARG]`,
+/// and returns what it printed. Generated data goes only to a temp folder:
+/// `bundle` must be an absolute path (so it can never be read as an option,
+/// as `--help` once was) outside the repository, and the generator runs in
+/// the bundle's parent folder, never in the checkout.
+fn generator(flag: Option<&str>, bundle: &Path, arg: Option<&str>) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .expect("the repository folder exists");
+    let parent = bundle
+        .parent()
+        .filter(|_| bundle.is_absolute())
+        .unwrap_or_else(|| panic!("bundle folder {} is not absolute", bundle.display()));
+    let parent = parent
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("bundle's parent {}: {e}", parent.display()));
+    assert!(
+        !parent.starts_with(&repo),
+        "bundle folder {} is inside the repository {}: generated data goes to a temp folder only",
+        bundle.display(),
+        repo.display()
+    );
+    let script = workload_dir().join("gen_bundle.py");
+    assert!(
+        script.is_file(),
+        "{} is missing (the workload folder is benches/workload/ or $CAIRN_WORKLOAD)",
+        script.display()
+    );
     let out = Command::new("python3")
-        .arg(workload_dir().join("gen_bundle.py"))
-        .args(args)
+        .arg(&script)
+        .args(flag)
+        .arg(bundle)
+        .args(arg)
+        .current_dir(&parent)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .expect("python3 runs the bundle generator");
     assert!(
         out.status.success(),
-        "gen_bundle.py {args:?}: {}",
+        "gen_bundle.py {flag:?} {} {arg:?}: {}",
+        bundle.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -165,7 +201,7 @@ impl Bench {
 
     /// The end state of the workload, on every host.
     fn verify(&self, bundle: &Path) {
-        let checksum = generator(&["--checksum", &bundle.display().to_string()]);
+        let checksum = generator(Some("--checksum"), bundle, None);
         let mut local = Vec::new();
         for entry in walkdir::WalkDir::new(bundle).sort_by_file_name() {
             let entry = entry.unwrap();
@@ -235,7 +271,7 @@ fn one_run(n: usize, times: &mut Times) {
     let hosts = TestHosts::start_with_disk(n, 128);
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
-    generator(&[&bundle.display().to_string()]);
+    generator(None, &bundle, None);
     std::fs::write(dir.path().join("Clusterfile"), clusterfile(&hosts)).unwrap();
     let b = Bench { dir, hosts };
 
@@ -274,7 +310,7 @@ fn one_run(n: usize, times: &mut Times) {
     times.s2.push(t.as_secs_f64());
 
     // S3: one small file changed: it alone ships, install reruns, nothing else.
-    generator(&["--s3-change", &bundle.display().to_string(), "1"]);
+    generator(Some("--s3-change"), &bundle, Some("1"));
     let (t, events) = b.apply();
     let mut ran = ran(&events);
     ran.sort();
