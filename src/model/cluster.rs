@@ -29,7 +29,7 @@ pub struct Model {
 
 impl Model {
     pub fn host(&self, id: HostId) -> &Host {
-        &self.hosts[id.0]
+        &self.hosts[id.index()]
     }
 
     pub fn element_name(&self, element: ElementRef) -> &str {

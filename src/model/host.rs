@@ -10,13 +10,24 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::{HostKeyPolicy, Secret, TransportKind, VarValue};
 
-/// Index of a host in `Model::hosts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct HostId(pub usize);
+/// A host of the model, by its index in `Model::hosts`. Only validation
+/// makes one, so an id always names a host of the model it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostId(usize);
+
+impl HostId {
+    /// Ids are made by validation; the index into `Model::hosts`.
+    pub(crate) fn new(index: usize) -> HostId {
+        HostId(index)
+    }
+
+    /// The index into `Model::hosts`.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
 
 /// SSH settings of one host, defaults and overrides merged.
 #[derive(Debug, Clone)]

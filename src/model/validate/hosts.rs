@@ -124,7 +124,7 @@ impl Validator<'_> {
                     );
                 }
                 hosts.push(Host {
-                    id: HostId(hosts.len()),
+                    id: HostId::new(hosts.len()),
                     name,
                     address: addr.host,
                     user: addr.user.unwrap_or_else(|| ssh.user.clone()),
