@@ -17,6 +17,7 @@
 //! - `vars`: variable values, the built-ins, and how a host resolves a name
 //! - `secret`: [`Secret`] and the [`Scrubber`] that keeps secrets out of output
 //! - [`validate`]: raw Clusterfile → `Model`
+//! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 
 pub mod address;
@@ -25,6 +26,7 @@ mod element;
 mod host;
 pub mod interp;
 mod secret;
+pub mod selection;
 mod validate;
 mod vars;
 
