@@ -40,6 +40,7 @@ pub struct SshSettings {
     pub connect_timeout: Duration,
 }
 
+/// One machine: reached over SSH, or this one (`transport = "local"`).
 #[derive(Debug, Clone)]
 pub struct Host {
     pub id: HostId,

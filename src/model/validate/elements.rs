@@ -205,6 +205,9 @@ impl Validator<'_> {
         }
     }
 
+    /// Files come from a local `source` or inline `content`, never both.
+    /// Inline content is `${}`-interpolated unless the file is a template,
+    /// whose `{{ }}` minijinja renders later.
     pub(super) fn files(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
         for f in &raw.files {
             let name = f

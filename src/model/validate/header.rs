@@ -111,6 +111,8 @@ impl Validator<'_> {
         None
     }
 
+    /// `[ssh]` over the built-in defaults: root on port 22, new host keys
+    /// accepted, ten seconds to connect.
     pub(super) fn ssh_defaults(&mut self, raw: Option<&RawSsh>) -> SshDefaults {
         let base = SshDefaults {
             user: "root".into(),

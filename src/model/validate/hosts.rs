@@ -16,6 +16,8 @@ use crate::diagnostic::Problem;
 use crate::model::{Host, HostId, TransportKind, address};
 
 impl Validator<'_> {
+    /// Every host of every entry, ids in file order. An entry whose address
+    /// does not parse yields no host: nothing more can be said of it.
     pub(super) fn hosts(&mut self, raw: &[RawHost], defaults: &SshDefaults) -> Vec<Host> {
         let mut hosts: Vec<Host> = Vec::new();
         let mut role_counts: HashMap<String, usize> = HashMap::new();
