@@ -6,7 +6,6 @@
 //! through [`load`], so an invalid file fails the same way everywhere, before
 //! anything is touched.
 
-use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +14,9 @@ use crate::bundle::manifest::HashCache;
 use crate::cli::{ApplyArgs, Cli, Command, DriftArgs, PlanArgs, Selection, StateCommand};
 use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
 use crate::error::{CairnError, Success};
-use crate::exec::{self, ExecOptions, Scrubber};
+use crate::exec::{self, ExecOptions};
 use crate::graph::{self, CompileOptions, TaskGraph};
-use crate::model::Model;
+use crate::model::{Model, Scrubber};
 use crate::plan::render::PlanJson;
 use crate::plan::{self, DiffOptions, Plan, Refresh};
 use crate::report::{self, Mode, Reporter, Style};
@@ -123,56 +122,6 @@ fn compile(
     Ok(graph)
 }
 
-/// Host names left out by `--limit`.
-fn excluded_hosts(model: &Model, selection: &Selection) -> Result<BTreeSet<String>, CairnError> {
-    if selection.limit.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let matches = |pattern: &str| -> Result<Vec<String>, CairnError> {
-        let found: Vec<String> = model
-            .hosts
-            .iter()
-            .filter(|h| {
-                h.name == pattern || h.address == pattern || h.roles.iter().any(|r| r == pattern)
-            })
-            .map(|h| h.name.clone())
-            .collect();
-        if found.is_empty() {
-            let roles: BTreeSet<&str> = model
-                .hosts
-                .iter()
-                .flat_map(|h| h.roles.iter().map(String::as_str))
-                .collect();
-            return Err(CairnError::usage(
-                format!("--limit {pattern}: no host has this name, address or role"),
-                format!(
-                    "roles: {}",
-                    roles.into_iter().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        Ok(found)
-    };
-    let mut included: BTreeSet<String> = BTreeSet::new();
-    let mut any_positive = false;
-    let mut excluded: BTreeSet<String> = BTreeSet::new();
-    for pattern in &selection.limit {
-        let pattern = pattern.trim();
-        if let Some(neg) = pattern.strip_prefix('!') {
-            excluded.extend(matches(neg)?);
-        } else {
-            any_positive = true;
-            included.extend(matches(pattern)?);
-        }
-    }
-    Ok(model
-        .hosts
-        .iter()
-        .map(|h| h.name.clone())
-        .filter(|n| (any_positive && !included.contains(n)) || excluded.contains(n))
-        .collect())
-}
-
 /// Everything a plan needs, computed.
 pub struct Planned {
     pub model: Arc<Model>,
@@ -239,7 +188,8 @@ fn plan_model(
             ));
         }
     }
-    let excluded = excluded_hosts(&model, selection)?;
+    let excluded = crate::model::selection::excluded_hosts(&model, &selection.limit)
+        .map_err(|e| CairnError::usage(e.to_string(), e.help()))?;
     let mut locks = Vec::new();
     let hosts: Vec<_> = if offline {
         Vec::new()

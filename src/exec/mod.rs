@@ -27,37 +27,13 @@ use petgraph::graph::NodeIndex;
 
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
-use crate::model::{ElementRef, HostId, Model};
+use crate::model::{ElementRef, HostId, Model, Scrubber};
 use crate::plan::{ChangeKind, Plan, Refresh};
 use crate::report::{Event, HostTotal, Outcome, RunSummary};
 use crate::state::{JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
 use crate::transport::{Fleet, Receipt, ReceiptInfo};
 
 use runner::{Failure, RunnerContext};
-
-/// Replaces secret values with `***` in anything shown or logged.
-#[derive(Debug, Clone, Default)]
-pub struct Scrubber {
-    secrets: Vec<String>,
-}
-
-impl Scrubber {
-    pub fn new(mut secrets: Vec<String>) -> Scrubber {
-        // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Scrubber { secrets }
-    }
-
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
-            }
-        }
-        out
-    }
-}
 
 pub struct ExecOptions {
     /// Tasks running at once, overall.

@@ -15,11 +15,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Scrubber;
 use crate::graph::{Task, Work};
 use crate::ids::TaskId;
 use crate::model::interp::{Interp, Resolved};
-use crate::model::{HostId, Model, VarValue};
+use crate::model::{HostId, Model, Scrubber, VarValue};
 use crate::plan::Observation;
 use crate::state::{RecordDetail, ShippedFile, TaskRecord};
 pub use crate::transport::shell_quote;

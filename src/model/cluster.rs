@@ -1,0 +1,58 @@
+//! The [`Model`]: a whole valid Clusterfile, and finding things in it.
+//!
+//! Elements refer to each other by [`ElementRef`] (kind and index) and to
+//! hosts by [`HostId`], rather than by name or reference, so the model is
+//! plain data that later stages share behind an `Arc`; these lookups turn
+//! the indexes back into what they name.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::{Bundle, Dep, ElementRef, FileSpec, Host, HostId, Step, VarValue};
+
+/// A valid Clusterfile.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    /// The Clusterfile's path, as given.
+    pub path: PathBuf,
+    /// The Clusterfile's folder, absolute: relative sources and local dests resolve against it.
+    pub base_dir: PathBuf,
+    pub vars: BTreeMap<String, VarValue>,
+    pub hosts: Vec<Host>,
+    pub bundles: Vec<Bundle>,
+    pub files: Vec<FileSpec>,
+    pub steps: Vec<Step>,
+    /// Capture name → the step that captures it.
+    pub captures: BTreeMap<String, usize>,
+}
+
+impl Model {
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id.index()]
+    }
+
+    pub fn element_name(&self, element: ElementRef) -> &str {
+        match element {
+            ElementRef::Bundle(i) => &self.bundles[i].name,
+            ElementRef::File(i) => &self.files[i].name,
+            ElementRef::Step(i) => &self.steps[i].name,
+        }
+    }
+
+    pub fn element_hosts(&self, element: ElementRef) -> &[HostId] {
+        match element {
+            ElementRef::Bundle(i) => &self.bundles[i].hosts,
+            ElementRef::File(i) => &self.files[i].hosts,
+            ElementRef::Step(i) => &self.steps[i].hosts,
+        }
+    }
+
+    pub fn element_after(&self, element: ElementRef) -> &[Dep] {
+        match element {
+            ElementRef::Bundle(i) => &self.bundles[i].after,
+            ElementRef::File(i) => &self.files[i].after,
+            ElementRef::Step(i) => &self.steps[i].after,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The elements of a Clusterfile: bundles (with their config patches),
+//! files and steps, as validation leaves them.
+//!
+//! Each element knows the hosts it runs on (selectors already resolved) and
+//! what it waits for ([`Dep`]s, already pointing at real elements). Strings
+//! that may hold `${}` are kept parsed ([`Interp`]) but not resolved: their
+//! value differs per host, and captured values are known only while
+//! applying. Spans are kept so later stages can still point into the file.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::interp::Interp;
+use super::{BundleKind, HostId};
+
+/// Something a task can wait for: bundles, files and steps share one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ElementRef {
+    Bundle(usize),
+    File(usize),
+    Step(usize),
+}
+
+/// Which hosts' tasks of an element a dependency waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepScope {
+    /// The same host where the element runs there, else all its hosts.
+    SameHostElseAll,
+    /// `x@*`: all its hosts.
+    AllHosts,
+    /// `x@NAME`: that host only.
+    Host(HostId),
+}
+
+#[derive(Debug, Clone)]
+pub struct Dep {
+    pub element: ElementRef,
+    pub scope: DepScope,
+    pub span: Range<usize>,
+}
+
+/// A file format that `merge` understands, known from the file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl ConfigFormat {
+    /// The format of `path` by its extension, if `merge` understands it.
+    pub fn of_path(path: &str) -> Option<ConfigFormat> {
+        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        match ext.as_str() {
+            "yaml" | "yml" => Some(ConfigFormat::Yaml),
+            "json" => Some(ConfigFormat::Json),
+            "toml" => Some(ConfigFormat::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// How a config patch changes its file; a merge carries the file's format,
+/// resolved at validation, so nothing later has to guess it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchStrategy {
+    Merge(ConfigFormat),
+    Override,
+    Insert,
+    Append,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigPatch {
+    pub path: String,
+    pub strategy: PatchStrategy,
+    pub data: String,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub name: String,
+    /// Absolute path of the directory or `.tar.zst` archive.
+    pub source: PathBuf,
+    pub archive: bool,
+    pub kind: BundleKind,
+    pub hosts: Vec<HostId>,
+    pub dest: Interp,
+    pub dest_span: Range<usize>,
+    /// Glob patterns of template files, relative to the bundle root.
+    pub templates: Vec<String>,
+    pub configs: Vec<ConfigPatch>,
+    pub after: Vec<Dep>,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FileSource {
+    Path(PathBuf),
+    /// Inline `content`: `${}` interpolated, unless the file is a template.
+    Inline(Interp),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSpec {
+    pub name: String,
+    pub source: FileSource,
+    pub dest: Interp,
+    pub dest_span: Range<usize>,
+    pub template: bool,
+    pub mode: u32,
+    pub owner: Option<String>,
+    pub hosts: Vec<HostId>,
+    pub after: Vec<Dep>,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub hosts: Vec<HostId>,
+    pub run: Interp,
+    pub cwd: Option<Interp>,
+    pub check: Option<Interp>,
+    pub undo: Option<Interp>,
+    pub capture: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub once: bool,
+    pub after: Vec<Dep>,
+    pub span: Range<usize>,
+}
+
+impl Step {
+    /// Every Clusterfile string of the step: `run`, then `cwd`, `check`, `undo` when set.
+    pub fn strings(&self) -> impl Iterator<Item = &Interp> {
+        [
+            Some(&self.run),
+            self.cwd.as_ref(),
+            self.check.as_ref(),
+            self.undo.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}

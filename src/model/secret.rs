@@ -1,0 +1,102 @@
+//! Secrets, and keeping them out of everything cairn shows or stores.
+//!
+//! A secret is loaded at validation (from the environment or a file) and
+//! wrapped in [`Secret`], whose `Debug` prints `***`, so it cannot leak
+//! through a log line or an error by accident; only [`Secret::expose`]
+//! gives the value, where it is fed to a host. What a host sends back may
+//! still contain a secret (a script that echoes it), so output and logs
+//! pass through a [`Scrubber`] built from [`Model::secret_values`].
+
+use super::{Model, VarValue};
+
+/// A secret value. Its `Debug` and `Display` never show it; only
+/// [`Secret::expose`] does, at the few places that feed it to a host.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Replaces secret values with `***` in anything shown or logged.
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl Scrubber {
+    pub fn new(mut secrets: Vec<String>) -> Scrubber {
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrubber { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+impl Model {
+    /// Every secret value in the model, so output can be scrubbed of them.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut values: Vec<String> = Vec::new();
+        let all_vars = self
+            .vars
+            .values()
+            .chain(self.hosts.iter().flat_map(|h| h.vars.values()));
+        for var in all_vars {
+            if let VarValue::Secret { value, .. } = var {
+                values.push(value.expose().to_string());
+            }
+        }
+        for host in &self.hosts {
+            if let Some(password) = &host.ssh.sudo_password {
+                values.push(password.expose().to_string());
+            }
+        }
+        values.retain(|v| !v.is_empty());
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let secret = Secret::new("hunter2".into());
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_secret_containing_another_is_masked_whole() {
+        let scrubber = Scrubber::new(vec!["pass".into(), "password1".into()]);
+        assert_eq!(scrubber.scrub("password1 then pass"), "*** then ***");
+    }
+
+    #[test]
+    fn without_secrets_text_is_unchanged() {
+        assert_eq!(Scrubber::default().scrub("a b"), "a b");
+    }
+}

@@ -1,0 +1,170 @@
+//! Which hosts a command works on: `--limit` turned into the hosts it leaves out.
+//!
+//! Each pattern names hosts by name, address or role; `!PATTERN` leaves
+//! those out. With at least one plain pattern, only the hosts it names are
+//! kept; with only `!` patterns, every other host is. The result is the set
+//! of names left *out*, because that is what a plan records and prints
+//! ("Left out by --limit: ..."), and what drift reads back. A pattern that
+//! names no host is an error rather than an empty selection: a typo in
+//! `--limit` must not quietly turn into "nothing to do" or "everything".
+
+use std::collections::BTreeSet;
+
+use super::Model;
+
+/// Why a `--limit` cannot be applied to this Clusterfile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("--limit {pattern}: no host has this name, address or role")]
+    NoMatch {
+        /// The pattern as written, without its `!`.
+        pattern: String,
+        /// Every role of the model, sorted, to suggest instead.
+        roles: Vec<String>,
+    },
+}
+
+impl SelectionError {
+    /// A line that helps the user write a pattern that matches.
+    pub fn help(&self) -> String {
+        match self {
+            SelectionError::NoMatch { roles, .. } => format!("roles: {}", roles.join(", ")),
+        }
+    }
+}
+
+/// Names of the hosts that `limit` leaves out. `limit` holds one pattern per
+/// item (clap has already split comma-separated values); an empty `limit`
+/// leaves nothing out.
+pub fn excluded_hosts(model: &Model, limit: &[String]) -> Result<BTreeSet<String>, SelectionError> {
+    if limit.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut included: BTreeSet<String> = BTreeSet::new();
+    let mut any_positive = false;
+    let mut excluded: BTreeSet<String> = BTreeSet::new();
+    for pattern in limit {
+        let pattern = pattern.trim();
+        if let Some(negated) = pattern.strip_prefix('!') {
+            excluded.extend(matching_hosts(model, negated)?);
+        } else {
+            any_positive = true;
+            included.extend(matching_hosts(model, pattern)?);
+        }
+    }
+    Ok(model
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .filter(|n| (any_positive && !included.contains(n)) || excluded.contains(n))
+        .collect())
+}
+
+/// Names of the hosts whose name, address or one of whose roles is `pattern`.
+fn matching_hosts(model: &Model, pattern: &str) -> Result<Vec<String>, SelectionError> {
+    let found: Vec<String> = model
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.name == pattern || h.address == pattern || h.roles.iter().any(|r| r == pattern)
+        })
+        .map(|h| h.name.clone())
+        .collect();
+    if found.is_empty() {
+        let roles: BTreeSet<&str> = model
+            .hosts
+            .iter()
+            .flat_map(|h| h.roles.iter().map(String::as_str))
+            .collect();
+        return Err(SelectionError::NoMatch {
+            pattern: pattern.to_string(),
+            roles: roles.into_iter().map(String::from).collect(),
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::diagnostic::{Problems, SourceFile};
+
+    /// `master0` (10.0.0.1, role master), then `worker0` (10.0.0.2) and
+    /// `worker1` (10.0.0.3), both of role worker.
+    fn cluster() -> Model {
+        let source = SourceFile {
+            path: "Clusterfile".into(),
+            text: Arc::new(
+                "version = 1\nname = \"t\"\n\
+                 [[hosts]]\naddress = \"10.0.0.1\"\nname = \"master0\"\nroles = [\"master\"]\n\
+                 [[hosts]]\naddress = \"10.0.0.2-10.0.0.3\"\nroles = [\"worker\"]\n"
+                    .to_string(),
+            ),
+        };
+        let mut problems = Problems::default();
+        let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
+        let model = crate::model::validate(&source, raw, &recovered, &mut problems);
+        model.unwrap_or_else(|| panic!("valid: {:?}", problems.0))
+    }
+
+    fn excluded(limit: &[&str]) -> Result<Vec<String>, SelectionError> {
+        let limit: Vec<String> = limit.iter().map(|s| s.to_string()).collect();
+        excluded_hosts(&cluster(), &limit).map(|set| set.into_iter().collect())
+    }
+
+    #[test]
+    fn no_limit_leaves_nothing_out() {
+        assert_eq!(excluded(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_role_keeps_only_its_hosts() {
+        assert_eq!(excluded(&["worker"]), Ok(vec!["master0".to_string()]));
+    }
+
+    #[test]
+    fn names_and_addresses_select_single_hosts() {
+        assert_eq!(
+            excluded(&["master0", "10.0.0.3"]),
+            Ok(vec!["worker0".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_negation_alone_keeps_every_other_host() {
+        assert_eq!(excluded(&["!worker1"]), Ok(vec!["worker1".to_string()]));
+    }
+
+    #[test]
+    fn a_negation_wins_over_an_inclusion() {
+        // As clap passes `--limit "worker, !worker0"`: split, not trimmed.
+        assert_eq!(
+            excluded(&["worker", " !worker0"]),
+            Ok(vec!["master0".to_string(), "worker0".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_pattern_matching_nothing_is_an_error_that_lists_the_roles() {
+        let error = excluded(&["worker", "db"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--limit db: no host has this name, address or role"
+        );
+        assert_eq!(error.help(), "roles: master, worker");
+    }
+
+    #[test]
+    fn a_negated_pattern_matching_nothing_is_reported_without_its_bang() {
+        let error = excluded(&["!db"]).unwrap_err();
+        assert_eq!(
+            error,
+            SelectionError::NoMatch {
+                pattern: "db".into(),
+                roles: vec!["master".into(), "worker".into()],
+            }
+        );
+    }
+}

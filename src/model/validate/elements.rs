@@ -1,0 +1,421 @@
+//! The elements: `[[bundles]]` (with the `[[configs]]` that patch them),
+//! `[[files]]` and `[[steps]]`, each turned into its model type.
+//!
+//! An element is always pushed, even when parts of it are invalid: its
+//! problems are recorded and the invalid parts replaced by neutral values,
+//! so indexes stay those of the file (`after` references were resolved
+//! against them) and the whole-file checks can still run on it.
+
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::references::Names;
+use super::suggest::closest;
+use super::{Validator, expand_home};
+use crate::clusterfile::raw::RawClusterfile;
+use crate::diagnostic::Problem;
+use crate::model::interp::{self, Interp};
+use crate::model::{
+    BUILTINS, Bundle, BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, FileSource, FileSpec,
+    Model, PatchStrategy, Step,
+};
+
+impl Validator<'_> {
+    /// A local source, relative to the Clusterfile's folder; it must exist.
+    fn source_path(&mut self, value: &Spanned<String>) -> Option<PathBuf> {
+        let path = self.base_dir.join(expand_home(value.get_ref()));
+        if path.exists() {
+            Some(path)
+        } else {
+            self.push(
+                Problem::at(
+                    value.span(),
+                    format!("source `{}` does not exist", value.get_ref()),
+                )
+                .label("not found")
+                .help(format!(
+                    "paths are relative to the Clusterfile's folder ({})",
+                    self.base_dir.display()
+                )),
+            );
+            None
+        }
+    }
+
+    /// Bundles, then configs: a config names its bundle, and a merge must
+    /// know the file's format, so bundles come first.
+    pub(super) fn bundles(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
+        for b in &raw.bundles {
+            let name = b.name.get_ref().clone();
+            let hosts = self.selectors(b.on.as_ref(), &model.hosts);
+            let kind = b
+                .kind
+                .as_ref()
+                .map(|k| *k.get_ref())
+                .unwrap_or(BundleKind::Rootfs);
+            let hosts = if kind == BundleKind::App {
+                hosts.into_iter().take(1).collect()
+            } else {
+                hosts
+            };
+            let source = self.source_path(&b.source);
+            let mut archive = false;
+            if let Some(path) = &source {
+                let text = path.to_string_lossy();
+                archive = text.ends_with(".tar.zst") || text.ends_with(".tzst");
+                if !path.is_dir() && !archive {
+                    self.push(
+                        Problem::at(
+                            b.source.span(),
+                            format!(
+                                "bundle source `{}` is neither a directory nor a .tar.zst",
+                                b.source.get_ref()
+                            ),
+                        )
+                        .label("not a bundle")
+                        .help("point `source` at a folder of files or a .tar.zst archive of one"),
+                    );
+                }
+            }
+            let default_dest = match kind {
+                BundleKind::App => format!("/var/lib/cairn/${{cluster}}/apps/{name}"),
+                _ => "/var/lib/cairn/${cluster}/rootfs".to_string(),
+            };
+            let dest_raw = b
+                .dest
+                .clone()
+                .unwrap_or_else(|| Spanned::new(b.name.span(), default_dest));
+            let dest = self.interp(&dest_raw);
+            let mut templates = Vec::new();
+            for pattern in &b.templates {
+                match globset::Glob::new(pattern.get_ref()) {
+                    Ok(_) => templates.push(pattern.get_ref().clone()),
+                    Err(error) => self.push(
+                        Problem::at(
+                            pattern.span(),
+                            format!("invalid glob `{}`: {}", pattern.get_ref(), error.kind()),
+                        )
+                        .label("bad pattern")
+                        .help("globs look like `etc/**/*.tmpl`"),
+                    ),
+                }
+            }
+            let after = self.after(&b.after, names, &model.hosts, &name);
+            {
+                let source = source.unwrap_or_else(|| self.base_dir.join(b.source.get_ref()));
+                let dest = dest.unwrap_or_else(|| Interp::literal(dest_raw.get_ref()));
+                model.bundles.push(Bundle {
+                    name,
+                    source,
+                    archive,
+                    kind,
+                    hosts,
+                    dest,
+                    dest_span: dest_raw.span(),
+                    templates,
+                    configs: Vec::new(),
+                    after,
+                    span: b.name.span(),
+                });
+            }
+        }
+        for c in &raw.configs {
+            let Some(bundle) = model
+                .bundles
+                .iter_mut()
+                .find(|b| &b.name == c.bundle.get_ref())
+            else {
+                let mut help = "`bundle` names a [[bundles]] entry".to_string();
+                if let Some(close) = closest(
+                    c.bundle.get_ref(),
+                    raw.bundles.iter().map(|b| b.name.get_ref()),
+                ) {
+                    help = format!("did you mean `{close}`? {help}");
+                }
+                if !raw
+                    .bundles
+                    .iter()
+                    .any(|b| b.name.get_ref() == c.bundle.get_ref())
+                {
+                    self.push(
+                        Problem::at(
+                            c.bundle.span(),
+                            format!("unknown bundle `{}`", c.bundle.get_ref()),
+                        )
+                        .label("not defined")
+                        .help(help),
+                    );
+                }
+                continue;
+            };
+            let path = c.path.get_ref().trim_start_matches("./").to_string();
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|p| p == "..") {
+                self.push(
+                    Problem::at(
+                        c.path.span(),
+                        format!("invalid config path `{}`", c.path.get_ref()),
+                    )
+                    .label("not a path inside the bundle")
+                    .help(
+                        "write the file's path relative to the bundle root, e.g. `etc/kubeadm.yml`",
+                    ),
+                );
+                continue;
+            }
+            let strategy = c
+                .strategy
+                .as_ref()
+                .map(|s| *s.get_ref())
+                .unwrap_or(ConfigStrategy::Merge);
+            if bundle.source.is_dir() && strategy != ConfigStrategy::Override {
+                let plain = bundle.source.join(&path);
+                let template = bundle.source.join(format!("{path}.tmpl"));
+                if !plain.is_file() && !template.is_file() {
+                    self.push(
+                        Problem::at(c.path.span(), format!("bundle `{}` has no file `{path}`", bundle.name))
+                            .label("not in the bundle")
+                            .help("only `override` may create a file; check the path (templates are named without `.tmpl`)"),
+                    );
+                    continue;
+                }
+            }
+            let strategy = match strategy {
+                ConfigStrategy::Merge => match ConfigFormat::of_path(&path) {
+                    Some(format) => PatchStrategy::Merge(format),
+                    None => {
+                        self.push(
+                            Problem::at(c.path.span(), format!("cannot merge into `{path}`: unknown format"))
+                                .label("not .yaml, .yml, .json or .toml")
+                                .help("merge works on YAML, JSON and TOML files; use `override`, `insert` or `append` for others"),
+                        );
+                        continue;
+                    }
+                },
+                ConfigStrategy::Override => PatchStrategy::Override,
+                ConfigStrategy::Insert => PatchStrategy::Insert,
+                ConfigStrategy::Append => PatchStrategy::Append,
+            };
+            bundle.configs.push(ConfigPatch {
+                path,
+                strategy,
+                data: c.data.get_ref().clone(),
+                span: c.data.span(),
+            });
+        }
+    }
+
+    /// Files come from a local `source` or inline `content`, never both.
+    /// Inline content is `${}`-interpolated unless the file is a template,
+    /// whose `{{ }}` minijinja renders later.
+    pub(super) fn files(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
+        for f in &raw.files {
+            let name = f
+                .name
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .unwrap_or_else(|| f.dest.get_ref().clone());
+            let hosts = self.selectors(f.on.as_ref(), &model.hosts);
+            let source = match (&f.source, &f.content) {
+                (Some(path), None) => self.source_path(path).map(|p| {
+                    if p.is_dir() {
+                        self.problems.push(
+                            Problem::at(
+                                path.span(),
+                                format!("`{}` is a directory", path.get_ref()),
+                            )
+                            .label("not a file")
+                            .help("ship directories as a [[bundles]] entry"),
+                        );
+                    }
+                    FileSource::Path(p)
+                }),
+                (None, Some(content)) if f.template => {
+                    Some(FileSource::Inline(Interp::literal(content)))
+                }
+                (None, Some(content)) => {
+                    let span = f.dest.span();
+                    match Interp::parse(content) {
+                        Ok(i) => Some(FileSource::Inline(i)),
+                        Err(error) => {
+                            self.push(
+                                Problem::at(span, format!("in `content`: {}", error.message))
+                                    .label("in this file's content"),
+                            );
+                            None
+                        }
+                    }
+                }
+                (Some(path), Some(_)) => {
+                    self.push(
+                        Problem::at(path.span(), "both `source` and `content` are set")
+                            .label("one too many")
+                            .help(
+                                "keep `source` (a local file) or `content` (inline text), not both",
+                            ),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.push(
+                        Problem::at(
+                            f.dest.span(),
+                            format!("file `{name}` has neither `source` nor `content`"),
+                        )
+                        .label("what goes here?")
+                        .help("add `source = \"path/to/file\"` or `content = \"...\"`"),
+                    );
+                    None
+                }
+            };
+            let mode = match &f.mode {
+                None => Some(0o644),
+                Some(m) => match u32::from_str_radix(m.get_ref().trim_start_matches("0o"), 8) {
+                    Ok(mode) if mode <= 0o7777 => Some(mode),
+                    _ => {
+                        self.push(
+                            Problem::at(m.span(), format!("invalid mode `{}`", m.get_ref()))
+                                .label("not an octal mode")
+                                .help("write the mode as an octal string, e.g. \"0640\""),
+                        );
+                        None
+                    }
+                },
+            };
+            if let Some(owner) = &f.owner {
+                let o = owner.get_ref();
+                let ok = !o.is_empty()
+                    && o.split(':').count() <= 2
+                    && o.split(':').all(|p| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    });
+                if !ok {
+                    self.push(
+                        Problem::at(owner.span(), format!("invalid owner `{o}`"))
+                            .label("not user[:group]")
+                            .help("write `user` or `user:group`, e.g. \"root:root\""),
+                    );
+                }
+            }
+            let dest = self
+                .interp(&f.dest)
+                .unwrap_or_else(|| Interp::literal(f.dest.get_ref()));
+            let after = self.after(&f.after, names, &model.hosts, &name);
+            {
+                let source = source.unwrap_or_else(|| FileSource::Inline(Interp::literal("")));
+                let mode = mode.unwrap_or(0o644);
+                model.files.push(FileSpec {
+                    name,
+                    source,
+                    dest,
+                    dest_span: f.dest.span(),
+                    template: f.template,
+                    mode,
+                    owner: f.owner.as_ref().map(|o| o.get_ref().clone()),
+                    hosts,
+                    after,
+                    span: f.name.as_ref().map(|n| n.span()).unwrap_or(f.dest.span()),
+                });
+            }
+        }
+    }
+
+    /// Steps, and the captures they declare (`model.captures`), which
+    /// `whole_file` then checks every `${}` against.
+    pub(super) fn steps(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
+        for s in &raw.steps {
+            let name = s.name.get_ref().clone();
+            let hosts = self.selectors(s.on.as_ref(), &model.hosts);
+            let run = self.interp(&s.run);
+            if s.run.get_ref().trim().is_empty() {
+                self.push(
+                    Problem::at(s.run.span(), "`run` is empty")
+                        .label("nothing to run")
+                        .help("write the shell command to run"),
+                );
+            }
+            let cwd = s.cwd.as_ref().map(|c| self.interp(c));
+            let check = s.check.as_ref().map(|c| self.interp(c));
+            let undo = s.undo.as_ref().map(|c| self.interp(c));
+            let timeout = s.timeout.as_ref().map(|t| self.duration(t, "timeout"));
+            let retries = match &s.retries {
+                None => Some(0),
+                Some(r) => match u32::try_from(*r.get_ref()) {
+                    Ok(n) if n <= 100 => Some(n),
+                    _ => {
+                        self.push(
+                            Problem::at(r.span(), format!("invalid retries {}", r.get_ref()))
+                                .label("out of range")
+                                .help("retries is a count from 0 to 100"),
+                        );
+                        None
+                    }
+                },
+            };
+            let capture = s.capture.as_ref().and_then(|c| {
+                let cname = c.get_ref();
+                if !interp::is_var_name(cname) {
+                    self.push(
+                        Problem::at(c.span(), format!("invalid capture name `{cname}`"))
+                            .label("not a variable name"),
+                    );
+                    return None;
+                }
+                if model.vars.contains_key(cname)
+                    || model.hosts.iter().any(|h| h.vars.contains_key(cname))
+                    || BUILTINS.contains(&cname.as_str())
+                {
+                    self.push(
+                        Problem::at(
+                            c.span(),
+                            format!("capture `{cname}` has the name of a variable"),
+                        )
+                        .label("already a variable")
+                        .help("give the capture a name no variable uses"),
+                    );
+                    return None;
+                }
+                if let Some(&other) = model.captures.get(cname) {
+                    self.push(
+                        Problem::at(c.span(), format!("`{cname}` is captured twice"))
+                            .label("second capture")
+                            .help(format!(
+                                "step `{}` captures it already; use another name",
+                                raw.steps[other].name.get_ref()
+                            )),
+                    );
+                    return None;
+                }
+                Some(cname.clone())
+            });
+            let after = self.after(&s.after, names, &model.hosts, &name);
+            if let Some(c) = &capture {
+                model.captures.insert(c.clone(), model.steps.len());
+            }
+            // Invalid parts become neutral values: their problems are recorded,
+            // and the step stays in place so indexes match `after` references.
+            let run = run.unwrap_or_else(|| Interp::literal(s.run.get_ref()));
+            let cwd = cwd.flatten();
+            let check = check.flatten();
+            let undo = undo.flatten();
+            let timeout = timeout.flatten();
+            let retries = retries.unwrap_or(0);
+            model.steps.push(Step {
+                name,
+                hosts,
+                run,
+                cwd,
+                check,
+                undo,
+                capture,
+                timeout,
+                retries,
+                once: s.once,
+                after,
+                span: s.name.span(),
+            });
+        }
+    }
+}

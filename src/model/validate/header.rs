@@ -1,0 +1,232 @@
+//! The top of a Clusterfile: `version`, `name`, `[ssh]` and `[vars]`.
+//!
+//! These come first because everything after reads them: hosts start from
+//! the `[ssh]` defaults (a host's own `ssh` table is an overlay on them, by
+//! the same code), and elements read `[vars]`. Secrets are loaded here, from
+//! the environment or a file, as soon as they are named, so a missing one
+//! is reported at the key that asks for it.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{Validator, expand_home};
+use crate::clusterfile::raw::{RawClusterfile, RawSsh, RawVar};
+use crate::diagnostic::Problem;
+use crate::model::{BUILTINS, HostKeyPolicy, Secret, SshSettings, VarValue, address, interp};
+
+/// The only Clusterfile format this cairn reads.
+const FORMAT_VERSION: i64 = 1;
+
+/// Resolved defaults from `[ssh]`, which a host's own `ssh` table overlays.
+pub(super) struct SshDefaults {
+    pub(super) user: String,
+    pub(super) port: u16,
+    pub(super) settings: SshSettings,
+}
+
+impl Validator<'_> {
+    /// Checks `version` and `name`; returns the cluster's name. A key that
+    /// was missing (span 0..0) is already reported by the parser.
+    pub(super) fn header(&mut self, raw: &RawClusterfile) -> String {
+        if *raw.version.get_ref() != FORMAT_VERSION && raw.version.span() != (0..0) {
+            self.push(
+                Problem::at(
+                    raw.version.span(),
+                    format!("unsupported version {}", raw.version.get_ref()),
+                )
+                .label("this cairn reads version 1")
+                .help("set `version = 1`; a newer Clusterfile needs a newer cairn"),
+            );
+        }
+        let name = raw.name.get_ref().clone();
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !name.starts_with('.');
+        if !valid && raw.name.span() != (0..0) {
+            self.push(
+                Problem::at(raw.name.span(), format!("invalid cluster name `{name}`"))
+                    .label("not a valid name")
+                    .help("use letters, digits, `-`, `_` and `.` (it names the folder .cairn/<name>/)"),
+            );
+        }
+        name
+    }
+
+    /// Loads a secret named by `env:NAME` or `file:PATH`. A file's final
+    /// newline is dropped, since editors add one that is not part of a password.
+    fn secret(&mut self, reference: &str, span: Range<usize>, what: &str) -> Option<Secret> {
+        if let Some(name) = reference.strip_prefix("env:") {
+            return match std::env::var(name) {
+                Ok(value) => Some(Secret::new(value)),
+                Err(_) => {
+                    self.push(
+                        Problem::at(
+                            span,
+                            format!("secret {what}: environment variable `{name}` is not set"),
+                        )
+                        .label("read from here")
+                        .help(format!("export {name}=... before running cairn")),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(path) = reference.strip_prefix("file:") {
+            let path = expand_home(path);
+            let full = self.base_dir.join(&path);
+            return match std::fs::read_to_string(&full) {
+                Ok(mut value) => {
+                    if value.ends_with('\n') {
+                        value.pop();
+                        if value.ends_with('\r') {
+                            value.pop();
+                        }
+                    }
+                    Some(Secret::new(value))
+                }
+                Err(error) => {
+                    self.push(
+                        Problem::at(
+                            span,
+                            format!("secret {what}: cannot read {}: {error}", full.display()),
+                        )
+                        .label("read from here")
+                        .help("check the path (relative paths start at the Clusterfile's folder)"),
+                    );
+                    None
+                }
+            };
+        }
+        self.push(
+            Problem::at(span, format!("secret {what}: unknown source `{reference}`"))
+                .label("not env: or file:")
+                .help("write `env:NAME` for an environment variable or `file:PATH` for a file"),
+        );
+        None
+    }
+
+    /// `[ssh]` over the built-in defaults: root on port 22, new host keys
+    /// accepted, ten seconds to connect.
+    pub(super) fn ssh_defaults(&mut self, raw: Option<&RawSsh>) -> SshDefaults {
+        let base = SshDefaults {
+            user: "root".into(),
+            port: 22,
+            settings: SshSettings {
+                identity: None,
+                sudo: false,
+                sudo_password: None,
+                host_keys: HostKeyPolicy::AcceptNew,
+                jump: None,
+                connect_timeout: Duration::from_secs(10),
+            },
+        };
+        match raw {
+            Some(raw) => self.ssh_overlay(&base, raw),
+            None => base,
+        }
+    }
+
+    /// `base` with the keys `raw` sets replaced: used for `[ssh]` over the
+    /// built-in defaults and for a host's `ssh` over `[ssh]`.
+    pub(super) fn ssh_overlay(&mut self, base: &SshDefaults, raw: &RawSsh) -> SshDefaults {
+        let mut out = SshDefaults {
+            user: base.user.clone(),
+            port: base.port,
+            settings: base.settings.clone(),
+        };
+        if let Some(user) = &raw.user {
+            if user.get_ref().is_empty() || user.get_ref().contains(char::is_whitespace) {
+                self.push(Problem::at(user.span(), "invalid ssh user").label("not a user name"));
+            }
+            out.user = user.get_ref().clone();
+        }
+        if let Some(port) = &raw.port {
+            match u16::try_from(*port.get_ref()) {
+                Ok(p) if p > 0 => out.port = p,
+                _ => self.push(
+                    Problem::at(port.span(), format!("invalid port {}", port.get_ref()))
+                        .label("not a port")
+                        .help("ports run from 1 to 65535"),
+                ),
+            }
+        }
+        if let Some(identity) = &raw.identity {
+            out.settings.identity = Some(identity.get_ref().clone());
+        }
+        if let Some(sudo) = raw.sudo {
+            out.settings.sudo = sudo;
+        }
+        if let Some(password) = &raw.sudo_password {
+            out.settings.sudo_password =
+                self.secret(password.get_ref(), password.span(), "ssh.sudo_password");
+        }
+        if let Some(policy) = &raw.host_keys {
+            out.settings.host_keys = *policy.get_ref();
+        }
+        if let Some(jump) = &raw.jump {
+            if let Err(error) = address::parse(jump.get_ref()) {
+                self.push(
+                    Problem::at(jump.span(), format!("invalid jump host: {error}")).label("here"),
+                );
+            }
+            out.settings.jump = Some(jump.get_ref().clone());
+        }
+        if let Some(timeout) = &raw.connect_timeout
+            && let Some(d) = self.duration(timeout, "connect_timeout")
+        {
+            out.settings.connect_timeout = d;
+        }
+        out
+    }
+
+    /// `[vars]` or a host's `vars`; invalid or reserved names are reported
+    /// and left out.
+    pub(super) fn vars(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawVar>>,
+    ) -> BTreeMap<String, VarValue> {
+        let mut vars = BTreeMap::new();
+        for (name, value) in raw {
+            let span = value.span();
+            let key_span = self.key_span(name, &span);
+            if !interp::is_var_name(name) {
+                self.push(
+                    Problem::at(key_span, format!("invalid variable name `{name}`"))
+                        .label("not a name")
+                        .help("start with a letter or `_`; then letters, digits, `_`, `-`"),
+                );
+                continue;
+            }
+            if name == "cluster" || name == "host" || name.starts_with("host.") {
+                self.push(
+                    Problem::at(key_span, format!("variable `{name}` is built in"))
+                        .label("reserved name")
+                        .help(format!(
+                            "choose another name; built-ins are {}",
+                            BUILTINS.join(", ")
+                        )),
+                );
+                continue;
+            }
+            let resolved = match value.get_ref() {
+                RawVar::Secret(secret) => self
+                    .secret(&secret.secret, span, &format!("`{name}`"))
+                    .map(|value| VarValue::Secret {
+                        reference: secret.secret.clone(),
+                        value,
+                    }),
+                RawVar::Value(v) => Some(VarValue::Plain(v.clone())),
+            };
+            if let Some(resolved) = resolved {
+                vars.insert(name.clone(), resolved);
+            }
+        }
+        vars
+    }
+}

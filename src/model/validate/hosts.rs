@@ -1,0 +1,166 @@
+//! `[[hosts]]` → [`Host`]s: one entry may be a range of addresses, so this
+//! is where hosts get their ids, in file order.
+//!
+//! A host without a `name` is named after its first role and its position
+//! among the hosts of that role (`worker0`, `worker1`), so selectors and
+//! `--limit` can name it. Names must be unique, and so must an SSH host and
+//! port: two entries reaching one machine would race each other.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use super::Validator;
+use super::header::SshDefaults;
+use crate::clusterfile::raw::RawHost;
+use crate::diagnostic::Problem;
+use crate::model::{Host, HostId, TransportKind, address};
+
+impl Validator<'_> {
+    /// Every host of every entry, ids in file order. An entry whose address
+    /// does not parse yields no host: nothing more can be said of it.
+    pub(super) fn hosts(&mut self, raw: &[RawHost], defaults: &SshDefaults) -> Vec<Host> {
+        let mut hosts: Vec<Host> = Vec::new();
+        let mut role_counts: HashMap<String, usize> = HashMap::new();
+        let mut seen_names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut seen_addresses: HashMap<(String, u16), Range<usize>> = HashMap::new();
+        for entry in raw {
+            let span = entry.address.span();
+            let addresses = match address::parse(entry.address.get_ref()) {
+                Ok(a) => a,
+                Err(error) => {
+                    self.push(
+                        Problem::at(
+                            span,
+                            format!("invalid address `{}`: {error}", entry.address.get_ref()),
+                        )
+                        .label("bad address")
+                        .help(
+                            "write `addr`, `user@addr:port`, or a range like `10.0.0.5-10.0.0.9`",
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Some(name) = &entry.name
+                && addresses.len() > 1
+            {
+                self.push(
+                    Problem::at(name.span(), "a name cannot be given to a range of hosts")
+                        .label("one name, many hosts")
+                        .help("drop `name` (hosts are then named by role and index) or list the hosts one by one"),
+                );
+            }
+            let mut roles = Vec::new();
+            for role in &entry.roles {
+                let r = role.get_ref();
+                if !is_plain_name(r) {
+                    self.push(
+                        Problem::at(role.span(), format!("invalid role `{r}`"))
+                            .label("not a role name")
+                            .help("use letters, digits, `-`, `_` and `.`"),
+                    );
+                } else if !roles.contains(r) {
+                    roles.push(r.clone());
+                }
+            }
+            let ssh = match &entry.ssh {
+                Some(raw_ssh) => self.ssh_overlay(defaults, raw_ssh),
+                None => SshDefaults {
+                    user: defaults.user.clone(),
+                    port: defaults.port,
+                    settings: defaults.settings.clone(),
+                },
+            };
+            let vars = self.vars(&entry.vars);
+            let transport = entry
+                .transport
+                .as_ref()
+                .map(|t| *t.get_ref())
+                .unwrap_or(TransportKind::Ssh);
+            if let Some(name) = &entry.name
+                && !is_plain_name(name.get_ref())
+            {
+                self.push(
+                    Problem::at(name.span(), format!("invalid host name `{}`", name.get_ref()))
+                        .label("not a host name")
+                        .help("use letters, digits, `-`, `_` and `.` (`@` and `*` select hosts in `after`)"),
+                );
+            }
+            for addr in addresses {
+                let name = match &entry.name {
+                    Some(name) => name.get_ref().clone(),
+                    None => {
+                        let prefix = roles.first().cloned().unwrap_or_else(|| "host".into());
+                        let n = role_counts.entry(prefix.clone()).or_default();
+                        *n += 1;
+                        format!("{prefix}{}", *n - 1)
+                    }
+                };
+                let name_span = entry
+                    .name
+                    .as_ref()
+                    .map(|n| n.span())
+                    .unwrap_or(span.clone());
+                if let Some(first) = seen_names.insert(name.clone(), name_span.clone()) {
+                    self.push(
+                        Problem::at(name_span.clone(), format!("duplicate host name `{name}`"))
+                            .label("second host with this name")
+                            .help(format!(
+                                "the first is at line {}; give one of them another `name`",
+                                self.line(first.start)
+                            )),
+                    );
+                }
+                let port = addr.port.unwrap_or(ssh.port);
+                if transport == TransportKind::Ssh
+                    && let Some(first) =
+                        seen_addresses.insert((addr.host.clone(), port), span.clone())
+                {
+                    self.push(
+                        Problem::at(span.clone(), format!("duplicate host {}:{port}", addr.host))
+                            .label("listed twice")
+                            .help(format!(
+                                "the first is at line {}; remove one of them",
+                                self.line(first.start)
+                            )),
+                    );
+                }
+                hosts.push(Host {
+                    id: HostId::new(hosts.len()),
+                    name,
+                    address: addr.host,
+                    user: addr.user.unwrap_or_else(|| ssh.user.clone()),
+                    port,
+                    roles: roles.clone(),
+                    vars: vars.clone(),
+                    transport,
+                    ssh: ssh.settings.clone(),
+                    index: hosts.len(),
+                    span: span.clone(),
+                });
+            }
+        }
+        hosts
+    }
+}
+
+/// Letters, digits, `-`, `_` and `.`: what roles and host names may hold.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names() {
+        assert!(is_plain_name("master-0.a_b"));
+        assert!(!is_plain_name("a@b"));
+        assert!(!is_plain_name(""));
+        assert!(!is_plain_name("x y"));
+    }
+}
