@@ -35,11 +35,22 @@ fn generated_clusterfile(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// `cairn plan --offline`, as the command runs it.
+fn plan(file: &Path, rt: &tokio::runtime::Runtime) -> cairn::pipeline::Planned {
+    cairn::pipeline::plan(
+        file,
+        &cairn::pipeline::Targets::default(),
+        cairn::pipeline::Probe::Offline,
+        rt,
+    )
+    .expect("plans")
+}
+
 /// Writes a state in which every task is recorded with its current key.
 fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
     use cairn::state::{RecordDetail, TaskRecord};
-    let planned = cairn::cmd::make_plan(file, &Default::default(), true, rt).expect("plans");
-    let mut state = (*planned.state).clone();
+    let planned = plan(file, rt);
+    let mut state = (*planned.refreshed.compiled.state).clone();
     for (seq, change) in planned.plan.changes.iter().enumerate() {
         state.tasks.insert(
             change.id.clone(),
@@ -59,12 +70,15 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
             },
         );
     }
-    planned.dir.create().expect("state dir");
-    planned.dir.compact(&mut state).expect("write state");
+    planned.state_dir().create().expect("state dir");
+    planned
+        .state_dir()
+        .compact(&mut state)
+        .expect("write state");
 }
 
 fn plan_offline(c: &mut Criterion) {
-    let rt = cairn::cmd::runtime();
+    let rt = cairn::pipeline::runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = generated_clusterfile(dir.path());
     let style = cairn::report::Style::plain();
@@ -72,19 +86,17 @@ fn plan_offline(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("cold", |b| {
         b.iter(|| {
-            let planned =
-                cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
+            let planned = plan(&file, &rt);
             assert_eq!(planned.plan.changes.len(), 19_001);
-            planned.plan.to_text(&style).len()
+            cairn::report::plan_text(&planned.plan, &style).len()
         })
     });
     record_everything(&file, &rt);
     group.bench_function("recorded", |b| {
         b.iter(|| {
-            let planned =
-                cairn::cmd::make_plan(&file, &Default::default(), true, &rt).expect("plans");
+            let planned = plan(&file, &rt);
             assert!(!planned.plan.has_changes());
-            planned.plan.to_text(&style).len()
+            cairn::report::plan_text(&planned.plan, &style).len()
         })
     });
     group.finish();

@@ -69,6 +69,23 @@ pub enum CairnError {
     Aborted,
 }
 
+/// Plan errors keep the codes and help their messages always had: the
+/// usage ones are usage errors, a stale saved plan is its own.
+impl From<crate::plan::PlanError> for CairnError {
+    fn from(e: crate::plan::PlanError) -> Self {
+        match e {
+            crate::plan::PlanError::Stale {
+                ref path,
+                ref differences,
+            } => CairnError::StalePlan {
+                path: path.display().to_string(),
+                differences: differences.clone(),
+            },
+            other => CairnError::usage(other.to_string(), other.help()),
+        }
+    }
+}
+
 impl From<InvalidClusterfile> for CairnError {
     fn from(e: InvalidClusterfile) -> Self {
         CairnError::Invalid(Box::new(e))

@@ -22,6 +22,7 @@ pub mod graph;
 pub mod hash;
 pub mod ids;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod schema;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         )
     }))
     .expect("the miette hook is set once");
-    match cairn::cmd::run(cli) {
+    match cairn::cmd::run(&cli) {
         Ok(success) => ExitCode::from(success.exit_code()),
         Err(error) => {
             let code = error.exit_code();

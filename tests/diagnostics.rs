@@ -28,7 +28,7 @@ fn every_broken_fixture_is_reported_with_spans_and_help() {
             .and_then(|s| s.to_str())
             .expect("utf-8 name")
             .to_string();
-        let error = match cairn::cmd::check(&path) {
+        let error = match cairn::pipeline::Loaded::read(&path).and_then(|loaded| loaded.check()) {
             Ok(_) => panic!("{} should not validate", path.display()),
             Err(e) => e,
         };

@@ -41,7 +41,7 @@ fn every_plan_validates() {
     for entry in std::fs::read_dir("plans").expect("plans/ exists") {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            if let Err(e) = cairn::cmd::check(&path) {
+            if let Err(e) = cairn::pipeline::Loaded::read(&path).and_then(|loaded| loaded.check()) {
                 panic!(
                     "{} is invalid:\n{}",
                     path.display(),

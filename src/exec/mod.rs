@@ -14,7 +14,10 @@
 //! killed cairn loses at most what was in flight. Destroys run first, newest
 //! first. The executor never prints: it sends [`Event`]s to the reporter.
 
+pub mod events;
 pub mod runner;
+
+pub use events::{Event, HostTotal, Outcome, RunSummary};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -29,7 +32,6 @@ use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{ElementRef, HostId, Model, Scrubber};
 use crate::plan::{ChangeKind, Plan, Refresh};
-use crate::report::{Event, HostTotal, Outcome, RunSummary};
 use crate::state::{JournalEntry, RecordDetail, State, TaskRecord, journal::Appender};
 use crate::transport::{Fleet, Receipt, ReceiptInfo};
 

@@ -54,6 +54,11 @@ impl Scrubber {
 }
 
 impl Model {
+    /// A scrubber that masks every secret of this model.
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber::new(self.secret_values())
+    }
+
     /// Every secret value in the model, so output can be scrubbed of them.
     pub fn secret_values(&self) -> Vec<String> {
         let mut values: Vec<String> = Vec::new();

@@ -138,4 +138,35 @@ impl StateDir {
             }),
         }
     }
+
+    /// Writes an empty state if there is none, so the salt that keys
+    /// secrets is the same from this run on (a saved plan and its apply
+    /// must agree).
+    pub fn ensure(&self) -> Result<(), StateError> {
+        if !self.state_file().exists() {
+            self.create()?;
+            let mut fresh = self.load()?;
+            self.compact(&mut fresh)?;
+        }
+        Ok(())
+    }
+
+    /// A new folder name for this run's task logs, under `runs/`.
+    pub fn new_run_log_dir(&self) -> PathBuf {
+        self.runs_dir()
+            .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
+    }
+
+    /// Keeps the newest `keep` run logs. Only logs: failing to prune costs disk, nothing else.
+    pub fn prune_runs(&self, keep: usize) {
+        let Ok(entries) = std::fs::read_dir(self.runs_dir()) else {
+            return;
+        };
+        let mut runs: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+        runs.sort();
+        let excess = runs.len().saturating_sub(keep);
+        for old in runs.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
 }

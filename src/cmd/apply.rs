@@ -1,0 +1,93 @@
+//! `cairn apply [PLAN]`: converge the hosts.
+//!
+//! The cluster lock first, so the state planned from is the one this apply
+//! builds on; then the plan, with each host locked as it is refreshed; a
+//! saved plan is refused if a fresh one differs; the operator is asked
+//! unless `--auto-approve` or a saved plan says yes; then the run, reported
+//! as it goes. The exit code says whether everything converged.
+
+use std::path::Path;
+
+use crate::cli::ApplyArgs;
+use crate::error::{CairnError, Success};
+use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, runtime};
+use crate::plan::saved;
+use crate::report::{Confirmation, Output};
+use crate::state::LockHolder;
+
+pub(super) fn run(file: &Path, args: &ApplyArgs, out: &Output) -> Result<Success, CairnError> {
+    let rt = runtime();
+    let loaded = Loaded::read(file)?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let _cluster_lock = loaded.lock_cluster(&command)?;
+    let holder = LockHolder::current(&command);
+    let planned = loaded
+        .compile()?
+        .refresh(&super::targets(&args.selection), Probe::Lock(&holder), &rt)?
+        .plan();
+    for note in planned.refreshed.notes() {
+        out.warning(note);
+    }
+    let settings = ApplySettings {
+        parallelism: args.parallelism,
+        operator: holder.operator(),
+    };
+    let result = converge(args, out, &planned, &settings, &rt);
+    planned.finish(&rt);
+    result
+}
+
+/// After planning: check a saved plan, show, ask, run, and say how it went.
+fn converge(
+    args: &ApplyArgs,
+    out: &Output,
+    planned: &Planned,
+    settings: &ApplySettings,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Success, CairnError> {
+    let plan = &planned.plan;
+    if let Some(path) = &args.plan {
+        saved::check_unchanged(path, &saved::read(path)?, &plan.to_json())?;
+    }
+    out.apply_plan(plan);
+    // A host that cannot be reached (or locked) fails alone: the others converge.
+    let unreachable = plan.unreachable.len();
+    if !plan.has_changes() && !plan.adopts() {
+        return if unreachable == 0 {
+            Ok(Success::Ok)
+        } else {
+            Err(CairnError::ApplyFailed {
+                count: 0,
+                unreachable,
+            })
+        };
+    }
+    if plan.has_changes() && !args.auto_approve && args.plan.is_none() {
+        match out.confirm() {
+            Confirmation::Yes => {}
+            Confirmation::No => return Err(CairnError::Aborted),
+            Confirmation::NoTerminal => {
+                return Err(CairnError::usage(
+                    "no terminal to ask for confirmation; nothing was changed",
+                    "pass --auto-approve to apply without asking, or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE",
+                ));
+            }
+        }
+    }
+    let reporter = out.reporter();
+    let summary = planned.execute(settings, &reporter.sender(), rt);
+    reporter.finish();
+    let summary = summary?;
+    if summary.interrupted {
+        Err(CairnError::Interrupted {
+            not_finished: summary.not_finished,
+        })
+    } else if summary.failed.is_empty() && summary.unreachable.is_empty() {
+        Ok(Success::Ok)
+    } else {
+        Err(CairnError::ApplyFailed {
+            count: summary.failed.len(),
+            unreachable: summary.unreachable.len(),
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! `cairn graph`: the task graph as Graphviz DOT.
+
+use std::path::Path;
+
+use crate::error::{CairnError, Success};
+use crate::pipeline::Loaded;
+use crate::report::Output;
+
+pub(super) fn run(file: &Path, out: &Output) -> Result<Success, CairnError> {
+    let compiled = Loaded::read(file)?.compile()?;
+    out.raw(&compiled.graph.to_dot(&compiled.loaded.model));
+    Ok(Success::Ok)
+}

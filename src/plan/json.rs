@@ -1,0 +1,74 @@
+//! The plan as programs read it: a stable, versioned JSON document
+//! (`plan --json`), described in docs/clusterfile.md ("Plan JSON"). Saved
+//! plans (`plan -o FILE`) are this document too. Fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChangeKind, Plan, Summary};
+use crate::ids::{TaskId, TaskKey};
+
+/// Version of the plan JSON document.
+pub const PLAN_JSON_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanJson {
+    pub format_version: u32,
+    pub cluster: String,
+    pub offline: bool,
+    pub changes: Vec<ChangeJson>,
+    pub unreachable: Vec<UnreachableJson>,
+    pub summary: Summary,
+    /// Facts each refreshed host reported (hostname, OS, arch, zstd).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hosts: std::collections::BTreeMap<String, crate::transport::Facts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeJson {
+    pub task: TaskId,
+    pub host: String,
+    pub action: ChangeKind,
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
+    /// The task's key after the apply (absent for destroys).
+    pub key: Option<TaskKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreachableJson {
+    pub host: String,
+    pub error: String,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> PlanJson {
+        PlanJson {
+            format_version: PLAN_JSON_VERSION,
+            cluster: self.cluster.clone(),
+            offline: self.offline,
+            changes: self
+                .changes
+                .iter()
+                .map(|c| ChangeJson {
+                    task: c.id.clone(),
+                    host: c.host.clone(),
+                    action: c.kind,
+                    reasons: c.reasons.clone(),
+                    ignored: c.ignored.clone(),
+                    key: c.key.clone(),
+                })
+                .collect(),
+            unreachable: self
+                .unreachable
+                .iter()
+                .map(|(h, e)| UnreachableJson {
+                    host: h.clone(),
+                    error: e.clone(),
+                })
+                .collect(),
+            summary: self.summary(),
+            hosts: self.facts.clone(),
+        }
+    }
+}

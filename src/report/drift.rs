@@ -1,0 +1,53 @@
+//! The drift report as people read it (`cairn drift`): which hosts no
+//! longer match, each out-of-sync task with why, and the hosts that could
+//! not be checked.
+
+use super::{Style, plural};
+use crate::plan::DriftReport;
+
+/// The report as text, one line per out-of-sync task.
+pub fn drift_text(report: &DriftReport, style: &Style) -> String {
+    let mut out = String::new();
+    let checked = report.hosts.len();
+    let out_of_sync = report.out_of_sync();
+    if out_of_sync == 0 {
+        out.push_str(&format!(
+            "{} All {checked} checked host{} match the Clusterfile.\n",
+            style.green("✓"),
+            plural(checked)
+        ));
+    } else {
+        out.push_str(&format!(
+            "{} {out_of_sync} of {checked} checked host{} no longer match the Clusterfile:\n",
+            style.yellow("!"),
+            plural(checked)
+        ));
+    }
+    for host in report.hosts.iter().filter(|h| !h.in_sync) {
+        out.push_str(&format!("\n  {}\n", style.bold(&host.host)));
+        for (label, tasks) in [("drifted", &host.drifted), ("pending", &host.pending)] {
+            for task in tasks {
+                out.push_str(&format!(
+                    "    {label:<8} {}: {}\n",
+                    task.task,
+                    task.reasons.join("; ")
+                ));
+            }
+        }
+    }
+    if !report.unchecked.is_empty() {
+        out.push_str(&format!(
+            "\n{} {} host{} could not be checked:\n",
+            style.red("✗"),
+            report.unchecked.len(),
+            plural(report.unchecked.len())
+        ));
+        for host in &report.unchecked {
+            out.push_str(&format!("  {}\n", host.error));
+        }
+    }
+    if out_of_sync > 0 {
+        out.push_str("\nRun `cairn plan` to see the changes, `cairn apply` to repair them.\n");
+    }
+    out
+}

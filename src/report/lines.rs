@@ -1,0 +1,133 @@
+//! The lines a run prints, shared by the plain and progress displays: one
+//! per finished, failed or skipped task, the tail of a failure's output,
+//! and the closing summary.
+
+use super::Style;
+use crate::exec::{Event, Outcome, RunSummary};
+
+fn ms(d: u64) -> String {
+    if d >= 1000 {
+        format!("{:.1}s", d as f64 / 1000.0)
+    } else {
+        format!("{d}ms")
+    }
+}
+
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Replaced => "replaced",
+        Outcome::Destroyed => "destroyed",
+        Outcome::Adopted => "recorded",
+    }
+}
+
+/// Lines shared by the plain and progress modes.
+pub(super) fn line_for(event: &Event, style: &Style) -> Option<String> {
+    Some(match event {
+        Event::RunStarted { tasks, hosts, .. } => {
+            format!(
+                "Applying {tasks} task{} on {} host{}",
+                if *tasks == 1 { "" } else { "s" },
+                hosts.len(),
+                if hosts.len() == 1 { "" } else { "s" }
+            )
+        }
+        Event::TaskStarted { .. } => return None,
+        Event::TaskFinished {
+            task,
+            outcome,
+            duration_ms,
+            detail,
+            ..
+        } => {
+            let detail = detail
+                .as_ref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            format!(
+                "{} {task}: {}{detail} [{}]",
+                style.green("✓"),
+                outcome_word(*outcome),
+                ms(*duration_ms)
+            )
+        }
+        Event::TaskFailed { task, error, .. } => format!("{} {task}: {error}", style.red("✗")),
+        Event::TaskSkipped { task, reason, .. } => {
+            format!("{} {task}: skipped, {reason}", style.yellow("-"))
+        }
+        Event::Interrupted { running } => format!(
+            "{} interrupted: no new task starts; waiting for {running} running task{} to finish (Ctrl-C again stops them now)",
+            style.yellow("!"),
+            if *running == 1 { "" } else { "s" }
+        ),
+        Event::RunFinished { summary } => return Some(summary_text(summary, style)),
+    })
+}
+
+/// The closing summary: counts, then each failure with the tail of its output.
+pub(super) fn summary_text(s: &RunSummary, style: &Style) -> String {
+    let mut out = String::new();
+    if s.interrupted {
+        out.push_str(&format!(
+            "\n{} {} done, {} failed, {} not finished, {} unchanged in {}. Run apply again to continue.",
+            style.yellow(&style.bold("Apply interrupted.")),
+            s.succeeded,
+            s.failed.len(),
+            s.not_finished,
+            s.unchanged,
+            ms(s.duration_ms)
+        ));
+    } else if s.failed.is_empty() && s.unreachable.is_empty() {
+        out.push_str(&format!(
+            "\n{} {} done, {} unchanged in {}.",
+            style.bold("Apply complete!"),
+            s.succeeded,
+            s.unchanged,
+            ms(s.duration_ms)
+        ));
+    } else {
+        out.push_str(&format!(
+            "\n{} {} done, {} failed, {} skipped, {} unchanged in {}.",
+            style.red(&style.bold("Apply failed.")),
+            s.succeeded,
+            s.failed.len(),
+            s.skipped,
+            s.unchanged,
+            ms(s.duration_ms)
+        ));
+    }
+    if !s.unreachable.is_empty() {
+        out.push_str(&format!(
+            "\n{} host{} could not be reached; nothing ran there:",
+            s.unreachable.len(),
+            if s.unreachable.len() == 1 { "" } else { "s" }
+        ));
+        for why in &s.unreachable {
+            out.push_str(&format!("\n  {} {why}", style.red("✗")));
+        }
+    }
+    if let Some(dir) = &s.log_dir {
+        out.push_str(&format!("\nTask output is in {dir}"));
+    }
+    out
+}
+
+/// A failure's tail, indented under it.
+pub(super) fn failure_tail(event: &Event, style: &Style) -> Option<String> {
+    if let Event::TaskFailed { tail, log, .. } = event {
+        let mut out = String::new();
+        for line in tail {
+            out.push_str(&format!("    {}\n", style.dim(line)));
+        }
+        if let Some(log) = log {
+            out.push_str(&format!(
+                "    {}\n",
+                style.dim(&format!("full output: {log}"))
+            ));
+        }
+        return Some(out.trim_end().to_string()).filter(|s| !s.is_empty());
+    }
+    None
+}

@@ -1,0 +1,141 @@
+//! [`Output`]: where a command's results and warnings go, as text or JSON.
+//!
+//! Commands never print themselves: they hand what they have to `Output`,
+//! which renders it (with colour when stdout is a terminal, see `Style`) and
+//! writes it, results to stdout and warnings to stderr. A run's progress
+//! goes through a [`Reporter`] the same `Output` starts.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::drift::drift_text;
+use super::plan::plan_text;
+use super::prompt::{self, Confirmation};
+use super::state::{state_list_json, state_list_text, state_show};
+use super::validate::{Validated, validated_json, validated_text};
+use super::{Mode, Reporter, Style};
+use crate::ids::TaskId;
+use crate::model::Scrubber;
+use crate::plan::{DriftReport, Plan};
+use crate::state::{State, TaskRecord};
+
+/// How a command's output is shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    style: Style,
+    json: bool,
+}
+
+impl Output {
+    /// `json`: `--json` was given.
+    pub fn new(style: Style, json: bool) -> Output {
+        Output { style, json }
+    }
+
+    /// Text a command produced whole (the DOT graph, the JSON schema), as is.
+    pub fn raw(&self, text: &str) {
+        print!("{text}");
+    }
+
+    /// A warning the operator should see, whatever else is printed.
+    pub fn warning(&self, note: &str) {
+        eprintln!("warning: {note}");
+    }
+
+    /// `cairn validate`.
+    pub fn validated(&self, file: &Path, cluster: &str, hosts: usize, tasks: usize) {
+        let validated = Validated {
+            cluster,
+            hosts,
+            tasks,
+            valid: true,
+        };
+        if self.json {
+            print!("{}", validated_json(&validated));
+        } else {
+            print!("{}", validated_text(file, &validated, &self.style));
+        }
+    }
+
+    /// `cairn plan`: the plan document with `--json`, else its text.
+    pub fn plan(&self, plan: &Plan) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan.to_json()).expect("plan serializes")
+            );
+        } else {
+            print!("{}", plan_text(plan, &self.style));
+        }
+    }
+
+    /// After `plan -o FILE`: how to apply exactly it.
+    pub fn plan_saved(&self, path: &Path) {
+        if !self.json {
+            println!(
+                "\nSaved the plan to {}. Apply exactly it with: cairn apply {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+
+    /// `cairn apply`, before it runs anything: the plan as the first JSON
+    /// event with `--json`, else its text.
+    pub fn apply_plan(&self, plan: &Plan) {
+        if self.json {
+            #[derive(Serialize)]
+            struct PlanEvent {
+                event: &'static str,
+                plan: crate::plan::PlanJson,
+            }
+            // As a value, so its keys come out sorted like every event line.
+            let event = serde_json::to_value(PlanEvent {
+                event: "plan",
+                plan: plan.to_json(),
+            })
+            .expect("plan serializes");
+            println!("{event}");
+        } else {
+            print!("{}", plan_text(plan, &self.style));
+        }
+    }
+
+    /// Asks before an apply changes anything.
+    pub fn confirm(&self) -> Confirmation {
+        prompt::confirm()
+    }
+
+    /// Starts the reporter of a run: JSON lines with `--json`, progress bars
+    /// on a terminal, plain lines otherwise.
+    pub fn reporter(&self) -> Reporter {
+        Reporter::start(Mode::detect(self.json), self.style)
+    }
+
+    /// `cairn drift`.
+    pub fn drift(&self, report: &DriftReport) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(report).expect("drift report serializes")
+            );
+        } else {
+            print!("{}", drift_text(report, &self.style));
+        }
+    }
+
+    /// `cairn state list`.
+    pub fn state_list(&self, state: &State, state_dir: &Path) {
+        if self.json {
+            println!("{}", state_list_json(state));
+        } else {
+            print!("{}", state_list_text(state, state_dir, &self.style));
+        }
+    }
+
+    /// `cairn state show TASK`.
+    pub fn state_show(&self, task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) {
+        print!("{}", state_show(task, record, scrubber));
+    }
+}

@@ -1,0 +1,129 @@
+//! The plan as people read it, Terraform style: one line per task that
+//! changes, its symbol (`+` create, `~` update, `-/+` replace, `-`
+//! destroy), the task, and why; adopted tasks and changes a `once` step
+//! ignores listed apart; a closing summary line.
+
+use super::Style;
+use crate::plan::{ChangeKind, Plan};
+
+/// The symbol of an action in the plan's text.
+fn symbol(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Create => "+",
+        ChangeKind::Update => "~",
+        ChangeKind::Replace => "-/+",
+        ChangeKind::Destroy => "-",
+        ChangeKind::Noop => " ",
+    }
+}
+
+/// The plan as text, Terraform style.
+pub fn plan_text(plan: &Plan, style: &Style) -> String {
+    let mut out = String::new();
+    let shown: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Noop)
+        .collect();
+    let width = shown
+        .iter()
+        .map(|c| c.id.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    if !shown.is_empty() {
+        out.push_str("cairn will perform these actions:\n\n");
+    }
+    for c in &shown {
+        let symbol = format!("{:>3}", symbol(c.kind));
+        let colored = match c.kind {
+            ChangeKind::Create => style.green(&symbol),
+            ChangeKind::Update => style.yellow(&symbol),
+            ChangeKind::Replace => style.magenta(&symbol),
+            ChangeKind::Destroy => style.red(&symbol),
+            ChangeKind::Noop => symbol,
+        };
+        let mut reasons = c.reasons.iter();
+        let first = reasons.next().map(String::as_str).unwrap_or("");
+        out.push_str(&format!(
+            "  {colored} {:<width$}  {}\n",
+            c.id,
+            style.dim(first)
+        ));
+        for more in reasons {
+            out.push_str(&format!("      {:<width$}  {}\n", "", style.dim(more)));
+        }
+    }
+    let adopted: Vec<_> = plan.changes.iter().filter(|c| c.adopt).collect();
+    if !adopted.is_empty() {
+        let gap = if out.is_empty() { "" } else { "\n" };
+        out.push_str(&format!(
+            "{gap}Already converged, recorded without running:\n\n"
+        ));
+        let width = adopted
+            .iter()
+            .map(|c| c.id.as_str().len())
+            .max()
+            .unwrap_or(0);
+        for c in adopted {
+            let why = c.reasons.first().map(String::as_str).unwrap_or_default();
+            out.push_str(&format!("    = {:<width$}  {}\n", c.id, style.dim(why)));
+        }
+    }
+    let ignored: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.ignored.is_empty())
+        .collect();
+    if !ignored.is_empty() {
+        out.push_str(
+            "\nChanges ignored because the step has `once = true` (force with --replace):\n\n",
+        );
+        for c in ignored {
+            out.push_str(&format!(
+                "      {}  {}\n",
+                c.id,
+                style.dim(&c.ignored.join("; "))
+            ));
+        }
+    }
+    if !plan.unreachable.is_empty() {
+        out.push_str("\nHosts not refreshed (their tasks are left out of this plan):\n\n");
+        for (host, error) in &plan.unreachable {
+            out.push_str(&format!("  {} {host}: {error}\n", style.red("!")));
+        }
+    }
+    if !plan.excluded_hosts.is_empty() {
+        let hosts: Vec<&str> = plan.excluded_hosts.iter().map(String::as_str).collect();
+        out.push_str(&format!("\nLeft out by --limit: {}\n", hosts.join(", ")));
+    }
+    let s = plan.summary();
+    if shown.is_empty() {
+        out.push_str(&format!(
+            "{}No changes. The {}hosts match the Clusterfile ({} task{} unchanged).\n",
+            if out.is_empty() { "" } else { "\n" },
+            if plan.unreachable.is_empty() {
+                ""
+            } else {
+                "reachable "
+            },
+            s.unchanged,
+            if s.unchanged == 1 { "" } else { "s" }
+        ));
+    } else {
+        out.push_str(&format!(
+            "\n{} {} to add, {} to change, {} to destroy, {} unchanged.\n",
+            style.bold("Plan:"),
+            s.add,
+            s.change,
+            s.destroy,
+            s.unchanged
+        ));
+    }
+    if plan.offline {
+        out.push_str(
+            "(offline: the hosts were not refreshed; changes made on them by hand are not shown)\n",
+        );
+    }
+    out
+}

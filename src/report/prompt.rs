@@ -1,0 +1,27 @@
+//! Asking the operator before an apply changes anything.
+
+use std::io::{IsTerminal, Write};
+
+/// What the operator answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    Yes,
+    /// Anything but `yes`, or nothing (end of input).
+    No,
+    /// No terminal to ask on: only `--auto-approve` or a saved plan can go on.
+    NoTerminal,
+}
+
+/// Terraform's question: only `yes` is accepted.
+pub fn confirm() -> Confirmation {
+    if !std::io::stdin().is_terminal() {
+        return Confirmation::NoTerminal;
+    }
+    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    match std::io::stdin().read_line(&mut answer) {
+        Ok(_) if answer.trim() == "yes" => Confirmation::Yes,
+        _ => Confirmation::No,
+    }
+}

@@ -1,0 +1,118 @@
+//! The reporter: a thread that owns the output of a run and renders its
+//! events one of three ways ([`Mode`]).
+//!
+//! The executor sends [`Event`]s over a channel; [`Reporter::finish`] waits
+//! until every event sent so far is printed. Task output never goes to the
+//! screen while running: it is kept in the run log, and a failure prints
+//! its tail.
+
+use std::io::{IsTerminal, Write};
+use std::sync::mpsc;
+
+use super::Style;
+use super::lines::{failure_tail, line_for};
+use super::progress::progress_loop;
+use crate::exec::Event;
+
+/// How events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Progress bars per host (indicatif), on a terminal.
+    Progress,
+    /// One line per event, when output is not a terminal.
+    Plain,
+    /// One JSON object per line (`--json`).
+    Json,
+}
+
+impl Mode {
+    /// JSON when asked for, progress bars on a terminal, plain lines otherwise.
+    pub fn detect(json: bool) -> Mode {
+        if json {
+            Mode::Json
+        } else if std::io::stdout().is_terminal() {
+            Mode::Progress
+        } else {
+            Mode::Plain
+        }
+    }
+}
+
+/// Owns the output; send events with [`Reporter::sender`].
+pub struct Reporter {
+    sender: Option<mpsc::Sender<Event>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reporter {
+    pub fn start(mode: Mode, style: Style) -> Reporter {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cairn-report".into())
+            .spawn(move || match mode {
+                Mode::Json => json_loop(receiver),
+                Mode::Plain => plain_loop(receiver, style),
+                Mode::Progress => progress_loop(receiver, style),
+            })
+            .expect("can start the reporter thread");
+        Reporter {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn sender(&self) -> mpsc::Sender<Event> {
+        self.sender.clone().expect("reporter is running")
+    }
+
+    /// Waits until every event sent so far is printed.
+    pub fn finish(mut self) {
+        self.sender.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn json_loop(receiver: mpsc::Receiver<Event>) {
+    let stdout = std::io::stdout();
+    for event in receiver {
+        let mut out = stdout.lock();
+        let _ = serde_json::to_writer(&mut out, &event);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+}
+
+fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
+    let mut failures = Vec::new();
+    for event in receiver {
+        if let Event::RunFinished { .. } = &event {
+            print_failures(&failures, &style);
+        }
+        if let Some(line) = line_for(&event, &style) {
+            println!("{line}");
+        }
+        if let Some(tail) = failure_tail(&event, &style) {
+            println!("{tail}");
+        }
+        if matches!(event, Event::TaskFailed { .. }) {
+            failures.push(event.clone());
+        }
+    }
+}
+
+pub(super) fn print_failures(failures: &[Event], style: &Style) {
+    if failures.is_empty() {
+        return;
+    }
+    println!("\n{}", style.bold("Failures:"));
+    for f in failures {
+        if let Event::TaskFailed { task, error, .. } = f {
+            println!("  {} {task}: {error}", style.red("✗"));
+            if let Some(tail) = failure_tail(f, style) {
+                println!("{tail}");
+            }
+        }
+    }
+}

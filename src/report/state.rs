@@ -1,0 +1,82 @@
+//! The recorded state as people and programs read it (`cairn state list`,
+//! `cairn state show`).
+
+use serde::Serialize;
+
+use super::{Style, plural};
+use crate::ids::TaskId;
+use crate::model::Scrubber;
+use crate::state::{State, TaskRecord};
+
+/// One line of `state list --json`.
+#[derive(Debug, Serialize)]
+struct ListedTask<'a> {
+    finished_at: &'a str,
+    host: &'a str,
+    key: &'a crate::ids::TaskKey,
+    task: &'a TaskId,
+}
+
+/// `state list --json`: every recorded task, its key, host and finish time.
+pub fn state_list_json(state: &State) -> String {
+    let list: Vec<ListedTask<'_>> = state
+        .tasks
+        .iter()
+        .map(|(id, r)| ListedTask {
+            finished_at: &r.finished_at,
+            host: &r.host().name,
+            key: &r.key,
+            task: id,
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).expect("serializes")
+}
+
+/// `state list`: a table of recorded tasks, or why there is none.
+pub fn state_list_text(state: &State, state_dir: &std::path::Path, style: &Style) -> String {
+    if state.tasks.is_empty() {
+        return format!(
+            "No tasks recorded for cluster `{}` yet (state: {}).\n",
+            state.cluster,
+            state_dir.display()
+        );
+    }
+    let width = state
+        .tasks
+        .keys()
+        .map(|id| id.as_str().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "{}\n",
+        style.bold(&format!("{:<width$}  {:<12}  FINISHED", "TASK", "KEY"))
+    );
+    for (id, r) in &state.tasks {
+        out.push_str(&format!(
+            "{id:<width$}  {:<12}  {}\n",
+            r.key.short(),
+            r.finished_at
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} task{} recorded (serial {}).\n",
+        state.tasks.len(),
+        plural(state.tasks.len()),
+        state.serial
+    ));
+    out
+}
+
+/// `state show TASK`: the record as JSON, secrets scrubbed. Keys come out
+/// sorted at every level, as they always have.
+pub fn state_show(task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) -> String {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        task: &'a TaskId,
+        record: &'a TaskRecord,
+    }
+    let value = serde_json::to_value(Shown { task, record }).expect("serializes");
+    let text = serde_json::to_string_pretty(&value).expect("serializes");
+    format!("{}\n", scrubber.scrub(&text))
+}

@@ -1,0 +1,38 @@
+//! What `cairn validate` says about a valid Clusterfile.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Style, plural};
+
+/// A valid Clusterfile, in numbers.
+#[derive(Debug, Serialize)]
+pub struct Validated<'a> {
+    pub cluster: &'a str,
+    pub hosts: usize,
+    pub tasks: usize,
+    pub valid: bool,
+}
+
+/// `validate --json`: one line.
+pub fn validated_json(validated: &Validated<'_>) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string(validated).expect("serializes")
+    )
+}
+
+/// `validate`: one sentence.
+pub fn validated_text(file: &Path, v: &Validated<'_>, style: &Style) -> String {
+    format!(
+        "{} {} is valid: cluster `{}`, {} host{}, {} task{}.\n",
+        style.green("✓"),
+        file.display(),
+        v.cluster,
+        v.hosts,
+        plural(v.hosts),
+        v.tasks,
+        plural(v.tasks)
+    )
+}
