@@ -14,13 +14,15 @@
 //! These tests need root, util-linux and openssh-server; the README's test
 //! command installs what is missing. Without root they say so and pass.
 
-#[path = "support/hosts.rs"]
-mod hosts;
+#[expect(dead_code, reason = "the Sandbox and its helpers are for tests/cli/")]
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use hosts::{TestHost, TestHosts};
+use support::hosts::{self, TestHost, TestHosts};
+use support::{cairn, events, failed, finished, ran, stderr, stdout, wait_until_within};
 
 /// A folder holding a Clusterfile for some test hosts, and the bundle it ships.
 struct Cluster {
@@ -126,12 +128,8 @@ impl Cluster {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.args(args)
-            .current_dir(self.dir.path())
-            .env("NO_COLOR", "1")
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null());
+        let mut c = cairn(self.dir.path(), args);
+        c.env_remove("SSH_AUTH_SOCK");
         c
     }
 
@@ -144,11 +142,7 @@ impl Cluster {
         let mut args = vec!["--json", "apply", "--auto-approve"];
         args.extend_from_slice(extra);
         let out = self.run(&args);
-        let events = stdout(&out)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        (events, out.status.code(), out)
+        (events(&out), out.status.code(), out)
     }
 
     fn apply_ok(&self) -> Vec<serde_json::Value> {
@@ -166,37 +160,6 @@ impl Cluster {
     fn edit(&self, rel: &str, text: &str) {
         std::fs::write(self.path(rel), text).unwrap();
     }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Tasks that ran (finished or failed), by id.
-fn ran(events: &[serde_json::Value]) -> Vec<String> {
-    let mut ids: Vec<String> = events
-        .iter()
-        .filter(|e| e["event"] == "task_finished" || e["event"] == "task_failed")
-        .map(|e| e["task"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
-
-fn finished<'a>(events: &'a [serde_json::Value], task: &str) -> Option<&'a serde_json::Value> {
-    events
-        .iter()
-        .find(|e| e["event"] == "task_finished" && e["task"] == task)
-}
-
-fn failed<'a>(events: &'a [serde_json::Value], task: &str) -> Option<&'a serde_json::Value> {
-    events
-        .iter()
-        .find(|e| e["event"] == "task_failed" && e["task"] == task)
 }
 
 fn assert_converged(c: &Cluster, hosts: impl IntoIterator<Item = usize>) {
@@ -315,15 +278,11 @@ fn cold_apply_noop_and_one_file_changed_on_8_hosts() {
 
 /// Waits (up to 30 s) until `path` exists on `host`.
 fn wait_for(host: &TestHost, path: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !host.path(path).exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{path} never appeared on {}",
-            host.name
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_within(
+        &format!("{path} appears on {}", host.name),
+        Duration::from_secs(30),
+        || host.path(path).exists(),
+    );
 }
 
 /// A step that marks that it started, then takes 2 s (timeout 4 s), and one after it.
@@ -646,15 +605,7 @@ fn host_locks_keep_two_operators_apart_and_receipts_tell_the_second_what_was_don
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
-    let as_second = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(args)
-            .current_dir(second.path())
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let as_second = |args: &[&str]| cairn(second.path(), args).output().unwrap();
     let first = c
         .command(&["apply", "--auto-approve"])
         .stdout(Stdio::piped())
@@ -682,10 +633,7 @@ fn host_locks_keep_two_operators_apart_and_receipts_tell_the_second_what_was_don
     );
     let second_apply = as_second(&["--json", "apply", "--auto-approve"]);
     assert_eq!(second_apply.status.code(), Some(0));
-    let events: Vec<serde_json::Value> = stdout(&second_apply)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = events(&second_apply);
     assert!(
         events
             .iter()
