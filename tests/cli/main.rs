@@ -20,3 +20,4 @@ mod graph;
 mod plan;
 mod secrets;
 mod state;
+mod validate;

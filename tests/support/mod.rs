@@ -49,6 +49,20 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A run as its user sees it, for a snapshot: the exit code, then stdout
+/// and stderr, each under its own heading.
+pub fn transcript(o: &Output) -> String {
+    let code = o
+        .status
+        .code()
+        .map_or_else(|| "none (killed)".to_string(), |c| c.to_string());
+    format!(
+        "exit code: {code}\n----- stdout -----\n{}----- stderr -----\n{}",
+        stdout(o),
+        stderr(o)
+    )
+}
+
 /// Polls until `done`, for up to 20 s (a bounded wait for another process,
 /// not a timing assertion).
 pub fn wait_until(what: &str, done: impl Fn() -> bool) {

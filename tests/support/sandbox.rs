@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::{cairn, stderr, stdout};
+use super::{cairn, stderr, stdout, transcript};
 
 pub struct Sandbox {
     dir: tempfile::TempDir,
@@ -105,6 +105,17 @@ impl Sandbox {
                 )
             })
             .collect()
+    }
+
+    /// [`transcript`] of a run here, with the temp dir's path (which changes
+    /// with every run) redacted to `[SANDBOX]`.
+    pub fn transcript(&self, out: &Output) -> String {
+        let mut text = transcript(out);
+        let real = std::fs::canonicalize(self.root()).unwrap();
+        for dir in [real.as_path(), self.root()] {
+            text = text.replace(&dir.display().to_string(), "[SANDBOX]");
+        }
+        text
     }
 
     /// Every file under the sandbox's `.cairn`, as text.
