@@ -5,10 +5,11 @@
 //! One test binary, one module per command, so that a test is found where
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
 //! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
-//! timeouts, `once`, `--replace`, undo), `drift`, `graph`, `state` (and the
-//! JSON forms), and `secrets`, which cut across all of them. One binary
-//! rather than one per command because each test binary links the whole
-//! crate.
+//! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
+//! `state` (and the JSON forms), and `secrets`, which cut across all of
+//! them. The output of `validate` and `drift` is pinned whole by snapshots
+//! (`snapshots/`), exit codes included. One binary rather than one per
+//! command because each test binary links the whole crate.
 
 #[path = "../support/mod.rs"]
 #[expect(dead_code, reason = "the SSH helpers are for tests/ssh.rs")]
