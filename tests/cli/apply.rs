@@ -173,6 +173,12 @@ fn a_killed_apply_resumes_where_it_stopped() {
     wait_until("the slow step starts", || {
         s.path("out/slow-started").exists()
     });
+    // init runs beside the slow step (both wait only on install): let it be
+    // recorded first, so that the slow step is the only task in flight.
+    wait_until("init is recorded", || {
+        std::fs::read_to_string(s.path(".cairn/fixture/journal.jsonl"))
+            .is_ok_and(|j| j.contains("step.init@local"))
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let actions = s.planned_actions();
