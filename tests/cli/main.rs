@@ -1,0 +1,24 @@
+//! The real `cairn` binary against fixtures/local, copied into a temp dir
+//! (a `Sandbox`, `tests/support/sandbox.rs`). Everything runs on the local
+//! transport; nothing leaves the temp dir.
+//!
+//! One test binary, one module per command, so that a test is found where
+//! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
+//! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
+//! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
+//! `state` (and the JSON forms), and `secrets`, which cut across all of
+//! them. The output of `validate` and `drift` is pinned whole by snapshots
+//! (`snapshots/`), exit codes included. One binary rather than one per
+//! command because each test binary links the whole crate.
+
+#[path = "../support/mod.rs"]
+#[expect(dead_code, reason = "the SSH helpers are for tests/ssh.rs")]
+mod support;
+
+mod apply;
+mod drift;
+mod graph;
+mod plan;
+mod secrets;
+mod state;
+mod validate;

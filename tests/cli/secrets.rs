@@ -1,0 +1,147 @@
+//! Secrets: the host gets the value; output, run logs and state never hold
+//! it, not even when a step captures it; a saved plan keys them with the
+//! salt its apply uses.
+
+use crate::support::sandbox::Sandbox;
+use crate::support::{stderr, stdout};
+
+#[test]
+fn secrets_never_reach_output_logs_or_state() {
+    let s = Sandbox::new();
+    let secret = "s3cr3t-VALUE-9f8e";
+    s.add_token_secret();
+    s.edit(
+        "Clusterfile",
+        "run = \"mkdir -p out && echo ran >> out/independent.log\"",
+        "run = \"mkdir -p out && echo ${token} > out/delivered && echo token=${token}; echo ${token} >&2; exit 1\"",
+    );
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"echo v1 # uses ${token}\"",
+    );
+    let plan = s
+        .command(&["plan"])
+        .env("CAIRN_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+
+    let apply = s
+        .command(&["apply", "--auto-approve"])
+        .env("CAIRN_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    assert_eq!(apply.status.code(), Some(1), "the step fails on purpose");
+    let json = s
+        .command(&["apply", "--auto-approve", "--json"])
+        .env("CAIRN_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    let shown = s
+        .command(&["state", "list"])
+        .env("CAIRN_TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    assert_eq!(
+        s.read("out/delivered"),
+        format!("{secret}\n"),
+        "the host gets the value"
+    );
+    for (what, text) in [
+        ("plan", stdout(&plan) + &stderr(&plan)),
+        ("apply", stdout(&apply) + &stderr(&apply)),
+        ("apply --json", stdout(&json) + &stderr(&json)),
+        ("state list", stdout(&shown)),
+        ("state and logs", s.state_text()),
+    ] {
+        assert!(!text.contains(secret), "{what} leaks the secret:\n{text}");
+    }
+    assert!(
+        stdout(&apply).contains("    ***"),
+        "the failure's tail is scrubbed, not dropped: {}",
+        stdout(&apply)
+    );
+    assert!(s.state_text().contains("token=***"), "so is the run log");
+
+    assert!(
+        s.state_text().contains("secret:"),
+        "keys hold a salted hash"
+    );
+}
+
+#[test]
+fn a_captured_value_holding_a_secret_is_passed_on_but_never_stored() {
+    let s = Sandbox::new();
+    let secret = "pa55-WORD-1234";
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"cap\"\n\n[vars]\npw = { secret = \"env:CAIRN_TEST_PW\" }\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"mint\"\nrun = \"echo user:${pw}\"\ncapture = \"creds\"\n\n\
+         [[steps]]\nname = \"use\"\nafter = [\"mint\"]\nrun = \"mkdir -p out && echo ${creds} > out/creds\"\n",
+    );
+    let run = |args: &[&str]| {
+        s.command(args)
+            .env("CAIRN_TEST_PW", secret)
+            .output()
+            .unwrap()
+    };
+    let first = run(&["apply", "--auto-approve"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(
+        s.read("out/creds"),
+        format!("user:{secret}\n"),
+        "the consumer got the real value"
+    );
+    assert!(
+        !s.state_text().contains(secret),
+        "the state keeps it masked"
+    );
+    assert!(s.state_text().contains("\"captured_masked\": true"));
+    // A later run that needs the value, without the producer rerunning, says how to get it.
+    s.edit(
+        "Clusterfile",
+        "echo ${creds} > out/creds",
+        "echo ${creds} >> out/creds",
+    );
+    let second = run(&["apply", "--auto-approve"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stdout(&second).contains("`${creds}` has no value")
+            && stdout(&second).contains("--replace"),
+        "{}",
+        stdout(&second)
+    );
+    let third = run(&["apply", "--auto-approve", "--replace", "step.mint"]);
+    assert_eq!(third.status.code(), Some(0), "{}", stdout(&third));
+    assert_eq!(
+        s.read("out/creds"),
+        format!("user:{secret}\nuser:{secret}\n")
+    );
+}
+
+#[test]
+fn a_first_saved_plan_with_secrets_applies() {
+    let s = Sandbox::new();
+    s.add_token_secret();
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"echo v1 # ${token}\"",
+    );
+    let run = |args: &[&str]| {
+        s.command(args)
+            .env("CAIRN_TEST_TOKEN", "t0k3n")
+            .output()
+            .unwrap()
+    };
+    let plan = run(&["plan", "-o", "first.plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let apply = run(&["apply", "first.plan"]);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "the salt keying the secret is the same at plan and apply: {}",
+        stderr(&apply)
+    );
+}
