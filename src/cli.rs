@@ -119,6 +119,12 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub parallelism: usize,
 
+    /// After the first failed task, start nothing new: running tasks finish
+    /// and are recorded, the rest is skipped. By default only what waits for
+    /// the failed task is skipped.
+    #[arg(long = "fail-fast")]
+    pub fail_fast: bool,
+
     #[command(flatten)]
     pub selection: Selection,
 }

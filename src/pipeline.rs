@@ -19,7 +19,7 @@ use std::sync::mpsc::Sender;
 use crate::bundle::manifest::HashCache;
 use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
 use crate::error::CairnError;
-use crate::exec::{self, Event, ExecOptions, RunSummary};
+use crate::exec::{self, Event, ExecOptions, FailurePolicy, RunSummary};
 use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
 use crate::model::Model;
 use crate::model::selection::excluded_hosts;
@@ -260,6 +260,8 @@ pub struct ApplySettings {
     pub parallelism: usize,
     /// Who runs this apply, as receipts name it (`user@machine`).
     pub operator: String,
+    /// What a failed task does to the rest of the run.
+    pub on_failure: FailurePolicy,
 }
 
 impl Planned {
@@ -299,6 +301,7 @@ impl Planned {
                 parallelism: settings.parallelism,
                 per_host: exec::DEFAULT_PER_HOST,
                 log_dir: dir.new_run_log_dir(),
+                on_failure: settings.on_failure,
             },
         ));
         summary.unreachable = self.plan.unreachable_messages();

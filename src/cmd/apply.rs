@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::cli::ApplyArgs;
 use crate::error::{CairnError, Success};
+use crate::exec::FailurePolicy;
 use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, runtime};
 use crate::plan::saved;
 use crate::report::{Confirmation, Output};
@@ -31,6 +32,11 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: &Output) -> Result<Success
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: holder.operator(),
+        on_failure: if args.fail_fast {
+            FailurePolicy::FailFast
+        } else {
+            FailurePolicy::SkipDependents
+        },
     };
     let result = converge(args, out, &planned, &settings, &rt);
     planned.finish(&rt);

@@ -1,0 +1,124 @@
+//! Why a task failed, ready to show: a typed [`TaskError`], the tail of
+//! the command's output, and where the whole output is.
+
+use crate::model::Scrubber;
+use crate::state::StateError;
+use crate::transport::{CommandOutput, TransportError};
+
+/// Lines of output kept in a failure message.
+pub const TAIL_LINES: usize = 12;
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal,
+    /// Stopped by its time limit; the text says after how long (and why, if the host stopped answering).
+    TimedOut(String),
+}
+
+impl Exit {
+    pub fn of(out: &CommandOutput) -> Exit {
+        if out.timed_out {
+            Exit::TimedOut(String::from_utf8_lossy(&out.stderr).into_owned())
+        } else {
+            out.code.map_or(Exit::Signal, Exit::Code)
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(0) => f.write_str("succeeded"),
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal => f.write_str("killed by a signal"),
+            Exit::TimedOut(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("host {host} is not connected")]
+    NotConnected { host: String },
+    #[error(
+        "host {host} is not connected (unreachable, left out by --limit, or no longer in the Clusterfile): its tasks are undone when it is reachable again"
+    )]
+    NotConnectedToUndo { host: String },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{exit}{}", if *attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() })]
+    Step { exit: Exit, attempts: u32 },
+    #[error("undo {exit}")]
+    Undo { exit: Exit },
+    #[error("failed to chown {dest} to {owner}")]
+    Chown { dest: String, owner: String },
+    #[error(
+        "`${{{var}}}` has no value: the step that captures it did not run, and no value is recorded (a value holding a secret is not stored: rerun that step with --replace)"
+    )]
+    ValueMissing { var: String },
+    #[error("recorded undo cannot be read: {message}")]
+    UndoUnreadable { message: String },
+    #[error(
+        "the undo command reads `${{{var}}}`, which is no longer defined; define it again (in [vars]) to undo"
+    )]
+    UndoValueMissing { var: String },
+    #[error("the task ran, but recording it failed: {0}")]
+    NotRecorded(StateError),
+    #[error("the undo ran, but removing its receipt failed: {0}")]
+    ReceiptNotRemoved(TransportError),
+    #[error("the undo ran, but recording it failed: {0}")]
+    UndoNotRecorded(StateError),
+}
+
+/// A failed task: the error, the tail of its output, and its run log.
+#[derive(Debug)]
+pub struct Failure {
+    /// Boxed: a failure travels back through every runner's `Result`.
+    pub error: Box<TaskError>,
+    pub tail: Vec<String>,
+    pub log: Option<String>,
+}
+
+impl Failure {
+    /// A failure with `out`'s last lines (stderr if it said anything, else
+    /// stdout), secrets masked.
+    pub fn with_output(
+        error: TaskError,
+        out: &CommandOutput,
+        scrubber: &Scrubber,
+        log: Option<String>,
+    ) -> Failure {
+        let text = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) && !out.timed_out {
+            &out.stderr
+        } else {
+            &out.stdout
+        };
+        let text = scrubber.scrub(&String::from_utf8_lossy(text));
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec();
+        Failure {
+            error: Box::new(error),
+            tail,
+            log,
+        }
+    }
+}
+
+impl From<TaskError> for Failure {
+    fn from(error: TaskError) -> Failure {
+        Failure {
+            error: Box::new(error),
+            tail: Vec::new(),
+            log: None,
+        }
+    }
+}
+
+impl From<TransportError> for Failure {
+    fn from(error: TransportError) -> Failure {
+        TaskError::Transport(error).into()
+    }
+}

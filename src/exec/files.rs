@@ -1,0 +1,162 @@
+//! Running a bundle or file task: ship what the host lacks.
+//!
+//! Only the files whose content on the host differs from what it should be
+//! (known from refresh and the record) are shipped; files the bundle no
+//! longer has are removed, but only while they still hold what cairn
+//! shipped; a single file's owner is set after it lands. Replacing a task,
+//! or moving its destination, removes what was shipped to the old place
+//! first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::context::TaskContext;
+use super::failure::{Failure, TaskError};
+use crate::bundle::ShipFile;
+use crate::graph::{Task, Work};
+use crate::plan::Observation;
+use crate::state::{RecordDetail, ShippedFile, TaskRecord};
+use crate::transport::{Observed, shell_quote};
+
+/// Ships a bundle's or a file's content; returns the new record detail and a short description.
+pub(super) async fn sync_files(
+    ctx: &TaskContext<'_>,
+    task: &Task,
+    record: Option<&TaskRecord>,
+    observation: Option<&Observation>,
+    replace: bool,
+) -> Result<(RecordDetail, String), Failure> {
+    let (dest, desired) = match &task.work {
+        Work::Bundle { dest, .. } | Work::File { dest, .. } => (dest.clone(), task.work.files()),
+        Work::Step { .. } => unreachable!("sync_files is for bundles and files"),
+    };
+    let recorded = record.and_then(|r| r.detail.shipped_files());
+    let old_dest = recorded.as_ref().map(|(d, _)| d.to_string());
+    let old_shipped: BTreeMap<String, ShippedFile> = recorded.map(|(_, s)| s).unwrap_or_default();
+    let mut removed = 0;
+    let mut kept = Vec::new();
+    // Replacing (or the destination moved): take away what was shipped to the old place first.
+    let moved = old_dest.as_deref().is_some_and(|d| d != dest);
+    if (replace || moved)
+        && let Some(old) = &old_dest
+    {
+        kept = ctx.transport.remove(old, &old_shipped).await?;
+        removed = old_shipped.len() - kept.len();
+    }
+    let fresh = replace || moved;
+    // What the host has now, per path, as far as we know.
+    let host_hash = |rel: &str| -> Option<String> {
+        if fresh {
+            return None;
+        }
+        let recorded = old_shipped.get(rel)?;
+        match observation {
+            Some(Observation::Files(found)) => match found.get(rel) {
+                Some(Observed::Unchanged) => Some(recorded.hash.clone()),
+                Some(Observed::Hashed(h)) => Some(h.clone()),
+                Some(Observed::Missing) | None => None,
+            },
+            // Not refreshed (offline plan): trust the record.
+            _ => Some(recorded.hash.clone()),
+        }
+    };
+    let to_ship: BTreeMap<String, ShipFile> = desired
+        .iter()
+        .filter(|(rel, file)| {
+            host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
+                || old_shipped
+                    .get(*rel)
+                    .is_some_and(|r| r.mode != file.entry.mode)
+        })
+        .map(|(rel, file)| (rel.clone(), file.clone()))
+        .collect();
+    let dropped: BTreeMap<String, ShippedFile> = if fresh {
+        BTreeMap::new()
+    } else {
+        old_shipped
+            .iter()
+            .filter(|(rel, _)| !desired.contains_key(*rel))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let chown = match &task.work {
+        Work::File { file, .. } => ctx.model.files[*file].owner.clone(),
+        _ => None,
+    };
+    // The receipt rides on the task's last command: the shipping, unless a removal or chown follows.
+    let mut receipt = ctx.receipt;
+    let shipped_now = if to_ship.is_empty() {
+        BTreeMap::new()
+    } else {
+        let with = if dropped.is_empty() && chown.is_none() {
+            receipt.take()
+        } else {
+            None
+        };
+        ctx.transport.ship(&dest, &to_ship, with).await?
+    };
+    // Files the bundle no longer has: remove them if they are still as shipped.
+    if !dropped.is_empty() {
+        let k = ctx.transport.remove(&dest, &dropped).await?;
+        removed += dropped.len() - k.len();
+        kept.extend(k);
+    }
+
+    let mut shipped = BTreeMap::new();
+    for rel in desired.keys() {
+        let entry = match shipped_now.get(rel) {
+            Some(s) => s.clone(),
+            None => old_shipped
+                .get(rel)
+                .cloned()
+                .expect("a file not shipped now was shipped before with the same content"),
+        };
+        shipped.insert(rel.clone(), entry);
+    }
+    let mut detail = match to_ship.len() {
+        0 => "nothing to ship".to_string(),
+        1 => format!(
+            "1 file shipped ({})",
+            if to_ship.contains_key("") {
+                dest.clone()
+            } else {
+                to_ship.keys().next().cloned().unwrap_or_default()
+            }
+        ),
+        n => format!("{n} files shipped"),
+    };
+    if removed > 0 {
+        detail.push_str(&format!(", {removed} removed"));
+    }
+    if !kept.is_empty() {
+        detail.push_str(&format!(", {} kept (changed by hand)", kept.len()));
+    }
+    let record = match &task.work {
+        Work::Bundle { .. } => RecordDetail::Bundle { dest, shipped },
+        Work::File { dest, .. } => {
+            if let Some(owner) = &chown {
+                let script = format!("chown {} {}", shell_quote(owner), shell_quote(dest));
+                let out = ctx
+                    .transport
+                    .run(&script, None, Some(Duration::from_secs(60)), receipt.take())
+                    .await?;
+                if !out.success() {
+                    let error = TaskError::Chown {
+                        dest: dest.clone(),
+                        owner: owner.clone(),
+                    };
+                    return Err(Failure::with_output(error, &out, ctx.scrubber, None));
+                }
+            }
+            RecordDetail::File {
+                dest: dest.clone(),
+                shipped: shipped.remove("").expect("a file task ships one file"),
+            }
+        }
+        Work::Step { .. } => unreachable!(),
+    };
+    if let Some(r) = receipt {
+        ctx.transport.write_receipt(r).await?;
+    }
+    Ok((record, detail))
+}

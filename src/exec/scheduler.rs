@@ -1,0 +1,503 @@
+//! The scheduler: walks the task graph and runs what the plan says, in parallel.
+//!
+//! One loop owns all scheduling state (as cargo's job queue does): how many
+//! upstream tasks each task still waits for, how each finished, the values
+//! captured so far. Tasks run as tokio tasks and send one message back when
+//! they end; the loop then releases what waited for them. A task starts as
+//! soon as everything it waits for is done, with no barrier between steps
+//! or hosts, within `--parallelism` overall and a per-host limit.
+//!
+//! What a failure does is the run's [`FailurePolicy`]: by default it skips
+//! what waits for the failed task ("upstream failed") and nothing else, so
+//! independent work goes on; `--fail-fast` also starts nothing new. The
+//! first Ctrl-C stops starting tasks and lets the running ones finish and
+//! be recorded; a second abandons them (the fleet kills what runs here).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::context::RunContext;
+use super::destroy::run_destroys;
+use super::failure::Failure;
+use super::task::{TaskDone, capture_values, run_task};
+use super::{Event, HostTotal, Outcome, RunSummary, millis};
+use crate::graph::{TaskGraph, Work};
+use crate::ids::TaskId;
+use crate::model::{HostId, Model, Scrubber};
+use crate::plan::{Change, ChangeKind, Plan, Refresh};
+use crate::state::journal::Appender;
+use crate::state::{JournalEntry, RecordDetail, State};
+use crate::transport::Fleet;
+
+/// Default per-host limit of tasks running at once. Over SSH they share the
+/// host's one long-lived shell.
+pub const DEFAULT_PER_HOST: usize = 8;
+
+/// What a failed task does to the rest of the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Skip what waits for the failed task; independent work goes on.
+    #[default]
+    SkipDependents,
+    /// Also start nothing new: what runs finishes and is recorded, the rest
+    /// is skipped (`--fail-fast`, as sealos stops at its first error).
+    FailFast,
+}
+
+/// How a run is carried out.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Tasks running at once, overall.
+    pub parallelism: usize,
+    /// Tasks running at once on one host.
+    pub per_host: usize,
+    /// Folder of this run's task logs.
+    pub log_dir: PathBuf,
+    pub on_failure: FailurePolicy,
+}
+
+/// What one run works from.
+pub struct Run<'a> {
+    pub model: Arc<Model>,
+    pub graph: Arc<TaskGraph>,
+    /// The state the plan was made from.
+    pub state: Arc<State>,
+    pub plan: &'a Plan,
+    /// What refresh saw, so shipping knows what each host has.
+    pub refresh: Arc<Refresh>,
+    /// The open connections.
+    pub fleet: Fleet,
+    /// Who runs this apply, as receipts name it (`user@machine`).
+    pub operator: String,
+    pub journal: Appender,
+    pub events: Sender<Event>,
+}
+
+/// Runs the plan. Returns the summary; `failed` is empty on success.
+pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
+    let started = Instant::now();
+    let Run {
+        model,
+        graph,
+        state,
+        plan,
+        refresh,
+        fleet,
+        operator,
+        journal,
+        events,
+    } = run;
+    let context = Arc::new(RunContext::new(
+        model,
+        state,
+        refresh,
+        journal,
+        options.log_dir.clone(),
+        fleet,
+        operator,
+    ));
+    announce(&context.model, plan, &events);
+    let mut summary = RunSummary {
+        unchanged: plan.summary().unchanged,
+        ..Default::default()
+    };
+    record_manifests(&context, &graph, plan).await;
+    run_destroys(&context, plan, &events, &mut summary).await;
+
+    let mut scheduler = Scheduler::new(&graph, plan, &context, &events, &options, summary);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+    let mut interrupts =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    loop {
+        scheduler.settle_ready();
+        scheduler.start_deferred(&context, &done_tx);
+        if !scheduler.ready.is_empty() {
+            // Skipping under --fail-fast readied what waited for the skipped.
+            continue;
+        }
+        if scheduler.running == 0 {
+            break;
+        }
+        let interrupt = async {
+            match interrupts.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            finished = done_rx.recv() => match finished {
+                Some(finished) => scheduler.finish(finished),
+                None => break,
+            },
+            _ = interrupt => {
+                if scheduler.interrupt() == Interrupt::Abandon {
+                    context.fleet.abort_running();
+                    break;
+                }
+            }
+        }
+    }
+    let mut summary = scheduler.end();
+    summary.duration_ms = millis(started.elapsed());
+    if context.log_dir.is_dir() {
+        summary.log_dir = Some(context.log_dir.display().to_string());
+    }
+    summary
+}
+
+/// Tells the reporter how many tasks will run, per host.
+fn announce(model: &Model, plan: &Plan, events: &Sender<Event>) {
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Noop || c.adopt)
+    {
+        *per_host.entry(c.host.clone()).or_default() += 1;
+    }
+    let _ = events.send(Event::RunStarted {
+        cluster: model.name.clone(),
+        tasks: per_host.values().sum(),
+        hosts: per_host
+            .into_iter()
+            .map(|(host, tasks)| HostTotal { host, tasks })
+            .collect(),
+    });
+}
+
+/// Journals the manifest of every bundle about to ship, before any bundle
+/// record, so every later plan can name the files that changed.
+async fn record_manifests(context: &RunContext, graph: &TaskGraph, plan: &Plan) {
+    let mut written = HashSet::new();
+    for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+        if let Some(node) = c.node
+            && let Work::Bundle { prepared, .. } = &graph.task(node).work
+            && !context.state.manifests.contains_key(&prepared.base_root)
+            && written.insert(prepared.base_root.clone())
+        {
+            // A manifest only lets later plans name changed files; if the journal
+            // cannot be written, the task's own record fails next, loudly.
+            let _ = context
+                .record(JournalEntry::Manifest {
+                    root: prepared.base_root.clone(),
+                    manifest: prepared.base_manifest.clone(),
+                })
+                .await;
+        }
+    }
+}
+
+/// How a task ended, as far as what waits for it is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    Done,
+    /// Failed, skipped, or left out without a record: what waits for it cannot run.
+    Blocked,
+}
+
+/// Whether the run still starts tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Admission {
+    Open,
+    /// The first Ctrl-C: running tasks finish, nothing new starts.
+    Draining,
+    /// A task failed under `--fail-fast`: what has not started is skipped.
+    Halted(TaskId),
+}
+
+/// What a Ctrl-C does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// The first: let the running tasks finish.
+    Drain,
+    /// The second: leave them.
+    Abandon,
+}
+
+/// A task's message back to the loop.
+struct Finished {
+    node: NodeIndex,
+    result: Result<TaskDone, Failure>,
+    duration_ms: u64,
+}
+
+/// The scheduling state of one run, owned by the loop in [`execute`].
+struct Scheduler<'a> {
+    graph: &'a TaskGraph,
+    model: &'a Model,
+    state: &'a State,
+    scrubber: &'a Scrubber,
+    plan: &'a Plan,
+    changes: HashMap<NodeIndex, &'a Change>,
+    events: &'a Sender<Event>,
+    options: &'a ExecOptions,
+    /// Upstream tasks each task still waits for.
+    waiting: HashMap<NodeIndex, usize>,
+    /// Tasks whose upstream has all settled, to look at next.
+    ready: VecDeque<NodeIndex>,
+    /// Tasks that must run, waiting for a free slot.
+    deferred: VecDeque<NodeIndex>,
+    settled: HashMap<NodeIndex, Settled>,
+    /// Values captured so far, by the task that captured them.
+    captured: HashMap<TaskId, String>,
+    running: usize,
+    running_on: HashMap<HostId, usize>,
+    started: usize,
+    admission: Admission,
+    summary: RunSummary,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(
+        graph: &'a TaskGraph,
+        plan: &'a Plan,
+        context: &'a RunContext,
+        events: &'a Sender<Event>,
+        options: &'a ExecOptions,
+        summary: RunSummary,
+    ) -> Scheduler<'a> {
+        let mut waiting = HashMap::new();
+        let mut ready = VecDeque::new();
+        for &node in graph.topological() {
+            let n = graph.upstream(node).count();
+            waiting.insert(node, n);
+            if n == 0 {
+                ready.push_back(node);
+            }
+        }
+        let captured = context
+            .state
+            .tasks
+            .iter()
+            .filter_map(|(id, record)| match &record.detail {
+                RecordDetail::Step {
+                    captured: Some(v),
+                    captured_masked: false,
+                    ..
+                } => Some((id.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        Scheduler {
+            graph,
+            model: &context.model,
+            state: &context.state,
+            scrubber: &context.scrubber,
+            plan,
+            changes: plan
+                .changes
+                .iter()
+                .filter_map(|c| c.node.map(|n| (n, c)))
+                .collect(),
+            events,
+            options,
+            waiting,
+            ready,
+            deferred: VecDeque::new(),
+            settled: HashMap::new(),
+            captured,
+            running: 0,
+            running_on: HashMap::new(),
+            started: 0,
+            admission: Admission::Open,
+            summary,
+        }
+    }
+
+    /// Settles every ready task that needs no running (unchanged, left out,
+    /// or blocked by what it waits for); the rest wait for a slot.
+    fn settle_ready(&mut self) {
+        while let Some(node) = self.ready.pop_front() {
+            let graph = self.graph;
+            let task = graph.task(node);
+            let blocked_by: Vec<&TaskId> = graph
+                .upstream(node)
+                .filter(|u| self.settled.get(u) == Some(&Settled::Blocked))
+                .map(|u| &graph.task(u).id)
+                .collect();
+            let change = self.changes.get(&node).copied();
+            if !blocked_by.is_empty() {
+                let reason = format!(
+                    "upstream failed or not applied ({})",
+                    blocked_by
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.skip_if_it_runs(node, change, reason);
+                continue;
+            }
+            match change {
+                // Left out (by --limit or an unreachable host): fine if it ran before.
+                None if self.state.tasks.contains_key(&task.id) => {
+                    self.settle(node, Settled::Done);
+                }
+                None => self.settle(node, Settled::Blocked),
+                Some(c) if c.kind == ChangeKind::Noop && !c.adopt => {
+                    self.settle(node, Settled::Done);
+                }
+                Some(_) => self.deferred.push_back(node),
+            }
+        }
+    }
+
+    /// Blocks `node`; counts it skipped, and says so, if it was to run.
+    fn skip_if_it_runs(&mut self, node: NodeIndex, change: Option<&Change>, reason: String) {
+        if change.is_some_and(|c| c.kind != ChangeKind::Noop) {
+            let task = self.graph.task(node);
+            self.summary.skipped += 1;
+            let _ = self.events.send(Event::TaskSkipped {
+                task: task.id.clone(),
+                host: self.model.host(task.host).name.clone(),
+                reason,
+            });
+        }
+        self.settle(node, Settled::Blocked);
+    }
+
+    /// Starts what fits in the limits, oldest first.
+    fn start_deferred(&mut self, context: &Arc<RunContext>, done: &UnboundedSender<Finished>) {
+        let mut still_deferred = VecDeque::new();
+        while let Some(node) = self.deferred.pop_front() {
+            match &self.admission {
+                Admission::Open => {}
+                Admission::Draining => {
+                    still_deferred.push_back(node);
+                    continue;
+                }
+                Admission::Halted(failed) => {
+                    let reason =
+                        format!("not started: {failed} failed and --fail-fast stops the run");
+                    let change = self.changes.get(&node).copied();
+                    self.skip_if_it_runs(node, change, reason);
+                    continue;
+                }
+            }
+            let host = self.graph.task(node).host;
+            let on_host = self.running_on.get(&host).copied().unwrap_or(0);
+            if self.running >= self.options.parallelism.max(1)
+                || on_host >= self.options.per_host.max(1)
+            {
+                still_deferred.push_back(node);
+                continue;
+            }
+            self.running += 1;
+            self.started += 1;
+            *self.running_on.entry(host).or_default() += 1;
+            let change = self.changes[&node].clone();
+            let task = self.graph.task(node).clone();
+            let captures = capture_values(self.model, &task, &self.captured);
+            let _ = self.events.send(Event::TaskStarted {
+                task: task.id.clone(),
+                host: self.model.host(host).name.clone(),
+                action: format!("{:?}", change.kind).to_lowercase(),
+            });
+            let context = context.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                let result = run_task(&context, &task, &change, &captures).await;
+                let _ = done.send(Finished {
+                    node,
+                    result,
+                    duration_ms: millis(t0.elapsed()),
+                });
+            });
+        }
+        self.deferred = still_deferred;
+    }
+
+    /// Takes a task's message: reports it and releases what waited for it.
+    fn finish(&mut self, finished: Finished) {
+        self.running -= 1;
+        let task = self.graph.task(finished.node);
+        *self
+            .running_on
+            .get_mut(&task.host)
+            .expect("counted at start") -= 1;
+        let host = self.model.host(task.host).name.clone();
+        match finished.result {
+            Ok(done) => {
+                if let Some(v) = done.captured {
+                    self.captured.insert(task.id.clone(), v);
+                }
+                if done.outcome != Outcome::Adopted {
+                    self.summary.succeeded += 1;
+                }
+                let _ = self.events.send(Event::TaskFinished {
+                    task: task.id.clone(),
+                    host,
+                    outcome: done.outcome,
+                    duration_ms: finished.duration_ms,
+                    detail: done.detail,
+                });
+                self.settle(finished.node, Settled::Done);
+            }
+            Err(f) => {
+                self.summary.failed.push(task.id.clone());
+                let _ = self.events.send(Event::TaskFailed {
+                    task: task.id.clone(),
+                    host,
+                    error: self.scrubber.scrub(&f.error.to_string()),
+                    tail: f.tail,
+                    log: f.log,
+                    duration_ms: finished.duration_ms,
+                });
+                if self.options.on_failure == FailurePolicy::FailFast
+                    && self.admission == Admission::Open
+                {
+                    self.admission = Admission::Halted(task.id.clone());
+                }
+                self.settle(finished.node, Settled::Blocked);
+            }
+        }
+    }
+
+    /// A Ctrl-C: the first drains the run, the second abandons it.
+    fn interrupt(&mut self) -> Interrupt {
+        self.summary.interrupted = true;
+        if self.admission == Admission::Draining {
+            self.summary.not_finished += self.running;
+            return Interrupt::Abandon;
+        }
+        self.admission = Admission::Draining;
+        let _ = self.events.send(Event::Interrupted {
+            running: self.running,
+        });
+        Interrupt::Drain
+    }
+
+    /// The summary; after an interrupt, what never started counts as not finished.
+    fn end(mut self) -> RunSummary {
+        if self.summary.interrupted {
+            let should_run = self
+                .plan
+                .changes
+                .iter()
+                .filter(|c| c.node.is_some() && (c.kind != ChangeKind::Noop || c.adopt))
+                .count();
+            self.summary.not_finished +=
+                should_run.saturating_sub(self.started + self.summary.skipped);
+        }
+        self.summary
+    }
+
+    /// Marks a task settled and readies what waited only for it.
+    fn settle(&mut self, node: NodeIndex, settled: Settled) {
+        self.settled.insert(node, settled);
+        for down in self.graph.downstream(node) {
+            let n = self.waiting.get_mut(&down).expect("every node is counted");
+            *n -= 1;
+            if *n == 0 {
+                self.ready.push_back(down);
+            }
+        }
+    }
+}
