@@ -170,3 +170,44 @@ impl StateDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateDir;
+
+    /// A version-1 state kept each record's host twice (`host` beside
+    /// `inputs.host`); it reads as is, the copy ignored.
+    #[test]
+    fn a_version_1_state_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path(), "c");
+        std::fs::create_dir_all(&state_dir.dir).unwrap();
+        let key = "ab".repeat(32);
+        let v1 = format!(
+            r#"{{"version":1,"cluster":"c","salt":"00","serial":3,"next_seq":1,
+            "tasks":{{"step.a@h":{{"key":"{key}",
+              "inputs":{{"format":1,"action":{{"action":"step","name":"a","run":"true","cwd":null,"check":null,"undo":null,"capture":null,"timeout_ms":null,"retries":0,"once":false}},
+                "host":{{"name":"h","address":"10.0.0.1","port":22,"user":"root","transport":"ssh"}},"vars":{{}},"deps":{{}}}},
+              "host":{{"name":"h","address":"10.0.0.1","port":22,"user":"root","transport":"ssh"}},
+              "detail":{{"kind":"step","captured":null,"undo":null,"undo_vars":{{}},"cwd":null}},
+              "finished_at":"2026-01-01T00:00:00Z","seq":0}}}},
+            "manifests":{{}}}}"#
+        );
+        std::fs::write(state_dir.state_file(), v1).unwrap();
+        let state = state_dir.load().unwrap();
+        let record = &state.tasks[&crate::ids::TaskId::parse("step.a@h").unwrap()];
+        assert_eq!(record.host().address, "10.0.0.1");
+        assert_eq!(state.serial, 3);
+    }
+
+    #[test]
+    fn a_state_from_a_newer_cairn_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path(), "c");
+        std::fs::create_dir_all(&state_dir.dir).unwrap();
+        std::fs::write(state_dir.state_file(), r#"{"version":99}"#).unwrap();
+        let err = state_dir.load().unwrap_err().to_string();
+        assert!(err.contains("newer cairn (format 99"), "{err}");
+    }
+}
