@@ -131,3 +131,22 @@ pub(super) fn failure_tail(event: &Event, style: &Style) -> Option<String> {
     }
     None
 }
+
+/// Every failure again, at the end of the run, each with its tail; nothing
+/// when there was none.
+pub(super) fn failures_text(failures: &[Event], style: &Style) -> String {
+    if failures.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{}\n", style.bold("Failures:"));
+    for f in failures {
+        if let Event::TaskFailed { task, error, .. } = f {
+            out.push_str(&format!("  {} {task}: {error}\n", style.red("✗")));
+            if let Some(tail) = failure_tail(f, style) {
+                out.push_str(&tail);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}

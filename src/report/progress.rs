@@ -7,8 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::Style;
-use super::lines::{failure_tail, line_for};
-use super::reporter::print_failures;
+use super::lines::{failure_tail, failures_text, line_for};
 use crate::exec::Event;
 
 pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
@@ -65,7 +64,7 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                     bar.finish_and_clear();
                 }
                 let _ = multi.clear();
-                print_failures(&failures, &style);
+                print!("{}", failures_text(&failures, &style));
                 if let Some(line) = line_for(&event, &style) {
                     println!("{line}");
                 }

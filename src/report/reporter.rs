@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::mpsc;
 
 use super::Style;
-use super::lines::{failure_tail, line_for};
+use super::lines::{failure_tail, failures_text, line_for};
 use super::progress::progress_loop;
 use crate::exec::Event;
 
@@ -88,7 +88,7 @@ fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
     let mut failures = Vec::new();
     for event in receiver {
         if let Event::RunFinished { .. } = &event {
-            print_failures(&failures, &style);
+            print!("{}", failures_text(&failures, &style));
         }
         if let Some(line) = line_for(&event, &style) {
             println!("{line}");
@@ -98,21 +98,6 @@ fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
         }
         if matches!(event, Event::TaskFailed { .. }) {
             failures.push(event.clone());
-        }
-    }
-}
-
-pub(super) fn print_failures(failures: &[Event], style: &Style) {
-    if failures.is_empty() {
-        return;
-    }
-    println!("\n{}", style.bold("Failures:"));
-    for f in failures {
-        if let Event::TaskFailed { task, error, .. } = f {
-            println!("  {} {task}: {error}", style.red("✗"));
-            if let Some(tail) = failure_tail(f, style) {
-                println!("{tail}");
-            }
         }
     }
 }

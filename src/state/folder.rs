@@ -173,7 +173,6 @@ impl StateDir {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::state::StateDir;
 
     /// A version-1 state kept each record's host twice (`host` beside

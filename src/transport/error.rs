@@ -27,3 +27,15 @@ pub enum TransportError {
         heartbeat_age: Option<i64>,
     },
 }
+
+/// The message of an error and all its sources.
+pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

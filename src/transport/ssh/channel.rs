@@ -15,20 +15,13 @@ use openssh::Session;
 use tokio::io::AsyncWriteExt;
 
 use super::SshTransport;
+use super::host::Sudo;
 use super::shells::{SHELL_LOOP, Shell};
-use crate::model::Secret;
 use crate::transport::TransportError;
+use crate::transport::error::error_chain;
 
 /// The fixed remote runner (see the module docs). It holds no single quote.
 const REMOTE_RUNNER: &str = "while IFS= read -r l; do case \"$l\" in \"__CAIRN__ \"*) break;; esac; done; s=$(head -c \"${l#__CAIRN__ }\") && eval \"$s\"";
-
-/// How commands become root, if they do.
-#[derive(Debug, Clone)]
-pub(super) enum Sudo {
-    No,
-    NoPassword,
-    Password(Secret),
-}
 
 impl SshTransport {
     fn command_line(&self) -> String {
@@ -43,12 +36,10 @@ impl SshTransport {
             .stdin(openssh::Stdio::piped())
             .stdout(openssh::Stdio::piped())
             .stderr(openssh::Stdio::piped());
-        let mut child = command.spawn().await.map_err(|e| {
-            self.error(format!(
-                "the connection failed: {}",
-                super::connect::chain(&e)
-            ))
-        })?;
+        let mut child = command
+            .spawn()
+            .await
+            .map_err(|e| self.error(format!("the connection failed: {}", error_chain(&e))))?;
         let mut stdin = child.stdin().take().expect("stdin is piped");
         let mut stdout = tokio::io::BufReader::new(child.stdout().take().expect("piped"));
         let mut head = Vec::new();
@@ -159,7 +150,7 @@ mod tests {
         assert!(!REMOTE_RUNNER.contains('\''));
         // Sudo with a password: the password goes on stdin, never in the command line.
         let password = "pa55-never-on-a-command-line";
-        let line = command_line(&Sudo::Password(Secret::new(password.into())));
+        let line = command_line(&Sudo::Password(crate::model::Secret::new(password.into())));
         assert!(line.starts_with("sudo -k -S -p '' -- sh -c '"), "{line}");
         assert!(!line.contains(password));
         assert_eq!(command_line(&Sudo::No), format!("sh -c '{REMOTE_RUNNER}'"));

@@ -12,11 +12,12 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, SessionBuilder};
 
 use super::SshTransport;
-use super::channel::Sudo;
+use super::host::Sudo;
 use super::shells::Shells;
 use crate::bundle::stream::StreamCache;
 use crate::model::{Host, HostKeyPolicy};
 use crate::transport::TransportError;
+use crate::transport::error::error_chain;
 
 /// Where connections keep their control sockets: short, because a unix
 /// socket path is limited to about 100 bytes.
@@ -113,21 +114,9 @@ impl SshTransport {
     }
 }
 
-/// The message of an error and all its sources.
-pub(super) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// Turns what ssh said into a message naming the host, the cause and the fix.
 fn connect_error(host: &Host, known_hosts: &Path, error: &openssh::Error) -> TransportError {
-    let text = chain(error);
+    let text = error_chain(error);
     let lower = text.to_lowercase();
     let target = format!("{}@{}:{}", host.user, host.address, host.port);
     let (message, fix) = if lower.contains("remote host identification has changed") {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use openssh::Session;
 
-use super::channel::Sudo;
 use super::shells::{Broken, Shells};
 use crate::bundle::stream::StreamCache;
+use crate::model::Secret;
 use crate::transport::{CommandOutput, Receipt, TransportError, shell_quote};
 
 /// Exit code and stderr marker of a script whose working directory is missing.
@@ -22,6 +22,14 @@ pub(super) const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
 
 /// How long past a step's own timeout cairn waits for a host that stopped answering.
 pub(super) const GRACE: Duration = Duration::from_secs(10);
+
+/// How commands become root, if they do.
+#[derive(Debug, Clone)]
+pub(super) enum Sudo {
+    No,
+    NoPassword,
+    Password(Secret),
+}
 
 /// One host reached over SSH: its master connection and its shells.
 #[derive(Clone)]
