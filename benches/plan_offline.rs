@@ -7,6 +7,7 @@
 //! task recorded with its current key: the plan is "no changes", and the
 //! cost includes reading a 19,001-record state). Target: under 1 s.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -18,9 +19,12 @@ fn generated_clusterfile(dir: &Path) -> std::path::PathBuf {
          [[hosts]]\naddress = \"10.1.0.1-10.1.3.229\"\nroles = [\"node\"]\n\n",
     );
     for i in 0..20 {
-        text.push_str(&format!("[[steps]]\nname = \"s{i:02}\"\nrun = \"echo step {i} ${{registry}} ${{k8s_version}} ${{host.address}}\"\n"));
+        let _ = write!(
+            text,
+            "[[steps]]\nname = \"s{i:02}\"\nrun = \"echo step {i} ${{registry}} ${{k8s_version}} ${{host.address}}\"\n"
+        );
         if i > 0 {
-            text.push_str(&format!("after = [\"s{:02}\"]\n", i - 1));
+            let _ = writeln!(text, "after = [\"s{:02}\"]", i - 1);
         }
         if i == 10 {
             text.push_str("on = \"master[0]\"\ncapture = \"token\"\n");
@@ -60,9 +64,8 @@ fn record_everything(file: &Path, rt: &tokio::runtime::Runtime) {
                 detail: RecordDetail::Step {
                     captured: Some("token".into()),
                     captured_masked: false,
-
                     undo: None,
-                    undo_vars: Default::default(),
+                    undo_vars: std::collections::BTreeMap::new(),
                     cwd: None,
                 },
                 finished_at: "2026-01-01T00:00:00Z".into(),
@@ -88,16 +91,16 @@ fn plan_offline(c: &mut Criterion) {
         b.iter(|| {
             let planned = plan(&file, &rt);
             assert_eq!(planned.plan.changes.len(), 19_001);
-            cairn::report::plan_text(&planned.plan, &style).len()
-        })
+            cairn::report::plan_text(&planned.plan, style).len()
+        });
     });
     record_everything(&file, &rt);
     group.bench_function("recorded", |b| {
         b.iter(|| {
             let planned = plan(&file, &rt);
             assert!(!planned.plan.has_changes());
-            cairn::report::plan_text(&planned.plan, &style).len()
-        })
+            cairn::report::plan_text(&planned.plan, style).len()
+        });
     });
     group.finish();
 }
@@ -137,11 +140,11 @@ fn bundle_rescan(c: &mut Criterion) {
                 .expect("scan")
                 .files
                 .len()
-        })
+        });
     });
     scan(dir.path(), &cache).expect("warm the cache");
     group.bench_function("rescan_cached", |b| {
-        b.iter(|| scan(dir.path(), &cache).expect("scan").files.len())
+        b.iter(|| scan(dir.path(), &cache).expect("scan").files.len());
     });
     group.finish();
 }

@@ -9,7 +9,7 @@
 //!
 //! Needs root (test hosts), openssh-server and python3 (the bundle
 //! generator). The workload is vendored in `benches/workload/` (its
-//! README.md, gen_bundle.py and static/); `$CAIRN_WORKLOAD` names another
+//! README.md, `gen_bundle.py` and static/); `$CAIRN_WORKLOAD` names another
 //! workload folder instead. The generated bundle (31 MB) goes only to the
 //! run's temp folder, by absolute path, with the generator started in that
 //! folder: nothing is ever generated inside the repository. Every run starts
@@ -20,6 +20,7 @@
 #[path = "../tests/support/hosts.rs"]
 mod hosts;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,9 +29,10 @@ use hosts::TestHosts;
 use sha2::{Digest, Sha256};
 
 fn workload_dir() -> PathBuf {
-    std::env::var_os("CAIRN_WORKLOAD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/workload"))
+    std::env::var_os("CAIRN_WORKLOAD").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/workload"),
+        PathBuf::from,
+    )
 }
 
 /// Runs the workload's bundle generator, `gen_bundle.py [FLAG] BUNDLE [ARG]`,
@@ -99,12 +101,14 @@ cluster_name = "bench-cluster"
     );
     for (i, h) in hosts.hosts.iter().enumerate() {
         let role = if i == 0 { "master" } else { "worker" };
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nroles = [\"{role}\"]\nvars = {{ host_addr = \"{}\" }}\n\n",
             h.name, h.address, h.address
-        ));
+        );
     }
-    text.push_str(&format!(
+    let _ = write!(
+        text,
         r#"[[steps]]
 name = "preflight"
 run = "test -w /opt"
@@ -140,7 +144,7 @@ after = ["install", "init@*"]
 run = "test -e /opt/bench/joined || sh /opt/bench/bundle/bin/cluster-join.sh {master}"
 once = true
 "#
-    ));
+    );
     text
 }
 
@@ -216,7 +220,7 @@ impl Bench {
             let root = h.path("/opt/bench/bundle");
             let count = walkdir::WalkDir::new(&root)
                 .into_iter()
-                .filter_map(|e| e.ok())
+                .filter_map(std::result::Result::ok)
                 .filter(|e| e.file_type().is_file())
                 .count();
             assert_eq!(count, local.len(), "no extra files on {}", h.name);
@@ -280,7 +284,8 @@ fn one_run(n: usize, times: &mut Times) {
     // S1: fresh hosts, fresh state, pristine bundle.
     let (t, events) = b.apply();
     if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
-        let mut by_kind: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        let mut by_kind: std::collections::BTreeMap<String, Vec<u64>> =
+            std::collections::BTreeMap::new();
         for e in events.iter().filter(|e| e["event"] == "task_finished") {
             let task = e["task"].as_str().unwrap_or_default();
             let kind = task.split('@').next().unwrap_or_default().to_string();

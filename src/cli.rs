@@ -22,7 +22,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// No colours (also when NO_COLOR is set or output is not a terminal).
+    /// No colours (also when `NO_COLOR` is set or output is not a terminal).
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
 

@@ -54,7 +54,7 @@ impl Loaded {
         let mut problems = Problems::default();
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
-                crate::model::validate(&source, raw, &recovered, &mut problems)
+                crate::model::validate(&source, &raw, &recovered, &mut problems)
             });
         match model {
             Some(model) if problems.is_empty() => {

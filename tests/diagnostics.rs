@@ -28,9 +28,9 @@ fn every_broken_fixture_is_reported_with_spans_and_help() {
             .and_then(|s| s.to_str())
             .expect("utf-8 name")
             .to_string();
-        let error = match cairn::pipeline::Loaded::read(&path).and_then(|loaded| loaded.check()) {
-            Ok(_) => panic!("{} should not validate", path.display()),
-            Err(e) => e,
+        let Err(error) = cairn::pipeline::Loaded::read(&path).and_then(|loaded| loaded.check())
+        else {
+            panic!("{} should not validate", path.display())
         };
         let text = cairn::diagnostic::render_plain(&error).replace(&root, "[ROOT]");
         // Every problem points into the file, except those about the whole file.

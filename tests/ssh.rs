@@ -19,6 +19,7 @@
 #[expect(dead_code, reason = "the Sandbox and its helpers are for tests/cli/")]
 mod support;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -490,7 +491,6 @@ run = "id -u > /opt/app/uid"
     let c = Cluster::with(2, "user = \"deploy\"\nsudo = true", extra);
     c.apply_ok();
     assert_converged(&c, 0..2);
-    use std::os::unix::fs::MetadataExt;
     for h in &c.hosts.hosts {
         assert_eq!(h.read("/opt/app/uid").unwrap(), "0\n");
         let meta = std::fs::metadata(h.path("/opt/app/current/conf/a.conf")).unwrap();
@@ -554,7 +554,7 @@ run = "echo ${api_token} > /opt/app/token-file && echo printed ${api_token} && s
     let grep = |root: &std::path::Path| -> Vec<String> {
         walkdir::WalkDir::new(root)
             .into_iter()
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter(|e| e.file_type().is_file())
             .filter(|e| {
                 let bytes = std::fs::read(e.path()).unwrap_or_default();
@@ -576,7 +576,7 @@ run = "echo ${api_token} > /opt/app/token-file && echo printed ${api_token} && s
     }
     let logs: String = walkdir::WalkDir::new(c.path(".cairn"))
         .into_iter()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect();
@@ -680,7 +680,7 @@ fn a_full_disk_fails_the_shipping_with_nothing_half_written() {
     );
     let leftovers: Vec<_> = std::fs::read_dir(c.host(1).path("/opt/app/current"))
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with(".cairn"))
         .collect();
     assert!(leftovers.is_empty(), "staging cleaned up");

@@ -114,7 +114,7 @@ fn merge_yaml_value(base: &mut serde_yaml_ng::Value, patch: serde_yaml_ng::Value
 
 fn merge_json(text: &str, data: &str) -> Result<Vec<u8>, String> {
     let mut base: serde_json::Value = if text.trim().is_empty() {
-        serde_json::Value::Object(Default::default())
+        serde_json::Value::Object(serde_json::Map::new())
     } else {
         serde_json::from_str(text).map_err(|e| format!("the file is not valid JSON: {e}"))?
     };
@@ -157,7 +157,7 @@ fn merge_toml_table(base: &mut toml::Table, patch: toml::Table) {
     for (key, value) in patch {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(existing)), toml::Value::Table(patch)) => {
-                merge_toml_table(existing, patch)
+                merge_toml_table(existing, patch);
             }
             (_, value) => {
                 base.insert(key, value);

@@ -75,7 +75,7 @@ impl std::fmt::Debug for PreparedBundle {
         f.debug_struct("PreparedBundle")
             .field("name", &self.name)
             .field("files", &self.base.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +153,7 @@ pub fn prepare(
             path: patch.path.clone(),
             message,
         })?;
-        let mode = base.get(&patch.path).map(|f| f.entry.mode).unwrap_or(0o644);
+        let mode = base.get(&patch.path).map_or(0o644, |f| f.entry.mode);
         base.insert(
             patch.path.clone(),
             ShipFile {

@@ -54,7 +54,10 @@ impl StreamCache {
         }
         let key: StreamKey = h.finalize().into();
         let cell = {
-            let mut map = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .streams
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if map.len() > KEEP {
                 map.clear();
             }

@@ -5,6 +5,8 @@
 //! errors, not empty strings: a typo in a template must not ship a broken
 //! config to a fleet. The trailing newline is kept, as config files expect.
 
+use std::fmt::Write as _;
+
 use minijinja::{Environment, UndefinedBehavior};
 
 /// A set of named templates ready to render.
@@ -63,7 +65,7 @@ fn describe(error: &minijinja::Error) -> String {
         None => error.kind().to_string(),
     };
     if let Some(line) = error.line() {
-        text.push_str(&format!(" (line {line})"));
+        let _ = write!(text, " (line {line})");
     }
     text
 }

@@ -8,7 +8,7 @@
 //! an unknown key in one step together. Meaning is checked later, by
 //! `model::validate`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -57,7 +57,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
         version: Spanned::new(0..0, 0),
         name: Spanned::new(0..0, String::new()),
         ssh: None,
-        vars: Default::default(),
+        vars: BTreeMap::new(),
         hosts: Vec::new(),
         bundles: Vec::new(),
         files: Vec::new(),
@@ -73,19 +73,21 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
             "ssh" => out.ssh = decode(&source.text, value, problems),
             "vars" => out.vars = decode(&source.text, value, problems).unwrap_or_default(),
             "hosts" => {
-                out.hosts = decode_items(&source.text, value, "hosts", problems, &mut recovered)
+                out.hosts = decode_items(&source.text, value, "hosts", problems, &mut recovered);
             }
             "bundles" => {
-                out.bundles = decode_items(&source.text, value, "bundles", problems, &mut recovered)
+                out.bundles =
+                    decode_items(&source.text, value, "bundles", problems, &mut recovered);
             }
             "files" => {
-                out.files = decode_items(&source.text, value, "files", problems, &mut recovered)
+                out.files = decode_items(&source.text, value, "files", problems, &mut recovered);
             }
             "configs" => {
-                out.configs = decode_items(&source.text, value, "configs", problems, &mut recovered)
+                out.configs =
+                    decode_items(&source.text, value, "configs", problems, &mut recovered);
             }
             "steps" => {
-                out.steps = decode_items(&source.text, value, "steps", problems, &mut recovered)
+                out.steps = decode_items(&source.text, value, "steps", problems, &mut recovered);
             }
             other => problems.push(
                 Problem::at(key_span, format!("unknown key `{other}`"))
@@ -142,8 +144,8 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
     recovered: &mut Recovered,
 ) -> Vec<T> {
     let span = value.span();
-    match value.into_inner() {
-        DeValue::Array(items) => items
+    if let DeValue::Array(items) = value.into_inner() {
+        items
             .into_iter()
             .filter_map(|item| {
                 let (names, roles) = names_in(&item);
@@ -154,15 +156,14 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
                 }
                 decoded
             })
-            .collect(),
-        _ => {
-            problems.push(
-                Problem::at(span, format!("`{section}` must be an array of tables"))
-                    .label(format!("expected [[{section}]] entries"))
-                    .help(format!("write each entry as a `[[{section}]]` table")),
-            );
-            Vec::new()
-        }
+            .collect()
+    } else {
+        problems.push(
+            Problem::at(span, format!("`{section}` must be an array of tables"))
+                .label(format!("expected [[{section}]] entries"))
+                .help(format!("write each entry as a `[[{section}]]` table")),
+        );
+        Vec::new()
     }
 }
 
@@ -173,14 +174,14 @@ fn names_in(item: &Spanned<DeValue<'_>>) -> (Vec<String>, Vec<String>) {
     };
     let mut names = Vec::new();
     let mut roles = Vec::new();
-    for (key, value) in table.iter() {
+    for (key, value) in table {
         match (key.get_ref().as_ref(), value.get_ref()) {
             ("name" | "dest" | "address", DeValue::String(s)) => names.push(s.to_string()),
             ("roles", DeValue::Array(items)) => {
                 roles.extend(items.iter().filter_map(|r| match r.get_ref() {
                     DeValue::String(s) => Some(s.to_string()),
                     _ => None,
-                }))
+                }));
             }
             _ => {}
         }

@@ -69,7 +69,7 @@ pub struct RawSsh {
     /// Host key checking: `strict`, `accept-new` (default) or `off`.
     #[schemars(with = "Option<HostKeyPolicy>")]
     pub host_keys: Option<Spanned<HostKeyPolicy>>,
-    /// Optional jump host (ProxyJump), `[user@]host[:port]`.
+    /// Optional jump host (`ProxyJump`), `[user@]host[:port]`.
     #[schemars(with = "Option<String>")]
     pub jump: Option<Spanned<String>>,
     /// How long to wait for a host to answer, e.g. `10s` (default 10s).

@@ -16,7 +16,7 @@ use crate::plan::saved;
 use crate::report::{Confirmation, Output};
 use crate::state::LockHolder;
 
-pub(super) fn run(file: &Path, args: &ApplyArgs, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -46,7 +46,7 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: &Output) -> Result<Success
 /// After planning: check a saved plan, show, ask, run, and say how it went.
 fn converge(
     args: &ApplyArgs,
-    out: &Output,
+    out: Output,
     planned: &Planned,
     settings: &ApplySettings,
     rt: &tokio::runtime::Runtime,

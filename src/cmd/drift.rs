@@ -10,7 +10,7 @@ use crate::pipeline::{Loaded, Probe, Targets, runtime};
 use crate::plan::DriftReport;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, args: &DriftArgs, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
     let targets = Targets {
         limit: args.limit.clone(),

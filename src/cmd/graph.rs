@@ -6,7 +6,7 @@ use crate::error::{CairnError, Success};
 use crate::pipeline::Loaded;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, out: Output) -> Result<Success, CairnError> {
     let compiled = Loaded::read(file)?.compile()?;
     out.raw(&compiled.graph.to_dot(&compiled.loaded.model));
     Ok(Success::Ok)

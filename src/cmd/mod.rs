@@ -23,13 +23,13 @@ use crate::report::{Output, Style};
 pub fn run(cli: &Cli) -> Result<Success, CairnError> {
     let out = Output::new(Style::detect(cli.no_color), cli.json);
     match &cli.command {
-        Command::Schema => schema::run(&out),
-        Command::Validate => validate::run(&cli.file, &out),
-        Command::Graph => graph::run(&cli.file, &out),
-        Command::Plan(args) => plan::run(&cli.file, args, &out),
-        Command::Drift(args) => drift::run(&cli.file, args, &out),
-        Command::Apply(args) => apply::run(&cli.file, args, &out),
-        Command::State(sub) => state::run(&cli.file, sub, &out),
+        Command::Schema => Ok(schema::run(out)),
+        Command::Validate => validate::run(&cli.file, out),
+        Command::Graph => graph::run(&cli.file, out),
+        Command::Plan(args) => plan::run(&cli.file, args, out),
+        Command::Drift(args) => drift::run(&cli.file, args, out),
+        Command::Apply(args) => apply::run(&cli.file, args, out),
+        Command::State(sub) => state::run(&cli.file, sub, out),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::pipeline::{Loaded, Planned, Probe, runtime};
 use crate::plan::saved;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, args: &PlanArgs, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     if args.out.is_some() {
@@ -33,7 +33,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: &Output) -> Result<Success,
     result
 }
 
-fn show(args: &PlanArgs, out: &Output, planned: &Planned) -> Result<Success, CairnError> {
+fn show(args: &PlanArgs, out: Output, planned: &Planned) -> Result<Success, CairnError> {
     let plan = &planned.plan;
     out.plan(plan);
     if let Some(path) = &args.out {

@@ -8,7 +8,7 @@ use crate::ids::TaskId;
 use crate::pipeline::Loaded;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, sub: &StateCommand, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Success, CairnError> {
     let loaded = Loaded::read(file)?;
     let state = loaded.dir.load()?;
     match sub {

@@ -7,7 +7,7 @@ use crate::error::{CairnError, Success};
 use crate::pipeline::Loaded;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, out: &Output) -> Result<Success, CairnError> {
+pub(super) fn run(file: &Path, out: Output) -> Result<Success, CairnError> {
     let loaded = Loaded::read(file)?;
     let graph = loaded.check()?;
     out.validated(

@@ -6,7 +6,7 @@ use crate::state::StateError;
 use crate::transport::{CommandOutput, TransportError};
 
 /// Lines of output kept in a failure message.
-pub const TAIL_LINES: usize = 12;
+pub(super) const TAIL_LINES: usize = 12;
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub enum TaskError {
 
 /// A failed task: the error, the tail of its output, and its run log.
 #[derive(Debug)]
-pub struct Failure {
+pub(super) struct Failure {
     /// Boxed: a failure travels back through every runner's `Result`.
     pub error: Box<TaskError>,
     pub tail: Vec<String>,
@@ -85,7 +85,7 @@ pub struct Failure {
 impl Failure {
     /// A failure with `out`'s last lines (stderr if it said anything, else
     /// stdout), secrets masked.
-    pub fn with_output(
+    pub(super) fn with_output(
         error: TaskError,
         out: &CommandOutput,
         scrubber: &Scrubber,

@@ -8,6 +8,7 @@
 //! first.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::context::TaskContext;
@@ -16,7 +17,7 @@ use crate::bundle::ShipFile;
 use crate::graph::{Task, Work};
 use crate::plan::Observation;
 use crate::state::{RecordDetail, ShippedFile, TaskRecord};
-use crate::transport::{Observed, shell_quote};
+use crate::transport::{Observed, Receipt, shell_quote};
 
 /// Ships a bundle's or a file's content; returns the new record detail and a short description.
 pub(super) async fn sync_files(
@@ -43,42 +44,8 @@ pub(super) async fn sync_files(
         kept = ctx.transport.remove(old, &old_shipped).await?;
         removed = old_shipped.len() - kept.len();
     }
-    let fresh = replace || moved;
-    // What the host has now, per path, as far as we know.
-    let host_hash = |rel: &str| -> Option<String> {
-        if fresh {
-            return None;
-        }
-        let recorded = old_shipped.get(rel)?;
-        match observation {
-            Some(Observation::Files(found)) => match found.get(rel) {
-                Some(Observed::Unchanged) => Some(recorded.hash.clone()),
-                Some(Observed::Hashed(h)) => Some(h.clone()),
-                Some(Observed::Missing) | None => None,
-            },
-            // Not refreshed (offline plan): trust the record.
-            _ => Some(recorded.hash.clone()),
-        }
-    };
-    let to_ship: BTreeMap<String, ShipFile> = desired
-        .iter()
-        .filter(|(rel, file)| {
-            host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
-                || old_shipped
-                    .get(*rel)
-                    .is_some_and(|r| r.mode != file.entry.mode)
-        })
-        .map(|(rel, file)| (rel.clone(), file.clone()))
-        .collect();
-    let dropped: BTreeMap<String, ShippedFile> = if fresh {
-        BTreeMap::new()
-    } else {
-        old_shipped
-            .iter()
-            .filter(|(rel, _)| !desired.contains_key(*rel))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
+    let FileWork { to_ship, dropped } =
+        file_work(&desired, &old_shipped, observation, replace || moved);
     let chown = match &task.work {
         Work::File { file, .. } => ctx.model.files[*file].owner.clone(),
         _ => None,
@@ -113,40 +80,12 @@ pub(super) async fn sync_files(
         };
         shipped.insert(rel.clone(), entry);
     }
-    let mut detail = match to_ship.len() {
-        0 => "nothing to ship".to_string(),
-        1 => format!(
-            "1 file shipped ({})",
-            if to_ship.contains_key("") {
-                dest.clone()
-            } else {
-                to_ship.keys().next().cloned().unwrap_or_default()
-            }
-        ),
-        n => format!("{n} files shipped"),
-    };
-    if removed > 0 {
-        detail.push_str(&format!(", {removed} removed"));
-    }
-    if !kept.is_empty() {
-        detail.push_str(&format!(", {} kept (changed by hand)", kept.len()));
-    }
+    let detail = describe(&to_ship, &dest, removed, kept.len());
     let record = match &task.work {
         Work::Bundle { .. } => RecordDetail::Bundle { dest, shipped },
         Work::File { dest, .. } => {
             if let Some(owner) = &chown {
-                let script = format!("chown {} {}", shell_quote(owner), shell_quote(dest));
-                let out = ctx
-                    .transport
-                    .run(&script, None, Some(Duration::from_secs(60)), receipt.take())
-                    .await?;
-                if !out.success() {
-                    let error = TaskError::Chown {
-                        dest: dest.clone(),
-                        owner: owner.clone(),
-                    };
-                    return Err(Failure::with_output(error, &out, ctx.scrubber, None));
-                }
+                change_owner(ctx, dest, owner, receipt.take()).await?;
             }
             RecordDetail::File {
                 dest: dest.clone(),
@@ -159,4 +98,110 @@ pub(super) async fn sync_files(
         ctx.transport.write_receipt(r).await?;
     }
     Ok((record, detail))
+}
+
+/// What shipping must do on the host.
+struct FileWork {
+    /// Files whose content or mode on the host is not what it should be.
+    to_ship: BTreeMap<String, ShipFile>,
+    /// Files shipped before that the task no longer has.
+    dropped: BTreeMap<String, ShippedFile>,
+}
+
+/// Compares the files a task should leave with what the host has, as far
+/// as the record and refresh know. `fresh`: the old files are gone (the
+/// task is replaced or moved), so everything ships and nothing is dropped.
+fn file_work(
+    desired: &BTreeMap<String, ShipFile>,
+    old_shipped: &BTreeMap<String, ShippedFile>,
+    observation: Option<&Observation>,
+    fresh: bool,
+) -> FileWork {
+    // What the host has now, per path, as far as we know.
+    let host_hash = |rel: &str| -> Option<String> {
+        if fresh {
+            return None;
+        }
+        let recorded = old_shipped.get(rel)?;
+        match observation {
+            Some(Observation::Files(found)) => match found.get(rel) {
+                Some(Observed::Unchanged) => Some(recorded.hash.clone()),
+                Some(Observed::Hashed(h)) => Some(h.clone()),
+                Some(Observed::Missing) | None => None,
+            },
+            // Not refreshed (offline plan): trust the record.
+            _ => Some(recorded.hash.clone()),
+        }
+    };
+    let to_ship = desired
+        .iter()
+        .filter(|(rel, file)| {
+            host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
+                || old_shipped
+                    .get(*rel)
+                    .is_some_and(|r| r.mode != file.entry.mode)
+        })
+        .map(|(rel, file)| (rel.clone(), file.clone()))
+        .collect();
+    let dropped = if fresh {
+        BTreeMap::new()
+    } else {
+        old_shipped
+            .iter()
+            .filter(|(rel, _)| !desired.contains_key(*rel))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    FileWork { to_ship, dropped }
+}
+
+/// "1 file shipped (etc/a.conf), 2 removed, 1 kept (changed by hand)".
+fn describe(
+    to_ship: &BTreeMap<String, ShipFile>,
+    dest: &str,
+    removed: usize,
+    kept: usize,
+) -> String {
+    let mut detail = match to_ship.len() {
+        0 => "nothing to ship".to_string(),
+        1 => format!(
+            "1 file shipped ({})",
+            if to_ship.contains_key("") {
+                dest
+            } else {
+                to_ship.keys().next().map_or("", String::as_str)
+            }
+        ),
+        n => format!("{n} files shipped"),
+    };
+    if removed > 0 {
+        let _ = write!(detail, ", {removed} removed");
+    }
+    if kept > 0 {
+        let _ = write!(detail, ", {kept} kept (changed by hand)");
+    }
+    detail
+}
+
+/// Gives a single file its owner; with a receipt, the same command leaves it.
+async fn change_owner(
+    ctx: &TaskContext<'_>,
+    dest: &str,
+    owner: &str,
+    receipt: Option<&Receipt>,
+) -> Result<(), Failure> {
+    let script = format!("chown {} {}", shell_quote(owner), shell_quote(dest));
+    let out = ctx
+        .transport
+        .run(&script, None, Some(Duration::from_secs(60)), receipt)
+        .await?;
+    if out.success() {
+        Ok(())
+    } else {
+        let error = TaskError::Chown {
+            dest: dest.to_string(),
+            owner: owner.to_string(),
+        };
+        Err(Failure::with_output(error, &out, ctx.scrubber, None))
+    }
 }

@@ -393,7 +393,7 @@ impl<'a> Scheduler<'a> {
             *self.running_on.entry(host).or_default() += 1;
             let change = self.changes[&node].clone();
             let task = self.graph.task(node).clone();
-            let captures = capture_values(self.model, &task, &self.captured);
+            let upstream_values = capture_values(self.model, &task, &self.captured);
             let _ = self.events.send(Event::TaskStarted {
                 task: task.id.clone(),
                 host: self.model.host(host).name.clone(),
@@ -403,7 +403,7 @@ impl<'a> Scheduler<'a> {
             let done = done.clone();
             tokio::spawn(async move {
                 let t0 = Instant::now();
-                let result = run_task(&context, &task, &change, &captures).await;
+                let result = run_task(&context, &task, &change, &upstream_values).await;
                 let _ = done.send(Finished {
                     node,
                     result,

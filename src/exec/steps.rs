@@ -7,6 +7,7 @@
 //! step ran, with the values recorded then, in the folder the step ran in.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::context::TaskContext;
@@ -26,13 +27,13 @@ pub(super) async fn run_step(
     ctx: &TaskContext<'_>,
     task: &Task,
     step_index: usize,
-    captures: &Captures,
+    upstream_values: &Captures,
     task_id: &TaskId,
 ) -> Result<(RecordDetail, String), Failure> {
     let model = ctx.model;
     let step = &model.steps[step_index];
     let host = task.host;
-    let render = |text: &Interp| render_for_host(model, host, text, captures);
+    let render = |text: &Interp| render_for_host(model, host, text, upstream_values);
     let script = render(&step.run)?;
     let cwd = step.cwd.as_ref().map(render).transpose()?;
     let attempts = step.retries + 1;
@@ -53,10 +54,7 @@ pub(super) async fn run_step(
                 },
             )
             .await?;
-        log.push_str(&format!(
-            "# attempt {attempt} of {attempts}: {}\n",
-            Exit::of(&out)
-        ));
+        let _ = writeln!(log, "# attempt {attempt} of {attempts}: {}", Exit::of(&out));
         log.push_str("## stdout\n");
         log.push_str(&String::from_utf8_lossy(&out.stdout));
         log.push_str("\n## stderr\n");
@@ -79,7 +77,7 @@ pub(super) async fn run_step(
                 1 => None,
                 n => Some(format!("succeeded on attempt {n}")),
             };
-            let undo_vars = undo_values(model, host, step.undo.as_ref(), captures);
+            let undo_vars = undo_values(model, host, step.undo.as_ref(), upstream_values);
             return Ok((
                 RecordDetail::Step {
                     captured,
@@ -111,9 +109,9 @@ pub(super) fn render_for_host(
     model: &Model,
     host: HostId,
     text: &Interp,
-    captures: &Captures,
+    upstream_values: &Captures,
 ) -> Result<String, Failure> {
-    let lookup = |name: &str| captures.get(name).cloned();
+    let lookup = |name: &str| upstream_values.get(name).cloned();
     text.render(|n| model.resolve(host, n, &lookup))
         .map_err(|var| TaskError::ValueMissing { var }.into())
 }
@@ -123,7 +121,7 @@ pub(super) fn undo_values(
     model: &Model,
     host: HostId,
     undo: Option<&Interp>,
-    captures: &Captures,
+    upstream_values: &Captures,
 ) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
     let Some(undo) = undo else { return values };
@@ -136,7 +134,7 @@ pub(super) fn undo_values(
             {
                 values.insert(name.to_string(), text.into_owned());
             }
-        } else if let Some(v) = captures.get(name) {
+        } else if let Some(v) = upstream_values.get(name) {
             values.insert(name.to_string(), v.clone());
         }
     }

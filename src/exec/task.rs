@@ -36,7 +36,7 @@ pub(super) async fn run_task(
     run: &RunContext,
     task: &Task,
     change: &Change,
-    captures: &Captures,
+    upstream_values: &Captures,
 ) -> Result<TaskDone, Failure> {
     let transport = run
         .fleet
@@ -55,7 +55,7 @@ pub(super) async fn run_task(
     let record = run.state.tasks.get(&task.id);
     let replace = change.kind == ChangeKind::Replace;
     let (mut detail, description, outcome) = if change.kind == ChangeKind::Noop {
-        let (detail, description) = adopted(run, task, change, captures)?;
+        let (detail, description) = adopted(run, task, change, upstream_values)?;
         (detail, description, Outcome::Adopted)
     } else {
         let outcome = match change.kind {
@@ -72,7 +72,7 @@ pub(super) async fn run_task(
                 if replace && let Some(r) = record {
                     run_undo(&ctx, r, &task.id).await?;
                 }
-                run_step(&ctx, task, *step, captures, &task.id).await?
+                run_step(&ctx, task, *step, upstream_values, &task.id).await?
             }
         };
         (detail, description, outcome)
@@ -123,7 +123,7 @@ fn adopted(
     run: &RunContext,
     task: &Task,
     change: &Change,
-    captures: &Captures,
+    upstream_values: &Captures,
 ) -> Result<(RecordDetail, String), Failure> {
     let Work::Step { step } = task.work else {
         unreachable!("only steps are adopted")
@@ -132,7 +132,7 @@ fn adopted(
     let cwd = s
         .cwd
         .as_ref()
-        .map(|c| render_for_host(&run.model, task.host, c, captures))
+        .map(|c| render_for_host(&run.model, task.host, c, upstream_values))
         .transpose()?;
     let captured = run
         .refresh
@@ -143,7 +143,7 @@ fn adopted(
         captured,
         captured_masked: false,
         undo: s.undo.as_ref().map(|u| u.source.clone()),
-        undo_vars: undo_values(&run.model, task.host, s.undo.as_ref(), captures),
+        undo_vars: undo_values(&run.model, task.host, s.undo.as_ref(), upstream_values),
         cwd,
     };
     let why = change

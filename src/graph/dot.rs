@@ -1,6 +1,8 @@
 //! The task graph in Graphviz DOT (`cairn graph`): tasks grouped by host,
 //! shaped by kind, in topological order.
 
+use std::fmt::Write as _;
+
 use petgraph::graph::NodeIndex;
 
 use super::{TaskGraph, Work};
@@ -22,12 +24,13 @@ impl TaskGraph {
             if nodes.is_empty() {
                 continue;
             }
-            out.push_str(&format!(
+            let _ = write!(
+                out,
                 "  subgraph \"cluster_{}\" {{\n    label=\"{} ({})\";\n",
                 escape(&host.name),
                 escape(&host.name),
                 escape(&host.address)
-            ));
+            );
             for n in nodes {
                 let t = &self.graph[n];
                 let shape = match t.work {
@@ -35,21 +38,23 @@ impl TaskGraph {
                     Work::File { .. } => "note",
                     Work::Step { .. } => "box",
                 };
-                out.push_str(&format!(
-                    "    \"{}\" [label=\"{}\", shape={shape}];\n",
+                let _ = writeln!(
+                    out,
+                    "    \"{}\" [label=\"{}\", shape={shape}];",
                     escape(t.id.as_str()),
                     escape(t.id.element_part())
-                ));
+                );
             }
             out.push_str("  }\n");
         }
         for n in &self.order {
             for d in self.downstream(*n) {
-                out.push_str(&format!(
-                    "  \"{}\" -> \"{}\";\n",
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"{}\";",
                     escape(self.graph[*n].id.as_str()),
                     escape(self.graph[d].id.as_str())
-                ));
+                );
             }
         }
         out.push_str("}\n");

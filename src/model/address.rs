@@ -85,13 +85,9 @@ fn split_port(text: &str) -> Result<(&str, Option<u16>), String> {
             None => Err(format!("unexpected `{after}` after IPv6 address")),
         };
     }
-    match text.matches(':').count() {
-        0 => Ok((text, None)),
-        1 => {
-            let (host, port) = text.split_once(':').expect("one colon");
-            Ok((host, Some(parse_port(port)?)))
-        }
-        // A bare IPv6 address.
+    match text.split_once(':') {
+        // One colon: `host:port`; none, or several (a bare IPv6 address): no port.
+        Some((host, port)) if !port.contains(':') => Ok((host, Some(parse_port(port)?))),
         _ => Ok((text, None)),
     }
 }

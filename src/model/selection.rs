@@ -105,12 +105,12 @@ mod tests {
         };
         let mut problems = Problems::default();
         let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
-        let model = crate::model::validate(&source, raw, &recovered, &mut problems);
+        let model = crate::model::validate(&source, &raw, &recovered, &mut problems);
         model.unwrap_or_else(|| panic!("valid: {:?}", problems.0))
     }
 
     fn excluded(limit: &[&str]) -> Result<Vec<String>, SelectionError> {
-        let limit: Vec<String> = limit.iter().map(|s| s.to_string()).collect();
+        let limit: Vec<String> = limit.iter().map(std::string::ToString::to_string).collect();
         excluded_hosts(&cluster(), &limit).map(|set| set.into_iter().collect())
     }
 

@@ -33,7 +33,7 @@ impl VarValue {
             VarValue::Plain(toml::Value::Boolean(b)) => Some(b.to_string().into()),
             VarValue::Plain(toml::Value::Datetime(d)) => Some(d.to_string().into()),
             VarValue::Secret { value, .. } => Some(value.expose().into()),
-            _ => None,
+            VarValue::Plain(toml::Value::Array(_) | toml::Value::Table(_)) => None,
         }
     }
 }

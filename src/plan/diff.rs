@@ -20,7 +20,8 @@ use petgraph::graph::NodeIndex;
 
 use super::reasons::{drift_reasons, explain};
 use super::{Change, ChangeKind, Observation, Plan, Refresh, Replacements};
-use crate::graph::{TaskGraph, Work};
+use crate::graph::{Task, TaskGraph, Work};
+use crate::hash::KeyInputs;
 use crate::ids::{TaskId, TaskKey};
 use crate::model::Model;
 use crate::state::{RecordDetail, State, TaskRecord};
@@ -43,17 +44,22 @@ pub fn diff(
     refresh: &Refresh,
     options: &DiffOptions,
 ) -> Plan {
-    // Hosts something ran on, to tell a new host from a new task on a known one.
-    let recorded_hosts: BTreeSet<&str> = state
-        .tasks
-        .values()
-        .map(|r| r.host().name.as_str())
-        .collect();
+    let differ = Differ {
+        model,
+        graph,
+        state,
+        refresh,
+        options,
+        recorded_hosts: state
+            .tasks
+            .values()
+            .map(|r| r.host().name.as_str())
+            .collect(),
+    };
     let mut changes = Vec::with_capacity(graph.len());
     let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
     for &node in graph.topological() {
         let task = graph.task(node);
-        let host_name = &model.host(task.host).name;
         let mut inputs = task.inputs.clone();
         inputs.deps = graph
             .upstream(node)
@@ -63,168 +69,205 @@ pub fn diff(
                     .map(|k| (graph.task(up).id.clone(), k.clone()))
             })
             .collect::<BTreeMap<_, _>>();
-        let key = inputs.key();
-        if options.excluded_hosts.contains(host_name) || refresh.unreachable.contains_key(host_name)
-        {
+        let host = &model.host(task.host).name;
+        if options.excluded_hosts.contains(host) || refresh.unreachable.contains_key(host) {
             // Not touched this run: downstream tasks see the recorded key.
             if let Some(record) = state.tasks.get(&task.id) {
                 effective.insert(node, record.key.clone());
             }
             continue;
         }
-        let record = state.tasks.get(&task.id);
-        let observation = refresh.observations.get(&task.id);
-        let mut change = Change {
-            id: task.id.clone(),
-            host: host_name.clone(),
-            kind: ChangeKind::Noop,
-            reasons: Vec::new(),
-            ignored: Vec::new(),
-            node: Some(node),
-            key: Some(key.clone()),
-            inputs: Some(inputs.clone()),
-            adopt: false,
-            drifted: false,
-        };
-        let replace = options.replace.forces(&task.id);
-        let drift = drift_reasons(observation, record);
-        change.drifted = record.is_some() && !drift.is_empty();
-
-        match record {
-            None => {
-                let adopt = match (&task.work, observation) {
-                    (Work::Step { step }, Some(Observation::Check { passed: true, .. })) => {
-                        model.steps[*step].capture.is_none()
-                    }
-                    _ => false,
-                };
-                // Not in this state, but the host has a receipt: another operator
-                // (or a lost state) did it. A `once` step is never run twice.
-                let receipt = match &task.work {
-                    Work::Step { step } => refresh.receipts.get(&task.id).filter(|r| {
-                        (r.key == key || task.once)
-                            && (model.steps[*step].capture.is_none()
-                                || r.captured.is_some()
-                                || task.once)
-                    }),
-                    _ => None,
-                };
-
-                if replace {
-                    change.kind = ChangeKind::Create;
-                    change.reasons.push("forced by --replace".into());
-                } else if let Some(r) = receipt {
-                    change.adopt = true;
-                    change.reasons.push(format!(
-                        "done on the host by {} at {} (its receipt): recorded without running",
-                        r.by, r.finished_at
-                    ));
-                } else if adopt {
-                    change.adopt = true;
-                    change
-                        .reasons
-                        .push("check passes: already converged, recorded without running".into());
-                } else {
-                    change.kind = ChangeKind::Create;
-                    change
-                        .reasons
-                        .push(if recorded_hosts.contains(host_name.as_str()) {
-                            "new task".into()
-                        } else {
-                            "new host".into()
-                        });
-                }
-            }
-            Some(record) => {
-                let mut reasons = if record.key == key {
-                    Vec::new()
-                } else {
-                    explain(graph, state, record, &inputs, task)
-                };
-                if record.key != key && reasons.is_empty() {
-                    reasons.push("inputs changed".into());
-                }
-                let moved = dest_moved(&record.detail, &task.work);
-                if replace {
-                    change.kind = ChangeKind::Replace;
-                    change.reasons.push("forced by --replace".into());
-                    change.reasons.extend(reasons);
-                    change.reasons.extend(drift);
-                } else if task.once {
-                    if !drift.is_empty() {
-                        change.kind = ChangeKind::Update;
-                        change.reasons.extend(drift);
-                        change.reasons.extend(reasons);
-                    } else {
-                        // Keep the recorded key so nothing downstream reruns because of this step.
-                        change.key = Some(record.key.clone());
-                        change.inputs = Some(record.inputs.clone());
-                        change.ignored = reasons;
-                    }
-                } else if moved {
-                    change.kind = ChangeKind::Replace;
-                    change.reasons.extend(reasons);
-                } else if !reasons.is_empty() || !drift.is_empty() {
-                    change.kind = ChangeKind::Update;
-                    change.reasons.extend(drift);
-                    change.reasons.extend(reasons);
-                }
-            }
-        }
+        let change = differ.task(node, inputs);
         effective.insert(node, change.key.clone().expect("graph tasks have keys"));
         changes.push(change);
     }
-    // Records with no task: destroy, newest first.
-    let mut gone: Vec<(&TaskId, &TaskRecord)> = state
-        .tasks
-        .iter()
-        .filter(|(id, r)| {
-            graph.find(id).is_none() && !options.excluded_hosts.contains(&r.host().name)
-        })
-        .collect();
-    gone.sort_by_key(|(_, r)| std::cmp::Reverse(r.seq));
-    for (id, record) in gone {
-        let host_gone = !model.hosts.iter().any(|h| h.name == record.host().name);
-        let what = match &record.detail {
-            RecordDetail::Step { undo: Some(_), .. } => "runs its undo",
-            RecordDetail::Step { .. } => "no undo: only forgotten",
-            RecordDetail::Bundle { .. } | RecordDetail::File { .. } => {
-                "removes the files it shipped"
-            }
-        };
-        let why = if host_gone {
-            "host left the Clusterfile"
-        } else {
-            "no longer in the Clusterfile"
-        };
-        changes.push(Change {
-            id: id.clone(),
-            host: record.host().name.clone(),
-            kind: ChangeKind::Destroy,
-            reasons: vec![format!("{why}; {what}")],
-            ignored: Vec::new(),
-            node: None,
-            key: None,
-            inputs: None,
-            adopt: false,
-            drifted: false,
-        });
-    }
+    changes.extend(differ.destroys());
     Plan {
         facts: refresh.facts.clone(),
         cluster: model.name.clone(),
         offline: options.offline,
-
         changes,
         unreachable: refresh.unreachable.clone(),
         excluded_hosts: options.excluded_hosts.clone(),
     }
 }
 
+/// What every task's comparison reads.
+struct Differ<'a> {
+    model: &'a Model,
+    graph: &'a TaskGraph,
+    state: &'a State,
+    refresh: &'a Refresh,
+    options: &'a DiffOptions,
+    /// Hosts something ran on, to tell a new host from a new task on a known one.
+    recorded_hosts: BTreeSet<&'a str>,
+}
+
+impl Differ<'_> {
+    /// The change of one task whose dependency keys are filled in `inputs`.
+    fn task(&self, node: NodeIndex, inputs: KeyInputs) -> Change {
+        let task = self.graph.task(node);
+        let key = inputs.key();
+        let record = self.state.tasks.get(&task.id);
+        let drift = drift_reasons(self.refresh.observations.get(&task.id), record);
+        let mut change = Change {
+            id: task.id.clone(),
+            host: self.model.host(task.host).name.clone(),
+            kind: ChangeKind::Noop,
+            reasons: Vec::new(),
+            ignored: Vec::new(),
+            node: Some(node),
+            key: Some(key),
+            inputs: Some(inputs),
+            adopt: false,
+            drifted: record.is_some() && !drift.is_empty(),
+        };
+        match record {
+            None => self.unrecorded(task, &mut change),
+            Some(record) => self.recorded(task, record, drift, &mut change),
+        }
+        change
+    }
+
+    /// A task that never ran here: created, or adopted when its check
+    /// passes or the host holds its receipt.
+    fn unrecorded(&self, task: &Task, change: &mut Change) {
+        let key = change.key.as_ref().expect("graph tasks have keys");
+        let observation = self.refresh.observations.get(&task.id);
+        let check_passes = match (&task.work, observation) {
+            (Work::Step { step }, Some(Observation::Check { passed: true, .. })) => {
+                self.model.steps[*step].capture.is_none()
+            }
+            _ => false,
+        };
+        // Not in this state, but the host has a receipt: another operator
+        // (or a lost state) did it. A `once` step is never run twice.
+        let receipt = match &task.work {
+            Work::Step { step } => self.refresh.receipts.get(&task.id).filter(|r| {
+                (r.key == *key || task.once)
+                    && (self.model.steps[*step].capture.is_none()
+                        || r.captured.is_some()
+                        || task.once)
+            }),
+            _ => None,
+        };
+        if self.options.replace.forces(&task.id) {
+            change.kind = ChangeKind::Create;
+            change.reasons.push("forced by --replace".into());
+        } else if let Some(r) = receipt {
+            change.adopt = true;
+            change.reasons.push(format!(
+                "done on the host by {} at {} (its receipt): recorded without running",
+                r.by, r.finished_at
+            ));
+        } else if check_passes {
+            change.adopt = true;
+            change
+                .reasons
+                .push("check passes: already converged, recorded without running".into());
+        } else {
+            change.kind = ChangeKind::Create;
+            let host = change.host.as_str();
+            change.reasons.push(if self.recorded_hosts.contains(host) {
+                "new task".into()
+            } else {
+                "new host".into()
+            });
+        }
+    }
+
+    /// A task that ran before: unchanged, updated (its inputs changed, or
+    /// the host drifted), or replaced (forced, or its destination moved). A
+    /// `once` step ignores changed inputs and keeps its recorded key, so
+    /// nothing downstream reruns because of it.
+    fn recorded(&self, task: &Task, record: &TaskRecord, drift: Vec<String>, change: &mut Change) {
+        let inputs = change.inputs.as_ref().expect("graph tasks have inputs");
+        let key_changed = change.key.as_ref() != Some(&record.key);
+        let mut reasons = if key_changed {
+            explain(self.graph, self.state, record, inputs, task)
+        } else {
+            Vec::new()
+        };
+        if key_changed && reasons.is_empty() {
+            reasons.push("inputs changed".into());
+        }
+        if self.options.replace.forces(&task.id) {
+            change.kind = ChangeKind::Replace;
+            change.reasons.push("forced by --replace".into());
+            change.reasons.extend(reasons);
+            change.reasons.extend(drift);
+        } else if task.once {
+            if drift.is_empty() {
+                change.key = Some(record.key.clone());
+                change.inputs = Some(record.inputs.clone());
+                change.ignored = reasons;
+            } else {
+                change.kind = ChangeKind::Update;
+                change.reasons.extend(drift);
+                change.reasons.extend(reasons);
+            }
+        } else if dest_moved(&record.detail, &task.work) {
+            change.kind = ChangeKind::Replace;
+            change.reasons.extend(reasons);
+        } else if !reasons.is_empty() || !drift.is_empty() {
+            change.kind = ChangeKind::Update;
+            change.reasons.extend(drift);
+            change.reasons.extend(reasons);
+        }
+    }
+
+    /// Records with no task any more: destroyed, newest first.
+    fn destroys(&self) -> Vec<Change> {
+        let mut gone: Vec<(&TaskId, &TaskRecord)> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|(id, r)| {
+                self.graph.find(id).is_none()
+                    && !self.options.excluded_hosts.contains(&r.host().name)
+            })
+            .collect();
+        gone.sort_by_key(|(_, r)| std::cmp::Reverse(r.seq));
+        gone.into_iter()
+            .map(|(id, record)| {
+                let host_gone = !self
+                    .model
+                    .hosts
+                    .iter()
+                    .any(|h| h.name == record.host().name);
+                let what = match &record.detail {
+                    RecordDetail::Step { undo: Some(_), .. } => "runs its undo",
+                    RecordDetail::Step { .. } => "no undo: only forgotten",
+                    RecordDetail::Bundle { .. } | RecordDetail::File { .. } => {
+                        "removes the files it shipped"
+                    }
+                };
+                let why = if host_gone {
+                    "host left the Clusterfile"
+                } else {
+                    "no longer in the Clusterfile"
+                };
+                Change {
+                    id: id.clone(),
+                    host: record.host().name.clone(),
+                    kind: ChangeKind::Destroy,
+                    reasons: vec![format!("{why}; {what}")],
+                    ignored: Vec::new(),
+                    node: None,
+                    key: None,
+                    inputs: None,
+                    adopt: false,
+                    drifted: false,
+                }
+            })
+            .collect()
+    }
+}
+
 fn dest_moved(detail: &RecordDetail, work: &Work) -> bool {
     match (detail, work) {
-        (RecordDetail::Bundle { dest: old, .. }, Work::Bundle { dest: new, .. }) => old != new,
-        (RecordDetail::File { dest: old, .. }, Work::File { dest: new, .. }) => old != new,
+        (RecordDetail::Bundle { dest: old, .. }, Work::Bundle { dest: new, .. })
+        | (RecordDetail::File { dest: old, .. }, Work::File { dest: new, .. }) => old != new,
         _ => false,
     }
 }

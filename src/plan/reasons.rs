@@ -41,7 +41,7 @@ pub(super) fn drift_reasons(
                 match o {
                     Observed::Missing => missing.push(name),
                     Observed::Hashed(h) if Some(h.as_str()) != recorded_hash(rel) => {
-                        modified.push(name)
+                        modified.push(name);
                     }
                     Observed::Hashed(_) | Observed::Unchanged => {}
                 }
@@ -92,9 +92,8 @@ pub(super) fn explain(
     {
         let mut parts = Vec::new();
         if old_root != new_root {
-            let bundle_index = match task.element {
-                ElementRef::Bundle(i) => i,
-                _ => unreachable!("bundle action on a bundle element"),
+            let ElementRef::Bundle(bundle_index) = task.element else {
+                unreachable!("bundle action on a bundle element")
             };
             let new_manifest = &graph.bundles[bundle_index].base_manifest;
             match state.manifests.get(old_root) {

@@ -7,6 +7,7 @@
 //! says what differs, as Terraform does with a stale plan file.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{PlanError, PlanJson};
@@ -49,7 +50,7 @@ pub fn check_unchanged(path: &Path, saved: &PlanJson, fresh: &PlanJson) -> Resul
         .collect::<Vec<_>>()
         .join("; ");
     if differences.len() > SHOWN {
-        text.push_str(&format!(" (+{} more)", differences.len() - SHOWN));
+        let _ = write!(text, " (+{} more)", differences.len() - SHOWN);
     }
     Err(PlanError::Stale {
         path: path.to_path_buf(),
@@ -116,7 +117,7 @@ mod tests {
                 .collect(),
             unreachable: vec![],
             summary: Summary::default(),
-            hosts: Default::default(),
+            hosts: BTreeMap::new(),
         }
     }
 

@@ -2,48 +2,54 @@
 //! longer match, each out-of-sync task with why, and the hosts that could
 //! not be checked.
 
+use std::fmt::Write as _;
+
 use super::{Style, plural};
 use crate::plan::DriftReport;
 
 /// The report as text, one line per out-of-sync task.
-pub fn drift_text(report: &DriftReport, style: &Style) -> String {
+pub(super) fn drift_text(report: &DriftReport, style: Style) -> String {
     let mut out = String::new();
     let checked = report.hosts.len();
     let out_of_sync = report.out_of_sync();
     if out_of_sync == 0 {
-        out.push_str(&format!(
-            "{} All {checked} checked host{} match the Clusterfile.\n",
+        let _ = writeln!(
+            out,
+            "{} All {checked} checked host{} match the Clusterfile.",
             style.green("✓"),
             plural(checked)
-        ));
+        );
     } else {
-        out.push_str(&format!(
-            "{} {out_of_sync} of {checked} checked host{} no longer match the Clusterfile:\n",
+        let _ = writeln!(
+            out,
+            "{} {out_of_sync} of {checked} checked host{} no longer match the Clusterfile:",
             style.yellow("!"),
             plural(checked)
-        ));
+        );
     }
     for host in report.hosts.iter().filter(|h| !h.in_sync) {
-        out.push_str(&format!("\n  {}\n", style.bold(&host.host)));
+        let _ = write!(out, "\n  {}\n", style.bold(&host.host));
         for (label, tasks) in [("drifted", &host.drifted), ("pending", &host.pending)] {
             for task in tasks {
-                out.push_str(&format!(
-                    "    {label:<8} {}: {}\n",
+                let _ = writeln!(
+                    out,
+                    "    {label:<8} {}: {}",
                     task.task,
                     task.reasons.join("; ")
-                ));
+                );
             }
         }
     }
     if !report.unchecked.is_empty() {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} {} host{} could not be checked:\n",
             style.red("✗"),
             report.unchecked.len(),
             plural(report.unchecked.len())
-        ));
+        );
         for host in &report.unchecked {
-            out.push_str(&format!("  {}\n", host.error));
+            let _ = writeln!(out, "  {}", host.error);
         }
     }
     if out_of_sync > 0 {

@@ -2,12 +2,14 @@
 //! per finished, failed or skipped task, the tail of a failure's output,
 //! and the closing summary.
 
+use std::fmt::Write as _;
+
 use super::Style;
 use crate::exec::{Event, Outcome, RunSummary};
 
 fn ms(d: u64) -> String {
     if d >= 1000 {
-        format!("{:.1}s", d as f64 / 1000.0)
+        format!("{:.1}s", std::time::Duration::from_millis(d).as_secs_f64())
     } else {
         format!("{d}ms")
     }
@@ -24,7 +26,7 @@ fn outcome_word(o: Outcome) -> &'static str {
 }
 
 /// Lines shared by the plain and progress modes.
-pub(super) fn line_for(event: &Event, style: &Style) -> Option<String> {
+pub(super) fn line_for(event: &Event, style: Style) -> Option<String> {
     Some(match event {
         Event::RunStarted { tasks, hosts, .. } => {
             format!(
@@ -67,10 +69,11 @@ pub(super) fn line_for(event: &Event, style: &Style) -> Option<String> {
 }
 
 /// The closing summary: counts, then each failure with the tail of its output.
-pub(super) fn summary_text(s: &RunSummary, style: &Style) -> String {
+pub(super) fn summary_text(s: &RunSummary, style: Style) -> String {
     let mut out = String::new();
     if s.interrupted {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} {} done, {} failed, {} not finished, {} unchanged in {}. Run apply again to continue.",
             style.yellow(&style.bold("Apply interrupted.")),
             s.succeeded,
@@ -78,17 +81,19 @@ pub(super) fn summary_text(s: &RunSummary, style: &Style) -> String {
             s.not_finished,
             s.unchanged,
             ms(s.duration_ms)
-        ));
+        );
     } else if s.failed.is_empty() && s.unreachable.is_empty() {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} {} done, {} unchanged in {}.",
             style.bold("Apply complete!"),
             s.succeeded,
             s.unchanged,
             ms(s.duration_ms)
-        ));
+        );
     } else {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} {} done, {} failed, {} skipped, {} unchanged in {}.",
             style.red(&style.bold("Apply failed.")),
             s.succeeded,
@@ -96,36 +101,34 @@ pub(super) fn summary_text(s: &RunSummary, style: &Style) -> String {
             s.skipped,
             s.unchanged,
             ms(s.duration_ms)
-        ));
+        );
     }
     if !s.unreachable.is_empty() {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} host{} could not be reached; nothing ran there:",
             s.unreachable.len(),
             if s.unreachable.len() == 1 { "" } else { "s" }
-        ));
+        );
         for why in &s.unreachable {
-            out.push_str(&format!("\n  {} {why}", style.red("✗")));
+            let _ = write!(out, "\n  {} {why}", style.red("✗"));
         }
     }
     if let Some(dir) = &s.log_dir {
-        out.push_str(&format!("\nTask output is in {dir}"));
+        let _ = write!(out, "\nTask output is in {dir}");
     }
     out
 }
 
 /// A failure's tail, indented under it.
-pub(super) fn failure_tail(event: &Event, style: &Style) -> Option<String> {
+pub(super) fn failure_tail(event: &Event, style: Style) -> Option<String> {
     if let Event::TaskFailed { tail, log, .. } = event {
         let mut out = String::new();
         for line in tail {
-            out.push_str(&format!("    {}\n", style.dim(line)));
+            let _ = writeln!(out, "    {}", style.dim(line));
         }
         if let Some(log) = log {
-            out.push_str(&format!(
-                "    {}\n",
-                style.dim(&format!("full output: {log}"))
-            ));
+            let _ = writeln!(out, "    {}", style.dim(&format!("full output: {log}")));
         }
         return Some(out.trim_end().to_string()).filter(|s| !s.is_empty());
     }
@@ -134,14 +137,14 @@ pub(super) fn failure_tail(event: &Event, style: &Style) -> Option<String> {
 
 /// Every failure again, at the end of the run, each with its tail; nothing
 /// when there was none.
-pub(super) fn failures_text(failures: &[Event], style: &Style) -> String {
+pub(super) fn failures_text(failures: &[Event], style: Style) -> String {
     if failures.is_empty() {
         return String::new();
     }
     let mut out = format!("\n{}\n", style.bold("Failures:"));
     for f in failures {
         if let Event::TaskFailed { task, error, .. } = f {
-            out.push_str(&format!("  {} {task}: {error}\n", style.red("✗")));
+            let _ = writeln!(out, "  {} {task}: {error}", style.red("✗"));
             if let Some(tail) = failure_tail(f, style) {
                 out.push_str(&tail);
                 out.push('\n');

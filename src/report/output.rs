@@ -54,7 +54,7 @@ impl Output {
         if self.json {
             print!("{}", validated_json(&validated));
         } else {
-            print!("{}", validated_text(file, &validated, &self.style));
+            print!("{}", validated_text(file, &validated, self.style));
         }
     }
 
@@ -66,7 +66,7 @@ impl Output {
                 serde_json::to_string_pretty(&plan.to_json()).expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, &self.style));
+            print!("{}", plan_text(plan, self.style));
         }
     }
 
@@ -98,7 +98,7 @@ impl Output {
             .expect("plan serializes");
             println!("{event}");
         } else {
-            print!("{}", plan_text(plan, &self.style));
+            print!("{}", plan_text(plan, self.style));
         }
     }
 
@@ -121,7 +121,7 @@ impl Output {
                 serde_json::to_string_pretty(report).expect("drift report serializes")
             );
         } else {
-            print!("{}", drift_text(report, &self.style));
+            print!("{}", drift_text(report, self.style));
         }
     }
 
@@ -130,7 +130,7 @@ impl Output {
         if self.json {
             println!("{}", state_list_json(state));
         } else {
-            print!("{}", state_list_text(state, state_dir, &self.style));
+            print!("{}", state_list_text(state, state_dir, self.style));
         }
     }
 

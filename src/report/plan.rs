@@ -3,6 +3,8 @@
 //! destroy), the task, and why; adopted tasks and changes a `once` step
 //! ignores listed apart; a closing summary line.
 
+use std::fmt::Write as _;
+
 use super::Style;
 use crate::plan::{ChangeKind, Plan};
 
@@ -18,7 +20,7 @@ fn symbol(kind: ChangeKind) -> &'static str {
 }
 
 /// The plan as text, Terraform style.
-pub fn plan_text(plan: &Plan, style: &Style) -> String {
+pub fn plan_text(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     let shown: Vec<_> = plan
         .changes
@@ -44,22 +46,16 @@ pub fn plan_text(plan: &Plan, style: &Style) -> String {
             ChangeKind::Noop => symbol,
         };
         let mut reasons = c.reasons.iter();
-        let first = reasons.next().map(String::as_str).unwrap_or("");
-        out.push_str(&format!(
-            "  {colored} {:<width$}  {}\n",
-            c.id,
-            style.dim(first)
-        ));
+        let first = reasons.next().map_or("", String::as_str);
+        let _ = writeln!(out, "  {colored} {:<width$}  {}", c.id, style.dim(first));
         for more in reasons {
-            out.push_str(&format!("      {:<width$}  {}\n", "", style.dim(more)));
+            let _ = writeln!(out, "      {:<width$}  {}", "", style.dim(more));
         }
     }
     let adopted: Vec<_> = plan.changes.iter().filter(|c| c.adopt).collect();
     if !adopted.is_empty() {
         let gap = if out.is_empty() { "" } else { "\n" };
-        out.push_str(&format!(
-            "{gap}Already converged, recorded without running:\n\n"
-        ));
+        let _ = write!(out, "{gap}Already converged, recorded without running:\n\n");
         let width = adopted
             .iter()
             .map(|c| c.id.as_str().len())
@@ -67,7 +63,7 @@ pub fn plan_text(plan: &Plan, style: &Style) -> String {
             .unwrap_or(0);
         for c in adopted {
             let why = c.reasons.first().map(String::as_str).unwrap_or_default();
-            out.push_str(&format!("    = {:<width$}  {}\n", c.id, style.dim(why)));
+            let _ = writeln!(out, "    = {:<width$}  {}", c.id, style.dim(why));
         }
     }
     let ignored: Vec<_> = plan
@@ -80,27 +76,24 @@ pub fn plan_text(plan: &Plan, style: &Style) -> String {
             "\nChanges ignored because the step has `once = true` (force with --replace):\n\n",
         );
         for c in ignored {
-            out.push_str(&format!(
-                "      {}  {}\n",
-                c.id,
-                style.dim(&c.ignored.join("; "))
-            ));
+            let _ = writeln!(out, "      {}  {}", c.id, style.dim(&c.ignored.join("; ")));
         }
     }
     if !plan.unreachable.is_empty() {
         out.push_str("\nHosts not refreshed (their tasks are left out of this plan):\n\n");
         for (host, error) in &plan.unreachable {
-            out.push_str(&format!("  {} {host}: {error}\n", style.red("!")));
+            let _ = writeln!(out, "  {} {host}: {error}", style.red("!"));
         }
     }
     if !plan.excluded_hosts.is_empty() {
         let hosts: Vec<&str> = plan.excluded_hosts.iter().map(String::as_str).collect();
-        out.push_str(&format!("\nLeft out by --limit: {}\n", hosts.join(", ")));
+        let _ = write!(out, "\nLeft out by --limit: {}\n", hosts.join(", "));
     }
     let s = plan.summary();
     if shown.is_empty() {
-        out.push_str(&format!(
-            "{}No changes. The {}hosts match the Clusterfile ({} task{} unchanged).\n",
+        let _ = writeln!(
+            out,
+            "{}No changes. The {}hosts match the Clusterfile ({} task{} unchanged).",
             if out.is_empty() { "" } else { "\n" },
             if plan.unreachable.is_empty() {
                 ""
@@ -109,16 +102,17 @@ pub fn plan_text(plan: &Plan, style: &Style) -> String {
             },
             s.unchanged,
             if s.unchanged == 1 { "" } else { "s" }
-        ));
+        );
     } else {
-        out.push_str(&format!(
+        let _ = write!(
+            out,
             "\n{} {} to add, {} to change, {} to destroy, {} unchanged.\n",
             style.bold("Plan:"),
             s.add,
             s.change,
             s.destroy,
             s.unchanged
-        ));
+        );
     }
     if plan.offline {
         out.push_str(

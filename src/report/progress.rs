@@ -22,7 +22,7 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
     for event in receiver {
         match &event {
             Event::RunStarted { hosts, .. } => {
-                if let Some(line) = line_for(&event, &style) {
+                if let Some(line) = line_for(&event, style) {
                     let _ = multi.println(line);
                 }
                 for h in hosts {
@@ -44,10 +44,10 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                 if let Some(bar) = bars.get(host) {
                     bar.inc(1);
                 }
-                if let Some(line) = line_for(&event, &style) {
+                if let Some(line) = line_for(&event, style) {
                     let _ = multi.println(line);
                 }
-                if let Some(tail) = failure_tail(&event, &style) {
+                if let Some(tail) = failure_tail(&event, style) {
                     let _ = multi.println(tail);
                 }
                 if matches!(event, Event::TaskFailed { .. }) {
@@ -55,7 +55,7 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                 }
             }
             Event::Interrupted { .. } => {
-                if let Some(line) = line_for(&event, &style) {
+                if let Some(line) = line_for(&event, style) {
                     let _ = multi.println(line);
                 }
             }
@@ -64,8 +64,8 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                     bar.finish_and_clear();
                 }
                 let _ = multi.clear();
-                print!("{}", failures_text(&failures, &style));
-                if let Some(line) = line_for(&event, &style) {
+                print!("{}", failures_text(&failures, style));
+                if let Some(line) = line_for(&event, style) {
                     println!("{line}");
                 }
             }

@@ -13,7 +13,7 @@ pub enum Confirmation {
 }
 
 /// Terraform's question: only `yes` is accepted.
-pub fn confirm() -> Confirmation {
+pub(super) fn confirm() -> Confirmation {
     if !std::io::stdin().is_terminal() {
         return Confirmation::NoTerminal;
     }

@@ -88,12 +88,12 @@ fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
     let mut failures = Vec::new();
     for event in receiver {
         if let Event::RunFinished { .. } = &event {
-            print!("{}", failures_text(&failures, &style));
+            print!("{}", failures_text(&failures, style));
         }
-        if let Some(line) = line_for(&event, &style) {
+        if let Some(line) = line_for(&event, style) {
             println!("{line}");
         }
-        if let Some(tail) = failure_tail(&event, &style) {
+        if let Some(tail) = failure_tail(&event, style) {
             println!("{tail}");
         }
         if matches!(event, Event::TaskFailed { .. }) {

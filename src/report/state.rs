@@ -1,6 +1,8 @@
 //! The recorded state as people and programs read it (`cairn state list`,
 //! `cairn state show`).
 
+use std::fmt::Write as _;
+
 use serde::Serialize;
 
 use super::{Style, plural};
@@ -18,7 +20,7 @@ struct ListedTask<'a> {
 }
 
 /// `state list --json`: every recorded task, its key, host and finish time.
-pub fn state_list_json(state: &State) -> String {
+pub(super) fn state_list_json(state: &State) -> String {
     let list: Vec<ListedTask<'_>> = state
         .tasks
         .iter()
@@ -33,7 +35,7 @@ pub fn state_list_json(state: &State) -> String {
 }
 
 /// `state list`: a table of recorded tasks, or why there is none.
-pub fn state_list_text(state: &State, state_dir: &std::path::Path, style: &Style) -> String {
+pub(super) fn state_list_text(state: &State, state_dir: &std::path::Path, style: Style) -> String {
     if state.tasks.is_empty() {
         return format!(
             "No tasks recorded for cluster `{}` yet (state: {}).\n",
@@ -53,24 +55,26 @@ pub fn state_list_text(state: &State, state_dir: &std::path::Path, style: &Style
         style.bold(&format!("{:<width$}  {:<12}  FINISHED", "TASK", "KEY"))
     );
     for (id, r) in &state.tasks {
-        out.push_str(&format!(
-            "{id:<width$}  {:<12}  {}\n",
+        let _ = writeln!(
+            out,
+            "{id:<width$}  {:<12}  {}",
             r.key.short(),
             r.finished_at
-        ));
+        );
     }
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "\n{} task{} recorded (serial {}).\n",
         state.tasks.len(),
         plural(state.tasks.len()),
         state.serial
-    ));
+    );
     out
 }
 
 /// `state show TASK`: the record as JSON, secrets scrubbed. Keys come out
 /// sorted at every level, as they always have.
-pub fn state_show(task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) -> String {
+pub(super) fn state_show(task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) -> String {
     #[derive(Serialize)]
     struct Shown<'a> {
         task: &'a TaskId,

@@ -8,7 +8,7 @@ use super::{Style, plural};
 
 /// A valid Clusterfile, in numbers.
 #[derive(Debug, Serialize)]
-pub struct Validated<'a> {
+pub(super) struct Validated<'a> {
     pub cluster: &'a str,
     pub hosts: usize,
     pub tasks: usize,
@@ -16,7 +16,7 @@ pub struct Validated<'a> {
 }
 
 /// `validate --json`: one line.
-pub fn validated_json(validated: &Validated<'_>) -> String {
+pub(super) fn validated_json(validated: &Validated<'_>) -> String {
     format!(
         "{}\n",
         serde_json::to_string(validated).expect("serializes")
@@ -24,7 +24,7 @@ pub fn validated_json(validated: &Validated<'_>) -> String {
 }
 
 /// `validate`: one sentence.
-pub fn validated_text(file: &Path, v: &Validated<'_>, style: &Style) -> String {
+pub(super) fn validated_text(file: &Path, v: &Validated<'_>, style: Style) -> String {
     format!(
         "{} {} is valid: cluster `{}`, {} host{}, {} task{}.\n",
         style.green("✓"),

@@ -41,7 +41,7 @@ impl Journal {
         let (sender, receiver) = mpsc::channel::<Message>();
         let thread = std::thread::Builder::new()
             .name("cairn-journal".into())
-            .spawn(move || writer(file, receiver))
+            .spawn(move || writer(file, &receiver))
             .map_err(|source| StateError::Io {
                 action: "start writer for",
                 path: path.to_path_buf(),
@@ -102,7 +102,7 @@ impl Drop for Journal {
     }
 }
 
-fn writer(mut file: std::fs::File, receiver: mpsc::Receiver<Message>) {
+fn writer(mut file: std::fs::File, receiver: &mpsc::Receiver<Message>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = Vec::new();
         let mut closing = false;
@@ -195,7 +195,7 @@ mod tests {
             std::thread::spawn(move || {
                 appender
                     .append(JournalEntry::Forget { id: id("b") })
-                    .unwrap()
+                    .unwrap();
             })
             .join()
             .unwrap();

@@ -85,11 +85,10 @@ impl StateLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockHolder>(&text)
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|_| {
-                        "another cairn process (it has not written its details yet)".into()
-                    });
+                let holder = serde_json::from_str::<LockHolder>(&text).map_or_else(
+                    |_| "another cairn process (it has not written its details yet)".into(),
+                    |h| h.to_string(),
+                );
                 return Err(LockError::Held {
                     cluster: cluster.to_string(),
                     holder,

@@ -134,7 +134,7 @@ impl Fleet {
     }
 }
 
-/// cairn's own known_hosts file, beside the Clusterfile.
+/// cairn's own `known_hosts` file, beside the Clusterfile.
 fn known_hosts_file(base_dir: &Path) -> PathBuf {
     base_dir.join(".cairn").join("known_hosts")
 }

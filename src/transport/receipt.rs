@@ -43,6 +43,6 @@ impl Receipt {
 }
 
 /// The file name of a task's receipt.
-pub fn receipt_file_name(task: &TaskId) -> String {
+pub(super) fn receipt_file_name(task: &TaskId) -> String {
     format!("{}.json", task.file_safe())
 }

@@ -3,6 +3,7 @@
 //! timeouts and retries, parallelism, `once` and `--replace`, undo, archive
 //! and patch bundles, a full disk.
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,6 @@ fn apply_converges_and_a_second_apply_runs_nothing() {
         "config patch applied"
     );
     assert_eq!(s.read("out/motd"), "hello from fixture\n");
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(s.path("out/motd"))
             .unwrap()
@@ -400,7 +400,7 @@ fn ctrl_c_lets_running_tasks_finish_and_starts_nothing_new() {
         s.path("out/slow-started").exists()
     });
     // SAFETY: sending SIGINT to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
@@ -438,7 +438,7 @@ fn a_full_disk_fails_the_task_and_leaves_nothing_half_written() {
     let s = Sandbox::new();
     std::fs::create_dir_all(s.path("big")).unwrap();
     let noise: Vec<u8> = (0..40_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     std::fs::write(s.path("big/one.bin"), &noise).unwrap();
     std::fs::write(

@@ -16,6 +16,7 @@
 
 #![allow(dead_code)]
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -25,7 +26,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// One running test host.
-pub struct TestHost {
+pub(crate) struct TestHost {
     pub name: String,
     pub address: String,
     unshare: Child,
@@ -37,7 +38,7 @@ pub struct TestHost {
 }
 
 /// A set of test hosts and the client key that logs in to all of them.
-pub struct TestHosts {
+pub(crate) struct TestHosts {
     pub hosts: Vec<TestHost>,
     /// Private key accepted for root, `deploy` and `ops` on every host.
     pub key: PathBuf,
@@ -45,7 +46,7 @@ pub struct TestHosts {
 }
 
 /// Why test hosts cannot run here, if they cannot.
-pub fn unavailable() -> Option<String> {
+pub(crate) fn unavailable() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("test hosts need root (namespaces and mounts)".into());
@@ -90,12 +91,12 @@ fn claim_address() -> (String, File) {
 
 impl TestHosts {
     /// Starts `n` hosts at once and waits until each one's sshd answers.
-    pub fn start(n: usize) -> TestHosts {
+    pub(crate) fn start(n: usize) -> TestHosts {
         TestHosts::start_with_disk(n, 256)
     }
 
     /// Like [`TestHosts::start`], with a disk of `disk_mb` per host.
-    pub fn start_with_disk(n: usize, disk_mb: u32) -> TestHosts {
+    pub(crate) fn start_with_disk(n: usize, disk_mb: u32) -> TestHosts {
         if let Some(why) = unavailable() {
             panic!("{why}");
         }
@@ -124,23 +125,24 @@ impl TestHosts {
 
     /// An `[ssh]` table and `[[hosts]]` list for a Clusterfile: the first
     /// host has the role `master`, the others `worker`.
-    pub fn clusterfile_hosts(&self, ssh_extra: &str) -> String {
+    pub(crate) fn clusterfile_hosts(&self, ssh_extra: &str) -> String {
         let mut text = format!(
             "[ssh]\nidentity = \"{}\"\nconnect_timeout = \"3s\"\n{ssh_extra}\n",
             self.key.display()
         );
         for (i, h) in self.hosts.iter().enumerate() {
             let role = if i == 0 { "master" } else { "worker" };
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 "[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nroles = [\"{role}\"]\n\n",
                 h.name, h.address
-            ));
+            );
         }
         text
     }
 
     /// The ssh command line that logs in to `host` as `user` with the test key.
-    pub fn ssh(&self, user: &str, host: &TestHost) -> Command {
+    pub(crate) fn ssh(&self, user: &str, host: &TestHost) -> Command {
         let mut c = Command::new("ssh");
         c.arg("-i")
             .arg(&self.key)
@@ -216,7 +218,7 @@ impl TestHost {
     }
 
     /// Boots a killed host again, with the files it had.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if self.is_alive() {
             self.kill();
         }
@@ -258,20 +260,20 @@ impl TestHost {
     }
 
     /// A path inside the host, seen from outside (through its sshd's root).
-    pub fn path(&self, path: &str) -> PathBuf {
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/root", self.init)).join(path.trim_start_matches('/'))
     }
 
-    pub fn read(&self, path: &str) -> Option<String> {
+    pub(crate) fn read(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(self.path(path)).ok()
     }
 
-    pub fn write(&self, path: &str, text: &str) {
+    pub(crate) fn write(&self, path: &str, text: &str) {
         std::fs::write(self.path(path), text).expect("can write into the test host");
     }
 
     /// Runs a shell command inside the host's namespaces, as root.
-    pub fn exec(&self, script: &str) -> Output {
+    pub(crate) fn exec(&self, script: &str) -> Output {
         Command::new("nsenter")
             .args(["-t", &self.init.to_string(), "-m", "-u", "-p", "-r", "-w"])
             .args(["sh", "-c", script])
@@ -287,7 +289,7 @@ impl TestHost {
         };
         std::fs::read_dir("/proc")
             .map(|d| {
-                d.filter_map(|e| e.ok())
+                d.filter_map(std::result::Result::ok)
                     .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
                     .filter(|pid| ns(&pid.to_string()).as_ref() == Some(&own))
                     .collect()
@@ -296,14 +298,14 @@ impl TestHost {
     }
 
     /// Freezes the whole host (SIGSTOP to every process in it).
-    pub fn freeze(&self) {
+    pub(crate) fn freeze(&self) {
         for pid in self.processes() {
             // SAFETY: kill(2) on pids of this host's namespace.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
         }
     }
 
-    pub fn thaw(&self) {
+    pub(crate) fn thaw(&self) {
         for pid in self.processes() {
             // SAFETY: as in freeze.
             unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -311,12 +313,12 @@ impl TestHost {
     }
 
     /// Fills the host's disk.
-    pub fn fill_disk(&self) {
+    pub(crate) fn fill_disk(&self) {
         self.exec("cat /dev/zero > /fill 2>/dev/null; sync; true");
     }
 
     /// Gives the host a new SSH host key (as a reinstall would).
-    pub fn rotate_host_key(&self) {
+    pub(crate) fn rotate_host_key(&self) {
         let out = self.exec(
             "rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && kill -HUP 1",
         );
@@ -326,7 +328,7 @@ impl TestHost {
 
     /// Cuts the power: SIGKILL to the host's init, which takes every process
     /// of the host with it. Its disk stays; [`TestHost::restart`] boots it again.
-    pub fn power_off(&self) {
+    pub(crate) fn power_off(&self) {
         if self.init > 0 {
             // SAFETY: the pid recorded at start; killing a namespace's init ends the namespace.
             unsafe { libc::kill(self.init, libc::SIGKILL) };
@@ -334,7 +336,7 @@ impl TestHost {
     }
 
     /// Kills the host: everything in it dies at once, as in a power cut.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.init > 0 {
             // SAFETY: the pid recorded at start; killing a namespace's init ends the namespace.
             unsafe { libc::kill(self.init, libc::SIGKILL) };
@@ -344,7 +346,7 @@ impl TestHost {
         let _ = self.unshare.wait();
     }
 
-    pub fn is_alive(&self) -> bool {
+    pub(crate) fn is_alive(&self) -> bool {
         self.init > 0
     }
 }

@@ -10,18 +10,18 @@
 //! Each test binary uses its own part of this harness, so the binaries
 //! declare it with `#[expect(dead_code)]`.
 
-pub mod hosts;
-pub mod sandbox;
+pub(crate) mod hosts;
+pub(crate) mod sandbox;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `cairn` binary under test.
-pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+pub(crate) const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
 /// `cairn ARGS` run in `dir`: no colour, nothing on stdin.
-pub fn cairn(dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn cairn(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(CAIRN);
     c.args(args)
         .current_dir(dir)
@@ -30,19 +30,19 @@ pub fn cairn(dir: &Path, args: &[&str]) -> Command {
     c
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub fn lines(text: &str) -> usize {
+pub(crate) fn lines(text: &str) -> usize {
     text.lines().count()
 }
 
-pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -51,7 +51,7 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// A run as its user sees it, for a snapshot: the exit code, then stdout
 /// and stderr, each under its own heading.
-pub fn transcript(o: &Output) -> String {
+pub(crate) fn transcript(o: &Output) -> String {
     let code = o
         .status
         .code()
@@ -65,12 +65,12 @@ pub fn transcript(o: &Output) -> String {
 
 /// Polls until `done`, for up to 20 s (a bounded wait for another process,
 /// not a timing assertion).
-pub fn wait_until(what: &str, done: impl Fn() -> bool) {
+pub(crate) fn wait_until(what: &str, done: impl Fn() -> bool) {
     wait_until_within(what, Duration::from_secs(20), done);
 }
 
 /// [`wait_until`] with a deadline of `within`.
-pub fn wait_until_within(what: &str, within: Duration, done: impl Fn() -> bool) {
+pub(crate) fn wait_until_within(what: &str, within: Duration, done: impl Fn() -> bool) {
     let deadline = Instant::now() + within;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -80,7 +80,7 @@ pub fn wait_until_within(what: &str, within: Duration, done: impl Fn() -> bool) 
 
 /// The events `--json apply` printed, one JSON object a line (lines that are
 /// not JSON are left out).
-pub fn events(out: &Output) -> Vec<serde_json::Value> {
+pub(crate) fn events(out: &Output) -> Vec<serde_json::Value> {
     stdout(out)
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -88,7 +88,7 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
 }
 
 /// Tasks that ran (finished or failed), by id, sorted.
-pub fn ran(events: &[serde_json::Value]) -> Vec<String> {
+pub(crate) fn ran(events: &[serde_json::Value]) -> Vec<String> {
     let mut ids: Vec<String> = events
         .iter()
         .filter(|e| e["event"] == "task_finished" || e["event"] == "task_failed")
@@ -99,14 +99,20 @@ pub fn ran(events: &[serde_json::Value]) -> Vec<String> {
 }
 
 /// The `task_finished` event of `task`, if it finished.
-pub fn finished<'a>(events: &'a [serde_json::Value], task: &str) -> Option<&'a serde_json::Value> {
+pub(crate) fn finished<'a>(
+    events: &'a [serde_json::Value],
+    task: &str,
+) -> Option<&'a serde_json::Value> {
     events
         .iter()
         .find(|e| e["event"] == "task_finished" && e["task"] == task)
 }
 
 /// The `task_failed` event of `task`, if it failed.
-pub fn failed<'a>(events: &'a [serde_json::Value], task: &str) -> Option<&'a serde_json::Value> {
+pub(crate) fn failed<'a>(
+    events: &'a [serde_json::Value],
+    task: &str,
+) -> Option<&'a serde_json::Value> {
     events
         .iter()
         .find(|e| e["event"] == "task_failed" && e["task"] == task)

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use super::{cairn, stderr, stdout, transcript};
 
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
@@ -26,37 +26,37 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl Sandbox {
-    pub fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(Path::new("fixtures/local"), dir.path());
         Sandbox { dir }
     }
 
     /// The temp dir itself: the Clusterfile's folder.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
-    pub fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         std::fs::write(self.path(rel), text).unwrap();
     }
 
-    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+    pub(crate) fn edit(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
         assert!(text.contains(from), "{rel} has no `{from}`");
         self.write(rel, &text.replacen(from, to, 1));
     }
 
     /// Adds `token`, a secret read from `CAIRN_TEST_TOKEN`, to the fixture's `[vars]`.
-    pub fn add_token_secret(&self) {
+    pub(crate) fn add_token_secret(&self) {
         self.edit(
             "Clusterfile",
             "port = 8080",
@@ -64,15 +64,15 @@ impl Sandbox {
         );
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         cairn(self.dir.path(), args)
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("cairn runs")
     }
 
-    pub fn apply(&self) -> Output {
+    pub(crate) fn apply(&self) -> Output {
         let out = self.run(&["apply", "--auto-approve"]);
         assert_eq!(
             out.status.code(),
@@ -84,14 +84,14 @@ impl Sandbox {
         out
     }
 
-    pub fn plan_json(&self) -> serde_json::Value {
+    pub(crate) fn plan_json(&self) -> serde_json::Value {
         let out = self.run(&["plan", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         serde_json::from_slice(&out.stdout).expect("plan --json is JSON")
     }
 
     /// Task → action, for tasks that change.
-    pub fn planned_actions(&self) -> Vec<(String, String)> {
+    pub(crate) fn planned_actions(&self) -> Vec<(String, String)> {
         let plan = self.plan_json();
         plan["changes"]
             .as_array()
@@ -109,7 +109,7 @@ impl Sandbox {
 
     /// [`transcript`] of a run here, with the temp dir's path (which changes
     /// with every run) redacted to `[SANDBOX]`.
-    pub fn transcript(&self, out: &Output) -> String {
+    pub(crate) fn transcript(&self, out: &Output) -> String {
         let mut text = transcript(out);
         let real = std::fs::canonicalize(self.root()).unwrap();
         for dir in [real.as_path(), self.root()] {
@@ -119,7 +119,7 @@ impl Sandbox {
     }
 
     /// Every file under the sandbox's `.cairn`, as text.
-    pub fn state_text(&self) -> String {
+    pub(crate) fn state_text(&self) -> String {
         let mut all = String::new();
         for entry in walkdir::WalkDir::new(self.path(".cairn")) {
             let entry = entry.unwrap();

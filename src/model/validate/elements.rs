@@ -49,11 +49,7 @@ impl Validator<'_> {
         for b in &raw.bundles {
             let name = b.name.get_ref().clone();
             let hosts = self.selectors(b.on.as_ref(), &model.hosts);
-            let kind = b
-                .kind
-                .as_ref()
-                .map(|k| *k.get_ref())
-                .unwrap_or(BundleKind::Rootfs);
+            let kind = b.kind.as_ref().map_or(BundleKind::Rootfs, |k| *k.get_ref());
             let hosts = if kind == BundleKind::App {
                 hosts.into_iter().take(1).collect()
             } else {
@@ -120,6 +116,12 @@ impl Validator<'_> {
                 });
             }
         }
+    }
+
+    /// `[[configs]]` patch a bundle's file: a path inside the bundle, a file
+    /// that exists there (only `override` may create one), and for `merge` a
+    /// format cairn can merge, resolved here once.
+    pub(super) fn configs(&mut self, raw: &RawClusterfile, model: &mut Model) {
         for c in &raw.configs {
             let Some(bundle) = model
                 .bundles
@@ -166,8 +168,7 @@ impl Validator<'_> {
             let strategy = c
                 .strategy
                 .as_ref()
-                .map(|s| *s.get_ref())
-                .unwrap_or(ConfigStrategy::Merge);
+                .map_or(ConfigStrategy::Merge, |s| *s.get_ref());
             if bundle.source.is_dir() && strategy != ConfigStrategy::Override {
                 let plain = bundle.source.join(&path);
                 let template = bundle.source.join(format!("{path}.tmpl"));
@@ -181,17 +182,18 @@ impl Validator<'_> {
                 }
             }
             let strategy = match strategy {
-                ConfigStrategy::Merge => match ConfigFormat::of_path(&path) {
-                    Some(format) => PatchStrategy::Merge(format),
-                    None => {
+                ConfigStrategy::Merge => {
+                    if let Some(format) = ConfigFormat::of_path(&path) {
+                        PatchStrategy::Merge(format)
+                    } else {
                         self.push(
-                            Problem::at(c.path.span(), format!("cannot merge into `{path}`: unknown format"))
-                                .label("not .yaml, .yml, .json or .toml")
-                                .help("merge works on YAML, JSON and TOML files; use `override`, `insert` or `append` for others"),
-                        );
+                        Problem::at(c.path.span(), format!("cannot merge into `{path}`: unknown format"))
+                            .label("not .yaml, .yml, .json or .toml")
+                            .help("merge works on YAML, JSON and TOML files; use `override`, `insert` or `append` for others"),
+                    );
                         continue;
                     }
-                },
+                }
                 ConfigStrategy::Override => PatchStrategy::Override,
                 ConfigStrategy::Insert => PatchStrategy::Insert,
                 ConfigStrategy::Append => PatchStrategy::Append,
@@ -208,13 +210,16 @@ impl Validator<'_> {
     /// Files come from a local `source` or inline `content`, never both.
     /// Inline content is `${}`-interpolated unless the file is a template,
     /// whose `{{ }}` minijinja renders later.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass over `[[files]]`, each key checked in the order a file entry reads"
+    )]
     pub(super) fn files(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
         for f in &raw.files {
             let name = f
                 .name
                 .as_ref()
-                .map(|n| n.get_ref().clone())
-                .unwrap_or_else(|| f.dest.get_ref().clone());
+                .map_or_else(|| f.dest.get_ref().clone(), |n| n.get_ref().clone());
             let hosts = self.selectors(f.on.as_ref(), &model.hosts);
             let source = match (&f.source, &f.content) {
                 (Some(path), None) => self.source_path(path).map(|p| {
@@ -316,7 +321,11 @@ impl Validator<'_> {
                     owner: f.owner.as_ref().map(|o| o.get_ref().clone()),
                     hosts,
                     after,
-                    span: f.name.as_ref().map(|n| n.span()).unwrap_or(f.dest.span()),
+                    span: f
+                        .name
+                        .as_ref()
+                        .map(toml::Spanned::span)
+                        .unwrap_or(f.dest.span()),
                 });
             }
         }

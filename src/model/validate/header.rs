@@ -62,19 +62,18 @@ impl Validator<'_> {
     /// newline is dropped, since editors add one that is not part of a password.
     fn secret(&mut self, reference: &str, span: Range<usize>, what: &str) -> Option<Secret> {
         if let Some(name) = reference.strip_prefix("env:") {
-            return match std::env::var(name) {
-                Ok(value) => Some(Secret::new(value)),
-                Err(_) => {
-                    self.push(
-                        Problem::at(
-                            span,
-                            format!("secret {what}: environment variable `{name}` is not set"),
-                        )
-                        .label("read from here")
-                        .help(format!("export {name}=... before running cairn")),
-                    );
-                    None
-                }
+            return if let Ok(value) = std::env::var(name) {
+                Some(Secret::new(value))
+            } else {
+                self.push(
+                    Problem::at(
+                        span,
+                        format!("secret {what}: environment variable `{name}` is not set"),
+                    )
+                    .label("read from here")
+                    .help(format!("export {name}=... before running cairn")),
+                );
+                None
             };
         }
         if let Some(path) = reference.strip_prefix("file:") {
@@ -144,7 +143,7 @@ impl Validator<'_> {
             if user.get_ref().is_empty() || user.get_ref().contains(char::is_whitespace) {
                 self.push(Problem::at(user.span(), "invalid ssh user").label("not a user name"));
             }
-            out.user = user.get_ref().clone();
+            out.user.clone_from(user.get_ref());
         }
         if let Some(port) = &raw.port {
             match u16::try_from(*port.get_ref()) {

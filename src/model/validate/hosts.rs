@@ -18,6 +18,10 @@ use crate::model::{Host, HostId, TransportKind, address};
 impl Validator<'_> {
     /// Every host of every entry, ids in file order. An entry whose address
     /// does not parse yields no host: nothing more can be said of it.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one pass over `[[hosts]]`, each check a few lines, in the order an entry reads"
+    )]
     pub(super) fn hosts(&mut self, raw: &[RawHost], defaults: &SshDefaults) -> Vec<Host> {
         let mut hosts: Vec<Host> = Vec::new();
         let mut role_counts: HashMap<String, usize> = HashMap::new();
@@ -75,8 +79,7 @@ impl Validator<'_> {
             let transport = entry
                 .transport
                 .as_ref()
-                .map(|t| *t.get_ref())
-                .unwrap_or(TransportKind::Ssh);
+                .map_or(TransportKind::Ssh, |t| *t.get_ref());
             if let Some(name) = &entry.name
                 && !is_plain_name(name.get_ref())
             {
@@ -87,19 +90,18 @@ impl Validator<'_> {
                 );
             }
             for addr in addresses {
-                let name = match &entry.name {
-                    Some(name) => name.get_ref().clone(),
-                    None => {
-                        let prefix = roles.first().cloned().unwrap_or_else(|| "host".into());
-                        let n = role_counts.entry(prefix.clone()).or_default();
-                        *n += 1;
-                        format!("{prefix}{}", *n - 1)
-                    }
+                let name = if let Some(name) = &entry.name {
+                    name.get_ref().clone()
+                } else {
+                    let prefix = roles.first().cloned().unwrap_or_else(|| "host".into());
+                    let n = role_counts.entry(prefix.clone()).or_default();
+                    *n += 1;
+                    format!("{prefix}{}", *n - 1)
                 };
                 let name_span = entry
                     .name
                     .as_ref()
-                    .map(|n| n.span())
+                    .map(toml::Spanned::span)
                     .unwrap_or(span.clone());
                 if let Some(first) = seen_names.insert(name.clone(), name_span.clone()) {
                     self.push(

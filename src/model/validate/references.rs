@@ -72,7 +72,7 @@ impl Validator<'_> {
                     ElementRef::File(i) => raw.files[*i]
                         .name
                         .as_ref()
-                        .map(|n| n.span())
+                        .map(toml::Spanned::span)
                         .unwrap_or(raw.files[*i].dest.span()),
                     ElementRef::Step(i) => raw.steps[*i].name.span(),
                 };
@@ -117,9 +117,10 @@ impl Validator<'_> {
     /// order), or a host's name or address.
     fn selector(&mut self, text: &str, span: Range<usize>, hosts: &[Host]) -> Vec<HostId> {
         let (role, index) = match text.strip_suffix(']').and_then(|t| t.split_once('[')) {
-            Some((role, index)) => match index.trim().parse::<usize>() {
-                Ok(i) => (role.trim(), Some(i)),
-                Err(_) => {
+            Some((role, index)) => {
+                if let Ok(i) = index.trim().parse::<usize>() {
+                    (role.trim(), Some(i))
+                } else {
                     self.push(
                         Problem::at(span, format!("invalid selector `{text}`"))
                             .label("bad index")
@@ -127,7 +128,7 @@ impl Validator<'_> {
                     );
                     return Vec::new();
                 }
-            },
+            }
             None => (text, None),
         };
         let with_role: Vec<HostId> = hosts
@@ -140,21 +141,20 @@ impl Validator<'_> {
                 self.unknown_selector(role, span, hosts);
                 return Vec::new();
             }
-            return match with_role.get(i) {
-                Some(id) => vec![*id],
-                None => {
-                    self.push(
-                        Problem::at(span, format!("selector `{text}` matches no host"))
-                            .label("index out of range")
-                            .help(format!(
-                                "role `{role}` has {} host{}: indexes 0 to {}",
-                                with_role.len(),
-                                if with_role.len() == 1 { "" } else { "s" },
-                                with_role.len() - 1
-                            )),
-                    );
-                    Vec::new()
-                }
+            return if let Some(id) = with_role.get(i) {
+                vec![*id]
+            } else {
+                self.push(
+                    Problem::at(span, format!("selector `{text}` matches no host"))
+                        .label("index out of range")
+                        .help(format!(
+                            "role `{role}` has {} host{}: indexes 0 to {}",
+                            with_role.len(),
+                            if with_role.len() == 1 { "" } else { "s" },
+                            with_role.len() - 1
+                        )),
+                );
+                Vec::new()
             };
         }
         if !with_role.is_empty() {
@@ -252,17 +252,18 @@ impl Validator<'_> {
             let scope = match scope_text {
                 None => DepScope::SameHostElseAll,
                 Some("*") => DepScope::AllHosts,
-                Some(host) => match hosts.iter().find(|h| h.name == host || h.address == host) {
-                    Some(h) => DepScope::Host(h.id),
-                    None => {
+                Some(host) => {
+                    if let Some(h) = hosts.iter().find(|h| h.name == host || h.address == host) {
+                        DepScope::Host(h.id)
+                    } else {
                         self.push(
-                            Problem::at(item.span(), format!("unknown host `{host}` in `{text}`"))
-                                .label("no such host")
-                                .help("write `name@*` for all its hosts or `name@HOST` with a host name"),
-                        );
+                        Problem::at(item.span(), format!("unknown host `{host}` in `{text}`"))
+                            .label("no such host")
+                            .help("write `name@*` for all its hosts or `name@HOST` with a host name"),
+                    );
                         continue;
                     }
-                },
+                }
             };
             deps.push(Dep {
                 element: *element,

@@ -19,7 +19,7 @@ use crate::model::interp::{Interp, sub_span};
 /// returned when there was any.
 pub fn validate(
     source: &SourceFile,
-    raw: RawClusterfile,
+    raw: &RawClusterfile,
     recovered: &Recovered,
     problems: &mut Problems,
 ) -> Option<Model> {
@@ -30,7 +30,7 @@ pub fn validate(
         problems,
         recovered,
     };
-    let name = v.header(&raw);
+    let name = v.header(raw);
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
     let vars = v.vars(&raw.vars);
     let hosts = v.hosts(&raw.hosts, &defaults);
@@ -45,10 +45,11 @@ pub fn validate(
         steps: Vec::new(),
         captures: BTreeMap::new(),
     };
-    let names = v.element_names(&raw);
-    v.bundles(&raw, &mut model, &names);
-    v.files(&raw, &mut model, &names);
-    v.steps(&raw, &mut model, &names);
+    let names = v.element_names(raw);
+    v.bundles(raw, &mut model, &names);
+    v.configs(raw, &mut model);
+    v.files(raw, &mut model, &names);
+    v.steps(raw, &mut model, &names);
     // Every deserialized element is in the model (invalid parts replaced by
     // neutral values, their problems recorded), so these whole-file checks
     // can run alongside everything else.

@@ -63,8 +63,7 @@ impl Validator<'_> {
                 .element_after(before_last)
                 .iter()
                 .find(|d| d.element == last)
-                .map(|d| d.span.clone())
-                .unwrap_or_else(|| element_span(model, first));
+                .map_or_else(|| element_span(model, first), |d| d.span.clone());
             self.push(
                 Problem::at(span, format!("circular dependency {}", names.join(" -> ")))
                     .label("closes the loop")
@@ -76,12 +75,59 @@ impl Validator<'_> {
     /// Every `${var}` must be defined on every host that reads it; captures
     /// must come from an upstream step that decides the value for that host.
     pub(super) fn var_references(&mut self, model: &Model) {
-        let (graph, nodes) = element_graph(model);
-        let index_of: HashMap<ElementRef, NodeIndex> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (*e, NodeIndex::new(i)))
-            .collect();
+        let order = ElementOrder::of(model);
+        let mut reported: BTreeSet<(String, usize)> = BTreeSet::new();
+        for (element, interp, span, usage) in self.strings_of(model) {
+            for piece in &interp.pieces {
+                let Piece::Var { name, offset } = piece else {
+                    continue;
+                };
+                let ref_span = sub_span(self.text, &span, &interp.source, *offset, name.len() + 3);
+                if !reported.insert((name.clone(), ref_span.start))
+                    || BUILTINS.contains(&name.as_str())
+                {
+                    continue;
+                }
+                let is_secret = model
+                    .element_hosts(element)
+                    .iter()
+                    .any(|h| matches!(model.var(*h, name), Some(VarValue::Secret { .. })));
+                if matches!(usage, StringUse::Path | StringUse::WorkingDir) && is_secret {
+                    self.push(
+                        Problem::at(
+                            ref_span,
+                            format!("secret `{name}` cannot be part of a path"),
+                        )
+                        .label("a secret")
+                        .help(
+                            "paths are shown in plans and kept in the state; use a plain variable",
+                        ),
+                    );
+                } else if let Some(&producer) = model.captures.get(name) {
+                    if matches!(usage, StringUse::Script | StringUse::WorkingDir) {
+                        self.captured_reference(model, &order, element, producer, name, ref_span);
+                    } else {
+                        self.push(
+                            Problem::at(
+                                ref_span,
+                                format!("captured value `${{{name}}}` cannot be used here"),
+                            )
+                            .label("known only after apply")
+                            .help("paths must be known at plan time; use a variable from [vars]"),
+                        );
+                    }
+                } else {
+                    self.variable_reference(model, element, name, ref_span);
+                }
+            }
+        }
+    }
+
+    /// Every Clusterfile string of every element, with where it is and what it is for.
+    fn strings_of<'m>(
+        &self,
+        model: &'m Model,
+    ) -> Vec<(ElementRef, &'m Interp, Range<usize>, StringUse)> {
         let mut strings: Vec<(ElementRef, &Interp, Range<usize>, StringUse)> = Vec::new();
         for (i, b) in model.bundles.iter().enumerate() {
             strings.push((
@@ -114,153 +160,128 @@ impl Validator<'_> {
                 strings.push((ElementRef::Step(i), interp, span, usage));
             }
         }
-        let mut reported: BTreeSet<(String, usize)> = BTreeSet::new();
-        for (element, interp, span, usage) in strings {
-            let captures_allowed = matches!(usage, StringUse::Script | StringUse::WorkingDir);
-            for piece in &interp.pieces {
-                let Piece::Var { name, offset } = piece else {
-                    continue;
-                };
-                let ref_span = sub_span(self.text, &span, &interp.source, *offset, name.len() + 3);
-                if !reported.insert((name.clone(), ref_span.start)) {
-                    continue;
-                }
-                if BUILTINS.contains(&name.as_str()) {
-                    continue;
-                }
-                let is_secret = model
-                    .element_hosts(element)
-                    .iter()
-                    .any(|h| matches!(model.var(*h, name), Some(VarValue::Secret { .. })));
-                if matches!(usage, StringUse::Path | StringUse::WorkingDir) && is_secret {
-                    self.push(
-                        Problem::at(
-                            ref_span,
-                            format!("secret `{name}` cannot be part of a path"),
-                        )
-                        .label("a secret")
-                        .help(
-                            "paths are shown in plans and kept in the state; use a plain variable",
-                        ),
+        strings
+    }
+
+    /// `${name}` in a script, where `name` is captured by step `producer`:
+    /// only after that step, and only where it decides one value.
+    fn captured_reference(
+        &mut self,
+        model: &Model,
+        order: &ElementOrder,
+        element: ElementRef,
+        producer: usize,
+        name: &str,
+        ref_span: Range<usize>,
+    ) {
+        let producer_node = order.index_of[&ElementRef::Step(producer)];
+        let consumer_node = order.index_of[&element];
+        // Edges point from an element to what it waits for.
+        if producer_node == consumer_node
+            || !petgraph::algo::has_path_connecting(
+                &order.graph,
+                consumer_node,
+                producer_node,
+                None,
+            )
+        {
+            let producer_name = &model.steps[producer].name;
+            self.push(
+                    Problem::at(ref_span, format!("`${{{name}}}` is captured by step `{producer_name}`, which does not run before `{}`", model.element_name(element)))
+                        .label("may not be known yet")
+                        .help(format!("add `after = [\"{producer_name}\"]` so the value exists when this runs")),
+                );
+            return;
+        }
+        let producer_hosts = &model.steps[producer].hosts;
+        for host in model.element_hosts(element) {
+            if producer_hosts.len() > 1 && !producer_hosts.contains(host) {
+                self.push(
+                        Problem::at(ref_span.clone(), format!("`${{{name}}}` is ambiguous on host {}", model.host(*host).name))
+                            .label("captured on several hosts")
+                            .help(format!(
+                                "step `{}` runs on {} hosts, not on {}; run it on one host (e.g. `on = \"master[0]\"`)",
+                                model.steps[producer].name,
+                                producer_hosts.len(),
+                                model.host(*host).name
+                            )),
                     );
-                    continue;
-                }
-                if let Some(&producer) = model.captures.get(name) {
-                    if !captures_allowed {
-                        self.push(
-                            Problem::at(
-                                ref_span,
-                                format!("captured value `${{{name}}}` cannot be used here"),
-                            )
-                            .label("known only after apply")
-                            .help("paths must be known at plan time; use a variable from [vars]"),
-                        );
-                        continue;
-                    }
-                    let producer_node = index_of[&ElementRef::Step(producer)];
-                    let consumer_node = index_of[&element];
-                    // Edges point from an element to what it waits for.
-                    if producer_node == consumer_node
-                        || !petgraph::algo::has_path_connecting(
-                            &graph,
-                            consumer_node,
-                            producer_node,
-                            None,
-                        )
-                    {
-                        let producer_name = &model.steps[producer].name;
-                        self.push(
-                            Problem::at(ref_span, format!("`${{{name}}}` is captured by step `{producer_name}`, which does not run before `{}`", model.element_name(element)))
-                                .label("may not be known yet")
-                                .help(format!("add `after = [\"{producer_name}\"]` so the value exists when this runs")),
-                        );
-                        continue;
-                    }
-                    let producer_hosts = &model.steps[producer].hosts;
-                    for host in model.element_hosts(element) {
-                        if producer_hosts.len() > 1 && !producer_hosts.contains(host) {
-                            self.push(
-                                Problem::at(ref_span.clone(), format!("`${{{name}}}` is ambiguous on host {}", model.host(*host).name))
-                                    .label("captured on several hosts")
-                                    .help(format!(
-                                        "step `{}` runs on {} hosts, not on {}; run it on one host (e.g. `on = \"master[0]\"`)",
-                                        model.steps[producer].name,
-                                        producer_hosts.len(),
-                                        model.host(*host).name
-                                    )),
-                            );
-                            break;
-                        }
-                    }
-                    continue;
-                }
-                let missing: Vec<&str> = model
-                    .element_hosts(element)
-                    .iter()
-                    .filter(|h| model.var(**h, name).is_none())
-                    .map(|h| model.host(*h).name.as_str())
-                    .collect();
-                let defined_somewhere = model.vars.contains_key(name)
-                    || model.hosts.iter().any(|h| h.vars.contains_key(name));
-                if missing.is_empty()
-                    && (defined_somewhere || !model.element_hosts(element).is_empty())
-                {
-                    if let Some(var) = model
-                        .element_hosts(element)
-                        .iter()
-                        .filter_map(|h| model.var(*h, name))
-                        .next()
-                        && var.as_text().is_none()
-                    {
-                        self.push(
-                            Problem::at(ref_span, format!("variable `{name}` is a list or table"))
-                                .label("cannot be put in a string")
-                                .help("only strings, numbers and booleans interpolate; lists and tables are for templates"),
-                        );
-                    }
-                    continue;
-                }
-                let mut problem = if defined_somewhere {
-                    Problem::at(
-                        ref_span,
-                        format!(
-                            "variable `{name}` is not defined for host {}",
-                            missing.join(", ")
-                        ),
-                    )
-                    .label("undefined on some hosts")
-                    .help(format!(
-                        "add `{name}` to [vars] or to the vars of {}",
-                        missing.join(", ")
-                    ))
-                } else {
-                    let mut help = format!(
-                        "define it in [vars] or a host's vars, or capture it from a step; built-ins: {}",
-                        BUILTINS.join(", ")
-                    );
-                    let known = model
-                        .vars
-                        .keys()
-                        .chain(model.captures.keys())
-                        .chain(model.hosts.iter().flat_map(|h| h.vars.keys()));
-                    if let Some(close) = closest(
-                        name,
-                        known.chain(BUILTINS.iter().map(|_| &model.name).take(0)),
-                    ) {
-                        help = format!("did you mean `{close}`? {help}");
-                    } else if let Some(close) = closest(name, BUILTINS.iter()) {
-                        help = format!("did you mean `{close}`? {help}");
-                    }
-                    Problem::at(ref_span, format!("undefined variable `${{{name}}}`"))
-                        .label("not defined")
-                        .help(help)
-                };
-                if element_hosts_empty(model, element) {
-                    problem = problem.help("this element runs on no host");
-                }
-                self.push(problem);
+                break;
             }
         }
+    }
+
+    /// `${name}` of a variable: defined for every host that reads it, and a
+    /// scalar that can be put in a string.
+    fn variable_reference(
+        &mut self,
+        model: &Model,
+        element: ElementRef,
+        name: &str,
+        ref_span: Range<usize>,
+    ) {
+        let missing: Vec<&str> = model
+            .element_hosts(element)
+            .iter()
+            .filter(|h| model.var(**h, name).is_none())
+            .map(|h| model.host(*h).name.as_str())
+            .collect();
+        let defined_somewhere =
+            model.vars.contains_key(name) || model.hosts.iter().any(|h| h.vars.contains_key(name));
+        if missing.is_empty() && (defined_somewhere || !model.element_hosts(element).is_empty()) {
+            if let Some(var) = model
+                .element_hosts(element)
+                .iter()
+                .find_map(|h| model.var(*h, name))
+                && var.as_text().is_none()
+            {
+                self.push(
+                    Problem::at(ref_span, format!("variable `{name}` is a list or table"))
+                        .label("cannot be put in a string")
+                        .help("only strings, numbers and booleans interpolate; lists and tables are for templates"),
+                );
+            }
+            return;
+        }
+        let mut problem = if defined_somewhere {
+            Problem::at(
+                ref_span,
+                format!(
+                    "variable `{name}` is not defined for host {}",
+                    missing.join(", ")
+                ),
+            )
+            .label("undefined on some hosts")
+            .help(format!(
+                "add `{name}` to [vars] or to the vars of {}",
+                missing.join(", ")
+            ))
+        } else {
+            let mut help = format!(
+                "define it in [vars] or a host's vars, or capture it from a step; built-ins: {}",
+                BUILTINS.join(", ")
+            );
+            let known = model
+                .vars
+                .keys()
+                .chain(model.captures.keys())
+                .chain(model.hosts.iter().flat_map(|h| h.vars.keys()));
+            if let Some(close) = closest(
+                name,
+                known.chain(BUILTINS.iter().map(|_| &model.name).take(0)),
+            ) {
+                help = format!("did you mean `{close}`? {help}");
+            } else if let Some(close) = closest(name, BUILTINS.iter()) {
+                help = format!("did you mean `{close}`? {help}");
+            }
+            Problem::at(ref_span, format!("undefined variable `${{{name}}}`"))
+                .label("not defined")
+                .help(help)
+        };
+        if element_hosts_empty(model, element) {
+            problem = problem.help("this element runs on no host");
+        }
+        self.push(problem);
     }
 
     /// The span of an element's string value (a step's script, a file's
@@ -325,4 +346,23 @@ fn element_graph(model: &Model) -> (DiGraph<(), ()>, Vec<ElementRef>) {
         }
     }
     (graph, nodes)
+}
+
+/// The elements in a graph, each with an edge to what it waits for, to ask
+/// whether one runs before another.
+struct ElementOrder {
+    graph: DiGraph<(), ()>,
+    index_of: HashMap<ElementRef, NodeIndex>,
+}
+
+impl ElementOrder {
+    fn of(model: &Model) -> ElementOrder {
+        let (graph, nodes) = element_graph(model);
+        let index_of = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (*e, NodeIndex::new(i)))
+            .collect();
+        ElementOrder { graph, index_of }
+    }
 }

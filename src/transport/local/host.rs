@@ -287,7 +287,7 @@ mod tests {
         );
         let leftovers: Vec<_> = std::fs::read_dir(&dest)
             .unwrap()
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with(".cairn"))
             .collect();
         assert!(leftovers.is_empty(), "staging folder removed");

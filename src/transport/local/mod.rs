@@ -14,5 +14,5 @@ mod host;
 mod process;
 mod receipts;
 
-pub use host::LocalTransport;
-pub use process::RunningGroups;
+pub(super) use host::LocalTransport;
+pub(super) use process::RunningGroups;

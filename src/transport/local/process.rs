@@ -29,7 +29,12 @@ pub struct RunningGroups {
 impl RunningGroups {
     /// Kills every running script with everything it started.
     pub fn kill_all(&self) {
-        for pid in self.groups.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for pid in self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
             kill_group(*pid);
         }
     }
@@ -37,7 +42,7 @@ impl RunningGroups {
     fn register(self: &Arc<Self>, pid: u32) -> Registered {
         self.groups
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(pid);
         Registered {
             groups: self.clone(),
@@ -57,7 +62,7 @@ impl Drop for Registered {
         self.groups
             .groups
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|p| *p != self.pid);
     }
 }
@@ -99,9 +104,10 @@ pub(super) async fn run(
     });
     let wait = child.wait_with_output();
     let result = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, wait).await {
-            Ok(result) => result,
-            Err(_) => {
+        Some(limit) => {
+            if let Ok(result) = tokio::time::timeout(limit, wait).await {
+                result
+            } else {
                 if let Some(pid) = pid {
                     kill_group(pid);
                 }
@@ -114,7 +120,7 @@ pub(super) async fn run(
                     timed_out: true,
                 });
             }
-        },
+        }
         None => wait.await,
     };
     let _ = writer.await;

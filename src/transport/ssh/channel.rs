@@ -8,11 +8,12 @@
 //! `sudo -S` consumes (and the runner skips if sudo did not ask). So
 //! scripts, secrets and passwords only ever travel on stdin.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::Session;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::SshTransport;
 use super::host::Sudo;
@@ -54,7 +55,6 @@ impl SshTransport {
             .await
             .map_err(|e| self.error(format!("the connection failed: {e}")))?;
         let _ = stdin.flush().await;
-        use tokio::io::AsyncBufReadExt;
         let mut lines = Vec::new();
         let mut ready = false;
         loop {
@@ -136,7 +136,7 @@ pub(super) fn command_line(sudo: &Sudo) -> String {
         // -k: always ask, so the password line is never left for the script.
         Sudo::Password(_) => line.push_str("sudo -k -S -p '' -- "),
     }
-    line.push_str(&format!("sh -c '{REMOTE_RUNNER}'"));
+    let _ = write!(line, "sh -c '{REMOTE_RUNNER}'");
     line
 }
 

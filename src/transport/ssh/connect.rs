@@ -1,7 +1,7 @@
 //! Opening the master connection to a host, and saying why it failed.
 //!
 //! The system's `ssh` is used (the `openssh` crate), so `~/.ssh/config`,
-//! the agent and ProxyJump apply. Host keys are checked against cairn's own
+//! the agent and `ProxyJump` apply. Host keys are checked against cairn's own
 //! `known_hosts` beside the Clusterfile first, then the user's; a failure is
 //! turned into a message naming the host, the cause and the fix.
 

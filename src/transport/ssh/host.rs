@@ -6,6 +6,7 @@
 //! command when it succeeds, so "done" on the host and "receipt written"
 //! can never disagree.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -50,7 +51,7 @@ impl std::fmt::Debug for SshTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshTransport")
             .field("host", &self.host)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +93,7 @@ impl SshTransport {
         };
         let code = Some(ran.code);
         if let Some(limit) = timeout
-            && matches!(code, Some(124) | Some(137))
+            && matches!(code, Some(124 | 137))
         {
             return Ok(timed_out(limit, ""));
         }
@@ -122,7 +123,7 @@ impl SshTransport {
         receipt: Option<&Receipt>,
     ) -> Result<CommandOutput, TransportError> {
         let mut full = cd_prefix(cwd);
-        full.push_str(&format!("(eval {})\ncairn_rc=$?\n", shell_quote(script)));
+        let _ = write!(full, "(eval {})\ncairn_rc=$?\n", shell_quote(script));
         if let Some(r) = receipt {
             full.push_str("if [ $cairn_rc -eq 0 ]; then\n");
             full.push_str(&self.receipt_snippet(r));

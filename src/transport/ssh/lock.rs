@@ -68,7 +68,7 @@ impl SshTransport {
             return Err(self.error(format!("failed to take the host lock: {}", said.trim())));
         };
         let stale = (lines.first().map(String::as_str) == Some("STALE"))
-            .then(|| describe_owner(lines.get(1).map(String::as_str).unwrap_or("")));
+            .then(|| describe_owner(lines.get(1).map_or("", String::as_str)));
         let mut probed = lines[locked_at + 1..probe_end].join("\n");
         probed.push('\n');
         let report = self.parse_probe(&probed, request);

@@ -1,4 +1,4 @@
-//! The SSH transport: one OpenSSH ControlMaster per host, one shell on it.
+//! The SSH transport: one OpenSSH `ControlMaster` per host, one shell on it.
 //!
 //! A run opens one master connection per host (`connect`: the `openssh`
 //! crate with `native-mux`, so a channel is opened on the master's socket,
@@ -25,5 +25,5 @@ mod shells;
 mod ship;
 mod stat;
 
-pub use host::SshTransport;
-pub use lock::SshLock;
+pub(super) use host::SshTransport;
+pub(super) use lock::SshLock;

@@ -6,6 +6,7 @@
 //! process costs about a millisecond of the host's CPU, times every host.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::SshTransport;
@@ -19,6 +20,14 @@ use crate::transport::{
 
 /// Ends the probe's output inside the lock command.
 pub(super) const PROBE_END: &str = "__CAIRN_PROBE_END__";
+
+/// Where the probe's output is being read: inside `<R>`..`</R>` are
+/// receipts, one JSON per line; inside `<Fi>`..`</Fi>`, stat lines.
+enum Section {
+    Top,
+    Receipts,
+    Stats(usize),
+}
 
 impl SshTransport {
     /// One round trip: facts, receipts, shipped files (stat, hash what changed) and checks.
@@ -73,25 +82,28 @@ impl SshTransport {
                 .map(|(r, t)| stat_line(r, t))
                 .collect();
             let marker = heredoc_marker(&expected.join("\n"));
-            script.push_str(&format!(
+            let _ = write!(
+                script,
                 "cairn_s=$({} 2>/dev/null)\nprintf '<F{i}>\\n%s\\n</F{i}>\\n' \"$cairn_s\"\n",
                 stat_command(&targets)
-            ));
+            );
             // Hash only what does not stat as recorded.
-            script.push_str(&format!(
+            let _ = write!(
+                script,
                 "printf '%s\\n' \"$cairn_s\" | grep -vxF -f /dev/fd/3 3<<'{marker}' | while IFS= read -r l; do p=${{l#* * * * }}; [ -n \"$l\" ] && printf 'G{i} %s %s\\n' \"$(sha256sum < \"$p\" | cut -c1-64)\" \"$p\"; done\n{}\n{marker}\n",
                 expected.join("\n")
-            ));
+            );
         }
         for (i, check) in request.checks.iter().enumerate() {
             let body = format!("{}\n", check.script);
             let marker = heredoc_marker(&body);
             let dir = shell_quote(check.cwd.as_deref().unwrap_or("."));
             // The check's script reaches sh on a here-document, never as an argument.
-            script.push_str(&format!(
+            let _ = write!(
+                script,
                 "if [ -d {dir} ]; then (cd {dir} && exec timeout -k 2 {secs}s sh -s >/dev/null 2>&1 <<'{marker}'\n{body}{marker}\n); echo \"C{i} $?\"; else echo 'C{i} cwd'; fi\n",
                 secs = check.timeout.as_secs().max(1)
-            ));
+            );
         }
 
         // What failed inside is in the output; the probe itself succeeded.
@@ -105,6 +117,10 @@ impl SshTransport {
         (script, longest)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one reader of the probe's output, section by section, as the probe script writes it"
+    )]
     pub(super) fn parse_probe(&self, text: &str, request: &ProbeRequest) -> ProbeReport {
         let mut report = ProbeReport {
             files: vec![BTreeMap::new(); request.files.len()],
@@ -119,12 +135,6 @@ impl SshTransport {
         };
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); request.files.len()];
-        // Inside `<R>`..`</R>`: receipts, one JSON per line; inside `<Fi>`..`</Fi>`: stat lines.
-        enum Section {
-            Top,
-            Receipts,
-            Stats(usize),
-        }
         let mut section = Section::Top;
         for line in text.lines() {
             match (&section, line) {

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 /// The loop a shell runs. `$cairn_hb`, when set (the lock's shell), is the
 /// heartbeat file: touched by every frame and every idle ping (a line that
 /// is not a frame). Commands never inherit fd 9 (the lock's `flock`).
-pub const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
+pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
 trap 'rm -rf "$cairn_w"' EXIT
 cairn_emit() {
   set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
@@ -71,7 +71,7 @@ wait
 
 /// What a command left: exit code, stdout, stderr.
 #[derive(Debug)]
-pub struct Ran {
+pub(super) struct Ran {
     pub code: i32,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
@@ -79,7 +79,7 @@ pub struct Ran {
 
 /// Why a command got no answer.
 #[derive(Debug)]
-pub enum Broken {
+pub(super) enum Broken {
     /// No answer within the time limit: the host hangs, or the command ignores its timeout.
     TimedOut,
     /// The channel ended or answered out of protocol.
@@ -95,7 +95,7 @@ struct Pending {
 }
 
 /// One shell: a channel running [`SHELL_LOOP`].
-pub struct Shell {
+pub(super) struct Shell {
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     child: tokio::sync::Mutex<Option<openssh::Child<Arc<Session>>>>,
     pending: Arc<Mutex<Pending>>,
@@ -109,7 +109,7 @@ pub struct Shell {
 impl Shell {
     /// Wraps a started channel that has printed `__CAIRN_READY__`, and
     /// starts reading its answers.
-    pub fn new(
+    pub(super) fn new(
         child: openssh::Child<Arc<Session>>,
         stdin: ChildStdin,
         stdout: BufReader<ChildStdout>,
@@ -128,18 +128,18 @@ impl Shell {
     }
 
     /// Whether the shell can take more commands.
-    pub fn usable(&self) -> bool {
+    pub(super) fn usable(&self) -> bool {
         !self.broken.load(Ordering::SeqCst)
             && self
                 .pending
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .ended
                 .is_none()
     }
 
     /// Runs one command; `limit` bounds the wait for its answer.
-    pub async fn run(
+    pub(super) async fn run(
         &self,
         script: &str,
         data: Option<&[u8]>,
@@ -149,7 +149,10 @@ impl Shell {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(why) = &pending.ended {
                 return Err(Broken::Lost(why.clone()));
             }
@@ -158,7 +161,7 @@ impl Shell {
         let forget = || {
             self.pending
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .waiting
                 .remove(&id);
         };
@@ -181,7 +184,7 @@ impl Shell {
     fn end_reason(&self) -> String {
         self.pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ended
             .clone()
             .unwrap_or_else(|| "the host's shell ended".into())
@@ -224,7 +227,7 @@ impl Shell {
     }
 
     /// A line that is not a frame: the lock's shell touches its heartbeat.
-    pub async fn ping(&self) -> bool {
+    pub(super) async fn ping(&self) -> bool {
         let mut guard = self.stdin.lock().await;
         match guard.as_mut() {
             Some(stdin) => stdin.write_all(b".\n").await.is_ok() && stdin.flush().await.is_ok(),
@@ -233,13 +236,34 @@ impl Shell {
     }
 
     /// Ends the shell: its loop sees end of input, waits for its commands, cleans up and exits.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         if let Some(mut stdin) = self.stdin.lock().await.take() {
             let _ = stdin.shutdown().await;
         }
         if let Some(child) = self.child.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         }
+    }
+}
+
+/// The header of an answer: `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>`.
+struct Answer {
+    id: u64,
+    code: i32,
+    out_len: usize,
+    err_len: usize,
+}
+
+impl Answer {
+    fn parse(line: &str) -> Option<Answer> {
+        let mut fields = line.trim_end().strip_prefix("__CAIRN_DONE__ ")?.split(' ');
+        let answer = Answer {
+            id: fields.next()?.parse().ok()?,
+            code: fields.next()?.parse().ok()?,
+            out_len: fields.next()?.parse().ok()?,
+            err_len: fields.next()?.parse().ok()?,
+        };
+        fields.next().is_none().then_some(answer)
     }
 }
 
@@ -252,19 +276,17 @@ async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pen
             Err(e) => break format!("the connection failed: {e}"),
             Ok(_) => {}
         }
-        let numbers: Option<Vec<u64>> = line
-            .trim_end()
-            .strip_prefix("__CAIRN_DONE__ ")
-            .map(|rest| rest.split(' ').filter_map(|p| p.parse().ok()).collect());
-        let Some([id, code, out_len, err_len]) = numbers
-            .as_deref()
-            .map(|n| n.to_vec())
-            .and_then(|n| <[u64; 4]>::try_from(n).ok())
+        let Some(Answer {
+            id,
+            code,
+            out_len,
+            err_len,
+        }) = Answer::parse(&line)
         else {
             break format!("unexpected answer from the host: {}", line.trim_end());
         };
-        let mut out = vec![0; out_len as usize];
-        let mut err = vec![0; err_len as usize];
+        let mut out = vec![0; out_len];
+        let mut err = vec![0; err_len];
         if let Err(e) = stdout.read_exact(&mut out).await {
             break format!("the connection failed: {e}");
         }
@@ -273,19 +295,21 @@ async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pen
         }
         let waiter = pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .waiting
             .remove(&id);
         // No one waits for an answer that came after its time limit.
         if let Some(tx) = waiter {
             let _ = tx.send(Ran {
-                code: code as i32,
+                code,
                 stdout: out,
                 stderr: err,
             });
         }
     };
-    let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pending = pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     pending.ended = Some(why);
     // Dropping the senders tells every waiting command.
     pending.waiting.clear();
@@ -293,7 +317,7 @@ async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pen
 
 /// The shell of one host, opened on first use (or adopted from the lock).
 #[derive(Default)]
-pub struct Shells {
+pub(super) struct Shells {
     current: tokio::sync::Mutex<Option<Arc<Shell>>>,
     /// Replaced shells, kept until close (the lock's must live on).
     old: Mutex<Vec<Arc<Shell>>>,
@@ -301,7 +325,7 @@ pub struct Shells {
 
 impl Shells {
     /// The host's usable shell, opening one with `open` if there is none.
-    pub async fn get<F, Fut, E>(&self, open: F) -> Result<Arc<Shell>, E>
+    pub(super) async fn get<F, Fut, E>(&self, open: F) -> Result<Arc<Shell>, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Arc<Shell>, E>>,
@@ -314,20 +338,26 @@ impl Shells {
         }
         let shell = open().await?;
         if let Some(old) = current.replace(shell.clone()) {
-            self.old.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+            self.old
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(old);
         }
         Ok(shell)
     }
 
     /// Makes `shell` (the lock's) the host's shell.
-    pub async fn adopt(&self, shell: Arc<Shell>) {
+    pub(super) async fn adopt(&self, shell: Arc<Shell>) {
         if let Some(old) = self.current.lock().await.replace(shell) {
-            self.old.lock().unwrap_or_else(|e| e.into_inner()).push(old);
+            self.old
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(old);
         }
     }
 
     /// Pings the lock's shell (it touches the heartbeat file).
-    pub async fn ping_lock(&self) {
+    pub(super) async fn ping_lock(&self) {
         let shell = self.current.lock().await.clone();
         if let Some(s) = shell.filter(|s| s.holds_lock) {
             s.ping().await;
@@ -335,8 +365,12 @@ impl Shells {
     }
 
     /// Closes the shells; with `lock_only`, just the lock's.
-    pub async fn close(&self, lock_only: bool) {
-        let mut all: Vec<Arc<Shell>> = self.old.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    pub(super) async fn close(&self, lock_only: bool) {
+        let mut all: Vec<Arc<Shell>> = self
+            .old
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         if let Some(s) = self.current.lock().await.clone() {
             all.push(s);
         }
@@ -399,7 +433,7 @@ mod tests {
                 out.read_exact(&mut e).unwrap();
                 (
                     parts[0],
-                    parts[1] as i32,
+                    i32::try_from(parts[1]).unwrap(),
                     String::from_utf8(o).unwrap(),
                     String::from_utf8(e).unwrap(),
                 )

@@ -7,6 +7,7 @@
 //! only while its content is still what cairn shipped.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,14 +25,13 @@ impl SshTransport {
         files: &BTreeMap<String, ShipFile>,
         receipt: Option<&Receipt>,
     ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
-        let zstd = match self.zstd.get() {
-            Some(z) => *z,
-            None => {
-                let out = self
-                    .exec("command -v zstd", None, Some(Duration::from_secs(30)))
-                    .await?;
-                *self.zstd.get_or_init(|| out.success())
-            }
+        let zstd = if let Some(z) = self.zstd.get() {
+            *z
+        } else {
+            let out = self
+                .exec("command -v zstd", None, Some(Duration::from_secs(30)))
+                .await?;
+            *self.zstd.get_or_init(|| out.success())
         };
         let entries: Vec<(&String, &ShipFile)> = files.iter().collect();
         let stream = {
@@ -45,70 +45,11 @@ impl SshTransport {
                 .map_err(|e| self.error(e.to_string()))?
                 .map_err(|e| self.error(e))?
         };
-        let single = files.len() == 1 && files.contains_key("");
-        let root = if single {
-            Path::new(dest)
-                .parent()
-                .unwrap_or(Path::new("/"))
-                .to_string_lossy()
-                .into_owned()
-        } else {
-            dest.to_string()
-        };
-        let parent = Path::new(dest)
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .to_string_lossy()
-            .into_owned();
         let targets: Vec<String> = entries
             .iter()
             .map(|(rel, _)| target_path(dest, rel).to_string_lossy().into_owned())
             .collect();
-        // Parent folders of every target, created in one process.
-        let mut dirs: Vec<String> = targets
-            .iter()
-            .filter_map(|t| Some(Path::new(t).parent()?.to_string_lossy().into_owned()))
-            .collect();
-        dirs.sort();
-        dirs.dedup();
-        let mut script = String::from("set -e\n");
-        // A folder that does not exist yet is staged whole beside its place
-        // and renamed into it at once; otherwise each file is staged inside
-        // the destination and renamed over its old version.
-        script.push_str(&format!(
-            "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\ncairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
-            dest_q = shell_quote(dest),
-            parent_q = shell_quote(&parent),
-            root_q = shell_quote(&root),
-            fresh_test = if single { "false" } else { "[ ! -e \"$cairn_dest\" ]" },
-        ));
-        script.push_str(if stream.zstd {
-            "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
-        } else {
-            "tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
-        });
-        // Everything is staged (a full disk fails here, before anything is replaced); make it durable.
-        script.push_str("sync -f \"$cairn_st\" 2>/dev/null || sync\n");
-        script.push_str(
-            "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
-        );
-        let mut mkdir = String::from("mkdir -p --");
-        for d in &dirs {
-            mkdir.push(' ');
-            mkdir.push_str(&shell_quote(d));
-        }
-        script.push_str(&mkdir);
-        script.push('\n');
-        for ((rel, _), target) in entries.iter().zip(&targets) {
-            script.push_str(&format!(
-                "mv -f \"$cairn_st/\"{} {}\n",
-                shell_quote(entry_name(rel)),
-                shell_quote(target)
-            ));
-        }
-        script.push_str("fi\nset +e\n");
-        script.push_str(&stat_command(&targets));
-        script.push_str(" || true\n");
+        let mut script = unpack_script(dest, files, &targets, stream.zstd);
         if let Some(r) = receipt {
             script.push_str(&self.receipt_snippet(r));
         }
@@ -154,11 +95,12 @@ impl SshTransport {
         let mut script = String::new();
         for (rel, record) in shipped {
             let path = shell_quote(&target_path(dest, rel).to_string_lossy());
-            script.push_str(&format!(
-                "if [ -e {path} ]; then if [ \"$(sha256sum < {path} | cut -c1-64)\" = {hash} ]; then rm -f {path}; rmdir -p \"$(dirname {path})\" 2>/dev/null; else printf 'K%s\\n' {rel}; fi; fi\n",
+            let _ = writeln!(
+                script,
+                "if [ -e {path} ]; then if [ \"$(sha256sum < {path} | cut -c1-64)\" = {hash} ]; then rm -f {path}; rmdir -p \"$(dirname {path})\" 2>/dev/null; else printf 'K%s\\n' {rel}; fi; fi",
                 hash = record.hash,
                 rel = shell_quote(rel),
-            ));
+            );
         }
         script.push_str("true\n");
         let out = self
@@ -175,4 +117,81 @@ impl SshTransport {
             .filter_map(|l| l.strip_prefix('K').map(str::to_string))
             .collect())
     }
+}
+
+/// The script that unpacks a file stream (on its stdin) beside `dest` and
+/// moves each file into place, then stats every target. A folder that does
+/// not exist yet is staged whole beside its place and renamed into it at
+/// once; otherwise each file is staged inside the destination and renamed
+/// over its old version.
+fn unpack_script(
+    dest: &str,
+    files: &BTreeMap<String, ShipFile>,
+    targets: &[String],
+    zstd: bool,
+) -> String {
+    let single = files.len() == 1 && files.contains_key("");
+    let root = if single {
+        Path::new(dest)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        dest.to_string()
+    };
+    let parent = Path::new(dest)
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .to_string_lossy()
+        .into_owned();
+    // Parent folders of every target, created in one process.
+    let mut dirs: Vec<String> = targets
+        .iter()
+        .filter_map(|t| Some(Path::new(t).parent()?.to_string_lossy().into_owned()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut script = String::from("set -e\n");
+    let _ = write!(
+        script,
+        "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\ncairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
+        dest_q = shell_quote(dest),
+        parent_q = shell_quote(&parent),
+        root_q = shell_quote(&root),
+        fresh_test = if single {
+            "false"
+        } else {
+            "[ ! -e \"$cairn_dest\" ]"
+        },
+    );
+    script.push_str(if zstd {
+        "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
+    } else {
+        "tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
+    });
+    // Everything is staged (a full disk fails here, before anything is replaced); make it durable.
+    script.push_str("sync -f \"$cairn_st\" 2>/dev/null || sync\n");
+    script.push_str(
+        "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
+    );
+    let mut mkdir = String::from("mkdir -p --");
+    for d in &dirs {
+        mkdir.push(' ');
+        mkdir.push_str(&shell_quote(d));
+    }
+    script.push_str(&mkdir);
+    script.push('\n');
+    for (rel, target) in files.keys().zip(targets) {
+        let _ = writeln!(
+            script,
+            "mv -f \"$cairn_st/\"{} {}",
+            shell_quote(entry_name(rel)),
+            shell_quote(target)
+        );
+    }
+    script.push_str("fi\nset +e\n");
+    script.push_str(&stat_command(targets));
+    script.push_str(" || true\n");
+    script
 }

@@ -91,7 +91,7 @@ mod tests {
     fn stat_lines_round_trip() {
         let record = ShippedFile {
             hash: "h".into(),
-            mode: 0o100644,
+            mode: 0o100_644,
             size: 12,
             mtime_ns: 1_700_000_000_000_000_042,
             inode: 77,
