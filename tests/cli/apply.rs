@@ -1,8 +1,9 @@
 //! `cairn apply`: converging and the no-op re-apply, a failing step and
-//! what it skips, the lock, a killed or interrupted apply and its resume,
-//! timeouts and retries, parallelism, `once` and `--replace`, undo, archive
-//! and patch bundles, a full disk.
+//! what it skips, `--fail-fast`, the lock, a killed or interrupted apply and
+//! its resume, timeouts and retries, parallelism, `once` and `--replace`,
+//! undo, archive and patch bundles, a full disk.
 
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -532,5 +533,83 @@ fn an_adopted_step_can_be_undone_where_it_would_have_run() {
     assert!(
         !s.path("out/web/ready-local").exists(),
         "the undo had its folder and its values"
+    );
+}
+
+#[test]
+fn fail_fast_skips_what_had_not_started_and_runs_nothing_after_the_failure() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    // `slow` runs beside `bad` and goes on only once the failure is printed:
+    // it is running when the failure stops the run, and what waits for it
+    // has not started.
+    let release = "i=0; while [ ! -f out/release ]; do i=$((i+1)); [ $i -gt 400 ] && exit 7; sleep 0.05; done";
+    s.write(
+        "Clusterfile",
+        &format!(
+            "version = 1\nname = \"ff\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+             [[steps]]\nname = \"bad\"\nrun = \"echo 'disk on fire' >&2; exit 3\"\n\n\
+             [[steps]]\nname = \"slow\"\nrun = \"{release}; touch out/slow-done\"\n\n\
+             [[steps]]\nname = \"later\"\nafter = [\"slow\"]\nrun = \"touch out/later-ran\"\n\n\
+             [[steps]]\nname = \"last\"\nafter = [\"later\"]\nrun = \"touch out/last-ran\"\n"
+        ),
+    );
+    let mut child = s
+        .command(&["apply", "--auto-approve", "--fail-fast"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("step.bad@local: exited with code 3") {
+            s.write("out/release", "");
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1), "{text}\n{err}");
+    assert!(
+        text.contains("step.bad@local: exited with code 3"),
+        "{text}"
+    );
+    assert!(text.contains("disk on fire"), "{text}");
+    assert!(
+        text.contains("step.slow@local: created"),
+        "the running task finished: {text}"
+    );
+    assert!(
+        text.contains(
+            "step.later@local: skipped, not started: step.bad@local failed and --fail-fast stops the run"
+        ),
+        "not started, naming the failed task: {text}"
+    );
+    assert!(text.contains("step.last@local: skipped"), "{text}");
+    assert!(text.contains("1 done, 1 failed, 2 skipped"), "{text}");
+    assert!(s.path("out/slow-done").exists());
+    assert!(
+        !s.path("out/later-ran").exists(),
+        "nothing started after the failure"
+    );
+    assert!(
+        !s.path("out/last-ran").exists(),
+        "nothing started after the failure"
+    );
+    assert_eq!(
+        s.planned_actions(),
+        pairs(&[
+            ("step.bad@local", "create"),
+            ("step.later@local", "create"),
+            ("step.last@local", "create")
+        ]),
+        "the finished task was recorded"
     );
 }
