@@ -1,7 +1,8 @@
 //! `cairn apply`: converging and the no-op re-apply, a failing step and
 //! what it skips, `--fail-fast`, the lock, a killed or interrupted apply and
 //! its resume, timeouts and retries, parallelism, `once` and `--replace`,
-//! undo, archive and patch bundles, a full disk.
+//! undo, archive and patch bundles, a full disk, a lost state rebuilt from
+//! the receipts.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::sandbox::Sandbox;
-use crate::support::{lines, pairs, stderr, stdout, wait_until};
+use crate::support::{events, finished, lines, pairs, stderr, stdout, wait_until};
 
 #[test]
 fn apply_converges_and_a_second_apply_runs_nothing() {
@@ -611,5 +612,70 @@ fn fail_fast_skips_what_had_not_started_and_runs_nothing_after_the_failure() {
             ("step.last@local", "create")
         ]),
         "the finished task was recorded"
+    );
+}
+
+#[test]
+fn a_lost_state_is_rebuilt_from_the_receipts_without_running_anything() {
+    let s = Sandbox::new();
+    s.apply();
+    let receipts = s.path(".cairn/fixture/receipts/local");
+    assert!(
+        receipts.join("step.init@local.json").is_file(),
+        "local hosts keep receipts under the state folder"
+    );
+    let markers = [
+        "out/install.log",
+        "out/announce",
+        "out/init.log",
+        "out/independent.log",
+    ];
+    let before: Vec<String> = markers.iter().map(|m| s.read(m)).collect();
+    // The state is lost; the receipts are not.
+    std::fs::remove_file(s.path(".cairn/fixture/state.json")).unwrap();
+    let _ = std::fs::remove_file(s.path(".cairn/fixture/journal.jsonl"));
+    // A `once` step is not run twice, even changed: any receipt of it will do.
+    s.edit(
+        "Clusterfile",
+        "run = \"echo init >> out/init.log\"",
+        "run = \"echo init-v2 >> out/init.log\"",
+    );
+
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(
+        text.contains("Already converged, recorded without running:"),
+        "{text}"
+    );
+    for step in ["install", "version", "announce", "init", "independent"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("= step.{step}@local"))
+                    && l.contains("done on the host by")
+                    && l.contains("(its receipt): recorded without running")),
+            "step.{step} is adopted from its receipt: {text}"
+        );
+    }
+
+    let out = s.run(&["--json", "apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events = events(&out);
+    for step in ["install", "version", "announce", "init", "independent"] {
+        let task = format!("step.{step}@local");
+        assert_eq!(
+            finished(&events, &task).map(|e| &e["outcome"]),
+            Some(&serde_json::json!("adopted")),
+            "{task}: {events:?}"
+        );
+    }
+    let after: Vec<String> = markers.iter().map(|m| s.read(m)).collect();
+    assert_eq!(after, before, "no step ran again");
+    assert_eq!(s.read("out/init.log"), "init\n", "the once step ran once");
+
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0),
+        "the state is whole again"
     );
 }
