@@ -1,14 +1,16 @@
 //! `cairn apply`: converging and the no-op re-apply, a failing step and
-//! what it skips, the lock, a killed or interrupted apply and its resume,
-//! timeouts and retries, parallelism, `once` and `--replace`, undo, archive
-//! and patch bundles, a full disk.
+//! what it skips, `--fail-fast`, the lock, a killed or interrupted apply and
+//! its resume, timeouts and retries, parallelism, `once` and `--replace`,
+//! undo, archive and patch bundles, a full disk, a lost state rebuilt from
+//! the receipts.
 
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::sandbox::Sandbox;
-use crate::support::{lines, pairs, stderr, stdout, wait_until};
+use crate::support::{events, finished, lines, pairs, stderr, stdout, wait_until};
 
 #[test]
 fn apply_converges_and_a_second_apply_runs_nothing() {
@@ -532,5 +534,148 @@ fn an_adopted_step_can_be_undone_where_it_would_have_run() {
     assert!(
         !s.path("out/web/ready-local").exists(),
         "the undo had its folder and its values"
+    );
+}
+
+#[test]
+fn fail_fast_skips_what_had_not_started_and_runs_nothing_after_the_failure() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    // `slow` runs beside `bad` and goes on only once the failure is printed:
+    // it is running when the failure stops the run, and what waits for it
+    // has not started.
+    let release = "i=0; while [ ! -f out/release ]; do i=$((i+1)); [ $i -gt 400 ] && exit 7; sleep 0.05; done";
+    s.write(
+        "Clusterfile",
+        &format!(
+            "version = 1\nname = \"ff\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+             [[steps]]\nname = \"bad\"\nrun = \"echo 'disk on fire' >&2; exit 3\"\n\n\
+             [[steps]]\nname = \"slow\"\nrun = \"{release}; touch out/slow-done\"\n\n\
+             [[steps]]\nname = \"later\"\nafter = [\"slow\"]\nrun = \"touch out/later-ran\"\n\n\
+             [[steps]]\nname = \"last\"\nafter = [\"later\"]\nrun = \"touch out/last-ran\"\n"
+        ),
+    );
+    let mut child = s
+        .command(&["apply", "--auto-approve", "--fail-fast"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains("step.bad@local: exited with code 3") {
+            s.write("out/release", "");
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(1), "{text}\n{err}");
+    assert!(
+        text.contains("step.bad@local: exited with code 3"),
+        "{text}"
+    );
+    assert!(text.contains("disk on fire"), "{text}");
+    assert!(
+        text.contains("step.slow@local: created"),
+        "the running task finished: {text}"
+    );
+    assert!(
+        text.contains(
+            "step.later@local: skipped, not started: step.bad@local failed and --fail-fast stops the run"
+        ),
+        "not started, naming the failed task: {text}"
+    );
+    assert!(text.contains("step.last@local: skipped"), "{text}");
+    assert!(text.contains("1 done, 1 failed, 2 skipped"), "{text}");
+    assert!(s.path("out/slow-done").exists());
+    assert!(
+        !s.path("out/later-ran").exists(),
+        "nothing started after the failure"
+    );
+    assert!(
+        !s.path("out/last-ran").exists(),
+        "nothing started after the failure"
+    );
+    assert_eq!(
+        s.planned_actions(),
+        pairs(&[
+            ("step.bad@local", "create"),
+            ("step.later@local", "create"),
+            ("step.last@local", "create")
+        ]),
+        "the finished task was recorded"
+    );
+}
+
+#[test]
+fn a_lost_state_is_rebuilt_from_the_receipts_without_running_anything() {
+    let s = Sandbox::new();
+    s.apply();
+    let receipts = s.path(".cairn/fixture/receipts/local");
+    assert!(
+        receipts.join("step.init@local.json").is_file(),
+        "local hosts keep receipts under the state folder"
+    );
+    let markers = [
+        "out/install.log",
+        "out/announce",
+        "out/init.log",
+        "out/independent.log",
+    ];
+    let before: Vec<String> = markers.iter().map(|m| s.read(m)).collect();
+    // The state is lost; the receipts are not.
+    std::fs::remove_file(s.path(".cairn/fixture/state.json")).unwrap();
+    let _ = std::fs::remove_file(s.path(".cairn/fixture/journal.jsonl"));
+    // A `once` step is not run twice, even changed: any receipt of it will do.
+    s.edit(
+        "Clusterfile",
+        "run = \"echo init >> out/init.log\"",
+        "run = \"echo init-v2 >> out/init.log\"",
+    );
+
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(
+        text.contains("Already converged, recorded without running:"),
+        "{text}"
+    );
+    for step in ["install", "version", "announce", "init", "independent"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&format!("= step.{step}@local"))
+                    && l.contains("done on the host by")
+                    && l.contains("(its receipt): recorded without running")),
+            "step.{step} is adopted from its receipt: {text}"
+        );
+    }
+
+    let out = s.run(&["--json", "apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events = events(&out);
+    for step in ["install", "version", "announce", "init", "independent"] {
+        let task = format!("step.{step}@local");
+        assert_eq!(
+            finished(&events, &task).map(|e| &e["outcome"]),
+            Some(&serde_json::json!("adopted")),
+            "{task}: {events:?}"
+        );
+    }
+    let after: Vec<String> = markers.iter().map(|m| s.read(m)).collect();
+    assert_eq!(after, before, "no step ran again");
+    assert_eq!(s.read("out/init.log"), "init\n", "the once step ran once");
+
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0),
+        "the state is whole again"
     );
 }
