@@ -211,6 +211,11 @@ enum Admission {
     Halted(TaskId),
 }
 
+/// Why a task did not start under `--fail-fast`.
+fn halted(failed: &TaskId) -> String {
+    format!("not started: {failed} failed and --fail-fast stops the run")
+}
+
 /// What a Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Interrupt {
@@ -250,6 +255,8 @@ struct Scheduler<'a> {
     running_on: HashMap<HostId, usize>,
     started: usize,
     admission: Admission,
+    /// Tasks `--fail-fast` left out, so what waits for them says why too.
+    halted_out: HashSet<NodeIndex>,
     summary: RunSummary,
 }
 
@@ -306,6 +313,7 @@ impl<'a> Scheduler<'a> {
             running_on: HashMap::new(),
             started: 0,
             admission: Admission::Open,
+            halted_out: HashSet::new(),
             summary,
         }
     }
@@ -316,21 +324,28 @@ impl<'a> Scheduler<'a> {
         while let Some(node) = self.ready.pop_front() {
             let graph = self.graph;
             let task = graph.task(node);
-            let blocked_by: Vec<&TaskId> = graph
+            let blocked_by: Vec<NodeIndex> = graph
                 .upstream(node)
                 .filter(|u| self.settled.get(u) == Some(&Settled::Blocked))
-                .map(|u| &graph.task(u).id)
                 .collect();
             let change = self.changes.get(&node).copied();
             if !blocked_by.is_empty() {
-                let reason = format!(
-                    "upstream failed or not applied ({})",
-                    blocked_by
-                        .iter()
-                        .map(|t| t.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+                let behind_halt = blocked_by.iter().any(|u| self.halted_out.contains(u));
+                let reason = match &self.admission {
+                    // Left out by --fail-fast, like what it waits for: name the failure.
+                    Admission::Halted(failed) if behind_halt => {
+                        self.halted_out.insert(node);
+                        halted(failed)
+                    }
+                    _ => format!(
+                        "upstream failed or not applied ({})",
+                        blocked_by
+                            .iter()
+                            .map(|u| graph.task(*u).id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
                 self.skip_if_it_runs(node, change, reason);
                 continue;
             }
@@ -373,8 +388,8 @@ impl<'a> Scheduler<'a> {
                     continue;
                 }
                 Admission::Halted(failed) => {
-                    let reason =
-                        format!("not started: {failed} failed and --fail-fast stops the run");
+                    let reason = halted(failed);
+                    self.halted_out.insert(node);
                     let change = self.changes.get(&node).copied();
                     self.skip_if_it_runs(node, change, reason);
                     continue;
@@ -746,6 +761,32 @@ mod tests {
             assert!(!c.exists(marker), "{marker}: a skipped step ran");
         }
         assert_eq!(run.recorded(), names(&["step.free@a", "step.free@b"]));
+    }
+
+    #[test]
+    fn fail_fast_names_the_failure_for_everything_it_left_out() {
+        // `last` waits for `later`, which --fail-fast never starts: it is
+        // left out for the same reason, and says so.
+        let c = Cluster::new(&format!(
+            "[[steps]]\nname = \"bad\"\non = \"a\"\nrun = 'exit 3'\n\n\
+             [[steps]]\nname = \"slow\"\non = \"a\"\nrun = '{}'\n\n\
+             [[steps]]\nname = \"later\"\non = \"a\"\nafter = [\"slow\"]\nrun = 'true'\n\n\
+             [[steps]]\nname = \"last\"\non = \"a\"\nafter = [\"later\"]\nrun = 'true'\n",
+            wait_for("release", 20)
+        ));
+        let run = c.apply_watching(DEFAULT_PARALLELISM, FailurePolicy::FailFast, |e, dir| {
+            if matches!(e, Event::TaskFailed { .. }) {
+                std::fs::write(dir.join("release"), "").unwrap();
+            }
+        });
+        let skipped = run.skipped();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        for (task, why) in &skipped {
+            assert_eq!(
+                why, "not started: step.bad@a failed and --fail-fast stops the run",
+                "{task}"
+            );
+        }
     }
 
     #[test]
