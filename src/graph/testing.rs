@@ -32,6 +32,11 @@ impl Fixture {
         Fixture { dir, model }
     }
 
+    /// Replaces the Clusterfile, in the same folder, and validates it again.
+    pub(crate) fn rewrite(&mut self, clusterfile: &str) {
+        self.model = load(self.dir.path(), clusterfile);
+    }
+
     /// Compiles the model with `salt` for secret fingerprints.
     pub(crate) fn compile(&self, salt: &str) -> Result<TaskGraph, Vec<CompileError>> {
         let cache = HashCache::default();
