@@ -6,13 +6,17 @@
 //! recorded key (`once` steps). Only a sealed [`TaskGraph`] (`sealed`:
 //! acyclic, with its topological order fixed) leaves this module; `dot`
 //! draws it. What stops a graph from being built is a [`CompileError`]
-//! (`error`), reported with the Clusterfile's other errors.
+//! (`error`), reported with the Clusterfile's other errors. `testing`
+//! (tests only) compiles Clusterfile text written into a temp folder, for
+//! the tests of this stage and the plan's.
 
 mod build;
 mod dot;
 mod error;
 mod sealed;
 mod task;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use build::{CompileOptions, compile};
 pub use error::CompileError;
