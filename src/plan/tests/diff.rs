@@ -1,0 +1,448 @@
+//! Unit tests of `plan::diff`, kept beside it in a file of their own.
+
+use super::DiffOptions;
+use crate::ids::TaskKey;
+use crate::plan::{ChangeKind, Observation, Refresh, Replacements};
+use crate::state::RecordDetail;
+use crate::transport::{Observed, ReceiptInfo};
+
+/// Two SSH hosts (nothing connects), a bundle, a file, and steps that
+/// show how change flows: `hello` reads `${greeting}` and its host's
+/// `${label}`; `announce` waits for it on the same host, `collect` (on
+/// the master) for it on every host; `init` is a `once` step that reads
+/// `${greeting}` and has an undo, and `join` waits for it across hosts.
+#[path = "diff_world.rs"]
+mod world;
+
+use world::*;
+
+#[test]
+fn the_first_plan_creates_everything_on_new_hosts_then_new_tasks_are_named() {
+    let mut world = World::new(BASE);
+    let (graph, plan) = world.plan();
+    assert_eq!(plan.changes.len(), graph.len());
+    for c in &plan.changes {
+        assert_eq!(
+            (c.kind, c.reasons.as_slice()),
+            (ChangeKind::Create, ["new host".to_string()].as_slice()),
+            "{}",
+            c.id
+        );
+    }
+    world.apply(&graph, &plan);
+
+    world.fixture.rewrite(&edited(&[
+        (
+            "[[bundles]]",
+            "[[hosts]]\naddress = \"10.0.0.3\"\nname = \"w0\"\nroles = [\"web\"]\n\
+             vars = { label = \"w\" }\n\n[[bundles]]",
+        ),
+        (
+            "run = \"echo collected\"\n",
+            "run = \"echo collected\"\n\n[[steps]]\nname = \"extra\"\nrun = \"true\"\n",
+        ),
+    ]));
+    let (_, plan) = world.plan();
+    assert_eq!(
+        outline(&plan),
+        [
+            "create bundle.web@w0: new host",
+            "create file.motd@w0: new host",
+            "create step.install@w0: new host",
+            "create step.hello@w0: new host",
+            "create step.announce@w0: new host",
+            "update step.collect@m0: upstream task changed (step.hello@w0)",
+            "create step.extra@m0: new task",
+            "create step.extra@n0: new task",
+            "create step.extra@w0: new host",
+        ]
+    );
+}
+
+#[test]
+fn an_unchanged_cluster_plans_nothing() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let (graph, plan) = world.plan();
+    assert_eq!(plan.changes.len(), graph.len());
+    for c in &plan.changes {
+        assert_eq!(c.kind, ChangeKind::Noop, "{}", c.id);
+        assert!(c.reasons.is_empty() && c.ignored.is_empty(), "{}", c.id);
+        assert_eq!(
+            c.key.as_ref(),
+            Some(world.recorded_key(c.id.as_str())),
+            "{}",
+            c.id
+        );
+    }
+    assert_eq!(plan.summary().unchanged, graph.len());
+}
+
+#[test]
+fn a_changed_clusterfile_plans_exactly_what_changed() {
+    struct Case {
+        name: &'static str,
+        edits: &'static [(&'static str, &'static str)],
+        plan: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            name: "a var: its readers, their dependents; the once step ignores it",
+            edits: &[GREETING_B],
+            plan: &[
+                r#"update file.motd@m0: content changed; var greeting changed ("a" -> "b")"#,
+                r#"update file.motd@n0: content changed; var greeting changed ("a" -> "b")"#,
+                r#"update step.hello@m0: var greeting changed ("a" -> "b")"#,
+                r#"update step.hello@n0: var greeting changed ("a" -> "b")"#,
+                "update step.announce@m0: upstream task changed (step.hello@m0)",
+                "update step.announce@n0: upstream task changed (step.hello@n0)",
+                r#"noop step.init@m0 [ignored: var greeting changed ("a" -> "b")]"#,
+                "update step.collect@m0: upstream task changed (step.hello@m0, step.hello@n0)",
+            ],
+        },
+        Case {
+            name: "a file's dest",
+            edits: &[("dest = \"/etc/motd\"", "dest = \"/etc/motd.d/motd\"")],
+            plan: &[
+                "replace file.motd@m0: dest changed (/etc/motd -> /etc/motd.d/motd)",
+                "replace file.motd@n0: dest changed (/etc/motd -> /etc/motd.d/motd)",
+            ],
+        },
+        Case {
+            name: "a bundle's dest, and everything after it but the once step",
+            edits: &[("dest = \"/srv/web\"", "dest = \"/srv/www\"")],
+            plan: &[
+                "replace bundle.web@m0: dest changed (/srv/web -> /srv/www)",
+                "replace bundle.web@n0: dest changed (/srv/web -> /srv/www)",
+                "update step.install@m0: upstream task changed (bundle.web@m0)",
+                "update step.install@n0: upstream task changed (bundle.web@n0)",
+                "update step.hello@m0: upstream task changed (step.install@m0)",
+                "update step.hello@n0: upstream task changed (step.install@n0)",
+                "update step.announce@m0: upstream task changed (step.hello@m0)",
+                "update step.announce@n0: upstream task changed (step.hello@n0)",
+                "noop step.init@m0 [ignored: upstream task changed (step.install@m0)]",
+                "update step.collect@m0: upstream task changed (step.hello@m0, step.hello@n0)",
+            ],
+        },
+        Case {
+            name: "steps removed: destroyed newest first, undone where they can be",
+            edits: &[(ANNOUNCE, ""), (INIT, ""), (JOIN, "")],
+            plan: &[
+                "destroy step.join@n0: no longer in the Clusterfile; no undo: only forgotten",
+                "destroy step.init@m0: no longer in the Clusterfile; runs its undo",
+                "destroy step.announce@n0: no longer in the Clusterfile; no undo: only forgotten",
+                "destroy step.announce@m0: no longer in the Clusterfile; no undo: only forgotten",
+            ],
+        },
+        Case {
+            name: "a host removed: all its tasks, newest first",
+            edits: &[(N0, ""), (JOIN, "")],
+            plan: &[
+                "update step.collect@m0: no longer waits for step.hello@n0",
+                "destroy step.join@n0: host left the Clusterfile; no undo: only forgotten",
+                "destroy step.announce@n0: host left the Clusterfile; no undo: only forgotten",
+                "destroy step.hello@n0: host left the Clusterfile; no undo: only forgotten",
+                "destroy step.install@n0: host left the Clusterfile; no undo: only forgotten",
+                "destroy file.motd@n0: host left the Clusterfile; removes the files it shipped",
+                "destroy bundle.web@n0: host left the Clusterfile; removes the files it shipped",
+            ],
+        },
+    ];
+    for case in cases {
+        let mut world = World::new(BASE);
+        world.converge();
+        world.fixture.rewrite(&edited(case.edits));
+        let (_, plan) = world.plan();
+        assert_eq!(outline(&plan), case.plan, "{}", case.name);
+    }
+}
+
+#[test]
+fn a_once_step_keeps_its_key_until_replaced() {
+    let mut world = World::new(BASE);
+    world.converge();
+    world.fixture.rewrite(&edited(&[GREETING_B]));
+    let graph = world.graph();
+
+    let plan = world.diff(&graph, &Refresh::default(), &DiffOptions::default());
+    let init = change(&plan, "step.init@m0");
+    assert_eq!(init.kind, ChangeKind::Noop);
+    assert_eq!(init.ignored, [r#"var greeting changed ("a" -> "b")"#]);
+    assert_eq!(init.key.as_ref(), Some(world.recorded_key("step.init@m0")));
+    assert_eq!(
+        init.inputs.as_ref(),
+        Some(&world.state.tasks[&id("step.init@m0")].inputs),
+        "the record's inputs go on with its key"
+    );
+    let join = change(&plan, "step.join@n0");
+    assert_eq!((join.kind, join.reasons.len()), (ChangeKind::Noop, 0));
+    assert_eq!(join.key.as_ref(), Some(world.recorded_key("step.join@n0")));
+
+    let replace = Replacements::new(&["step.init".to_string()], &graph).expect("known");
+    let options = DiffOptions {
+        replace,
+        ..DiffOptions::default()
+    };
+    let plan = world.diff(&graph, &Refresh::default(), &options);
+    let lines = outline(&plan);
+    let about_init: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.contains("init") || l.contains("join"))
+        .collect();
+    assert_eq!(
+        about_init,
+        [
+            r#"replace step.init@m0: forced by --replace; var greeting changed ("a" -> "b")"#,
+            "update step.join@n0: upstream task changed (step.init@m0)",
+        ]
+    );
+}
+
+#[test]
+fn what_refresh_finds_changed_on_a_host_is_drift() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let as_shipped = match &world.state.tasks[&id("file.motd@m0")].detail {
+        RecordDetail::File { shipped, .. } => shipped.hash.clone(),
+        other => panic!("a file record: {other:?}"),
+    };
+    let files = |found: &[(&str, Observed)]| {
+        Observation::Files(
+            found
+                .iter()
+                .map(|(path, o)| ((*path).to_string(), o.clone()))
+                .collect(),
+        )
+    };
+    let edited_by_hand = Observed::Hashed("0".repeat(64));
+    let mut refresh = Refresh::default();
+    for (task, observation) in [
+        (
+            "bundle.web@m0",
+            files(&[
+                ("index.html", edited_by_hand.clone()),
+                ("install.sh", Observed::Unchanged),
+            ]),
+        ),
+        ("bundle.web@n0", files(&[("index.html", Observed::Missing)])),
+        ("file.motd@m0", files(&[("", Observed::Hashed(as_shipped))])),
+        ("file.motd@n0", files(&[("", edited_by_hand)])),
+        ("step.hello@m0", check(1)),
+        ("step.hello@n0", check(0)),
+    ] {
+        refresh.observations.insert(id(task), observation);
+    }
+    let graph = world.graph();
+    let plan = world.diff(&graph, &refresh, &DiffOptions::default());
+    // The keys did not change, so nothing downstream reruns.
+    assert_eq!(
+        outline(&plan),
+        [
+            "update bundle.web@m0 (drifted): changed on the host: index.html",
+            "update bundle.web@n0 (drifted): missing on the host: index.html",
+            "update file.motd@n0 (drifted): changed on the host: /etc/motd",
+            "update step.hello@m0 (drifted): check failed on the host (exit 1)",
+        ]
+    );
+}
+
+/// One host; steps with and without a check, a capture, `once`.
+const STEPS: &str = r#"version = 1
+name = "t"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "h0"
+
+[[steps]]
+name = "ready"
+run = "true"
+check = "true"
+
+[[steps]]
+name = "captures"
+run = "echo v1"
+check = "true"
+capture = "version"
+
+[[steps]]
+name = "failing"
+run = "true"
+check = "false"
+
+[[steps]]
+name = "plain"
+run = "true"
+
+[[steps]]
+name = "seeded"
+run = "true"
+once = true
+"#;
+
+/// A `check` that exited with `code`, as refresh reports it.
+fn check(code: i32) -> Observation {
+    Observation::Check {
+        passed: code == 0,
+        code: Some(code),
+    }
+}
+
+#[test]
+fn a_step_that_never_ran_is_adopted_when_its_check_passes_and_it_captures_nothing() {
+    let mut world = World::new(STEPS);
+    let mut refresh = Refresh::default();
+    for (task, code) in [
+        ("step.ready@h0", 0),
+        ("step.captures@h0", 0),
+        ("step.failing@h0", 1),
+    ] {
+        refresh.observations.insert(id(task), check(code));
+    }
+    let graph = world.graph();
+    let plan = world.diff(&graph, &refresh, &DiffOptions::default());
+    assert_eq!(
+        outline(&plan),
+        [
+            "noop step.ready@h0 (adopt): check passes: already converged, recorded without running",
+            "create step.captures@h0: new host",
+            "create step.failing@h0: new host",
+            "create step.plain@h0: new host",
+            "create step.seeded@h0: new host",
+        ]
+    );
+    assert!(plan.adopts());
+    world.apply(&graph, &plan);
+    let ready = change(&plan, "step.ready@h0");
+    assert_eq!(
+        Some(world.recorded_key("step.ready@h0")),
+        ready.key.as_ref()
+    );
+}
+
+#[test]
+fn a_step_that_never_ran_here_is_adopted_from_its_receipt_on_the_host() {
+    let world = World::new(STEPS);
+    let graph = world.graph();
+    let (_, first) = world.plan();
+    let key = |task: &str| change(&first, task).key.clone().expect("a key");
+    let other_key = TaskKey::from_digest([7; 32]);
+    let mut refresh = Refresh::default();
+    for (task, key, captured) in [
+        ("step.ready@h0", key("step.ready@h0"), None),
+        ("step.captures@h0", key("step.captures@h0"), None),
+        ("step.plain@h0", other_key.clone(), None),
+        ("step.seeded@h0", other_key, None),
+    ] {
+        let info = ReceiptInfo {
+            task: id(task),
+            key,
+            finished_at: "2024-04-30T09:00:00Z".into(),
+            by: "ops@laptop".into(),
+            captured,
+        };
+        refresh.receipts.insert(id(task), info);
+    }
+    let plan = world.diff(&graph, &refresh, &DiffOptions::default());
+    let receipt = "done on the host by ops@laptop at 2024-04-30T09:00:00Z (its receipt): \
+                   recorded without running";
+    assert_eq!(
+        outline(&plan),
+        [
+            format!("noop step.ready@h0 (adopt): {receipt}"),
+            // Its value is not in the receipt, so it must run to capture it.
+            "create step.captures@h0: new host".into(),
+            "create step.failing@h0: new host".into(),
+            // Done with other inputs: not this task.
+            "create step.plain@h0: new host".into(),
+            // A once step is never run twice, whatever it was run with.
+            format!("noop step.seeded@h0 (adopt): {receipt}"),
+        ]
+    );
+}
+
+#[test]
+fn hosts_left_out_are_not_planned_and_lend_their_recorded_keys() {
+    struct Case {
+        name: &'static str,
+        excluded: &'static [&'static str],
+        unreachable: &'static [&'static str],
+        plan: Vec<&'static str>,
+    }
+    let label = "update step.hello@n0: var label changed (\"n\" -> \"n2\")";
+    let collect = "update step.collect@m0: upstream task changed (step.hello@n0)";
+    let master_destroy =
+        "destroy step.announce@m0: no longer in the Clusterfile; no undo: only forgotten";
+    let node_destroy =
+        "destroy step.announce@n0: no longer in the Clusterfile; no undo: only forgotten";
+    let cases = [
+        Case {
+            name: "every host",
+            excluded: &[],
+            unreachable: &[],
+            plan: vec![label, collect, node_destroy, master_destroy],
+        },
+        Case {
+            name: "n0 left out by --limit: its tasks and records are not touched",
+            excluded: &["n0"],
+            unreachable: &[],
+            plan: vec![master_destroy],
+        },
+        Case {
+            // Its records are still destroyed: apply fails those as not
+            // connected, and undoes them once the host is back.
+            name: "n0 unreachable: its tasks are left out",
+            excluded: &[],
+            unreachable: &["n0"],
+            plan: vec![node_destroy, master_destroy],
+        },
+    ];
+    for case in cases {
+        let mut world = World::new(BASE);
+        world.converge();
+        world.fixture.rewrite(&edited(&[
+            ("vars = { label = \"n\" }", "vars = { label = \"n2\" }"),
+            (ANNOUNCE, ""),
+        ]));
+        let graph = world.graph();
+        let mut refresh = Refresh::default();
+        for host in case.unreachable {
+            let why = format!("host {host}: connection refused");
+            refresh.unreachable.insert((*host).to_string(), why);
+        }
+        let options = DiffOptions {
+            excluded_hosts: case.excluded.iter().map(ToString::to_string).collect(),
+            ..DiffOptions::default()
+        };
+        let plan = world.diff(&graph, &refresh, &options);
+        assert_eq!(outline(&plan), case.plan, "{}", case.name);
+        let left_out: Vec<&str> = case
+            .excluded
+            .iter()
+            .chain(case.unreachable)
+            .copied()
+            .collect();
+        for c in plan
+            .changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Destroy)
+        {
+            assert!(
+                !left_out.contains(&c.host.as_str()),
+                "{}: {}",
+                case.name,
+                c.id
+            );
+        }
+        if !left_out.is_empty() {
+            let collect = change(&plan, "step.collect@m0");
+            assert_eq!(
+                collect.key.as_ref(),
+                Some(world.recorded_key("step.collect@m0")),
+                "{}: collect sees hello@n0's recorded key",
+                case.name
+            );
+        }
+    }
+}
