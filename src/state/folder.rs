@@ -120,6 +120,9 @@ impl StateDir {
     /// Writes `state` as the new `state.json` and empties the journal.
     pub fn compact(&self, state: &mut State) -> Result<(), StateError> {
         state.prune_manifests();
+        // Written in today's format, so it says so: an older cairn then
+        // refuses it by name instead of failing on a missing field.
+        state.version = STATE_VERSION;
         let path = self.state_file();
         let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         crate::atomic_file::write_atomic(&path, &bytes, true).map_err(|source| StateError::Io {
@@ -194,10 +197,16 @@ mod tests {
             "manifests":{{}}}}"#
         );
         std::fs::write(state_dir.state_file(), v1).unwrap();
-        let state = state_dir.load().unwrap();
+        let mut state = state_dir.load().unwrap();
         let record = &state.tasks[&crate::ids::TaskId::parse("step.a@h").unwrap()];
         assert_eq!(record.host().address, "10.0.0.1");
         assert_eq!(state.serial, 3);
+        // Written back, it is a version-2 state: the copy is gone and the version says so.
+        state_dir.compact(&mut state).unwrap();
+        let text = std::fs::read_to_string(state_dir.state_file()).unwrap();
+        let written: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(written["version"], crate::state::STATE_VERSION);
+        assert!(written["tasks"]["step.a@h"].get("host").is_none(), "{text}");
     }
 
     #[test]
