@@ -16,14 +16,39 @@ use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::{LockHolder, ShippedFile};
 
-/// A way to reach one host.
+/// A way to reach one host. Which way is private to this module: nothing
+/// outside `transport` can name an SSH or local transport, only ask.
 #[derive(Debug, Clone)]
-pub enum Transport {
+pub struct Transport {
+    reach: Reach,
+}
+
+#[derive(Debug, Clone)]
+enum Reach {
     Local(LocalTransport),
     Ssh(SshTransport),
 }
 
 impl Transport {
+    pub(super) fn local(transport: LocalTransport) -> Transport {
+        Transport {
+            reach: Reach::Local(transport),
+        }
+    }
+
+    pub(super) fn ssh(transport: SshTransport) -> Transport {
+        Transport {
+            reach: Reach::Ssh(transport),
+        }
+    }
+
+    /// Closes the connection, if there is one.
+    pub(super) async fn close(self) {
+        if let Reach::Ssh(t) = self.reach {
+            t.close().await;
+        }
+    }
+
     /// Runs a shell script (fed on stdin), with an optional working directory
     /// and time limit. With a receipt, the receipt is written when the script
     /// succeeds (over SSH, by the same command).
@@ -34,15 +59,15 @@ impl Transport {
         timeout: Option<Duration>,
         receipt: Option<&Receipt>,
     ) -> Result<CommandOutput, TransportError> {
-        match self {
-            Transport::Local(t) => {
+        match &self.reach {
+            Reach::Local(t) => {
                 let out = t.run(script, cwd, timeout).await?;
                 if let Some(r) = receipt.filter(|_| out.success()) {
                     t.write_receipt(r).await?;
                 }
                 Ok(out)
             }
-            Transport::Ssh(t) => t.run(script, cwd, timeout, receipt).await,
+            Reach::Ssh(t) => t.run(script, cwd, timeout, receipt).await,
         }
     }
 
@@ -54,39 +79,39 @@ impl Transport {
         files: &BTreeMap<String, ShipFile>,
         receipt: Option<&Receipt>,
     ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
-        match self {
-            Transport::Local(t) => {
+        match &self.reach {
+            Reach::Local(t) => {
                 let shipped = t.ship(dest, files).await?;
                 if let Some(r) = receipt {
                     t.write_receipt(r).await?;
                 }
                 Ok(shipped)
             }
-            Transport::Ssh(t) => t.ship(dest, files, receipt).await,
+            Reach::Ssh(t) => t.ship(dest, files, receipt).await,
         }
     }
 
     /// Writes a receipt for a task that ran no command on the host.
     pub async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
-        match self {
-            Transport::Local(t) => t.write_receipt(receipt).await,
-            Transport::Ssh(t) => t.write_receipt(receipt).await,
+        match &self.reach {
+            Reach::Local(t) => t.write_receipt(receipt).await,
+            Reach::Ssh(t) => t.write_receipt(receipt).await,
         }
     }
 
     /// Removes the receipt of a task that was undone.
     pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
-        match self {
-            Transport::Local(t) => t.forget_receipt(task).await,
-            Transport::Ssh(t) => t.forget_receipt(task).await,
+        match &self.reach {
+            Reach::Local(t) => t.forget_receipt(task).await,
+            Reach::Ssh(t) => t.forget_receipt(task).await,
         }
     }
 
     /// Everything refresh asks of a host, in one round trip (plan, drift).
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
-        match self {
-            Transport::Local(t) => t.probe(request).await,
-            Transport::Ssh(t) => t.probe(request).await,
+        match &self.reach {
+            Reach::Local(t) => t.probe(request).await,
+            Reach::Ssh(t) => t.probe(request).await,
         }
     }
 
@@ -99,9 +124,9 @@ impl Transport {
         owner: &LockHolder,
         request: &ProbeRequest,
     ) -> Result<(HostLock, ProbeReport), TransportError> {
-        match self {
-            Transport::Local(t) => Ok((HostLock::by_cluster_lock(), t.probe(request).await?)),
-            Transport::Ssh(t) => {
+        match &self.reach {
+            Reach::Local(t) => Ok((HostLock::by_cluster_lock(), t.probe(request).await?)),
+            Reach::Ssh(t) => {
                 let (lock, report) = t.lock_and_probe(owner, request).await?;
                 Ok((HostLock::ssh(lock), report))
             }
@@ -115,9 +140,9 @@ impl Transport {
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
     ) -> Result<Vec<String>, TransportError> {
-        match self {
-            Transport::Local(t) => t.remove(dest, shipped).await,
-            Transport::Ssh(t) => t.remove(dest, shipped).await,
+        match &self.reach {
+            Reach::Local(t) => t.remove(dest, shipped).await,
+            Reach::Ssh(t) => t.remove(dest, shipped).await,
         }
     }
 }

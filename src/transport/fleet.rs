@@ -51,7 +51,7 @@ impl Fleet {
             let running = running.clone();
             jobs.spawn(async move {
                 let t = match host.transport {
-                    TransportKind::Local => Ok(Transport::Local(LocalTransport::new(
+                    TransportKind::Local => Ok(Transport::local(LocalTransport::new(
                         host.name.clone(),
                         base_dir,
                         &state_dir,
@@ -60,7 +60,7 @@ impl Fleet {
                     TransportKind::Ssh => {
                         SshTransport::connect(&host, &cluster, &known_hosts, streams)
                             .await
-                            .map(Transport::Ssh)
+                            .map(Transport::ssh)
                     }
                 };
                 (id, host.name, t)
@@ -104,7 +104,7 @@ impl Fleet {
         match model.hosts.iter().find(|h| h.name == host.name) {
             Some(h) => self.transports.get(&h.id).cloned(),
             None if host.transport == TransportKind::Local => {
-                Some(Transport::Local(LocalTransport::new(
+                Some(Transport::local(LocalTransport::new(
                     host.name.clone(),
                     self.base_dir.clone(),
                     &self.state_dir,
@@ -126,9 +126,7 @@ impl Fleet {
     pub async fn close(self) {
         let mut jobs = tokio::task::JoinSet::new();
         for (_, t) in self.transports {
-            if let Transport::Ssh(s) = t {
-                jobs.spawn(s.close());
-            }
+            jobs.spawn(t.close());
         }
         while jobs.join_next().await.is_some() {}
     }

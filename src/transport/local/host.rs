@@ -16,7 +16,7 @@ use crate::transport::{
 
 /// This machine, as one host of the cluster.
 #[derive(Debug, Clone)]
-pub struct LocalTransport {
+pub(crate) struct LocalTransport {
     host: String,
     /// Default working directory: the Clusterfile's folder.
     base_dir: PathBuf,
@@ -29,7 +29,7 @@ pub struct LocalTransport {
 impl LocalTransport {
     /// `host` runs here, in `base_dir` by default; its receipts go to
     /// `state_dir/receipts/<host>/`.
-    pub fn new(
+    pub(crate) fn new(
         host: String,
         base_dir: PathBuf,
         state_dir: &std::path::Path,
@@ -53,7 +53,7 @@ impl LocalTransport {
 
     /// Runs a shell script (fed on stdin) in `cwd` (relative: to the
     /// Clusterfile's folder), with an optional time limit.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         script: &str,
         cwd: Option<&str>,
@@ -75,7 +75,10 @@ impl LocalTransport {
     }
 
     /// What refresh asks of this machine: facts, receipts, shipped files, checks.
-    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+    pub(crate) async fn probe(
+        &self,
+        request: &ProbeRequest,
+    ) -> Result<ProbeReport, TransportError> {
         let os = std::fs::read_to_string("/etc/os-release")
             .ok()
             .and_then(|t| {
@@ -119,7 +122,7 @@ impl LocalTransport {
     }
 
     /// Ships files under `dest` (`""` as the path means `dest` itself is the file).
-    pub async fn ship(
+    pub(crate) async fn ship(
         &self,
         dest: &str,
         files: &BTreeMap<String, ShipFile>,
@@ -129,7 +132,7 @@ impl LocalTransport {
     }
 
     /// What is at each shipped path now.
-    pub async fn observe(
+    pub(crate) async fn observe(
         &self,
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
@@ -139,7 +142,7 @@ impl LocalTransport {
     }
 
     /// Removes shipped files that still hold what cairn shipped; returns the kept ones.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
@@ -150,12 +153,12 @@ impl LocalTransport {
             .await
     }
 
-    pub async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
+    pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let (dir, receipt) = (self.receipts.clone(), receipt.clone());
         self.blocking(move || receipts::write(&dir, &receipt)).await
     }
 
-    pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
+    pub(crate) async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
         let (dir, task) = (self.receipts.clone(), task.clone());
         self.blocking(move || receipts::forget(&dir, &task)).await
     }

@@ -22,13 +22,13 @@ const RUNNER: &str = "s=$(cat) && eval \"$s\"";
 
 /// Process groups of the scripts running now on this machine, for one run.
 #[derive(Debug, Default)]
-pub struct RunningGroups {
+pub(crate) struct RunningGroups {
     groups: Mutex<Vec<u32>>,
 }
 
 impl RunningGroups {
     /// Kills every running script with everything it started.
-    pub fn kill_all(&self) {
+    pub(crate) fn kill_all(&self) {
         for pid in self
             .groups
             .lock()

@@ -38,7 +38,7 @@ fn expand_home(path: &str) -> PathBuf {
 impl SshTransport {
     /// Opens the master connection to `host`. `known_hosts` is cairn's own
     /// file; `streams` is the run's cache of packed file streams.
-    pub async fn connect(
+    pub(crate) async fn connect(
         host: &Host,
         cluster: &str,
         known_hosts: &Path,

@@ -34,7 +34,7 @@ pub(super) enum Sudo {
 
 /// One host reached over SSH: its master connection and its shells.
 #[derive(Clone)]
-pub struct SshTransport {
+pub(crate) struct SshTransport {
     pub(super) host: String,
     pub(super) cluster: String,
     pub(super) session: Arc<Session>,
@@ -57,7 +57,7 @@ impl std::fmt::Debug for SshTransport {
 
 impl SshTransport {
     /// Closes the host's shells, then the master connection (when no command holds it any more).
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.shells.close(false).await;
         drop(self.shells);
         if let Ok(session) = Arc::try_unwrap(self.session) {
@@ -115,7 +115,7 @@ impl SshTransport {
     }
 
     /// Runs a user script in `cwd`; with a receipt, writes it when the script succeeds.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         script: &str,
         cwd: Option<&str>,

@@ -16,9 +16,10 @@ use crate::state::LockHolder;
 use crate::transport::{ProbeReport, ProbeRequest, TransportError, shell_quote};
 
 impl SshTransport {
+    /// Takes the host lock for this run and, in the same round trip, probes
     /// the host (see [`SshTransport::probe`]). The lock's channel then
     /// becomes the host's first shell; see [`SshLock`].
-    pub async fn lock_and_probe(
+    pub(crate) async fn lock_and_probe(
         &self,
         owner: &LockHolder,
         request: &ProbeRequest,
@@ -101,16 +102,16 @@ impl SshTransport {
 /// command and every 10 seconds when idle. If cairn dies, the channel
 /// closes and the lock is freed. A lock owner file left behind (the remote
 /// side was killed) is reported as stale by the next run, which takes over.
-pub struct SshLock {
+pub(crate) struct SshLock {
     heartbeat: tokio::task::JoinHandle<()>,
     shells: Arc<Shells>,
     /// The owner of a stale lock this run took over.
-    pub stale: Option<String>,
+    pub(crate) stale: Option<String>,
 }
 
 impl SshLock {
     /// Releases the lock: ends the heartbeat and closes the lock's shell.
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         self.heartbeat.abort();
         let _ = self.heartbeat.await;
         self.shells.close(true).await;

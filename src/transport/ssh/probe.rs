@@ -34,11 +34,10 @@ impl SshTransport {
     /// A plan or drift asks nothing else of the host, so the probe runs on
     /// a channel of its own (no long-lived shell to set up); an apply's probe
     /// rides on the lock's channel instead ([`SshTransport::lock_and_probe`]).
-    /// One round trip: facts, receipts, shipped files (stat, hash what changed) and checks.
-    /// A plan or drift asks nothing else of the host, so the probe runs on
-    /// a channel of its own (no long-lived shell to set up); an apply's probe
-    /// rides on the lock's channel instead ([`SshTransport::lock_and_probe`]).
-    pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
+    pub(crate) async fn probe(
+        &self,
+        request: &ProbeRequest,
+    ) -> Result<ProbeReport, TransportError> {
         let (script, longest) = self.probe_script(request);
         let script = format!("{script}echo {PROBE_END}\n");
         let opened = match tokio::time::timeout(longest + GRACE, self.open_channel(&script)).await {

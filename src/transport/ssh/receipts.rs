@@ -19,7 +19,7 @@ impl SshTransport {
     }
 
     /// Writes a receipt on its own, for a task that needed no other command.
-    pub async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
+    pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let out = self
             .exec(
                 &self.receipt_snippet(receipt),
@@ -37,7 +37,7 @@ impl SshTransport {
         }
     }
 
-    pub async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
+    pub(crate) async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
         let name = receipt_file_name(task);
 
         let script = format!(

@@ -19,7 +19,7 @@ use crate::state::ShippedFile;
 use crate::transport::{Receipt, TransportError, shell_quote, target_path};
 
 impl SshTransport {
-    pub async fn ship(
+    pub(crate) async fn ship(
         &self,
         dest: &str,
         files: &BTreeMap<String, ShipFile>,
@@ -87,7 +87,7 @@ impl SshTransport {
     }
 
     /// Removes shipped files that still hold what cairn shipped; returns the kept ones.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
