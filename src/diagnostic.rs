@@ -5,7 +5,7 @@
 //! edge, [`InvalidClusterfile`] turns the list into one miette report whose
 //! related diagnostics each underline their span in the file. The span is kept
 //! apart from the kind of error, as `just` does, so the same problem can be
-//! rendered as text, as JSON, or asserted on in tests.
+//! rendered as text, or asserted on in tests.
 
 use std::ops::Range;
 use std::path::PathBuf;

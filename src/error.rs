@@ -1,9 +1,10 @@
 //! The top-level error: every way a command can fail, and its exit code.
 //!
-//! Modules have their own `thiserror` enums; this one wraps them for the
-//! edge, where `main` renders it with miette. Exit codes are part of the
-//! contract (docs/clusterfile.md, "Exit codes"): 0 success, 1 error,
-//! 2 changes present (plan with `--detailed-exitcode`).
+//! Modules have their own `thiserror` enums; what ends a command becomes
+//! this one at the edge, where `main` renders it with miette. Exit codes are
+//! part of the contract (docs/clusterfile.md, "Exit codes"): 0 success, 1
+//! error (usage errors too), 2 changes present (plan with
+//! `--detailed-exitcode`) or drift, 4 hosts not checked by drift, 6 both.
 
 use miette::Diagnostic;
 

@@ -7,8 +7,10 @@
 //!   ─plan::refresh─▶ observations ─plan─▶ Plan ─exec─▶ events (report) + records (state)
 //! ```
 //!
-//! `transport` is how tasks reach hosts; `cmd` wires the stages into the
-//! commands; `cli` only defines arguments. See docs/architecture.md.
+//! `pipeline` holds those stages as types every command walks; `transport`
+//! is how tasks reach hosts; `report` is everything a user reads; `cmd` is
+//! one thin file per command; `cli` only defines arguments; `error` maps
+//! outcomes to exit codes. See docs/architecture.md.
 
 pub mod atomic_file;
 pub mod bundle;

@@ -4,7 +4,8 @@
 //! `manifest` of hashes, its config patches applied by `config`), then its
 //! templates are rendered per host (`template`). What a host gets is a set
 //! of [`ShipFile`]s (`ship_file`), which a transport ships, packed into one
-//! tar stream per host when it ships over a byte stream (`stream`).
+//! tar stream per file set, shared by every host that needs it, when it ships
+//! over a byte stream (`stream`).
 
 pub mod config;
 pub mod manifest;

@@ -4,7 +4,7 @@
 //! A `[[hosts]]` entry may be a range of addresses; by the time anything
 //! reads a [`Host`], the range is expanded and every host has a [`HostId`],
 //! its index in `Model::hosts`, which the rest of cairn uses to refer to it
-//! (tasks, connections, receipts) without copying names around.
+//! (tasks, connections) without copying names around.
 
 use std::collections::BTreeMap;
 use std::ops::Range;

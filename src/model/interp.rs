@@ -5,7 +5,7 @@
 //! so undefined names are found before anything runs, and so a task's key
 //! can name exactly the variables it reads. Rendering happens per host, with
 //! secrets in clear: rendered text only travels on stdin to hosts, and what
-//! is shown of it (output, logs) goes through the executor's scrubber.
+//! is shown of it (output, logs) goes through the model's `Scrubber`.
 
 use std::ops::Range;
 

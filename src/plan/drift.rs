@@ -6,7 +6,8 @@
 //! applied yet. Both count as out of sync. Hosts that could not be refreshed
 //! are *unchecked*. The report is a typed document whose JSON
 //! (`drift --json`) is part of the contract (docs/clusterfile.md, "Drift"):
-//! fields are declared in the order they are printed.
+//! its keys have always come out sorted, so every struct here declares its
+//! fields in alphabetical order, and a new field goes in its sorted place.
 
 use serde::Serialize;
 

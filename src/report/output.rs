@@ -90,7 +90,8 @@ impl Output {
                 event: &'static str,
                 plan: crate::plan::PlanJson,
             }
-            // As a value, so its keys come out sorted like every event line.
+            // As a value, so its keys come out sorted (the plan event has
+            // always been printed this way; the other event lines are not).
             let event = serde_json::to_value(PlanEvent {
                 event: "plan",
                 plan: plan.to_json(),

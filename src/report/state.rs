@@ -10,7 +10,8 @@ use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::state::{State, TaskRecord};
 
-/// One line of `state list --json`.
+/// One line of `state list --json`. Fields in alphabetical order: the keys
+/// have always come out sorted; a new field goes in its sorted place.
 #[derive(Debug, Serialize)]
 struct ListedTask<'a> {
     finished_at: &'a str,

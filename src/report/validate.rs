@@ -6,7 +6,9 @@ use serde::Serialize;
 
 use super::{Style, plural};
 
-/// A valid Clusterfile, in numbers.
+/// A valid Clusterfile, in numbers (`validate --json`). Fields in
+/// alphabetical order: the keys have always come out sorted; a new field
+/// goes in its sorted place.
 #[derive(Debug, Serialize)]
 pub(super) struct Validated<'a> {
     pub cluster: &'a str,

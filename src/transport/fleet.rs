@@ -2,9 +2,10 @@
 //!
 //! A command opens every host it needs at once, before refresh
 //! ([`Fleet::connect`]), works through the fleet, and closes it at the end.
-//! The fleet also owns what the run's transports share: the stream cache
-//! (a file set packed once for every host that needs it) and the registry
-//! of scripts running on this machine (so an abandoned apply can kill them,
+//! The fleet also makes what the run's transports share: the stream cache
+//! every SSH host is handed at connect (a file set packed once for every
+//! host that needs it), and the registry of scripts running on this machine,
+//! which it keeps (so an abandoned apply can kill them,
 //! [`Fleet::abort_running`]). Hosts that could not be reached are kept with
 //! why, so each fails alone with its own message.
 

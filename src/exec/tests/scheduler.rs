@@ -1,6 +1,5 @@
-//! Unit tests of `exec::scheduler`, kept beside it in a file of their own.
-
-//! The real [`execute`] on real local hosts: a Clusterfile in a temp
+//! Unit tests of `exec::scheduler`, kept beside it in a file of their own:
+//! the real [`execute`] on real local hosts: a Clusterfile in a temp
 //! folder goes through the pipeline (read, compile, refresh, plan), and
 //! its steps write marker files beside it. Results are read on disk and
 //! from the events, never from timing; a step that waits for another

@@ -1,6 +1,6 @@
 //! Receipts of this machine's tasks: one JSON file per task in the host's
-//! receipts folder under the cluster's state folder (see the transport's
-//! module docs for why there).
+//! receipts folder under the cluster's state folder (`local/mod.rs` says
+//! why there).
 
 use std::collections::BTreeMap;
 use std::path::Path;
