@@ -59,7 +59,12 @@ impl TaskId {
     /// The id of `kind` element `name` on host `host`. Validation guarantees
     /// neither name holds an `@`, so the id splits back unambiguously.
     pub fn new(kind: TaskKind, name: &str, host: &str) -> TaskId {
-        debug_assert!(!name.contains('@') && !host.contains('@') && !host.is_empty());
+        // Validation guarantees it; checked anyway, since a bad id would make
+        // the next load of the whole state fail.
+        assert!(
+            !name.is_empty() && !name.contains('@') && !host.is_empty() && !host.contains('@'),
+            "task id parts `{name}` @ `{host}`"
+        );
         TaskId(format!("{}.{name}@{host}", kind.as_str()))
     }
 

@@ -79,9 +79,9 @@ impl Loaded {
     /// Takes the cluster lock for an apply (refused, naming its holder, while
     /// another apply runs) and makes sure a state exists, so the plan read
     /// next is the one this apply builds on.
-    pub fn lock_cluster(&self, command: &str) -> Result<StateLock, CairnError> {
+    pub fn lock_cluster(&self, holder: &LockHolder) -> Result<StateLock, CairnError> {
         self.dir.create()?;
-        let lock = StateLock::acquire(&self.dir.lock_file(), &self.model.name, command)?;
+        let lock = StateLock::acquire(&self.dir.lock_file(), &self.model.name, holder)?;
         self.dir.ensure()?;
         Ok(lock)
     }

@@ -20,8 +20,9 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let _cluster_lock = loaded.lock_cluster(&command)?;
+    // One holder for the cluster lock and every host lock of this apply.
     let holder = LockHolder::current(&command);
+    let _cluster_lock = loaded.lock_cluster(&holder)?;
     let planned = loaded
         .compile()?
         .refresh(&super::targets(&args.selection), Probe::Lock(&holder), &rt)?

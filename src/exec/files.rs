@@ -92,7 +92,7 @@ pub(super) async fn sync_files(
                 shipped: shipped.remove("").expect("a file task ships one file"),
             }
         }
-        Work::Step { .. } => unreachable!(),
+        Work::Step { .. } => unreachable!("sync_files is for bundles and files"),
     };
     if let Some(r) = receipt {
         ctx.transport.write_receipt(r).await?;

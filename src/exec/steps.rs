@@ -28,7 +28,6 @@ pub(super) async fn run_step(
     task: &Task,
     step_index: usize,
     upstream_values: &Captures,
-    task_id: &TaskId,
 ) -> Result<(RecordDetail, String), Failure> {
     let model = ctx.model;
     let step = &model.steps[step_index];
@@ -61,7 +60,7 @@ pub(super) async fn run_step(
         log.push_str(&String::from_utf8_lossy(&out.stderr));
         log.push('\n');
         if out.success() {
-            ctx.log(task_id, &log);
+            ctx.log(&task.id, &log);
             let captured = step
                 .capture
                 .as_ref()
@@ -82,7 +81,6 @@ pub(super) async fn run_step(
                 RecordDetail::Step {
                     captured,
                     captured_masked: false,
-
                     undo: step.undo.as_ref().map(|u| u.source.clone()),
                     undo_vars,
                     cwd,
@@ -96,7 +94,7 @@ pub(super) async fn run_step(
         }
     }
     let out = last.expect("at least one attempt");
-    let log_path = ctx.log(task_id, &log);
+    let log_path = ctx.log(&task.id, &log);
     let error = TaskError::Step {
         exit: Exit::of(&out),
         attempts,

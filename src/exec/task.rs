@@ -72,7 +72,7 @@ pub(super) async fn run_task(
                 if replace && let Some(r) = record {
                     run_undo(&ctx, r, &task.id).await?;
                 }
-                run_step(&ctx, task, *step, upstream_values, &task.id).await?
+                run_step(&ctx, task, *step, upstream_values).await?
             }
         };
         (detail, description, outcome)

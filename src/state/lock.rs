@@ -68,7 +68,12 @@ pub struct StateLock {
 }
 
 impl StateLock {
-    pub fn acquire(path: &Path, cluster: &str, command: &str) -> Result<StateLock, LockError> {
+    /// Takes the lock for `holder`, or says who holds it.
+    pub fn acquire(
+        path: &Path,
+        cluster: &str,
+        holder: &LockHolder,
+    ) -> Result<StateLock, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -96,11 +101,10 @@ impl StateLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let holder = LockHolder::current(command);
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(
-            serde_json::to_string(&holder)
+            serde_json::to_string(holder)
                 .expect("serializes")
                 .as_bytes(),
         )
@@ -118,8 +122,8 @@ mod tests {
     fn second_lock_is_refused_with_holder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
-        let first = StateLock::acquire(&path, "c", "cairn apply").unwrap();
-        let err = StateLock::acquire(&path, "c", "cairn apply")
+        let first = StateLock::acquire(&path, "c", &LockHolder::current("cairn apply")).unwrap();
+        let err = StateLock::acquire(&path, "c", &LockHolder::current("cairn apply"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -127,6 +131,7 @@ mod tests {
             "{err}"
         );
         drop(first);
-        StateLock::acquire(&path, "c", "cairn apply").expect("free after drop");
+        StateLock::acquire(&path, "c", &LockHolder::current("cairn apply"))
+            .expect("free after drop");
     }
 }

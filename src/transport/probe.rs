@@ -54,10 +54,10 @@ pub struct ProbeRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckResult {
-    /// Exit code; `None` when it timed out or was killed.
+    /// Exit code; `None` when it timed out, was killed, or its working
+    /// directory does not exist (the step has not set it up): the check
+    /// does not pass.
     pub code: Option<i32>,
-    /// The check's working directory does not exist (the step has not set it up).
-    pub cwd_missing: bool,
 }
 
 /// The answer to a [`ProbeRequest`], in the same order.

@@ -84,7 +84,9 @@ impl Cluster {
     ) -> Applied {
         let rt = pipeline::runtime();
         let loaded = Loaded::read(&self.path("Clusterfile")).expect("a valid Clusterfile");
-        let _lock = loaded.lock_cluster("scheduler tests").unwrap();
+        let _lock = loaded
+            .lock_cluster(&crate::state::LockHolder::current("scheduler tests"))
+            .unwrap();
         let planned = loaded
             .compile()
             .unwrap()

@@ -108,12 +108,8 @@ impl LocalTransport {
             {
                 Ok(out) => CheckResult {
                     code: if out.timed_out { None } else { out.code },
-                    cwd_missing: false,
                 },
-                Err(TransportError::WorkingDirMissing { .. }) => CheckResult {
-                    code: None,
-                    cwd_missing: true,
-                },
+                Err(TransportError::WorkingDirMissing { .. }) => CheckResult { code: None },
                 Err(e) => return Err(e),
             };
             report.checks.push(result);

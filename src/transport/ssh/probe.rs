@@ -116,20 +116,10 @@ impl SshTransport {
         (script, longest)
     }
 
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one reader of the probe's output, section by section, as the probe script writes it"
-    )]
     pub(super) fn parse_probe(&self, text: &str, request: &ProbeRequest) -> ProbeReport {
         let mut report = ProbeReport {
             files: vec![BTreeMap::new(); request.files.len()],
-            checks: vec![
-                CheckResult {
-                    code: None,
-                    cwd_missing: false
-                };
-                request.checks.len()
-            ],
+            checks: vec![CheckResult { code: None }; request.checks.len()],
             ..Default::default()
         };
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
@@ -189,15 +179,10 @@ impl SshTransport {
                     } else if tag.starts_with('C')
                         && let Some(i) = index(tag).filter(|i| *i < report.checks.len())
                     {
-                        report.checks[i] = match rest {
-                            "cwd" => CheckResult {
-                                code: None,
-                                cwd_missing: true,
-                            },
-                            code => CheckResult {
-                                code: code.parse().ok().filter(|c| *c != 124 && *c != 137),
-                                cwd_missing: false,
-                            },
+                        // `cwd`: its working directory is missing; 124 and
+                        // 137: `timeout` stopped it.
+                        report.checks[i] = CheckResult {
+                            code: rest.parse().ok().filter(|c| *c != 124 && *c != 137),
                         };
                     }
                 }
