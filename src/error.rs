@@ -65,6 +65,24 @@ pub enum CairnError {
     )]
     Interrupted { not_finished: usize },
 
+    #[error("{count} host{} could not be refreshed", if *count == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::usage),
+        help(
+            "see the hosts listed above; fix them, leave them out with --limit '!NAME', or plan with --offline"
+        )
+    )]
+    NotRefreshed { count: usize },
+
+    #[error("no terminal to ask for confirmation; nothing was changed")]
+    #[diagnostic(
+        code(cairn::usage),
+        help(
+            "pass --auto-approve to apply without asking, or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE"
+        )
+    )]
+    NoTerminal,
+
     #[error("aborted: nothing was changed")]
     #[diagnostic(code(cairn::aborted))]
     Aborted,

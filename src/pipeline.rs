@@ -330,8 +330,8 @@ impl Planned {
     }
 }
 
-/// The whole plan pipeline of `cairn plan`: read, compile, refresh (unless
-/// offline), diff. Benchmarks measure exactly this.
+/// The stages of a plan in one call: read, compile, refresh (unless
+/// offline), diff; what `cairn drift` runs, and what benchmarks measure.
 pub fn plan(
     file: &Path,
     targets: &Targets,

@@ -27,9 +27,7 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
         .compile()?
         .refresh(&super::targets(&args.selection), Probe::Lock(&holder), &rt)?
         .plan();
-    for note in planned.refreshed.notes() {
-        out.warning(note);
-    }
+    out.warnings(planned.refreshed.notes());
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: holder.operator(),
@@ -73,12 +71,7 @@ fn converge(
         match out.confirm() {
             Confirmation::Yes => {}
             Confirmation::No => return Err(CairnError::Aborted),
-            Confirmation::NoTerminal => {
-                return Err(CairnError::usage(
-                    "no terminal to ask for confirmation; nothing was changed",
-                    "pass --auto-approve to apply without asking, or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE",
-                ));
-            }
+            Confirmation::NoTerminal => return Err(CairnError::NoTerminal),
         }
     }
     let reporter = out.reporter();

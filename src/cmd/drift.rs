@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::cli::DriftArgs;
 use crate::error::{CairnError, Success};
-use crate::pipeline::{Loaded, Probe, Targets, runtime};
+use crate::pipeline::{self, Probe, Targets, runtime};
 use crate::plan::DriftReport;
 use crate::report::Output;
 
@@ -16,13 +16,8 @@ pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success,
         limit: args.limit.clone(),
         replace: Vec::new(),
     };
-    let planned = Loaded::read(file)?
-        .compile()?
-        .refresh(&targets, Probe::Read, &rt)?
-        .plan();
-    for note in planned.refreshed.notes() {
-        out.warning(note);
-    }
+    let planned = pipeline::plan(file, &targets, Probe::Read, &rt)?;
+    out.warnings(planned.refreshed.notes());
     let report = DriftReport::from_plan(&planned.plan, planned.model());
     out.drift(&report);
     planned.finish(&rt);

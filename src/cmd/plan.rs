@@ -25,9 +25,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
         .compile()?
         .refresh(&super::targets(&args.selection), probe, &rt)?
         .plan();
-    for note in planned.refreshed.notes() {
-        out.warning(note);
-    }
+    out.warnings(planned.refreshed.notes());
     let result = show(args, out, &planned);
     planned.finish(&rt);
     result
@@ -41,14 +39,9 @@ fn show(args: &PlanArgs, out: Output, planned: &Planned) -> Result<Success, Cair
         out.plan_saved(path);
     }
     if !plan.unreachable.is_empty() {
-        let n = plan.unreachable.len();
-        return Err(CairnError::usage(
-            format!(
-                "{n} host{} could not be refreshed",
-                if n == 1 { "" } else { "s" }
-            ),
-            "see the hosts listed above; fix them, leave them out with --limit '!NAME', or plan with --offline",
-        ));
+        return Err(CairnError::NotRefreshed {
+            count: plan.unreachable.len(),
+        });
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Success::Changes

@@ -11,9 +11,10 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use super::context::RunContext;
+use super::events::millis;
 use super::failure::{Failure, TaskError};
 use super::steps::run_undo;
-use super::{Event, Outcome, RunSummary, millis};
+use super::{Event, Outcome, RunSummary};
 use crate::ids::TaskId;
 use crate::plan::{ChangeKind, Plan};
 use crate::state::JournalEntry;

@@ -83,3 +83,8 @@ pub struct RunSummary {
     /// Hosts that could not be reached or locked (nothing ran there), with why.
     pub unreachable: Vec<String>,
 }
+
+/// Milliseconds of `elapsed`, as events give durations.
+pub(super) fn millis(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}

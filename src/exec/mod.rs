@@ -23,8 +23,3 @@ mod task;
 pub use events::{Event, HostTotal, Outcome, RunSummary};
 pub use failure::{Exit, TaskError};
 pub use scheduler::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, Run, execute};
-
-/// Milliseconds of `elapsed`, for events.
-fn millis(elapsed: std::time::Duration) -> u64 {
-    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-}

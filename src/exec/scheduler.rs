@@ -24,9 +24,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::context::RunContext;
 use super::destroy::run_destroys;
+use super::events::millis;
 use super::failure::Failure;
 use super::task::{TaskDone, capture_values, run_task};
-use super::{Event, HostTotal, Outcome, RunSummary, millis};
+use super::{Event, HostTotal, Outcome, RunSummary};
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{HostId, Model, Scrubber};

@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Style, plural};
+use super::Style;
+use super::lines::plural;
 use crate::plan::DriftReport;
 
 /// The report as text, one line per out-of-sync task.

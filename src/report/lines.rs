@@ -31,9 +31,9 @@ pub(super) fn line_for(event: &Event, style: Style) -> Option<String> {
         Event::RunStarted { tasks, hosts, .. } => {
             format!(
                 "Applying {tasks} task{} on {} host{}",
-                if *tasks == 1 { "" } else { "s" },
+                plural(*tasks),
                 hosts.len(),
-                if hosts.len() == 1 { "" } else { "s" }
+                plural(hosts.len())
             )
         }
         Event::TaskStarted { .. } => return None,
@@ -62,7 +62,7 @@ pub(super) fn line_for(event: &Event, style: Style) -> Option<String> {
         Event::Interrupted { running } => format!(
             "{} interrupted: no new task starts; waiting for {running} running task{} to finish (Ctrl-C again stops them now)",
             style.yellow("!"),
-            if *running == 1 { "" } else { "s" }
+            plural(*running)
         ),
         Event::RunFinished { summary } => return Some(summary_text(summary, style)),
     })
@@ -108,7 +108,7 @@ pub(super) fn summary_text(s: &RunSummary, style: Style) -> String {
             out,
             "\n{} host{} could not be reached; nothing ran there:",
             s.unreachable.len(),
-            if s.unreachable.len() == 1 { "" } else { "s" }
+            plural(s.unreachable.len())
         );
         for why in &s.unreachable {
             let _ = write!(out, "\n  {} {why}", style.red("✗"));
@@ -152,4 +152,9 @@ pub(super) fn failures_text(failures: &[Event], style: Style) -> String {
         }
     }
     out
+}
+
+/// `s` when `n` is not one: "1 host", "2 hosts".
+pub(super) fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

@@ -25,8 +25,3 @@ pub use plan::plan_text;
 pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
 pub use style::Style;
-
-/// `s` when `n` is not one: "1 host", "2 hosts".
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}

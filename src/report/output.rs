@@ -38,9 +38,11 @@ impl Output {
         print!("{text}");
     }
 
-    /// A warning the operator should see, whatever else is printed.
-    pub fn warning(&self, note: &str) {
-        eprintln!("warning: {note}");
+    /// Warnings the operator should see, whatever else is printed.
+    pub fn warnings(self, notes: &[String]) {
+        for note in notes {
+            eprintln!("warning: {note}");
+        }
     }
 
     /// `cairn validate`.

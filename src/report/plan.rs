@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use super::Style;
+use super::lines::plural;
 use crate::plan::{ChangeKind, Plan};
 
 /// The symbol of an action in the plan's text.
@@ -101,7 +102,7 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
                 "reachable "
             },
             s.unchanged,
-            if s.unchanged == 1 { "" } else { "s" }
+            plural(s.unchanged)
         );
     } else {
         let _ = write!(

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Style, plural};
+use super::Style;
+use super::lines::plural;
 use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::state::{State, TaskRecord};

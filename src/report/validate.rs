@@ -4,7 +4,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Style, plural};
+use super::Style;
+use super::lines::plural;
 
 /// A valid Clusterfile, in numbers (`validate --json`). Fields in
 /// alphabetical order: the keys have always come out sorted; a new field
