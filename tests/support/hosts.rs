@@ -14,8 +14,6 @@
 //! `--kill-child`, so hosts die with the test process even when it panics
 //! or is killed.
 
-#![allow(dead_code)]
-
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
