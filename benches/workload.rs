@@ -18,7 +18,10 @@
 //! aborts the benchmark.
 
 #[path = "../tests/support/hosts.rs"]
-#[expect(dead_code, reason = "the fault helpers (freeze, kill, fill) are for tests/ssh.rs")]
+#[expect(
+    dead_code,
+    reason = "the fault helpers (freeze, kill, fill) are for tests/ssh.rs"
+)]
 mod hosts;
 
 use std::fmt::Write as _;
