@@ -20,7 +20,7 @@
 #[path = "../tests/support/hosts.rs"]
 #[expect(
     dead_code,
-    reason = "the fault helpers (freeze, kill, fill) are for tests/ssh.rs"
+    reason = "the fault helpers (freeze, kill, fill) are for tests/ssh/"
 )]
 mod hosts;
 

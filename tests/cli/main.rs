@@ -12,11 +12,12 @@
 //! command because each test binary links the whole crate.
 
 #[path = "../support/mod.rs"]
-#[expect(dead_code, reason = "the SSH helpers are for tests/ssh.rs")]
+#[expect(dead_code, reason = "the SSH helpers are for tests/ssh/")]
 mod support;
 
 mod apply;
 mod drift;
+mod failures;
 mod graph;
 mod plan;
 mod secrets;

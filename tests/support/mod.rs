@@ -4,7 +4,7 @@
 //!
 //! Two submodules give cairn somewhere to work: [`sandbox`], fixtures/local
 //! copied into a temp dir (local transport only), for `tests/cli/`; and
-//! [`hosts`], isolated sshd test hosts, for `tests/ssh.rs`. `hosts.rs` stays
+//! [`hosts`], isolated sshd test hosts, for `tests/ssh/`. `hosts.rs` stays
 //! at this path because `benches/workload.rs` includes it too.
 //!
 //! Each test binary uses its own part of this harness, so the binaries
