@@ -136,6 +136,15 @@ pub struct Targets {
     pub replace: Vec<String>,
 }
 
+impl Targets {
+    pub fn new(limit: &[String], replace: &[String]) -> Targets {
+        Targets {
+            limit: limit.to_vec(),
+            replace: replace.to_vec(),
+        }
+    }
+}
+
 /// How refresh looks at the hosts.
 #[derive(Debug, Clone, Copy)]
 pub enum Probe<'a> {

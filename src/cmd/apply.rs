@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::cli::ApplyArgs;
 use crate::error::{CairnError, Success};
 use crate::exec::FailurePolicy;
-use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, runtime};
+use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved;
 use crate::report::{Confirmation, Output};
 use crate::state::LockHolder;
@@ -25,7 +25,11 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
     let _cluster_lock = loaded.lock_cluster(&holder)?;
     let planned = loaded
         .compile()?
-        .refresh(&super::targets(&args.selection), Probe::Lock(&holder), &rt)?
+        .refresh(
+            &Targets::new(&args.selection.limit, &args.selection.replace),
+            Probe::Lock(&holder),
+            &rt,
+        )?
         .plan();
     out.warnings(planned.refreshed.notes());
     let settings = ApplySettings {

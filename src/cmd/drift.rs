@@ -12,10 +12,7 @@ use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
-    let targets = Targets {
-        limit: args.limit.clone(),
-        replace: Vec::new(),
-    };
+    let targets = Targets::new(&args.limit, &[]);
     let planned = pipeline::plan(file, &targets, Probe::Read, &rt)?;
     out.warnings(planned.refreshed.notes());
     let report = DriftReport::from_plan(&planned.plan, planned.model());

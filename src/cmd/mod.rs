@@ -14,9 +14,8 @@ mod schema;
 mod state;
 mod validate;
 
-use crate::cli::{Cli, Command, Selection};
+use crate::cli::{Cli, Command};
 use crate::error::{CairnError, Success};
-use crate::pipeline::Targets;
 use crate::report::{Output, Style};
 
 /// Runs the command `cli` names.
@@ -30,13 +29,5 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
-    }
-}
-
-/// The pipeline's view of `--limit` and `--replace`.
-fn targets(selection: &Selection) -> Targets {
-    Targets {
-        limit: selection.limit.clone(),
-        replace: selection.replace.clone(),
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::cli::PlanArgs;
 use crate::error::{CairnError, Success};
-use crate::pipeline::{Loaded, Planned, Probe, runtime};
+use crate::pipeline::{Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved;
 use crate::report::Output;
 
@@ -23,7 +23,11 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
     };
     let planned = loaded
         .compile()?
-        .refresh(&super::targets(&args.selection), probe, &rt)?
+        .refresh(
+            &Targets::new(&args.selection.limit, &args.selection.replace),
+            probe,
+            &rt,
+        )?
         .plan();
     out.warnings(planned.refreshed.notes());
     let result = show(args, out, &planned);
