@@ -91,18 +91,6 @@ impl TaskId {
         self.0.split_once('@').map_or(&self.0, |(e, _)| e)
     }
 
-    /// The host's name: the part after `@`.
-    pub fn host(&self) -> &str {
-        self.0.split_once('@').map_or("", |(_, h)| h)
-    }
-
-    pub fn kind(&self) -> TaskKind {
-        self.0
-            .split_once('.')
-            .and_then(|(k, _)| TaskKind::parse(k))
-            .expect("a TaskId is made valid")
-    }
-
     /// The id as a file name (run logs, receipts): anything but
     /// `[A-Za-z0-9.-_@]` becomes `_`.
     pub fn file_safe(&self) -> String {
@@ -196,8 +184,6 @@ mod tests {
         let id = TaskId::new(TaskKind::File, "/etc/app.conf", "node1");
         assert_eq!(id.as_str(), "file./etc/app.conf@node1");
         assert_eq!(id.element_part(), "file./etc/app.conf");
-        assert_eq!(id.host(), "node1");
-        assert_eq!(id.kind(), TaskKind::File);
         assert_eq!(TaskId::parse(id.as_str()), Ok(id));
         for bad in [
             "step.init",
