@@ -67,6 +67,32 @@ pub enum Command {
     /// Inspect the recorded state.
     #[command(subcommand)]
     State(StateCommand),
+
+    /// Force the cluster lock and host locks open, naming each holder.
+    #[command(
+        after_help = "Breaks the cluster lock on this machine and the lock of every host (or of the named ones): the processes a holder still runs on a host are killed, after confirmation.\n\nExamples:\n  cairn unlock                 # every host, and the cluster lock\n  cairn unlock node0 node3     # these hosts only\n  cairn unlock --auto-approve"
+    )]
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait this long for a lock another live apply holds, retrying, before
+    /// refusing (a dead apply's commands still running are always waited
+    /// for, bounded by their own timeouts).
+    #[arg(long = "lock-timeout", value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Only these hosts (names or addresses); without any, every host and the cluster lock.
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Do not ask for confirmation.
+    #[arg(long = "auto-approve", visible_alias = "force")]
+    pub auto_approve: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -127,6 +153,9 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub selection: Selection,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,6 +83,15 @@ pub enum CairnError {
     )]
     NoTerminal,
 
+    #[error("unlock incomplete: {failed} host lock{} could not be read or broken", if *failed == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::unlock),
+        help(
+            "see the hosts listed above; when they can be reached, run `cairn unlock HOST` for each"
+        )
+    )]
+    UnlockIncomplete { failed: usize },
+
     #[error("aborted: nothing was changed")]
     #[diagnostic(code(cairn::aborted))]
     Aborted,

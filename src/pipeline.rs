@@ -24,7 +24,7 @@ use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
 use crate::model::Model;
 use crate::model::selection::excluded_hosts;
 use crate::plan::{self, DiffOptions, Plan, Refresh, Replacements};
-use crate::state::{Journal, LockHolder, State, StateDir, StateLock};
+use crate::state::{Journal, LockPolicy, State, StateDir, StateLock};
 use crate::transport::{Fleet, HostLock};
 
 /// Run logs kept in the state folder; older ones are pruned after each apply.
@@ -76,12 +76,13 @@ impl Loaded {
         self.compile_graph(&State::new(&self.model.name), false)
     }
 
-    /// Takes the cluster lock for an apply (refused, naming its holder, while
-    /// another apply runs) and makes sure a state exists, so the plan read
-    /// next is the one this apply builds on.
-    pub fn lock_cluster(&self, holder: &LockHolder) -> Result<StateLock, CairnError> {
+    /// Takes the cluster lock for an apply (while another apply runs:
+    /// waited for up to `--lock-timeout`, then refused naming its holder)
+    /// and makes sure a state exists, so the plan read next is the one this
+    /// apply builds on.
+    pub fn lock_cluster(&self, policy: &LockPolicy) -> Result<StateLock, CairnError> {
         self.dir.create()?;
-        let lock = StateLock::acquire(&self.dir.lock_file(), &self.model.name, holder)?;
+        let lock = StateLock::acquire(&self.dir.lock_file(), &self.model.name, policy)?;
         self.dir.ensure()?;
         Ok(lock)
     }
@@ -153,7 +154,7 @@ pub enum Probe<'a> {
     /// Read-only (plan, drift): no lock, nothing written.
     Read,
     /// Take each host's lock for this apply in the same round trip.
-    Lock(&'a LockHolder),
+    Lock(&'a LockPolicy),
 }
 
 impl Compiled {
@@ -187,7 +188,7 @@ impl Compiled {
                 Probe::Offline => (Refresh::default(), Vec::new()),
                 Probe::Read | Probe::Lock(_) => {
                     let owner = match probe {
-                        Probe::Lock(holder) => Some(holder),
+                        Probe::Lock(policy) => Some(policy),
                         _ => None,
                     };
                     plan::refresh::refresh(

@@ -7,6 +7,7 @@
 //! as it goes. The exit code says whether everything converged.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::cli::ApplyArgs;
 use crate::error::{CairnError, Success};
@@ -14,27 +15,32 @@ use crate::exec::FailurePolicy;
 use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved;
 use crate::report::{Confirmation, Output};
-use crate::state::LockHolder;
+use crate::state::{LockHolder, LockNotice, LockPolicy};
 
 pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    // One holder for the cluster lock and every host lock of this apply.
-    let holder = LockHolder::current(&command);
-    let _cluster_lock = loaded.lock_cluster(&holder)?;
+    // One holder for the cluster lock and every host lock of this apply;
+    // waits for a lock are told as they happen.
+    let policy = LockPolicy::new(
+        LockHolder::current(&command),
+        args.lock.lock_timeout,
+        Arc::new(move |notice: &LockNotice| out.lock_notice(notice)),
+    );
+    let _cluster_lock = loaded.lock_cluster(&policy)?;
     let planned = loaded
         .compile()?
         .refresh(
             &Targets::new(&args.selection.limit, &args.selection.replace),
-            Probe::Lock(&holder),
+            Probe::Lock(&policy),
             &rt,
         )?
         .plan();
     out.warnings(planned.refreshed.notes());
     let settings = ApplySettings {
         parallelism: args.parallelism,
-        operator: holder.operator(),
+        operator: policy.holder.operator(),
         on_failure: if args.fail_fast {
             FailurePolicy::FailFast
         } else {

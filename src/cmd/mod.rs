@@ -12,6 +12,7 @@ mod graph;
 mod plan;
 mod schema;
 mod state;
+mod unlock;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -29,5 +30,6 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
+        Command::Unlock(args) => unlock::run(&cli.file, args, out),
     }
 }

@@ -75,7 +75,8 @@ async fn destroy(run: &RunContext, id: &TaskId) -> Result<String, Failure> {
         .transport_for_record(&run.model, record.host())
         .ok_or_else(|| TaskError::NotConnectedToUndo {
             host: record.host().name.clone(),
-        })?;
+        })?
+        .for_task(id);
     let detail = match record.detail.shipped_files() {
         Some((dest, shipped)) => {
             let kept = transport.remove(dest, &shipped).await?;

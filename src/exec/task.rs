@@ -43,7 +43,8 @@ pub(super) async fn run_task(
         .transport(task.host)
         .ok_or_else(|| TaskError::NotConnected {
             host: run.model.host(task.host).name.clone(),
-        })?;
+        })?
+        .for_task(&task.id);
     let receipt = Receipt::new(ReceiptInfo {
         task: task.id.clone(),
         key: change.key.clone().expect("graph changes have keys"),
@@ -51,7 +52,7 @@ pub(super) async fn run_task(
         by: run.operator.clone(),
         captured: None,
     });
-    let ctx = run.task(transport, Some(&receipt));
+    let ctx = run.task(&transport, Some(&receipt));
     let record = run.state.tasks.get(&task.id);
     let replace = change.kind == ChangeKind::Replace;
     let (mut detail, description, outcome) = if change.kind == ChangeKind::Noop {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{HostId, Model};
-use crate::state::LockHolder;
+use crate::state::LockPolicy;
 use crate::state::{RecordDetail, State};
 use crate::transport::{CheckProbe, Facts, Fleet, HostLock, Observed, ProbeRequest, ReceiptInfo};
 
@@ -54,16 +54,17 @@ pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) 
 }
 
 /// Probes every host in `hosts` (ids into `model.hosts`) over `fleet`'s
-/// connections: one request per host, all hosts at once. With `lock_owner`
-/// (apply), each SSH host is locked for this run in the same round trip as
-/// its probe; a host that cannot be locked counts as unreachable.
+/// connections: one request per host, all hosts at once. With `lock_policy`
+/// (apply), each host is locked for this run in the same round trip as its
+/// probe (waiting as the policy says); a host that cannot be locked counts
+/// as unreachable.
 pub async fn refresh(
     model: Arc<Model>,
     graph: &TaskGraph,
     state: Arc<State>,
     fleet: &Fleet,
     hosts: &[HostId],
-    lock_owner: Option<&LockHolder>,
+    lock_policy: Option<&LockPolicy>,
 ) -> (Refresh, Vec<HostLock>) {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
     let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
@@ -87,11 +88,11 @@ pub async fn refresh(
         let nodes = tasks_of.remove(&host).unwrap_or_default();
         let (request, ids) = request_for(&model, graph, &state, host, &nodes);
         let name = name.clone();
-        let owner = lock_owner.cloned();
+        let policy = lock_policy.cloned();
         jobs.spawn(async move {
-            let result = match owner {
-                Some(owner) => transport
-                    .lock_and_probe(&owner, &request)
+            let result = match policy {
+                Some(policy) => transport
+                    .lock_and_probe(&policy, &request)
                     .await
                     .map(|(lock, report)| (Some(lock), report)),
                 None => transport.probe(&request).await.map(|r| (None, r)),

@@ -10,6 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::drift::drift_text;
+use super::locks::{
+    LockSurvey, Unlocked, lock_notice_text, survey_text, unlock_json, unlocked_text,
+};
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{state_list_json, state_list_text, state_show};
@@ -18,7 +21,7 @@ use super::{Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::plan::{DriftReport, Plan};
-use crate::state::{State, TaskRecord};
+use crate::state::{LockNotice, State, TaskRecord};
 
 /// How a command's output is shown.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +45,34 @@ impl Output {
     pub fn warnings(self, notes: &[String]) {
         for note in notes {
             eprintln!("warning: {note}");
+        }
+    }
+
+    /// A lock being waited for, said as it happens (a warning on stderr,
+    /// whatever the format, like the other warnings).
+    pub fn lock_notice(self, notice: &LockNotice) {
+        eprintln!("warning: {}", lock_notice_text(notice));
+    }
+
+    /// `cairn unlock`, before asking: every lock and its holder (text only;
+    /// `--json` prints one document at the end, [`Output::unlocked`]).
+    pub fn unlock_survey(&self, survey: &LockSurvey) {
+        if !self.json {
+            print!("{}", survey_text(survey, self.style));
+        }
+    }
+
+    /// Asks before `cairn unlock` breaks the locks shown.
+    pub fn confirm_unlock(&self) -> Confirmation {
+        prompt::ask("Break these locks? Their holders' processes on the hosts are killed.")
+    }
+
+    /// `cairn unlock`, after: what each break did (with `--json`, the whole survey too).
+    pub fn unlocked(&self, survey: &LockSurvey, done: &[Unlocked]) {
+        if self.json {
+            println!("{}", unlock_json(survey, done));
+        } else {
+            print!("{}", unlocked_text(done, self.style));
         }
     }
 

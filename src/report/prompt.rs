@@ -1,4 +1,5 @@
-//! Asking the operator before an apply changes anything.
+//! Asking the operator before an apply changes anything, or before
+//! `cairn unlock` breaks a lock.
 
 use std::io::{IsTerminal, Write};
 
@@ -14,10 +15,15 @@ pub enum Confirmation {
 
 /// Terraform's question: only `yes` is accepted.
 pub(super) fn confirm() -> Confirmation {
+    ask("Do you want to perform these actions?")
+}
+
+/// `question`, answered on the terminal: only `yes` is accepted.
+pub(super) fn ask(question: &str) -> Confirmation {
     if !std::io::stdin().is_terminal() {
         return Confirmation::NoTerminal;
     }
-    print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    print!("\n{question} Only 'yes' will be accepted: ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     match std::io::stdin().read_line(&mut answer) {

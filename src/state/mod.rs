@@ -12,7 +12,9 @@
 //!
 //! `lock` is held with `flock` for the whole apply: the kernel frees it when
 //! the process dies, so a killed cairn never leaves a stale lock behind, and
-//! the file says who holds it so a refused second apply can name the holder.
+//! the file says who holds it so a refused second apply can name the holder
+//! (or, with `--lock-timeout`, wait for it). `lock.rs` also holds what every
+//! lock shares: the holder, whether it still lives, and what a wait tells.
 
 mod folder;
 pub mod journal;
@@ -22,7 +24,10 @@ mod snapshot;
 
 pub use folder::{StateDir, StateError};
 pub use journal::Journal;
-pub use lock::{LockError, LockHolder, StateLock};
+pub use lock::{
+    InFlight, Liveness, LockError, LockHolder, LockNotice, LockNotices, LockPolicy, LockScope,
+    ProcessStamp, StateLock,
+};
 pub use records::{RecordDetail, ShippedFile, TaskRecord, now_rfc3339};
 pub use snapshot::{JournalEntry, State};
 

@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::local::LocalTransport;
+use super::lock::{BrokenLock, HeldLock, HostLockStatus};
 use super::ssh::SshTransport;
 use super::{CommandOutput, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError};
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
-use crate::state::{LockHolder, ShippedFile};
+use crate::state::{LockPolicy, ShippedFile};
 
 /// A way to reach one host. Which way is private to this module: nothing
 /// outside `transport` can name an SSH or local transport, only ask.
@@ -115,21 +116,54 @@ impl Transport {
         }
     }
 
-    /// Takes this run's lock on the host for `owner` and probes it, in one
-    /// round trip (apply). A host locked by another live apply is refused
-    /// with its owner; a lock whose holder died is taken over, and
-    /// [`HostLock::stale_owner`] says whose it was.
+    /// Takes this run's lock on the host for the policy's holder and probes
+    /// it, in one round trip (apply). A host locked by another live apply is
+    /// waited for up to the policy's `--lock-timeout`, then refused with its
+    /// owner; a dead holder's commands still running there are waited for
+    /// (bounded by their time limits), and a lock whose holder died is taken
+    /// over, [`HostLock::stale_owner`] saying whose it was.
     pub async fn lock_and_probe(
         &self,
-        owner: &LockHolder,
+        policy: &LockPolicy,
         request: &ProbeRequest,
     ) -> Result<(HostLock, ProbeReport), TransportError> {
         match &self.reach {
-            Reach::Local(t) => Ok((HostLock::by_cluster_lock(), t.probe(request).await?)),
+            Reach::Local(t) => {
+                t.wait_for_dead_runs(policy).await?;
+                Ok((HostLock::by_cluster_lock(), t.probe(request).await?))
+            }
             Reach::Ssh(t) => {
-                let (lock, report) = t.lock_and_probe(owner, request).await?;
+                let (lock, report) = t.lock_and_probe(policy, request).await?;
                 Ok((HostLock::ssh(lock), report))
             }
+        }
+    }
+
+    /// This host, its commands named as run for `task` in the records of
+    /// what is in flight (which the next apply reads if this one dies).
+    #[must_use]
+    pub fn for_task(&self, task: &TaskId) -> Transport {
+        let reach = match &self.reach {
+            Reach::Local(t) => Reach::Local(t.for_task(task.as_str())),
+            Reach::Ssh(t) => Reach::Ssh(t.for_task(task.as_str())),
+        };
+        Transport { reach }
+    }
+
+    /// Who holds this host's lock, without taking it (`cairn unlock`).
+    pub async fn lock_status(&self) -> Result<HostLockStatus, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => Ok(t.lock_status()),
+            Reach::Ssh(t) => t.lock_status().await,
+        }
+    }
+
+    /// Breaks the lock `seen` showed (`cairn unlock`): its holder's
+    /// processes there are killed, unless the lock changed hands since.
+    pub async fn break_lock(&self, seen: &HeldLock) -> Result<BrokenLock, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => Ok(t.break_lock()),
+            Reach::Ssh(t) => t.break_lock(seen).await,
         }
     }
 

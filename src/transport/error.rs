@@ -20,11 +20,24 @@ pub enum TransportError {
         address: String,
         known_hosts: String,
     },
-    #[error("host {host} is locked by another apply: {owner}{}; wait for it to finish (a lock whose owner died frees itself)", heartbeat_age.map(|a| format!(", last heartbeat {a}s ago")).unwrap_or_default())]
+    #[error(
+        "host {host} is locked by another apply: {owner}{}{}; wait for it to finish, wait for it with `--lock-timeout 10m`, or run `cairn unlock {host}` if that apply is stuck",
+        heartbeat_age.map(|a| format!(", last heartbeat {a}s ago")).unwrap_or_default(),
+        if waited.is_zero() { String::new() } else { format!(" (waited {})", humantime::format_duration(*waited)) }
+    )]
     HostLocked {
         host: String,
         owner: String,
-        heartbeat_age: Option<i64>,
+        heartbeat_age: Option<u64>,
+        waited: std::time::Duration,
+    },
+    #[error(
+        "host {host} is still locked: its holder {owner} is dead, but what it started there still runs and has no time limit: {running}; wait for it, or run `cairn unlock {host}` to kill it"
+    )]
+    DeadRunStillRunning {
+        host: String,
+        owner: String,
+        running: String,
     },
 }
 

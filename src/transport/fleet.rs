@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Transport;
-use super::local::{LocalTransport, RunningGroups};
+use super::local::{self, LocalTransport, RunningGroups};
 use super::ssh::SshTransport;
 use crate::bundle::stream::StreamCache;
 use crate::hash::HostIdentity;
@@ -40,7 +40,7 @@ impl Fleet {
     pub async fn connect(model: &Model, hosts: &[HostId], state_dir: &Path) -> Fleet {
         let known_hosts = known_hosts_file(&model.base_dir);
         let streams = Arc::new(StreamCache::default());
-        let running = Arc::new(RunningGroups::default());
+        let running = Arc::new(RunningGroups::recording(local::in_flight_dir(state_dir)));
         let mut jobs = tokio::task::JoinSet::new();
         for &id in hosts {
             let host = model.host(id).clone();

@@ -25,6 +25,6 @@ pub use command::{CommandOutput, shell_quote, target_path};
 pub use dispatch::Transport;
 pub use error::TransportError;
 pub use fleet::Fleet;
-pub use lock::HostLock;
+pub use lock::{BrokenLock, HeldLock, HostLock, HostLockStatus};
 pub use probe::{CheckProbe, CheckResult, Facts, Observed, ProbeReport, ProbeRequest};
 pub use receipt::{Receipt, ReceiptInfo};

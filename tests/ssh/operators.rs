@@ -61,7 +61,9 @@ fn host_locks_keep_two_operators_apart_and_receipts_tell_the_second_what_was_don
     let out = c.run(&["apply", "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
-        stderr(&out).contains("stale lock left by pid 4242 on laptop (user alice"),
+        stderr(&out).contains(
+            "stale lock left by alice@laptop (pid 4242, `cairn apply`, started 2026-01-01T00:00:00Z)"
+        ),
         "{}",
         stderr(&out)
     );

@@ -85,7 +85,9 @@ impl Cluster {
         let rt = pipeline::runtime();
         let loaded = Loaded::read(&self.path("Clusterfile")).expect("a valid Clusterfile");
         let _lock = loaded
-            .lock_cluster(&crate::state::LockHolder::current("scheduler tests"))
+            .lock_cluster(&crate::state::LockPolicy::immediate(
+                crate::state::LockHolder::current("scheduler tests"),
+            ))
             .unwrap();
         let planned = loaded
             .compile()

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::process::RunningGroups;
-use super::{files, process, receipts};
+use super::process::{Running, RunningGroups};
+use super::{files, in_flight, process, receipts};
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
-use crate::state::ShippedFile;
+use crate::state::{LockPolicy, ShippedFile};
+use crate::transport::lock::{BrokenLock, HostLockStatus};
 use crate::transport::{
     CheckResult, CommandOutput, Facts, Observed, ProbeReport, ProbeRequest, Receipt, TransportError,
 };
@@ -24,6 +25,10 @@ pub(crate) struct LocalTransport {
     receipts: PathBuf,
     /// The run's scripts in flight on this machine, for an abandoned apply to kill.
     running: Arc<RunningGroups>,
+    /// Where scripts running here are recorded (see `in_flight`).
+    in_flight: PathBuf,
+    /// The task this copy runs scripts for (see [`LocalTransport::for_task`]).
+    label: Option<Arc<str>>,
 }
 
 impl LocalTransport {
@@ -41,7 +46,36 @@ impl LocalTransport {
             base_dir,
             receipts,
             running,
+            in_flight: in_flight_dir(state_dir),
+            label: None,
         }
+    }
+
+    /// This host, its scripts recorded as run for `task`.
+    pub(crate) fn for_task(&self, task: &str) -> LocalTransport {
+        LocalTransport {
+            label: Some(task.into()),
+            ..self.clone()
+        }
+    }
+
+    /// Before an apply probes this host: waits for what a dead apply left
+    /// running here (the cluster lock, already held, covers the rest).
+    pub(crate) async fn wait_for_dead_runs(
+        &self,
+        policy: &LockPolicy,
+    ) -> Result<(), TransportError> {
+        in_flight::wait_for_dead_runs(&self.in_flight, &self.host, policy).await
+    }
+
+    /// What a dead apply left running here, for `cairn unlock`.
+    pub(crate) fn lock_status(&self) -> HostLockStatus {
+        in_flight::status(&self.in_flight, &self.host)
+    }
+
+    /// Kills what a dead apply left running here (`cairn unlock`).
+    pub(crate) fn break_lock(&self) -> BrokenLock {
+        in_flight::break_open(&self.in_flight, &self.host)
     }
 
     fn error(&self, message: impl Into<String>) -> TransportError {
@@ -69,7 +103,12 @@ impl LocalTransport {
                 dir: dir.display().to_string(),
             });
         }
-        process::run(script, &dir, timeout, &self.running)
+        let what = Running {
+            host: &self.host,
+            label: self.label.as_deref().unwrap_or("a command"),
+            timeout,
+        };
+        process::run(script, &dir, &what, &self.running)
             .await
             .map_err(|message| self.error(message))
     }
@@ -169,6 +208,11 @@ impl LocalTransport {
             Err(e) => Err(self.error(e.to_string())),
         }
     }
+}
+
+/// Where a cluster's scripts running on this machine are recorded.
+pub(crate) fn in_flight_dir(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("inflight")
 }
 
 #[cfg(test)]

@@ -7,12 +7,15 @@
 //! `receipts/<host>/` (see `receipts`): this machine is the operator's own,
 //! so its record of what was done belongs with the rest of the state, and a
 //! plan that lost `state.json` still adopts what was done instead of
-//! running it again, as it does over SSH.
+//! running it again, as it does over SSH. The scripts running for an apply
+//! are recorded there too (`in_flight`), so that the next apply waits for
+//! what a killed one left running, as it does for a host's lock.
 
 mod files;
 mod host;
+mod in_flight;
 mod process;
 mod receipts;
 
-pub(super) use host::LocalTransport;
+pub(super) use host::{LocalTransport, in_flight_dir};
 pub(super) use process::RunningGroups;

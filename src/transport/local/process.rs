@@ -4,7 +4,9 @@
 //! The group is what a timeout kills (the script and everything it
 //! started), and what an abandoned apply kills: each running group is
 //! registered in the run's [`RunningGroups`] while it runs, so a second
-//! Ctrl-C can end them all at once.
+//! Ctrl-C can end them all at once. A run that has a state folder also
+//! records each one there while it runs (`in_flight`), so that if cairn is
+//! killed the next apply can wait for it.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::in_flight::Recorder;
 use crate::transport::CommandOutput;
 
 /// The fixed command line of every script: read the script from stdin, then
@@ -24,9 +27,19 @@ const RUNNER: &str = "s=$(cat) && eval \"$s\"";
 #[derive(Debug, Default)]
 pub(crate) struct RunningGroups {
     groups: Mutex<Vec<u32>>,
+    /// Where each script is recorded while it runs, if anywhere.
+    recorder: Option<Recorder>,
 }
 
 impl RunningGroups {
+    /// Groups also recorded in `dir` (a cluster's `inflight/` folder) while they run.
+    pub(crate) fn recording(dir: std::path::PathBuf) -> RunningGroups {
+        RunningGroups {
+            groups: Mutex::default(),
+            recorder: Some(Recorder::new(dir)),
+        }
+    }
+
     /// Kills every running script with everything it started.
     pub(crate) fn kill_all(&self) {
         for pid in self
@@ -39,26 +52,43 @@ impl RunningGroups {
         }
     }
 
-    fn register(self: &Arc<Self>, pid: u32) -> Registered {
+    fn register(self: &Arc<Self>, pid: u32, what: &Running<'_>) -> Registered {
         self.groups
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(pid);
+        let record = self
+            .recorder
+            .as_ref()
+            .and_then(|r| r.started(pid, what.host, what.label, what.timeout));
         Registered {
             groups: self.clone(),
             pid,
+            record,
         }
     }
+}
+
+/// What a script runs for: its host and task, and its time limit.
+pub(super) struct Running<'a> {
+    pub host: &'a str,
+    pub label: &'a str,
+    pub timeout: Option<Duration>,
 }
 
 /// A running group's place in [`RunningGroups`], given up when it ends.
 struct Registered {
     groups: Arc<RunningGroups>,
     pid: u32,
+    /// Its record in the state folder.
+    record: Option<std::path::PathBuf>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
+        if let Some(path) = &self.record {
+            let _ = std::fs::remove_file(path);
+        }
         self.groups
             .groups
             .lock()
@@ -79,9 +109,10 @@ fn kill_group(pid: u32) {
 pub(super) async fn run(
     script: &str,
     dir: &Path,
-    timeout: Option<Duration>,
+    what: &Running<'_>,
     running: &Arc<RunningGroups>,
 ) -> Result<CommandOutput, String> {
+    let timeout = what.timeout;
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(RUNNER)
@@ -94,7 +125,7 @@ pub(super) async fn run(
         .spawn()
         .map_err(|e| format!("failed to start sh: {e}"))?;
     let pid = child.id();
-    let _registered = pid.map(|pid| running.register(pid));
+    let _registered = pid.map(|pid| running.register(pid, what));
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let script = script.as_bytes().to_vec();
     // Write the script while reading output, so a large script cannot deadlock on full pipes.

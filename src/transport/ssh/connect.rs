@@ -110,6 +110,7 @@ impl SshTransport {
             zstd: Arc::new(OnceLock::new()),
             shells: Arc::new(Shells::default()),
             streams,
+            label: None,
         })
     }
 }

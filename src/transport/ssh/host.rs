@@ -45,6 +45,9 @@ pub(crate) struct SshTransport {
     pub(super) shells: Arc<Shells>,
     /// The run's packed file streams, shared by every host.
     pub(super) streams: Arc<StreamCache>,
+    /// The task this copy runs commands for, named in the lock's record of
+    /// commands in flight (see [`SshTransport::for_task`]).
+    pub(super) label: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -65,6 +68,14 @@ impl SshTransport {
         }
     }
 
+    /// This host, its commands labelled as run for `task`.
+    pub(crate) fn for_task(&self, task: &str) -> SshTransport {
+        SshTransport {
+            label: Some(task.into()),
+            ..self.clone()
+        }
+    }
+
     pub(super) fn error(&self, message: impl Into<String>) -> TransportError {
         TransportError::Io {
             host: self.host.clone(),
@@ -81,7 +92,10 @@ impl SshTransport {
     ) -> Result<CommandOutput, TransportError> {
         let shell = self.shells.get(|| self.open_shell()).await?;
         let limit = timeout.map(|t| t + GRACE);
-        let ran = match shell.run(script, data, timeout, limit).await {
+        let ran = match shell
+            .run(script, data, timeout, limit, self.label.as_deref())
+            .await
+        {
             Ok(ran) => ran,
             Err(Broken::TimedOut) => {
                 let limit = timeout.expect("only a limited command times out");

@@ -32,9 +32,16 @@ use openssh::{ChildStdin, ChildStdout, Session};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 
-/// The loop a shell runs. `$cairn_hb`, when set (the lock's shell), is the
-/// heartbeat file: touched by every frame and every idle ping (a line that
-/// is not a frame). Commands never inherit fd 9 (the lock's `flock`).
+/// The loop a shell runs. In the lock's shell three variables are set:
+/// `$cairn_hb`, the heartbeat file, touched by every frame and every idle
+/// ping (a line that is not a frame), and every 10 s while a file stream
+/// runs in the foreground (the loop reads no pings then); `$cairn_fl`, the
+/// folder where each command in flight leaves `<pid> <timeout s> <label>`
+/// until it ends, so the next run can say what it waits for if cairn dies;
+/// and `$cairn_closed`, touched when cairn's side of the channel closes
+/// (it released the lock, or died). Commands never inherit fd 9 (the
+/// lock's `flock`), but the subshell waiting for each one does: the lock
+/// stays held until every command of the run has ended.
 pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
 trap 'rm -rf "$cairn_w"' EXIT
 cairn_emit() {
@@ -53,19 +60,32 @@ while IFS= read -r cairn_f; do
   cairn_t=
   [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
   if [ "$3" -gt 0 ]; then
+    cairn_b=
+    if [ -n "${cairn_hb:-}" ]; then
+      { while sleep 10; do : > "$cairn_hb"; done; } 9>&- &
+      cairn_b=$!
+    fi
     head -c "$3" | { $cairn_t sh /dev/fd/3 9>&- 3<<CAIRN_SCRIPT_END
 $cairn_s
 CAIRN_SCRIPT_END
       cairn_r=$?; cat > /dev/null; exit $cairn_r; } > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i"
-    cairn_emit "$cairn_i" $?
+    cairn_r=$?
+    [ -n "$cairn_b" ] && kill "$cairn_b" 2>/dev/null
+    cairn_emit "$cairn_i" $cairn_r
   else
-    { $cairn_t sh /dev/fd/3 9>&- < /dev/null > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END
+    {
+      $cairn_t sh /dev/fd/3 9>&- < /dev/null > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END &
 $cairn_s
 CAIRN_SCRIPT_END
-      cairn_emit "$cairn_i" $?; } &
+      [ -n "${cairn_fl:-}" ] && echo "$! $4 ${5:-}" > "$cairn_fl/$cairn_i"
+      wait $!
+      cairn_r=$?
+      [ -n "${cairn_fl:-}" ] && : > "$cairn_fl/$cairn_i"
+      cairn_emit "$cairn_i" $cairn_r; } &
   fi
   cairn_s=
 done
+[ -n "${cairn_closed:-}" ] && : > "$cairn_closed"
 wait
 "#;
 
@@ -138,13 +158,15 @@ impl Shell {
                 .is_none()
     }
 
-    /// Runs one command; `limit` bounds the wait for its answer.
+    /// Runs one command; `limit` bounds the wait for its answer. `label`
+    /// (the task it runs) names it in the lock's record of commands in flight.
     pub(super) async fn run(
         &self,
         script: &str,
         data: Option<&[u8]>,
         timeout: Option<Duration>,
         limit: Option<Duration>,
+        label: Option<&str>,
     ) -> Result<Ran, Broken> {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
@@ -166,7 +188,7 @@ impl Shell {
                 .remove(&id);
         };
         let exchange = async {
-            self.send(id, script, data, timeout).await?;
+            self.send(id, script, data, timeout, label).await?;
             rx.await.map_err(|_| Broken::Lost(self.end_reason()))
         };
         let result = match limit {
@@ -197,6 +219,7 @@ impl Shell {
         script: &str,
         data: Option<&[u8]>,
         timeout: Option<Duration>,
+        label: Option<&str>,
     ) -> Result<(), Broken> {
         let mut guard = self.stdin.lock().await;
         let stdin = guard
@@ -210,10 +233,11 @@ impl Shell {
         // Marked broken until the whole frame is written, in case this future is dropped midway.
         self.broken.store(true, Ordering::SeqCst);
         let header = format!(
-            "__CAIRN_RUN__ {id} {} {} {}\n",
+            "__CAIRN_RUN__ {id} {} {} {}{}\n",
             script.len(),
             data.map_or(0, <[u8]>::len),
-            timeout.map_or(0, |t| t.as_secs().max(1))
+            timeout.map_or(0, |t| t.as_secs().max(1)),
+            label.map(frame_label).unwrap_or_default()
         );
         let lost = |e: std::io::Error| Broken::Lost(e.to_string());
         stdin.write_all(header.as_bytes()).await.map_err(lost)?;
@@ -244,6 +268,23 @@ impl Shell {
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         }
     }
+}
+
+/// A label as a frame's last field: ` label`, with anything the loop would
+/// split or glob on (`set -- $frame`) replaced, and bounded in length.
+fn frame_label(label: &str) -> String {
+    let safe: String = label
+        .chars()
+        .take(120)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._@:+=,-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(" {safe}")
 }
 
 /// The header of an answer: `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>`.
@@ -469,5 +510,69 @@ mod tests {
         assert_eq!((second.0 as u64, second.2.as_str()), (slow, "slow\n"));
         drop(stdin);
         assert!(child.wait().unwrap().success());
+    }
+
+    /// In the lock's shell, each command in flight is recorded with its pid,
+    /// time limit and task until it ends, and the end of cairn's input is marked.
+    #[test]
+    fn the_locks_shell_records_what_is_in_flight_and_when_cairn_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("inflight");
+        std::fs::create_dir(&records).unwrap();
+        let closed = dir.path().join("closed");
+        let heartbeat = dir.path().join("heartbeat");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(SHELL_LOOP)
+            .env("cairn_fl", &records)
+            .env("cairn_closed", &closed)
+            .env("cairn_hb", &heartbeat)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        // The command waits for its own record, prints it, and ends.
+        let script = format!(
+            "while [ ! -s {r}/7 ]; do sleep 0.01; done; cat {r}/7",
+            r = records.display()
+        );
+        write!(
+            stdin,
+            "__CAIRN_RUN__ 7 {} 0 30{}\n{script}",
+            script.len(),
+            super::frame_label("step.init@m*0 [x]")
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        let mut header = String::new();
+        out.read_line(&mut header).unwrap();
+        let lengths: Vec<usize> = header
+            .trim_end()
+            .split(' ')
+            .skip(3)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let mut record = vec![0; lengths[0]];
+        out.read_exact(&mut record).unwrap();
+        let record = String::from_utf8(record).unwrap();
+        let fields: Vec<&str> = record.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{record}");
+        assert!(fields[0].parse::<u32>().is_ok(), "a pid: {record}");
+        assert_eq!(&fields[1..], ["30", "step.init@m_0__x_"]);
+        assert!(heartbeat.exists(), "a frame touches the heartbeat");
+        // Emptied once it ended; the end of input is marked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(records.join("7")).unwrap().len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "record not emptied");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!closed.exists());
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        assert!(closed.exists(), "the end of cairn's input is marked");
     }
 }
