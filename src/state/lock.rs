@@ -298,6 +298,7 @@ pub enum LockError {
     Held {
         cluster: String,
         holder: String,
+        /// How long it was waited for (`--lock-timeout`).
         waited: Duration,
     },
     #[error("failed to lock {path}: {source}")]
@@ -349,7 +350,7 @@ impl StateLock {
                 return Err(LockError::Held {
                     cluster: cluster.to_string(),
                     holder,
-                    waited,
+                    waited: policy.wait_for_live,
                 });
             }
             if !told {

@@ -29,6 +29,7 @@ pub enum TransportError {
         host: String,
         owner: String,
         heartbeat_age: Option<u64>,
+        /// How long it was waited for (`--lock-timeout`).
         waited: std::time::Duration,
     },
     #[error(

@@ -67,7 +67,7 @@ impl Record {
     /// Whether anything of its process group still runs.
     fn running(&self) -> bool {
         match self.stamp.liveness(self.pid, &self.machine) {
-            Liveness::Alive => true,
+            Liveness::Alive => !is_zombie(self.pid),
             // The leader ended; children it left in its group may run on
             // (a pid is not reused while a group still uses it as its id).
             Liveness::Dead(_) => {
@@ -82,6 +82,15 @@ impl Record {
             kill_group(self.pid);
         }
     }
+}
+
+/// Whether `pid` has ended and only waits to be reaped.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            == Some("Z")
+    })
 }
 
 fn group_exists(pgid: u32) -> bool {
@@ -210,10 +219,19 @@ pub(super) async fn wait_for_dead_runs(
         in_flight: left.iter().map(Record::in_flight).collect(),
         bound,
     });
+    let mut killed_at: Option<Instant> = None;
     loop {
         let running: Vec<&Record> = left.iter().filter(|r| r.running()).collect();
         if running.is_empty() {
             break;
+        }
+        if let Some(at) = killed_at {
+            // SIGKILL is not ignored; give the kernel a moment, no more.
+            if at.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
         }
         let waited = started.elapsed();
         let over_limit = match bound {
@@ -240,7 +258,8 @@ pub(super) async fn wait_for_dead_runs(
                 holder: holder.clone(),
                 in_flight: running.iter().map(|r| r.in_flight()).collect(),
             });
-            break;
+            killed_at = Some(Instant::now());
+            continue;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -282,4 +301,111 @@ pub(super) fn break_open(dir: &Path, host: &str) -> BrokenLock {
     }
     dead_runs(dir, host);
     BrokenLock::Killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::sync::{Arc, Mutex};
+
+    /// A script left running by a cairn that is gone: `sleep` in a group of its own.
+    fn left_running(dir: &Path, host: &str, timeout_secs: Option<u64>) -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let me = LockHolder::current("cairn apply");
+        let dead_owner = LockHolder {
+            stamp: ProcessStamp {
+                pid_start: me.stamp.pid_start + 1,
+                ..me.stamp.clone()
+            },
+            ..me.clone()
+        };
+        let record = Record {
+            host: host.into(),
+            label: "step.slow@local".into(),
+            pid: child.id(),
+            machine: me.host.clone(),
+            stamp: ProcessStamp::of(child.id()).unwrap(),
+            owner: dead_owner,
+            started_unix: now_unix(),
+            timeout_secs,
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join(format!("{}.json", child.id())),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        child
+    }
+
+    fn policy(wait: Duration) -> (LockPolicy, Arc<Mutex<Vec<LockNotice>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let policy = LockPolicy::new(
+            LockHolder::current("cairn apply"),
+            wait,
+            Arc::new(move |n: &LockNotice| sink.lock().unwrap().push(n.clone())),
+        );
+        (policy, seen)
+    }
+
+    #[tokio::test]
+    async fn a_dead_applys_script_is_waited_for_then_killed_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("inflight");
+        let mut child = left_running(&records, "local", Some(1));
+        // Another host's script is not this host's business.
+        assert!(matches!(
+            status(&records, "other"),
+            HostLockStatus::Free { .. }
+        ));
+        assert!(matches!(status(&records, "local"), HostLockStatus::Held(h) if h.dead.is_some()));
+        let (policy, seen) = policy(Duration::ZERO);
+        wait_for_dead_runs(&records, "local", &policy)
+            .await
+            .unwrap();
+        // Killed: reaped here, it reports the signal.
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        let seen = seen.lock().unwrap();
+        assert!(
+            matches!(&seen[0], LockNotice::WaitingForDeadRun { in_flight, bound: Some(_), .. } if in_flight[0].label == "step.slow@local"),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(&seen[1], LockNotice::KilledDeadRun { .. }),
+            "{seen:?}"
+        );
+        assert!(matches!(&seen[2], LockNotice::Acquired { .. }), "{seen:?}");
+        assert_eq!(
+            std::fs::read_dir(&records).unwrap().count(),
+            0,
+            "record removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_applys_script_without_timeout_is_waited_for_up_to_lock_timeout_then_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = dir.path().join("inflight");
+        let mut child = left_running(&records, "local", None);
+        let (policy, _) = policy(Duration::from_millis(300));
+        let err = wait_for_dead_runs(&records, "local", &policy)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("step.slow@local") && err.contains("cairn unlock local"),
+            "{err}"
+        );
+        // `cairn unlock` kills it.
+        assert_eq!(break_open(&records, "local"), BrokenLock::Killed);
+        assert!(!child.wait().unwrap().success());
+        assert_eq!(break_open(&records, "local"), BrokenLock::WasFree);
+    }
 }

@@ -255,7 +255,7 @@ impl SshTransport {
                         host: self.host.clone(),
                         owner: busy.holder_text(),
                         heartbeat_age: busy.heartbeat_age,
-                        waited,
+                        waited: policy.wait_for_live,
                     });
                 }
                 if !told_live {
