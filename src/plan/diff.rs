@@ -9,7 +9,9 @@
 //! - no record: create (`+`), unless a step's `check` already passes and it
 //!   captures nothing, or the host holds its receipt, in which case it is
 //!   adopted as converged;
-//! - key changed, or the host no longer matches the record: update (`~`);
+//! - key changed, or the host no longer matches the record: update (`~`),
+//!   unless a step's host holds its receipt at the new key: an apply that
+//!   died before recording it did it, so it is adopted;
 //! - `--replace`, or a bundle/file whose destination moved: replace (`-/+`);
 //! - a record with no task any more: destroy (`-`);
 //! - otherwise unchanged.
@@ -209,11 +211,40 @@ impl Differ<'_> {
         } else if dest_moved(&record.detail, &task.work) {
             change.kind = ChangeKind::Replace;
             change.reasons.extend(reasons);
+        } else if let Some(r) = self.done_unrecorded(task, change, key_changed, &drift) {
+            change.adopt = true;
+            change.reasons.push(format!(
+                "done on the host by {} at {} (its receipt) by an apply that did not record it: recorded without running",
+                r.by, r.finished_at
+            ));
         } else if !reasons.is_empty() || !drift.is_empty() {
             change.kind = ChangeKind::Update;
             change.reasons.extend(drift);
             change.reasons.extend(reasons);
         }
+    }
+
+    /// The receipt of a step whose inputs changed since its record, when
+    /// the host holds it at the new key (with the value, for a capturing
+    /// step): an apply killed after the step ended on the host, before it
+    /// was recorded. Running it again would run it twice.
+    fn done_unrecorded(
+        &self,
+        task: &Task,
+        change: &Change,
+        key_changed: bool,
+        drift: &[String],
+    ) -> Option<&crate::transport::ReceiptInfo> {
+        let Work::Step { step } = &task.work else {
+            return None;
+        };
+        if !key_changed || !drift.is_empty() {
+            return None;
+        }
+        self.refresh.receipts.get(&task.id).filter(|r| {
+            Some(&r.key) == change.key.as_ref()
+                && (self.model.steps[*step].capture.is_none() || r.captured.is_some())
+        })
     }
 
     /// Records with no task any more: destroyed, newest first.

@@ -363,6 +363,49 @@ fn a_step_that_never_ran_here_is_adopted_from_its_receipt_on_the_host() {
 }
 
 #[test]
+fn a_step_an_unrecorded_apply_finished_is_adopted_from_its_receipt_not_run_again() {
+    // An apply changed `greeting`, ran `hello` on m0 (its receipt is on the
+    // host, at the new key) and was killed before recording it.
+    let mut world = World::new(BASE);
+    world.converge();
+    world.fixture.rewrite(&edited(&[GREETING_B]));
+    let (_, changed) = world.plan();
+    let new_key = change(&changed, "step.hello@m0")
+        .key
+        .clone()
+        .expect("a key");
+    let mut refresh = Refresh::default();
+    for (task, key) in [
+        ("step.hello@m0", new_key),
+        // Done at another key (the old inputs): not this change.
+        ("step.hello@n0", TaskKey::from_digest([7; 32])),
+    ] {
+        refresh.receipts.insert(
+            id(task),
+            ReceiptInfo {
+                task: id(task),
+                key,
+                finished_at: "2024-04-30T09:00:00Z".into(),
+                by: "ops@laptop".into(),
+                captured: None,
+            },
+        );
+    }
+    let plan = world.diff(&world.graph(), &refresh, &DiffOptions::default());
+    let outline = outline(&plan);
+    assert!(
+        outline.contains(
+            &"noop step.hello@m0 (adopt): done on the host by ops@laptop at 2024-04-30T09:00:00Z (its receipt) by an apply that did not record it: recorded without running".to_string()
+        ),
+        "{outline:#?}"
+    );
+    assert!(
+        outline.contains(&r#"update step.hello@n0: var greeting changed ("a" -> "b")"#.to_string()),
+        "{outline:#?}"
+    );
+}
+
+#[test]
 fn hosts_left_out_are_not_planned_and_lend_their_recorded_keys() {
     struct Case {
         name: &'static str,

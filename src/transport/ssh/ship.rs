@@ -3,8 +3,10 @@
 //! Files ship as one tar stream per task (see `bundle::stream`),
 //! zstd-compressed when the host has `zstd` (refresh finds out), unpacked
 //! into a staging folder and renamed into place, then stat'ed so refresh can
-//! later tell an untouched file by its stat alone. Removal deletes a file
-//! only while its content is still what cairn shipped.
+//! later tell an untouched file by its stat alone. A staging folder is
+//! named after the shell that made it, so one left by a shipping that died
+//! is swept by the next. Removal deletes a file only while its content is
+//! still what cairn shipped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -119,6 +121,11 @@ impl SshTransport {
     }
 }
 
+/// Removes staging folders left beside `$cairn_base` by a shipping that
+/// died (a host that lost power, a killed shell): each is named after the
+/// pid of the shell that made it, so only those whose shell is gone go.
+const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -d \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
+
 /// The script that unpacks a file stream (on its stdin) beside `dest` and
 /// moves each file into place, then stats every target. A folder that does
 /// not exist yet is staged whole beside its place and renamed into it at
@@ -155,10 +162,11 @@ fn unpack_script(
     let mut script = String::from("set -e\n");
     let _ = write!(
         script,
-        "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\ncairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
+        "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\n{sweep}cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
         dest_q = shell_quote(dest),
         parent_q = shell_quote(&parent),
         root_q = shell_quote(&root),
+        sweep = SWEEP_STAGING,
         fresh_test = if single {
             "false"
         } else {
