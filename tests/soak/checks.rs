@@ -437,32 +437,31 @@ fn tally(
                 }
                 _ => None,
             };
-            match why {
-                Some(why) => findings
+            if let Some(why) = why {
+                findings
                     .reruns
                     .entry(why.to_string())
                     .or_default()
-                    .push(format!("{task} ({n} runs)")),
-                None => {
-                    // Why the next apply ran it, as its plan said.
-                    let reasons = after_kill
-                        .and_then(|(_, retry)| retry.iter().find(|e| e["event"] == "plan"))
-                        .and_then(|p| p["plan"]["changes"].as_array())
-                        .and_then(|c| c.iter().find(|c| c["task"] == task))
-                        .map(|c| format!("{} {}", c["action"], c["reasons"]))
-                        .unwrap_or_default();
-                    findings.violation(
-                        label,
-                        format!(
-                            "{task} ran {n} times this round{}; the next apply's plan: {reasons}",
-                            if in_flight {
-                                " (in flight at the kill, its receipt left by the same command)"
-                            } else {
-                                ", and was not in flight at a kill"
-                            }
-                        ),
-                    );
-                }
+                    .push(format!("{task} ({n} runs)"));
+            } else {
+                // Why the next apply ran it, as its plan said.
+                let reasons = after_kill
+                    .and_then(|(_, retry)| retry.iter().find(|e| e["event"] == "plan"))
+                    .and_then(|p| p["plan"]["changes"].as_array())
+                    .and_then(|c| c.iter().find(|c| c["task"] == task))
+                    .map(|c| format!("{} {}", c["action"], c["reasons"]))
+                    .unwrap_or_default();
+                findings.violation(
+                    label,
+                    format!(
+                        "{task} ran {n} times this round{}; the next apply's plan: {reasons}",
+                        if in_flight {
+                            " (in flight at the kill, its receipt left by the same command)"
+                        } else {
+                            ", and was not in flight at a kill"
+                        }
+                    ),
+                );
             }
         }
     }
