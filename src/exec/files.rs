@@ -133,10 +133,21 @@ fn file_work(
             _ => Some(recorded.hash.clone()),
         }
     };
+    // A file whose stat no longer matches its record (refresh rehashed it)
+    // ships again even when its content is right (an apply killed after
+    // shipping it, before recording it): the new record then has its stat.
+    let record_stale = |rel: &str| {
+        !fresh
+            && matches!(
+                observation,
+                Some(Observation::Files(found)) if matches!(found.get(rel), Some(Observed::Hashed(_)))
+            )
+    };
     let to_ship = desired
         .iter()
         .filter(|(rel, file)| {
             host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
+                || record_stale(rel)
                 || old_shipped
                     .get(*rel)
                     .is_some_and(|r| r.mode != file.entry.mode)

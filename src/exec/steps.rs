@@ -38,20 +38,17 @@ pub(super) async fn run_step(
     let attempts = step.retries + 1;
     let mut last = None;
     let mut log = String::new();
+    // A capturing step's receipt carries the value, known only once it has
+    // run: its command leaves the receipt with its output kept beside it,
+    // and the receipt with the value is written after.
+    let receipt = match ctx.receipt {
+        Some(r) if step.capture.is_some() => Some(r.keeping_output()),
+        other => other.cloned(),
+    };
     for attempt in 1..=attempts {
         let out = ctx
             .transport
-            .run(
-                &script,
-                cwd.as_deref(),
-                step.timeout,
-                // A capturing step's receipt carries the value: it is written after.
-                if step.capture.is_some() {
-                    None
-                } else {
-                    ctx.receipt
-                },
-            )
+            .run(&script, cwd.as_deref(), step.timeout, receipt.as_ref())
             .await?;
         let _ = writeln!(log, "# attempt {attempt} of {attempts}: {}", Exit::of(&out));
         log.push_str("## stdout\n");

@@ -57,6 +57,18 @@ pub(super) async fn run_task(
     let replace = change.kind == ChangeKind::Replace;
     let (mut detail, description, outcome) = if change.kind == ChangeKind::Noop {
         let (detail, description) = adopted(run, task, change, upstream_values)?;
+        // A capturing step adopted from its receipt (an apply that died before
+        // recording it): its receipt now carries the value, unless it holds a
+        // secret, and the output kept on the host beside it goes.
+        if let RecordDetail::Step {
+            captured: Some(value),
+            ..
+        } = &detail
+        {
+            let mut info = receipt.info.clone();
+            info.captured = (run.scrubber.scrub(value) == *value).then(|| value.clone());
+            transport.write_receipt(&Receipt::new(info)).await?;
+        }
         (detail, description, Outcome::Adopted)
     } else {
         let outcome = match change.kind {

@@ -63,7 +63,8 @@ impl Transport {
         match &self.reach {
             Reach::Local(t) => {
                 let out = t.run(script, cwd, timeout).await?;
-                if let Some(r) = receipt.filter(|_| out.success()) {
+                // A capturing step's receipt is written after, with its value.
+                if let Some(r) = receipt.filter(|r| out.success() && !r.keep_output) {
                     t.write_receipt(r).await?;
                 }
                 Ok(out)

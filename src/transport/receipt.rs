@@ -29,12 +29,38 @@ pub struct ReceiptInfo {
 pub struct Receipt {
     pub info: ReceiptInfo,
     pub json: String,
+    /// The receipt of a capturing step, left by the command that runs it:
+    /// that command also keeps its output on the host beside the receipt
+    /// (`<task>.out`, readable by its owner only), since the value cairn
+    /// reads from it is not known until it has run. A refresh reads it as
+    /// the receipt's captured value, so an apply that died before writing
+    /// the receipt with the value loses nothing; cairn's next receipt for
+    /// the task removes it.
+    pub keep_output: bool,
 }
 
 impl Receipt {
     pub fn new(info: ReceiptInfo) -> Receipt {
         let json = serde_json::to_string(&info).expect("receipts serialize");
-        Receipt { info, json }
+        Receipt {
+            info,
+            json,
+            keep_output: false,
+        }
+    }
+
+    /// This receipt, to be left by a capturing step's command with its output (see `keep_output`).
+    #[must_use]
+    pub fn keeping_output(&self) -> Receipt {
+        Receipt {
+            keep_output: true,
+            ..self.clone()
+        }
+    }
+
+    /// The file beside the receipt that keeps a capturing step's output.
+    pub fn output_file_name(&self) -> String {
+        output_file_name(&self.info.task)
     }
 
     pub fn file_name(&self) -> String {
@@ -45,4 +71,9 @@ impl Receipt {
 /// The file name of a task's receipt.
 pub(super) fn receipt_file_name(task: &TaskId) -> String {
     format!("{}.json", task.file_safe())
+}
+
+/// The file name of a capturing step's kept output (see [`Receipt::keep_output`]).
+pub(super) fn output_file_name(task: &TaskId) -> String {
+    format!("{}.out", task.file_safe())
 }

@@ -79,8 +79,12 @@ impl Settings {
 
 /// How a round's apply ended.
 enum Ended {
-    /// It finished before the kill came.
-    Finished { code: Option<i32>, log: String },
+    /// It finished before the kill came, after `took`.
+    Finished {
+        code: Option<i32>,
+        log: String,
+        took: Duration,
+    },
     /// Killed (cairn, or a host) while it ran.
     Killed(KilledRun),
 }
@@ -136,6 +140,7 @@ impl Soak {
                 return Ended::Finished {
                     code: status.code(),
                     log,
+                    took: began.elapsed(),
                 };
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -271,11 +276,13 @@ fn cairn_and_hosts_killed_at_random_instants_converge_at_the_next_apply() {
                     < settings.host_kills);
         let victim = host_turn.then(|| soak.rng.random_range(1..soak.cluster.hosts.hosts.len()));
         // Anywhere in a typical apply, the refresh and the very start included.
-        let delay = soak.typical.mul_f64(soak.rng.random_range(0.0..1.1));
+        let delay = soak.typical.mul_f64(soak.rng.random_range(0.0..1.0));
         let ended = soak.apply_and_kill(delay, victim);
         let label = format!("round {round} ({changed})");
         match ended {
-            Ended::Finished { code, log } => {
+            Ended::Finished { code, log, took } => {
+                // Kills are drawn within the length of a whole apply: keep it current.
+                soak.typical = took;
                 assert_eq!(
                     code,
                     Some(0),

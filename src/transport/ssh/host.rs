@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use openssh::Session;
 
+use super::receipts::state_dir_snippet;
 use super::shells::{Broken, Shells};
 use crate::bundle::stream::StreamCache;
 use crate::model::Secret;
@@ -128,7 +129,9 @@ impl SshTransport {
         })
     }
 
-    /// Runs a user script in `cwd`; with a receipt, writes it when the script succeeds.
+    /// Runs a user script in `cwd`; with a receipt, writes it when the
+    /// script succeeds (keeping its output beside it, for a capturing
+    /// step's: see [`Receipt::keep_output`]).
     pub(crate) async fn run(
         &self,
         script: &str,
@@ -137,11 +140,28 @@ impl SshTransport {
         receipt: Option<&Receipt>,
     ) -> Result<CommandOutput, TransportError> {
         let mut full = cd_prefix(cwd);
-        let _ = write!(full, "(eval {})\ncairn_rc=$?\n", shell_quote(script));
-        if let Some(r) = receipt {
-            full.push_str("if [ $cairn_rc -eq 0 ]; then\n");
-            full.push_str(&self.receipt_snippet(r));
-            full.push_str("fi\n");
+        match receipt {
+            Some(r) if r.keep_output => {
+                // The output goes to a private file first, which becomes the
+                // kept output beside the receipt, and then to cairn.
+                let _ = write!(
+                    full,
+                    "{dir}cairn_k=\"$cairn_d/receipts/.{out}.$$\"\n{{ mkdir -p \"$cairn_d/receipts\" && (umask 077 && : > \"$cairn_k\"); }} 2>/dev/null || cairn_k=\nif [ -n \"$cairn_k\" ]; then (eval {script}) > \"$cairn_k\"; else (eval {script}); fi\ncairn_rc=$?\nif [ -n \"$cairn_k\" ]; then\nif [ $cairn_rc -eq 0 ] && mv -f \"$cairn_k\" \"$cairn_d/receipts/{out}\"; then\n{receipt}cat \"$cairn_d/receipts/{out}\"\nelse\ncat \"$cairn_k\"; rm -f \"$cairn_k\"\nfi\nfi\n",
+                    dir = state_dir_snippet(&self.cluster),
+                    out = r.output_file_name(),
+                    script = shell_quote(script),
+                    receipt = self.receipt_snippet(r),
+                );
+            }
+            Some(r) => {
+                let _ = write!(full, "(eval {})\ncairn_rc=$?\n", shell_quote(script));
+                full.push_str("if [ $cairn_rc -eq 0 ]; then\n");
+                full.push_str(&self.receipt_snippet(r));
+                full.push_str("fi\n");
+            }
+            None => {
+                let _ = write!(full, "(eval {})\ncairn_rc=$?\n", shell_quote(script));
+            }
         }
         full.push_str("exit $cairn_rc\n");
         self.exec(&full, None, timeout).await

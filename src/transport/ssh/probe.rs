@@ -22,7 +22,8 @@ use crate::transport::{
 pub(super) const PROBE_END: &str = "__CAIRN_PROBE_END__";
 
 /// Where the probe's output is being read: inside `<R>`..`</R>` are
-/// receipts, one JSON per line; inside `<Fi>`..`</Fi>`, stat lines.
+/// receipts, one JSON per line (and a `K` line of kept output after a
+/// capturing step's, see `Receipt::keep_output`); inside `<Fi>`..`</Fi>`, stat lines.
 enum Section {
     Top,
     Receipts,
@@ -66,7 +67,9 @@ impl SshTransport {
             .push_str("if command -v zstd >/dev/null 2>&1; then echo 'Z 1'; else echo 'Z 0'; fi\n");
         script.push_str(&state_dir_snippet(&self.cluster));
         // Each receipt is one line; `read` is a builtin, `cat` would be a process.
-        script.push_str("echo '<R>'; for cairn_r in \"$cairn_d\"/receipts/*.json; do [ -f \"$cairn_r\" ] && IFS= read -r cairn_l < \"$cairn_r\" && printf '%s\\n' \"$cairn_l\"; done; echo '</R>'\n");
+        // A capturing step's output kept beside its receipt (only when cairn
+        // died before writing the value into it) follows it, in hex: `K <hex>`.
+        script.push_str("echo '<R>'; for cairn_r in \"$cairn_d\"/receipts/*.json; do [ -f \"$cairn_r\" ] && IFS= read -r cairn_l < \"$cairn_r\" && printf '%s\\n' \"$cairn_l\" && { [ ! -f \"${cairn_r%.json}.out\" ] || { printf 'K '; od -An -v -tx1 < \"${cairn_r%.json}.out\" | tr -d ' \\n'; echo; }; }; done; echo '</R>'\n");
         for (i, (dest, shipped)) in request.files.iter().enumerate() {
             let targets: Vec<String> = shipped
                 .keys()
@@ -125,6 +128,7 @@ impl SshTransport {
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); request.files.len()];
         let mut section = Section::Top;
+        let mut last_receipt = None;
         for line in text.lines() {
             match (&section, line) {
                 (Section::Top, "<R>") => {
@@ -135,8 +139,18 @@ impl SshTransport {
                     section = Section::Top;
                     continue;
                 }
-                (Section::Receipts, json) => {
-                    if let Ok(r) = serde_json::from_str::<ReceiptInfo>(json) {
+                (Section::Receipts, line) => {
+                    if let Some(hex) = line.strip_prefix("K ") {
+                        // The output kept beside the receipt just read is its value.
+                        if let (Some(task), Ok(bytes)) = (&last_receipt, hex::decode(hex.trim()))
+                            && let Some(r) = report.receipts.get_mut(task)
+                            && r.captured.is_none()
+                        {
+                            r.captured =
+                                Some(String::from_utf8_lossy(&bytes).trim_end().to_string());
+                        }
+                    } else if let Ok(r) = serde_json::from_str::<ReceiptInfo>(line) {
+                        last_receipt = Some(r.task.clone());
                         report.receipts.insert(r.task.clone(), r);
                     }
                     continue;

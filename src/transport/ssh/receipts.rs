@@ -1,21 +1,32 @@
 //! Receipts on a host, under its cairn folder (see `transport::receipt`).
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::SshTransport;
 use crate::ids::TaskId;
-use crate::transport::receipt::receipt_file_name;
+use crate::transport::receipt::{output_file_name, receipt_file_name};
 use crate::transport::{Receipt, TransportError, shell_quote};
 
 impl SshTransport {
-    /// Shell lines that write a receipt (atomically) under the host's cairn folder.
+    /// Shell lines that write a receipt (atomically) under the host's cairn
+    /// folder. Unless the receipt keeps a step's output, one kept by an
+    /// earlier run of the task goes (a test first: no process when there is none).
     pub(super) fn receipt_snippet(&self, receipt: &Receipt) -> String {
-        format!(
+        let mut snippet = format!(
             "{dir}mkdir -p \"$cairn_d/receipts\" && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
             dir = state_dir_snippet(&self.cluster),
             json = shell_quote(&receipt.json),
             file = receipt.file_name(),
-        )
+        );
+        if !receipt.keep_output {
+            let _ = writeln!(
+                snippet,
+                "[ ! -e \"$cairn_d/receipts/{out}\" ] || rm -f \"$cairn_d/receipts/{out}\"",
+                out = receipt.output_file_name()
+            );
+        }
+        snippet
     }
 
     /// Writes a receipt on its own, for a task that needed no other command.
@@ -38,12 +49,11 @@ impl SshTransport {
     }
 
     pub(crate) async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
-        let name = receipt_file_name(task);
-
         let script = format!(
-            "{}rm -f \"$cairn_d/receipts/\"{}\n",
+            "{}rm -f \"$cairn_d/receipts/\"{} \"$cairn_d/receipts/\"{}\n",
             state_dir_snippet(&self.cluster),
-            shell_quote(&name)
+            shell_quote(&receipt_file_name(task)),
+            shell_quote(&output_file_name(task))
         );
         let out = self
             .exec(&script, None, Some(Duration::from_secs(60)))
