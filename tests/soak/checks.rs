@@ -125,6 +125,8 @@ impl KilledRun {
 pub(crate) struct Findings {
     pub violations: Vec<String>,
     pub retries_ok: usize,
+    /// Next applies that waited for a task a dead apply left running.
+    pub waited: usize,
     /// Steps run again because they were in flight when cairn died and
     /// their receipt is left by cairn after them, by why.
     pub reruns: BTreeMap<String, Vec<String>>,
@@ -139,7 +141,10 @@ impl Findings {
     }
 
     pub(crate) fn report(&self) -> String {
-        let mut text = String::from("kills by what was in flight:");
+        let mut text = format!(
+            "next applies that waited for a task the killed apply left running: {}\nkills by what was in flight:",
+            self.waited
+        );
         for (stage, n) in &self.kills_by_stage {
             let _ = write!(text, " {stage} {n};");
         }

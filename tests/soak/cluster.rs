@@ -5,7 +5,8 @@
 //! once an apply has succeeded.
 //!
 //! Every round bumps `${round}`, which every step reads, so every step runs
-//! again each round; some rounds also rewrite bundle files or change the
+//! again each round (long enough, up to 1.5 s, that a kill often leaves one
+//! running for the next apply to wait for); some rounds also rewrite bundle files or change the
 //! templates' `${generation}`, so shipping and rendering are in flight too.
 //! Each step appends `<step> <round>` to `/opt/soak/runs.log` on its host
 //! (`here.log` on this machine) through `record.sh`, which is how the soak
@@ -120,14 +121,14 @@ on = ["master", "worker"]
 name = "prepare"
 on = ["master", "worker"]
 after = ["app", "motd"]
-run = "sh /opt/soak/app/bin/record.sh prepare ${{round}} && sleep 0.3"
+run = "sh /opt/soak/app/bin/record.sh prepare ${{round}} && sleep 0.8"
 timeout = "20s"
 
 [[steps]]
 name = "init"
 on = ["master"]
 after = ["prepare"]
-run = "sh /opt/soak/app/bin/record.sh init ${{round}} && sleep 0.4 && echo token-${{round}}-$(hostname)"
+run = "sh /opt/soak/app/bin/record.sh init ${{round}} && sleep 1.5 && echo token-${{round}}-$(hostname)"
 capture = "token"
 timeout = "20s"
 
@@ -143,7 +144,7 @@ timeout = "20s"
 name = "join"
 on = ["worker"]
 after = ["prepare", "init@*"]
-run = "sh /opt/soak/app/bin/record.sh join ${{round}} && sleep 0.3 && echo joined-${{token}}"
+run = "sh /opt/soak/app/bin/record.sh join ${{round}} && sleep 1 && echo joined-${{token}}"
 capture = "joined"
 timeout = "20s"
 
@@ -158,7 +159,7 @@ timeout = "20s"
 name = "collect"
 on = ["local"]
 after = ["verify@*"]
-run = "echo collect ${{round}} >> here.log && sleep 0.2"
+run = "echo collect ${{round}} >> here.log && sleep 1"
 timeout = "20s"
 "#,
             hosts = self.hosts.clusterfile_hosts(""),

@@ -208,6 +208,9 @@ impl Soak {
             }
         );
         self.findings.retries_ok += 1;
+        if waits > 0 {
+            self.findings.waited += 1;
+        }
         let retry_events = events(&retry);
         checks::converged(
             &mut self.cluster,
