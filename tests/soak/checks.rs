@@ -92,6 +92,12 @@ impl KilledRun {
         }
     }
 
+    /// The host that was powered off, if this was a host kill.
+    pub(crate) fn victim(&self) -> Option<&str> {
+        let rest = self.what.strip_prefix("host ")?;
+        Some(rest.split(' ').next().unwrap_or(rest))
+    }
+
     pub(crate) fn summary(&self) -> String {
         let stage = if self.planned {
             format!(
@@ -254,50 +260,76 @@ pub(crate) fn converged(
     state_holds_each_task_once(cluster, findings, label);
     runs_this_round(cluster, findings, after_kill, label);
     if let Some((killed, retry)) = after_kill {
-        for id in &killed.journaled_twice {
-            findings.violation(label, format!("the killed apply journaled {id} twice"));
-        }
-        let state = cluster.state_dir().load().expect("the state loads");
-        for e in retry.iter().filter(|e| e["event"] == "task_finished") {
-            let task = e["task"].as_str().unwrap_or_default();
-            if e["outcome"] == "adopted" {
-                continue;
-            }
-            let Some(recorded_key) = killed.recorded.get(task) else {
-                continue;
-            };
-            let final_key = state
-                .tasks
-                .iter()
-                .find(|(id, _)| id.as_str() == task)
-                .map(|(_, r)| r.key.to_string());
-            if final_key.as_deref() == Some(recorded_key.as_str()) {
-                findings.violation(
-                    label,
-                    format!(
-                        "{task} was recorded by the killed apply and run again by the next one, at the same key"
-                    ),
-                );
-            }
-        }
-        let killed_during = if killed.planned {
-            let mut kinds: Vec<&str> = killed
-                .in_flight
-                .iter()
-                .filter_map(|t| t.split('.').next())
-                .collect();
-            kinds.sort_unstable();
-            kinds.dedup();
-            if kinds.is_empty() {
-                "between tasks".to_string()
-            } else {
-                kinds.join("+")
-            }
-        } else {
-            "refresh".to_string()
-        };
-        *findings.kills_by_stage.entry(killed_during).or_default() += 1;
+        nothing_done_twice(cluster, findings, killed, retry, label);
     }
+}
+
+/// After a kill: the killed apply journaled no task twice, the next one
+/// ran nothing the killed one had recorded, and an apply that succeeded
+/// although its host was powered off had nothing in flight there.
+fn nothing_done_twice(
+    cluster: &SoakCluster,
+    findings: &mut Findings,
+    killed: &KilledRun,
+    retry: &[serde_json::Value],
+    label: &str,
+) {
+    if killed.what.ends_with("(the apply still succeeded)")
+        && let Some(victim) = killed.victim()
+    {
+        let suffix = format!("@{victim}");
+        for task in killed.in_flight.iter().filter(|t| t.ends_with(&suffix)) {
+            findings.violation(
+                label,
+                format!(
+                    "the apply succeeded although {task} was in flight on the host powered off"
+                ),
+            );
+        }
+    }
+    for id in &killed.journaled_twice {
+        findings.violation(label, format!("the killed apply journaled {id} twice"));
+    }
+    let state = cluster.state_dir().load().expect("the state loads");
+    for e in retry.iter().filter(|e| e["event"] == "task_finished") {
+        let task = e["task"].as_str().unwrap_or_default();
+        if e["outcome"] == "adopted" {
+            continue;
+        }
+        let Some(recorded_key) = killed.recorded.get(task) else {
+            continue;
+        };
+        let final_key = state
+            .tasks
+            .iter()
+            .find(|(id, _)| id.as_str() == task)
+            .map(|(_, r)| r.key.to_string());
+        if final_key.as_deref() == Some(recorded_key.as_str()) {
+            findings.violation(
+                label,
+                format!(
+                    "{task} was recorded by the killed apply and run again by the next one, at the same key"
+                ),
+            );
+        }
+    }
+    let killed_during = if killed.planned {
+        let mut kinds: Vec<&str> = killed
+            .in_flight
+            .iter()
+            .filter_map(|t| t.split('.').next())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        if kinds.is_empty() {
+            "between tasks".to_string()
+        } else {
+            kinds.join("+")
+        }
+    } else {
+        "refresh".to_string()
+    };
+    *findings.kills_by_stage.entry(killed_during).or_default() += 1;
 }
 
 /// The state after a successful apply: each task of the plan, once, at the
@@ -427,9 +459,7 @@ fn tally(
         .unwrap_or_default();
     let killed = after_kill.map(|(k, _)| k);
     let in_flight = killed.is_some_and(|k| k.in_flight.contains(task));
-    let victim = killed
-        .and_then(|k| k.what.strip_prefix("host "))
-        .map(|h| format!("@{h}"));
+    let victim = killed.and_then(KilledRun::victim).map(|h| format!("@{h}"));
     let why = match &victim {
         Some(v) if in_flight && task.ends_with(v.as_str()) => {
             Some("in flight on a host that was powered off")

@@ -155,13 +155,17 @@ impl Soak {
             Some(i) => {
                 let host = &self.cluster.hosts.hosts[i];
                 host.power_off();
+                // It may still succeed: the host's part may have been done.
                 let status = child.wait().unwrap();
-                assert_ne!(
-                    status.code(),
-                    Some(0),
-                    "an apply whose host was powered off mid-run cannot succeed"
-                );
-                format!("host {}", host.name)
+                format!(
+                    "host {}{}",
+                    host.name,
+                    if status.success() {
+                        " (the apply still succeeded)"
+                    } else {
+                        ""
+                    }
+                )
             }
         };
         let events_text = std::fs::read_to_string(&events_file).unwrap_or_default();
