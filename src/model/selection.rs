@@ -99,7 +99,8 @@ mod tests {
             text: Arc::new(
                 "version = 1\nname = \"t\"\n\
                  [[hosts]]\naddress = \"10.0.0.1\"\nname = \"master0\"\nroles = [\"master\"]\n\
-                 [[hosts]]\naddress = \"10.0.0.2-10.0.0.3\"\nroles = [\"worker\"]\n"
+                 [[hosts]]\naddress = \"10.0.0.2\"\nname = \"worker0\"\nroles = [\"worker\"]\n\
+                 [[hosts]]\naddress = \"10.0.0.3\"\nname = \"worker1\"\nroles = [\"worker\"]\n"
                     .to_string(),
             ),
         };

@@ -176,7 +176,7 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
     let offline = s.run(&["plan", "--offline"]);
     assert_eq!(offline.status.code(), Some(0), "{}", stderr(&offline));
     assert!(
-        stdout(&offline).contains("+ step.hello@node0"),
+        stdout(&offline).contains("+ step.hello@127.0.0.1:1"),
         "{}",
         stdout(&offline)
     );
@@ -184,7 +184,7 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
     assert_eq!(online.status.code(), Some(1));
     let text = stdout(&online) + &stderr(&online);
     assert!(
-        text.contains("node0: root@127.0.0.1:1: connection refused; is sshd running there"),
+        text.contains("127.0.0.1:1: root@127.0.0.1:1: connection refused; is sshd running there"),
         "{text}"
     );
     assert!(text.contains("1 host unreachable"), "{text}");
