@@ -67,6 +67,27 @@ pub enum Command {
     /// Inspect the recorded state.
     #[command(subcommand)]
     State(StateCommand),
+
+    /// Undo everything cairn did on the hosts, in reverse dependency order, and forget them.
+    #[command(
+        after_help = "Undos run before the undos of what they came after; a bundle's files are removed after\nevery undo that runs in its folder. Shipped files changed by hand are kept and listed.\nThen cairn's folder on each host (receipts, lock files) is removed and the host leaves\nthe state. A host that cannot be reached is reported and kept.\n\nExamples:\n  cairn reset\n  cairn reset --limit worker --auto-approve"
+    )]
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+
+    /// Undos running at once, overall (one at a time per host).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// Only these hosts: a role, a host name or address, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
+    pub limit: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -139,5 +160,14 @@ pub enum StateCommand {
     Show {
         /// The task id, as `cairn state list` prints it.
         task: String,
+    },
+    /// Forget hosts or tasks without touching any host (like `terraform state rm`).
+    #[command(
+        after_help = "A host that left the Clusterfile and can no longer be reached is forgotten this way; \nwhat cairn did on it stays there.\n\nExamples:\n  cairn state rm 10.0.0.7            # a host, by name or recorded address\n  cairn state rm step.init@master0   # one task: the next apply runs it again"
+    )]
+    Rm {
+        /// Host names, recorded addresses, or task ids.
+        #[arg(required = true, value_name = "HOST|TASK")]
+        targets: Vec<String>,
     },
 }

@@ -41,21 +41,30 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
             FailurePolicy::SkipDependents
         },
     };
-    let result = converge(args, out, &planned, &settings, &rt);
+    let result = converge(
+        args.plan.as_deref(),
+        args.auto_approve,
+        out,
+        &planned,
+        &settings,
+        &rt,
+    );
     planned.finish(&rt);
     result
 }
 
-/// After planning: check a saved plan, show, ask, run, and say how it went.
-fn converge(
-    args: &ApplyArgs,
+/// After planning: check a saved plan, show, ask (unless `auto_approve`
+/// or a saved plan said yes), run, and say how it went. `reset` shares it.
+pub(super) fn converge(
+    saved_plan: Option<&Path>,
+    auto_approve: bool,
     out: Output,
     planned: &Planned,
     settings: &ApplySettings,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Success, CairnError> {
     let plan = &planned.plan;
-    if let Some(path) = &args.plan {
+    if let Some(path) = saved_plan {
         saved::check_unchanged(path, &saved::read(path)?, &plan.to_json())?;
     }
     out.apply_plan(plan);
@@ -71,7 +80,7 @@ fn converge(
             })
         };
     }
-    if plan.has_changes() && !args.auto_approve && args.plan.is_none() {
+    if plan.has_changes() && !auto_approve && saved_plan.is_none() {
         match out.confirm() {
             Confirmation::Yes => {}
             Confirmation::No => return Err(CairnError::Aborted),

@@ -10,6 +10,7 @@ mod apply;
 mod drift;
 mod graph;
 mod plan;
+mod reset;
 mod schema;
 mod state;
 mod validate;
@@ -29,5 +30,6 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
+        Command::Reset(args) => reset::run(&cli.file, args, out),
     }
 }

@@ -133,10 +133,21 @@ fn file_work(
             _ => Some(recorded.hash.clone()),
         }
     };
+    // Rehashed by refresh: its stat is no longer the recorded one, so even
+    // when its content is right it ships again, and the record takes the
+    // stat it has now (a record that keeps a stale stat drifts for ever).
+    let stat_changed = |rel: &str| {
+        !fresh
+            && matches!(
+                observation,
+                Some(Observation::Files(found)) if matches!(found.get(rel), Some(Observed::Hashed(_)))
+            )
+    };
     let to_ship = desired
         .iter()
         .filter(|(rel, file)| {
             host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
+                || stat_changed(rel)
                 || old_shipped
                     .get(*rel)
                     .is_some_and(|r| r.mode != file.entry.mode)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Bundle, Dep, ElementRef, FileSpec, Host, HostId, Step, VarValue};
+use super::{Bundle, Dep, ElementRef, FileSpec, Host, HostId, SshSettings, Step, VarValue};
 
 /// A valid Clusterfile.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Model {
     pub base_dir: PathBuf,
     pub vars: BTreeMap<String, VarValue>,
     pub hosts: Vec<Host>,
+    /// `[ssh]` over the built-in defaults: how a host cairn only knows from
+    /// an older state (one that recorded no SSH settings) is reached.
+    pub ssh_defaults: SshSettings,
     pub bundles: Vec<Bundle>,
     pub files: Vec<FileSpec>,
     pub steps: Vec<Step>,

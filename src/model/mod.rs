@@ -37,6 +37,14 @@ pub use element::{
     PatchStrategy, Step,
 };
 pub use host::{Host, HostId, SshSettings};
-pub use secret::{Scrubber, Secret};
+pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
 pub use validate::validate;
 pub use vars::{BUILTINS, VarValue};
+
+/// `~/x` → `$HOME/x`; anything else unchanged.
+pub fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}

@@ -24,4 +24,5 @@ pub use output::Output;
 pub use plan::plan_text;
 pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
+pub use state::Forgotten;
 pub use style::Style;

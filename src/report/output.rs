@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::drift::drift_text;
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
-use super::state::{state_list_json, state_list_text, state_show};
+use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
 use super::validate::{Validated, validated_json, validated_text};
 use super::{Mode, Reporter, Style};
 use crate::ids::TaskId;
@@ -135,6 +135,11 @@ impl Output {
         } else {
             print!("{}", state_list_text(state, state_dir, self.style));
         }
+    }
+
+    /// `cairn state rm`.
+    pub fn state_removed(&self, forgotten: &[Forgotten]) {
+        print!("{}", state_removed_text(forgotten));
     }
 
     /// `cairn state show TASK`.

@@ -107,6 +107,16 @@ impl Transport {
         }
     }
 
+    /// Removes everything cairn keeps on the host for this cluster (its
+    /// receipts, its lock files), once nothing it did there is left: the
+    /// host has left the cluster, or been reset.
+    pub async fn forget_host(&self) -> Result<(), TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.forget_host().await,
+            Reach::Ssh(t) => t.forget_host().await,
+        }
+    }
+
     /// Everything refresh asks of a host, in one round trip (plan, drift).
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
         match &self.reach {

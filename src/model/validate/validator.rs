@@ -40,6 +40,7 @@ pub fn validate(
         base_dir,
         vars,
         hosts,
+        ssh_defaults: defaults.settings.clone(),
         bundles: Vec::new(),
         files: Vec::new(),
         steps: Vec::new(),
@@ -142,10 +143,4 @@ impl Validator<'_> {
     }
 }
 
-/// `~/x` → `$HOME/x`; anything else unchanged.
-pub(super) fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
-}
+pub(super) use crate::model::expand_home;

@@ -154,6 +154,18 @@ impl LocalTransport {
         self.blocking(move || receipts::write(&dir, &receipt)).await
     }
 
+    /// Removes this host's receipts folder (this machine keeps no lock of
+    /// its own: the cluster lock covers it).
+    pub(crate) async fn forget_host(&self) -> Result<(), TransportError> {
+        let dir = self.receipts.clone();
+        self.blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("failed to remove {}: {e}", dir.display())),
+        })
+        .await
+    }
+
     pub(crate) async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
         let (dir, task) = (self.receipts.clone(), task.clone());
         self.blocking(move || receipts::forget(&dir, &task)).await
