@@ -212,11 +212,23 @@ async fn forget_hosts(
         let ok = per_host.entry(&record.host().name).or_insert(true);
         *ok &= !failed.contains(*id);
     }
+    let all_undone = |name: &str| per_host.get(name).copied().unwrap_or(true);
+    let in_model = |name: &str| run.model.hosts.iter().find(|h| h.name == name);
+    // The old machine of a host that moved is cleaned the same way; the
+    // name stays in the state, for its new machine.
+    for (name, transport) in run.fleet.former_hosts() {
+        if in_model(name).is_some()
+            && all_undone(name)
+            && let Err(error) = transport.forget_host().await
+        {
+            note_not_forgotten(run, events, name, &error.to_string());
+        }
+    }
     for name in forget {
-        if !per_host.get(name.as_str()).copied().unwrap_or(true) {
+        if !all_undone(name) {
             continue;
         }
-        let transport = match run.model.hosts.iter().find(|h| &h.name == name) {
+        let transport = match in_model(name) {
             Some(h) => run.fleet.transport(h.id),
             None => run.fleet.former(name),
         };
@@ -231,13 +243,17 @@ async fn forget_hosts(
             Err(e) => Err(e.to_string()),
         };
         if let Err(error) = result {
-            let _ = events.send(Event::Note {
-                message: run.scrubber.scrub(&format!(
-                    "host {name}: everything cairn did there is undone, but removing cairn's folder or forgetting the host failed: {error}; the next run tries again"
-                )),
-            });
+            note_not_forgotten(run, events, name, &error);
         }
     }
+}
+
+fn note_not_forgotten(run: &RunContext, events: &Sender<Event>, name: &str, error: &str) {
+    let _ = events.send(Event::Note {
+        message: run.scrubber.scrub(&format!(
+            "host {name}: everything cairn did there is undone, but removing cairn's folder or forgetting the host failed: {error}; the next run tries again"
+        )),
+    });
 }
 
 /// Undoes one recorded task, removes its receipt, then forgets it.

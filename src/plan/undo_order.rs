@@ -81,3 +81,87 @@ pub fn undo_order<'a>(records: &[(&'a TaskId, &'a TaskRecord)]) -> Vec<(&'a Task
     }
     order
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::undo_order;
+    use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs};
+    use crate::ids::{TaskId, TaskKey};
+    use crate::model::TransportKind;
+    use crate::state::{RecordDetail, TaskRecord};
+
+    fn record(seq: u64, deps: &[&str], detail: RecordDetail) -> TaskRecord {
+        let inputs = KeyInputs {
+            format: KEY_FORMAT,
+            action: ActionSpec::Step {
+                name: "x".into(),
+                run: "true".into(),
+                cwd: None,
+                check: None,
+                undo: None,
+                capture: None,
+                timeout_ms: None,
+                retries: 0,
+                once: false,
+            },
+            host: HostIdentity {
+                name: "h".into(),
+                address: "10.0.0.2".into(),
+                port: 22,
+                user: "root".into(),
+                transport: TransportKind::Ssh,
+            },
+            vars: BTreeMap::new(),
+            deps: deps
+                .iter()
+                .map(|d| (TaskId::parse(d).unwrap(), TaskKey::from_digest([0; 32])))
+                .collect(),
+        };
+        TaskRecord {
+            key: inputs.key(),
+            inputs,
+            detail,
+            finished_at: String::new(),
+            seq,
+        }
+    }
+
+    fn step_in(cwd: Option<&str>) -> RecordDetail {
+        RecordDetail::Step {
+            captured: None,
+            captured_masked: false,
+            undo: Some("true".into()),
+            undo_vars: BTreeMap::new(),
+            cwd: cwd.map(String::from),
+        }
+    }
+
+    #[test]
+    fn dependents_first_and_a_bundle_after_the_undos_that_run_in_its_folder() {
+        let bundle = RecordDetail::Bundle {
+            dest: "/opt/k8s".into(),
+            shipped: BTreeMap::new(),
+        };
+        let ids: Vec<TaskId> = ["bundle.k8s@h", "step.reset@h", "step.join@h", "step.clean@h"]
+            .iter()
+            .map(|t| TaskId::parse(t).unwrap())
+            .collect();
+        // Completion order is deliberately misleading: the bundle finished
+        // last (it was re-shipped), and `clean` (no edge to the bundle) first.
+        let records = [
+            record(9, &[], bundle),
+            record(5, &["bundle.k8s@h"], step_in(None)),
+            record(7, &["step.reset@h"], step_in(None)),
+            record(1, &[], step_in(Some("/opt/k8s/scripts"))),
+        ];
+        let pairs: Vec<(&TaskId, &TaskRecord)> = ids.iter().zip(records.iter()).collect();
+        let order: Vec<&str> = undo_order(&pairs).iter().map(|(id, _)| id.as_str()).collect();
+        let pos = |t: &str| order.iter().position(|o| *o == t).unwrap();
+        assert!(pos("step.join@h") < pos("step.reset@h"), "{order:?}");
+        assert!(pos("step.reset@h") < pos("bundle.k8s@h"), "{order:?}");
+        assert!(pos("step.clean@h") < pos("bundle.k8s@h"), "{order:?}");
+        assert_eq!(order.last(), Some(&"bundle.k8s@h"));
+    }
+}

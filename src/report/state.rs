@@ -107,7 +107,7 @@ pub(super) fn state_removed_text(forgotten: &[Forgotten]) -> String {
             Forgotten::Task(id) => {
                 let _ = writeln!(
                     out,
-                    "Forgot task {id}; nothing was changed on its host. The next apply runs it again."
+                    "Forgot task {id}; nothing was changed on its host. The next apply runs it again, or records it without running where the host's receipt shows it done."
                 );
             }
             Forgotten::Host {
@@ -120,7 +120,7 @@ pub(super) fn state_removed_text(forgotten: &[Forgotten]) -> String {
                     "Forgot host {name} and its {tasks} task{}; nothing was changed on it.{}",
                     plural(*tasks),
                     if *in_clusterfile {
-                        " It is still in the Clusterfile: the next apply treats it as a new host."
+                        " It is still in the Clusterfile: the next apply treats it as a new host (what its receipts show done is recorded without running)."
                     } else {
                         ""
                     }

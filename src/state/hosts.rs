@@ -145,3 +145,72 @@ impl State {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs};
+    use crate::ids::TaskId;
+    use crate::model::TransportKind;
+    use crate::state::{RecordDetail, State, TaskRecord};
+
+    fn step(name: &str, host: &str, deps: &[(&TaskId, &TaskRecord)]) -> (TaskId, TaskRecord) {
+        let inputs = KeyInputs {
+            format: KEY_FORMAT,
+            action: ActionSpec::Step {
+                name: name.into(),
+                run: "true".into(),
+                cwd: None,
+                check: None,
+                undo: None,
+                capture: None,
+                timeout_ms: None,
+                retries: 0,
+                once: false,
+            },
+            host: HostIdentity {
+                name: host.into(),
+                address: "10.0.0.2".into(),
+                port: 22,
+                user: "root".into(),
+                transport: TransportKind::Ssh,
+            },
+            vars: BTreeMap::new(),
+            deps: deps.iter().map(|(id, r)| ((*id).clone(), r.key.clone())).collect(),
+        };
+        let id = TaskId::parse(&format!("step.{name}@{host}")).unwrap();
+        let record = TaskRecord {
+            key: inputs.key(),
+            inputs,
+            detail: RecordDetail::Step {
+                captured: None,
+                captured_masked: false,
+                undo: None,
+                undo_vars: BTreeMap::new(),
+                cwd: None,
+            },
+            finished_at: "2026-01-01T00:00:00Z".into(),
+            seq: 0,
+        };
+        (id, record)
+    }
+
+    /// Renaming is exactly what recording under the new name would have
+    /// given: ids, host identity, dependency ids and keys all agree.
+    #[test]
+    fn renamed_records_equal_records_made_under_the_new_name() {
+        let (a_id, a) = step("a", "node0", &[]);
+        let (b_id, b) = step("b", "node0", &[(&a_id, &a)]);
+        let mut state = State::new("c");
+        state.tasks.insert(a_id, a);
+        state.tasks.insert(b_id, b);
+        state.rename_hosts(&BTreeMap::from([("node0".to_string(), "10.0.0.2".to_string())]));
+
+        let (na_id, na) = step("a", "10.0.0.2", &[]);
+        let (nb_id, nb) = step("b", "10.0.0.2", &[(&na_id, &na)]);
+        assert_eq!(state.tasks.get(&na_id), Some(&na));
+        assert_eq!(state.tasks.get(&nb_id), Some(&nb));
+        assert_eq!(state.tasks.len(), 2);
+    }
+}

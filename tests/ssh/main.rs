@@ -25,6 +25,7 @@ mod support;
 mod access;
 mod converge;
 mod faults;
+mod lifecycle;
 mod operators;
 
 use std::os::unix::fs::MetadataExt;
