@@ -354,6 +354,20 @@ pub struct ApplySettings {
 }
 
 impl Planned {
+    /// What the operator should read before the plan: a stale lock taken
+    /// over, a positional selector that moved, a `once` step that would.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.refreshed.notes().to_vec();
+        notes.extend(self.plan.warnings.iter().cloned());
+        notes.extend(
+            self.plan
+                .once_moves
+                .iter()
+                .map(|m| format!("{m}; apply refuses this plan")),
+        );
+        notes
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.refreshed.compiled.loaded.model
     }
@@ -425,6 +439,14 @@ impl Planned {
                     record,
                 })?;
             }
+        }
+        let positions: BTreeMap<String, String> = model
+            .positions
+            .iter()
+            .map(|(selector, &id)| (selector.clone(), model.host(id).name.clone()))
+            .collect();
+        if positions != compiled.state.positions {
+            journal.append(JournalEntry::Positions { positions })?;
         }
         Ok(())
     }

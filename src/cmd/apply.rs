@@ -31,7 +31,7 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
             &rt,
         )?
         .plan();
-    out.warnings(planned.refreshed.notes());
+    out.warnings(&planned.notes());
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: holder.operator(),
@@ -66,6 +66,12 @@ pub(super) fn converge(
     let plan = &planned.plan;
     if let Some(path) = saved_plan {
         saved::check_unchanged(path, &saved::read(path)?, &plan.to_json())?;
+    }
+    if let Some(first) = plan.once_moves.first() {
+        return Err(CairnError::usage(
+            first.clone(),
+            "pin the step to the host it ran on with `on = \"HOST\"`, or move it on purpose with `--replace step.NAME`",
+        ));
     }
     out.apply_plan(plan);
     // A host that cannot be reached (or locked) fails alone: the others converge.

@@ -31,13 +31,9 @@ pub(super) fn run(file: &Path, args: &ResetArgs, out: Output) -> Result<Success,
     let _cluster_lock = loaded.lock_cluster(&holder)?;
     let planned = loaded
         .compile()?
-        .refresh(
-            &Targets::new(&args.limit, &[]),
-            Probe::Lock(&holder),
-            &rt,
-        )?
+        .refresh(&Targets::new(&args.limit, &[]), Probe::Lock(&holder), &rt)?
         .plan_reset();
-    out.warnings(planned.refreshed.notes());
+    out.warnings(&planned.notes());
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: holder.operator(),

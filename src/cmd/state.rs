@@ -79,7 +79,11 @@ fn remove(loaded: &Loaded, targets: &[String], out: Output) -> Result<Success, C
                 },
             ));
         };
-        let tasks = state.tasks.values().filter(|r| r.host().name == name).count();
+        let tasks = state
+            .tasks
+            .values()
+            .filter(|r| r.host().name == name)
+            .count();
         forgotten.push(Forgotten::Host {
             name: name.clone(),
             tasks,

@@ -28,6 +28,9 @@ pub struct Model {
     pub steps: Vec<Step>,
     /// Capture name → the step that captures it.
     pub captures: BTreeMap<String, usize>,
+    /// Positional selectors (`master[0]`) → the host each points at now:
+    /// recorded at each apply, so a plan can warn when one moves.
+    pub positions: BTreeMap<String, HostId>,
 }
 
 impl Model {

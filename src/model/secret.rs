@@ -40,13 +40,18 @@ pub struct UnloadableSecret {
 /// Loads a secret named by `env:NAME` or `file:PATH` (relative to
 /// `base_dir`, `~/` expanded). A file's final newline is dropped, since
 /// editors add one that is not part of a password.
-pub fn load_secret(reference: &str, base_dir: &std::path::Path) -> Result<Secret, UnloadableSecret> {
+pub fn load_secret(
+    reference: &str,
+    base_dir: &std::path::Path,
+) -> Result<Secret, UnloadableSecret> {
     if let Some(name) = reference.strip_prefix("env:") {
-        return std::env::var(name).map(Secret::new).map_err(|_| UnloadableSecret {
-            message: format!("environment variable `{name}` is not set"),
-            label: "read from here",
-            help: format!("export {name}=... before running cairn"),
-        });
+        return std::env::var(name)
+            .map(Secret::new)
+            .map_err(|_| UnloadableSecret {
+                message: format!("environment variable `{name}` is not set"),
+                label: "read from here",
+                help: format!("export {name}=... before running cairn"),
+            });
     }
     if let Some(path) = reference.strip_prefix("file:") {
         let full = base_dir.join(super::expand_home(path));

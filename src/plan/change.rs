@@ -66,6 +66,12 @@ pub struct Plan {
     pub excluded_hosts: BTreeSet<String>,
     /// What refresh read off each host.
     pub facts: BTreeMap<String, Facts>,
+    /// What the operator should know before applying (a positional
+    /// selector that now points at another host).
+    pub warnings: Vec<String>,
+    /// `once` steps this plan would move to another host without being
+    /// told to (`--replace`): an apply refuses the plan.
+    pub once_moves: Vec<String>,
 }
 
 impl Plan {

@@ -74,6 +74,8 @@ pub fn diff(
             changes: differ.resets(&unreachable),
             unreachable,
             excluded_hosts: options.excluded_hosts.clone(),
+            warnings: Vec::new(),
+            once_moves: Vec::new(),
         };
     }
     let mut changes = Vec::with_capacity(graph.len());
@@ -102,7 +104,11 @@ pub fn diff(
         changes.push(change);
     }
     changes.extend(differ.destroys());
+    let warnings = position_warnings(model, state);
+    let once_moves = once_moves(model, &changes, options);
     Plan {
+        warnings,
+        once_moves,
         facts: refresh.facts.clone(),
         cluster: model.name.clone(),
         offline: options.offline,
@@ -339,6 +345,53 @@ impl Differ<'_> {
             })
             .collect()
     }
+}
+
+/// Positional selectors that point at another host than at the last apply.
+fn position_warnings(model: &Model, state: &State) -> Vec<String> {
+    model
+        .positions
+        .iter()
+        .filter_map(|(selector, &id)| {
+            let now = &model.host(id).name;
+            let before = state.positions.get(selector)?;
+            (before != now).then(|| {
+                format!(
+                    "`{selector}` now points at host {now}; at the last apply it was {before} (hosts were added, removed or reordered)"
+                )
+            })
+        })
+        .collect()
+}
+
+/// A `once` step created on a host while its record on another host is
+/// destroyed: the step would move (a cluster's init run on a second
+/// machine). Allowed only when `--replace` names it.
+fn once_moves(model: &Model, changes: &[Change], options: &DiffOptions) -> Vec<String> {
+    let mut moves = Vec::new();
+    for step in model.steps.iter().filter(|s| s.once) {
+        let element = format!("step.{}", step.name);
+        let destroyed: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Destroy && c.id.element_part() == element)
+            .map(|c| c.host.as_str())
+            .collect();
+        for created in changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Create && !c.adopt && c.id.element_part() == element)
+        {
+            if destroyed.is_empty() || options.replace.forces(&created.id) {
+                continue;
+            }
+            moves.push(format!(
+                "step {} (once = true) would move from {} to {}: it ran there and would run again here",
+                step.name,
+                destroyed.join(", "),
+                created.host
+            ));
+        }
+    }
+    moves
 }
 
 /// What undoing a record does, in words.

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Host, Model, TransportKind};
-use crate::state::{HostRecord, POSITIONAL_NAMES_VERSION, State};
+use crate::state::{HostRecord, POSITIONAL_NAMES_VERSION, State, TaskRecord};
 
 /// Why the state still knows a host the Clusterfile does not list as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,11 +92,10 @@ pub fn former_hosts(model: &Model, state: &State) -> Vec<FormerHost> {
             if host.transport == TransportKind::Local {
                 return None;
             }
-            let old = state
-                .tasks
-                .values()
-                .map(|r| r.host())
-                .find(|h| h.name == name && (h.address != host.address || h.port != host.port))?;
+            let old =
+                state.tasks.values().map(TaskRecord::host).find(|h| {
+                    h.name == name && (h.address != host.address || h.port != host.port)
+                })?;
             let record = match state.hosts.get(&name) {
                 Some(r) if r.address == old.address && r.port == old.port => r.clone(),
                 _ => HostRecord {

@@ -52,7 +52,9 @@ pub fn undo_before(records: &[(&TaskId, &TaskRecord)]) -> Vec<BTreeSet<usize>> {
 /// `records` sorted so that each comes after every record that must be
 /// undone before it; among free ones, the newest (highest `seq`) first.
 /// A cycle (which recorded edges cannot form) is broken by `seq`.
-pub fn undo_order<'a>(records: &[(&'a TaskId, &'a TaskRecord)]) -> Vec<(&'a TaskId, &'a TaskRecord)> {
+pub fn undo_order<'a>(
+    records: &[(&'a TaskId, &'a TaskRecord)],
+) -> Vec<(&'a TaskId, &'a TaskRecord)> {
     let before = undo_before(records);
     let mut waiting: Vec<usize> = before.iter().map(BTreeSet::len).collect();
     let mut unlocks: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
@@ -144,10 +146,15 @@ mod tests {
             dest: "/opt/k8s".into(),
             shipped: BTreeMap::new(),
         };
-        let ids: Vec<TaskId> = ["bundle.k8s@h", "step.reset@h", "step.join@h", "step.clean@h"]
-            .iter()
-            .map(|t| TaskId::parse(t).unwrap())
-            .collect();
+        let ids: Vec<TaskId> = [
+            "bundle.k8s@h",
+            "step.reset@h",
+            "step.join@h",
+            "step.clean@h",
+        ]
+        .iter()
+        .map(|t| TaskId::parse(t).unwrap())
+        .collect();
         // Completion order is deliberately misleading: the bundle finished
         // last (it was re-shipped), and `clean` (no edge to the bundle) first.
         let records = [
@@ -157,7 +164,10 @@ mod tests {
             record(1, &[], step_in(Some("/opt/k8s/scripts"))),
         ];
         let pairs: Vec<(&TaskId, &TaskRecord)> = ids.iter().zip(records.iter()).collect();
-        let order: Vec<&str> = undo_order(&pairs).iter().map(|(id, _)| id.as_str()).collect();
+        let order: Vec<&str> = undo_order(&pairs)
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
         let pos = |t: &str| order.iter().position(|o| *o == t).unwrap();
         assert!(pos("step.join@h") < pos("step.reset@h"), "{order:?}");
         assert!(pos("step.reset@h") < pos("bundle.k8s@h"), "{order:?}");

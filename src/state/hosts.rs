@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use super::{State, TaskRecord};
 use crate::ids::{TaskId, TaskKey};
 use crate::model::{HostKeyPolicy, TransportKind};
 
@@ -41,7 +41,11 @@ impl State {
         if let Some(record) = self.hosts.get(name) {
             return Some(record.clone());
         }
-        let identity = self.tasks.values().map(|r| r.host()).find(|h| h.name == name)?;
+        let identity = self
+            .tasks
+            .values()
+            .map(TaskRecord::host)
+            .find(|h| h.name == name)?;
         Some(HostRecord {
             address: identity.address.clone(),
             port: identity.port,
@@ -67,7 +71,7 @@ impl State {
         }
         self.tasks
             .values()
-            .map(|r| r.host())
+            .map(TaskRecord::host)
             .find(|h| h.name == name)
             .map(|h| (h.address.clone(), h.port))
     }
@@ -81,12 +85,11 @@ impl State {
             return;
         }
         let rename_id = |id: &TaskId| -> TaskId {
-            let (element, host) = id
-                .as_str()
-                .split_once('@')
-                .expect("task ids hold an `@`");
+            let (element, host) = id.as_str().split_once('@').expect("task ids hold an `@`");
             match renames.get(host) {
-                Some(new) => TaskId::parse(&format!("{element}@{new}")).expect("a renamed id parses"),
+                Some(new) => {
+                    TaskId::parse(&format!("{element}@{new}")).expect("a renamed id parses")
+                }
                 None => id.clone(),
             }
         };
@@ -118,12 +121,16 @@ impl State {
         while !pending.is_empty() {
             let waiting: std::collections::HashSet<TaskId> =
                 pending.iter().map(|(id, _)| id.clone()).collect();
-            let (ready, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, r)| {
-                r.inputs.deps.keys().all(|d| !waiting.contains(d))
-            });
+            let (ready, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|(_, r)| r.inputs.deps.keys().all(|d| !waiting.contains(d)));
             // A cycle cannot be recorded (the graph is acyclic); if one were,
             // its records are rehashed as they are rather than looping.
-            let (ready, rest) = if ready.is_empty() { (rest, Vec::new()) } else { (ready, rest) };
+            let (ready, rest) = if ready.is_empty() {
+                (rest, Vec::new())
+            } else {
+                (ready, rest)
+            };
             for (id, mut record) in ready {
                 for key in record.inputs.deps.values_mut() {
                     if let Some(new) = new_keys.get(key) {
@@ -143,6 +150,11 @@ impl State {
             .into_iter()
             .map(|(name, record)| (renames.get(&name).cloned().unwrap_or(name), record))
             .collect();
+        for host in self.positions.values_mut() {
+            if let Some(new) = renames.get(host) {
+                host.clone_from(new);
+            }
+        }
     }
 }
 
@@ -177,7 +189,10 @@ mod tests {
                 transport: TransportKind::Ssh,
             },
             vars: BTreeMap::new(),
-            deps: deps.iter().map(|(id, r)| ((*id).clone(), r.key.clone())).collect(),
+            deps: deps
+                .iter()
+                .map(|(id, r)| ((*id).clone(), r.key.clone()))
+                .collect(),
         };
         let id = TaskId::parse(&format!("step.{name}@{host}")).unwrap();
         let record = TaskRecord {
@@ -205,12 +220,15 @@ mod tests {
         let mut state = State::new("c");
         state.tasks.insert(a_id, a);
         state.tasks.insert(b_id, b);
-        state.rename_hosts(&BTreeMap::from([("node0".to_string(), "10.0.0.2".to_string())]));
+        state.rename_hosts(&BTreeMap::from([(
+            "node0".to_string(),
+            "10.0.0.2".to_string(),
+        )]));
 
-        let (na_id, na) = step("a", "10.0.0.2", &[]);
-        let (nb_id, nb) = step("b", "10.0.0.2", &[(&na_id, &na)]);
-        assert_eq!(state.tasks.get(&na_id), Some(&na));
-        assert_eq!(state.tasks.get(&nb_id), Some(&nb));
+        let (first_id, first) = step("a", "10.0.0.2", &[]);
+        let (second_id, second) = step("b", "10.0.0.2", &[(&first_id, &first)]);
+        assert_eq!(state.tasks.get(&first_id), Some(&first));
+        assert_eq!(state.tasks.get(&second_id), Some(&second));
         assert_eq!(state.tasks.len(), 2);
     }
 }

@@ -30,20 +30,41 @@ pub struct State {
     /// How each host was reached at its last apply, by name.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostRecord>,
+    /// Positional selectors (`master[0]`) → the host each pointed at, at
+    /// the last apply.
+    #[serde(default)]
+    pub positions: BTreeMap<String, String>,
 }
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Done { id: TaskId, record: Box<TaskRecord> },
-    Forget { id: TaskId },
-    Manifest { root: String, manifest: Manifest },
+    Done {
+        id: TaskId,
+        record: Box<TaskRecord>,
+    },
+    Forget {
+        id: TaskId,
+    },
+    Manifest {
+        root: String,
+        manifest: Manifest,
+    },
     /// How a host is reached, recorded when an apply reaches it.
-    Host { name: String, record: HostRecord },
+    Host {
+        name: String,
+        record: HostRecord,
+    },
     /// A host cairn no longer knows: its records and how to reach it are
     /// forgotten (it left and was cleaned, or `cairn state rm`).
-    ForgetHost { name: String },
+    ForgetHost {
+        name: String,
+    },
+    /// Where each positional selector points, recorded at an apply.
+    Positions {
+        positions: BTreeMap<String, String>,
+    },
 }
 
 impl State {
@@ -59,6 +80,7 @@ impl State {
             tasks: BTreeMap::new(),
             manifests: BTreeMap::new(),
             hosts: BTreeMap::new(),
+            positions: BTreeMap::new(),
         }
     }
 
@@ -76,6 +98,9 @@ impl State {
             }
             JournalEntry::Host { name, record } => {
                 self.hosts.insert(name, record);
+            }
+            JournalEntry::Positions { positions } => {
+                self.positions = positions;
             }
             JournalEntry::ForgetHost { name } => {
                 self.tasks.retain(|_, r| r.host().name != name);

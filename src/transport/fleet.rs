@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Transport;
+use super::TransportError;
 use super::local::{LocalTransport, RunningGroups};
 use super::ssh::SshTransport;
 use crate::bundle::stream::StreamCache;
 use crate::hash::HostIdentity;
 use crate::model::{Host, HostId, Model, SshSettings, TransportKind, load_secret};
 use crate::state::HostRecord;
-use super::TransportError;
 
 /// The open transports of one run, and the hosts that could not be reached.
 #[derive(Debug, Clone)]
@@ -91,7 +91,10 @@ impl Fleet {
             let name = name.clone();
             jobs.spawn(async move {
                 let t = match host {
-                    Err(why) => Err(TransportError::Unreachable { host: name.clone(), message: why }),
+                    Err(why) => Err(TransportError::Unreachable {
+                        host: name.clone(),
+                        message: why,
+                    }),
                     Ok(host) if host.transport == TransportKind::Local => Ok(Transport::local(
                         LocalTransport::new(host.name.clone(), base_dir, &state_dir, running),
                     )),
@@ -172,18 +175,16 @@ impl Fleet {
         if let Some(t) = self.former.get(&host.name) {
             return Some(t.clone());
         }
-        match model.hosts.iter().find(|h| h.name == host.name) {
-            Some(_) => None,
-            None if host.transport == TransportKind::Local => {
-                Some(Transport::local(LocalTransport::new(
-                    host.name.clone(),
-                    self.base_dir.clone(),
-                    &self.state_dir,
-                    self.running.clone(),
-                )))
-            }
-            None => None,
-        }
+        // This machine needs no connection: a host that left it is reached anew.
+        let left = !model.hosts.iter().any(|h| h.name == host.name);
+        (left && host.transport == TransportKind::Local).then(|| {
+            Transport::local(LocalTransport::new(
+                host.name.clone(),
+                self.base_dir.clone(),
+                &self.state_dir,
+                self.running.clone(),
+            ))
+        })
     }
 
     /// Stops the run's work in flight: every script running on this machine
@@ -196,7 +197,11 @@ impl Fleet {
     /// Closes every connection.
     pub async fn close(self) {
         let mut jobs = tokio::task::JoinSet::new();
-        for t in self.transports.into_values().chain(self.former.into_values()) {
+        for t in self
+            .transports
+            .into_values()
+            .chain(self.former.into_values())
+        {
             jobs.spawn(t.close());
         }
         while jobs.join_next().await.is_some() {}

@@ -45,17 +45,33 @@ fn state_rm_forgets_without_touching_the_host() {
     assert!(text.contains("hosts the state knows: local"), "{text}");
 
     let out = s.run(&["state", "rm", "step.init@local"]);
-    assert_eq!(out.status.code(), Some(0), "{}", crate::support::stderr(&out));
-    assert!(stdout(&out).contains("Forgot task step.init@local"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("Forgot task step.init@local"),
+        "{}",
+        stdout(&out)
+    );
     // Nothing was undone on the host, and its receipt there shows the
     // `once` step done: the next plan records it again without running it.
     assert_eq!(s.read("out/init.log"), "init\n");
     let plan = stdout(&s.run(&["plan"]));
-    assert!(plan.contains("= step.init@local  done on the host"), "{plan}");
+    assert!(
+        plan.contains("= step.init@local  done on the host"),
+        "{plan}"
+    );
 
     let out = s.run(&["state", "rm", "local"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("Forgot host local and its 6 tasks"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Forgot host local and its 6 tasks"),
+        "{}",
+        stdout(&out)
+    );
     let list = stdout(&s.run(&["state", "list"]));
     assert!(list.contains("No tasks recorded"), "{list}");
 }
@@ -66,13 +82,25 @@ fn reset_undoes_everything_and_empties_the_state() {
     assert_eq!(s.run(&["apply", "--auto-approve"]).status.code(), Some(0));
     assert!(s.path("out/init.log").exists());
     let out = s.run(&["reset", "--auto-approve"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), crate::support::stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        crate::support::stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("7 to destroy"), "{text}");
     assert!(!s.path("out/init.log").exists(), "the undo ran");
     assert!(!s.path("out/motd").exists(), "shipped files are removed");
-    assert!(!s.path("out/web/bin/install.sh").exists(), "the bundle is removed");
-    assert!(!s.path(".cairn/fixture/receipts/local").exists(), "receipts are removed");
+    assert!(
+        !s.path("out/web/bin/install.sh").exists(),
+        "the bundle is removed"
+    );
+    assert!(
+        !s.path(".cairn/fixture/receipts/local").exists(),
+        "receipts are removed"
+    );
     let list = stdout(&s.run(&["state", "list"]));
     assert!(list.contains("No tasks recorded"), "{list}");
     // Nothing left to reset; a second reset changes nothing.

@@ -5,6 +5,7 @@
 //! host whose address changes is replaced on its new machine and cleaned on
 //! its old one. The hosts of each test are shared by all its stages.
 
+use std::fmt::Write as _;
 use std::process::Output;
 
 use super::{TestHosts, hosts, stderr, stdout};
@@ -19,10 +20,11 @@ fn clusterfile(hosts: &TestHosts, order: &[usize]) -> String {
     );
     for &i in order {
         let role = if i == 0 { "master" } else { "worker" };
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "[[hosts]]\naddress = \"{}\"\nroles = [\"{role}\"]\n\n",
             hosts.hosts[i].address
-        ));
+        );
     }
     text.push_str(STEPS);
     text
@@ -120,7 +122,13 @@ impl Life {
             .unwrap()
             .iter()
             .filter(|c| c["action"] != "noop")
-            .map(|c| format!("{} {}", c["action"].as_str().unwrap(), c["task"].as_str().unwrap()))
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["action"].as_str().unwrap(),
+                    c["task"].as_str().unwrap()
+                )
+            })
             .collect()
     }
 
@@ -177,12 +185,19 @@ fn hosts_come_and_go_without_touching_the_others() {
     let changes = life.planned_changes();
     for c in &changes {
         assert!(
-            c.ends_with(&format!("@{}", life.address(1))) || c.ends_with(&format!("@{}", life.address(3))),
+            c.ends_with(&format!("@{}", life.address(1)))
+                || c.ends_with(&format!("@{}", life.address(3))),
             "only the removed and the added host change: {changes:?}"
         );
     }
-    assert!(changes.contains(&format!("create step.join@{}", life.address(3))), "{changes:?}");
-    assert!(changes.contains(&format!("destroy bundle.app@{}", life.address(1))), "{changes:?}");
+    assert!(
+        changes.contains(&format!("create step.join@{}", life.address(3))),
+        "{changes:?}"
+    );
+    assert!(
+        changes.contains(&format!("destroy bundle.app@{}", life.address(1))),
+        "{changes:?}"
+    );
     let out = life.apply(&[]);
     assert_ok(&out);
 
@@ -194,7 +209,10 @@ fn hosts_come_and_go_without_touching_the_others() {
     at(&log, "clean");
     assert_eq!(life.leftovers(1), Vec::<String>::new());
     let list = stdout(&life.run(&["--json", "state", "list"]));
-    assert!(!list.contains(life.address(1)), "the host left the state: {list}");
+    assert!(
+        !list.contains(life.address(1)),
+        "the host left the state: {list}"
+    );
     let again = life.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
 
@@ -222,9 +240,15 @@ fn hosts_come_and_go_without_touching_the_others() {
         assert_eq!(life.leftovers(i), Vec::<String>::new(), "host {i}");
     }
     let master_log = life.log(0);
-    assert!(at(&master_log, "undo-init") < at(&master_log, "undo-install"), "{master_log:?}");
+    assert!(
+        at(&master_log, "undo-init") < at(&master_log, "undo-install"),
+        "{master_log:?}"
+    );
     let worker_log = life.log(3);
-    assert!(at(&worker_log, "undo-join") < at(&worker_log, "undo-install"), "{worker_log:?}");
+    assert!(
+        at(&worker_log, "undo-join") < at(&worker_log, "undo-install"),
+        "{worker_log:?}"
+    );
     let list = stdout(&life.run(&["state", "list"]));
     assert!(list.contains("No tasks recorded"), "{list}");
 }
@@ -248,14 +272,21 @@ fn a_named_host_that_changes_address_is_replaced_and_its_old_machine_cleaned() {
 
     std::fs::write(life.dir.path().join("Clusterfile"), named(life.address(2))).unwrap();
     let changes = life.planned_changes();
-    assert!(changes.contains(&"replace step.join@w".to_string()), "{changes:?}");
+    assert!(
+        changes.contains(&"replace step.join@w".to_string()),
+        "{changes:?}"
+    );
     assert!(
         changes.iter().all(|c| c.ends_with("@w")),
         "nothing changes on the master: {changes:?}"
     );
     assert_ok(&life.apply(&[]));
     assert!(life.hosts.hosts[2].read("/opt/life/joined").is_some());
-    assert_eq!(life.leftovers(1), Vec::<String>::new(), "the old machine is cleaned");
+    assert_eq!(
+        life.leftovers(1),
+        Vec::<String>::new(),
+        "the old machine is cleaned"
+    );
     let again = life.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
 }

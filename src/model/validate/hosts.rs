@@ -176,7 +176,10 @@ mod tests {
     fn unnamed_hosts_are_named_by_address_and_port() {
         assert_eq!(name_from_address("10.0.0.3", 22), "10.0.0.3");
         assert_eq!(name_from_address("10.0.0.3", 2222), "10.0.0.3:2222");
-        assert_eq!(name_from_address("web1.example.com", 22), "web1.example.com");
+        assert_eq!(
+            name_from_address("web1.example.com", 22),
+            "web1.example.com"
+        );
         assert_eq!(name_from_address("::1", 2222), "[::1]:2222");
     }
 

@@ -142,6 +142,7 @@ impl Validator<'_> {
                 return Vec::new();
             }
             return if let Some(id) = with_role.get(i) {
+                self.positions.insert(format!("{role}[{i}]"), *id);
                 vec![*id]
             } else {
                 self.push(
