@@ -10,6 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::drift::drift_text;
+use super::edit::{
+    HostsEdited, edit_kept_text, hosts_edited_json, hosts_edited_text, not_applied_text,
+};
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{state_list_json, state_list_text, state_show};
@@ -135,6 +138,27 @@ impl Output {
         } else {
             print!("{}", state_list_text(state, state_dir, self.style));
         }
+    }
+
+    /// `cairn add` / `delete`: the edit just written.
+    pub fn hosts_edited(&self, edit: &HostsEdited) {
+        if self.json {
+            print!("{}", hosts_edited_json(edit));
+        } else {
+            print!("{}", hosts_edited_text(edit, self.style));
+        }
+    }
+
+    /// `cairn add` / `delete --no-apply`: the file is edited, nothing else.
+    pub fn edit_not_applied(&self, apply: &str) {
+        if !self.json {
+            print!("{}", not_applied_text(apply));
+        }
+    }
+
+    /// `cairn add` / `delete` whose apply failed: the edit stays.
+    pub fn edit_kept(&self, apply: &str) {
+        eprint!("{}", edit_kept_text(apply));
     }
 
     /// `cairn state show TASK`.
