@@ -96,7 +96,7 @@ fn check_new(
         let entry = text.get(existing.span.clone()).unwrap_or("");
         return Err(CairnError::usage(
             format!(
-                "{}:{port} is already in the Clusterfile: host `{}`, the entry at line {line} (address = {entry})",
+                "{}:{port} is already host `{}` (line {line}: address = {entry})",
                 address.host, existing.name
             ),
             "a host is listed once: give another address or port, or `cairn delete` the old one first",
