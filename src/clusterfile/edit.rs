@@ -7,7 +7,7 @@
 //! item. Hosts may be `[[hosts]]` tables or an inline array
 //! (`hosts = [{ address = "..." }]`); each is edited in its own form. An
 //! entry is named by its index among the hosts entries (the caller finds it
-//! from a span of the validated model with [`entry_at`]).
+//! from a span of the validated model with [`address_spans`]).
 //!
 //! - Adding writes one new entry per [`NewHost`], after the last entry,
 //!   spaced like it.
@@ -167,23 +167,30 @@ pub fn remove_hosts(text: &str, removals: &[Removal]) -> Result<Edited, EditErro
     })
 }
 
-/// The index of the hosts entry whose `address` value covers byte
-/// `offset` of `text` (where the model's host spans point).
-pub fn entry_at(text: &str, offset: usize) -> Option<usize> {
-    let doc = toml_edit::Document::parse(text).ok()?;
-    let covers = |span: Option<Range<usize>>| span.is_some_and(|s| s.contains(&offset));
-    match doc.get("hosts")? {
-        Item::ArrayOfTables(tables) => tables
+/// Where each hosts entry's `address` value is in `text`, entry by entry
+/// (empty for an entry without one): the model's host spans point there,
+/// so the entry of a host is the one whose span holds its span's start.
+pub fn address_spans(text: &str) -> Vec<Range<usize>> {
+    let Ok(doc) = toml_edit::Document::parse(text) else {
+        return Vec::new();
+    };
+    let span = |item: Option<Range<usize>>| item.unwrap_or(0..0);
+    match doc.get("hosts") {
+        Some(Item::ArrayOfTables(tables)) => tables
             .iter()
-            .position(|t| covers(t.get("address").and_then(Item::span))),
-        Item::Value(Value::Array(array)) => array.iter().position(|v| {
-            covers(
-                v.as_inline_table()
-                    .and_then(|t| t.get("address"))
-                    .and_then(Value::span),
-            )
-        }),
-        _ => None,
+            .map(|t| span(t.get("address").and_then(Item::span)))
+            .collect(),
+        Some(Item::Value(Value::Array(array))) => array
+            .iter()
+            .map(|v| {
+                span(
+                    v.as_inline_table()
+                        .and_then(|t| t.get("address"))
+                        .and_then(Value::span),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -1061,13 +1068,17 @@ vars = {
 
     #[test]
     fn entries_are_found_by_their_address_span() {
-        let at = |needle: &str, text: &str| entry_at(text, text.find(needle).unwrap());
+        let at = |needle: &str, text: &str| {
+            let offset = text.find(needle).unwrap();
+            address_spans(text).iter().position(|s| s.contains(&offset))
+        };
         assert_eq!(at("\"10.0.0.1\"", FLEET), Some(0));
         assert_eq!(at("\"10.0.0.2-5\"", FLEET), Some(1));
         assert_eq!(at("10.0.0.2-5", FLEET), Some(1));
         assert_eq!(at("roles", FLEET), None);
         assert_eq!(at("\"10.0.0.9\"", INLINE), Some(2));
-        assert_eq!(entry_at("version = 1\n", 3), None);
+        assert!(address_spans("version = 1\n").is_empty());
+        assert_eq!(address_spans("[[hosts]]\nname = \"x\"\n"), vec![0..0]);
     }
 
     #[test]

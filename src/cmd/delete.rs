@@ -24,10 +24,12 @@ const HOSTS_LISTED: usize = 12;
 pub(super) fn run(file: &Path, args: &DeleteArgs, out: Output) -> Result<Success, CairnError> {
     let current = Loaded::read(file)?;
     let text = current.source.text.as_str();
+    let spans = edit::address_spans(text);
     let mut removals = Vec::new();
     for id in resolve(&current.model, &args.hosts)? {
         let host = current.model.host(id);
-        let entry = edit::entry_at(text, host.span.start).ok_or_else(|| {
+        let entry = spans.iter().position(|s| s.contains(&host.span.start));
+        let entry = entry.ok_or_else(|| {
             CairnError::usage(
                 format!(
                     "failed to find the hosts entry of `{}` in the Clusterfile",

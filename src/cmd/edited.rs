@@ -44,6 +44,17 @@ pub(super) fn write_and_apply(
     })
     .and_then(|loaded| loaded.check().map(|_| loaded))
     .map_err(|e| refused(e, &path))?;
+    // Checking took a while (bundles are scanned): an edit made meanwhile
+    // by hand is not silently overwritten.
+    if std::fs::read_to_string(file).ok().as_deref() != Some(before.as_str()) {
+        return Err(CairnError::usage(
+            format!(
+                "{} changed while cairn was editing it; it was not written",
+                file.display()
+            ),
+            "run the command again",
+        ));
+    }
     crate::atomic_file::replace_keeping_permissions(file, after.as_bytes()).map_err(|source| {
         CairnError::WriteClusterfile {
             path: file.display().to_string(),
