@@ -68,6 +68,18 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
 
+    /// Add hosts to the Clusterfile (its formatting kept), then plan and apply.
+    #[command(
+        after_help = "Each ADDRESS becomes one [[hosts]] entry, written as given (a range stays one entry).\n\nExamples:\n  cairn add 10.0.0.7 --role worker\n  cairn add 10.0.0.8-10.0.0.9 --role worker --auto-approve\n  cairn add 10.0.0.5 --role master --name master1 --user ops --port 2222\n  cairn add 10.0.0.10 --role worker --no-apply   # only edit the Clusterfile"
+    )]
+    Add(AddArgs),
+
+    /// Remove hosts from the Clusterfile (its formatting kept), then plan and apply.
+    #[command(
+        after_help = "HOST is a host's name or its address (`10.0.0.3`, `10.0.0.3:2222`, `ops@10.0.0.3:2222`). A host in a range entry is cut out of the range.\n\nExamples:\n  cairn delete worker3\n  cairn delete 10.0.0.7 10.0.0.8 --auto-approve\n  cairn delete 10.0.0.4 --no-apply   # only edit the Clusterfile"
+    )]
+    Delete(DeleteArgs),
+
     /// Undo everything cairn did on the hosts, in reverse dependency order, and forget them.
     #[command(
         after_help = "Undos run before the undos of what they came after; a bundle's files are removed after\nevery undo that runs in its folder. Shipped files changed by hand are kept and listed.\nThen cairn's folder on each host (receipts, lock files) is removed and the host leaves\nthe state. A host that cannot be reached is reported and kept.\n\nExamples:\n  cairn reset\n  cairn reset --limit worker --auto-approve"
@@ -170,4 +182,65 @@ pub enum StateCommand {
         #[arg(required = true, value_name = "HOST|TASK")]
         targets: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new hosts: `addr`, `user@addr:port`, or a range `10.0.0.5-10.0.0.9`.
+    #[arg(value_name = "ADDRESS", required = true)]
+    pub addresses: Vec<String>,
+
+    /// Their roles. Repeatable, or comma-separated.
+    #[arg(
+        long = "role",
+        value_name = "ROLE",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub roles: Vec<String>,
+
+    /// The host's name (one address only). Default: named as hosts without a `name` are.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Login user, for addresses that do not say `user@`.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// SSH port, for addresses that do not say `:port`.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    #[command(flatten)]
+    pub then: EditThenApply,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The hosts to remove: a name, or an address (`addr`, `addr:port`, `user@addr:port`).
+    #[arg(value_name = "HOST", required = true)]
+    pub hosts: Vec<String>,
+
+    #[command(flatten)]
+    pub then: EditThenApply,
+}
+
+/// What `add` and `delete` do once the Clusterfile is edited.
+#[derive(Debug, Args)]
+pub struct EditThenApply {
+    /// Only edit the Clusterfile: no plan, no apply.
+    #[arg(long = "no-apply", conflicts_with_all = ["auto_approve", "fail_fast"])]
+    pub no_apply: bool,
+
+    /// Apply without asking for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+
+    /// Tasks running at once, overall.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// After the first failed task, start nothing new (see `cairn apply --help`).
+    #[arg(long = "fail-fast")]
+    pub fail_fast: bool,
 }

@@ -51,7 +51,12 @@ pub struct Loaded {
 impl Loaded {
     /// Reads, parses and validates: every problem in the file, or the model.
     pub fn read(path: &Path) -> Result<Loaded, CairnError> {
-        let source = crate::clusterfile::read(path)?;
+        Loaded::from_source(crate::clusterfile::read(path)?)
+    }
+
+    /// Parses and validates a text not (yet) on disk, as if read from its
+    /// path: `add` and `delete` check the text they mean to write.
+    pub fn from_source(source: SourceFile) -> Result<Loaded, CairnError> {
         let mut problems = Problems::default();
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {

@@ -7,8 +7,10 @@
 //! first), and [`raw`] defines those types, which mirror the TOML key for
 //! key (and generate the JSON schema). Nothing here judges meaning: that is
 //! `model::validate`, which takes the raw types and the [`Recovered`] names
-//! of items that failed to parse.
+//! of items that failed to parse. `edit` is the way back: `cairn add` and
+//! `cairn delete` rewrite the hosts of the text, formatting kept.
 
+pub mod edit;
 mod parse;
 pub mod raw;
 mod read;

@@ -17,8 +17,18 @@ use crate::report::{Confirmation, Output};
 use crate::state::LockHolder;
 
 pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
+    apply_loaded(Loaded::read(file)?, args, out)
+}
+
+/// Applies a Clusterfile already read and validated: `run`'s whole work
+/// after reading, which `add` and `delete` share once they have written
+/// their edit.
+pub(super) fn apply_loaded(
+    loaded: Loaded,
+    args: &ApplyArgs,
+    out: Output,
+) -> Result<Success, CairnError> {
     let rt = runtime();
-    let loaded = Loaded::read(file)?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     // One holder for the cluster lock and every host lock of this apply.
     let holder = LockHolder::current(&command);

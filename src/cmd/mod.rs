@@ -6,8 +6,11 @@
 //! what to ask, what to show and which exit code it means. A new command is
 //! a new file here and a new variant in `cli`.
 
+mod add;
 mod apply;
+mod delete;
 mod drift;
+mod edited;
 mod graph;
 mod plan;
 mod reset;
@@ -31,5 +34,7 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
         Command::Reset(args) => reset::run(&cli.file, args, out),
+        Command::Add(args) => add::run(&cli.file, args, out),
+        Command::Delete(args) => delete::run(&cli.file, args, out),
     }
 }

@@ -16,7 +16,7 @@
 //! - `element`: bundles, config patches, files, steps and their dependencies
 //! - `vars`: variable values, the built-ins, and how a host resolves a name
 //! - `secret`: [`Secret`] and the [`Scrubber`] that keeps secrets out of output
-//! - [`validate`]: raw Clusterfile → `Model`
+//! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 
@@ -38,7 +38,7 @@ pub use element::{
 };
 pub use host::{Host, HostId, SshSettings};
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
-pub use validate::validate;
+pub use validate::{closest, validate};
 pub use vars::{BUILTINS, VarValue};
 
 /// `~/x` → `$HOME/x`; anything else unchanged.

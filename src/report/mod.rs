@@ -2,14 +2,16 @@
 //!
 //! Commands hand their results to an [`Output`] (`output`), which renders
 //! plans (`plan`), drift reports (`drift`), the state (`state`), `validate`'s
-//! verdict (`validate`) and the confirmation prompt (`prompt`), as text or
-//! JSON. During an apply the executor's events go to a [`Reporter`]
-//! (`reporter`): a thread that renders them as progress bars on a terminal
-//! (`progress`, the only code that touches indicatif), plain lines
-//! otherwise, or JSON lines, with the lines both displays share in `lines`.
-//! `style` decides colour.
+//! verdict (`validate`), the Clusterfile edits of `add` and `delete`
+//! (`edit`) and the confirmation prompt (`prompt`), as text or JSON.
+//! During an apply the executor's events go to a [`Reporter`] (`reporter`):
+//! a thread that renders them as progress bars on a terminal (`progress`,
+//! the only code that touches indicatif), plain lines otherwise, or JSON
+//! lines, with the lines both displays share in `lines`. `style` decides
+//! colour.
 
 mod drift;
+mod edit;
 mod lines;
 mod output;
 mod plan;
@@ -20,6 +22,7 @@ mod state;
 pub mod style;
 mod validate;
 
+pub use edit::{EditedHost, HostsEdited};
 pub use output::Output;
 pub use plan::plan_text;
 pub use prompt::Confirmation;

@@ -10,6 +10,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::drift::drift_text;
+use super::edit::{
+    HostsEdited, edit_kept_text, hosts_edited_json, hosts_edited_text, not_applied_text,
+};
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
@@ -140,6 +143,27 @@ impl Output {
     /// `cairn state rm`.
     pub fn state_removed(&self, forgotten: &[Forgotten]) {
         print!("{}", state_removed_text(forgotten));
+    }
+
+    /// `cairn add` / `delete`: the edit just written.
+    pub fn hosts_edited(&self, edit: &HostsEdited) {
+        if self.json {
+            print!("{}", hosts_edited_json(edit));
+        } else {
+            print!("{}", hosts_edited_text(edit, self.style));
+        }
+    }
+
+    /// `cairn add` / `delete --no-apply`: the file is edited, nothing else.
+    pub fn edit_not_applied(&self, apply: &str) {
+        if !self.json {
+            print!("{}", not_applied_text(apply));
+        }
+    }
+
+    /// `cairn add` / `delete` whose apply failed: the edit stays.
+    pub fn edit_kept(&self, apply: &str) {
+        eprint!("{}", edit_kept_text(apply));
     }
 
     /// `cairn state show TASK`.
