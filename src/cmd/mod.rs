@@ -7,7 +7,9 @@
 //! a new file here and a new variant in `cli`.
 
 mod apply;
+mod cp;
 mod drift;
+mod exec;
 mod graph;
 mod plan;
 mod schema;
@@ -29,5 +31,7 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
+        Command::Exec(args) => exec::run(&cli.file, args, out),
+        Command::Cp(args) => cp::run(&cli.file, args, out),
     }
 }

@@ -14,7 +14,7 @@ use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{state_list_json, state_list_text, state_show};
 use super::validate::{Validated, validated_json, validated_text};
-use super::{Mode, Reporter, Style};
+use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::plan::{DriftReport, Plan};
@@ -135,6 +135,13 @@ impl Output {
         } else {
             print!("{}", state_list_text(state, state_dir, self.style));
         }
+    }
+
+    /// `cairn exec` / `cairn cp`: shows each host's result as it comes.
+    /// `verb` is what the summary says was done (`ran on`, `copied to`, `fetched from`);
+    /// `source` the path a fetch brought back.
+    pub fn adhoc(&self, verb: &'static str, source: Option<String>) -> AdhocReport {
+        AdhocReport::new(self.style, self.json, verb, source)
     }
 
     /// `cairn state show TASK`.
