@@ -9,9 +9,9 @@
 //! changed host key (clear errors, nothing touched); non-root users with
 //! sudo (NOPASSWD and a password); a secret that must appear nowhere;
 //! receipts and host locks; drift; a full disk; a cairn killed mid-apply;
-//! strict host keys. This file holds the shared cluster (hosts, a bundle,
-//! a Clusterfile); the tests are grouped by subject: `converge`, `faults`,
-//! `access`, `operators`.
+//! strict host keys; ad hoc `exec` and `cp`. This file holds the shared
+//! cluster (hosts, a bundle, a Clusterfile); the tests are grouped by
+//! subject: `converge`, `faults`, `access`, `operators`, `adhoc`.
 //!
 //! These tests need root, util-linux and openssh-server, so each is
 //! `#[ignore]`d with that reason and `scripts/test` (which installs what is
@@ -23,6 +23,7 @@
 mod support;
 
 mod access;
+mod adhoc;
 mod converge;
 mod faults;
 mod operators;
