@@ -16,6 +16,12 @@ use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &CpArgs, out: Output) -> Result<Success, CairnError> {
     let loaded = Loaded::read(file)?;
+    if args.src.is_empty() || args.dest.is_empty() {
+        return Err(CairnError::usage(
+            "cp: SRC and DEST must not be empty",
+            "name a file or folder; `.` is the current folder",
+        ));
+    }
     match &args.from {
         Some(host) => fetch(&loaded, host, args, out),
         None => copy_to(&loaded, args, out),
