@@ -85,6 +85,18 @@ pub enum Command {
         after_help = "Undos run before the undos of what they came after; a bundle's files are removed after\nevery undo that runs in its folder. Shipped files changed by hand are kept and listed.\nThen cairn's folder on each host (receipts, lock files) is removed and the host leaves\nthe state. A host that cannot be reached is reported and kept.\n\nExamples:\n  cairn reset\n  cairn reset --limit worker --auto-approve"
     )]
     Reset(ResetArgs),
+
+    /// Run a command on hosts, in parallel; output grouped per host. Records nothing.
+    #[command(
+        after_help = "The command runs as steps do: through sudo when the host's [ssh] says so, its output\nscrubbed of the Clusterfile's secrets. No `${}` interpolation: the text goes to the host's `sh` as is.\nExit 1 if any host failed (non-zero exit, timeout, unreachable).\n\nExamples:\n  cairn exec --on worker -- uptime\n  cairn exec --on master[0] -- kubectl get nodes\n  cairn exec --on master,worker --timeout 30s -- 'systemctl is-active kubelet || journalctl -u kubelet -n 20'\n  cairn exec --on node3 --json -- df -h / | jq -r 'select(.exit_code != 0) | .host'"
+    )]
+    Exec(ExecArgs),
+
+    /// Copy a file or folder to hosts (--on), or from one (--from). Records nothing.
+    #[command(
+        after_help = "Placed as `cp -r` would: into DEST when DEST ends with `/` or is a folder, else as DEST;\n`SRC/.` copies what a folder holds. Each file is staged beside its place and renamed into it.\nRelative paths on a host start where its steps run (the user's home over SSH).\n\nExamples:\n  cairn cp --on worker ./kubelet.conf /etc/kubernetes/\n  cairn cp --on master,worker ./manifests /opt/app/manifests\n  cairn cp --from master[0] /etc/kubernetes/admin.conf ./admin.conf\n  cairn cp --from node3 /var/log/app/ ./logs/node3/"
+    )]
+    Cp(CpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +112,54 @@ pub struct ResetArgs {
     /// Only these hosts: a role, a host name or address, or `!NAME` to leave one out. Repeatable, or comma-separated.
     #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
     pub limit: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Hosts to run on: a role, `role[i]`, a host name or address, as a step's `on`. Repeatable, or comma-separated.
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',', required = true)]
+    pub on: Vec<String>,
+
+    /// Hosts running the command at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// Stop the command on a host after this long (`30s`, `5m`); that host fails.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// The command, run by `sh` on each host (words are joined with spaces, as ssh does).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("hosts").required(true).args(["on", "from"])))]
+pub struct CpArgs {
+    /// Copy SRC (here) to DEST on these hosts: a role, `role[i]`, a host name or address. Repeatable, or comma-separated.
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
+    pub on: Vec<String>,
+
+    /// Fetch SRC from this one host to DEST here.
+    #[arg(long, value_name = "HOST", conflicts_with = "on")]
+    pub from: Option<String>,
+
+    /// Hosts copied to at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// The file or folder to copy (`FOLDER/.` for what it holds).
+    #[arg(value_name = "SRC")]
+    pub src: String,
+
+    /// Where it goes.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }
 
 #[derive(Debug, Args, Clone, Default)]

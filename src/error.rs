@@ -117,6 +117,32 @@ pub enum CairnError {
         path: String,
         source: std::io::Error,
     },
+
+    #[error("{command} failed on {failed} of {hosts} host{}{}", if *hosts == 1 { "" } else { "s" }, match unreachable { 0 => String::new(), n => format!(" ({n} unreachable)") })]
+    #[diagnostic(
+        code(cairn::adhoc_failed),
+        help(
+            "see each host's result above; nothing was recorded, so run it again on the hosts that failed"
+        )
+    )]
+    AdhocFailed {
+        command: &'static str,
+        failed: usize,
+        hosts: usize,
+        unreachable: usize,
+    },
+
+    #[error("{command} interrupted: {not_finished} host{} had not finished", if *not_finished == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::interrupted),
+        help(
+            "commands already running on SSH hosts run to their end there (give --timeout to bound them)"
+        )
+    )]
+    AdhocInterrupted {
+        command: &'static str,
+        not_finished: usize,
+    },
 }
 
 /// Plan errors keep the codes and help their messages always had: the

@@ -8,9 +8,11 @@
 
 mod add;
 mod apply;
+mod cp;
 mod delete;
 mod drift;
 mod edited;
+mod exec;
 mod graph;
 mod plan;
 mod reset;
@@ -36,5 +38,7 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Reset(args) => reset::run(&cli.file, args, out),
         Command::Add(args) => add::run(&cli.file, args, out),
         Command::Delete(args) => delete::run(&cli.file, args, out),
+        Command::Exec(args) => exec::run(&cli.file, args, out),
+        Command::Cp(args) => cp::run(&cli.file, args, out),
     }
 }

@@ -18,6 +18,7 @@
 //! - `secret`: [`Secret`] and the [`Scrubber`] that keeps secrets out of output
 //! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
+//! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 
 pub mod address;
@@ -27,6 +28,7 @@ mod host;
 pub mod interp;
 mod secret;
 pub mod selection;
+pub mod selector;
 mod validate;
 mod vars;
 

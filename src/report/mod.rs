@@ -3,13 +3,14 @@
 //! Commands hand their results to an [`Output`] (`output`), which renders
 //! plans (`plan`), drift reports (`drift`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
-//! (`edit`) and the confirmation prompt (`prompt`), as text or JSON.
-//! During an apply the executor's events go to a [`Reporter`] (`reporter`):
-//! a thread that renders them as progress bars on a terminal (`progress`,
-//! the only code that touches indicatif), plain lines otherwise, or JSON
-//! lines, with the lines both displays share in `lines`. `style` decides
-//! colour.
+//! (`edit`), each host's result of `exec` and `cp` (`adhoc`) and the
+//! confirmation prompt (`prompt`), as text or JSON. During an apply the
+//! executor's events go to a [`Reporter`] (`reporter`): a thread that
+//! renders them as progress bars on a terminal (`progress`, the only code
+//! that touches indicatif), plain lines otherwise, or JSON lines, with the
+//! lines both displays share in `lines`. `style` decides colour.
 
+mod adhoc;
 mod drift;
 mod edit;
 mod lines;
@@ -22,6 +23,7 @@ mod state;
 pub mod style;
 mod validate;
 
+pub use adhoc::AdhocReport;
 pub use edit::{EditedHost, HostsEdited};
 pub use output::Output;
 pub use plan::plan_text;

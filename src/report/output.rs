@@ -17,7 +17,7 @@ use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
 use super::validate::{Validated, validated_json, validated_text};
-use super::{Mode, Reporter, Style};
+use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::plan::{DriftReport, Plan};
@@ -164,6 +164,13 @@ impl Output {
     /// `cairn add` / `delete` whose apply failed: the edit stays.
     pub fn edit_kept(&self, apply: &str) {
         eprint!("{}", edit_kept_text(apply));
+    }
+
+    /// `cairn exec` / `cairn cp`: shows each host's result as it comes.
+    /// `verb` is what the summary says was done (`ran on`, `copied to`, `fetched from`);
+    /// `source` the path a fetch brought back.
+    pub fn adhoc(&self, verb: &'static str, source: Option<String>) -> AdhocReport {
+        AdhocReport::new(self.style, self.json, verb, source)
     }
 
     /// `cairn state show TASK`.

@@ -10,9 +10,10 @@
 //! sudo (NOPASSWD and a password); a secret that must appear nowhere;
 //! receipts and host locks; drift; a full disk; a cairn killed mid-apply;
 //! strict host keys; a host added with `cairn add` and one taken out with
-//! `cairn delete`. This file holds the shared cluster (hosts, a bundle,
-//! a Clusterfile); the tests are grouped by subject: `converge`, `faults`,
-//! `access`, `operators`, `scale`.
+//! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`).
+//! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
+//! the tests are grouped by subject: `converge`, `faults`, `access`,
+//! `operators`, `scale`, `adhoc`, `lifecycle`.
 //!
 //! These tests need root, util-linux and openssh-server, so each is
 //! `#[ignore]`d with that reason and `scripts/test` (which installs what is
@@ -24,6 +25,7 @@
 mod support;
 
 mod access;
+mod adhoc;
 mod converge;
 mod faults;
 mod lifecycle;

@@ -44,7 +44,7 @@ impl LocalTransport {
         }
     }
 
-    fn error(&self, message: impl Into<String>) -> TransportError {
+    pub(super) fn error(&self, message: impl Into<String>) -> TransportError {
         TransportError::Io {
             host: self.host.clone(),
             message: message.into(),
@@ -149,6 +149,11 @@ impl LocalTransport {
             .await
     }
 
+    /// The Clusterfile's folder: where relative paths on this host start.
+    pub(super) fn base_dir(&self) -> &std::path::Path {
+        &self.base_dir
+    }
+
     pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let (dir, receipt) = (self.receipts.clone(), receipt.clone());
         self.blocking(move || receipts::write(&dir, &receipt)).await
@@ -172,7 +177,7 @@ impl LocalTransport {
     }
 
     /// Runs file I/O on tokio's blocking pool; its error text names this host.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, String> + Send + 'static,
     ) -> Result<T, TransportError> {

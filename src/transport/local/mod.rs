@@ -9,6 +9,7 @@
 //! plan that lost `state.json` still adopts what was done instead of
 //! running it again, as it does over SSH.
 
+mod adhoc;
 mod files;
 mod host;
 mod process;
