@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{HostId, Model};
+use super::{Host, HostId, Model};
 
 /// Why a selector matches no host.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +86,7 @@ pub fn select(model: &Model, selectors: &[String]) -> Result<Vec<HostId>, Select
             continue;
         }
         any = true;
-        selected.extend(one(model, selector)?);
+        selected.extend(resolve(&model.hosts, selector)?);
     }
     if !any {
         return Err(SelectorError::Empty);
@@ -94,22 +94,29 @@ pub fn select(model: &Model, selectors: &[String]) -> Result<Vec<HostId>, Select
     Ok(selected.into_iter().collect())
 }
 
-/// One selector: `role`, `role[i]`, or a host's name or address.
-fn one(model: &Model, selector: &str) -> Result<Vec<HostId>, SelectorError> {
-    let (role, index) = match selector.strip_suffix(']').and_then(|t| t.split_once('[')) {
+/// A selector's role and index, when it is positional (`master[0]`).
+pub(crate) fn positional(selector: &str) -> Option<(&str, &str)> {
+    selector
+        .strip_suffix(']')
+        .and_then(|t| t.split_once('['))
+        .map(|(role, index)| (role.trim(), index.trim()))
+}
+
+/// One selector among `hosts`: `role`, `role[i]`, or a host's name or
+/// address. Validation resolves a step's `on` with it too.
+pub(crate) fn resolve(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, SelectorError> {
+    let (role, index) = match positional(selector) {
         Some((role, index)) => {
             let index = index
-                .trim()
                 .parse::<usize>()
                 .map_err(|_| SelectorError::BadIndex {
                     selector: selector.to_string(),
                 })?;
-            (role.trim(), Some(index))
+            (role, Some(index))
         }
         None => (selector, None),
     };
-    let with_role: Vec<HostId> = model
-        .hosts
+    let with_role: Vec<HostId> = hosts
         .iter()
         .filter(|h| h.roles.iter().any(|r| r == role))
         .map(|h| h.id)
@@ -127,8 +134,7 @@ fn one(model: &Model, selector: &str) -> Result<Vec<HostId>, SelectorError> {
                 count: with_role.len(),
             }),
         None if !with_role.is_empty() => Ok(with_role),
-        None => model
-            .hosts
+        None => hosts
             .iter()
             .find(|h| h.name == role || h.address == role)
             .map(|h| vec![h.id])
