@@ -248,6 +248,8 @@ impl Compiled {
             };
             (fleet, refresh, locks)
         });
+        let mut refresh = refresh;
+        rename_receipts(&mut refresh, &self.renamed);
         Ok(Refreshed {
             compiled: self,
             fleet,
@@ -258,6 +260,29 @@ impl Compiled {
             offline,
         })
     }
+}
+
+/// Receipts on a host renamed by the migration of an older state carry the
+/// task ids of the host's old name; read under the new ones, so they count
+/// as the receipts of the records they belong to.
+fn rename_receipts(refresh: &mut Refresh, renamed: &BTreeMap<String, String>) {
+    if renamed.is_empty() {
+        return;
+    }
+    refresh.receipts = std::mem::take(&mut refresh.receipts)
+        .into_iter()
+        .map(|(id, receipt)| {
+            let renamed_id = id
+                .as_str()
+                .split_once('@')
+                .and_then(|(element, host)| {
+                    let new = renamed.get(host)?;
+                    crate::ids::TaskId::parse(&format!("{element}@{new}")).ok()
+                })
+                .unwrap_or(id);
+            (renamed_id, receipt)
+        })
+        .collect();
 }
 
 /// The hosts as they really are, with the connections still open.
@@ -392,8 +417,8 @@ impl Planned {
     ) -> Result<RunSummary, CairnError> {
         let compiled = &self.refreshed.compiled;
         let dir = self.state_dir();
+        self.record_reached_hosts()?;
         let journal = Journal::open(&dir.journal_file())?;
-        self.record_hosts(&journal)?;
         let mut summary = runtime.block_on(exec::execute(
             exec::Run {
                 model: compiled.loaded.model.clone(),
@@ -424,6 +449,20 @@ impl Planned {
         dir.compact(&mut state)?;
         dir.prune_runs(RUN_LOGS_KEPT);
         Ok(summary)
+    }
+
+    /// What an apply records even when it runs nothing: a state migrated
+    /// from an older version, written before anything runs (so the journal
+    /// this run appends under the new names replays over a state that has
+    /// them), and how each reached host is reached.
+    pub fn record_reached_hosts(&self) -> Result<(), CairnError> {
+        let compiled = &self.refreshed.compiled;
+        let dir = self.state_dir();
+        if !compiled.renamed.is_empty() {
+            dir.compact(&mut (*compiled.state).clone())?;
+        }
+        let journal = Journal::open(&dir.journal_file())?;
+        self.record_hosts(&journal)
     }
 
     /// Records how each host this apply reached is reached, where that

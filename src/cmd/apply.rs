@@ -87,6 +87,7 @@ pub(super) fn converge(
     // A host that cannot be reached (or locked) fails alone: the others converge.
     let unreachable = plan.unreachable.len();
     if !plan.has_changes() && !plan.adopts() {
+        planned.record_reached_hosts()?;
         return if unreachable == 0 {
             Ok(Success::Ok)
         } else {

@@ -107,3 +107,50 @@ fn reset_undoes_everything_and_empties_the_state() {
     let again = s.run(&["reset", "--auto-approve"]);
     assert_eq!(again.status.code(), Some(0));
 }
+
+/// A state written when unnamed hosts were named by position (version 2,
+/// `web0`) is migrated on load: the host is matched by address and takes
+/// its name by address; nothing reruns, and the next apply stores it so.
+#[test]
+fn a_version_2_state_is_migrated_to_names_by_address() {
+    let s = Sandbox::new();
+    s.edit("Clusterfile", "name = \"local\"", "name = \"web0\"");
+    assert_eq!(s.run(&["apply", "--auto-approve"]).status.code(), Some(0));
+    // Make it what cairn 2 wrote: version 2, no host records, and the host
+    // named by its role and position, which the Clusterfile does not say.
+    let path = s.path(".cairn/fixture/state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["version"] = 2.into();
+    state.as_object_mut().unwrap().remove("hosts");
+    state.as_object_mut().unwrap().remove("positions");
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    s.edit("Clusterfile", "name = \"web0\"\n", "");
+
+    let plan = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "nothing reruns: {}",
+        stdout(&plan)
+    );
+    let list = stdout(&s.run(&["state", "list"]));
+    assert!(list.contains("step.init@localhost"), "{list}");
+    assert!(!list.contains("web0"), "{list}");
+
+    // An apply stores the migrated state.
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written["version"], 3);
+    assert!(
+        written["tasks"]["step.init@localhost"].is_object(),
+        "{written}"
+    );
+}
