@@ -20,7 +20,7 @@
 //!   copy of the entry (every other key kept: roles, vars, ssh, ...;
 //!   comments dropped) right after it.
 //!
-//! Address syntax is read with `model::address`, the one parser of it.
+//! Address syntax is read with `clusterfile::address`, the one parser of it.
 //! Nothing here judges meaning: the caller validates the edited text as a
 //! whole before writing it.
 
@@ -32,7 +32,7 @@ use serde::Serialize;
 use toml_edit::visit_mut::{self, VisitMut};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, KeyMut, Table, Value};
 
-use crate::model::address::{self, Address};
+use super::address::{self, Address};
 
 /// Why the hosts could not be edited.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

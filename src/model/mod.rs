@@ -20,8 +20,9 @@
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
+//!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
-pub mod address;
+pub use crate::clusterfile::address;
 mod cluster;
 mod element;
 mod host;
