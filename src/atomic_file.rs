@@ -6,7 +6,8 @@
 //! temp file is renamed over the target; the folder is then fsynced so the
 //! rename itself survives a power cut. A small module of its own because
 //! several rooms (state, bundle caches, saved plans) need it and none of
-//! them should depend on another for it.
+//! them should depend on another for it. `cairn add` and `delete` replace
+//! the Clusterfile the same way, keeping its permissions.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +16,34 @@ use std::path::Path;
 /// the data and the rename are on disk when this returns. The file is
 /// private (0600): state and plans may hold captured values.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    write_as(path, bytes, durable, 0o600, None)
+}
+
+/// Replaces the file at `path` (following a symlink to it) atomically and
+/// durably, keeping its permissions and, where allowed, its owner: a
+/// file the operator owns, like the Clusterfile `cairn add` edits, stays
+/// as it was in all but its content.
+pub fn replace_keeping_permissions(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::fs::canonicalize(path)?;
+    let meta = std::fs::metadata(&path)?;
+    write_as(
+        &path,
+        bytes,
+        true,
+        meta.mode() & 0o7777,
+        Some((meta.uid(), meta.gid())),
+    )
+}
+
+fn write_as(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -33,6 +61,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        if mode != 0o600 {
+            // Set outright: the mode given at creation is masked by the umask.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        if let Some((uid, gid)) = owner {
+            // Only root may give a file away; anyone else keeps it as theirs.
+            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        }
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;
@@ -64,5 +100,26 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["f.json"], "no temp file left behind");
+    }
+
+    #[test]
+    fn replacing_keeps_the_mode_and_follows_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("Clusterfile.real");
+        std::fs::write(&real, "old").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o664)).unwrap();
+        let link = dir.path().join("Clusterfile");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        replace_keeping_permissions(&link, b"new").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o664);
     }
 }

@@ -68,11 +68,107 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
 
+    /// Add hosts to the Clusterfile (its formatting kept), then plan and apply.
+    #[command(
+        after_help = "Each ADDRESS becomes one [[hosts]] entry, written as given (a range stays one entry).\n\nExamples:\n  cairn add 10.0.0.7 --role worker\n  cairn add 10.0.0.8-10.0.0.9 --role worker --auto-approve\n  cairn add 10.0.0.5 --role master --name master1 --user ops --port 2222\n  cairn add 10.0.0.10 --role worker --no-apply   # only edit the Clusterfile"
+    )]
+    Add(AddArgs),
+
+    /// Remove hosts from the Clusterfile (its formatting kept), then plan and apply.
+    #[command(
+        after_help = "HOST is a host's name or its address (`10.0.0.3`, `10.0.0.3:2222`, `ops@10.0.0.3:2222`). A host in a range entry is cut out of the range.\n\nExamples:\n  cairn delete worker3\n  cairn delete 10.0.0.7 10.0.0.8 --auto-approve\n  cairn delete 10.0.0.4 --no-apply   # only edit the Clusterfile"
+    )]
+    Delete(DeleteArgs),
+
+    /// Undo everything cairn did on the hosts, in reverse dependency order, and forget them.
+    #[command(
+        after_help = "Undos run before the undos of what they came after; a bundle's files are removed after\nevery undo that runs in its folder. Shipped files changed by hand are kept and listed.\nThen cairn's folder on each host (receipts, lock files) is removed and the host leaves\nthe state. A host that cannot be reached is reported and kept.\n\nExamples:\n  cairn reset\n  cairn reset --limit worker --auto-approve"
+    )]
+    Reset(ResetArgs),
+
+    /// Run a command on hosts, in parallel; output grouped per host. Records nothing.
+    #[command(
+        after_help = "The command runs as steps do: through sudo when the host's [ssh] says so, its output\nscrubbed of the Clusterfile's secrets. No `${}` interpolation: the text goes to the host's `sh` as is.\nExit 1 if any host failed (non-zero exit, timeout, unreachable).\n\nExamples:\n  cairn exec --on worker -- uptime\n  cairn exec --on master[0] -- kubectl get nodes\n  cairn exec --on master,worker --timeout 30s -- 'systemctl is-active kubelet || journalctl -u kubelet -n 20'\n  cairn exec --on node3 --json -- df -h / | jq -r 'select(.exit_code != 0) | .host'"
+    )]
+    Exec(ExecArgs),
+
+    /// Copy a file or folder to hosts (--on), or from one (--from). Records nothing.
+    #[command(
+        after_help = "Placed as `cp -r` would: into DEST when DEST ends with `/` or is a folder, else as DEST;\n`SRC/.` copies what a folder holds. Each file is staged beside its place and renamed into it.\nRelative paths on a host start where its steps run (the user's home over SSH).\n\nExamples:\n  cairn cp --on worker ./kubelet.conf /etc/kubernetes/\n  cairn cp --on master,worker ./manifests /opt/app/manifests\n  cairn cp --from master[0] /etc/kubernetes/admin.conf ./admin.conf\n  cairn cp --from node3 /var/log/app/ ./logs/node3/"
+    )]
+    Cp(CpArgs),
+
     /// Force the cluster lock and host locks open, naming each holder.
     #[command(
         after_help = "Breaks the cluster lock on this machine and the lock of every host (or of the named ones): the processes a holder still runs on a host are killed, after confirmation.\n\nExamples:\n  cairn unlock                 # every host, and the cluster lock\n  cairn unlock node0 node3     # these hosts only\n  cairn unlock --auto-approve"
     )]
     Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+
+    /// Undos running at once, overall (one at a time per host).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// Only these hosts: a role, a host name or address, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
+    pub limit: Vec<String>,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Hosts to run on: a role, `role[i]`, a host name or address, as a step's `on`. Repeatable, or comma-separated.
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',', required = true)]
+    pub on: Vec<String>,
+
+    /// Hosts running the command at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// Stop the command on a host after this long (`30s`, `5m`); that host fails.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// The command, run by `sh` on each host (words are joined with spaces, as ssh does).
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("hosts").required(true).args(["on", "from"])))]
+pub struct CpArgs {
+    /// Copy SRC (here) to DEST on these hosts: a role, `role[i]`, a host name or address. Repeatable, or comma-separated.
+    #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
+    pub on: Vec<String>,
+
+    /// Fetch SRC from this one host to DEST here.
+    #[arg(long, value_name = "HOST", conflicts_with = "on")]
+    pub from: Option<String>,
+
+    /// Hosts copied to at once.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// The file or folder to copy (`FOLDER/.` for what it holds).
+    #[arg(value_name = "SRC")]
+    pub src: String,
+
+    /// Where it goes.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -169,4 +265,80 @@ pub enum StateCommand {
         /// The task id, as `cairn state list` prints it.
         task: String,
     },
+    /// Forget hosts or tasks without touching any host (like `terraform state rm`).
+    #[command(
+        after_help = "A host that left the Clusterfile and can no longer be reached is forgotten this way; \nwhat cairn did on it stays there.\n\nExamples:\n  cairn state rm 10.0.0.7            # a host, by name or recorded address\n  cairn state rm step.init@master0   # one task: the next apply runs it again"
+    )]
+    Rm {
+        /// Host names, recorded addresses, or task ids.
+        #[arg(required = true, value_name = "HOST|TASK")]
+        targets: Vec<String>,
+
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The new hosts: `addr`, `user@addr:port`, or a range `10.0.0.5-10.0.0.9`.
+    #[arg(value_name = "ADDRESS", required = true)]
+    pub addresses: Vec<String>,
+
+    /// Their roles. Repeatable, or comma-separated.
+    #[arg(
+        long = "role",
+        value_name = "ROLE",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub roles: Vec<String>,
+
+    /// The host's name (one address only). Default: named as hosts without a `name` are.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Login user, for addresses that do not say `user@`.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// SSH port, for addresses that do not say `:port`.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    #[command(flatten)]
+    pub then: EditThenApply,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The hosts to remove: a name, or an address (`addr`, `addr:port`, `user@addr:port`).
+    #[arg(value_name = "HOST", required = true)]
+    pub hosts: Vec<String>,
+
+    #[command(flatten)]
+    pub then: EditThenApply,
+}
+
+/// What `add` and `delete` do once the Clusterfile is edited.
+#[derive(Debug, Args)]
+pub struct EditThenApply {
+    /// Only edit the Clusterfile: no plan, no apply.
+    #[arg(long = "no-apply", conflicts_with_all = ["auto_approve", "fail_fast"])]
+    pub no_apply: bool,
+
+    /// Apply without asking for confirmation.
+    #[arg(long = "auto-approve")]
+    pub auto_approve: bool,
+
+    /// Tasks running at once, overall.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub parallelism: usize,
+
+    /// After the first failed task, start nothing new (see `cairn apply --help`).
+    #[arg(long = "fail-fast")]
+    pub fail_fast: bool,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 }

@@ -95,6 +95,63 @@ pub enum CairnError {
     #[error("aborted: nothing was changed")]
     #[diagnostic(code(cairn::aborted))]
     Aborted,
+
+    /// `add` / `delete`: the edit would leave an invalid Clusterfile.
+    #[error("refused: with this edit {path} would not be valid; it was not changed")]
+    #[diagnostic(
+        code(cairn::edit_refused),
+        help("the problems below are in the edited text, which was not written")
+    )]
+    EditRefused {
+        path: String,
+        #[related]
+        problems: Vec<crate::diagnostic::ProblemReport>,
+    },
+
+    /// `add` / `delete`: the Clusterfile is edited but was not applied.
+    #[error("Clusterfile updated; not applied; run `{apply}` to apply it")]
+    #[diagnostic(code(cairn::not_applied))]
+    NotApplied {
+        apply: String,
+        #[help]
+        why: String,
+    },
+
+    #[error("failed to write {path}: {source}")]
+    #[diagnostic(
+        code(cairn::write),
+        help("nothing was changed; check the file's folder can be written to")
+    )]
+    WriteClusterfile {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("{command} failed on {failed} of {hosts} host{}{}", if *hosts == 1 { "" } else { "s" }, match unreachable { 0 => String::new(), n => format!(" ({n} unreachable)") })]
+    #[diagnostic(
+        code(cairn::adhoc_failed),
+        help(
+            "see each host's result above; nothing was recorded, so run it again on the hosts that failed"
+        )
+    )]
+    AdhocFailed {
+        command: &'static str,
+        failed: usize,
+        hosts: usize,
+        unreachable: usize,
+    },
+
+    #[error("{command} interrupted: {not_finished} host{} had not finished", if *not_finished == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::interrupted),
+        help(
+            "commands already running on SSH hosts run to their end there (give --timeout to bound them)"
+        )
+    )]
+    AdhocInterrupted {
+        command: &'static str,
+        not_finished: usize,
+    },
 }
 
 /// Plan errors keep the codes and help their messages always had: the

@@ -10,8 +10,10 @@
 //! `pipeline` holds those stages as types every command walks; `transport`
 //! is how tasks reach hosts; `report` is everything a user reads; `cmd` is
 //! one thin file per command; `cli` only defines arguments; `error` maps
-//! outcomes to exit codes. See docs/architecture.md.
+//! outcomes to exit codes; `adhoc` runs `exec` and `cp` on hosts outside any
+//! plan. See docs/architecture.md.
 
+pub mod adhoc;
 pub mod atomic_file;
 pub mod bundle;
 pub mod cli;

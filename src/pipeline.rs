@@ -11,7 +11,7 @@
 //! is touched, an unknown `--replace` or `--limit` before anything is
 //! connected. Nothing here prints; commands hand results to `report`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -22,9 +22,10 @@ use crate::error::CairnError;
 use crate::exec::{self, Event, ExecOptions, FailurePolicy, RunSummary};
 use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
 use crate::model::Model;
-use crate::model::selection::excluded_hosts;
+use crate::model::selection::{RecordedHost, excluded_hosts};
+use crate::plan::former::{Departure, FormerHost};
 use crate::plan::{self, DiffOptions, Plan, Refresh, Replacements};
-use crate::state::{Journal, LockPolicy, State, StateDir, StateLock};
+use crate::state::{Journal, JournalEntry, LockPolicy, State, StateDir, StateLock};
 use crate::transport::{Fleet, HostLock};
 
 /// Run logs kept in the state folder; older ones are pruned after each apply.
@@ -50,7 +51,12 @@ pub struct Loaded {
 impl Loaded {
     /// Reads, parses and validates: every problem in the file, or the model.
     pub fn read(path: &Path) -> Result<Loaded, CairnError> {
-        let source = crate::clusterfile::read(path)?;
+        Loaded::from_source(crate::clusterfile::read(path)?)
+    }
+
+    /// Parses and validates a text not (yet) on disk, as if read from its
+    /// path: `add` and `delete` check the text they mean to write.
+    pub fn from_source(source: SourceFile) -> Result<Loaded, CairnError> {
         let mut problems = Problems::default();
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
@@ -87,15 +93,29 @@ impl Loaded {
         Ok(lock)
     }
 
-    /// Loads the recorded state and compiles the graph against it.
+    /// Loads the recorded state and compiles the graph against it. A state
+    /// written when unnamed hosts were named by position is migrated here
+    /// (hosts renamed by address); the next apply stores it so.
     pub fn compile(self) -> Result<Compiled, CairnError> {
-        let state = self.dir.load()?;
+        let (state, renamed) = self.load_state()?;
         let graph = self.compile_graph(&state, true)?;
+        let former = plan::former::former_hosts(&self.model, &state);
         Ok(Compiled {
             loaded: self,
             state: Arc::new(state),
             graph: Arc::new(graph),
+            renamed,
+            former,
         })
+    }
+
+    /// The recorded state, migrated if it was written when unnamed hosts
+    /// were named by position; with the hosts renamed so.
+    pub fn load_state(&self) -> Result<(State, BTreeMap<String, String>), CairnError> {
+        let mut state = self.dir.load()?;
+        let renamed = plan::former::positional_renames(&self.model, &state);
+        state.rename_hosts(&renamed);
+        Ok((state, renamed))
     }
 
     /// Compiles with this folder's hash cache; `save_cache` keeps what it learned.
@@ -126,6 +146,24 @@ pub struct Compiled {
     pub loaded: Loaded,
     pub state: Arc<State>,
     pub graph: Arc<TaskGraph>,
+    /// Hosts of an older state renamed on load (old name → name by address).
+    pub renamed: BTreeMap<String, String>,
+    /// Hosts the state knows that the Clusterfile no longer lists as they were.
+    pub former: Vec<FormerHost>,
+}
+
+impl Compiled {
+    /// The hosts only the state knows, as `--limit` may name them.
+    fn recorded_hosts(&self) -> Vec<RecordedHost> {
+        self.former
+            .iter()
+            .filter(|f| f.departure == Departure::Left)
+            .map(|f| RecordedHost {
+                name: f.name.clone(),
+                address: f.record.address.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Which hosts and tasks a run is about: `--limit` and `--replace`.
@@ -169,21 +207,28 @@ impl Compiled {
     ) -> Result<Refreshed, CairnError> {
         let replace = Replacements::new(&targets.replace, &self.graph)?;
         let model = self.loaded.model.clone();
-        let excluded = excluded_hosts(&model, &targets.limit)
+        let excluded = excluded_hosts(&model, &self.recorded_hosts(), &targets.limit)
             .map_err(|e| CairnError::usage(e.to_string(), e.help()))?;
         let offline = matches!(probe, Probe::Offline);
-        let hosts: Vec<_> = if offline {
-            Vec::new()
+        let (hosts, former): (Vec<_>, Vec<_>) = if offline {
+            (Vec::new(), Vec::new())
         } else {
-            model
-                .hosts
-                .iter()
-                .filter(|h| !excluded.contains(&h.name))
-                .map(|h| h.id)
-                .collect()
+            (
+                model
+                    .hosts
+                    .iter()
+                    .filter(|h| !excluded.contains(&h.name))
+                    .map(|h| h.id)
+                    .collect(),
+                self.former
+                    .iter()
+                    .filter(|f| !excluded.contains(&f.name))
+                    .map(|f| (f.name.clone(), f.record.clone()))
+                    .collect(),
+            )
         };
         let (fleet, refresh, locks) = runtime.block_on(async {
-            let fleet = Fleet::connect(&model, &hosts, &self.loaded.dir.dir).await;
+            let fleet = Fleet::connect(&model, &hosts, &former, &self.loaded.dir.dir).await;
             let (refresh, locks) = match probe {
                 Probe::Offline => (Refresh::default(), Vec::new()),
                 Probe::Read | Probe::Lock(_) => {
@@ -204,6 +249,8 @@ impl Compiled {
             };
             (fleet, refresh, locks)
         });
+        let mut refresh = refresh;
+        rename_receipts(&mut refresh, &self.renamed);
         Ok(Refreshed {
             compiled: self,
             fleet,
@@ -214,6 +261,29 @@ impl Compiled {
             offline,
         })
     }
+}
+
+/// Receipts on a host renamed by the migration of an older state carry the
+/// task ids of the host's old name; read under the new ones, so they count
+/// as the receipts of the records they belong to.
+fn rename_receipts(refresh: &mut Refresh, renamed: &BTreeMap<String, String>) {
+    if renamed.is_empty() {
+        return;
+    }
+    refresh.receipts = std::mem::take(&mut refresh.receipts)
+        .into_iter()
+        .map(|(id, receipt)| {
+            let renamed_id = id
+                .as_str()
+                .split_once('@')
+                .and_then(|(element, host)| {
+                    let new = renamed.get(host)?;
+                    crate::ids::TaskId::parse(&format!("{element}@{new}")).ok()
+                })
+                .unwrap_or(id);
+            (renamed_id, receipt)
+        })
+        .collect();
 }
 
 /// The hosts as they really are, with the connections still open.
@@ -237,11 +307,27 @@ impl Refreshed {
 
     /// Compares the desired keys with the records and what refresh found.
     pub fn plan(self) -> Planned {
+        self.diff(false)
+    }
+
+    /// `cairn reset`: a plan that destroys every record on the targeted,
+    /// reachable hosts, after which each of them is forgotten.
+    pub fn plan_reset(self) -> Planned {
+        self.diff(true)
+    }
+
+    fn diff(self, reset: bool) -> Planned {
         let compiled = &self.compiled;
         let options = DiffOptions {
             replace: self.replace.clone(),
             excluded_hosts: self.excluded.clone(),
             offline: self.offline,
+            former: compiled
+                .former
+                .iter()
+                .map(|f| (f.name.clone(), f.clone()))
+                .collect(),
+            reset,
         };
         let plan = plan::diff(
             &compiled.loaded.model,
@@ -250,9 +336,30 @@ impl Refreshed {
             &self.refresh,
             &options,
         );
+        // Hosts to forget once all is undone there: those that left, or on
+        // a reset every targeted host (reached: an unreachable one is kept).
+        let forget_hosts = if reset {
+            compiled
+                .loaded
+                .model
+                .hosts
+                .iter()
+                .map(|h| h.name.clone())
+                .chain(compiled.former.iter().map(|f| f.name.clone()))
+                .filter(|n| !self.excluded.contains(n) && !plan.unreachable.contains_key(n))
+                .collect()
+        } else {
+            compiled
+                .former
+                .iter()
+                .filter(|f| f.departure == Departure::Left)
+                .map(|f| f.name.clone())
+                .collect()
+        };
         Planned {
             refreshed: self,
             plan,
+            forget_hosts,
         }
     }
 }
@@ -261,6 +368,9 @@ impl Refreshed {
 pub struct Planned {
     pub refreshed: Refreshed,
     pub plan: Plan,
+    /// Hosts forgotten (cairn's folder removed, out of the state) once
+    /// everything cairn did there is undone.
+    forget_hosts: BTreeSet<String>,
 }
 
 /// How an apply runs its tasks.
@@ -275,6 +385,20 @@ pub struct ApplySettings {
 }
 
 impl Planned {
+    /// What the operator should read before the plan: a stale lock taken
+    /// over, a positional selector that moved, a `once` step that would.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.refreshed.notes().to_vec();
+        notes.extend(self.plan.warnings.iter().cloned());
+        notes.extend(
+            self.plan
+                .once_moves
+                .iter()
+                .map(|m| format!("{m}; apply refuses this plan")),
+        );
+        notes
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.refreshed.compiled.loaded.model
     }
@@ -294,6 +418,7 @@ impl Planned {
     ) -> Result<RunSummary, CairnError> {
         let compiled = &self.refreshed.compiled;
         let dir = self.state_dir();
+        self.record_reached_hosts()?;
         let journal = Journal::open(&dir.journal_file())?;
         let mut summary = runtime.block_on(exec::execute(
             exec::Run {
@@ -306,6 +431,7 @@ impl Planned {
                 events: events.clone(),
                 fleet: self.refreshed.fleet.clone(),
                 operator: settings.operator.clone(),
+                forget_hosts: self.forget_hosts.clone(),
             },
             ExecOptions {
                 parallelism: settings.parallelism,
@@ -324,6 +450,50 @@ impl Planned {
         dir.compact(&mut state)?;
         dir.prune_runs(RUN_LOGS_KEPT);
         Ok(summary)
+    }
+
+    /// What an apply records even when it runs nothing: a state migrated
+    /// from an older version, written before anything runs (so the journal
+    /// this run appends under the new names replays over a state that has
+    /// them), and how each reached host is reached.
+    pub fn record_reached_hosts(&self) -> Result<(), CairnError> {
+        let compiled = &self.refreshed.compiled;
+        let dir = self.state_dir();
+        if !compiled.renamed.is_empty() {
+            dir.compact(&mut (*compiled.state).clone())?;
+        }
+        let journal = Journal::open(&dir.journal_file())?;
+        self.record_hosts(&journal)
+    }
+
+    /// Records how each host this apply reached is reached, where that
+    /// changed: what a later run uses to undo its tasks if it leaves.
+    fn record_hosts(&self, journal: &Journal) -> Result<(), CairnError> {
+        let compiled = &self.refreshed.compiled;
+        let model = &compiled.loaded.model;
+        for host in &model.hosts {
+            if self.refreshed.fleet.transport(host.id).is_none()
+                || self.refreshed.refresh.unreachable.contains_key(&host.name)
+            {
+                continue;
+            }
+            let record = plan::former::host_record(host);
+            if compiled.state.hosts.get(&host.name) != Some(&record) {
+                journal.append(JournalEntry::Host {
+                    name: host.name.clone(),
+                    record,
+                })?;
+            }
+        }
+        let positions: BTreeMap<String, String> = model
+            .positions
+            .iter()
+            .map(|(selector, &id)| (selector.clone(), model.host(id).name.clone()))
+            .collect();
+        if positions != compiled.state.positions {
+            journal.append(JournalEntry::Positions { positions })?;
+        }
+        Ok(())
     }
 
     /// Releases the host locks and closes the connections.

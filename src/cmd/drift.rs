@@ -14,7 +14,7 @@ pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success,
     let rt = runtime();
     let targets = Targets::new(&args.limit, &[]);
     let planned = pipeline::plan(file, &targets, Probe::Read, &rt)?;
-    out.warnings(planned.refreshed.notes());
+    out.warnings(&planned.notes());
     let report = DriftReport::from_plan(&planned.plan, planned.model());
     out.drift(&report);
     planned.finish(&rt);

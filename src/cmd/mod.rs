@@ -6,10 +6,16 @@
 //! what to ask, what to show and which exit code it means. A new command is
 //! a new file here and a new variant in `cli`.
 
+mod add;
 mod apply;
+mod cp;
+mod delete;
 mod drift;
+mod edited;
+mod exec;
 mod graph;
 mod plan;
+mod reset;
 mod schema;
 mod state;
 mod unlock;
@@ -30,6 +36,11 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
+        Command::Reset(args) => reset::run(&cli.file, args, out),
+        Command::Add(args) => add::run(&cli.file, args, out),
+        Command::Delete(args) => delete::run(&cli.file, args, out),
+        Command::Exec(args) => exec::run(&cli.file, args, out),
+        Command::Cp(args) => cp::run(&cli.file, args, out),
         Command::Unlock(args) => unlock::run(&cli.file, args, out),
     }
 }

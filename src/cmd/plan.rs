@@ -29,7 +29,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
             &rt,
         )?
         .plan();
-    out.warnings(planned.refreshed.notes());
+    out.warnings(&planned.notes());
     let result = show(args, out, &planned);
     planned.finish(&rt);
     result

@@ -1,16 +1,22 @@
-//! `cairn state list` / `cairn state show TASK`: what is recorded.
+//! `cairn state list` / `show TASK` / `rm HOST|TASK...`: what is recorded,
+//! and forgetting some of it without touching any host (the way out for a
+//! host that left and can never be reached again).
 
 use std::path::Path;
 
-use crate::cli::StateCommand;
+use crate::cli::{LockArgs, StateCommand};
 use crate::error::{CairnError, Success};
 use crate::ids::TaskId;
 use crate::pipeline::Loaded;
-use crate::report::Output;
+use crate::report::{Forgotten, Output};
+use crate::state::JournalEntry;
 
 pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Success, CairnError> {
     let loaded = Loaded::read(file)?;
-    let state = loaded.dir.load()?;
+    if let StateCommand::Rm { targets, lock } = sub {
+        return remove(&loaded, targets, lock, out);
+    }
+    let (state, _) = loaded.load_state()?;
     match sub {
         StateCommand::List => out.state_list(&state, &loaded.dir.dir),
         StateCommand::Show { task } => {
@@ -28,6 +34,72 @@ pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Succes
             };
             out.state_show(id, record, &loaded.model.scrubber());
         }
+        StateCommand::Rm { .. } => unreachable!("handled above"),
     }
+    Ok(Success::Ok)
+}
+
+/// `state rm`: under the cluster lock, every target is resolved first (an
+/// unknown one refuses the whole command, nothing forgotten), then each is
+/// journaled and the state compacted.
+fn remove(
+    loaded: &Loaded,
+    targets: &[String],
+    lock: &LockArgs,
+    out: Output,
+) -> Result<Success, CairnError> {
+    let _lock = loaded.lock_cluster(&super::apply::lock_policy(lock, out))?;
+    let (mut state, _) = loaded.load_state()?;
+    let mut entries = Vec::new();
+    let mut forgotten = Vec::new();
+    for target in targets {
+        if let Ok(id) = TaskId::parse(target)
+            && state.tasks.contains_key(&id)
+        {
+            forgotten.push(Forgotten::Task(id.clone()));
+            entries.push(JournalEntry::Forget { id });
+            continue;
+        }
+        let host = state.known_hosts().into_iter().find(|name| {
+            name == target
+                || state
+                    .recorded_address(name)
+                    .is_some_and(|(address, _)| &address == target)
+        });
+        let Some(name) = host else {
+            let known: Vec<String> = state.known_hosts().into_iter().collect();
+            return Err(CairnError::usage(
+                format!(
+                    "`{target}` is neither a host nor a task in the state of cluster `{}`",
+                    loaded.model.name
+                ),
+                if known.is_empty() {
+                    "the state knows no host".to_string()
+                } else {
+                    format!(
+                        "hosts the state knows: {}; tasks: `cairn state list`",
+                        known.join(", ")
+                    )
+                },
+            ));
+        };
+        let tasks = state
+            .tasks
+            .values()
+            .filter(|r| r.host().name == name)
+            .count();
+        forgotten.push(Forgotten::Host {
+            name: name.clone(),
+            tasks,
+            in_clusterfile: loaded.model.hosts.iter().any(|h| h.name == name),
+        });
+        entries.push(JournalEntry::ForgetHost { name });
+    }
+    for entry in entries {
+        state.apply(entry);
+    }
+    state.serial += 1;
+    loaded.dir.compact(&mut state)?;
+    out.state_removed(&forgotten);
     Ok(Success::Ok)
 }

@@ -1,12 +1,13 @@
 //! `cairn unlock [HOST...]`: force the cluster lock and host locks open.
 //!
 //! First every lock asked about is read without taking it (the cluster lock
-//! on this machine when no host is named, and the lock of each host, or of
-//! the named ones) and shown with its holder; then, once the operator says
-//! yes (or `--auto-approve`/`--force`), each held one is broken: the cluster
-//! lock file is replaced by a new one, and on a host the holder's processes
-//! are killed (unless the lock changed hands since it was shown). A lock
-//! that is not held is said to be free; a host that cannot be reached is
+//! on this machine when no host is named, and the lock of each host, those
+//! only the state still knows included, or of the named ones) and shown
+//! with its holder; then, once the operator says yes (or
+//! `--auto-approve`/`--force`), each held one is broken: the cluster lock
+//! file is replaced by a new one, and on a host the holder's processes are
+//! killed (unless the lock changed hands since it was shown). A lock that
+//! is not held is said to be free; a host that cannot be reached is
 //! reported and makes the command fail, so nothing is left unsaid.
 
 use std::path::Path;
@@ -15,104 +16,158 @@ use crate::cli::UnlockArgs;
 use crate::error::{CairnError, Success};
 use crate::model::{HostId, Model};
 use crate::pipeline::{Loaded, runtime};
+use crate::plan::former::FormerHost;
 use crate::report::{Confirmation, LockSurvey, Output, Unlocked};
-use crate::state::StateLock;
-use crate::transport::{Fleet, HostLockStatus};
+use crate::state::{HostRecord, StateLock};
+use crate::transport::{Fleet, HostLockStatus, Transport};
+
+/// The hosts an unlock is about: of the Clusterfile, and known only to the state.
+struct Chosen {
+    hosts: Vec<HostId>,
+    former: Vec<(String, HostRecord)>,
+}
+
+/// A host asked about, by the name shown: its transport, or why there is none.
+type Target = (String, Result<Transport, String>);
 
 pub(super) fn run(file: &Path, args: &UnlockArgs, out: Output) -> Result<Success, CairnError> {
-    let loaded = Loaded::read(file)?;
-    let model = loaded.model.clone();
-    let hosts = chosen_hosts(&model, &args.hosts)?;
+    let compiled = Loaded::read(file)?.compile()?;
+    let model = compiled.loaded.model.clone();
+    let chosen = chosen_hosts(&model, &compiled.former, &args.hosts)?;
     let cluster_included = args.hosts.is_empty();
-    let lock_file = loaded.dir.lock_file();
+    let lock_file = compiled.loaded.dir.lock_file();
     let cluster_holder = if cluster_included {
         StateLock::holder(&lock_file)?
     } else {
         None
     };
     let rt = runtime();
-    let (fleet, statuses) = rt.block_on(async {
-        let fleet = Fleet::connect(&model, &hosts, &loaded.dir.dir).await;
-        let mut jobs = tokio::task::JoinSet::new();
-        for (i, &id) in hosts.iter().enumerate() {
-            let name = model.host(id).name.clone();
-            if let Some(t) = fleet.transport(id).cloned() {
-                jobs.spawn(
-                    async move { (i, name, t.lock_status().await.map_err(|e| e.to_string())) },
-                );
-            } else {
-                let why = fleet
-                    .unreachable(&name)
-                    .unwrap_or("not connected")
-                    .to_string();
-                jobs.spawn(async move { (i, name, Err(why)) });
-            }
-        }
-        let mut statuses = Vec::new();
-        while let Some(joined) = jobs.join_next().await {
-            statuses.push(joined.expect("reading a lock does not panic"));
-        }
-        statuses.sort_by_key(|(i, _, _)| *i);
-        (fleet, statuses)
-    });
+    let fleet = rt.block_on(Fleet::connect(
+        &model,
+        &chosen.hosts,
+        &chosen.former,
+        &compiled.loaded.dir.dir,
+    ));
+    let targets = targets(&model, &chosen, &fleet);
     let survey = LockSurvey {
         cluster: model.name.clone(),
         cluster_holder,
         cluster_included,
-        hosts: statuses
-            .into_iter()
-            .map(|(_, name, status)| (name, status))
-            .collect(),
+        hosts: rt.block_on(read_locks(&targets)),
     };
     out.unlock_survey(&survey);
     let unreadable = survey.hosts.iter().filter(|(_, s)| s.is_err()).count();
-    if !survey.anything_held() {
+    let result = if survey.anything_held() {
+        confirm(args, out).and_then(|()| {
+            let mut done = Vec::new();
+            if let (true, Some(holder)) = (cluster_included, &survey.cluster_holder) {
+                StateLock::break_open(&lock_file)?;
+                done.push(Unlocked::Cluster {
+                    holder: holder.clone(),
+                });
+            }
+            done.extend(rt.block_on(break_locks(&targets, &survey)));
+            out.unlocked(&survey, &done);
+            let failed = done
+                .iter()
+                .filter(|d| matches!(d, Unlocked::Host { result: Err(_), .. }))
+                .count();
+            finish(unreadable + failed)
+        })
+    } else {
         out.unlocked(&survey, &[]);
-        rt.block_on(fleet.close());
-        return finish(unreadable);
+        finish(unreadable)
+    };
+    rt.block_on(fleet.close());
+    result
+}
+
+/// Asks, unless `--auto-approve`.
+fn confirm(args: &UnlockArgs, out: Output) -> Result<(), CairnError> {
+    if args.auto_approve {
+        return Ok(());
     }
-    if !args.auto_approve {
-        match out.confirm_unlock() {
-            Confirmation::Yes => {}
-            Confirmation::No => {
-                rt.block_on(fleet.close());
-                return Err(CairnError::Aborted);
-            }
-            Confirmation::NoTerminal => {
-                rt.block_on(fleet.close());
-                return Err(CairnError::usage(
-                    "no terminal to ask for confirmation; no lock was broken",
-                    "pass --auto-approve (or --force) to break the locks shown without asking",
-                ));
-            }
-        }
+    match out.confirm_unlock() {
+        Confirmation::Yes => Ok(()),
+        Confirmation::No => Err(CairnError::Aborted),
+        Confirmation::NoTerminal => Err(CairnError::usage(
+            "no terminal to ask for confirmation; no lock was broken",
+            "pass --auto-approve (or --force) to break the locks shown without asking",
+        )),
     }
-    let mut done = Vec::new();
-    if let (true, Some(holder)) = (cluster_included, &survey.cluster_holder) {
-        StateLock::break_open(&lock_file)?;
-        done.push(Unlocked::Cluster {
-            holder: holder.clone(),
+}
+
+/// Each chosen host, with its open transport or why it has none. A former
+/// host that shares its name with a host of the Clusterfile (its old
+/// machine) is shown with its old address.
+fn targets(model: &Model, chosen: &Chosen, fleet: &Fleet) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for &id in &chosen.hosts {
+        let name = model.host(id).name.clone();
+        let reached = fleet.transport(id).cloned().ok_or_else(|| {
+            fleet
+                .unreachable(&name)
+                .unwrap_or("not connected")
+                .to_string()
+        });
+        targets.push((name, reached));
+    }
+    for (name, record) in &chosen.former {
+        let reached = fleet.former(name).cloned().ok_or_else(|| {
+            fleet
+                .former_unreachable()
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| "not connected".into())
+        });
+        let shown = if chosen.hosts.iter().any(|&id| model.host(id).name == *name) {
+            format!(
+                "{name} (its former address {}:{})",
+                record.address, record.port
+            )
+        } else {
+            name.clone()
+        };
+        targets.push((shown, reached));
+    }
+    targets
+}
+
+/// Every target's lock, read at once, in the targets' order.
+async fn read_locks(targets: &[Target]) -> Vec<(String, Result<HostLockStatus, String>)> {
+    let mut jobs = tokio::task::JoinSet::new();
+    for (i, (name, reached)) in targets.iter().enumerate() {
+        let (name, reached) = (name.clone(), reached.clone());
+        jobs.spawn(async move {
+            let status = match reached {
+                Ok(t) => t.lock_status().await.map_err(|e| e.to_string()),
+                Err(why) => Err(why),
+            };
+            (i, name, status)
         });
     }
-    rt.block_on(async {
-        for (&id, (name, status)) in hosts.iter().zip(&survey.hosts) {
-            let (Ok(HostLockStatus::Held(held)), Some(t)) = (status, fleet.transport(id)) else {
-                continue;
-            };
-            done.push(Unlocked::Host {
-                host: name.clone(),
-                holder: held.holder.clone(),
-                result: t.break_lock(held).await.map_err(|e| e.to_string()),
-            });
-        }
-    });
-    out.unlocked(&survey, &done);
-    rt.block_on(fleet.close());
-    let failed = done
-        .iter()
-        .filter(|d| matches!(d, Unlocked::Host { result: Err(_), .. }))
-        .count();
-    finish(unreadable + failed)
+    let mut statuses = Vec::new();
+    while let Some(joined) = jobs.join_next().await {
+        statuses.push(joined.expect("reading a lock does not panic"));
+    }
+    statuses.sort_by_key(|(i, _, _)| *i);
+    statuses.into_iter().map(|(_, n, s)| (n, s)).collect()
+}
+
+/// Breaks every host lock the survey found held.
+async fn break_locks(targets: &[Target], survey: &LockSurvey) -> Vec<Unlocked> {
+    let mut done = Vec::new();
+    for ((_, reached), (name, status)) in targets.iter().zip(&survey.hosts) {
+        let (Ok(HostLockStatus::Held(held)), Ok(t)) = (status, reached) else {
+            continue;
+        };
+        done.push(Unlocked::Host {
+            host: name.clone(),
+            holder: held.holder.clone(),
+            result: t.break_lock(held).await.map_err(|e| e.to_string()),
+        });
+    }
+    done
 }
 
 fn finish(failed: usize) -> Result<Success, CairnError> {
@@ -123,27 +178,54 @@ fn finish(failed: usize) -> Result<Success, CairnError> {
     }
 }
 
-/// Every host, or those named (by name, address, or `address:port`).
-fn chosen_hosts(model: &Model, names: &[String]) -> Result<Vec<HostId>, CairnError> {
+/// Every host, and every host only the state still knows (one that left,
+/// or the old machine of one that moved), or those named (by name,
+/// address, or `address:port`).
+fn chosen_hosts(
+    model: &Model,
+    former: &[FormerHost],
+    names: &[String],
+) -> Result<Chosen, CairnError> {
+    let record = |f: &FormerHost| (f.name.clone(), f.record.clone());
     if names.is_empty() {
-        return Ok(model.hosts.iter().map(|h| h.id).collect());
+        return Ok(Chosen {
+            hosts: model.hosts.iter().map(|h| h.id).collect(),
+            former: former.iter().map(record).collect(),
+        });
     }
-    let mut chosen = Vec::new();
+    let (mut hosts, mut formers) = (Vec::new(), Vec::new());
     for name in names {
-        let found = model.hosts.iter().find(|h| {
+        let host = model.hosts.iter().find(|h| {
             h.name == *name || h.address == *name || format!("{}:{}", h.address, h.port) == *name
         });
-        match found {
-            Some(h) if !chosen.contains(&h.id) => chosen.push(h.id),
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = model.hosts.iter().map(|h| h.name.as_str()).collect();
-                return Err(CairnError::usage(
-                    format!("no host `{name}` in the Clusterfile"),
-                    format!("name a host by its name or address: {}", known.join(", ")),
-                ));
-            }
+        let gone = former
+            .iter()
+            .find(|f| f.name == *name || f.record.address == *name || f.address() == *name);
+        if host.is_none() && gone.is_none() {
+            let known: Vec<&str> = model
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .chain(former.iter().map(|f| f.name.as_str()))
+                .collect();
+            return Err(CairnError::usage(
+                format!("no host `{name}` in the Clusterfile or the state"),
+                format!("name a host by its name or address: {}", known.join(", ")),
+            ));
+        }
+        if let Some(h) = host
+            && !hosts.contains(&h.id)
+        {
+            hosts.push(h.id);
+        }
+        if let Some(f) = gone
+            && !formers.iter().any(|(n, _)| *n == f.name)
+        {
+            formers.push(record(f));
         }
     }
-    Ok(chosen)
+    Ok(Chosen {
+        hosts,
+        former: formers,
+    })
 }

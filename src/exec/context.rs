@@ -31,6 +31,10 @@ pub(super) struct RunContext {
     pub(super) fleet: Fleet,
     /// `user@machine`, as receipts name who did a task.
     pub(super) operator: String,
+    /// Set once the destroys have run: the records whose undo failed or
+    /// did not run. A moved task whose old machine was not cleaned does
+    /// not run on the new one.
+    pub(super) failed_undos: std::sync::OnceLock<std::collections::BTreeSet<TaskId>>,
 }
 
 impl RunContext {
@@ -53,6 +57,7 @@ impl RunContext {
             log_dir,
             fleet,
             operator,
+            failed_undos: std::sync::OnceLock::new(),
         }
     }
 

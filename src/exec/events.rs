@@ -43,6 +43,10 @@ pub enum Event {
         host: String,
         reason: String,
     },
+    /// Something the operator should know that is not a task's outcome.
+    Note {
+        message: String,
+    },
     /// Ctrl-C: no new task starts; the running ones finish and are recorded.
     Interrupted {
         running: usize,

@@ -44,9 +44,11 @@ pub enum TaskError {
     #[error("host {host} is not connected")]
     NotConnected { host: String },
     #[error(
-        "host {host} is not connected (unreachable, left out by --limit, or no longer in the Clusterfile): its tasks are undone when it is reachable again"
+        "host {host} could not be reached to undo this ({why}); it is undone when the host is reachable again, or `cairn state rm {host}` forgets the host without touching it"
     )]
-    NotConnectedToUndo { host: String },
+    NotConnectedToUndo { host: String, why: String },
+    #[error("not run: undoing it on the host's old machine failed first")]
+    OldMachineNotCleaned,
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("{exit}{}", if *attempts > 1 { format!(" (after {attempts} attempts)") } else { String::new() })]

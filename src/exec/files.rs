@@ -133,10 +133,10 @@ fn file_work(
             _ => Some(recorded.hash.clone()),
         }
     };
-    // A file whose stat no longer matches its record (refresh rehashed it)
-    // ships again even when its content is right (an apply killed after
-    // shipping it, before recording it): the new record then has its stat.
-    let record_stale = |rel: &str| {
+    // Rehashed by refresh: its stat is no longer the recorded one, so even
+    // when its content is right it ships again, and the record takes the
+    // stat it has now (a record that keeps a stale stat drifts for ever).
+    let stat_changed = |rel: &str| {
         !fresh
             && matches!(
                 observation,
@@ -147,7 +147,7 @@ fn file_work(
         .iter()
         .filter(|(rel, file)| {
             host_hash(rel).as_deref() != Some(file.entry.hash.as_str())
-                || record_stale(rel)
+                || stat_changed(rel)
                 || old_shipped
                     .get(*rel)
                     .is_some_and(|r| r.mode != file.entry.mode)

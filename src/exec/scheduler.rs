@@ -13,7 +13,7 @@
 //! first Ctrl-C stops starting tasks and lets the running ones finish and
 //! be recorded; a second abandons them (the fleet kills what runs here).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -78,6 +78,9 @@ pub struct Run<'a> {
     pub operator: String,
     pub journal: Appender,
     pub events: Sender<Event>,
+    /// Hosts forgotten once all is undone there (they left the Clusterfile,
+    /// or are reset).
+    pub forget_hosts: BTreeSet<String>,
 }
 
 /// Runs the plan. Returns the summary; `failed` is empty on success.
@@ -93,6 +96,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         operator,
         journal,
         events,
+        forget_hosts,
     } = run;
     let context = Arc::new(RunContext::new(
         model,
@@ -109,7 +113,16 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         ..Default::default()
     };
     record_manifests(&context, &graph, plan).await;
-    run_destroys(&context, plan, &events, &mut summary).await;
+    let failed_undos = run_destroys(
+        &context,
+        plan,
+        &forget_hosts,
+        options.parallelism,
+        &events,
+        &mut summary,
+    )
+    .await;
+    let _ = context.failed_undos.set(failed_undos);
 
     let mut scheduler = Scheduler::new(&graph, plan, &context, &events, &options, summary);
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();

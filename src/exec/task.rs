@@ -53,7 +53,20 @@ pub(super) async fn run_task(
         captured: None,
     });
     let ctx = run.task(&transport, Some(&receipt));
-    let record = run.state.tasks.get(&task.id);
+    // A task whose host moved starts afresh on the new machine, once the
+    // old one is cleaned (the destroys ran before anything else).
+    let record = if change.moved_from.is_some() {
+        if run
+            .failed_undos
+            .get()
+            .is_some_and(|failed| failed.contains(&task.id))
+        {
+            return Err(TaskError::OldMachineNotCleaned.into());
+        }
+        None
+    } else {
+        run.state.tasks.get(&task.id)
+    };
     let replace = change.kind == ChangeKind::Replace;
     let (mut detail, description, outcome) = if change.kind == ChangeKind::Noop {
         let (detail, description) = adopted(run, task, change, upstream_values)?;

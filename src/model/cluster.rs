@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::{Bundle, Dep, ElementRef, FileSpec, Host, HostId, Step, VarValue};
+use super::{Bundle, Dep, ElementRef, FileSpec, Host, HostId, SshSettings, Step, VarValue};
 
 /// A valid Clusterfile.
 #[derive(Debug, Clone)]
@@ -20,11 +20,17 @@ pub struct Model {
     pub base_dir: PathBuf,
     pub vars: BTreeMap<String, VarValue>,
     pub hosts: Vec<Host>,
+    /// `[ssh]` over the built-in defaults: how a host cairn only knows from
+    /// an older state (one that recorded no SSH settings) is reached.
+    pub ssh_defaults: SshSettings,
     pub bundles: Vec<Bundle>,
     pub files: Vec<FileSpec>,
     pub steps: Vec<Step>,
     /// Capture name → the step that captures it.
     pub captures: BTreeMap<String, usize>,
+    /// Positional selectors (`master[0]`) → the host each points at now:
+    /// recorded at each apply, so a plan can warn when one moves.
+    pub positions: BTreeMap<String, HostId>,
 }
 
 impl Model {

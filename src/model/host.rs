@@ -23,6 +23,13 @@ impl HostId {
         HostId(index)
     }
 
+    /// The id of a host that is not in the model: one that left the
+    /// Clusterfile, reached from the state to undo what was done there.
+    /// It indexes nothing; whoever holds such a host keeps it by name.
+    pub(crate) fn outside_model() -> HostId {
+        HostId(usize::MAX)
+    }
+
     /// The index into `Model::hosts`.
     pub fn index(self) -> usize {
         self.0
@@ -35,6 +42,9 @@ pub struct SshSettings {
     pub identity: Option<String>,
     pub sudo: bool,
     pub sudo_password: Option<Secret>,
+    /// Where `sudo_password` came from (`env:NAME`, `file:PATH`): what the
+    /// state keeps, so a host that left can still be given it.
+    pub sudo_password_ref: Option<String>,
     pub host_keys: HostKeyPolicy,
     pub jump: Option<String>,
     pub connect_timeout: Duration,

@@ -16,17 +16,20 @@
 //! - `element`: bundles, config patches, files, steps and their dependencies
 //! - `vars`: variable values, the built-ins, and how a host resolves a name
 //! - `secret`: [`Secret`] and the [`Scrubber`] that keeps secrets out of output
-//! - [`validate`]: raw Clusterfile → `Model`
+//! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
+//! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
+//!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
-pub mod address;
+pub use crate::clusterfile::address;
 mod cluster;
 mod element;
 mod host;
 pub mod interp;
 mod secret;
 pub mod selection;
+pub mod selector;
 mod validate;
 mod vars;
 
@@ -37,6 +40,14 @@ pub use element::{
     PatchStrategy, Step,
 };
 pub use host::{Host, HostId, SshSettings};
-pub use secret::{Scrubber, Secret};
-pub use validate::validate;
+pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
+pub use validate::{closest, validate};
 pub use vars::{BUILTINS, VarValue};
+
+/// `~/x` → `$HOME/x`; anything else unchanged.
+pub fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}

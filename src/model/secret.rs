@@ -29,6 +29,56 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Why a secret reference could not be loaded: what, where it points, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnloadableSecret {
+    pub message: String,
+    pub label: &'static str,
+    pub help: String,
+}
+
+/// Loads a secret named by `env:NAME` or `file:PATH` (relative to
+/// `base_dir`, `~/` expanded). A file's final newline is dropped, since
+/// editors add one that is not part of a password.
+pub fn load_secret(
+    reference: &str,
+    base_dir: &std::path::Path,
+) -> Result<Secret, UnloadableSecret> {
+    if let Some(name) = reference.strip_prefix("env:") {
+        return std::env::var(name)
+            .map(Secret::new)
+            .map_err(|_| UnloadableSecret {
+                message: format!("environment variable `{name}` is not set"),
+                label: "read from here",
+                help: format!("export {name}=... before running cairn"),
+            });
+    }
+    if let Some(path) = reference.strip_prefix("file:") {
+        let full = base_dir.join(super::expand_home(path));
+        return match std::fs::read_to_string(&full) {
+            Ok(mut value) => {
+                if value.ends_with('\n') {
+                    value.pop();
+                    if value.ends_with('\r') {
+                        value.pop();
+                    }
+                }
+                Ok(Secret::new(value))
+            }
+            Err(error) => Err(UnloadableSecret {
+                message: format!("cannot read {}: {error}", full.display()),
+                label: "read from here",
+                help: "check the path (relative paths start at the Clusterfile's folder)".into(),
+            }),
+        };
+    }
+    Err(UnloadableSecret {
+        message: format!("unknown source `{reference}`"),
+        label: "not env: or file:",
+        help: "write `env:NAME` for an environment variable or `file:PATH` for a file".into(),
+    })
+}
+
 /// Replaces secret values with `***` in anything shown or logged.
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {

@@ -33,10 +33,24 @@ impl SelectionError {
     }
 }
 
-/// Names of the hosts that `limit` leaves out. `limit` holds one pattern per
+/// A host only the state still knows (it left the Clusterfile, or its
+/// name moved to another address): its name and recorded address, which
+/// `--limit` may name too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedHost {
+    pub name: String,
+    pub address: String,
+}
+
+/// Names of the hosts that `limit` leaves out, among the model's hosts and
+/// `recorded` (hosts only the state knows). `limit` holds one pattern per
 /// item (clap has already split comma-separated values); an empty `limit`
 /// leaves nothing out.
-pub fn excluded_hosts(model: &Model, limit: &[String]) -> Result<BTreeSet<String>, SelectionError> {
+pub fn excluded_hosts(
+    model: &Model,
+    recorded: &[RecordedHost],
+    limit: &[String],
+) -> Result<BTreeSet<String>, SelectionError> {
     if limit.is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -46,22 +60,27 @@ pub fn excluded_hosts(model: &Model, limit: &[String]) -> Result<BTreeSet<String
     for pattern in limit {
         let pattern = pattern.trim();
         if let Some(negated) = pattern.strip_prefix('!') {
-            excluded.extend(matching_hosts(model, negated)?);
+            excluded.extend(matching_hosts(model, recorded, negated)?);
         } else {
             any_positive = true;
-            included.extend(matching_hosts(model, pattern)?);
+            included.extend(matching_hosts(model, recorded, pattern)?);
         }
     }
     Ok(model
         .hosts
         .iter()
         .map(|h| h.name.clone())
+        .chain(recorded.iter().map(|h| h.name.clone()))
         .filter(|n| (any_positive && !included.contains(n)) || excluded.contains(n))
         .collect())
 }
 
 /// Names of the hosts whose name, address or one of whose roles is `pattern`.
-fn matching_hosts(model: &Model, pattern: &str) -> Result<Vec<String>, SelectionError> {
+fn matching_hosts(
+    model: &Model,
+    recorded: &[RecordedHost],
+    pattern: &str,
+) -> Result<Vec<String>, SelectionError> {
     let found: Vec<String> = model
         .hosts
         .iter()
@@ -69,6 +88,12 @@ fn matching_hosts(model: &Model, pattern: &str) -> Result<Vec<String>, Selection
             h.name == pattern || h.address == pattern || h.roles.iter().any(|r| r == pattern)
         })
         .map(|h| h.name.clone())
+        .chain(
+            recorded
+                .iter()
+                .filter(|h| h.name == pattern || h.address == pattern)
+                .map(|h| h.name.clone()),
+        )
         .collect();
     if found.is_empty() {
         let roles: BTreeSet<&str> = model
@@ -99,7 +124,8 @@ mod tests {
             text: Arc::new(
                 "version = 1\nname = \"t\"\n\
                  [[hosts]]\naddress = \"10.0.0.1\"\nname = \"master0\"\nroles = [\"master\"]\n\
-                 [[hosts]]\naddress = \"10.0.0.2-10.0.0.3\"\nroles = [\"worker\"]\n"
+                 [[hosts]]\naddress = \"10.0.0.2\"\nname = \"worker0\"\nroles = [\"worker\"]\n\
+                 [[hosts]]\naddress = \"10.0.0.3\"\nname = \"worker1\"\nroles = [\"worker\"]\n"
                     .to_string(),
             ),
         };
@@ -111,7 +137,7 @@ mod tests {
 
     fn excluded(limit: &[&str]) -> Result<Vec<String>, SelectionError> {
         let limit: Vec<String> = limit.iter().map(std::string::ToString::to_string).collect();
-        excluded_hosts(&cluster(), &limit).map(|set| set.into_iter().collect())
+        excluded_hosts(&cluster(), &[], &limit).map(|set| set.into_iter().collect())
     }
 
     #[test]
@@ -144,6 +170,20 @@ mod tests {
             excluded(&["worker", " !worker0"]),
             Ok(vec!["master0".to_string(), "worker0".to_string()])
         );
+    }
+
+    #[test]
+    fn hosts_only_the_state_knows_can_be_named() {
+        let recorded = [RecordedHost {
+            name: "old".into(),
+            address: "10.0.0.9".into(),
+        }];
+        let limit = vec!["!10.0.0.9".to_string()];
+        let out = excluded_hosts(&cluster(), &recorded, &limit).unwrap();
+        assert_eq!(out.into_iter().collect::<Vec<_>>(), vec!["old".to_string()]);
+        let limit = vec!["old".to_string()];
+        let out = excluded_hosts(&cluster(), &recorded, &limit).unwrap();
+        assert_eq!(out.len(), 3, "{out:?}");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct Change {
     /// What refresh found on the host differs from the record (hand edits,
     /// missing files, failing checks), as opposed to a changed Clusterfile.
     pub drifted: bool,
+    /// The task's host kept its name but moved to another machine: the
+    /// record is undone on the old one (`address:port`), which is where
+    /// this says, before the task is created on the new one.
+    pub moved_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +66,12 @@ pub struct Plan {
     pub excluded_hosts: BTreeSet<String>,
     /// What refresh read off each host.
     pub facts: BTreeMap<String, Facts>,
+    /// What the operator should know before applying (a positional
+    /// selector that now points at another host).
+    pub warnings: Vec<String>,
+    /// `once` steps this plan would move to another host without being
+    /// told to (`--replace`): an apply refuses the plan.
+    pub once_moves: Vec<String>,
 }
 
 impl Plan {

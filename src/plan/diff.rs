@@ -20,7 +20,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use petgraph::graph::NodeIndex;
 
+use std::fmt::Write as _;
+
+use super::former::{Departure, FormerHost};
 use super::reasons::{drift_reasons, explain};
+use super::undo_order::undo_order;
 use super::{Change, ChangeKind, Observation, Plan, Refresh, Replacements};
 use crate::graph::{Task, TaskGraph, Work};
 use crate::hash::KeyInputs;
@@ -36,6 +40,10 @@ pub struct DiffOptions {
     /// Hosts to leave out (by `--limit`).
     pub excluded_hosts: BTreeSet<String>,
     pub offline: bool,
+    /// Hosts the state knows that left the Clusterfile or moved, by name.
+    pub former: BTreeMap<String, FormerHost>,
+    /// `cairn reset`: every record is destroyed, nothing is created.
+    pub reset: bool,
 }
 
 /// Compares desired keys, records and observations.
@@ -58,6 +66,20 @@ pub fn diff(
             .map(|r| r.host().name.as_str())
             .collect(),
     };
+    if options.reset {
+        let mut unreachable = refresh.unreachable.clone();
+        unreachable.extend(refresh.former_unreachable.clone());
+        return Plan {
+            facts: refresh.facts.clone(),
+            cluster: model.name.clone(),
+            offline: options.offline,
+            changes: differ.resets(&unreachable),
+            unreachable,
+            excluded_hosts: options.excluded_hosts.clone(),
+            warnings: Vec::new(),
+            once_moves: Vec::new(),
+        };
+    }
     let mut changes = Vec::with_capacity(graph.len());
     let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
     for &node in graph.topological() {
@@ -84,7 +106,11 @@ pub fn diff(
         changes.push(change);
     }
     changes.extend(differ.destroys());
+    let warnings = position_warnings(model, state);
+    let once_moves = once_moves(model, &changes, options);
     Plan {
+        warnings,
+        once_moves,
         facts: refresh.facts.clone(),
         cluster: model.name.clone(),
         offline: options.offline,
@@ -123,12 +149,34 @@ impl Differ<'_> {
             inputs: Some(inputs),
             adopt: false,
             drifted: record.is_some() && !drift.is_empty(),
+            moved_from: None,
         };
         match record {
             None => self.unrecorded(task, &mut change),
+            Some(record) if self.moved_away(record) => {
+                let from = format!("{}:{}", record.host().address, record.host().port);
+                change.kind = ChangeKind::Replace;
+                change.reasons.push(format!(
+                    "host address changed ({from} -> {}:{}): undone on the old machine, created on the new",
+                    self.model.host(task.host).address,
+                    self.model.host(task.host).port
+                ));
+                change.drifted = false;
+                change.moved_from = Some(from);
+            }
             Some(record) => self.recorded(task, record, drift, &mut change),
         }
         change
+    }
+
+    /// The record ran on the old machine of a host whose name moved.
+    fn moved_away(&self, record: &TaskRecord) -> bool {
+        matches!(
+            self.options.former.get(&record.host().name),
+            Some(f) if matches!(f.departure, Departure::Moved { .. })
+                && f.record.address == record.host().address
+                && f.record.port == record.host().port
+        )
     }
 
     /// A task that never ran here: created, or adopted when its check
@@ -224,6 +272,36 @@ impl Differ<'_> {
         }
     }
 
+    /// `cairn reset`: every record on a host that is neither left out nor
+    /// unreachable, destroyed in reverse dependency order.
+    fn resets(&self, unreachable: &BTreeMap<String, String>) -> Vec<Change> {
+        let all: Vec<(&TaskId, &TaskRecord)> = self
+            .state
+            .tasks
+            .iter()
+            .filter(|(_, r)| {
+                !self.options.excluded_hosts.contains(&r.host().name)
+                    && !unreachable.contains_key(&r.host().name)
+            })
+            .collect();
+        undo_order(&all)
+            .into_iter()
+            .map(|(id, record)| Change {
+                id: id.clone(),
+                host: record.host().name.clone(),
+                kind: ChangeKind::Destroy,
+                reasons: vec![format!("reset; {}", undo_action(&record.detail))],
+                ignored: Vec::new(),
+                node: None,
+                key: None,
+                inputs: None,
+                adopt: false,
+                drifted: false,
+                moved_from: None,
+            })
+            .collect()
+    }
+
     /// The receipt of a step whose inputs changed since its record, when
     /// the host holds it at the new key (with the value, for a capturing
     /// step): an apply killed after the step ended on the host, before it
@@ -247,9 +325,10 @@ impl Differ<'_> {
         })
     }
 
-    /// Records with no task any more: destroyed, newest first.
+    /// Records with no task any more: destroyed in reverse dependency
+    /// order (see `undo_order`).
     fn destroys(&self) -> Vec<Change> {
-        let mut gone: Vec<(&TaskId, &TaskRecord)> = self
+        let gone: Vec<(&TaskId, &TaskRecord)> = self
             .state
             .tasks
             .iter()
@@ -258,40 +337,100 @@ impl Differ<'_> {
                     && !self.options.excluded_hosts.contains(&r.host().name)
             })
             .collect();
-        gone.sort_by_key(|(_, r)| std::cmp::Reverse(r.seq));
-        gone.into_iter()
+        undo_order(&gone)
+            .into_iter()
             .map(|(id, record)| {
-                let host_gone = !self
-                    .model
-                    .hosts
-                    .iter()
-                    .any(|h| h.name == record.host().name);
-                let what = match &record.detail {
-                    RecordDetail::Step { undo: Some(_), .. } => "runs its undo",
-                    RecordDetail::Step { .. } => "no undo: only forgotten",
-                    RecordDetail::Bundle { .. } | RecordDetail::File { .. } => {
-                        "removes the files it shipped"
-                    }
-                };
-                let why = if host_gone {
-                    "host left the Clusterfile"
+                let name = &record.host().name;
+                let what = undo_action(&record.detail);
+                let left = !self.model.hosts.iter().any(|h| &h.name == name);
+                let mut reason = if left {
+                    format!("host left the Clusterfile; {what}")
+                } else if self.moved_away(record) {
+                    format!(
+                        "no longer in the Clusterfile; {what} on the host's old machine ({}:{})",
+                        record.host().address,
+                        record.host().port
+                    )
                 } else {
-                    "no longer in the Clusterfile"
+                    format!("no longer in the Clusterfile; {what}")
                 };
+                if let Some(why) = self.refresh.former_unreachable.get(name) {
+                    let _ = write!(
+                        reason,
+                        " (unreachable: {why}; `cairn state rm {name}` forgets it without touching it)"
+                    );
+                }
                 Change {
                     id: id.clone(),
-                    host: record.host().name.clone(),
+                    host: name.clone(),
                     kind: ChangeKind::Destroy,
-                    reasons: vec![format!("{why}; {what}")],
+                    reasons: vec![reason],
                     ignored: Vec::new(),
                     node: None,
                     key: None,
                     inputs: None,
                     adopt: false,
                     drifted: false,
+                    moved_from: None,
                 }
             })
             .collect()
+    }
+}
+
+/// Positional selectors that point at another host than at the last apply.
+fn position_warnings(model: &Model, state: &State) -> Vec<String> {
+    model
+        .positions
+        .iter()
+        .filter_map(|(selector, &id)| {
+            let now = &model.host(id).name;
+            let before = state.positions.get(selector)?;
+            (before != now).then(|| {
+                format!(
+                    "`{selector}` now points at host {now}; at the last apply it was {before} (hosts were added, removed or reordered)"
+                )
+            })
+        })
+        .collect()
+}
+
+/// A `once` step created on a host while its record on another host is
+/// destroyed: the step would move (a cluster's init run on a second
+/// machine). Allowed only when `--replace` names it.
+fn once_moves(model: &Model, changes: &[Change], options: &DiffOptions) -> Vec<String> {
+    let mut moves = Vec::new();
+    for step in model.steps.iter().filter(|s| s.once) {
+        let element = format!("step.{}", step.name);
+        let destroyed: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Destroy && c.id.element_part() == element)
+            .map(|c| c.host.as_str())
+            .collect();
+        for created in changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Create && !c.adopt && c.id.element_part() == element)
+        {
+            if destroyed.is_empty() || options.replace.forces(&created.id) {
+                continue;
+            }
+            moves.push(format!(
+                "step {} (once = true) would move from {} to {}: it ran there and would run again here",
+                step.name,
+                destroyed.join(", "),
+                created.host
+            ));
+        }
+    }
+    moves
+}
+
+/// What undoing a record does, in words.
+fn undo_action(detail: &RecordDetail) -> &'static str {
+    match detail {
+        RecordDetail::Step { undo: Some(_), .. } => "runs its undo",
+        RecordDetail::Step { .. } => "no undo: only forgotten",
+        RecordDetail::Bundle { .. } | RecordDetail::File { .. } => "removes the files it shipped",
     }
 }
 

@@ -13,11 +13,13 @@ mod change;
 mod diff;
 pub mod drift;
 mod error;
+pub mod former;
 mod json;
 mod reasons;
 pub mod refresh;
 mod replace;
 pub mod saved;
+pub mod undo_order;
 
 pub use change::{Change, ChangeKind, Plan, Summary};
 pub use diff::{DiffOptions, diff};

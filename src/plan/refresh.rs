@@ -41,6 +41,8 @@ pub struct Refresh {
     pub receipts: HashMap<TaskId, ReceiptInfo>,
     /// Things worth telling the operator (a stale lock taken over).
     pub notes: Vec<String>,
+    /// Former hosts (see `former`) that could not be reached or locked, with why.
+    pub former_unreachable: BTreeMap<String, String>,
 }
 
 /// The value `${name}` had on `host` when last captured, from the state.
@@ -101,6 +103,8 @@ pub async fn refresh(
         });
     }
     let mut locks = Vec::new();
+    all.former_unreachable = fleet.former_unreachable().clone();
+    lock_former_hosts(fleet, lock_policy, &mut all, &mut locks).await;
     while let Some(joined) = jobs.join_next().await {
         let (name, ids, result) = joined.expect("refresh tasks do not panic");
         let report = match result {
@@ -147,6 +151,38 @@ pub async fn refresh(
         all.facts.insert(name, report.facts);
     }
     (all, locks)
+}
+
+/// Former hosts are not probed (nothing is planned there but undoing); an
+/// apply locks each like any host, in parallel. One that could not be
+/// reached or locked is kept with why.
+async fn lock_former_hosts(
+    fleet: &Fleet,
+    lock_policy: Option<&LockPolicy>,
+    all: &mut Refresh,
+    locks: &mut Vec<HostLock>,
+) {
+    let mut jobs = tokio::task::JoinSet::new();
+    for (name, transport) in fleet.former_hosts() {
+        let (name, transport) = (name.clone(), transport.clone());
+        let Some(policy) = lock_policy.cloned() else {
+            continue;
+        };
+        jobs.spawn(async move {
+            let result = transport
+                .lock_and_probe(&policy, &ProbeRequest::default())
+                .await;
+            (name, result)
+        });
+    }
+    while let Some(joined) = jobs.join_next().await {
+        match joined.expect("locking does not panic") {
+            (_, Ok((lock, _))) => locks.push(lock),
+            (name, Err(error)) => {
+                all.former_unreachable.insert(name, error.to_string());
+            }
+        }
+    }
 }
 
 /// Which task each part of a probe request belongs to.

@@ -59,6 +59,7 @@ pub(super) fn line_for(event: &Event, style: Style) -> Option<String> {
         Event::TaskSkipped { task, reason, .. } => {
             format!("{} {task}: skipped, {reason}", style.yellow("-"))
         }
+        Event::Note { message } => format!("{} {message}", style.yellow("!")),
         Event::Interrupted { running } => format!(
             "{} interrupted: no new task starts; waiting for {running} running task{} to finish (Ctrl-C again stops them now)",
             style.yellow("!"),

@@ -2,14 +2,18 @@
 //!
 //! Commands hand their results to an [`Output`] (`output`), which renders
 //! plans (`plan`), drift reports (`drift`), the state (`state`), `validate`'s
-//! verdict (`validate`), locks waited for and broken (`locks`) and the
-//! confirmation prompt (`prompt`), as text or JSON. During an apply the executor's events go to a [`Reporter`]
+//! verdict (`validate`), the Clusterfile edits of `add` and `delete`
+//! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
+//! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
+//! or JSON. During an apply the executor's events go to a [`Reporter`]
 //! (`reporter`): a thread that renders them as progress bars on a terminal
 //! (`progress`, the only code that touches indicatif), plain lines
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
 //! `style` decides colour.
 
+mod adhoc;
 mod drift;
+mod edit;
 mod lines;
 mod locks;
 mod output;
@@ -21,9 +25,12 @@ mod state;
 pub mod style;
 mod validate;
 
+pub use adhoc::AdhocReport;
+pub use edit::{EditedHost, HostsEdited};
 pub use locks::{LockSurvey, Unlocked};
 pub use output::Output;
 pub use plan::plan_text;
 pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
+pub use state::Forgotten;
 pub use style::Style;

@@ -10,14 +10,17 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::drift::drift_text;
+use super::edit::{
+    HostsEdited, edit_kept_text, hosts_edited_json, hosts_edited_text, not_applied_text,
+};
 use super::locks::{
     LockSurvey, Unlocked, lock_notice_text, survey_text, unlock_json, unlocked_text,
 };
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
-use super::state::{state_list_json, state_list_text, state_show};
+use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
 use super::validate::{Validated, validated_json, validated_text};
-use super::{Mode, Reporter, Style};
+use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
 use crate::plan::{DriftReport, Plan};
@@ -166,6 +169,39 @@ impl Output {
         } else {
             print!("{}", state_list_text(state, state_dir, self.style));
         }
+    }
+
+    /// `cairn state rm`.
+    pub fn state_removed(&self, forgotten: &[Forgotten]) {
+        print!("{}", state_removed_text(forgotten));
+    }
+
+    /// `cairn add` / `delete`: the edit just written.
+    pub fn hosts_edited(&self, edit: &HostsEdited) {
+        if self.json {
+            print!("{}", hosts_edited_json(edit));
+        } else {
+            print!("{}", hosts_edited_text(edit, self.style));
+        }
+    }
+
+    /// `cairn add` / `delete --no-apply`: the file is edited, nothing else.
+    pub fn edit_not_applied(&self, apply: &str) {
+        if !self.json {
+            print!("{}", not_applied_text(apply));
+        }
+    }
+
+    /// `cairn add` / `delete` whose apply failed: the edit stays.
+    pub fn edit_kept(&self, apply: &str) {
+        eprint!("{}", edit_kept_text(apply));
+    }
+
+    /// `cairn exec` / `cairn cp`: shows each host's result as it comes.
+    /// `verb` is what the summary says was done (`ran on`, `copied to`, `fetched from`);
+    /// `source` the path a fetch brought back.
+    pub fn adhoc(&self, verb: &'static str, source: Option<String>) -> AdhocReport {
+        AdhocReport::new(self.style, self.json, verb, source)
     }
 
     /// `cairn state show TASK`.

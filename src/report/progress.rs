@@ -54,7 +54,7 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
                     failures.push(event.clone());
                 }
             }
-            Event::Interrupted { .. } => {
+            Event::Interrupted { .. } | Event::Note { .. } => {
                 if let Some(line) = line_for(&event, style) {
                     let _ = multi.println(line);
                 }

@@ -86,3 +86,47 @@ pub(super) fn state_show(task: &TaskId, record: &TaskRecord, scrubber: &Scrubber
     let text = serde_json::to_string_pretty(&value).expect("serializes");
     format!("{}\n", scrubber.scrub(&text))
 }
+
+/// What `cairn state rm` forgot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forgotten {
+    Task(TaskId),
+    Host {
+        name: String,
+        tasks: usize,
+        /// Still listed: the next apply treats it as a new host.
+        in_clusterfile: bool,
+    },
+}
+
+/// `state rm`: one line per target, and what it means for the next apply.
+pub(super) fn state_removed_text(forgotten: &[Forgotten]) -> String {
+    let mut out = String::new();
+    for f in forgotten {
+        match f {
+            Forgotten::Task(id) => {
+                let _ = writeln!(
+                    out,
+                    "Forgot task {id}; nothing was changed on its host. The next apply runs it again, or records it without running where the host's receipt shows it done."
+                );
+            }
+            Forgotten::Host {
+                name,
+                tasks,
+                in_clusterfile,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "Forgot host {name} and its {tasks} task{}; nothing was changed on it.{}",
+                    plural(*tasks),
+                    if *in_clusterfile {
+                        " It is still in the Clusterfile: the next apply treats it as a new host (what its receipts show done is recorded without running)."
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    out
+}

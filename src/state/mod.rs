@@ -17,12 +17,14 @@
 //! lock shares: the holder, whether it still lives, and what a wait tells.
 
 mod folder;
+mod hosts;
 pub mod journal;
 pub mod lock;
 mod records;
 mod snapshot;
 
 pub use folder::{StateDir, StateError};
+pub use hosts::HostRecord;
 pub use journal::Journal;
 pub use lock::{
     InFlight, Liveness, LockError, LockHolder, LockNotice, LockNotices, LockPolicy, LockScope,
@@ -34,4 +36,10 @@ pub use snapshot::{JournalEntry, State};
 /// Version of the state file format. 2: a record's host is kept once, in its
 /// key inputs (`inputs.host`); a version-1 state (which also had a `host`
 /// beside them, always equal) reads as is, the extra field ignored.
-pub const STATE_VERSION: u32 = 2;
+/// 3: hosts without a `name` are named by their address, not their position,
+/// and each host has a [`HostRecord`]; an older state reads, and is migrated
+/// against the Clusterfile (`pipeline`: hosts matched by address and port).
+pub const STATE_VERSION: u32 = 3;
+
+/// The last version that named unnamed hosts by their position.
+pub const POSITIONAL_NAMES_VERSION: u32 = 2;

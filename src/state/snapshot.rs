@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{STATE_VERSION, TaskRecord};
+use super::{HostRecord, STATE_VERSION, TaskRecord};
 use crate::bundle::manifest::Manifest;
 use crate::ids::TaskId;
 
@@ -27,15 +27,44 @@ pub struct State {
     pub tasks: BTreeMap<TaskId, TaskRecord>,
     /// Bundle manifests by root, shared by all hosts that got them.
     pub manifests: BTreeMap<String, Manifest>,
+    /// How each host was reached at its last apply, by name.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostRecord>,
+    /// Positional selectors (`master[0]`) → the host each pointed at, at
+    /// the last apply.
+    #[serde(default)]
+    pub positions: BTreeMap<String, String>,
 }
 
 /// One line of the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum JournalEntry {
-    Done { id: TaskId, record: Box<TaskRecord> },
-    Forget { id: TaskId },
-    Manifest { root: String, manifest: Manifest },
+    Done {
+        id: TaskId,
+        record: Box<TaskRecord>,
+    },
+    Forget {
+        id: TaskId,
+    },
+    Manifest {
+        root: String,
+        manifest: Manifest,
+    },
+    /// How a host is reached, recorded when an apply reaches it.
+    Host {
+        name: String,
+        record: HostRecord,
+    },
+    /// A host cairn no longer knows: its records and how to reach it are
+    /// forgotten (it left and was cleaned, or `cairn state rm`).
+    ForgetHost {
+        name: String,
+    },
+    /// Where each positional selector points, recorded at an apply.
+    Positions {
+        positions: BTreeMap<String, String>,
+    },
 }
 
 impl State {
@@ -50,6 +79,8 @@ impl State {
             next_seq: 0,
             tasks: BTreeMap::new(),
             manifests: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            positions: BTreeMap::new(),
         }
     }
 
@@ -64,6 +95,16 @@ impl State {
             }
             JournalEntry::Manifest { root, manifest } => {
                 self.manifests.insert(root, manifest);
+            }
+            JournalEntry::Host { name, record } => {
+                self.hosts.insert(name, record);
+            }
+            JournalEntry::Positions { positions } => {
+                self.positions = positions;
+            }
+            JournalEntry::ForgetHost { name } => {
+                self.tasks.retain(|_, r| r.host().name != name);
+                self.hosts.remove(&name);
             }
         }
     }

@@ -12,7 +12,9 @@ use std::time::Duration;
 use super::local::LocalTransport;
 use super::lock::{BrokenLock, HeldLock, HostLockStatus};
 use super::ssh::SshTransport;
-use super::{CommandOutput, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError};
+use super::{
+    CommandOutput, CopySource, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError,
+};
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::{LockPolicy, ShippedFile};
@@ -109,6 +111,16 @@ impl Transport {
         }
     }
 
+    /// Removes everything cairn keeps on the host for this cluster (its
+    /// receipts, its lock files), once nothing it did there is left: the
+    /// host has left the cluster, or been reset.
+    pub async fn forget_host(&self) -> Result<(), TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.forget_host().await,
+            Reach::Ssh(t) => t.forget_host().await,
+        }
+    }
+
     /// Everything refresh asks of a host, in one round trip (plan, drift).
     pub async fn probe(&self, request: &ProbeRequest) -> Result<ProbeReport, TransportError> {
         match &self.reach {
@@ -178,6 +190,39 @@ impl Transport {
         match &self.reach {
             Reach::Local(t) => t.remove(dest, shipped).await,
             Reach::Ssh(t) => t.remove(dest, shipped).await,
+        }
+    }
+
+    /// Copies `files` (one `""` entry for a lone file) to `dest` on the host
+    /// as `cp -r` would: into `dest/NAME` when `dest` ends with `/` or is a
+    /// folder there, else to `dest` itself (relative: where the host's
+    /// scripts start). Each file is staged and renamed into place. Returns
+    /// the path the copy landed at. Records nothing (`cairn cp`).
+    pub async fn copy_in(
+        &self,
+        dest: &str,
+        source: CopySource<'_>,
+        files: &BTreeMap<String, ShipFile>,
+    ) -> Result<String, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.copy_in(dest, source, files).await,
+            Reach::Ssh(t) => t.copy_in(dest, source, files).await,
+        }
+    }
+
+    /// Fetches the host's file or folder `src` (a link given as `src` is
+    /// followed) into `staging`, an empty local folder, and returns the path
+    /// of what arrived: a file or folder in `staging` (named as on the host)
+    /// or, with `contents`, a folder holding what `src` holds.
+    pub async fn fetch(
+        &self,
+        src: &str,
+        contents: bool,
+        staging: &std::path::Path,
+    ) -> Result<std::path::PathBuf, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.fetch(src, contents, staging).await,
+            Reach::Ssh(t) => t.fetch(src, contents, staging).await,
         }
     }
 }

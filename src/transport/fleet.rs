@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Transport;
+use super::TransportError;
 use super::local::{self, LocalTransport, RunningGroups};
 use super::ssh::SshTransport;
 use crate::bundle::stream::StreamCache;
 use crate::hash::HostIdentity;
-use crate::model::{HostId, Model, TransportKind};
+use crate::model::{Host, HostId, Model, SshSettings, TransportKind, load_secret};
+use crate::state::HostRecord;
 
 /// The open transports of one run, and the hosts that could not be reached.
 #[derive(Debug, Clone)]
@@ -26,6 +28,11 @@ pub struct Fleet {
     transports: HashMap<HostId, Transport>,
     /// Host name -> why it could not be reached.
     unreachable: BTreeMap<String, String>,
+    /// Former hosts (the state knows them under a name the Clusterfile no
+    /// longer lists at that address), by name: reached as recorded, to undo.
+    former: HashMap<String, Transport>,
+    /// Former host name -> why it could not be reached.
+    former_unreachable: BTreeMap<String, String>,
     /// The Clusterfile's folder: where this machine's scripts run by default.
     base_dir: PathBuf,
     /// The cluster's state folder: this machine's receipts live under it.
@@ -34,10 +41,16 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Opens a connection to every host in `hosts`, all at once. With no
+    /// Opens a connection to every host in `hosts` and every former host
+    /// (name and how it was reached, from the state), all at once. With no
     /// hosts (an offline plan) it opens nothing. `state_dir` is the cluster's
     /// state folder.
-    pub async fn connect(model: &Model, hosts: &[HostId], state_dir: &Path) -> Fleet {
+    pub async fn connect(
+        model: &Model,
+        hosts: &[HostId],
+        former: &[(String, HostRecord)],
+        state_dir: &Path,
+    ) -> Fleet {
         let known_hosts = known_hosts_file(&model.base_dir);
         let streams = Arc::new(StreamCache::default());
         let running = Arc::new(RunningGroups::recording(local::in_flight_dir(state_dir)));
@@ -64,24 +77,57 @@ impl Fleet {
                             .map(Transport::ssh)
                     }
                 };
-                (id, host.name, t)
+                (Some(id), host.name, t)
+            });
+        }
+        for (name, record) in former {
+            let host = former_host(name, record, &model.base_dir);
+            let base_dir = model.base_dir.clone();
+            let state_dir = state_dir.to_path_buf();
+            let cluster = model.name.clone();
+            let known_hosts = known_hosts.clone();
+            let streams = streams.clone();
+            let running = running.clone();
+            let name = name.clone();
+            jobs.spawn(async move {
+                let t = match host {
+                    Err(why) => Err(TransportError::Unreachable {
+                        host: name.clone(),
+                        message: why,
+                    }),
+                    Ok(host) if host.transport == TransportKind::Local => Ok(Transport::local(
+                        LocalTransport::new(host.name.clone(), base_dir, &state_dir, running),
+                    )),
+                    Ok(host) => SshTransport::connect(&host, &cluster, &known_hosts, streams)
+                        .await
+                        .map(Transport::ssh),
+                };
+                (None, name, t)
             });
         }
         let mut fleet = Fleet {
             transports: HashMap::new(),
             unreachable: BTreeMap::new(),
+            former: HashMap::new(),
+            former_unreachable: BTreeMap::new(),
             base_dir: model.base_dir.clone(),
             state_dir: state_dir.to_path_buf(),
             running,
         };
         while let Some(joined) = jobs.join_next().await {
             let (id, name, result) = joined.expect("connecting does not panic");
-            match result {
-                Ok(t) => {
+            match (id, result) {
+                (Some(id), Ok(t)) => {
                     fleet.transports.insert(id, t);
                 }
-                Err(e) => {
+                (Some(_), Err(e)) => {
                     fleet.unreachable.insert(name, e.to_string());
+                }
+                (None, Ok(t)) => {
+                    fleet.former.insert(name, t);
+                }
+                (None, Err(e)) => {
+                    fleet.former_unreachable.insert(name, e.to_string());
                 }
             }
         }
@@ -98,22 +144,47 @@ impl Fleet {
         self.unreachable.get(host).map(String::as_str)
     }
 
+    /// The open connection to a former host, by name.
+    pub fn former(&self, name: &str) -> Option<&Transport> {
+        self.former.get(name)
+    }
+
+    /// Former hosts (by name) that could not be reached, with why.
+    pub fn former_unreachable(&self) -> &BTreeMap<String, String> {
+        &self.former_unreachable
+    }
+
+    /// The former hosts that were reached, by name.
+    pub fn former_hosts(&self) -> impl Iterator<Item = (&String, &Transport)> {
+        self.former.iter()
+    }
+
     /// The transport for undoing a task that ran on `host`: the host's open
-    /// one while it is in the Clusterfile; for this machine, a new one even
+    /// one while the Clusterfile lists it at the same address; else the
+    /// former host's, reached as recorded; for this machine, a new one even
     /// after it left; `None` for an SSH host that is not connected.
     pub fn transport_for_record(&self, model: &Model, host: &HostIdentity) -> Option<Transport> {
-        match model.hosts.iter().find(|h| h.name == host.name) {
-            Some(h) => self.transports.get(&h.id).cloned(),
-            None if host.transport == TransportKind::Local => {
-                Some(Transport::local(LocalTransport::new(
-                    host.name.clone(),
-                    self.base_dir.clone(),
-                    &self.state_dir,
-                    self.running.clone(),
-                )))
-            }
-            None => None,
+        let current = model.hosts.iter().find(|h| {
+            h.name == host.name
+                && (h.transport == TransportKind::Local
+                    || (h.address == host.address && h.port == host.port))
+        });
+        if let Some(h) = current {
+            return self.transports.get(&h.id).cloned();
         }
+        if let Some(t) = self.former.get(&host.name) {
+            return Some(t.clone());
+        }
+        // This machine needs no connection: a host that left it is reached anew.
+        let left = !model.hosts.iter().any(|h| h.name == host.name);
+        (left && host.transport == TransportKind::Local).then(|| {
+            Transport::local(LocalTransport::new(
+                host.name.clone(),
+                self.base_dir.clone(),
+                &self.state_dir,
+                self.running.clone(),
+            ))
+        })
     }
 
     /// Stops the run's work in flight: every script running on this machine
@@ -126,11 +197,52 @@ impl Fleet {
     /// Closes every connection.
     pub async fn close(self) {
         let mut jobs = tokio::task::JoinSet::new();
-        for (_, t) in self.transports {
+        for t in self
+            .transports
+            .into_values()
+            .chain(self.former.into_values())
+        {
             jobs.spawn(t.close());
         }
         while jobs.join_next().await.is_some() {}
     }
+}
+
+/// A former host as the transport connects to it, from its record. Its id
+/// is not a model host's (it is not in the Clusterfile any more) and is
+/// never looked up; the fleet keeps former hosts by name. A sudo password
+/// comes from the secret the record names, read now.
+fn former_host(name: &str, record: &HostRecord, base_dir: &Path) -> Result<Host, String> {
+    let sudo_password = match &record.sudo_password {
+        Some(reference) => Some(load_secret(reference, base_dir).map_err(|e| {
+            format!(
+                "its sudo password ({reference}, recorded at its last apply): {}; {}, or forget the host with `cairn state rm {name}`",
+                e.message, e.help
+            )
+        })?),
+        None => None,
+    };
+    Ok(Host {
+        id: HostId::outside_model(),
+        name: name.to_string(),
+        address: record.address.clone(),
+        user: record.user.clone(),
+        port: record.port,
+        roles: Vec::new(),
+        vars: std::collections::BTreeMap::new(),
+        transport: record.transport,
+        ssh: SshSettings {
+            identity: record.identity.clone(),
+            sudo: record.sudo,
+            sudo_password,
+            sudo_password_ref: record.sudo_password.clone(),
+            host_keys: record.host_keys,
+            jump: record.jump.clone(),
+            connect_timeout: std::time::Duration::from_millis(record.connect_timeout_ms),
+        },
+        index: usize::MAX,
+        span: 0..0,
+    })
 }
 
 /// cairn's own `known_hosts` file, beside the Clusterfile.

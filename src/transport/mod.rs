@@ -12,6 +12,7 @@
 //! half-written file, and it never deletes a file cairn did not ship.
 
 mod command;
+mod copy;
 mod dispatch;
 mod error;
 mod fleet;
@@ -22,6 +23,7 @@ mod receipt;
 mod ssh;
 
 pub use command::{CommandOutput, shell_quote, target_path};
+pub use copy::{CopySource, PathKind, replace_conflict};
 pub use dispatch::Transport;
 pub use error::TransportError;
 pub use fleet::Fleet;

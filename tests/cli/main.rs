@@ -6,7 +6,8 @@
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
 //! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
 //! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
-//! `state` (and the JSON forms), and `secrets`, which cut across all of
+//! `state` (and the JSON forms), `hosts_edit` (`add` and `delete`), `adhoc`
+//! (`exec` and `cp`), and `secrets`, which cut across all of
 //! them. The output of `validate` and `drift` is pinned whole by snapshots
 //! (`snapshots/`), exit codes included. One binary rather than one per
 //! command because each test binary links the whole crate.
@@ -15,10 +16,12 @@
 #[expect(dead_code, reason = "the SSH helpers are for tests/ssh/")]
 mod support;
 
+mod adhoc;
 mod apply;
 mod drift;
 mod failures;
 mod graph;
+mod hosts_edit;
 mod plan;
 mod secrets;
 mod state;

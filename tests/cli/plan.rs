@@ -176,7 +176,7 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
     let offline = s.run(&["plan", "--offline"]);
     assert_eq!(offline.status.code(), Some(0), "{}", stderr(&offline));
     assert!(
-        stdout(&offline).contains("+ step.hello@node0"),
+        stdout(&offline).contains("+ step.hello@127.0.0.1:1"),
         "{}",
         stdout(&offline)
     );
@@ -184,7 +184,7 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
     assert_eq!(online.status.code(), Some(1));
     let text = stdout(&online) + &stderr(&online);
     assert!(
-        text.contains("node0: root@127.0.0.1:1: connection refused; is sshd running there"),
+        text.contains("127.0.0.1:1: root@127.0.0.1:1: connection refused; is sshd running there"),
         "{text}"
     );
     assert!(text.contains("1 host unreachable"), "{text}");
@@ -196,4 +196,52 @@ fn ssh_hosts_plan_offline_and_fail_clearly_when_unreachable() {
         "{}",
         stdout(&list)
     );
+}
+
+/// Two local hosts with the role `master`; `init` runs once on `master[0]`.
+fn two_masters(first: &str, second: &str) -> String {
+    format!(
+        "version = 1\nname = \"masters\"\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"{first}\"\ntransport = \"local\"\nroles = [\"master\"]\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"{second}\"\ntransport = \"local\"\nroles = [\"master\"]\n\n\
+         [[steps]]\nname = \"init\"\non = \"master[0]\"\nonce = true\nrun = \"mkdir -p out && echo init >> out/init-${{host.name}}\"\n"
+    )
+}
+
+#[test]
+fn a_once_step_never_moves_to_another_host_silently() {
+    let s = Sandbox::new();
+    s.write("Clusterfile", &two_masters("a", "b"));
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(s.path("out/init-a").exists());
+
+    // Reordered: `master[0]` is now b. The plan warns; apply refuses.
+    s.write("Clusterfile", &two_masters("b", "a"));
+    let plan = s.run(&["plan"]);
+    let warnings = stderr(&plan);
+    assert!(
+        warnings.contains("`master[0]` now points at host b; at the last apply it was a"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("step init (once = true) would move from a to b"),
+        "{warnings}"
+    );
+    let refused = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("--replace step.NAME"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!s.path("out/init-b").exists(), "nothing ran");
+
+    // Moved on purpose.
+    let moved = s.run(&["apply", "--auto-approve", "--replace", "step.init"]);
+    assert_eq!(moved.status.code(), Some(0), "{}", stderr(&moved));
+    assert!(s.path("out/init-b").exists());
+    let again = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    assert!(stderr(&again).is_empty(), "{}", stderr(&again));
 }

@@ -9,9 +9,11 @@
 //! changed host key (clear errors, nothing touched); non-root users with
 //! sudo (NOPASSWD and a password); a secret that must appear nowhere;
 //! receipts and host locks; drift; a full disk; a cairn killed mid-apply;
-//! strict host keys. This file holds the shared cluster (hosts, a bundle,
-//! a Clusterfile); the tests are grouped by subject: `converge`, `faults`,
-//! `access`, `operators`.
+//! strict host keys; a host added with `cairn add` and one taken out with
+//! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`).
+//! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
+//! the tests are grouped by subject: `converge`, `faults`, `access`,
+//! `operators`, `scale`, `adhoc`, `lifecycle`.
 //!
 //! These tests need root, util-linux and openssh-server, so each is
 //! `#[ignore]`d with that reason and `scripts/test` (which installs what is
@@ -23,9 +25,12 @@
 mod support;
 
 mod access;
+mod adhoc;
 mod converge;
 mod faults;
+mod lifecycle;
 mod operators;
+mod scale;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

@@ -262,6 +262,20 @@ impl TestHost {
         PathBuf::from(format!("/proc/{}/root", self.init)).join(path.trim_start_matches('/'))
     }
 
+    /// Every file and folder the host wrote on its disk (the upper layer of
+    /// its overlay), as absolute paths inside the host, sorted.
+    pub(crate) fn written_paths(&self) -> Vec<String> {
+        let upper = self.dir.path().join("disk").join("upper");
+        let mut paths: Vec<String> = walkdir::WalkDir::new(&upper)
+            .min_depth(1)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| format!("/{}", e.path().strip_prefix(&upper).unwrap().display()))
+            .collect();
+        paths.sort();
+        paths
+    }
+
     pub(crate) fn read(&self, path: &str) -> Option<String> {
         std::fs::read_to_string(self.path(path)).ok()
     }

@@ -110,6 +110,7 @@ impl Cluster {
             operator: "tester@here".into(),
             journal: journal.appender(),
             events,
+            forget_hosts: std::collections::BTreeSet::new(),
         };
         let options = ExecOptions {
             parallelism,

@@ -52,7 +52,13 @@ name = "m0"
 roles = ["master"]
 
 [[hosts]]
-address = "10.0.0.2-10.0.0.3"
+address = "10.0.0.2"
+name = "node0"
+roles = ["node"]
+
+[[hosts]]
+address = "10.0.0.3"
+name = "node1"
 roles = ["node"]
 
 [[steps]]

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Validator, expand_home};
+use super::Validator;
 use crate::clusterfile::raw::{RawClusterfile, RawSsh, RawVar};
 use crate::diagnostic::Problem;
+use crate::model::load_secret;
 use crate::model::{BUILTINS, HostKeyPolicy, Secret, SshSettings, VarValue, address, interp};
 
 /// The only Clusterfile format this cairn reads.
@@ -58,56 +59,20 @@ impl Validator<'_> {
         name
     }
 
-    /// Loads a secret named by `env:NAME` or `file:PATH`. A file's final
-    /// newline is dropped, since editors add one that is not part of a password.
+    /// Loads a secret named by `env:NAME` or `file:PATH` (see
+    /// [`load_secret`]), reporting why it cannot be.
     fn secret(&mut self, reference: &str, span: Range<usize>, what: &str) -> Option<Secret> {
-        if let Some(name) = reference.strip_prefix("env:") {
-            return if let Ok(value) = std::env::var(name) {
-                Some(Secret::new(value))
-            } else {
+        match load_secret(reference, &self.base_dir) {
+            Ok(secret) => Some(secret),
+            Err(unloadable) => {
                 self.push(
-                    Problem::at(
-                        span,
-                        format!("secret {what}: environment variable `{name}` is not set"),
-                    )
-                    .label("read from here")
-                    .help(format!("export {name}=... before running cairn")),
+                    Problem::at(span, format!("secret {what}: {}", unloadable.message))
+                        .label(unloadable.label)
+                        .help(unloadable.help),
                 );
                 None
-            };
+            }
         }
-        if let Some(path) = reference.strip_prefix("file:") {
-            let path = expand_home(path);
-            let full = self.base_dir.join(&path);
-            return match std::fs::read_to_string(&full) {
-                Ok(mut value) => {
-                    if value.ends_with('\n') {
-                        value.pop();
-                        if value.ends_with('\r') {
-                            value.pop();
-                        }
-                    }
-                    Some(Secret::new(value))
-                }
-                Err(error) => {
-                    self.push(
-                        Problem::at(
-                            span,
-                            format!("secret {what}: cannot read {}: {error}", full.display()),
-                        )
-                        .label("read from here")
-                        .help("check the path (relative paths start at the Clusterfile's folder)"),
-                    );
-                    None
-                }
-            };
-        }
-        self.push(
-            Problem::at(span, format!("secret {what}: unknown source `{reference}`"))
-                .label("not env: or file:")
-                .help("write `env:NAME` for an environment variable or `file:PATH` for a file"),
-        );
-        None
     }
 
     /// `[ssh]` over the built-in defaults: root on port 22, new host keys
@@ -120,6 +85,7 @@ impl Validator<'_> {
                 identity: None,
                 sudo: false,
                 sudo_password: None,
+                sudo_password_ref: None,
                 host_keys: HostKeyPolicy::AcceptNew,
                 jump: None,
                 connect_timeout: Duration::from_secs(10),
@@ -164,6 +130,7 @@ impl Validator<'_> {
         if let Some(password) = &raw.sudo_password {
             out.settings.sudo_password =
                 self.secret(password.get_ref(), password.span(), "ssh.sudo_password");
+            out.settings.sudo_password_ref = Some(password.get_ref().clone());
         }
         if let Some(policy) = &raw.host_keys {
             out.settings.host_keys = *policy.get_ref();

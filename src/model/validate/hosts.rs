@@ -1,10 +1,13 @@
 //! `[[hosts]]` → [`Host`]s: one entry may be a range of addresses, so this
 //! is where hosts get their ids, in file order.
 //!
-//! A host without a `name` is named after its first role and its position
-//! among the hosts of that role (`worker0`, `worker1`), so selectors and
-//! `--limit` can name it. Names must be unique, and so must an SSH host and
-//! port: two entries reaching one machine would race each other.
+//! A host without a `name` is named by its address (`10.0.0.3`, or
+//! `10.0.0.3:2222` off port 22): the name is the host's identity in task
+//! ids, the state and its receipts, so it must not depend on where the host
+//! stands in the file. Inserting, removing or reordering hosts, or changing
+//! a host's roles, never renames another host. Names must be unique, and so
+//! must an SSH host and port: two entries reaching one machine would race
+//! each other.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,7 +27,6 @@ impl Validator<'_> {
     )]
     pub(super) fn hosts(&mut self, raw: &[RawHost], defaults: &SshDefaults) -> Vec<Host> {
         let mut hosts: Vec<Host> = Vec::new();
-        let mut role_counts: HashMap<String, usize> = HashMap::new();
         let mut seen_names: HashMap<String, Range<usize>> = HashMap::new();
         let mut seen_addresses: HashMap<(String, u16), Range<usize>> = HashMap::new();
         for entry in raw {
@@ -51,7 +53,7 @@ impl Validator<'_> {
                 self.push(
                     Problem::at(name.span(), "a name cannot be given to a range of hosts")
                         .label("one name, many hosts")
-                        .help("drop `name` (hosts are then named by role and index) or list the hosts one by one"),
+                        .help("drop `name` (each host is then named by its address) or list the hosts one by one"),
                 );
             }
             let mut roles = Vec::new();
@@ -90,39 +92,41 @@ impl Validator<'_> {
                 );
             }
             for addr in addresses {
-                let name = if let Some(name) = &entry.name {
-                    name.get_ref().clone()
-                } else {
-                    let prefix = roles.first().cloned().unwrap_or_else(|| "host".into());
-                    let n = role_counts.entry(prefix.clone()).or_default();
-                    *n += 1;
-                    format!("{prefix}{}", *n - 1)
+                let port = addr.port.unwrap_or(ssh.port);
+                let name = match &entry.name {
+                    Some(name) => name.get_ref().clone(),
+                    None => name_from_address(&addr.host, port),
                 };
                 let name_span = entry
                     .name
                     .as_ref()
                     .map(toml::Spanned::span)
                     .unwrap_or(span.clone());
-                if let Some(first) = seen_names.insert(name.clone(), name_span.clone()) {
-                    self.push(
-                        Problem::at(name_span.clone(), format!("duplicate host name `{name}`"))
-                            .label("second host with this name")
-                            .help(format!(
-                                "the first is at line {}; give one of them another `name`",
-                                self.line(first.start)
-                            )),
-                    );
-                }
-                let port = addr.port.unwrap_or(ssh.port);
+                // Two entries for one machine: said once, as that, even
+                // when both are unnamed and so also share a name.
+                let mut same_machine = false;
                 if transport == TransportKind::Ssh
                     && let Some(first) =
                         seen_addresses.insert((addr.host.clone(), port), span.clone())
                 {
+                    same_machine = true;
                     self.push(
                         Problem::at(span.clone(), format!("duplicate host {}:{port}", addr.host))
                             .label("listed twice")
                             .help(format!(
                                 "the first is at line {}; remove one of them",
+                                self.line(first.start)
+                            )),
+                    );
+                }
+                if let Some(first) = seen_names.insert(name.clone(), name_span.clone())
+                    && !same_machine
+                {
+                    self.push(
+                        Problem::at(name_span.clone(), format!("duplicate host name `{name}`"))
+                            .label("second host with this name")
+                            .help(format!(
+                                "the first is at line {}; give one of them another `name`",
                                 self.line(first.start)
                             )),
                     );
@@ -146,6 +150,16 @@ impl Validator<'_> {
     }
 }
 
+/// The name of a host that has none: its address, and its port unless it
+/// is SSH's 22. An IPv6 address keeps its colons (`::1`, `[::1]:2222`).
+pub(crate) fn name_from_address(address: &str, port: u16) -> String {
+    match (port, address.contains(':')) {
+        (22, _) => address.to_string(),
+        (_, true) => format!("[{address}]:{port}"),
+        (_, false) => format!("{address}:{port}"),
+    }
+}
+
 /// Letters, digits, `-`, `_` and `.`: what roles and host names may hold.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -157,6 +171,17 @@ fn is_plain_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unnamed_hosts_are_named_by_address_and_port() {
+        assert_eq!(name_from_address("10.0.0.3", 22), "10.0.0.3");
+        assert_eq!(name_from_address("10.0.0.3", 2222), "10.0.0.3:2222");
+        assert_eq!(
+            name_from_address("web1.example.com", 22),
+            "web1.example.com"
+        );
+        assert_eq!(name_from_address("::1", 2222), "[::1]:2222");
+    }
 
     #[test]
     fn plain_names() {

@@ -28,5 +28,6 @@ mod suggest;
 mod validator;
 mod whole_file;
 
+pub use suggest::closest;
 pub use validator::validate;
 use validator::{Validator, expand_home};

@@ -16,6 +16,7 @@ use super::Validator;
 use super::suggest::closest;
 use crate::clusterfile::raw::{RawClusterfile, RawSelectors, selector_items};
 use crate::diagnostic::Problem;
+use crate::model::selector::{SelectorError, positional, resolve};
 use crate::model::{Dep, DepScope, ElementRef, Host, HostId};
 
 /// Name → element, built before the elements so `after` can refer forward.
@@ -114,57 +115,45 @@ impl Validator<'_> {
     }
 
     /// One selector: `role`, `role[i]` (the i-th host of that role in file
-    /// order), or a host's name or address.
+    /// order), or a host's name or address, resolved as on the command line
+    /// (`model::selector`); a positional one is remembered with its host.
     fn selector(&mut self, text: &str, span: Range<usize>, hosts: &[Host]) -> Vec<HostId> {
-        let (role, index) = match text.strip_suffix(']').and_then(|t| t.split_once('[')) {
-            Some((role, index)) => {
-                if let Ok(i) = index.trim().parse::<usize>() {
-                    (role.trim(), Some(i))
-                } else {
-                    self.push(
-                        Problem::at(span, format!("invalid selector `{text}`"))
-                            .label("bad index")
-                            .help("write `role[0]` for the first host with that role"),
-                    );
-                    return Vec::new();
+        match resolve(hosts, text) {
+            Ok(ids) => {
+                if let (Some((role, index)), [id]) = (positional(text), ids.as_slice()) {
+                    self.positions.insert(format!("{role}[{index}]"), *id);
                 }
+                ids
             }
-            None => (text, None),
-        };
-        let with_role: Vec<HostId> = hosts
-            .iter()
-            .filter(|h| h.roles.iter().any(|r| r == role))
-            .map(|h| h.id)
-            .collect();
-        if let Some(i) = index {
-            if with_role.is_empty() {
-                self.unknown_selector(role, span, hosts);
-                return Vec::new();
+            Err(SelectorError::BadIndex { .. }) => {
+                self.push(
+                    Problem::at(span, format!("invalid selector `{text}`"))
+                        .label("bad index")
+                        .help("write `role[0]` for the first host with that role"),
+                );
+                Vec::new()
             }
-            return if let Some(id) = with_role.get(i) {
-                vec![*id]
-            } else {
+            Err(SelectorError::OutOfRange { role, count, .. }) => {
                 self.push(
                     Problem::at(span, format!("selector `{text}` matches no host"))
                         .label("index out of range")
                         .help(format!(
-                            "role `{role}` has {} host{}: indexes 0 to {}",
-                            with_role.len(),
-                            if with_role.len() == 1 { "" } else { "s" },
-                            with_role.len() - 1
+                            "role `{role}` has {count} host{}: indexes 0 to {}",
+                            if count == 1 { "" } else { "s" },
+                            count - 1
                         )),
                 );
                 Vec::new()
-            };
+            }
+            Err(SelectorError::Unknown { selector }) => {
+                self.unknown_selector(&selector, span, hosts);
+                Vec::new()
+            }
+            Err(SelectorError::Empty) => {
+                self.unknown_selector(text, span, hosts);
+                Vec::new()
+            }
         }
-        if !with_role.is_empty() {
-            return with_role;
-        }
-        if let Some(host) = hosts.iter().find(|h| h.name == role || h.address == role) {
-            return vec![host.id];
-        }
-        self.unknown_selector(role, span, hosts);
-        Vec::new()
     }
 
     /// Reports a selector that matched nothing, listing what would have.

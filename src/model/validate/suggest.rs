@@ -2,7 +2,7 @@
 //! distance, offered in help texts when it is close enough to be a typo.
 
 /// The candidate closest to `name` by edit distance, if close enough to be a typo.
-pub(super) fn closest<'a, S: AsRef<str> + 'a>(
+pub fn closest<'a, S: AsRef<str> + 'a>(
     name: &str,
     candidates: impl Iterator<Item = &'a S>,
 ) -> Option<String> {

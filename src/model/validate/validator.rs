@@ -12,8 +12,8 @@ use toml::Spanned;
 use crate::clusterfile::Recovered;
 use crate::clusterfile::raw::RawClusterfile;
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::model::Model;
 use crate::model::interp::{Interp, sub_span};
+use crate::model::{HostId, Model};
 
 /// Builds the model; every problem found goes to `problems`, and `None` is
 /// returned when there was any.
@@ -29,6 +29,7 @@ pub fn validate(
         base_dir: base_dir.clone(),
         problems,
         recovered,
+        positions: BTreeMap::new(),
     };
     let name = v.header(raw);
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
@@ -40,10 +41,12 @@ pub fn validate(
         base_dir,
         vars,
         hosts,
+        ssh_defaults: defaults.settings.clone(),
         bundles: Vec::new(),
         files: Vec::new(),
         steps: Vec::new(),
         captures: BTreeMap::new(),
+        positions: BTreeMap::new(),
     };
     let names = v.element_names(raw);
     v.bundles(raw, &mut model, &names);
@@ -55,6 +58,7 @@ pub fn validate(
     // can run alongside everything else.
     v.cycles(&model);
     v.var_references(&model);
+    model.positions = std::mem::take(&mut v.positions);
     v.problems.is_empty().then_some(model)
 }
 
@@ -76,6 +80,8 @@ pub(super) struct Validator<'a> {
     pub(super) problems: &'a mut Problems,
     /// Items that failed to deserialize: not reported again as unknown references.
     pub(super) recovered: &'a Recovered,
+    /// Positional selectors met (`master[0]`) and the host each resolved to.
+    pub(super) positions: BTreeMap<String, HostId>,
 }
 
 impl Validator<'_> {
@@ -142,10 +148,4 @@ impl Validator<'_> {
     }
 }
 
-/// `~/x` → `$HOME/x`; anything else unchanged.
-pub(super) fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
-}
+pub(super) use crate::model::expand_home;

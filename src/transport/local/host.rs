@@ -78,7 +78,7 @@ impl LocalTransport {
         in_flight::break_open(&self.in_flight, &self.host)
     }
 
-    fn error(&self, message: impl Into<String>) -> TransportError {
+    pub(super) fn error(&self, message: impl Into<String>) -> TransportError {
         TransportError::Io {
             host: self.host.clone(),
             message: message.into(),
@@ -188,9 +188,26 @@ impl LocalTransport {
             .await
     }
 
+    /// The Clusterfile's folder: where relative paths on this host start.
+    pub(super) fn base_dir(&self) -> &std::path::Path {
+        &self.base_dir
+    }
+
     pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let (dir, receipt) = (self.receipts.clone(), receipt.clone());
         self.blocking(move || receipts::write(&dir, &receipt)).await
+    }
+
+    /// Removes this host's receipts folder (this machine keeps no lock of
+    /// its own: the cluster lock covers it).
+    pub(crate) async fn forget_host(&self) -> Result<(), TransportError> {
+        let dir = self.receipts.clone();
+        self.blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("failed to remove {}: {e}", dir.display())),
+        })
+        .await
     }
 
     pub(crate) async fn forget_receipt(&self, task: &TaskId) -> Result<(), TransportError> {
@@ -199,7 +216,7 @@ impl LocalTransport {
     }
 
     /// Runs file I/O on tokio's blocking pool; its error text names this host.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, String> + Send + 'static,
     ) -> Result<T, TransportError> {

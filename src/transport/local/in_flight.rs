@@ -129,7 +129,7 @@ impl Recorder {
 
     /// Records that `pid` started running `label` for `host`; the returned
     /// path is removed when it ends. `None` when it could not be recorded
-    /// (a read-only state folder): the run goes on without.
+    /// (no state folder, or a read-only one): the run goes on without.
     pub(super) fn started(
         &self,
         pid: u32,
@@ -150,7 +150,11 @@ impl Recorder {
             started_unix: now_unix(),
             timeout_secs: timeout.map(|t| t.as_secs().max(1)),
         };
-        std::fs::create_dir_all(&self.dir).ok()?;
+        // Into an existing state folder only: a command that records nothing
+        // (`exec`, `cp`) never makes one.
+        if !self.dir.is_dir() {
+            std::fs::create_dir(&self.dir).ok()?;
+        }
         let path = self.dir.join(format!("{pid}.json"));
         std::fs::write(&path, serde_json::to_vec(&record).ok()?).ok()?;
         Some(path)

@@ -11,6 +11,7 @@
 //! are recorded there too (`in_flight`), so that the next apply waits for
 //! what a killed one left running, as it does for a host's lock.
 
+mod adhoc;
 mod files;
 mod host;
 mod in_flight;

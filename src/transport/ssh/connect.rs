@@ -28,13 +28,6 @@ fn control_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
-}
-
 impl SshTransport {
     /// Opens the master connection to `host`. `known_hosts` is cairn's own
     /// file; `streams` is the run's cache of packed file streams.
@@ -55,7 +48,7 @@ impl SshTransport {
                 std::num::NonZeroUsize::new(60).expect("non-zero"),
             ));
         if let Some(identity) = &host.ssh.identity {
-            builder.keyfile(expand_home(identity));
+            builder.keyfile(crate::model::expand_home(identity));
         }
         if let Some(jump) = &host.ssh.jump {
             builder.jump_hosts([jump]);

@@ -15,6 +15,7 @@
 //! tar stream per task (`ship`), and receipts record on the host what was
 //! done there (`receipts`).
 
+mod adhoc;
 mod channel;
 mod connect;
 mod host;

@@ -66,6 +66,30 @@ impl SshTransport {
     }
 }
 
+impl SshTransport {
+    /// Removes the host's cairn folder for this cluster (receipts, lock
+    /// files), and `/var/lib/cairn` or its user-level twin when that leaves
+    /// it empty. The lock's `flock` is on an open file, so it holds until
+    /// this run ends even once the file is gone.
+    pub(crate) async fn forget_host(&self) -> Result<(), TransportError> {
+        let script = format!(
+            "{}rm -rf \"$cairn_d\" && {{ rmdir \"${{cairn_d%/*}}\" 2>/dev/null; true; }}\n",
+            state_dir_snippet(&self.cluster)
+        );
+        let out = self
+            .exec(&script, None, Some(Duration::from_secs(60)))
+            .await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.error(format!(
+                "failed to remove cairn's folder: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
+
 /// Shell lines setting `$cairn_d`, the host's cairn folder for this cluster:
 /// `/var/lib/cairn/<cluster>` for root (or whoever may write `/var/lib`),
 /// else under the user's state folder. A test, not `id -u`: no process.

@@ -1,0 +1,216 @@
+//! `on` selectors given on the command line (`cairn exec --on`, `cairn cp
+//! --on` and `--from`), resolved to hosts the way a Clusterfile step's `on`
+//! is.
+//!
+//! The language is the Clusterfile's: a role (`worker`), `role[i]` (the
+//! i-th host with that role, in file order), a host's name or its address;
+//! several selectors add up, in file order, without repeats. A selector that
+//! matches no host is an error that lists the roles and hosts there are, so
+//! a typo never turns into "nothing to do".
+
+use std::collections::BTreeSet;
+
+use super::{Host, HostId, Model};
+
+/// Why a selector matches no host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    #[error("no host selected: name a role or a host")]
+    Empty,
+    #[error("unknown role or host `{selector}`")]
+    Unknown { selector: String },
+    #[error("invalid selector `{selector}`: the index in brackets is not a number")]
+    BadIndex { selector: String },
+    #[error("selector `{selector}` matches no host: role `{role}` has {count} host{}", if *count == 1 { "" } else { "s" })]
+    OutOfRange {
+        selector: String,
+        role: String,
+        count: usize,
+    },
+}
+
+impl SelectorError {
+    /// What the user can write instead: the roles and host names there are.
+    pub fn help(&self, model: &Model) -> String {
+        let roles: BTreeSet<&str> = model
+            .hosts
+            .iter()
+            .flat_map(|h| h.roles.iter().map(String::as_str))
+            .collect();
+        let mut names: Vec<&str> = model
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .take(8)
+            .collect();
+        if model.hosts.len() > 8 {
+            names.push("...");
+        }
+        let list = |items: Vec<&str>| {
+            if items.is_empty() {
+                "(none)".to_string()
+            } else {
+                items.join(", ")
+            }
+        };
+        let known = format!(
+            "roles: {}; hosts: {}",
+            list(roles.into_iter().collect()),
+            list(names)
+        );
+        match self {
+            SelectorError::BadIndex { .. } => {
+                format!("write `role[0]` for the first host with that role; {known}")
+            }
+            SelectorError::OutOfRange { count, .. } => format!(
+                "indexes start at 0: the last is [{}]; {known}",
+                count.saturating_sub(1)
+            ),
+            SelectorError::Empty | SelectorError::Unknown { .. } => {
+                format!(
+                    "a role, `role[i]`, a host name or an address, as in a step's `on`; {known}"
+                )
+            }
+        }
+    }
+}
+
+/// The hosts `selectors` name, in file order, each once. Every selector
+/// must match at least one host.
+pub fn select(model: &Model, selectors: &[String]) -> Result<Vec<HostId>, SelectorError> {
+    let mut selected = BTreeSet::new();
+    let mut any = false;
+    for selector in selectors {
+        let selector = selector.trim();
+        if selector.is_empty() {
+            continue;
+        }
+        any = true;
+        selected.extend(resolve(&model.hosts, selector)?);
+    }
+    if !any {
+        return Err(SelectorError::Empty);
+    }
+    Ok(selected.into_iter().collect())
+}
+
+/// A selector's role and index, when it is positional (`master[0]`).
+pub(crate) fn positional(selector: &str) -> Option<(&str, &str)> {
+    selector
+        .strip_suffix(']')
+        .and_then(|t| t.split_once('['))
+        .map(|(role, index)| (role.trim(), index.trim()))
+}
+
+/// One selector among `hosts`: `role`, `role[i]`, or a host's name or
+/// address. Validation resolves a step's `on` with it too.
+pub(crate) fn resolve(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, SelectorError> {
+    let (role, index) = match positional(selector) {
+        Some((role, index)) => {
+            let index = index
+                .parse::<usize>()
+                .map_err(|_| SelectorError::BadIndex {
+                    selector: selector.to_string(),
+                })?;
+            (role, Some(index))
+        }
+        None => (selector, None),
+    };
+    let with_role: Vec<HostId> = hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| r == role))
+        .map(|h| h.id)
+        .collect();
+    match index {
+        Some(_) if with_role.is_empty() => Err(SelectorError::Unknown {
+            selector: role.to_string(),
+        }),
+        Some(i) => with_role
+            .get(i)
+            .map(|id| vec![*id])
+            .ok_or_else(|| SelectorError::OutOfRange {
+                selector: selector.to_string(),
+                role: role.to_string(),
+                count: with_role.len(),
+            }),
+        None if !with_role.is_empty() => Ok(with_role),
+        None => hosts
+            .iter()
+            .find(|h| h.name == role || h.address == role)
+            .map(|h| vec![h.id])
+            .ok_or_else(|| SelectorError::Unknown {
+                selector: role.to_string(),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::diagnostic::{Problems, SourceFile};
+
+    /// `master0` (10.0.0.1, role master), then `worker0` (10.0.0.2) and
+    /// `worker1` (10.0.0.3), both of role worker.
+    fn cluster() -> Model {
+        let source = SourceFile {
+            path: "Clusterfile".into(),
+            text: Arc::new(
+                "version = 1\nname = \"t\"\n\
+                 [[hosts]]\naddress = \"10.0.0.1\"\nname = \"master0\"\nroles = [\"master\"]\n\
+                 [[hosts]]\naddress = \"10.0.0.2\"\nname = \"worker0\"\nroles = [\"worker\"]\n\
+                 [[hosts]]\naddress = \"10.0.0.3\"\nname = \"worker1\"\nroles = [\"worker\"]\n"
+                    .to_string(),
+            ),
+        };
+        let mut problems = Problems::default();
+        let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
+        let model = crate::model::validate(&source, &raw, &recovered, &mut problems);
+        model.unwrap_or_else(|| panic!("valid: {:?}", problems.0))
+    }
+
+    fn names(selectors: &[&str]) -> Result<Vec<String>, SelectorError> {
+        let model = cluster();
+        let selectors: Vec<String> = selectors.iter().map(ToString::to_string).collect();
+        select(&model, &selectors)
+            .map(|ids| ids.iter().map(|id| model.host(*id).name.clone()).collect())
+    }
+
+    #[test]
+    fn roles_names_addresses_and_indexes_add_up_in_file_order() {
+        assert_eq!(names(&["worker"]).unwrap(), ["worker0", "worker1"]);
+        assert_eq!(
+            names(&["10.0.0.3", "master0", "worker[0]"]).unwrap(),
+            ["master0", "worker0", "worker1"]
+        );
+        assert_eq!(
+            names(&["worker", " worker1 "]).unwrap(),
+            ["worker0", "worker1"]
+        );
+    }
+
+    #[test]
+    fn a_selector_matching_nothing_is_an_error_listing_what_there_is() {
+        let model = cluster();
+        let error = names(&["worker", "db"]).unwrap_err();
+        assert_eq!(error.to_string(), "unknown role or host `db`");
+        assert!(
+            error
+                .help(&model)
+                .ends_with("roles: master, worker; hosts: master0, worker0, worker1"),
+            "{}",
+            error.help(&model)
+        );
+        assert_eq!(
+            names(&["worker[2]"]).unwrap_err().to_string(),
+            "selector `worker[2]` matches no host: role `worker` has 2 hosts"
+        );
+        assert!(matches!(
+            names(&["worker[x]"]),
+            Err(SelectorError::BadIndex { .. })
+        ));
+        assert_eq!(names(&[]), Err(SelectorError::Empty));
+        assert_eq!(names(&[" "]), Err(SelectorError::Empty));
+    }
+}
