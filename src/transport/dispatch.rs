@@ -12,7 +12,8 @@ use std::time::Duration;
 use super::local::LocalTransport;
 use super::ssh::SshTransport;
 use super::{
-    CommandOutput, CopySource, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError,
+    CommandOutput, CopySource, FileRead, HostLock, ProbeReport, ProbeRequest, Receipt,
+    TransportError,
 };
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
@@ -124,6 +125,19 @@ impl Transport {
         match &self.reach {
             Reach::Local(t) => t.probe(request).await,
             Reach::Ssh(t) => t.probe(request).await,
+        }
+    }
+
+    /// What is at each of `paths` now, regular files read up to `limit`
+    /// bytes, in one round trip (`drift --diff`). Read-only: no lock.
+    pub async fn read_files(
+        &self,
+        paths: &[String],
+        limit: u64,
+    ) -> Result<Vec<FileRead>, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.read_files(paths, limit).await,
+            Reach::Ssh(t) => t.read_files(paths, limit).await,
         }
     }
 

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::process::RunningGroups;
-use super::{files, process, receipts};
+use super::{files, process, read, receipts};
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::ShippedFile;
+use crate::transport::probe::{OWNER_STAT_FORMAT, with_owner};
 use crate::transport::{
-    CheckResult, CommandOutput, Facts, Observed, ProbeReport, ProbeRequest, Receipt, TransportError,
+    CheckResult, CommandOutput, Facts, FileRead, Observed, ProbeReport, ProbeRequest, Receipt,
+    TransportError,
 };
 
 /// This machine, as one host of the cluster.
@@ -98,8 +100,13 @@ impl LocalTransport {
             receipts: self.blocking(move || receipts::read_all(&receipts)).await?,
             ..Default::default()
         };
-        for (dest, shipped) in &request.files {
-            report.files.push(self.observe(dest, shipped).await?);
+        for (i, (dest, shipped)) in request.files.iter().enumerate() {
+            let mut found = self.observe(dest, shipped).await?;
+            if let Some(want) = request.owner_of(i) {
+                self.observe_owner(dest, want, &shipped[""], &mut found)
+                    .await?;
+            }
+            report.files.push(found);
         }
         for check in &request.checks {
             let result = match self
@@ -137,6 +144,41 @@ impl LocalTransport {
         self.blocking(move || files::observe(&dest, &shipped)).await
     }
 
+    /// A single file whose content is as recorded but whose owner is not
+    /// what the Clusterfile sets is observed as changed (see `with_owner`).
+    async fn observe_owner(
+        &self,
+        dest: &str,
+        want: &str,
+        record: &ShippedFile,
+        found: &mut BTreeMap<String, Observed>,
+    ) -> Result<(), TransportError> {
+        if !matches!(
+            found.get(""),
+            Some(Observed::Unchanged | Observed::Hashed(_))
+        ) {
+            return Ok(());
+        }
+        let dest = dest.to_string();
+        let owner = self
+            .blocking(move || {
+                std::process::Command::new("stat")
+                    .args(["-c", OWNER_STAT_FORMAT, "--"])
+                    .arg(&dest)
+                    .output()
+                    .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                    .map_err(|e| format!("failed to run stat on {dest}: {e}"))
+            })
+            .await?;
+        if let Some(observed) = found.remove("") {
+            found.insert(
+                String::new(),
+                with_owner(observed, &record.hash, want, &owner),
+            );
+        }
+        Ok(())
+    }
+
     /// Removes shipped files that still hold what cairn shipped; returns the kept ones.
     pub(crate) async fn remove(
         &self,
@@ -152,6 +194,17 @@ impl LocalTransport {
     /// The Clusterfile's folder: where relative paths on this host start.
     pub(super) fn base_dir(&self) -> &std::path::Path {
         &self.base_dir
+    }
+
+    /// What is at each of `paths` now, regular files read up to `limit` bytes.
+    pub(crate) async fn read_files(
+        &self,
+        paths: &[String],
+        limit: u64,
+    ) -> Result<Vec<FileRead>, TransportError> {
+        let paths = paths.to_vec();
+        self.blocking(move || Ok(read::read_files(&paths, limit)))
+            .await
     }
 
     pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {

@@ -13,6 +13,7 @@ mod adhoc;
 mod files;
 mod host;
 mod process;
+mod read;
 mod receipts;
 
 pub(super) use host::LocalTransport;

@@ -13,6 +13,7 @@ use super::SshTransport;
 use super::host::GRACE;
 use super::receipts::state_dir_snippet;
 use super::stat::{Stat, heredoc_marker, parse_stat, stat_command, stat_line};
+use crate::transport::probe::{OWNER_STAT_FORMAT, with_owner};
 use crate::transport::{
     CheckResult, Observed, ProbeReport, ProbeRequest, ReceiptInfo, TransportError, shell_quote,
     target_path,
@@ -93,6 +94,16 @@ impl SshTransport {
                 expected.join("\n")
             );
         }
+        // Owners the Clusterfile sets: one `stat` each (only `[[files]]` with `owner`).
+        for (i, _) in &request.owners {
+            if let Some((dest, _)) = request.files.get(*i) {
+                let _ = writeln!(
+                    script,
+                    "printf 'W{i} %s\\n' \"$(stat -c '{OWNER_STAT_FORMAT}' -- {} 2>/dev/null)\"",
+                    shell_quote(dest)
+                );
+            }
+        }
         for (i, check) in request.checks.iter().enumerate() {
             let body = format!("{}\n", check.script);
             let marker = heredoc_marker(&body);
@@ -124,6 +135,7 @@ impl SshTransport {
         };
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); request.files.len()];
+        let mut owners: HashMap<usize, String> = HashMap::new();
         let mut section = Section::Top;
         for line in text.lines() {
             match (&section, line) {
@@ -176,6 +188,10 @@ impl SshTransport {
                         && let Some((hash, path)) = rest.split_once(' ')
                     {
                         hashes[i].insert(path.to_string(), hash.to_string());
+                    } else if tag.starts_with('W')
+                        && let Some(i) = index(tag)
+                    {
+                        owners.insert(i, rest.to_string());
                     } else if tag.starts_with('C')
                         && let Some(i) = index(tag).filter(|i| *i < report.checks.len())
                     {
@@ -202,6 +218,12 @@ impl SshTransport {
                         Some(h) => Observed::Hashed(h.clone()),
                         None => Observed::Hashed(String::from("not-a-file")),
                     },
+                };
+                let observed = match (request.owner_of(i), owners.get(&i)) {
+                    (Some(want), Some(found)) if rel.is_empty() => {
+                        with_owner(observed, &record.hash, want, found)
+                    }
+                    _ => observed,
                 };
                 report.files[i].insert(rel.clone(), observed);
             }
