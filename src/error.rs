@@ -74,6 +74,15 @@ pub enum CairnError {
     )]
     NotRefreshed { count: usize },
 
+    #[error("failed to write the metrics file {path}: {message}")]
+    #[diagnostic(
+        code(cairn::metrics),
+        help(
+            "check that cairn may write in that folder (node_exporter's textfile folder, e.g. /var/lib/node_exporter/textfile)"
+        )
+    )]
+    Metrics { path: String, message: String },
+
     #[error("no terminal to ask for confirmation; nothing was changed")]
     #[diagnostic(
         code(cairn::usage),
