@@ -44,7 +44,8 @@ pub const DIFF_LIMIT_BYTES: u64 = 256 * 1024;
 pub struct DriftReport {
     pub cluster: String,
     pub format_version: u32,
-    /// Each checked host, in Clusterfile order.
+    /// Each checked host, in Clusterfile order, then the hosts that left
+    /// the Clusterfile and were reached (their pending destroys), by name.
     pub hosts: Vec<HostDrift>,
     /// Every checked host matches and none was left unchecked.
     pub in_sync: bool,
@@ -201,7 +202,7 @@ impl DriftReport {
             reasons: c.reasons.clone(),
             task: c.id.clone(),
         };
-        let hosts: Vec<HostDrift> = model
+        let mut hosts: Vec<HostDrift> = model
             .hosts
             .iter()
             .filter(|h| !plan.excluded_hosts.contains(&h.name))
@@ -248,16 +249,12 @@ impl DriftReport {
                 }
             })
             .collect();
+        hosts.extend(left_hosts(sources, &entry));
         let unchecked: Vec<UncheckedHost> = plan
             .unreachable
             .iter()
             .map(|(name, error)| UncheckedHost {
-                address: model
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *name)
-                    .map(shown_address)
-                    .unwrap_or_default(),
+                address: address_of(sources, name),
                 error: error.clone(),
                 host: name.clone(),
             })
@@ -315,6 +312,51 @@ impl DriftReport {
                 ));
             }
         }
+    }
+}
+
+/// Hosts that left the Clusterfile and were reached: only their pending
+/// destroys (what an apply undoes there), sorted by name.
+fn left_hosts(sources: DriftSources<'_>, entry: &impl Fn(&Change) -> TaskDrift) -> Vec<HostDrift> {
+    let DriftSources { plan, model, .. } = sources;
+    let mut left: BTreeMap<&str, Vec<TaskDrift>> = BTreeMap::new();
+    for change in &plan.changes {
+        let name = change.host.as_str();
+        if change.kind != ChangeKind::Noop
+            && !model.hosts.iter().any(|h| h.name == name)
+            && !plan.excluded_hosts.contains(name)
+            && !plan.unreachable.contains_key(name)
+        {
+            left.entry(name).or_default().push(entry(change));
+        }
+    }
+    left.into_iter()
+        .map(|(name, pending)| HostDrift {
+            address: address_of(sources, name),
+            drifted: Vec::new(),
+            failing_checks: Vec::new(),
+            files: Vec::new(),
+            host: name.to_string(),
+            in_sync: false,
+            missing_receipts: Vec::new(),
+            pending,
+            id: None,
+        })
+        .collect()
+}
+
+/// The address of a host by name: as the Clusterfile has it, else as the
+/// state recorded it (a host that left).
+fn address_of(sources: DriftSources<'_>, name: &str) -> String {
+    if let Some(host) = sources.model.hosts.iter().find(|h| h.name == name) {
+        return shown_address(host);
+    }
+    match sources.state.hosts.get(name) {
+        Some(r) if r.transport == TransportKind::Ssh && r.port != 22 => {
+            format!("{}:{}", r.address, r.port)
+        }
+        Some(r) => r.address.clone(),
+        None => String::new(),
     }
 }
 
