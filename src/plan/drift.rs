@@ -30,7 +30,7 @@ use crate::bundle::manifest::hash_bytes;
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{Host, Model, Scrubber, TransportKind};
-use crate::state::{RecordDetail, ShippedFile, State};
+use crate::state::{RecordDetail, ShippedFile, State, TaskRecord};
 use crate::transport::{FileRead, Fleet, Observed, target_path};
 
 /// The version of the drift JSON document.
@@ -202,17 +202,25 @@ impl DriftReport {
             reasons: c.reasons.clone(),
             task: c.id.clone(),
         };
+        // Grouped once: a fleet has thousands of hosts and tasks.
+        let mut changes_of: HashMap<&str, Vec<&Change>> = HashMap::new();
+        for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+            changes_of.entry(c.host.as_str()).or_default().push(c);
+        }
+        let mut records_of: HashMap<&str, Vec<(&TaskId, &TaskRecord)>> = HashMap::new();
+        for (id, record) in &sources.state.tasks {
+            records_of
+                .entry(record.host().name.as_str())
+                .or_default()
+                .push((id, record));
+        }
         let mut hosts: Vec<HostDrift> = model
             .hosts
             .iter()
             .filter(|h| !plan.excluded_hosts.contains(&h.name))
             .filter(|h| !plan.unreachable.contains_key(&h.name))
             .map(|host| {
-                let mine: Vec<&Change> = plan
-                    .changes
-                    .iter()
-                    .filter(|c| c.host == host.name && c.kind != ChangeKind::Noop)
-                    .collect();
+                let mine = changes_of.remove(host.name.as_str()).unwrap_or_default();
                 let drifted: Vec<&Change> = mine.iter().copied().filter(|c| c.drifted).collect();
                 let mut files = Vec::new();
                 let mut failing_checks = Vec::new();
@@ -231,7 +239,8 @@ impl DriftReport {
                         _ => {}
                     }
                 }
-                let missing_receipts = missing_receipts(host, sources);
+                let recorded = records_of.remove(host.name.as_str()).unwrap_or_default();
+                let missing_receipts = missing_receipts(&recorded, sources);
                 HostDrift {
                     address: shown_address(host),
                     in_sync: mine.is_empty() && missing_receipts.is_empty(),
@@ -445,23 +454,17 @@ fn mode_text(mode: u32) -> String {
     format!("{:04o}", mode & 0o7777)
 }
 
-/// The tasks recorded on `host`, when the host holds the receipt of none of
-/// them. Only counted when at least one of them surely left a receipt: a
+/// The tasks `recorded` on a host, when the host holds the receipt of none
+/// of them. Only counted when at least one of them surely left a receipt: a
 /// bundle or file always does, a step without `check` too; a step with a
 /// `check` may have been recorded because its check passed, without one.
-fn missing_receipts(host: &Host, sources: DriftSources<'_>) -> Vec<TaskId> {
+fn missing_receipts(recorded: &[(&TaskId, &TaskRecord)], sources: DriftSources<'_>) -> Vec<TaskId> {
     let DriftSources {
         model,
         graph,
-        state,
         refresh,
         ..
     } = sources;
-    let recorded: Vec<(&TaskId, &crate::state::TaskRecord)> = state
-        .tasks
-        .iter()
-        .filter(|(_, r)| r.host().name == host.name)
-        .collect();
     if recorded
         .iter()
         .any(|(id, _)| refresh.receipts.contains_key(*id))
@@ -482,7 +485,7 @@ fn missing_receipts(host: &Host, sources: DriftSources<'_>) -> Vec<TaskId> {
     {
         return Vec::new();
     }
-    let mut ids: Vec<TaskId> = recorded.into_iter().map(|(id, _)| id.clone()).collect();
+    let mut ids: Vec<TaskId> = recorded.iter().map(|(id, _)| (*id).clone()).collect();
     ids.sort();
     ids
 }
