@@ -35,6 +35,12 @@ pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success,
     let mut report = DriftReport::new(sources);
     if args.diff && report.has_files_to_diff() {
         let found = rt.block_on(read_back(&report, &planned.refreshed.fleet));
+        let failed: Vec<String> = found
+            .values()
+            .filter_map(|r| r.as_ref().err())
+            .map(|why| format!("{why} (reading files back for --diff; their diffs are left out)"))
+            .collect();
+        out.warnings(&failed);
         report.attach_diffs(sources, &found, report::unified_diff);
     }
     out.drift(&report);
