@@ -157,8 +157,8 @@ fn drift_diff_reads_back_every_kind_of_hand_edit_and_apply_repairs_them() {
 
     // Everything drift found, an apply repairs: a plan then has nothing to do.
     c.apply_ok();
-    let owner = h.exec("stat -c %U:%G /opt/app/owned.conf");
-    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "root:root");
+    let stat = h.exec("stat -c %U:%G /opt/app/owned.conf");
+    assert_eq!(String::from_utf8_lossy(&stat.stdout).trim(), "root:root");
     drift_json(&c, &["--diff"], 0);
 }
 
