@@ -99,10 +99,9 @@ fn host_text(out: &mut String, host: &HostDrift, style: Style) {
             "    {} the host holds none of the receipts of the {n} task{} cairn recorded here: reimaged or wiped?\n    {}",
             style.yellow("receipts missing:"),
             plural(n),
-            style.dim(&format!(
-                "an apply repairs only what it sees changed; to run everything there again: cairn state rm {} && cairn apply",
-                host.host
-            ))
+            style.dim(
+                "an apply does its tasks there again; `once` steps only when `--replace` names them"
+            )
         );
     }
 }

@@ -110,6 +110,17 @@ impl Transport {
         }
     }
 
+    /// After the state renamed this host from `old` (the migration of a
+    /// state that named hosts by position): this machine's receipts move
+    /// to the new name's folder. An SSH host keeps one receipts folder per
+    /// cluster, read under the new names as they are, so nothing moves.
+    pub fn adopt_receipts_of(&self, old: &str) -> Result<(), TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.adopt_receipts_of(old),
+            Reach::Ssh(_) => Ok(()),
+        }
+    }
+
     /// Removes everything cairn keeps on the host for this cluster (its
     /// receipts, its lock files), once nothing it did there is left: the
     /// host has left the cluster, or been reset.

@@ -212,6 +212,25 @@ impl LocalTransport {
         self.blocking(move || receipts::write(&dir, &receipt)).await
     }
 
+    /// Moves the receipts kept under this host's old name to its own
+    /// folder, unless it already has one.
+    pub(crate) fn adopt_receipts_of(&self, old: &str) -> Result<(), TransportError> {
+        let from = self
+            .receipts
+            .parent()
+            .expect("a receipts folder has a parent")
+            .join(old);
+        if !from.is_dir() || self.receipts.exists() {
+            return Ok(());
+        }
+        std::fs::rename(&from, &self.receipts).map_err(|e| {
+            self.error(format!(
+                "failed to move the receipts of {old} to {}: {e}",
+                self.receipts.display()
+            ))
+        })
+    }
+
     /// Removes this host's receipts folder (this machine keeps no lock of
     /// its own: the cluster lock covers it).
     pub(crate) async fn forget_host(&self) -> Result<(), TransportError> {
