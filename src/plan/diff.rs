@@ -66,7 +66,7 @@ pub fn diff(
             .values()
             .map(|r| r.host().name.as_str())
             .collect(),
-        wiped: wiped_hosts(state, refresh, &options.renamed),
+        wiped: wiped_hosts(model, state, refresh, &options.renamed),
     };
     if options.reset {
         let mut unreachable = refresh.unreachable.clone();
@@ -367,9 +367,23 @@ impl Differ<'_> {
 /// Hosts refresh probed that hold none of the receipts of the tasks
 /// recorded there, while at least one of those surely left one (a bundle or
 /// a file always does).
-fn wiped_hosts(state: &State, refresh: &Refresh, renamed: &BTreeSet<String>) -> BTreeSet<String> {
+fn wiped_hosts(
+    model: &Model,
+    state: &State,
+    refresh: &Refresh,
+    renamed: &BTreeSet<String>,
+) -> BTreeSet<String> {
     let mut by_host: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
-    for (id, record) in &state.tasks {
+    // Records made on the machine the Clusterfile lists now: those of a
+    // host whose name moved to another machine are not this machine's.
+    let here = |record: &TaskRecord| {
+        model.hosts.iter().any(|h| {
+            h.name == record.host().name
+                && h.address == record.host().address
+                && h.port == record.host().port
+        })
+    };
+    for (id, record) in state.tasks.iter().filter(|(_, r)| here(r)) {
         let entry = by_host.entry(&record.host().name).or_default();
         entry.0 |= refresh.receipts.contains_key(id);
         entry.1 |= record.detail.shipped_files().is_some();
