@@ -36,6 +36,17 @@ pub fn replace_keeping_permissions(path: &Path, bytes: &[u8]) -> std::io::Result
     )
 }
 
+/// [`write_atomic`] for a file others must read (metrics for a collector
+/// running as another user): given `mode` exactly.
+pub fn write_atomic_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    durable: bool,
+    mode: u32,
+) -> std::io::Result<()> {
+    write_as(path, bytes, durable, mode, None)
+}
+
 fn write_as(
     path: &Path,
     bytes: &[u8],
@@ -59,7 +70,7 @@ fn write_as(
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)?;
         if mode != 0o600 {
             // Set outright: the mode given at creation is masked by the umask.

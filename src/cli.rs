@@ -52,7 +52,7 @@ pub enum Command {
 
     /// Read-only check, for cron: do the hosts still match the Clusterfile?
     #[command(
-        after_help = "Exit codes: 0 in sync, 2 drift, 4 some hosts could not be checked, 6 both, 1 error.\n\nExamples:\n  cairn drift\n  cairn drift --json | jq '.hosts[] | select(.in_sync | not)'\n  cairn drift --limit worker"
+        after_help = "Exit codes: 0 in sync, 2 drift, 4 some hosts could not be checked, 6 both, 1 error.\nTakes no lock: safe beside a running apply. See docs/drift.md for cron, systemd and alerts.\n\nExamples:\n  cairn drift\n  cairn drift --diff\n  cairn drift --json | jq '.hosts[] | select(.in_sync | not)'\n  cairn drift --limit worker\n  cairn drift --prometheus /var/lib/node_exporter/textfile/cairn.prom"
     )]
     Drift(DriftArgs),
 
@@ -225,6 +225,16 @@ pub struct DriftArgs {
     /// Only these hosts: a role, a host name, or `!NAME` to leave one out. Repeatable, or comma-separated.
     #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
     pub limit: Vec<String>,
+
+    /// Show how each modified file differs from what cairn shipped (a
+    /// unified diff for text files up to 256 KiB, secrets masked).
+    #[arg(long)]
+    pub diff: bool,
+
+    /// Also write the result as Prometheus metrics to FILE, atomically, for
+    /// `node_exporter`'s textfile collector (e.g. `/var/lib/node_exporter/textfile/cairn.prom`).
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

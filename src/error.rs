@@ -27,6 +27,15 @@ pub enum CairnError {
     #[diagnostic(code(cairn::state))]
     State(#[from] crate::state::StateError),
 
+    /// A host could not be worked on outside any task (moving the receipts
+    /// of a host renamed by a state migration).
+    #[error(transparent)]
+    #[diagnostic(
+        code(cairn::host),
+        help("nothing ran; fix what the message names and run the command again")
+    )]
+    Host(#[from] crate::transport::TransportError),
+
     #[error(transparent)]
     #[diagnostic(
         code(cairn::locked),
@@ -73,6 +82,15 @@ pub enum CairnError {
         )
     )]
     NotRefreshed { count: usize },
+
+    #[error("failed to write the metrics file {path}: {message}")]
+    #[diagnostic(
+        code(cairn::metrics),
+        help(
+            "check that cairn may write in that folder (node_exporter's textfile folder, e.g. /var/lib/node_exporter/textfile)"
+        )
+    )]
+    Metrics { path: String, message: String },
 
     #[error("no terminal to ask for confirmation; nothing was changed")]
     #[diagnostic(

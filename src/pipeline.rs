@@ -328,6 +328,7 @@ impl Refreshed {
                 .map(|f| (f.name.clone(), f.clone()))
                 .collect(),
             reset,
+            renamed: compiled.renamed.values().cloned().collect(),
         };
         let plan = plan::diff(
             &compiled.loaded.model,
@@ -461,6 +462,17 @@ impl Planned {
         let dir = self.state_dir();
         if !compiled.renamed.is_empty() {
             dir.compact(&mut (*compiled.state).clone())?;
+            let model = &compiled.loaded.model;
+            for (old, new) in &compiled.renamed {
+                if let Some(transport) = model
+                    .hosts
+                    .iter()
+                    .find(|h| &h.name == new)
+                    .and_then(|h| self.refreshed.fleet.transport(h.id))
+                {
+                    transport.adopt_receipts_of(old)?;
+                }
+            }
         }
         let journal = Journal::open(&dir.journal_file())?;
         self.record_hosts(&journal)

@@ -44,6 +44,9 @@ pub struct DiffOptions {
     pub former: BTreeMap<String, FormerHost>,
     /// `cairn reset`: every record is destroyed, nothing is created.
     pub reset: bool,
+    /// Hosts renamed by the migration of an older state: their receipts
+    /// may still be kept under the old name, so they are not taken for wiped.
+    pub renamed: BTreeSet<String>,
 }
 
 /// Compares desired keys, records and observations.
@@ -65,6 +68,7 @@ pub fn diff(
             .values()
             .map(|r| r.host().name.as_str())
             .collect(),
+        wiped: wiped_hosts(model, state, refresh, &options.renamed),
     };
     if options.reset {
         let mut unreachable = refresh.unreachable.clone();
@@ -106,7 +110,8 @@ pub fn diff(
         changes.push(change);
     }
     changes.extend(differ.destroys());
-    let warnings = position_warnings(model, state);
+    let mut warnings = position_warnings(model, state);
+    warnings.extend(wiped_warnings(&differ, &changes));
     let once_moves = once_moves(model, &changes, options);
     Plan {
         warnings,
@@ -129,6 +134,9 @@ struct Differ<'a> {
     options: &'a DiffOptions,
     /// Hosts something ran on, to tell a new host from a new task on a known one.
     recorded_hosts: BTreeSet<&'a str>,
+    /// Probed hosts that hold none of the receipts of what cairn recorded
+    /// there (reinstalled, or cairn's folder wiped).
+    wiped: BTreeSet<String>,
 }
 
 impl Differ<'_> {
@@ -153,6 +161,15 @@ impl Differ<'_> {
         };
         match record {
             None => self.unrecorded(task, &mut change),
+            Some(_) if self.wiped.contains(&change.host) && !task.once => {
+                // What the record says was done there is gone with the
+                // receipts: done again, from scratch.
+                change.kind = ChangeKind::Create;
+                change.drifted = true;
+                change.reasons.push(
+                    "the host holds none of cairn's receipts (reinstalled, or cairn's folder wiped): done again".into(),
+                );
+            }
             Some(record) if self.moved_away(record) => {
                 let from = format!("{}:{}", record.host().address, record.host().port);
                 change.kind = ChangeKind::Replace;
@@ -376,6 +393,66 @@ impl Differ<'_> {
             })
             .collect()
     }
+}
+
+/// Hosts refresh probed that hold none of the receipts of the tasks
+/// recorded there, while at least one of those surely left one (a bundle or
+/// a file always does).
+fn wiped_hosts(
+    model: &Model,
+    state: &State,
+    refresh: &Refresh,
+    renamed: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut by_host: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    // Records made on the machine the Clusterfile lists now: those of a
+    // host whose name moved to another machine are not this machine's.
+    let here = |record: &TaskRecord| {
+        model.hosts.iter().any(|h| {
+            h.name == record.host().name
+                && h.address == record.host().address
+                && h.port == record.host().port
+        })
+    };
+    for (id, record) in state.tasks.iter().filter(|(_, r)| here(r)) {
+        let entry = by_host.entry(&record.host().name).or_default();
+        entry.0 |= refresh.receipts.contains_key(id);
+        entry.1 |= record.detail.shipped_files().is_some();
+    }
+    by_host
+        .into_iter()
+        .filter(|(host, (any_receipt, ships))| {
+            refresh.facts.contains_key(*host) && !any_receipt && *ships && !renamed.contains(*host)
+        })
+        .map(|(host, _)| host.to_string())
+        .collect()
+}
+
+/// Once steps on wiped hosts: not run again on their own.
+fn wiped_warnings(differ: &Differ<'_>, changes: &[Change]) -> Vec<String> {
+    differ
+        .wiped
+        .iter()
+        .map(|host| {
+            let once: Vec<&str> = changes
+                .iter()
+                .filter(|c| &c.host == host && c.kind == ChangeKind::Noop)
+                .filter(|c| c.node.is_some_and(|n| differ.graph.task(n).once))
+                .map(|c| c.id.as_str())
+                .collect();
+            let mut text = format!(
+                "host {host} holds none of cairn's receipts (reinstalled, or cairn's folder wiped): its tasks are done again"
+            );
+            if !once.is_empty() {
+                let _ = write!(
+                    text,
+                    "; once steps are not run again unless `--replace` names them ({})",
+                    once.join(", ")
+                );
+            }
+            text
+        })
+        .collect()
 }
 
 /// Positional selectors that point at another host than at the last apply.

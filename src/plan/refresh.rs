@@ -233,6 +233,14 @@ fn request_for(
                 {
                     request.files.push((dest.to_string(), shipped));
                     ids.files.push(task.id.clone());
+                    // A file the Clusterfile gives an owner: the probe checks it has it.
+                    if let Work::File { file, .. } = &task.work
+                        && let Some(owner) = &model.files[*file].owner
+                    {
+                        request
+                            .owners
+                            .push((request.files.len() - 1, owner.clone()));
+                    }
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Everything cairn prints: the only module that writes to the terminal.
 //!
 //! Commands hand their results to an [`Output`] (`output`), which renders
-//! plans (`plan`), drift reports (`drift`), the state (`state`), `validate`'s
+//! plans (`plan`), drift reports (`drift`, and as Prometheus metrics:
+//! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
 //! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
@@ -13,7 +14,9 @@
 
 mod adhoc;
 mod drift;
+mod drift_metrics;
 mod edit;
+mod file_diff;
 mod lines;
 mod locks;
 mod output;
@@ -26,7 +29,9 @@ pub mod style;
 mod validate;
 
 pub use adhoc::AdhocReport;
+pub use drift_metrics::drift_metrics;
 pub use edit::{EditedHost, HostsEdited};
+pub use file_diff::unified_diff;
 pub use locks::{LockSurvey, Unlocked};
 pub use output::Output;
 pub use plan::plan_text;

@@ -13,7 +13,8 @@ use super::local::LocalTransport;
 use super::lock::{BrokenLock, HeldLock, HostLockStatus};
 use super::ssh::SshTransport;
 use super::{
-    CommandOutput, CopySource, HostLock, ProbeReport, ProbeRequest, Receipt, TransportError,
+    CommandOutput, CopySource, FileRead, HostLock, ProbeReport, ProbeRequest, Receipt,
+    TransportError,
 };
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
@@ -111,6 +112,17 @@ impl Transport {
         }
     }
 
+    /// After the state renamed this host from `old` (the migration of a
+    /// state that named hosts by position): this machine's receipts move
+    /// to the new name's folder. An SSH host keeps one receipts folder per
+    /// cluster, read under the new names as they are, so nothing moves.
+    pub fn adopt_receipts_of(&self, old: &str) -> Result<(), TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.adopt_receipts_of(old),
+            Reach::Ssh(_) => Ok(()),
+        }
+    }
+
     /// Removes everything cairn keeps on the host for this cluster (its
     /// receipts, its lock files), once nothing it did there is left: the
     /// host has left the cluster, or been reset.
@@ -126,6 +138,19 @@ impl Transport {
         match &self.reach {
             Reach::Local(t) => t.probe(request).await,
             Reach::Ssh(t) => t.probe(request).await,
+        }
+    }
+
+    /// What is at each of `paths` now, regular files read up to `limit`
+    /// bytes, in one round trip (`drift --diff`). Read-only: no lock.
+    pub async fn read_files(
+        &self,
+        paths: &[String],
+        limit: u64,
+    ) -> Result<Vec<FileRead>, TransportError> {
+        match &self.reach {
+            Reach::Local(t) => t.read_files(paths, limit).await,
+            Reach::Ssh(t) => t.read_files(paths, limit).await,
         }
     }
 

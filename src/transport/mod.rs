@@ -19,6 +19,7 @@ mod fleet;
 mod local;
 mod lock;
 mod probe;
+mod read;
 mod receipt;
 mod ssh;
 
@@ -29,4 +30,5 @@ pub use error::TransportError;
 pub use fleet::Fleet;
 pub use lock::{BrokenLock, HeldLock, HostLock, HostLockStatus};
 pub use probe::{CheckProbe, CheckResult, Facts, Observed, ProbeReport, ProbeRequest};
+pub use read::FileRead;
 pub use receipt::{Receipt, ReceiptInfo};

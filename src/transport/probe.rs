@@ -26,6 +26,77 @@ pub enum Observed {
     Hashed(String),
 }
 
+impl Observed {
+    /// What a `Hashed` observation says when the probe saw something other
+    /// than content change: the file's mode (`mode:644`), its owner
+    /// (`owner:nobody:nogroup`), or no regular file (`not-a-file`). A plan
+    /// treats each as a changed hash, so an apply ships the file again.
+    pub fn pseudo_hash(&self) -> Option<&str> {
+        match self {
+            Observed::Hashed(h)
+                if h.starts_with("mode:") || h.starts_with("owner:") || h == "not-a-file" =>
+            {
+                Some(h)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ProbeRequest {
+    /// The owner the Clusterfile sets for `self.files[i]`, if it sets one.
+    pub(super) fn owner_of(&self, i: usize) -> Option<&str> {
+        self.owners
+            .iter()
+            .find(|(at, _)| *at == i)
+            .map(|(_, owner)| owner.as_str())
+    }
+}
+
+/// How a file's owner is read on a host: `stat -c` with this format.
+pub(super) const OWNER_STAT_FORMAT: &str = "%u:%g:%U:%G";
+
+/// What a single file is observed as once its owner is known: a file
+/// whose content is as recorded (`recorded_hash`) but whose owner is not
+/// `want` is observed as an owner change; anything else stays as it was.
+pub(super) fn with_owner(
+    observed: Observed,
+    recorded_hash: &str,
+    want: &str,
+    found: &str,
+) -> Observed {
+    let as_recorded = match &observed {
+        Observed::Unchanged => true,
+        Observed::Hashed(h) => h == recorded_hash,
+        Observed::Missing => false,
+    };
+    if as_recorded {
+        owner_observation(want, found).unwrap_or(observed)
+    } else {
+        observed
+    }
+}
+
+/// What a file with owner `found` (as [`OWNER_STAT_FORMAT`] prints it)
+/// is observed as, when the Clusterfile wants `expected` (`user` or
+/// `user:group`, names or numbers): `None` when it matches.
+fn owner_observation(expected: &str, found: &str) -> Option<Observed> {
+    let mut fields = found.trim().splitn(4, ':');
+    let (Some(uid), Some(gid), Some(user), Some(group)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        // Not read (the file is gone: that is reported on its own).
+        return None;
+    };
+    let (want_user, want_group) = match expected.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (expected, None),
+    };
+    let user_ok = want_user == uid || want_user == user;
+    let group_ok = want_group.is_none_or(|g| g == gid || g == group);
+    (!(user_ok && group_ok)).then(|| Observed::Hashed(format!("owner:{user}:{group}")))
+}
+
 /// Facts a probe reads off a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
@@ -49,6 +120,10 @@ pub struct CheckProbe {
 pub struct ProbeRequest {
     /// Shipped files to look at: (destination, files as recorded).
     pub files: Vec<(String, BTreeMap<String, ShippedFile>)>,
+    /// Single files whose owner the Clusterfile sets: (index into `files`,
+    /// `user` or `user:group`). One found with another owner is observed
+    /// as changed (see `with_owner`), so a plan repairs it.
+    pub owners: Vec<(usize, String)>,
     pub checks: Vec<CheckProbe>,
 }
 
@@ -68,4 +143,31 @@ pub struct ProbeReport {
     pub checks: Vec<CheckResult>,
     /// Receipts found on the host, by task id.
     pub receipts: BTreeMap<TaskId, ReceiptInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_matches_by_name_or_number_and_group_only_when_given() {
+        let found = "0:0:root:root";
+        for same in ["root", "0", "root:root", "0:0", "root:0"] {
+            assert_eq!(owner_observation(same, found), None, "{same}");
+        }
+        assert_eq!(
+            owner_observation("root:root", "65534:65534:nobody:nogroup"),
+            Some(Observed::Hashed("owner:nobody:nogroup".into()))
+        );
+        assert_eq!(
+            owner_observation("root:adm", found),
+            Some(Observed::Hashed("owner:root:root".into()))
+        );
+        assert_eq!(owner_observation("root", ""), None, "not read: no claim");
+        assert_eq!(
+            Observed::Hashed("owner:a:b".into()).pseudo_hash(),
+            Some("owner:a:b")
+        );
+        assert_eq!(Observed::Hashed("ab12".into()).pseudo_hash(), None);
+    }
 }

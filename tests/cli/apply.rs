@@ -334,3 +334,34 @@ fn a_lost_state_is_rebuilt_from_the_receipts_without_running_anything() {
         "the state is whole again"
     );
 }
+
+/// A host that holds none of cairn's receipts (reinstalled, or its cairn
+/// folder wiped) gets its tasks done again, except a `once` step; after
+/// that apply the plan is clean.
+#[test]
+fn a_wiped_host_is_done_again_except_its_once_steps() {
+    let s = Sandbox::new();
+    assert_eq!(s.run(&["apply", "--auto-approve"]).status.code(), Some(0));
+    std::fs::remove_dir_all(s.path(".cairn/fixture/receipts/local")).unwrap();
+    std::fs::remove_dir_all(s.path("out")).unwrap();
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&out)
+    );
+    assert!(s.path("out/motd").exists(), "shipped again");
+    assert!(s.path("out/announce").exists(), "run again");
+    assert!(
+        !s.path("out/init.log").exists(),
+        "the once step is not run again"
+    );
+    let plan = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stdout(&plan)
+    );
+}

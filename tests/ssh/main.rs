@@ -12,8 +12,8 @@
 //! strict host keys; a host added with `cairn add` and one taken out with
 //! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
-//! the tests are grouped by subject: `converge`, `faults`, `access`,
-//! `operators`, `scale`, `adhoc`, `lifecycle`.
+//! the tests are grouped by subject: `converge`, `drift`, `faults`,
+//! `access`, `operators`, `scale`, `adhoc`, `lifecycle`.
 //!
 //! These tests need root, util-linux and openssh-server, so each is
 //! `#[ignore]`d with that reason and `scripts/test` (which installs what is
@@ -27,6 +27,7 @@ mod support;
 mod access;
 mod adhoc;
 mod converge;
+mod drift;
 mod faults;
 mod lifecycle;
 mod operators;

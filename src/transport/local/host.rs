@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::process::{Running, RunningGroups};
-use super::{files, in_flight, process, receipts};
+use super::{files, in_flight, process, read, receipts};
 use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::{LockPolicy, ShippedFile};
 use crate::transport::lock::{BrokenLock, HostLockStatus};
+use crate::transport::probe::{OWNER_STAT_FORMAT, with_owner};
 use crate::transport::{
-    CheckResult, CommandOutput, Facts, Observed, ProbeReport, ProbeRequest, Receipt, TransportError,
+    CheckResult, CommandOutput, Facts, FileRead, Observed, ProbeReport, ProbeRequest, Receipt,
+    TransportError,
 };
 
 /// This machine, as one host of the cluster.
@@ -137,8 +139,13 @@ impl LocalTransport {
             receipts: self.blocking(move || receipts::read_all(&receipts)).await?,
             ..Default::default()
         };
-        for (dest, shipped) in &request.files {
-            report.files.push(self.observe(dest, shipped).await?);
+        for (i, (dest, shipped)) in request.files.iter().enumerate() {
+            let mut found = self.observe(dest, shipped).await?;
+            if let Some(want) = request.owner_of(i) {
+                self.observe_owner(dest, want, &shipped[""], &mut found)
+                    .await?;
+            }
+            report.files.push(found);
         }
         for check in &request.checks {
             let result = match self
@@ -176,6 +183,41 @@ impl LocalTransport {
         self.blocking(move || files::observe(&dest, &shipped)).await
     }
 
+    /// A single file whose content is as recorded but whose owner is not
+    /// what the Clusterfile sets is observed as changed (see `with_owner`).
+    async fn observe_owner(
+        &self,
+        dest: &str,
+        want: &str,
+        record: &ShippedFile,
+        found: &mut BTreeMap<String, Observed>,
+    ) -> Result<(), TransportError> {
+        if !matches!(
+            found.get(""),
+            Some(Observed::Unchanged | Observed::Hashed(_))
+        ) {
+            return Ok(());
+        }
+        let dest = dest.to_string();
+        let owner = self
+            .blocking(move || {
+                std::process::Command::new("stat")
+                    .args(["-c", OWNER_STAT_FORMAT, "--"])
+                    .arg(&dest)
+                    .output()
+                    .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                    .map_err(|e| format!("failed to run stat on {dest}: {e}"))
+            })
+            .await?;
+        if let Some(observed) = found.remove("") {
+            found.insert(
+                String::new(),
+                with_owner(observed, &record.hash, want, &owner),
+            );
+        }
+        Ok(())
+    }
+
     /// Removes shipped files that still hold what cairn shipped; returns the kept ones.
     pub(crate) async fn remove(
         &self,
@@ -193,9 +235,39 @@ impl LocalTransport {
         &self.base_dir
     }
 
+    /// What is at each of `paths` now, regular files read up to `limit` bytes.
+    pub(crate) async fn read_files(
+        &self,
+        paths: &[String],
+        limit: u64,
+    ) -> Result<Vec<FileRead>, TransportError> {
+        let paths = paths.to_vec();
+        self.blocking(move || Ok(read::read_files(&paths, limit)))
+            .await
+    }
+
     pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let (dir, receipt) = (self.receipts.clone(), receipt.clone());
         self.blocking(move || receipts::write(&dir, &receipt)).await
+    }
+
+    /// Moves the receipts kept under this host's old name to its own
+    /// folder, unless it already has one.
+    pub(crate) fn adopt_receipts_of(&self, old: &str) -> Result<(), TransportError> {
+        let from = self
+            .receipts
+            .parent()
+            .expect("a receipts folder has a parent")
+            .join(old);
+        if !from.is_dir() || self.receipts.exists() {
+            return Ok(());
+        }
+        std::fs::rename(&from, &self.receipts).map_err(|e| {
+            self.error(format!(
+                "failed to move the receipts of {old} to {}: {e}",
+                self.receipts.display()
+            ))
+        })
     }
 
     /// Removes this host's receipts folder (this machine keeps no lock of

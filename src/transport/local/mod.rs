@@ -16,6 +16,7 @@ mod files;
 mod host;
 mod in_flight;
 mod process;
+mod read;
 mod receipts;
 
 pub(super) use host::{LocalTransport, in_flight_dir};

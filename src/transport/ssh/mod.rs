@@ -21,6 +21,7 @@ mod connect;
 mod host;
 mod lock;
 mod probe;
+mod read;
 mod receipts;
 mod shells;
 mod ship;

@@ -13,6 +13,8 @@ use super::SshTransport;
 use super::host::GRACE;
 use super::receipts::state_dir_snippet;
 use super::stat::{Stat, heredoc_marker, parse_stat, stat_command, stat_line};
+use crate::ids::TaskId;
+use crate::transport::probe::{OWNER_STAT_FORMAT, with_owner};
 use crate::transport::{
     CheckResult, Observed, ProbeReport, ProbeRequest, ReceiptInfo, TransportError, shell_quote,
     target_path,
@@ -96,6 +98,16 @@ impl SshTransport {
                 expected.join("\n")
             );
         }
+        // Owners the Clusterfile sets: one `stat` each (only `[[files]]` with `owner`).
+        for (i, _) in &request.owners {
+            if let Some((dest, _)) = request.files.get(*i) {
+                let _ = writeln!(
+                    script,
+                    "printf 'W{i} %s\\n' \"$(stat -c '{OWNER_STAT_FORMAT}' -- {} 2>/dev/null)\"",
+                    shell_quote(dest)
+                );
+            }
+        }
         for (i, check) in request.checks.iter().enumerate() {
             let body = format!("{}\n", check.script);
             let marker = heredoc_marker(&body);
@@ -127,6 +139,7 @@ impl SshTransport {
         };
         let mut stats: Vec<HashMap<String, Stat>> = vec![HashMap::new(); request.files.len()];
         let mut hashes: Vec<HashMap<String, String>> = vec![HashMap::new(); request.files.len()];
+        let mut owners: HashMap<usize, String> = HashMap::new();
         let mut section = Section::Top;
         let mut last_receipt = None;
         for line in text.lines() {
@@ -140,19 +153,7 @@ impl SshTransport {
                     continue;
                 }
                 (Section::Receipts, line) => {
-                    if let Some(hex) = line.strip_prefix("K ") {
-                        // The output kept beside the receipt just read is its value.
-                        if let (Some(task), Ok(bytes)) = (&last_receipt, hex::decode(hex.trim()))
-                            && let Some(r) = report.receipts.get_mut(task)
-                            && r.captured.is_none()
-                        {
-                            r.captured =
-                                Some(String::from_utf8_lossy(&bytes).trim_end().to_string());
-                        }
-                    } else if let Ok(r) = serde_json::from_str::<ReceiptInfo>(line) {
-                        last_receipt = Some(r.task.clone());
-                        report.receipts.insert(r.task.clone(), r);
-                    }
+                    read_receipt_line(line, &mut last_receipt, &mut report.receipts);
                     continue;
                 }
                 (Section::Stats(i), l) => {
@@ -190,6 +191,10 @@ impl SshTransport {
                         && let Some((hash, path)) = rest.split_once(' ')
                     {
                         hashes[i].insert(path.to_string(), hash.to_string());
+                    } else if tag.starts_with('W')
+                        && let Some(i) = index(tag)
+                    {
+                        owners.insert(i, rest.to_string());
                     } else if tag.starts_with('C')
                         && let Some(i) = index(tag).filter(|i| *i < report.checks.len())
                     {
@@ -217,9 +222,35 @@ impl SshTransport {
                         None => Observed::Hashed(String::from("not-a-file")),
                     },
                 };
+                let observed = match (request.owner_of(i), owners.get(&i)) {
+                    (Some(want), Some(found)) if rel.is_empty() => {
+                        with_owner(observed, &record.hash, want, found)
+                    }
+                    _ => observed,
+                };
                 report.files[i].insert(rel.clone(), observed);
             }
         }
         report
+    }
+}
+
+/// One line of the receipts section: a receipt, or (`K <hex>`) the output
+/// kept beside the receipt just read, which is that receipt's value.
+fn read_receipt_line(
+    line: &str,
+    last: &mut Option<TaskId>,
+    receipts: &mut BTreeMap<TaskId, ReceiptInfo>,
+) {
+    if let Some(kept) = line.strip_prefix("K ") {
+        if let (Some(task), Ok(bytes)) = (last.as_ref(), hex::decode(kept.trim()))
+            && let Some(r) = receipts.get_mut(task)
+            && r.captured.is_none()
+        {
+            r.captured = Some(String::from_utf8_lossy(&bytes).trim_end().to_string());
+        }
+    } else if let Ok(r) = serde_json::from_str::<ReceiptInfo>(line) {
+        *last = Some(r.task.clone());
+        receipts.insert(r.task.clone(), r);
     }
 }
