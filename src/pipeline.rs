@@ -50,7 +50,14 @@ pub struct Loaded {
 impl Loaded {
     /// Reads, parses and validates: every problem in the file, or the model.
     pub fn read(path: &Path) -> Result<Loaded, CairnError> {
-        let source = crate::clusterfile::read(path)?;
+        Loaded::from_source(crate::clusterfile::read(path)?)
+    }
+
+    /// Parses and validates a Clusterfile's text already in hand: what
+    /// [`Loaded::read`] does once the file is read. Relative paths in it
+    /// start at the folder of `source.path`, which need not exist as a
+    /// file (the fuzz targets feed text this way).
+    pub fn from_source(source: SourceFile) -> Result<Loaded, CairnError> {
         let mut problems = Problems::default();
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
