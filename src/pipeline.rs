@@ -54,8 +54,11 @@ impl Loaded {
         Loaded::from_source(crate::clusterfile::read(path)?)
     }
 
-    /// Parses and validates a text not (yet) on disk, as if read from its
-    /// path: `add` and `delete` check the text they mean to write.
+    /// Parses and validates a Clusterfile's text already in hand: what
+    /// [`Loaded::read`] does once the file is read. Relative paths in it
+    /// start at the folder of `source.path`, which need not exist as a file
+    /// (`add` and `delete` check the text they mean to write; the fuzz
+    /// targets feed text this way).
     pub fn from_source(source: SourceFile) -> Result<Loaded, CairnError> {
         let mut problems = Problems::default();
         let model =
@@ -447,7 +450,7 @@ impl Planned {
         });
         drop(journal);
         let mut state = dir.load()?;
-        state.serial += 1;
+        state.serial = state.serial.saturating_add(1);
         dir.compact(&mut state)?;
         dir.prune_runs(RUN_LOGS_KEPT);
         Ok(summary)

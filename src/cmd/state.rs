@@ -98,7 +98,7 @@ fn remove(
     for entry in entries {
         state.apply(entry);
     }
-    state.serial += 1;
+    state.serial = state.serial.saturating_add(1);
     loaded.dir.compact(&mut state)?;
     out.state_removed(&forgotten);
     Ok(Success::Ok)

@@ -87,7 +87,8 @@ impl State {
     pub fn apply(&mut self, entry: JournalEntry) {
         match entry {
             JournalEntry::Done { id, record } => {
-                self.next_seq = self.next_seq.max(record.seq + 1);
+                // Saturating: a damaged journal may say any seq, even u64::MAX.
+                self.next_seq = self.next_seq.max(record.seq.saturating_add(1));
                 self.tasks.insert(id, *record);
             }
             JournalEntry::Forget { id } => {

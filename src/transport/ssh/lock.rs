@@ -293,7 +293,9 @@ impl SshTransport {
             owner = shell_quote(&owner),
         );
         let opened = match tokio::time::timeout(
-            Duration::from_secs(60) + longest + wait,
+            Duration::from_secs(60)
+                .saturating_add(longest)
+                .saturating_add(wait),
             self.open_channel(&script),
         )
         .await

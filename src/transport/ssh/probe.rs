@@ -43,10 +43,13 @@ impl SshTransport {
     ) -> Result<ProbeReport, TransportError> {
         let (script, longest) = self.probe_script(request);
         let script = format!("{script}echo {PROBE_END}\n");
-        let opened = match tokio::time::timeout(longest + GRACE, self.open_channel(&script)).await {
-            Ok(opened) => opened?,
-            Err(_) => return Err(self.error("the probe timed out")),
-        };
+        let opened =
+            match tokio::time::timeout(longest.saturating_add(GRACE), self.open_channel(&script))
+                .await
+            {
+                Ok(opened) => opened?,
+                Err(_) => return Err(self.error("the probe timed out")),
+            };
         let text = opened.lines.concat();
         match text.rsplit_once(&format!("{PROBE_END}\n")) {
             Some((probed, _)) => Ok(self.parse_probe(probed, request)),
@@ -122,11 +125,12 @@ impl SshTransport {
 
         // What failed inside is in the output; the probe itself succeeded.
         script.push_str("true\n");
+        // Saturating: a timeout may be any duration the Clusterfile gives.
         let longest = request
             .checks
             .iter()
             .map(|c| c.timeout)
-            .sum::<Duration>()
+            .fold(Duration::ZERO, Duration::saturating_add)
             .max(Duration::from_secs(120));
         (script, longest)
     }
