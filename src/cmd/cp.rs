@@ -60,23 +60,7 @@ fn copy_to(loaded: &Loaded, args: &CpArgs, out: Output) -> Result<Success, Cairn
         hosts.close().await;
         ended
     });
-    if ended.interrupted {
-        return Err(CairnError::AdhocInterrupted {
-            command: "cp",
-            not_finished: ended.not_finished,
-        });
-    }
-    shown.finish();
-    if failed == 0 {
-        Ok(Success::Ok)
-    } else {
-        Err(CairnError::AdhocFailed {
-            command: "cp",
-            failed,
-            hosts: selected.len(),
-            unreachable,
-        })
-    }
+    super::exec::finish("cp", &ended, shown, failed, selected.len(), unreachable)
 }
 
 fn fetch(loaded: &Loaded, host: &str, args: &CpArgs, out: Output) -> Result<Success, CairnError> {

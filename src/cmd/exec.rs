@@ -11,7 +11,7 @@ use crate::cli::ExecArgs;
 use crate::error::{CairnError, Success};
 use crate::model::selector::select;
 use crate::pipeline::{Loaded, runtime};
-use crate::report::Output;
+use crate::report::{AdhocReport, Output};
 
 pub(super) fn run(file: &Path, args: &ExecArgs, out: Output) -> Result<Success, CairnError> {
     let loaded = Loaded::read(file)?;
@@ -41,9 +41,22 @@ pub(super) fn run(file: &Path, args: &ExecArgs, out: Output) -> Result<Success, 
         hosts.close().await;
         ended
     });
+    finish("exec", &ended, shown, failed, selected.len(), unreachable)
+}
+
+/// How an ad hoc run (`exec`, `cp`) ends: interrupted, failed on some
+/// hosts, or done; the summary is shown unless it was interrupted.
+pub(super) fn finish(
+    command: &'static str,
+    ended: &adhoc::Ended,
+    shown: AdhocReport,
+    failed: usize,
+    hosts: usize,
+    unreachable: usize,
+) -> Result<Success, CairnError> {
     if ended.interrupted {
         return Err(CairnError::AdhocInterrupted {
-            command: "exec",
+            command,
             not_finished: ended.not_finished,
         });
     }
@@ -52,9 +65,9 @@ pub(super) fn run(file: &Path, args: &ExecArgs, out: Output) -> Result<Success, 
         Ok(Success::Ok)
     } else {
         Err(CairnError::AdhocFailed {
-            command: "exec",
+            command,
             failed,
-            hosts: selected.len(),
+            hosts,
             unreachable,
         })
     }
