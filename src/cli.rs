@@ -98,6 +98,26 @@ pub enum Command {
     )]
     Cp(CpArgs),
 
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  cairn completions bash > /etc/bash_completion.d/cairn\n  cairn completions zsh > \"${fpath[1]}/_cairn\"\n  cairn completions fish > ~/.config/fish/completions/cairn.fish"
+    )]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print cairn's manual page (roff), or write one page per command into a folder.
+    #[command(
+        after_help = "Examples:\n  cairn man | man -l -\n  cairn man --dir /usr/local/share/man/man1   # cairn.1, cairn-plan.1, ..."
+    )]
+    Man {
+        /// Write `cairn.1` and a page per command (`cairn-plan.1`, ...) into this existing folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+
     /// Force the cluster lock and host locks open, naming each holder.
     #[command(
         after_help = "Breaks the cluster lock on this machine and the lock of every host (or of the named ones): the processes a holder still runs on a host are killed, after confirmation.\n\nExamples:\n  cairn unlock                 # every host, and the cluster lock\n  cairn unlock node0 node3     # these hosts only\n  cairn unlock --auto-approve"
@@ -112,7 +132,7 @@ pub struct ResetArgs {
     pub auto_approve: bool,
 
     /// Undos running at once, overall (one at a time per host).
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// Only these hosts: a role, a host name or address, or `!NAME` to leave one out. Repeatable, or comma-separated.
@@ -130,7 +150,7 @@ pub struct ExecArgs {
     pub on: Vec<String>,
 
     /// Hosts running the command at once.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// Stop the command on a host after this long (`30s`, `5m`); that host fails.
@@ -159,7 +179,7 @@ pub struct CpArgs {
     pub from: Option<String>,
 
     /// Hosts copied to at once.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// The file or folder to copy (`FOLDER/.` for what it holds).
@@ -248,7 +268,7 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
 
     /// Tasks running at once, overall.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// After the first failed task, start nothing new: running tasks finish
@@ -342,7 +362,7 @@ pub struct EditThenApply {
     pub auto_approve: bool,
 
     /// Tasks running at once, overall.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// After the first failed task, start nothing new (see `cairn apply --help`).
@@ -351,4 +371,14 @@ pub struct EditThenApply {
 
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+/// `--parallelism`: a count of things at once, so at least one (0 would
+/// start nothing and wait forever).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (it is how many run at once)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: give a whole number, at least 1")),
+    }
 }

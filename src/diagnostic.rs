@@ -82,7 +82,7 @@ impl SourceFile {
 
 /// Every problem found in one Clusterfile, as one report.
 #[derive(Debug, thiserror::Error)]
-#[error("{} has {} {}", source_file.path.display(), problems.len(), if problems.len() == 1 { "error" } else { "errors" })]
+#[error("{} has {}", source_file.path.display(), crate::words::count(problems.len(), "error"))]
 pub struct InvalidClusterfile {
     pub source_file: SourceFile,
     pub problems: Vec<ProblemReport>,

@@ -9,6 +9,7 @@
 use miette::Diagnostic;
 
 use crate::diagnostic::InvalidClusterfile;
+use crate::words::count as count_words;
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum CairnError {
@@ -58,7 +59,7 @@ pub enum CairnError {
     )]
     StalePlan { path: String, differences: String },
 
-    #[error("apply failed: {count} task{} failed{}", if *count == 1 { "" } else { "s" }, match unreachable { 0 => String::new(), 1 => ", 1 host unreachable".to_string(), n => format!(", {n} hosts unreachable") })]
+    #[error("apply failed: {} failed{}", count_words(*count, "task"), match unreachable { 0 => String::new(), n => format!(", {} unreachable", count_words(*n, "host")) })]
     #[diagnostic(
         code(cairn::apply_failed),
         help(
@@ -67,14 +68,14 @@ pub enum CairnError {
     )]
     ApplyFailed { count: usize, unreachable: usize },
 
-    #[error("apply interrupted: {not_finished} task{} not finished", if *not_finished == 1 { "" } else { "s" })]
+    #[error("apply interrupted: {} not finished", count_words(*not_finished, "task"))]
     #[diagnostic(
         code(cairn::interrupted),
         help("finished tasks are recorded; run `cairn apply` again to continue")
     )]
     Interrupted { not_finished: usize },
 
-    #[error("{count} host{} could not be refreshed", if *count == 1 { "" } else { "s" })]
+    #[error("{} could not be refreshed", count_words(*count, "host"))]
     #[diagnostic(
         code(cairn::usage),
         help(
@@ -92,16 +93,18 @@ pub enum CairnError {
     )]
     Metrics { path: String, message: String },
 
-    #[error("no terminal to ask for confirmation; nothing was changed")]
+    #[error(
+        "no answer to the confirmation: stdin is not a terminal and gave none; nothing was changed"
+    )]
     #[diagnostic(
         code(cairn::usage),
         help(
-            "pass --auto-approve to apply without asking, or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE"
+            "pass --auto-approve to apply without asking, pipe the answer (`echo yes | cairn apply`), or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE"
         )
     )]
-    NoTerminal,
+    NoAnswer,
 
-    #[error("unlock incomplete: {failed} host lock{} could not be read or broken", if *failed == 1 { "" } else { "s" })]
+    #[error("unlock incomplete: {} could not be read or broken", count_words(*failed, "host lock"))]
     #[diagnostic(
         code(cairn::unlock),
         help(
@@ -145,7 +148,7 @@ pub enum CairnError {
         source: std::io::Error,
     },
 
-    #[error("{command} failed on {failed} of {hosts} host{}{}", if *hosts == 1 { "" } else { "s" }, match unreachable { 0 => String::new(), n => format!(" ({n} unreachable)") })]
+    #[error("{command} failed on {failed} of {}{}", count_words(*hosts, "host"), match unreachable { 0 => String::new(), n => format!(" ({n} unreachable)") })]
     #[diagnostic(
         code(cairn::adhoc_failed),
         help(
@@ -159,7 +162,7 @@ pub enum CairnError {
         unreachable: usize,
     },
 
-    #[error("{command} interrupted: {not_finished} host{} had not finished", if *not_finished == 1 { "" } else { "s" })]
+    #[error("{command} interrupted: {} had not finished", count_words(*not_finished, "host"))]
     #[diagnostic(
         code(cairn::interrupted),
         help(

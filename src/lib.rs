@@ -11,7 +11,7 @@
 //! is how tasks reach hosts; `report` is everything a user reads; `cmd` is
 //! one thin file per command; `cli` only defines arguments; `error` maps
 //! outcomes to exit codes; `adhoc` runs `exec` and `cp` on hosts outside any
-//! plan. See docs/architecture.md.
+//! plan; `words` counts things in English. See docs/architecture.md.
 
 pub mod adhoc;
 pub mod atomic_file;
@@ -32,3 +32,4 @@ pub mod report;
 pub mod schema;
 pub mod state;
 pub mod transport;
+pub mod words;

@@ -1,11 +1,26 @@
 //! The `cairn` binary: parse arguments, run the command, map the outcome to an exit code.
+//!
+//! Exit codes are a contract (docs/clusterfile.md, "Exit codes"): 0
+//! success, 1 any error, 2 changes present or drift, 4 and 6 for drift's
+//! unchecked hosts. clap exits 2 on a usage error, which a cron job would
+//! read as drift, so its errors are printed as clap words them and exit 1.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
-    let cli = cairn::cli::Cli::parse();
+    let cli = match cairn::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
     let style = cairn::report::Style::detect(cli.no_color);
     let color = style.color;
     miette::set_hook(Box::new(move |_| {
@@ -23,7 +38,7 @@ fn main() -> ExitCode {
         Ok(success) => ExitCode::from(success.exit_code()),
         Err(error) => {
             let code = error.exit_code();
-            eprintln!("{:?}", miette::Report::new(error));
+            cairn::report::print_error(error);
             ExitCode::from(code)
         }
     }

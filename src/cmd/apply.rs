@@ -113,7 +113,7 @@ pub(super) fn converge(
         match out.confirm() {
             Confirmation::Yes => {}
             Confirmation::No => return Err(CairnError::Aborted),
-            Confirmation::NoTerminal => return Err(CairnError::NoTerminal),
+            Confirmation::NoAnswer => return Err(CairnError::NoAnswer),
         }
     }
     let reporter = out.reporter();

@@ -89,9 +89,9 @@ pub(super) fn write_and_apply(
             apply,
             why: "the apply was declined: only `yes` goes on".into(),
         }),
-        Err(CairnError::NoTerminal) => Err(CairnError::NotApplied {
+        Err(CairnError::NoAnswer) => Err(CairnError::NotApplied {
             apply,
-            why: "there is no terminal to ask for confirmation on: pass --auto-approve to apply without asking".into(),
+            why: "stdin is not a terminal and gave no answer to the confirmation: pass --auto-approve to apply without asking".into(),
         }),
         Err(error) => {
             out.edit_kept(&apply);

@@ -1,4 +1,4 @@
-//! `cairn graph`: the task graph as Graphviz DOT.
+//! `cairn graph`: the task graph as Graphviz DOT, or JSON with `--json`.
 
 use std::path::Path;
 
@@ -8,6 +8,6 @@ use crate::report::Output;
 
 pub(super) fn run(file: &Path, out: Output) -> Result<Success, CairnError> {
     let compiled = Loaded::read(file)?.compile()?;
-    out.raw(&compiled.graph.to_dot(&compiled.loaded.model));
+    out.graph(&compiled.graph, &compiled.loaded.model);
     Ok(Success::Ok)
 }

@@ -8,12 +8,14 @@
 
 mod add;
 mod apply;
+mod completions;
 mod cp;
 mod delete;
 mod drift;
 mod edited;
 mod exec;
 mod graph;
+mod man;
 mod plan;
 mod reset;
 mod schema;
@@ -42,5 +44,7 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Exec(args) => exec::run(&cli.file, args, out),
         Command::Cp(args) => cp::run(&cli.file, args, out),
         Command::Unlock(args) => unlock::run(&cli.file, args, out),
+        Command::Completions { shell } => Ok(completions::run(*shell, out)),
+        Command::Man { dir } => man::run(dir.as_deref(), out),
     }
 }

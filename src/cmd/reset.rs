@@ -17,12 +17,6 @@ use crate::pipeline::{ApplySettings, Loaded, Probe, Targets, runtime};
 use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &ResetArgs, out: Output) -> Result<Success, CairnError> {
-    if args.parallelism == 0 {
-        return Err(CairnError::usage(
-            "--parallelism 0 would never run anything",
-            "give at least 1",
-        ));
-    }
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     let policy = super::apply::lock_policy(&args.lock, out);

@@ -90,8 +90,8 @@ fn confirm(args: &UnlockArgs, out: Output) -> Result<(), CairnError> {
     match out.confirm_unlock() {
         Confirmation::Yes => Ok(()),
         Confirmation::No => Err(CairnError::Aborted),
-        Confirmation::NoTerminal => Err(CairnError::usage(
-            "no terminal to ask for confirmation; no lock was broken",
+        Confirmation::NoAnswer => Err(CairnError::usage(
+            "no answer to the confirmation: stdin is not a terminal and gave none; no lock was broken",
             "pass --auto-approve (or --force) to break the locks shown without asking",
         )),
     }

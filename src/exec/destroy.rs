@@ -296,7 +296,7 @@ async fn destroy(run: &RunContext, id: &TaskId) -> Result<String, Failure> {
 
 fn removal_detail(total: usize, kept: &[String]) -> String {
     if kept.is_empty() {
-        format!("{total} file{} removed", if total == 1 { "" } else { "s" })
+        format!("{} removed", crate::words::count(total, "file"))
     } else {
         format!(
             "{} removed, {} kept because they were changed by hand ({})",

@@ -5,7 +5,7 @@
 //! fills in topological order once it knows which upstream tasks keep their
 //! recorded key (`once` steps). Only a sealed [`TaskGraph`] (`sealed`:
 //! acyclic, with its topological order fixed) leaves this module; `dot`
-//! draws it. What stops a graph from being built is a [`CompileError`]
+//! draws it, `json` writes it down for scripts. What stops a graph from being built is a [`CompileError`]
 //! (`error`), reported with the Clusterfile's other errors. `testing`
 //! (tests only) compiles Clusterfile text written into a temp folder, for
 //! the tests of this stage and the plan's.
@@ -13,6 +13,7 @@
 mod build;
 mod dot;
 mod error;
+mod json;
 mod sealed;
 mod task;
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub enum SelectorError {
     Unknown { selector: String },
     #[error("invalid selector `{selector}`: the index in brackets is not a number")]
     BadIndex { selector: String },
-    #[error("selector `{selector}` matches no host: role `{role}` has {count} host{}", if *count == 1 { "" } else { "s" })]
+    #[error("selector `{selector}` matches no host: role `{role}` has {}", crate::words::count(*count, "host"))]
     OutOfRange {
         selector: String,
         role: String,

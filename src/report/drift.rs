@@ -8,11 +8,11 @@ use std::fmt::Write as _;
 
 use super::Style;
 use super::file_diff::paint;
-use super::lines::plural;
 use crate::plan::DriftReport;
 use crate::plan::drift::{
     ContentDiff, DIFF_LIMIT_BYTES, DiffStatus, FileChange, FileDrift, HostDrift,
 };
+use crate::words::{agrees, count, plural};
 
 /// The report as text, one line per out-of-sync task.
 pub(super) fn drift_text(report: &DriftReport, style: Style) -> String {
@@ -22,16 +22,25 @@ pub(super) fn drift_text(report: &DriftReport, style: Style) -> String {
     if out_of_sync == 0 {
         let _ = writeln!(
             out,
-            "{} All {checked} checked host{} match the Clusterfile.",
+            "{} {} the Clusterfile.",
             style.green("✓"),
-            plural(checked)
+            match checked {
+                1 => "The checked host matches".to_string(),
+                n => format!("All {n} checked hosts match"),
+            }
         );
     } else {
         let _ = writeln!(
             out,
-            "{} {out_of_sync} of {checked} checked host{} no longer match the Clusterfile:",
+            "{} {} the Clusterfile:",
             style.yellow("!"),
-            plural(checked)
+            match checked {
+                1 => "The checked host no longer matches".to_string(),
+                n => format!(
+                    "{out_of_sync} of {n} checked hosts no longer {}",
+                    agrees(out_of_sync, "matches", "match")
+                ),
+            }
         );
     }
     for host in report.hosts.iter().filter(|h| !h.in_sync) {
@@ -40,10 +49,9 @@ pub(super) fn drift_text(report: &DriftReport, style: Style) -> String {
     if !report.unchecked.is_empty() {
         let _ = write!(
             out,
-            "\n{} {} host{} could not be checked:\n",
+            "\n{} {} could not be checked:\n",
             style.red("✗"),
-            report.unchecked.len(),
-            plural(report.unchecked.len())
+            count(report.unchecked.len(), "host")
         );
         for host in &report.unchecked {
             // The error usually names the host already: say it once.

@@ -155,7 +155,4 @@ pub(super) fn failures_text(failures: &[Event], style: Style) -> String {
     out
 }
 
-/// `s` when `n` is not one: "1 host", "2 hosts".
-pub(super) fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
+pub(super) use crate::words::plural;

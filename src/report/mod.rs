@@ -6,7 +6,8 @@
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
 //! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
-//! or JSON. During an apply the executor's events go to a [`Reporter`]
+//! or JSON; a command's error, each cause said once (`failure`). During an
+//! apply the executor's events go to a [`Reporter`]
 //! (`reporter`): a thread that renders them as progress bars on a terminal
 //! (`progress`, the only code that touches indicatif), plain lines
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
@@ -16,6 +17,7 @@ mod adhoc;
 mod drift;
 mod drift_metrics;
 mod edit;
+mod failure;
 mod file_diff;
 mod lines;
 mod locks;
@@ -31,6 +33,7 @@ mod validate;
 pub use adhoc::AdhocReport;
 pub use drift_metrics::drift_metrics;
 pub use edit::{EditedHost, HostsEdited};
+pub use failure::print_error;
 pub use file_diff::unified_diff;
 pub use locks::{LockSurvey, Unlocked};
 pub use output::Output;

@@ -44,6 +44,21 @@ impl Output {
         print!("{text}");
     }
 
+    /// `cairn man --dir`: the pages written.
+    pub fn man_pages_written(&self, dir: &Path, pages: &[std::path::PathBuf]) {
+        println!(
+            "Wrote {} to {}: {}",
+            crate::words::count(pages.len(), "manual page"),
+            dir.display(),
+            pages
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
     /// Warnings the operator should see, whatever else is printed.
     pub fn warnings(self, notes: &[String]) {
         for note in notes {
@@ -103,6 +118,18 @@ impl Output {
             );
         } else {
             print!("{}", plan_text(plan, self.style));
+        }
+    }
+
+    /// `cairn graph`: DOT, or the JSON document with `--json`.
+    pub fn graph(&self, graph: &crate::graph::TaskGraph, model: &crate::model::Model) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&graph.to_json(model)).expect("graph serializes")
+            );
+        } else {
+            print!("{}", graph.to_dot(model));
         }
     }
 

@@ -1,7 +1,12 @@
 //! Asking the operator before an apply changes anything, or before
 //! `cairn unlock` breaks a lock.
+//!
+//! The question goes to stderr, so that stdout can be piped or saved while
+//! the operator still sees it; the answer is read from stdin, a terminal or
+//! not, as Terraform does: `echo yes | cairn apply` works, and a script that
+//! gives nothing (`</dev/null`) is told to pass `--auto-approve`.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, Write};
 
 /// What the operator answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,8 +14,9 @@ pub enum Confirmation {
     Yes,
     /// Anything but `yes`, or nothing (end of input).
     No,
-    /// No terminal to ask on: only `--auto-approve` or a saved plan can go on.
-    NoTerminal,
+    /// stdin ended before any answer (not a terminal, nothing piped in):
+    /// only `--auto-approve` goes on.
+    NoAnswer,
 }
 
 /// Terraform's question: only `yes` is accepted.
@@ -18,16 +24,42 @@ pub(super) fn confirm() -> Confirmation {
     ask("Do you want to perform these actions?")
 }
 
-/// `question`, answered on the terminal: only `yes` is accepted.
+/// `question`, answered on stdin: only `yes` is accepted.
 pub(super) fn ask(question: &str) -> Confirmation {
-    if !std::io::stdin().is_terminal() {
-        return Confirmation::NoTerminal;
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\n{question} Only 'yes' will be accepted: ");
+    let _ = stderr.flush();
+    let answer = read_answer(&mut std::io::stdin().lock());
+    if answer == Confirmation::NoAnswer {
+        // The prompt's line is never ended by an answer typed after it.
+        let _ = writeln!(stderr);
     }
-    print!("\n{question} Only 'yes' will be accepted: ");
-    let _ = std::io::stdout().flush();
+    answer
+}
+
+/// One line of `input`, judged.
+fn read_answer(input: &mut impl BufRead) -> Confirmation {
     let mut answer = String::new();
-    match std::io::stdin().read_line(&mut answer) {
+    match input.read_line(&mut answer) {
+        Ok(0) | Err(_) => Confirmation::NoAnswer,
         Ok(_) if answer.trim() == "yes" => Confirmation::Yes,
-        _ => Confirmation::No,
+        Ok(_) => Confirmation::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_yes_goes_on_and_nothing_is_no_answer() {
+        let judge = |text: &str| read_answer(&mut std::io::Cursor::new(text.as_bytes()));
+        assert_eq!(judge("yes\n"), Confirmation::Yes);
+        assert_eq!(judge("  yes  \n"), Confirmation::Yes);
+        assert_eq!(judge("yes"), Confirmation::Yes);
+        assert_eq!(judge("y\n"), Confirmation::No);
+        assert_eq!(judge("YES\n"), Confirmation::No);
+        assert_eq!(judge("\n"), Confirmation::No);
+        assert_eq!(judge(""), Confirmation::NoAnswer);
     }
 }

@@ -386,7 +386,7 @@ fn a_metrics_file_that_cannot_be_written_is_an_error_that_says_so() {
         s.transcript(&out)
     );
     assert!(
-        stdout(&out).contains("match the Clusterfile"),
+        stdout(&out).contains("matches the Clusterfile"),
         "the report still prints"
     );
 }

@@ -6,7 +6,8 @@
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
 //! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
 //! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
-//! `state` (and the JSON forms), `hosts_edit` (`add` and `delete`), `adhoc`
+//! `state` (and the JSON forms), `contract` (exit codes for every command,
+//! the confirmation on stdin, completions, the man page), `hosts_edit` (`add` and `delete`), `adhoc`
 //! (`exec` and `cp`), and `secrets`, which cut across all of
 //! them. The output of `validate` and `drift` is pinned whole by snapshots
 //! (`snapshots/`), exit codes included. One binary rather than one per
@@ -18,6 +19,7 @@ mod support;
 
 mod adhoc;
 mod apply;
+mod contract;
 mod drift;
 mod failures;
 mod graph;

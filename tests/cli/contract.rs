@@ -1,0 +1,325 @@
+//! The command-line contract itself: exit codes for every command (usage
+//! errors included), the confirmation read from stdin, shell completions,
+//! the manual page, and `graph --json`.
+
+use std::io::Write as _;
+use std::process::Stdio;
+
+use clap::CommandFactory;
+
+use crate::support::sandbox::Sandbox;
+use crate::support::{cairn, stderr, stdout};
+
+/// Every subcommand path, nested ones too: `["plan"]`, `["state", "show"]`.
+fn every_command() -> Vec<Vec<String>> {
+    fn walk(command: &clap::Command, path: &[String], all: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands() {
+            let mut here = path.to_vec();
+            here.push(sub.get_name().to_string());
+            all.push(here.clone());
+            walk(sub, &here, all);
+        }
+    }
+    let mut all = Vec::new();
+    walk(&cairn::cli::Cli::command(), &[], &mut all);
+    assert!(all.len() >= 15, "{all:?}");
+    all
+}
+
+#[test]
+fn a_usage_error_exits_1_with_clap_s_message_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in every_command() {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.push("--no-such-flag");
+        let out = cairn(dir.path(), &args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+        // clap's own words (`exec` takes the flag as its command and asks for `--on`).
+        assert!(
+            stderr(&out).starts_with("error: "),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("Usage: cairn"),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn help_exits_0_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in every_command() {
+        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
+        args.push("--help");
+        let out = cairn(dir.path(), &args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).contains("Usage: cairn"), "cairn {args:?}");
+    }
+}
+
+#[test]
+fn other_usage_errors_exit_1_never_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "Usage: cairn"),
+        (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (&["drift", "--limt", "box2"], "unexpected argument '--limt'"),
+        (&["state", "show"], "required arguments were not provided"),
+        (&["state"], "Usage: cairn state"),
+        (&["exec", "--", "uptime"], "--on <SELECTOR>"),
+        (&["apply", "--lock-timeout", "soon"], "invalid value 'soon'"),
+        (&["completions", "tcsh"], "invalid value 'tcsh'"),
+        (&["apply", "--parallelism", "0"], "must be at least 1"),
+        (&["reset", "--parallelism", "0"], "must be at least 1"),
+        (
+            &["exec", "--on", "x", "--parallelism", "0", "--", "true"],
+            "must be at least 1",
+        ),
+        (
+            &["cp", "--on", "x", "--parallelism", "0", "a", "b"],
+            "must be at least 1",
+        ),
+        (
+            &["add", "10.0.0.9", "--role", "web", "--parallelism", "0"],
+            "must be at least 1",
+        ),
+        (
+            &["delete", "h1", "--parallelism", "x3"],
+            "invalid value 'x3'",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = cairn(dir.path(), args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(says),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+    }
+    for args in [&["--version"][..], &["help"], &["help", "plan"]] {
+        let out = cairn(dir.path(), args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "cairn {args:?}");
+    }
+}
+
+#[test]
+fn a_missing_clusterfile_exits_1_for_every_command_that_reads_one_and_says_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[&[&str]] = &[
+        &["validate"],
+        &["plan"],
+        &["plan", "--detailed-exitcode"],
+        &["apply", "--auto-approve"],
+        &["drift"],
+        &["graph"],
+        &["state", "list"],
+        &["reset", "--auto-approve"],
+        &["delete", "h1"],
+        &["exec", "--on", "h1", "--", "true"],
+        &["unlock", "--auto-approve"],
+    ];
+    for args in cases {
+        let out = cairn(dir.path(), args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "cairn {args:?} says the OS error once: {err}"
+        );
+    }
+}
+
+#[test]
+fn plan_exits_2_only_with_detailed_exitcode_and_changes() {
+    let s = Sandbox::new();
+    assert_eq!(s.run(&["plan"]).status.code(), Some(0));
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(2)
+    );
+    s.apply();
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+}
+
+/// Runs `cairn apply` in `s` with `input` on its stdin (none: stdin closed).
+fn apply_answering(s: &Sandbox, input: Option<&str>) -> std::process::Output {
+    let mut command = s.command(&["apply"]);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_confirmation_is_read_from_stdin_when_it_is_not_a_terminal() {
+    let s = Sandbox::new();
+
+    let out = apply_answering(&s, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gave none; nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("echo yes | cairn apply"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = apply_answering(&s, Some("no\n"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("aborted: nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(2)
+    );
+
+    let out = apply_answering(&s, Some("yes\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Do you want to perform these actions? Only 'yes' will be accepted:"),
+        "the question goes to stderr: {}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&out).contains("Only 'yes'"),
+        "stdout stays the plan's"
+    );
+    assert_eq!(
+        s.run(&["plan", "--detailed-exitcode"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "complete -F _cairn"),
+        ("zsh", "#compdef cairn"),
+        ("fish", "complete -c cairn"),
+        ("elvish", "edit:completion:arg-completer[cairn]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = cairn(dir.path(), &["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for command in ["apply", "drift", "unlock"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+}
+
+#[test]
+fn bash_accepts_the_bash_completion_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(dir.path(), &["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = dir.path().join("cairn.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(". {} && complete -p cairn", script.display()))
+        .output()
+        .expect("bash runs");
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("_cairn"), "{}", stdout(&check));
+}
+
+#[test]
+fn the_manual_page_is_roff_with_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn(dir.path(), &["man"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH cairn 1"), "{page}");
+    for command in ["plan", "apply", "drift", "completions"] {
+        assert!(page.contains(command), "the page names {command}");
+    }
+
+    let pages = dir.path().join("man1");
+    let out = cairn(dir.path(), &["man", "--dir", pages.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a missing folder is refused");
+    assert!(stderr(&out).contains("is not a folder"), "{}", stderr(&out));
+    assert!(!pages.exists(), "and not created");
+
+    std::fs::create_dir(&pages).unwrap();
+    let out = cairn(dir.path(), &["man", "--dir", pages.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for page in ["cairn.1", "cairn-plan.1", "cairn-state-show.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.starts_with(".ie"), "{page} is roff");
+    }
+}
+
+#[test]
+fn graph_json_lists_every_task_with_what_it_waits_for() {
+    let s = Sandbox::new();
+    let out = s.run(&["graph", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["version"], 1);
+    let tasks = doc["tasks"].as_array().unwrap();
+    let install = tasks
+        .iter()
+        .find(|t| t["id"] == "step.install@local")
+        .expect("step.install@local");
+    assert_eq!(install["kind"], "step");
+    assert_eq!(install["host"], "local");
+    assert!(
+        install["after"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "bundle.web@local"),
+        "{install}"
+    );
+    let position = |id: &str| tasks.iter().position(|t| t["id"] == id).unwrap();
+    assert!(position("bundle.web@local") < position("step.install@local"));
+}
