@@ -31,7 +31,7 @@ pub use lock::{
     ProcessStamp, StateLock,
 };
 pub use records::{RecordDetail, ShippedFile, TaskRecord, now_rfc3339};
-pub use snapshot::{JournalEntry, State};
+pub use snapshot::{JournalEntry, PendingRerun, State};
 
 /// Version of the state file format. 2: a record's host is kept once, in its
 /// key inputs (`inputs.host`); a version-1 state (which also had a `host`
