@@ -394,6 +394,18 @@ mod tests {
     }
 
     #[test]
+    fn an_edge_added_or_removed_is_named_as_such() {
+        let a = inputs();
+        let mut b = a.clone();
+        b.deps.insert(
+            TaskId::parse("file.motd@m0").unwrap(),
+            TaskKey::from_digest([1; 32]),
+        );
+        assert_eq!(explain(&a, &b), vec!["now waits for file.motd@m0"]);
+        assert_eq!(explain(&b, &a), vec!["no longer waits for file.motd@m0"]);
+    }
+
+    #[test]
     fn secrets_are_salted_and_explained_without_values() {
         let f1 = secret_fingerprint("salt", "hunter2");
         assert!(!f1.contains("hunter2"));

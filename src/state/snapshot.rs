@@ -154,3 +154,36 @@ impl State {
             .retain(|root, _| used.contains(root.as_str()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> TaskId {
+        TaskId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_state_without_reruns_reads_and_reruns_leave_as_their_tasks_are_done_or_forgotten() {
+        let mut older = serde_json::to_value(State::new("c")).unwrap();
+        older.as_object_mut().unwrap().remove("reruns");
+        let mut state: State = serde_json::from_value(older).expect("an older state reads");
+        assert!(state.reruns.is_empty());
+        assert!(
+            !serde_json::to_string(&state).unwrap().contains("reruns"),
+            "none is not written"
+        );
+
+        let line = r#"{"op":"reruns","tasks":{"step.a@h1":"replace","step.b@h1":"downstream","step.c@h2":"downstream"}}"#;
+        state.apply(serde_json::from_str(line).expect("a journal line"));
+        assert_eq!(state.reruns.len(), 3);
+        state.apply(JournalEntry::Forget {
+            id: id("step.b@h1"),
+        });
+        state.apply(JournalEntry::ForgetHost { name: "h2".into() });
+        assert_eq!(
+            state.reruns.into_iter().collect::<Vec<_>>(),
+            [(id("step.a@h1"), PendingRerun::Replace)]
+        );
+    }
+}
