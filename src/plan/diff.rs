@@ -114,6 +114,11 @@ pub fn diff(
             // Not touched this run: downstream tasks see the recorded key.
             if let Some(record) = state.tasks.get(&task.id) {
                 effective.insert(node, record.key.clone());
+                // A replace asked for on a host that cannot be reached now
+                // is done by a later apply (one left out by --limit is not asked).
+                if !options.excluded_hosts.contains(host) && options.replace.forces(&task.id) {
+                    reruns.insert(task.id.clone(), PendingRerun::Replace);
+                }
             }
             continue;
         }
@@ -201,8 +206,10 @@ impl Forcing {
     /// The reasons, in words, leaving out what the key's own reasons say
     /// already: an upstream task whose key changed (or that is newly waited
     /// for), a capture when the key changed anyway.
-    fn reasons(&self, old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
-        let key_changed = old.key() != new.key();
+    fn reasons(&self, old: &KeyInputs, new: &KeyInputs, key_changed: bool) -> Vec<String> {
+        if self.is_empty() {
+            return Vec::new();
+        }
         let unexplained = |ids: &[TaskId]| -> Vec<String> {
             ids.iter()
                 .filter(|id| old.deps.get(*id) == new.deps.get(*id))
@@ -404,7 +411,7 @@ impl Differ<'_> {
         if key_changed && reasons.is_empty() {
             reasons.push("inputs changed".into());
         }
-        reasons.extend(forcing.reasons(&record.inputs, inputs));
+        reasons.extend(forcing.reasons(&record.inputs, inputs, key_changed));
         if self.options.replace.forces(&task.id) {
             change.kind = ChangeKind::Replace;
             change.reasons.push("forced by --replace".into());

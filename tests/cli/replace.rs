@@ -2,11 +2,14 @@
 //! value captured again reaches the steps that read it, and a replace that
 //! did not finish is kept in the state and planned again until it has run.
 
-use crate::support::sandbox::Sandbox;
-use crate::support::{stderr, stdout};
+use std::process::Stdio;
 
-/// A step that captures the version in `version.txt`, one that deploys it,
-/// and one after that fails once while the marker file `fail-once` exists.
+use crate::support::sandbox::Sandbox;
+use crate::support::{stderr, stdout, wait_until};
+
+/// A step that captures the version in `version.txt`, one that deploys it
+/// (slowly, once, while the marker file `slow-once` exists), and one after
+/// that fails once while the marker file `fail-once` exists.
 const CLUSTERFILE: &str = r#"version = 1
 name = "replace"
 
@@ -23,7 +26,7 @@ capture = "app_version"
 [[steps]]
 name = "deploy"
 after = ["version"]
-run = "mkdir -p out && echo ${app_version} > out/deployed"
+run = "mkdir -p out && echo ${app_version} > out/deployed; if [ -f slow-once ]; then rm slow-once; touch out/deploy-started; sleep 2; fi"
 
 [[steps]]
 name = "smoke"
@@ -111,6 +114,48 @@ fn a_replaced_task_that_failed_is_replaced_by_the_next_apply() {
         "{}",
         stdout(&out)
     );
+    assert_eq!(s.read("out/smoke.log"), "ran\nran\n");
+    let done = stdout(&s.run(&["plan"]));
+    assert!(done.contains("No changes."), "{done}");
+}
+
+#[test]
+fn a_replace_interrupted_is_finished_by_the_next_apply() {
+    let s = sandbox();
+    s.write("version.txt", "v2\n");
+    s.write("slow-once", "");
+    let child = s
+        .command(&["apply", "--auto-approve", "--replace", "step.version"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the deploy starts", || {
+        s.path("out/deploy-started").exists()
+    });
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Apply interrupted."),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        s.read("out/deployed"),
+        "v2\n",
+        "the running deploy finished"
+    );
+    assert_eq!(s.read("out/smoke.log"), "ran\n", "smoke did not start");
+
+    let plan = stdout(&s.run(&["plan"]));
+    assert!(
+        plan.contains("~ step.smoke@local  rerun by a replace of an earlier apply (not finished)")
+            && plan.contains("Plan: 0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
+    s.apply();
     assert_eq!(s.read("out/smoke.log"), "ran\nran\n");
     let done = stdout(&s.run(&["plan"]));
     assert!(done.contains("No changes."), "{done}");

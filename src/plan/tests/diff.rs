@@ -703,3 +703,40 @@ dest = "/etc/conf"
         ["content changed", r#"var greeting changed ("a" -> "b")"#]
     );
 }
+
+#[test]
+fn a_replace_on_a_host_not_reached_is_kept_for_later_but_not_on_one_left_out() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let graph = world.graph();
+    let replace = Replacements::new(&["step.hello".to_string()], &graph).expect("known");
+    let mut refresh = Refresh::default();
+    refresh
+        .unreachable
+        .insert("n0".into(), "host n0: connection refused".into());
+    let options = DiffOptions {
+        replace: replace.clone(),
+        ..DiffOptions::default()
+    };
+    let plan = world.diff(&graph, &refresh, &options);
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@n0")),
+        Some(&PendingRerun::Replace),
+        "unreachable: replaced when it is back"
+    );
+    let options = DiffOptions {
+        replace,
+        excluded_hosts: ["n0".to_string()].into(),
+        ..DiffOptions::default()
+    };
+    let plan = world.diff(&graph, &Refresh::default(), &options);
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@n0")),
+        None,
+        "left out by --limit"
+    );
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@m0")),
+        Some(&PendingRerun::Replace)
+    );
+}
