@@ -425,9 +425,7 @@ impl Differ<'_> {
             change.reasons.push(
                 match pending {
                     PendingRerun::Replace => "replace requested by an earlier apply (not finished)",
-                    PendingRerun::Downstream => {
-                        "rerun by a replace of an earlier apply (not finished)"
-                    }
+                    PendingRerun::Downstream => "rerun required by an earlier apply (not finished)",
                 }
                 .into(),
             );

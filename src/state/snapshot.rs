@@ -49,7 +49,8 @@ pub struct State {
 pub enum PendingRerun {
     /// `--replace` named it: undone (a step's undo) and done again.
     Replace,
-    /// It comes after a replaced task (or reads a value one captures).
+    /// It comes after a task rerun because of a replace, or reads a value
+    /// captured again in the same apply.
     Downstream,
 }
 

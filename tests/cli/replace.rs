@@ -86,7 +86,7 @@ fn a_replace_that_failed_downstream_is_planned_again_until_it_has_run() {
     let text = stdout(&plan);
     assert_eq!(plan.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("~ step.smoke@local  rerun by a replace of an earlier apply (not finished)")
+        text.contains("~ step.smoke@local  rerun required by an earlier apply (not finished)")
             && !text.contains("step.deploy@local")
             && !text.contains("step.version@local"),
         "only what did not run: {text}"
@@ -151,7 +151,7 @@ fn a_replace_interrupted_is_finished_by_the_next_apply() {
 
     let plan = stdout(&s.run(&["plan"]));
     assert!(
-        plan.contains("~ step.smoke@local  rerun by a replace of an earlier apply (not finished)")
+        plan.contains("~ step.smoke@local  rerun required by an earlier apply (not finished)")
             && plan.contains("Plan: 0 to add, 1 to change, 0 to destroy"),
         "{plan}"
     );

@@ -546,9 +546,9 @@ fn a_replace_not_finished_is_planned_again_until_each_task_has_run() {
     assert_eq!(
         outline(&again),
         [
-            "update step.hello@m0: rerun by a replace of an earlier apply (not finished)",
-            "update step.announce@m0: rerun by a replace of an earlier apply (not finished); upstream task reruns (step.hello@m0)",
-            "update step.collect@m0: rerun by a replace of an earlier apply (not finished); upstream task reruns (step.hello@m0)",
+            "update step.hello@m0: rerun required by an earlier apply (not finished)",
+            "update step.announce@m0: rerun required by an earlier apply (not finished); upstream task reruns (step.hello@m0)",
+            "update step.collect@m0: rerun required by an earlier apply (not finished); upstream task reruns (step.hello@m0)",
         ]
     );
     world.apply(&graph, &again);
