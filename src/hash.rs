@@ -95,6 +95,10 @@ pub fn secret_fingerprint(salt: &str, value: &str) -> String {
     format!("secret:{}", hex::encode(&hasher.finalize()[..16]))
 }
 
+/// The reason a file's content differs; `plan` says a template's was
+/// rendered differently instead.
+pub const CONTENT_CHANGED: &str = "content changed";
+
 /// Why a task's key changed: each differing input, in words.
 pub fn explain(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
     let mut reasons = Vec::new();
@@ -141,14 +145,25 @@ pub fn explain(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
     for name in old.vars.keys().filter(|n| !new.vars.contains_key(*n)) {
         reasons.push(format!("var {name} no longer used"));
     }
+    // An edge added is said as such, not as a change of the task it
+    // now waits for (which may well be unchanged).
     let changed_deps: Vec<&str> = new
         .deps
         .iter()
-        .filter(|(id, key)| old.deps.get(*id) != Some(key))
+        .filter(|(id, key)| old.deps.get(*id).is_some_and(|old| old != *key))
         .map(|(id, _)| id.as_str())
         .collect();
     if !changed_deps.is_empty() {
         reasons.push(format!("upstream task changed ({})", list(&changed_deps)));
+    }
+    let added: Vec<&str> = new
+        .deps
+        .keys()
+        .filter(|id| !old.deps.contains_key(*id))
+        .map(TaskId::as_str)
+        .collect();
+    if !added.is_empty() {
+        reasons.push(format!("now waits for {}", list(&added)));
     }
     let dropped: Vec<&str> = old
         .deps
@@ -214,7 +229,7 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
                 reasons.push(format!("dest changed ({od} -> {nd})"));
             }
             if oc != nc {
-                reasons.push("content changed".into());
+                reasons.push(CONTENT_CHANGED.into());
             }
             if om != nm {
                 reasons.push(format!("mode changed ({om:04o} -> {nm:04o})"));
@@ -376,6 +391,18 @@ mod tests {
         let mut b = a.clone();
         b.deps.insert(upstream, TaskKey::from_digest([2; 32]));
         assert_eq!(explain(&a, &b), vec!["upstream task changed (step.a@m0)"]);
+    }
+
+    #[test]
+    fn an_edge_added_or_removed_is_named_as_such() {
+        let a = inputs();
+        let mut b = a.clone();
+        b.deps.insert(
+            TaskId::parse("file.motd@m0").unwrap(),
+            TaskKey::from_digest([1; 32]),
+        );
+        assert_eq!(explain(&a, &b), vec!["now waits for file.motd@m0"]);
+        assert_eq!(explain(&b, &a), vec!["no longer waits for file.motd@m0"]);
     }
 
     #[test]

@@ -459,7 +459,8 @@ impl Planned {
     /// What an apply records even when it runs nothing: a state migrated
     /// from an older version, written before anything runs (so the journal
     /// this run appends under the new names replays over a state that has
-    /// them), and how each reached host is reached.
+    /// them), how each reached host is reached, and the reruns a replace
+    /// asks for.
     pub fn record_reached_hosts(&self) -> Result<(), CairnError> {
         let compiled = &self.refreshed.compiled;
         let dir = self.state_dir();
@@ -478,7 +479,26 @@ impl Planned {
             }
         }
         let journal = Journal::open(&dir.journal_file())?;
-        self.record_hosts(&journal)
+        self.record_hosts(&journal)?;
+        self.record_reruns(&journal)
+    }
+
+    /// Records the tasks this apply reruns because of a replace before any
+    /// runs, so one that does not finish (interrupted, failed, or blocked)
+    /// is rerun by the next apply and shown by the next plan.
+    fn record_reruns(&self, journal: &Journal) -> Result<(), CairnError> {
+        let known = &self.refreshed.compiled.state.reruns;
+        let tasks: BTreeMap<_, _> = self
+            .plan
+            .reruns
+            .iter()
+            .filter(|(id, why)| known.get(*id) != Some(*why))
+            .map(|(id, why)| (id.clone(), *why))
+            .collect();
+        if !tasks.is_empty() {
+            journal.append(JournalEntry::Reruns { tasks })?;
+        }
+        Ok(())
     }
 
     /// Records how each host this apply reached is reached, where that

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::KeyInputs;
 use crate::ids::{TaskId, TaskKey};
+use crate::state::PendingRerun;
 use crate::transport::Facts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +73,10 @@ pub struct Plan {
     /// `once` steps this plan would move to another host without being
     /// told to (`--replace`): an apply refuses the plan.
     pub once_moves: Vec<String>,
+    /// Recorded tasks this plan reruns because of a replace (asked now, or
+    /// by an earlier apply that did not finish): an apply keeps them in the
+    /// state until each has run.
+    pub reruns: BTreeMap<TaskId, PendingRerun>,
 }
 
 impl Plan {

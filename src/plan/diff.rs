@@ -13,10 +13,15 @@
 //!   unless a step's host holds its receipt at the new key: an apply that
 //!   died before recording it did it, so it is adopted;
 //! - `--replace`, or a bundle/file whose destination moved: replace (`-/+`);
+//! - downstream of a task rerun because of a replace, or reading a value a
+//!   task that runs captures again: update (`~`), as a changed input would,
+//!   though no key changed (a `once` step stops this and says so);
+//! - a rerun an earlier apply was asked for and did not finish (kept in the
+//!   state): as that apply planned it;
 //! - a record with no task any more: destroy (`-`);
 //! - otherwise unchanged.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use petgraph::graph::NodeIndex;
 
@@ -26,11 +31,11 @@ use super::former::{Departure, FormerHost};
 use super::reasons::{drift_reasons, explain};
 use super::undo_order::undo_order;
 use super::{Change, ChangeKind, Observation, Plan, Refresh, Replacements};
-use crate::graph::{Task, TaskGraph, Work};
+use crate::graph::{Task, TaskGraph, Work, task_id};
 use crate::hash::KeyInputs;
 use crate::ids::{TaskId, TaskKey};
-use crate::model::Model;
-use crate::state::{RecordDetail, State, TaskRecord};
+use crate::model::{ElementRef, Model};
+use crate::state::{PendingRerun, RecordDetail, State, TaskRecord};
 
 /// What the diff needs besides graph and state.
 #[derive(Debug, Default)]
@@ -63,10 +68,11 @@ pub fn diff(
         state,
         refresh,
         options,
-        recorded_hosts: state
+        known_hosts: state
             .tasks
             .values()
             .map(|r| r.host().name.as_str())
+            .chain(state.hosts.keys().map(String::as_str))
             .collect(),
         wiped: wiped_hosts(model, state, refresh, &options.renamed),
     };
@@ -82,10 +88,16 @@ pub fn diff(
             excluded_hosts: options.excluded_hosts.clone(),
             warnings: Vec::new(),
             once_moves: Vec::new(),
+            reruns: BTreeMap::new(),
         };
     }
     let mut changes = Vec::with_capacity(graph.len());
     let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
+    // Tasks that run, and those of them that rerun because of a replace
+    // (true: replaced themselves), which their downstream tasks follow.
+    let mut runs: HashSet<NodeIndex> = HashSet::new();
+    let mut forced: HashMap<NodeIndex, bool> = HashMap::new();
+    let mut reruns = BTreeMap::new();
     for &node in graph.topological() {
         let task = graph.task(node);
         let mut inputs = task.inputs.clone();
@@ -102,11 +114,42 @@ pub fn diff(
             // Not touched this run: downstream tasks see the recorded key.
             if let Some(record) = state.tasks.get(&task.id) {
                 effective.insert(node, record.key.clone());
+                // A replace asked for on a host that cannot be reached now
+                // is done by a later apply (one left out by --limit is not asked).
+                if !options.excluded_hosts.contains(host) && options.replace.forces(&task.id) {
+                    reruns.insert(task.id.clone(), PendingRerun::Replace);
+                }
             }
             continue;
         }
-        let change = differ.task(node, inputs);
+        let forcing = Forcing {
+            replaced: upstream_forced(graph, node, &forced, true),
+            rerun: upstream_forced(graph, node, &forced, false),
+            captures: differ
+                .captures_read(task)
+                .into_iter()
+                .filter(|(_, producer)| runs.contains(producer))
+                .map(|(name, producer)| (name, graph.task(producer).id.clone()))
+                .collect(),
+        };
+        let change = differ.task(node, inputs, &forcing);
         effective.insert(node, change.key.clone().expect("graph tasks have keys"));
+        if change.kind != ChangeKind::Noop && !change.adopt {
+            runs.insert(node);
+            let replaced = differ.options.replace.forces(&task.id)
+                || (state.reruns.get(&task.id) == Some(&PendingRerun::Replace));
+            if replaced || state.reruns.contains_key(&task.id) || !forcing.is_empty() {
+                forced.insert(node, replaced);
+                if state.tasks.contains_key(&task.id) {
+                    let why = if replaced {
+                        PendingRerun::Replace
+                    } else {
+                        PendingRerun::Downstream
+                    };
+                    reruns.insert(task.id.clone(), why);
+                }
+            }
+        }
         changes.push(change);
     }
     changes.extend(differ.destroys());
@@ -122,6 +165,77 @@ pub fn diff(
         changes,
         unreachable: refresh.unreachable.clone(),
         excluded_hosts: options.excluded_hosts.clone(),
+        reruns,
+    }
+}
+
+/// The tasks `node` waits for that rerun because of a replace: those
+/// replaced themselves (`replaced`), or the others.
+fn upstream_forced(
+    graph: &TaskGraph,
+    node: NodeIndex,
+    forced: &HashMap<NodeIndex, bool>,
+    replaced: bool,
+) -> Vec<TaskId> {
+    let mut ids: Vec<TaskId> = graph
+        .upstream(node)
+        .filter(|up| forced.get(up) == Some(&replaced))
+        .map(|up| graph.task(up).id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Why a task whose key may not have changed must run again: what it waits
+/// for or reads reruns in this apply.
+#[derive(Debug, Default)]
+struct Forcing {
+    /// Tasks it waits for that `--replace` (now or earlier) replaces.
+    replaced: Vec<TaskId>,
+    /// Tasks it waits for that rerun because something before them was replaced.
+    rerun: Vec<TaskId>,
+    /// Captured values it reads, with the task that captures each again.
+    captures: Vec<(String, TaskId)>,
+}
+
+impl Forcing {
+    fn is_empty(&self) -> bool {
+        self.replaced.is_empty() && self.rerun.is_empty() && self.captures.is_empty()
+    }
+
+    /// The reasons, in words, leaving out what the key's own reasons say
+    /// already: an upstream task whose key changed (or that is newly waited
+    /// for), a capture when the key changed anyway.
+    fn reasons(&self, old: &KeyInputs, new: &KeyInputs, key_changed: bool) -> Vec<String> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let unexplained = |ids: &[TaskId]| -> Vec<String> {
+            ids.iter()
+                .filter(|id| old.deps.get(*id) == new.deps.get(*id))
+                .map(ToString::to_string)
+                .collect()
+        };
+        let mut reasons = Vec::new();
+        let replaced = unexplained(&self.replaced);
+        if !replaced.is_empty() {
+            reasons.push(format!("upstream task replaced ({})", replaced.join(", ")));
+        }
+        let rerun = unexplained(&self.rerun);
+        if !rerun.is_empty() {
+            reasons.push(format!("upstream task reruns ({})", rerun.join(", ")));
+        }
+        if !key_changed {
+            let waited: Vec<&TaskId> = self.replaced.iter().chain(&self.rerun).collect();
+            for (name, producer) in &self.captures {
+                if !waited.contains(&producer) {
+                    reasons.push(format!(
+                        "reads ${{{name}}}, which {producer} captures again"
+                    ));
+                }
+            }
+        }
+        reasons
     }
 }
 
@@ -132,16 +246,44 @@ struct Differ<'a> {
     state: &'a State,
     refresh: &'a Refresh,
     options: &'a DiffOptions,
-    /// Hosts something ran on, to tell a new host from a new task on a known one.
-    recorded_hosts: BTreeSet<&'a str>,
+    /// Hosts the state knows (something ran there, or an apply reached
+    /// it), to tell a new host from a new task on a known one.
+    known_hosts: BTreeSet<&'a str>,
     /// Probed hosts that hold none of the receipts of what cairn recorded
     /// there (reinstalled, or cairn's folder wiped).
     wiped: BTreeSet<String>,
 }
 
 impl Differ<'_> {
+    /// The captured values a step reads, with the task that captures each
+    /// (which it waits for, validation made sure).
+    fn captures_read(&self, task: &Task) -> Vec<(String, NodeIndex)> {
+        let Work::Step { step } = task.work else {
+            return Vec::new();
+        };
+        let mut read = Vec::new();
+        for interp in self.model.steps[step].strings() {
+            for name in interp.vars() {
+                if self.model.var(task.host, name).is_some() {
+                    continue;
+                }
+                let producer = self
+                    .model
+                    .capture_source(task.host, name)
+                    .map(|(producer, host)| task_id(self.model, ElementRef::Step(producer), host))
+                    .and_then(|id| self.graph.find(&id));
+                if let Some(producer) = producer
+                    && !read.iter().any(|(n, _)| n == name)
+                {
+                    read.push((name.to_string(), producer));
+                }
+            }
+        }
+        read
+    }
+
     /// The change of one task whose dependency keys are filled in `inputs`.
-    fn task(&self, node: NodeIndex, inputs: KeyInputs) -> Change {
+    fn task(&self, node: NodeIndex, inputs: KeyInputs, forcing: &Forcing) -> Change {
         let task = self.graph.task(node);
         let key = inputs.key();
         let record = self.state.tasks.get(&task.id);
@@ -160,7 +302,7 @@ impl Differ<'_> {
             moved_from: None,
         };
         match record {
-            None => self.unrecorded(task, &mut change),
+            None => self.unrecorded(task, forcing, &mut change),
             Some(_) if self.wiped.contains(&change.host) && !task.once => {
                 // What the record says was done there is gone with the
                 // receipts: done again, from scratch.
@@ -181,7 +323,7 @@ impl Differ<'_> {
                 change.drifted = false;
                 change.moved_from = Some(from);
             }
-            Some(record) => self.recorded(task, record, drift, &mut change),
+            Some(record) => self.recorded(task, record, drift, forcing, &mut change),
         }
         change
     }
@@ -198,7 +340,7 @@ impl Differ<'_> {
 
     /// A task that never ran here: created, or adopted when its check
     /// passes or the host holds its receipt.
-    fn unrecorded(&self, task: &Task, change: &mut Change) {
+    fn unrecorded(&self, task: &Task, forcing: &Forcing, change: &mut Change) {
         let key = change.key.as_ref().expect("graph tasks have keys");
         let observation = self.refresh.observations.get(&task.id);
         let check_passes = match (&task.work, observation) {
@@ -218,16 +360,19 @@ impl Differ<'_> {
             }),
             _ => None,
         };
+        // What it waits for reruns: what the check or a receipt says of
+        // the host may be about to change.
+        let adoptable = forcing.is_empty();
         if self.options.replace.forces(&task.id) {
             change.kind = ChangeKind::Create;
             change.reasons.push("forced by --replace".into());
-        } else if let Some(r) = receipt {
+        } else if let Some(r) = receipt.filter(|_| adoptable) {
             change.adopt = true;
             change.reasons.push(format!(
                 "done on the host by {} at {} (its receipt): recorded without running",
                 r.by, r.finished_at
             ));
-        } else if check_passes {
+        } else if check_passes && adoptable {
             change.adopt = true;
             change
                 .reasons
@@ -235,7 +380,7 @@ impl Differ<'_> {
         } else {
             change.kind = ChangeKind::Create;
             let host = change.host.as_str();
-            change.reasons.push(if self.recorded_hosts.contains(host) {
+            change.reasons.push(if self.known_hosts.contains(host) {
                 "new task".into()
             } else {
                 "new host".into()
@@ -243,24 +388,47 @@ impl Differ<'_> {
         }
     }
 
-    /// A task that ran before: unchanged, updated (its inputs changed, or
-    /// the host drifted), or replaced (forced, or its destination moved). A
-    /// `once` step ignores changed inputs and keeps its recorded key, so
-    /// nothing downstream reruns because of it.
-    fn recorded(&self, task: &Task, record: &TaskRecord, drift: Vec<String>, change: &mut Change) {
+    /// A task that ran before: unchanged, updated (its inputs changed, the
+    /// host drifted, or what it waits for reruns), or replaced (forced now
+    /// or by an earlier apply that did not finish, or its destination
+    /// moved). A `once` step ignores changed inputs and reruns upstream,
+    /// and keeps its recorded key, so nothing downstream reruns because of it.
+    fn recorded(
+        &self,
+        task: &Task,
+        record: &TaskRecord,
+        drift: Vec<String>,
+        forcing: &Forcing,
+        change: &mut Change,
+    ) {
         let inputs = change.inputs.as_ref().expect("graph tasks have inputs");
         let key_changed = change.key.as_ref() != Some(&record.key);
         let mut reasons = if key_changed {
-            explain(self.graph, self.state, record, inputs, task)
+            explain(self.model, self.graph, self.state, record, inputs, task)
         } else {
             Vec::new()
         };
         if key_changed && reasons.is_empty() {
             reasons.push("inputs changed".into());
         }
+        reasons.extend(forcing.reasons(&record.inputs, inputs, key_changed));
         if self.options.replace.forces(&task.id) {
             change.kind = ChangeKind::Replace;
             change.reasons.push("forced by --replace".into());
+            change.reasons.extend(reasons);
+            change.reasons.extend(drift);
+        } else if let Some(pending) = self.state.reruns.get(&task.id) {
+            change.kind = match pending {
+                PendingRerun::Replace => ChangeKind::Replace,
+                PendingRerun::Downstream => ChangeKind::Update,
+            };
+            change.reasons.push(
+                match pending {
+                    PendingRerun::Replace => "replace requested by an earlier apply (not finished)",
+                    PendingRerun::Downstream => "rerun required by an earlier apply (not finished)",
+                }
+                .into(),
+            );
             change.reasons.extend(reasons);
             change.reasons.extend(drift);
         } else if task.once {
@@ -276,7 +444,10 @@ impl Differ<'_> {
         } else if dest_moved(&record.detail, &task.work) {
             change.kind = ChangeKind::Replace;
             change.reasons.extend(reasons);
-        } else if let Some(r) = self.done_unrecorded(task, change, key_changed, &drift) {
+        } else if let Some(r) = self
+            .done_unrecorded(task, change, key_changed, &drift)
+            .filter(|_| forcing.is_empty())
+        {
             change.adopt = true;
             change.reasons.push(format!(
                 "done on the host by {} at {} (its receipt) by an apply that did not record it: recorded without running",

@@ -1,11 +1,12 @@
 //! Reasons, in words: why a task's key changed (`hash::explain`, plus a
-//! bundle's content file by file from the stored manifests), and what refresh
+//! bundle's content file by file from the stored manifests, and templates
+//! named as rendered differently), and what refresh
 //! found different on the host from what was recorded.
 
 use super::Observation;
-use crate::graph::{Task, TaskGraph};
+use crate::graph::{Task, TaskGraph, Work};
 use crate::hash::{self, ActionSpec, KeyInputs};
-use crate::model::ElementRef;
+use crate::model::{ElementRef, Model};
 use crate::state::{RecordDetail, State, TaskRecord};
 use crate::transport::Observed;
 
@@ -67,8 +68,10 @@ fn short_list(items: &[String]) -> String {
     }
 }
 
-/// Reasons for a key change, with bundle content explained file by file.
+/// Reasons for a key change, with bundle content explained file by file
+/// and a `[[files]]` template's new content as rendered differently.
 pub(super) fn explain(
+    model: &Model,
     graph: &TaskGraph,
     state: &State,
     record: &TaskRecord,
@@ -76,6 +79,12 @@ pub(super) fn explain(
     task: &Task,
 ) -> Vec<String> {
     let mut reasons = hash::explain(&record.inputs, new);
+    if let Work::File { file, .. } = &task.work
+        && model.files[*file].template
+        && let Some(content) = reasons.iter_mut().find(|r| *r == hash::CONTENT_CHANGED)
+    {
+        *content = "template rendered differently".into();
+    }
     if let (
         ActionSpec::Bundle {
             name,

@@ -2,7 +2,9 @@
 //!
 //! `state.json` holds every task cairn has completed: its key and the
 //! inputs it was made from, what it left on the host (files shipped with
-//! their stat, values captured), and when. During an apply each completed
+//! their stat, values captured), and when; and the tasks a `--replace` is
+//! to rerun that have not run yet (`reruns`, absent from older states,
+//! which read as having none). During an apply each completed
 //! task is appended to `journal.jsonl` and fsynced before the run goes on
 //! (a writer thread groups the fsyncs of tasks that finish together), so
 //! killing cairn at any instant loses at most the tasks in flight; the next
@@ -31,7 +33,7 @@ pub use lock::{
     ProcessStamp, StateLock,
 };
 pub use records::{RecordDetail, ShippedFile, TaskRecord, now_rfc3339};
-pub use snapshot::{JournalEntry, State};
+pub use snapshot::{JournalEntry, PendingRerun, State};
 
 /// Version of the state file format. 2: a record's host is kept once, in its
 /// key inputs (`inputs.host`); a version-1 state (which also had a `host`

@@ -5,7 +5,8 @@
 //! One test binary, one module per command, so that a test is found where
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
 //! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
-//! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
+//! timeouts, `once`, `--replace`, undo), `replace` (what a replace reruns,
+//! and one that did not finish), `drift` (hand edits), `graph`,
 //! `state` (and the JSON forms), `contract` (exit codes for every command,
 //! the confirmation on stdin, completions, the man page), `hosts_edit` (`add` and `delete`), `adhoc`
 //! (`exec` and `cp`), and `secrets`, which cut across all of
@@ -25,6 +26,7 @@ mod failures;
 mod graph;
 mod hosts_edit;
 mod plan;
+mod replace;
 mod secrets;
 mod state;
 mod validate;

@@ -466,9 +466,9 @@ fn tally(
         }
         Some(_)
             if !reasons.is_empty()
-                && reasons
-                    .iter()
-                    .all(|r| r.starts_with("upstream task changed")) =>
+                && reasons.iter().all(|r| {
+                    r.starts_with("upstream task changed") || r.starts_with("now waits for")
+                }) =>
         {
             Some(
                 "ran while the powered-off host was left out (as with --limit), again once its part had run",

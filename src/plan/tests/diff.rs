@@ -1,9 +1,10 @@
 //! Unit tests of `plan::diff`, kept beside it in a file of their own.
 
 use super::DiffOptions;
+use crate::ids::TaskId;
 use crate::ids::TaskKey;
 use crate::plan::{ChangeKind, Observation, Refresh, Replacements};
-use crate::state::RecordDetail;
+use crate::state::{JournalEntry, PendingRerun, RecordDetail};
 use crate::transport::{Observed, ReceiptInfo};
 
 /// Two SSH hosts (nothing connects), a bundle, a file, and steps that
@@ -51,7 +52,7 @@ fn the_first_plan_creates_everything_on_new_hosts_then_new_tasks_are_named() {
             "create step.install@w0: new host",
             "create step.hello@w0: new host",
             "create step.announce@w0: new host",
-            "update step.collect@m0: upstream task changed (step.hello@w0)",
+            "update step.collect@m0: now waits for step.hello@w0",
             "create step.extra@m0: new task",
             "create step.extra@n0: new task",
             "create step.extra@w0: new host",
@@ -488,4 +489,254 @@ fn hosts_left_out_are_not_planned_and_lend_their_recorded_keys() {
             );
         }
     }
+}
+
+/// The plan of `world` with `--replace` naming `patterns`.
+fn plan_replacing(world: &World, patterns: &[&str]) -> crate::plan::Plan {
+    let graph = world.graph();
+    let patterns: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+    let options = DiffOptions {
+        replace: Replacements::new(&patterns, &graph).expect("known tasks"),
+        ..DiffOptions::default()
+    };
+    world.diff(&graph, &Refresh::default(), &options)
+}
+
+#[test]
+fn a_replace_reruns_everything_downstream_but_a_once_step_which_says_so() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let plan = plan_replacing(&world, &["step.install@m0"]);
+    assert_eq!(
+        outline(&plan),
+        [
+            "replace step.install@m0: forced by --replace",
+            "update step.hello@m0: upstream task replaced (step.install@m0)",
+            "update step.announce@m0: upstream task reruns (step.hello@m0)",
+            "noop step.init@m0 [ignored: upstream task replaced (step.install@m0)]",
+            "update step.collect@m0: upstream task reruns (step.hello@m0)",
+        ]
+    );
+    assert_eq!(
+        plan.reruns.keys().map(TaskId::as_str).collect::<Vec<_>>(),
+        [
+            "step.announce@m0",
+            "step.collect@m0",
+            "step.hello@m0",
+            "step.install@m0"
+        ],
+        "what the apply keeps in the state until it has run"
+    );
+    assert_eq!(plan.reruns[&id("step.install@m0")], PendingRerun::Replace);
+    assert_eq!(plan.reruns[&id("step.hello@m0")], PendingRerun::Downstream);
+}
+
+#[test]
+fn a_replace_not_finished_is_planned_again_until_each_task_has_run() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let plan = plan_replacing(&world, &["step.install@m0"]);
+    world.state.apply(JournalEntry::Reruns {
+        tasks: plan.reruns.clone(),
+    });
+    // The apply ran the replaced step and failed at `hello`.
+    let graph = world.graph();
+    world.record(&graph, change(&plan, "step.install@m0"));
+    let (_, again) = world.plan();
+    assert_eq!(
+        outline(&again),
+        [
+            "update step.hello@m0: rerun required by an earlier apply (not finished)",
+            "update step.announce@m0: rerun required by an earlier apply (not finished); upstream task reruns (step.hello@m0)",
+            "update step.collect@m0: rerun required by an earlier apply (not finished); upstream task reruns (step.hello@m0)",
+        ]
+    );
+    world.apply(&graph, &again);
+    assert!(world.state.reruns.is_empty(), "{:?}", world.state.reruns);
+    let (_, done) = world.plan();
+    assert!(!done.has_changes(), "{:?}", outline(&done));
+
+    // A replace interrupted before the replaced task ran is a replace again.
+    world
+        .state
+        .apply(JournalEntry::Reruns { tasks: plan.reruns });
+    let (_, again) = world.plan();
+    assert_eq!(
+        outline(&again)[0],
+        "replace step.install@m0: replace requested by an earlier apply (not finished)"
+    );
+}
+
+/// A value captured on the master, read by every host's step behind a
+/// `once` step: the `once` step stops what flows along the edges, not the
+/// value.
+const CAPTURE: &str = r#"version = 1
+name = "t"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[hosts]]
+address = "10.0.0.2"
+name = "n0"
+
+[[steps]]
+name = "version"
+on = "master"
+run = "cat /etc/version"
+capture = "app_version"
+
+[[steps]]
+name = "gate"
+on = "master"
+once = true
+after = ["version"]
+run = "true"
+
+[[steps]]
+name = "deploy"
+after = ["gate@m0"]
+run = "deploy ${app_version}"
+"#;
+
+#[test]
+fn a_value_captured_again_reaches_the_steps_that_read_it() {
+    let mut world = World::new(CAPTURE);
+    world.converge();
+    let plan = plan_replacing(&world, &["step.version"]);
+    assert_eq!(
+        outline(&plan),
+        [
+            "replace step.version@m0: forced by --replace",
+            "noop step.gate@m0 [ignored: upstream task replaced (step.version@m0)]",
+            "update step.deploy@m0: reads ${app_version}, which step.version@m0 captures again",
+            "update step.deploy@n0: reads ${app_version}, which step.version@m0 captures again",
+        ]
+    );
+}
+
+#[test]
+fn reasons_say_what_really_changed() {
+    struct Case {
+        name: &'static str,
+        edits: &'static [(&'static str, &'static str)],
+        plan: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            name: "an edge added to an unchanged task",
+            edits: &[(
+                "after = [\"web\"]\nrun = \"sh /srv/web/install.sh\"",
+                "after = [\"web\", \"motd\"]\nrun = \"sh /srv/web/install.sh\"",
+            )],
+            plan: &[
+                "update step.install@m0: now waits for file.motd@m0",
+                "update step.install@n0: now waits for file.motd@n0",
+                "update step.hello@m0: upstream task changed (step.install@m0)",
+                "update step.hello@n0: upstream task changed (step.install@n0)",
+                "update step.announce@m0: upstream task changed (step.hello@m0)",
+                "update step.announce@n0: upstream task changed (step.hello@n0)",
+                "noop step.init@m0 [ignored: upstream task changed (step.install@m0)]",
+                "update step.collect@m0: upstream task changed (step.hello@m0, step.hello@n0)",
+            ],
+        },
+        Case {
+            name: "an edge removed",
+            edits: &[(
+                "after = [\"hello\"]\nrun = \"echo announced\"",
+                "run = \"echo announced\"",
+            )],
+            plan: &[
+                "update step.announce@m0: no longer waits for step.hello@m0",
+                "update step.announce@n0: no longer waits for step.hello@n0",
+            ],
+        },
+    ];
+    for case in cases {
+        let mut world = World::new(BASE);
+        world.converge();
+        world.fixture.rewrite(&edited(case.edits));
+        let (_, plan) = world.plan();
+        assert_eq!(outline(&plan), case.plan, "{}", case.name);
+    }
+}
+
+#[test]
+fn a_task_on_a_host_the_state_knows_is_a_new_task_even_if_nothing_ran_there() {
+    let mut world = World::new(BASE);
+    for host in &world.fixture.model.hosts {
+        if host.name == "n0" {
+            world.state.apply(JournalEntry::Host {
+                name: host.name.clone(),
+                record: crate::plan::former::host_record(host),
+            });
+        }
+    }
+    let (_, plan) = world.plan();
+    assert_eq!(change(&plan, "step.hello@n0").reasons, ["new task"]);
+    assert_eq!(change(&plan, "step.hello@m0").reasons, ["new host"]);
+}
+
+#[test]
+fn a_files_template_is_rendered_differently() {
+    let templated = r#"
+[[files]]
+name = "conf"
+content = "greeting={{ greeting }}\n"
+template = true
+dest = "/etc/conf"
+"#;
+    let mut world = World::new(&format!("{BASE}{templated}"));
+    world.converge();
+    world
+        .fixture
+        .rewrite(&format!("{}{templated}", edited(&[GREETING_B])));
+    let (_, plan) = world.plan();
+    assert_eq!(
+        change(&plan, "file.conf@m0").reasons,
+        ["template rendered differently"]
+    );
+    assert_eq!(
+        change(&plan, "file.motd@m0").reasons,
+        ["content changed", r#"var greeting changed ("a" -> "b")"#]
+    );
+}
+
+#[test]
+fn a_replace_on_a_host_not_reached_is_kept_for_later_but_not_on_one_left_out() {
+    let mut world = World::new(BASE);
+    world.converge();
+    let graph = world.graph();
+    let replace = Replacements::new(&["step.hello".to_string()], &graph).expect("known");
+    let mut refresh = Refresh::default();
+    refresh
+        .unreachable
+        .insert("n0".into(), "host n0: connection refused".into());
+    let options = DiffOptions {
+        replace: replace.clone(),
+        ..DiffOptions::default()
+    };
+    let plan = world.diff(&graph, &refresh, &options);
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@n0")),
+        Some(&PendingRerun::Replace),
+        "unreachable: replaced when it is back"
+    );
+    let options = DiffOptions {
+        replace,
+        excluded_hosts: ["n0".to_string()].into(),
+        ..DiffOptions::default()
+    };
+    let plan = world.diff(&graph, &Refresh::default(), &options);
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@n0")),
+        None,
+        "left out by --limit"
+    );
+    assert_eq!(
+        plan.reruns.get(&id("step.hello@m0")),
+        Some(&PendingRerun::Replace)
+    );
 }
