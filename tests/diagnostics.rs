@@ -347,3 +347,62 @@ fn a_misspelt_key_gets_a_did_you_mean() {
         ]
     );
 }
+
+#[test]
+fn a_wrong_value_is_one_error_and_what_depends_on_it_is_not_reported_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = every_key_clusterfile(dir.path());
+    let cases = [
+        ("address = \"127.0.0.1\"", "address = \"10.0.0.9-10.0.0.1\""),
+        ("roles = [\"web\"]", "roles = [\"we b\"]"),
+        ("port = 22\n", "port = 70000\n"),
+        ("host_keys = \"accept-new\"", "host_keys = \"bogus\""),
+        ("connect_timeout = \"10s\"", "connect_timeout = \"soon\""),
+        ("\"file:token.txt\"", "\"file:missing.txt\""),
+        ("\"file:token.txt\"", "\"env:CAIRN_TEST_SURELY_UNSET\""),
+        ("kind = \"rootfs\"", "kind = \"bogus\""),
+        ("source = \"site\"", "source = \"nosuch\""),
+        ("on = [\"web\"]", "on = [\"nosuch\"]"),
+        ("templates = [\"*.tmpl\"]", "templates = [\"[a\"]"),
+        ("after = [\"prep\"]", "after = [\"nosuch\"]"),
+        ("mode = \"0644\"", "mode = \"999\""),
+        ("strategy = \"merge\"", "strategy = \"bogus\""),
+        ("path = \"app.yaml\"", "path = \"/abs\""),
+        ("timeout = \"5s\"", "timeout = \"5 parsecs\""),
+        ("retries = 1", "retries = 1000"),
+        (
+            "run = \"echo ${greeting} ${port}\"",
+            "run = \"echo ${greeting\"",
+        ),
+        (
+            "vars = { port = 80 }",
+            "vars = { port = 80, prot = 1 }\nbogus = 1",
+        ),
+        ("name = \"prep\"", "name = \"prep\"\ntimout = \"5s\""),
+    ];
+    let mut failures = Vec::new();
+    for (from, to) in cases {
+        assert_eq!(base.matches(from).count(), 1, "{from}");
+        let text = base.replace(from, to);
+        let problems = problems_in(dir.path(), &text);
+        if problems.len() != 1 {
+            failures.push(format!(
+                "`{to}` gave {} problems:\n    {}",
+                problems.len(),
+                problems.join("\n    ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn an_element_missing_its_name_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = every_key_clusterfile(dir.path());
+    for name in ["name = \"site\"\n", "name = \"prep\"\n"] {
+        let problems = problems_in(dir.path(), &base.replace(name, ""));
+        assert_eq!(problems.len(), 1, "without {name}: {problems:#?}");
+        assert!(problems[0].ends_with("missing key `name`"), "{problems:?}");
+    }
+}

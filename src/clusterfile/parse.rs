@@ -28,7 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 /// every check about these (an unknown role, host, element or variable):
 /// the real error is already reported in the item itself, and a second
 /// report about it would only mislead. One mistake, one error.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Recovered {
     /// Names of elements and hosts, and host addresses.
     pub names: HashSet<String>,
@@ -41,13 +41,15 @@ pub struct Recovered {
 
 impl Recovered {
     /// A selector (`role`, `role[i]`, host name or address) that may have
-    /// named something lost.
+    /// named something lost. A role lost because it was written wrong
+    /// (`"we b"`) hides the selectors close to it too (`web`).
     pub fn hides_selector(&self, selector: &str) -> bool {
         let role = selector.split_once('[').map_or(selector, |(role, _)| role);
         self.sections.contains("hosts")
             || self.names.contains(selector)
             || self.roles.contains(role)
             || self.names.contains(role)
+            || closest(role, self.roles.iter()).is_some()
     }
 
     /// A host (name or address) that may have been lost.
@@ -256,16 +258,28 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
 /// leniently from the TOML whatever its types: its `name`, `dest` or
 /// `address`, its roles (a list, or one string written where a list
 /// belongs), its variables and its capture. What cannot be read at all (a
-/// name that is a table, `vars = 5`) loses its whole kind: any of them may
-/// be the one a reference meant.
+/// name that is a table or missing, `vars = 5`) loses its whole kind: any
+/// of them may be the one a reference meant.
 fn recover(item: &Spanned<DeValue<'_>>, section: &'static str, into: &mut Recovered) {
     let DeValue::Table(table) = item.get_ref() else {
         into.sections.insert(section);
         return;
     };
+    // The keys that name an item of this section (a file is named by its dest, a host by its address).
+    let naming: &[&str] = match section {
+        "files" => &["name", "dest"],
+        "hosts" => &["name", "address"],
+        _ => &["name"],
+    };
+    let named = table
+        .iter()
+        .any(|(key, _)| naming.contains(&key.get_ref().as_ref()));
+    if !named {
+        into.sections.insert(section);
+    }
     for (key, value) in table {
         match (key.get_ref().as_ref(), value.get_ref()) {
-            ("name" | "dest" | "address", DeValue::String(name)) => {
+            (key, DeValue::String(name)) if naming.contains(&key) => {
                 into.names.insert(name.to_string());
             }
             ("roles", DeValue::Array(items)) => {
@@ -283,7 +297,7 @@ fn recover(item: &Spanned<DeValue<'_>>, section: &'static str, into: &mut Recove
             ("roles", DeValue::String(role)) => {
                 into.roles.insert(role.to_string());
             }
-            ("name" | "dest" | "address" | "roles", _) => {
+            (key, _) if key == "roles" || naming.contains(&key) => {
                 into.sections.insert(section);
             }
             ("vars", DeValue::Table(vars)) => {

@@ -28,7 +28,7 @@ pub fn validate(
         text: &source.text,
         base_dir: base_dir.clone(),
         problems,
-        recovered,
+        recovered: recovered.clone(),
         unresolved_vars: BTreeSet::new(),
         positions: BTreeMap::new(),
     };
@@ -79,8 +79,9 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) base_dir: PathBuf,
     pub(super) problems: &'a mut Problems,
-    /// Items that failed to deserialize: not reported again as unknown references.
-    pub(super) recovered: &'a Recovered,
+    /// What items that failed to deserialize, or hosts that could not be
+    /// built, defined: not reported again as unknown references.
+    pub(super) recovered: Recovered,
     /// Variables defined but not resolved (a secret that could not be
     /// loaded, an invalid capture name), as reported: reading one is not
     /// also "undefined".
