@@ -406,3 +406,20 @@ fn an_element_missing_its_name_is_one_error() {
         assert!(problems[0].ends_with("missing key `name`"), "{problems:?}");
     }
 }
+
+#[test]
+fn a_misspelt_section_is_one_error_not_also_everything_that_refers_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = every_key_clusterfile(dir.path());
+    for (from, to) in [
+        ("[[hosts]]", "[[host]]"),
+        ("[[steps]]", "[[step]]"),
+        ("[vars]", "[var]"),
+    ] {
+        let problems = problems_in(dir.path(), &base.replace(from, to));
+        assert!(
+            !problems.is_empty() && problems.iter().all(|p| p.contains("unknown key")),
+            "{to}: {problems:#?}"
+        );
+    }
+}

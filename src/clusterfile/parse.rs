@@ -137,6 +137,10 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
                 let mut help = format!("top-level keys are: {}", TOP_LEVEL_KEYS.join(", "));
                 if let Some(close) = closest(other, TOP_LEVEL_KEYS.iter()) {
                     help = format!("did you mean `{close}`? {help}");
+                    // `[[step]]` holds the steps meant: references to them are not errors too.
+                    if let Some(section) = TOP_LEVEL_KEYS.iter().find(|k| **k == close) {
+                        recovered.sections.insert(section);
+                    }
                 }
                 problems.push(
                     Problem::at(key_span, format!("unknown key `{other}`"))
