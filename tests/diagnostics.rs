@@ -106,7 +106,9 @@ user = "root"
 port = 22
 identity = "~/.ssh/id"
 sudo = false
+sudo_password = "file:token.txt"
 host_keys = "accept-new"
+jump = "root@10.0.0.9"
 connect_timeout = "10s"
 
 [vars]
@@ -142,6 +144,7 @@ content = "${greeting}"
 dest = "out/motd"
 template = false
 mode = "0644"
+owner = "root:root"
 on = "web"
 after = ["site"]
 
@@ -358,8 +361,20 @@ fn a_wrong_value_is_one_error_and_what_depends_on_it_is_not_reported_again() {
         ("port = 22\n", "port = 70000\n"),
         ("host_keys = \"accept-new\"", "host_keys = \"bogus\""),
         ("connect_timeout = \"10s\"", "connect_timeout = \"soon\""),
-        ("\"file:token.txt\"", "\"file:missing.txt\""),
-        ("\"file:token.txt\"", "\"env:CAIRN_TEST_SURELY_UNSET\""),
+        (
+            "{ secret = \"file:token.txt\" }",
+            "{ secret = \"file:missing.txt\" }",
+        ),
+        (
+            "{ secret = \"file:token.txt\" }",
+            "{ secret = \"env:CAIRN_TEST_SURELY_UNSET\" }",
+        ),
+        (
+            "sudo_password = \"file:token.txt\"",
+            "sudo_password = \"env:CAIRN_TEST_SURELY_UNSET\"",
+        ),
+        ("owner = \"root:root\"", "owner = \"root:\""),
+        ("jump = \"root@10.0.0.9\"", "jump = \"root@\""),
         ("kind = \"rootfs\"", "kind = \"bogus\""),
         ("source = \"site\"", "source = \"nosuch\""),
         ("on = [\"web\"]", "on = [\"nosuch\"]"),
