@@ -135,7 +135,7 @@ pub struct ResetArgs {
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
-    /// Only these hosts: a role, a host name or address, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    /// Only these hosts: a role, a host name or address, or a glob of them ('web*', 'node?'); `!PATTERN` leaves those out. Repeatable, or comma-separated.
     #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
     pub limit: Vec<String>,
 
@@ -213,7 +213,7 @@ pub struct UnlockArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
-    /// Only these hosts: a role, a host name, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    /// Only these hosts: a role, a host name or address, or a glob of them ('web*', 'node?'); `!PATTERN` leaves those out. Repeatable, or comma-separated.
     #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
     pub limit: Vec<String>,
 
@@ -242,7 +242,7 @@ pub struct PlanArgs {
 
 #[derive(Debug, Args)]
 pub struct DriftArgs {
-    /// Only these hosts: a role, a host name, or `!NAME` to leave one out. Repeatable, or comma-separated.
+    /// Only these hosts: a role, a host name or address, or a glob of them ('web*', 'node?'); `!PATTERN` leaves those out. Repeatable, or comma-separated.
     #[arg(long, value_name = "ROLE|HOST", value_delimiter = ',')]
     pub limit: Vec<String>,
 

@@ -75,6 +75,21 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// The 1-based line and column (in characters) of a byte offset, as
+    /// editors count them.
+    pub fn line_column(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |p| p + 1);
+        (
+            before.matches('\n').count() + 1,
+            before[line_start..].chars().count() + 1,
+        )
+    }
+
     fn named(&self) -> NamedSource<Arc<String>> {
         NamedSource::new(self.path.display().to_string(), self.text.clone()).with_language("toml")
     }

@@ -17,6 +17,14 @@ pub enum CairnError {
     #[diagnostic(transparent)]
     Invalid(Box<InvalidClusterfile>),
 
+    /// `validate --json`: the problems are on stdout, as JSON.
+    #[error("{path} is not valid: {count} error{}", if *count == 1 { "" } else { "s" })]
+    #[diagnostic(
+        code(cairn::clusterfile),
+        help("the diagnostics are in the JSON printed on stdout")
+    )]
+    InvalidReported { path: String, count: usize },
+
     #[error(transparent)]
     #[diagnostic(
         code(cairn::read),

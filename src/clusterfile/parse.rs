@@ -14,20 +14,64 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::raw::RawClusterfile;
+use super::raw::{RawClusterfile, RawVar};
 use crate::diagnostic::{Problem, Problems, SourceFile};
+use crate::model::closest;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "version", "name", "ssh", "vars", "hosts", "bundles", "files", "configs", "steps",
 ];
 
-/// Names and roles of items that failed to deserialize. Validation still
-/// runs on the rest; references to these are not reported as unknown, since
-/// the real error is already in the item itself.
-#[derive(Debug, Default)]
+/// What was lost with the items that failed to deserialize: their names,
+/// roles and the variables they defined, and whole sections that were not
+/// even a table or array. Validation still runs on the rest, and skips
+/// every check about these (an unknown role, host, element or variable):
+/// the real error is already reported in the item itself, and a second
+/// report about it would only mislead. One mistake, one error.
+#[derive(Debug, Default, Clone)]
 pub struct Recovered {
+    /// Names of elements and hosts, and host addresses.
     pub names: HashSet<String>,
     pub roles: HashSet<String>,
+    /// Variables whose definition failed: a `[vars]` entry, a host's vars, a step's `capture`.
+    pub vars: HashSet<String>,
+    /// Top-level keys lost whole (`hosts = 5`): nothing of theirs is known.
+    pub sections: HashSet<&'static str>,
+}
+
+impl Recovered {
+    /// A selector (`role`, `role[i]`, host name or address) that may have
+    /// named something lost. A role lost because it was written wrong
+    /// (`"we b"`) hides the selectors close to it too (`web`).
+    pub fn hides_selector(&self, selector: &str) -> bool {
+        let role = selector.split_once('[').map_or(selector, |(role, _)| role);
+        self.sections.contains("hosts")
+            || self.names.contains(selector)
+            || self.roles.contains(role)
+            || self.names.contains(role)
+            || closest(role, self.roles.iter()).is_some()
+    }
+
+    /// A host (name or address) that may have been lost.
+    pub fn hides_host(&self, host: &str) -> bool {
+        self.sections.contains("hosts") || self.names.contains(host)
+    }
+
+    /// A step, bundle or file that may have been lost.
+    pub fn hides_element(&self, name: &str) -> bool {
+        ["bundles", "files", "steps"]
+            .iter()
+            .any(|s| self.sections.contains(s))
+            || self.names.contains(name)
+    }
+
+    /// A variable whose definition may have been lost.
+    pub fn hides_var(&self, name: &str) -> bool {
+        ["vars", "hosts", "steps"]
+            .iter()
+            .any(|s| self.sections.contains(s))
+            || self.vars.contains(name)
+    }
 }
 
 /// Parses the text into raw types, pushing every problem found. Returns
@@ -71,7 +115,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
             "version" => version = Some(decode(&source.text, value, problems)),
             "name" => name = Some(decode(&source.text, value, problems)),
             "ssh" => out.ssh = decode(&source.text, value, problems),
-            "vars" => out.vars = decode(&source.text, value, problems).unwrap_or_default(),
+            "vars" => out.vars = decode_vars(&source.text, value, problems, &mut recovered),
             "hosts" => {
                 out.hosts = decode_items(&source.text, value, "hosts", problems, &mut recovered);
             }
@@ -89,11 +133,21 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
             "steps" => {
                 out.steps = decode_items(&source.text, value, "steps", problems, &mut recovered);
             }
-            other => problems.push(
-                Problem::at(key_span, format!("unknown key `{other}`"))
-                    .label("not a Clusterfile key")
-                    .help(format!("top-level keys are: {}", TOP_LEVEL_KEYS.join(", "))),
-            ),
+            other => {
+                let mut help = format!("top-level keys are: {}", TOP_LEVEL_KEYS.join(", "));
+                if let Some(close) = closest(other, TOP_LEVEL_KEYS.iter()) {
+                    help = format!("did you mean `{close}`? {help}");
+                    // `[[step]]` holds the steps meant: references to them are not errors too.
+                    if let Some(section) = TOP_LEVEL_KEYS.iter().find(|k| **k == close) {
+                        recovered.sections.insert(section);
+                    }
+                }
+                problems.push(
+                    Problem::at(key_span, format!("unknown key `{other}`"))
+                        .label("not a Clusterfile key")
+                        .help(help),
+                );
+            }
         }
     }
     let start = root_span.start..root_span.start;
@@ -134,12 +188,45 @@ fn decode<T: for<'de> Deserialize<'de>>(
     }
 }
 
+/// `[vars]` entry by entry, so that one bad value (`{ secret = 5 }`) loses
+/// only its own variable, which is then remembered as recovered.
+fn decode_vars(
+    text: &str,
+    value: Spanned<DeValue<'_>>,
+    problems: &mut Problems,
+    recovered: &mut Recovered,
+) -> BTreeMap<String, Spanned<RawVar>> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(
+            Problem::at(span, "wrong type for `vars`: expected a table")
+                .label("expected a table")
+                .help("write the variables as a table: `[vars]` then `name = \"value\"` lines"),
+        );
+        recovered.sections.insert("vars");
+        return BTreeMap::new();
+    };
+    let mut vars = BTreeMap::new();
+    for (key, value) in table {
+        let name = key.get_ref().to_string();
+        match decode::<Spanned<RawVar>>(text, value, problems) {
+            Some(var) => {
+                vars.insert(name, var);
+            }
+            None => {
+                recovered.vars.insert(name);
+            }
+        }
+    }
+    vars
+}
+
 /// Deserializes each item of an array of tables on its own, so that errors
 /// in several items are all reported.
 fn decode_items<T: for<'de> Deserialize<'de>>(
     text: &str,
     value: Spanned<DeValue<'_>>,
-    section: &str,
+    section: &'static str,
     problems: &mut Problems,
     recovered: &mut Recovered,
 ) -> Vec<T> {
@@ -148,11 +235,14 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
         items
             .into_iter()
             .filter_map(|item| {
-                let (names, roles) = names_in(&item);
+                let mut lost = Recovered::default();
+                recover(&item, section, &mut lost);
                 let decoded = decode(text, item, problems);
                 if decoded.is_none() {
-                    recovered.names.extend(names);
-                    recovered.roles.extend(roles);
+                    recovered.names.extend(lost.names);
+                    recovered.roles.extend(lost.roles);
+                    recovered.vars.extend(lost.vars);
+                    recovered.sections.extend(lost.sections);
                 }
                 decoded
             })
@@ -163,30 +253,70 @@ fn decode_items<T: for<'de> Deserialize<'de>>(
                 .label(format!("expected [[{section}]] entries"))
                 .help(format!("write each entry as a `[[{section}]]` table")),
         );
+        recovered.sections.insert(section);
         Vec::new()
     }
 }
 
-/// The `name`, `dest` and `roles` strings of an item, read leniently.
-fn names_in(item: &Spanned<DeValue<'_>>) -> (Vec<String>, Vec<String>) {
+/// What an item of `section` defines for others to refer to, read
+/// leniently from the TOML whatever its types: its `name`, `dest` or
+/// `address`, its roles (a list, or one string written where a list
+/// belongs), its variables and its capture. What cannot be read at all (a
+/// name that is a table or missing, `vars = 5`) loses its whole kind: any
+/// of them may be the one a reference meant.
+fn recover(item: &Spanned<DeValue<'_>>, section: &'static str, into: &mut Recovered) {
     let DeValue::Table(table) = item.get_ref() else {
-        return (Vec::new(), Vec::new());
+        into.sections.insert(section);
+        return;
     };
-    let mut names = Vec::new();
-    let mut roles = Vec::new();
+    // The keys that name an item of this section (a file is named by its dest, a host by its address).
+    let naming: &[&str] = match section {
+        "files" => &["name", "dest"],
+        "hosts" => &["name", "address"],
+        _ => &["name"],
+    };
+    let named = table
+        .iter()
+        .any(|(key, _)| naming.contains(&key.get_ref().as_ref()));
+    if !named {
+        into.sections.insert(section);
+    }
     for (key, value) in table {
         match (key.get_ref().as_ref(), value.get_ref()) {
-            ("name" | "dest" | "address", DeValue::String(s)) => names.push(s.to_string()),
+            (key, DeValue::String(name)) if naming.contains(&key) => {
+                into.names.insert(name.to_string());
+            }
             ("roles", DeValue::Array(items)) => {
-                roles.extend(items.iter().filter_map(|r| match r.get_ref() {
-                    DeValue::String(s) => Some(s.to_string()),
-                    _ => None,
-                }));
+                for role in items {
+                    match role.get_ref() {
+                        DeValue::String(role) => {
+                            into.roles.insert(role.to_string());
+                        }
+                        _ => {
+                            into.sections.insert(section);
+                        }
+                    }
+                }
+            }
+            ("roles", DeValue::String(role)) => {
+                into.roles.insert(role.to_string());
+            }
+            (key, _) if key == "roles" || naming.contains(&key) => {
+                into.sections.insert(section);
+            }
+            ("vars", DeValue::Table(vars)) => {
+                into.vars
+                    .extend(vars.iter().map(|(name, _)| name.get_ref().to_string()));
+            }
+            ("capture", DeValue::String(name)) => {
+                into.vars.insert(name.to_string());
+            }
+            ("vars" | "capture", _) => {
+                into.sections.insert("vars");
             }
             _ => {}
         }
     }
-    (names, roles)
 }
 
 /// Turns a serde error from toml into a problem, with a help line for the
@@ -200,10 +330,12 @@ fn serde_problem(text: &str, error: &toml::de::Error, fallback: std::ops::Range<
         let mut problem =
             Problem::at(span, format!("unknown key `{field}`")).label("not allowed here");
         if !expected.is_empty() {
-            problem = problem.help(format!(
-                "expected one of: {}",
-                expected.replace("one of ", "")
-            ));
+            let known = expected.replace("one of ", "");
+            let keys: Vec<&str> = known.split(", ").map(|k| k.trim_matches('`')).collect();
+            let guess = closest(field, keys.iter())
+                .map(|close| format!("did you mean `{close}`? "))
+                .unwrap_or_default();
+            problem = problem.help(format!("{guess}expected one of: {known}"));
         }
         return problem;
     }
@@ -216,17 +348,21 @@ fn serde_problem(text: &str, error: &toml::de::Error, fallback: std::ops::Range<
         let (found, expected) = rest
             .split_once(", expected ")
             .unwrap_or((rest, "another type"));
-        let key = key_before(text, span.start)
-            .map(|k| format!(" for `{k}`"))
-            .unwrap_or_default();
-        return Problem::at(
-            span,
+        let key = key_before(text, span.start);
+        let problem = Problem::at(
+            span.clone(),
             format!(
-                "wrong type{key}: expected {}, found {found}",
+                "wrong type{}: expected {}, found {found}",
+                key.map(|k| format!(" for `{k}`")).unwrap_or_default(),
                 plain_type(expected)
             ),
         )
         .label(format!("expected {}", plain_type(expected)));
+        let written = text.get(span).unwrap_or_default().trim();
+        return match right_form(key, expected, written) {
+            Some(help) => problem.help(help),
+            None => problem,
+        };
     }
     if let Some(rest) = message.strip_prefix("invalid value: ") {
         let key = key_before(text, span.start)
@@ -255,9 +391,36 @@ fn key_before(text: &str, offset: usize) -> Option<&str> {
     .then_some(key)
 }
 
+/// How a value of the wrong type would be written right, when the fix is
+/// plain: a lone string where a list belongs, a quoted number, an unquoted
+/// string. `written` is the value as it stands in the file.
+fn right_form(key: Option<&str>, expected: &str, written: &str) -> Option<String> {
+    let key = key?;
+    let unquoted = written.trim_matches(|c| c == '"' || c == '\'');
+    let is_string = written.starts_with('"') || written.starts_with('\'');
+    let fix = match plain_type(expected).as_str() {
+        "a list" if is_string => format!("`{key} = [{written}]`"),
+        "a list" => format!("`{key} = [\"{unquoted}\"]`"),
+        "an integer" if is_string && unquoted.parse::<i64>().is_ok() => {
+            format!("`{key} = {unquoted}` (without quotes)")
+        }
+        "true or false" if matches!(unquoted, "true" | "false") => format!("`{key} = {unquoted}`"),
+        "true or false" => format!("`{key} = true` or `{key} = false`"),
+        "a string" if !is_string && !written.starts_with(['[', '{']) => {
+            format!("`{key} = \"{written}\"` (in quotes)")
+        }
+        "a selector string or a list of them" if !written.starts_with(['[', '{']) => {
+            format!("`{key} = \"{unquoted}\"` or `{key} = [\"{unquoted}\"]`")
+        }
+        _ => return None,
+    };
+    Some(format!("write it as {fix}"))
+}
+
 /// serde's type names in words.
 fn plain_type(expected: &str) -> String {
     match expected {
+        "a sequence" => "a list".into(),
         "i64" | "u32" | "u16" | "u64" | "i32" => "an integer".into(),
         "a boolean" | "bool" => "true or false".into(),
         "a string" => "a string".into(),

@@ -50,7 +50,9 @@ pub fn load_secret(
             .map_err(|_| UnloadableSecret {
                 message: format!("environment variable `{name}` is not set"),
                 label: "read from here",
-                help: format!("export {name}=... before running cairn"),
+                help: format!(
+                    "export {name}=... before running cairn, or read the secret from a file with `file:PATH`"
+                ),
             });
     }
     if let Some(path) = reference.strip_prefix("file:") {

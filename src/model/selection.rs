@@ -1,7 +1,8 @@
 //! Which hosts a command works on: `--limit` turned into the hosts it leaves out.
 //!
-//! Each pattern names hosts by name, address or role; `!PATTERN` leaves
-//! those out. With at least one plain pattern, only the hosts it names are
+//! Each pattern names hosts by name, address or role, exactly or as a glob
+//! (`web*`, `node?`, `10.0.1.*`: `*` and `?` make a pattern a glob, matched
+//! by globset); `!PATTERN` leaves those out. With at least one plain pattern, only the hosts it names are
 //! kept; with only `!` patterns, every other host is. The result is the set
 //! of names left *out*, because that is what a plan records and prints
 //! ("Left out by --limit: ..."), and what drift reads back. A pattern that
@@ -12,6 +13,9 @@ use std::collections::BTreeSet;
 
 use super::Model;
 
+/// Hosts named in a help line before it ends with "...".
+const HOSTS_LISTED: usize = 12;
+
 /// Why a `--limit` cannot be applied to this Clusterfile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
@@ -21,14 +25,69 @@ pub enum SelectionError {
         pattern: String,
         /// Every role of the model, sorted, to suggest instead.
         roles: Vec<String>,
+        /// Every host's name, in file order, to suggest instead.
+        hosts: Vec<String>,
     },
+    #[error("--limit {pattern}: not a valid glob: {reason}")]
+    BadGlob { pattern: String, reason: String },
 }
 
 impl SelectionError {
     /// A line that helps the user write a pattern that matches.
     pub fn help(&self) -> String {
         match self {
-            SelectionError::NoMatch { roles, .. } => format!("roles: {}", roles.join(", ")),
+            SelectionError::NoMatch { roles, hosts, .. } => {
+                let mut names = hosts.iter().take(HOSTS_LISTED).cloned().collect::<Vec<_>>();
+                if hosts.len() > HOSTS_LISTED {
+                    names.push("...".into());
+                }
+                format!(
+                    "roles: {}; hosts: {}",
+                    listed(roles.iter().map(String::as_str)),
+                    listed(names.iter().map(String::as_str))
+                )
+            }
+            SelectionError::BadGlob { .. } => {
+                "`*` matches any text and `?` one character, e.g. --limit 'web*'".to_string()
+            }
+        }
+    }
+}
+
+fn listed<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.collect();
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// One `--limit` pattern: a name compared as is, or a glob.
+enum Pattern {
+    Exact(String),
+    Glob(globset::GlobMatcher),
+}
+
+impl Pattern {
+    fn new(pattern: &str) -> Result<Pattern, SelectionError> {
+        if !pattern.contains(['*', '?']) {
+            return Ok(Pattern::Exact(pattern.to_string()));
+        }
+        globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .build()
+            .map(|glob| Pattern::Glob(glob.compile_matcher()))
+            .map_err(|error| SelectionError::BadGlob {
+                pattern: pattern.to_string(),
+                reason: error.kind().to_string(),
+            })
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Pattern::Exact(name) => name == text,
+            Pattern::Glob(glob) => glob.is_match(text),
         }
     }
 }
@@ -75,23 +134,27 @@ pub fn excluded_hosts(
         .collect())
 }
 
-/// Names of the hosts whose name, address or one of whose roles is `pattern`.
+/// Names of the hosts whose name, address or one of whose roles `pattern`
+/// is, or matches as a glob.
 fn matching_hosts(
     model: &Model,
     recorded: &[RecordedHost],
-    pattern: &str,
+    text: &str,
 ) -> Result<Vec<String>, SelectionError> {
+    let pattern = Pattern::new(text)?;
     let found: Vec<String> = model
         .hosts
         .iter()
         .filter(|h| {
-            h.name == pattern || h.address == pattern || h.roles.iter().any(|r| r == pattern)
+            pattern.matches(&h.name)
+                || pattern.matches(&h.address)
+                || h.roles.iter().any(|r| pattern.matches(r))
         })
         .map(|h| h.name.clone())
         .chain(
             recorded
                 .iter()
-                .filter(|h| h.name == pattern || h.address == pattern)
+                .filter(|h| pattern.matches(&h.name) || pattern.matches(&h.address))
                 .map(|h| h.name.clone()),
         )
         .collect();
@@ -102,8 +165,9 @@ fn matching_hosts(
             .flat_map(|h| h.roles.iter().map(String::as_str))
             .collect();
         return Err(SelectionError::NoMatch {
-            pattern: pattern.to_string(),
+            pattern: text.to_string(),
             roles: roles.into_iter().map(String::from).collect(),
+            hosts: model.hosts.iter().map(|h| h.name.clone()).collect(),
         });
     }
     Ok(found)
@@ -193,7 +257,10 @@ mod tests {
             error.to_string(),
             "--limit db: no host has this name, address or role"
         );
-        assert_eq!(error.help(), "roles: master, worker");
+        assert_eq!(
+            error.help(),
+            "roles: master, worker; hosts: master0, worker0, worker1"
+        );
     }
 
     #[test]
@@ -204,7 +271,53 @@ mod tests {
             SelectionError::NoMatch {
                 pattern: "db".into(),
                 roles: vec!["master".into(), "worker".into()],
+                hosts: vec!["master0".into(), "worker0".into(), "worker1".into()],
             }
         );
+    }
+
+    #[test]
+    fn globs_match_names_addresses_and_roles() {
+        assert_eq!(excluded(&["work*"]), Ok(vec!["master0".to_string()]));
+        assert_eq!(excluded(&["worker?"]), Ok(vec!["master0".to_string()]));
+        assert_eq!(
+            excluded(&["!worker*"]),
+            Ok(vec!["worker0".into(), "worker1".into()])
+        );
+        assert_eq!(
+            excluded(&["10.0.0.[12]*", "!*0"]),
+            Ok(vec!["master0".into(), "worker0".into(), "worker1".into()])
+        );
+        assert_eq!(excluded(&["10.0.0.?", "!m*"]), Ok(vec!["master0".into()]));
+        // A role that matches: every host of it.
+        assert_eq!(
+            excluded(&["mast*"]),
+            Ok(vec!["worker0".into(), "worker1".into()])
+        );
+    }
+
+    #[test]
+    fn a_glob_matching_nothing_is_an_error_that_lists_hosts_and_roles() {
+        let error = excluded(&["db*"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--limit db*: no host has this name, address or role"
+        );
+        assert_eq!(
+            error.help(),
+            "roles: master, worker; hosts: master0, worker0, worker1"
+        );
+        assert!(matches!(
+            excluded(&["!zz?"]),
+            Err(SelectionError::NoMatch { pattern, .. }) if pattern == "zz?"
+        ));
+    }
+
+    #[test]
+    fn an_invalid_glob_is_an_error() {
+        assert!(matches!(
+            excluded(&["web[*"]),
+            Err(SelectionError::BadGlob { .. })
+        ));
     }
 }

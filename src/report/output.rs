@@ -19,7 +19,7 @@ use super::locks::{
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
-use super::validate::{Validated, validated_json, validated_text};
+use super::validate::{Validated, invalid_json, validated_json, validated_text};
 use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
@@ -96,17 +96,22 @@ impl Output {
 
     /// `cairn validate`.
     pub fn validated(&self, file: &Path, cluster: &str, hosts: usize, tasks: usize) {
-        let validated = Validated {
-            cluster,
-            hosts,
-            tasks,
-            valid: true,
-        };
+        let validated = Validated::new(cluster, hosts, tasks);
         if self.json {
             print!("{}", validated_json(&validated));
         } else {
             print!("{}", validated_text(file, &validated, self.style));
         }
+    }
+
+    /// `cairn validate --json` of an invalid Clusterfile: its problems as
+    /// JSON on stdout, and `true`. Without `--json` nothing is printed here
+    /// (`false`): the error itself is the text report.
+    pub fn invalid_clusterfile(&self, invalid: &crate::diagnostic::InvalidClusterfile) -> bool {
+        if self.json {
+            print!("{}", invalid_json(invalid));
+        }
+        self.json
     }
 
     /// `cairn plan`: the plan document with `--json`, else its text.

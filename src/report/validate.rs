@@ -1,4 +1,7 @@
-//! What `cairn validate` says about a valid Clusterfile.
+//! What `cairn validate` says: a valid Clusterfile in one sentence or one
+//! JSON line, and with `--json` an invalid one as JSON diagnostics (file,
+//! 1-based line and column, message, label, help), so an editor or a CI
+//! job can point at each problem without parsing miette's drawing.
 
 use std::path::Path;
 
@@ -6,6 +9,10 @@ use serde::Serialize;
 
 use super::Style;
 use super::lines::plural;
+use crate::diagnostic::InvalidClusterfile;
+
+/// Version of the `validate --json` document; bumped when a field changes meaning or goes.
+const VALIDATE_JSON_VERSION: u32 = 1;
 
 /// A valid Clusterfile, in numbers (`validate --json`). Fields in
 /// alphabetical order: the keys have always come out sorted; a new field
@@ -13,9 +20,49 @@ use super::lines::plural;
 #[derive(Debug, Serialize)]
 pub(super) struct Validated<'a> {
     pub cluster: &'a str,
+    /// Always empty here: the same key as an invalid file's, for one parser.
+    pub diagnostics: [JsonDiagnostic; 0],
     pub hosts: usize,
     pub tasks: usize,
     pub valid: bool,
+    pub version: u32,
+}
+
+impl<'a> Validated<'a> {
+    pub(super) fn new(cluster: &'a str, hosts: usize, tasks: usize) -> Self {
+        Validated {
+            cluster,
+            diagnostics: [],
+            hosts,
+            tasks,
+            valid: true,
+            version: VALIDATE_JSON_VERSION,
+        }
+    }
+}
+
+/// An invalid Clusterfile (`validate --json`): every problem, in file order.
+#[derive(Debug, Serialize)]
+struct Invalid {
+    diagnostics: Vec<JsonDiagnostic>,
+    valid: bool,
+    version: u32,
+}
+
+/// One problem: where (1-based line and column, in characters; the end is
+/// exclusive; all `null` for a problem about the whole file), what, and
+/// how to fix it.
+#[derive(Debug, Serialize)]
+pub(super) struct JsonDiagnostic {
+    file: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    end_line: Option<usize>,
+    end_column: Option<usize>,
+    severity: &'static str,
+    message: String,
+    label: String,
+    help: Option<String>,
 }
 
 /// `validate --json`: one line.
@@ -23,6 +70,41 @@ pub(super) fn validated_json(validated: &Validated<'_>) -> String {
     format!(
         "{}\n",
         serde_json::to_string(validated).expect("serializes")
+    )
+}
+
+/// `validate --json` of an invalid Clusterfile: one line.
+pub(super) fn invalid_json(invalid: &InvalidClusterfile) -> String {
+    let source = &invalid.source_file;
+    let file = source.path.display().to_string();
+    let diagnostics = invalid
+        .problems
+        .iter()
+        .map(|report| {
+            let problem = &report.problem;
+            let start = problem.span.as_ref().map(|s| source.line_column(s.start));
+            let end = problem.span.as_ref().map(|s| source.line_column(s.end));
+            JsonDiagnostic {
+                file: file.clone(),
+                line: start.map(|(line, _)| line),
+                column: start.map(|(_, column)| column),
+                end_line: end.map(|(line, _)| line),
+                end_column: end.map(|(_, column)| column),
+                severity: "error",
+                message: problem.message.clone(),
+                label: problem.label.clone(),
+                help: problem.help.clone(),
+            }
+        })
+        .collect();
+    let document = Invalid {
+        diagnostics,
+        valid: false,
+        version: VALIDATE_JSON_VERSION,
+    };
+    format!(
+        "{}\n",
+        serde_json::to_string(&document).expect("serializes")
     )
 }
 

@@ -25,6 +25,7 @@ mod drift;
 mod failures;
 mod graph;
 mod hosts_edit;
+mod limit;
 mod plan;
 mod replace;
 mod secrets;

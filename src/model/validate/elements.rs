@@ -139,6 +139,7 @@ impl Validator<'_> {
                     .bundles
                     .iter()
                     .any(|b| b.name.get_ref() == c.bundle.get_ref())
+                    && !self.recovered.hides_element(c.bundle.get_ref())
                 {
                     self.push(
                         Problem::at(
@@ -366,6 +367,7 @@ impl Validator<'_> {
             let capture = s.capture.as_ref().and_then(|c| {
                 let cname = c.get_ref();
                 if !interp::is_var_name(cname) {
+                    self.unresolved_vars.insert(cname.clone());
                     self.push(
                         Problem::at(c.span(), format!("invalid capture name `{cname}`"))
                             .label("not a variable name"),

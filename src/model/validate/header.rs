@@ -189,8 +189,14 @@ impl Validator<'_> {
                     }),
                 RawVar::Value(v) => Some(VarValue::Plain(v.clone())),
             };
-            if let Some(resolved) = resolved {
-                vars.insert(name.clone(), resolved);
+            match resolved {
+                Some(resolved) => {
+                    vars.insert(name.clone(), resolved);
+                }
+                // Its secret could not be loaded, as reported: reads of it are not also undefined.
+                None => {
+                    self.unresolved_vars.insert(name.clone());
+                }
             }
         }
         vars

@@ -20,7 +20,9 @@ use crate::model::{Host, HostId, TransportKind, address};
 
 impl Validator<'_> {
     /// Every host of every entry, ids in file order. An entry whose address
-    /// does not parse yields no host: nothing more can be said of it.
+    /// does not parse yields no host: nothing more can be said of it, and
+    /// its name and roles are recovered (references to them are not errors
+    /// of their own).
     #[expect(
         clippy::too_many_lines,
         reason = "one pass over `[[hosts]]`, each check a few lines, in the order an entry reads"
@@ -34,6 +36,14 @@ impl Validator<'_> {
             let addresses = match address::parse(entry.address.get_ref()) {
                 Ok(a) => a,
                 Err(error) => {
+                    self.recovered
+                        .names
+                        .extend(entry.name.as_ref().map(|n| n.get_ref().clone()));
+                    self.recovered.names.insert(entry.address.get_ref().clone());
+                    self.recovered
+                        .roles
+                        .extend(entry.roles.iter().map(|r| r.get_ref().clone()));
+                    self.recovered.vars.extend(entry.vars.keys().cloned());
                     self.push(
                         Problem::at(
                             span,
@@ -60,6 +70,7 @@ impl Validator<'_> {
             for role in &entry.roles {
                 let r = role.get_ref();
                 if !is_plain_name(r) {
+                    self.recovered.roles.insert(r.clone());
                     self.push(
                         Problem::at(role.span(), format!("invalid role `{r}`"))
                             .label("not a role name")

@@ -133,6 +133,10 @@ impl Validator<'_> {
                 );
                 Vec::new()
             }
+            Err(SelectorError::OutOfRange { role, .. }) if self.recovered.hides_selector(&role) => {
+                // A host of that role was lost with its own error: the count is not the file's.
+                Vec::new()
+            }
             Err(SelectorError::OutOfRange { role, count, .. }) => {
                 self.push(
                     Problem::at(span, format!("selector `{text}` matches no host"))
@@ -158,7 +162,7 @@ impl Validator<'_> {
 
     /// Reports a selector that matched nothing, listing what would have.
     fn unknown_selector(&mut self, name: &str, span: Range<usize>, hosts: &[Host]) {
-        if self.recovered.roles.contains(name) || self.recovered.names.contains(name) {
+        if self.recovered.hides_selector(name) {
             return;
         }
         let roles: BTreeSet<&str> = hosts
@@ -211,7 +215,7 @@ impl Validator<'_> {
                 None => (text, None),
             };
             let Some(element) = names.get(name) else {
-                if self.recovered.names.contains(name) {
+                if self.recovered.hides_element(name) {
                     continue;
                 }
                 let mut help =
@@ -244,6 +248,8 @@ impl Validator<'_> {
                 Some(host) => {
                     if let Some(h) = hosts.iter().find(|h| h.name == host || h.address == host) {
                         DepScope::Host(h.id)
+                    } else if self.recovered.hides_host(host) {
+                        continue;
                     } else {
                         self.push(
                         Problem::at(item.span(), format!("unknown host `{host}` in `{text}`"))

@@ -2,7 +2,7 @@
 //! every pass shares; and [`validate`], which runs the passes in the order
 //! the Clusterfile reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +28,8 @@ pub fn validate(
         text: &source.text,
         base_dir: base_dir.clone(),
         problems,
-        recovered,
+        recovered: recovered.clone(),
+        unresolved_vars: BTreeSet::new(),
         positions: BTreeMap::new(),
     };
     let name = v.header(raw);
@@ -78,8 +79,13 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) base_dir: PathBuf,
     pub(super) problems: &'a mut Problems,
-    /// Items that failed to deserialize: not reported again as unknown references.
-    pub(super) recovered: &'a Recovered,
+    /// What items that failed to deserialize, or hosts that could not be
+    /// built, defined: not reported again as unknown references.
+    pub(super) recovered: Recovered,
+    /// Variables defined but not resolved (a secret that could not be
+    /// loaded, an invalid capture name), as reported: reading one is not
+    /// also "undefined".
+    pub(super) unresolved_vars: BTreeSet<String>,
     /// Positional selectors met (`master[0]`) and the host each resolved to.
     pub(super) positions: BTreeMap<String, HostId>,
 }

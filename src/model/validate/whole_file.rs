@@ -243,6 +243,10 @@ impl Validator<'_> {
             }
             return;
         }
+        // Its definition failed and was reported there: one mistake, one error.
+        if self.recovered.hides_var(name) || self.unresolved_vars.contains(name) {
+            return;
+        }
         let mut problem = if defined_somewhere {
             Problem::at(
                 ref_span,
