@@ -23,6 +23,7 @@ mod failures;
 mod graph;
 mod hosts_edit;
 mod plan;
+mod plan_diff;
 mod secrets;
 mod state;
 mod validate;
