@@ -116,31 +116,8 @@ pub async fn file_diffs(
     fleet: &Fleet,
     unified: impl Fn(&str, &str, &str, &str) -> String,
 ) -> FileDiffs {
-    let mut pending: Vec<(String, Option<HostId>, Pending)> = Vec::new();
-    for change in &sources.plan.changes {
-        for file in changing_files(sources, change) {
-            let host = change.node.map(|n| sources.graph.task(n).host);
-            pending.push((change.host.clone(), host, file));
-        }
-    }
-    let mut wanted: BTreeMap<&str, (HostId, Vec<String>)> = BTreeMap::new();
-    for (name, host, file) in &pending {
-        if let (Some(host), Some(_), false) = (host, &file.new, file.known_missing) {
-            wanted
-                .entry(name.as_str())
-                .or_insert_with(|| (*host, Vec::new()))
-                .1
-                .push(file.path.clone());
-        }
-    }
-    let wanted = wanted
-        .into_iter()
-        .map(|(name, (id, mut paths))| {
-            paths.sort();
-            paths.dedup();
-            (name.to_string(), id, paths)
-        })
-        .collect();
+    let pending = pending_files(sources);
+    let wanted = reads(&pending);
     let found: ReadBack = read_paths(fleet, wanted).await;
     let scrubber = sources.model.scrubber();
     let mut diffs = FileDiffs::default();
@@ -184,6 +161,42 @@ pub async fn file_diffs(
         list.sort_by(|a, b| a.path.cmp(&b.path));
     }
     diffs
+}
+
+/// Every file the plan writes with other content than its host holds, or
+/// removes, with its host's name and id (`None`: a host that left).
+fn pending_files(sources: DiffSources<'_>) -> Vec<(String, Option<HostId>, Pending)> {
+    let mut pending = Vec::new();
+    for change in &sources.plan.changes {
+        for file in changing_files(sources, change) {
+            let host = change.node.map(|n| sources.graph.task(n).host);
+            pending.push((change.host.clone(), host, file));
+        }
+    }
+    pending
+}
+
+/// What to read back, per host: the paths of `pending` whose content on
+/// the host is not known. A host with none is left out: it is not asked.
+fn reads(pending: &[(String, Option<HostId>, Pending)]) -> Vec<(String, HostId, Vec<String>)> {
+    let mut wanted: BTreeMap<&str, (HostId, Vec<String>)> = BTreeMap::new();
+    for (name, host, file) in pending {
+        if let (Some(host), Some(_), false) = (host, &file.new, file.known_missing) {
+            wanted
+                .entry(name.as_str())
+                .or_insert_with(|| (*host, Vec::new()))
+                .1
+                .push(file.path.clone());
+        }
+    }
+    wanted
+        .into_iter()
+        .map(|(name, (id, mut paths))| {
+            paths.sort();
+            paths.dedup();
+            (name.to_string(), id, paths)
+        })
+        .collect()
 }
 
 /// The files `change` writes with other content than the host holds, or
@@ -316,60 +329,5 @@ fn compare(
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::bundle::FileData;
-    use crate::bundle::manifest::{FileEntry, hash_bytes};
-
-    fn ship(bytes: &[u8]) -> ShipFile {
-        ShipFile {
-            entry: FileEntry {
-                mode: 0o644,
-                size: bytes.len() as u64,
-                hash: hash_bytes(bytes),
-            },
-            data: FileData::Bytes(Arc::new(bytes.to_vec())),
-        }
-    }
-
-    #[test]
-    fn content_is_compared_masked_and_only_when_both_sides_are_text() {
-        let scrubber = Scrubber::new(vec!["hunter2".into()]);
-        let joined = |old: &str, new: &str| format!("{old}|{new}");
-        let found = |b: &[u8]| FileRead::Content(b.to_vec());
-        let new = ship(b"pw = hunter2\nmore\n");
-        let compare_with = |read: Option<&FileRead>| compare(Some(&new), read, &scrubber, joined);
-        assert_eq!(
-            compare_with(Some(&found(b"pw = hunter2\n"))),
-            Some((
-                FileDiffKind::Changed,
-                Some("pw = ***\n|pw = ***\nmore\n".into())
-            ))
-        );
-        assert_eq!(compare_with(Some(&found(b"pw = hunter2\nmore\n"))), None);
-        assert_eq!(
-            compare_with(Some(&FileRead::Missing)),
-            Some((FileDiffKind::New, Some("|pw = ***\nmore\n".into())))
-        );
-        assert_eq!(
-            compare_with(Some(&found(&[0xff, 0xfe]))),
-            Some((FileDiffKind::Binary, None))
-        );
-        assert_eq!(
-            compare_with(Some(&FileRead::TooLarge { size: 1 << 30 })),
-            Some((FileDiffKind::TooLarge, None))
-        );
-        assert_eq!(compare_with(None), Some((FileDiffKind::Unreadable, None)));
-        assert_eq!(
-            compare(None, None, &scrubber, joined),
-            Some((FileDiffKind::Removed, None))
-        );
-        let big = vec![b'a'; usize::try_from(DIFF_LIMIT_BYTES).unwrap() + 1];
-        assert_eq!(
-            compare(Some(&ship(&big)), Some(&found(b"x")), &scrubber, joined),
-            Some((FileDiffKind::TooLarge, None))
-        );
-    }
-}
+#[path = "tests/file_diffs.rs"]
+mod tests;
