@@ -9,7 +9,8 @@
 //! not be refreshed are *unchecked*.
 //!
 //! With `--diff`, the files found modified are read back from their hosts
-//! ([`read_back`]: one round trip per host that has any) and compared with
+//! ([`read_back`]: one round trip per host that has any, through the
+//! reader `plan --diff` shares, [`read_paths`]) and compared with
 //! what cairn shipped, as the controller can rebuild it (a bundle's source,
 //! a rendered template, a `[[files]]` content), only while that still hashes
 //! to what was recorded; secrets are masked on both sides before the diff
