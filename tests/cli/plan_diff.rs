@@ -142,6 +142,26 @@ fn plan_diff_json_adds_a_diffs_array_to_each_change() {
     // Without --diff the document is as it was: no `diffs` anywhere.
     let without_diff = plan_ok(&s, &["plan", "--json"]);
     assert!(!without_diff.contains("\"diffs\""), "{without_diff}");
+    // `apply --diff --json`: the plan event carries them too.
+    let out = s.run(&["apply", "--diff", "--json", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s.transcript(&out));
+    let first = stdout(&out).lines().next().unwrap_or_default().to_string();
+    let event: serde_json::Value = serde_json::from_str(&first).expect("a JSON event");
+    assert_eq!(event["event"], "plan");
+    let bundle = event["plan"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["task"] == "bundle.web@local")
+        .unwrap()
+        .clone();
+    assert!(
+        bundle["diffs"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["kind"] == "binary")),
+        "{bundle}"
+    );
+    assert_eq!(s.read("out/web/index.html"), "hello from cairn, edited\n");
 }
 
 /// A secret the template renders, so diffs must mask it.
