@@ -4,8 +4,9 @@
 //!
 //! One test binary, one module per command, so that a test is found where
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
-//! saved plans), `plan_diff` (`plan --diff`, `apply --diff`), `apply` (failures, the lock, kill and resume, Ctrl-C,
-//! timeouts, `once`, `--replace`, undo), `drift` (hand edits), `graph`,
+//! saved plans), `plan_diff` (`plan --diff`, `apply --diff`), `apply`
+//! (failures, the lock, kill and resume, Ctrl-C, timeouts, `once`,
+//! `--replace`, undo), `drift` (hand edits), `graph`,
 //! `state` (and the JSON forms), `hosts_edit` (`add` and `delete`), `adhoc`
 //! (`exec` and `cp`), and `secrets`, which cut across all of
 //! them. The output of `validate` and `drift` is pinned whole by snapshots
