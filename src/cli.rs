@@ -40,7 +40,7 @@ pub enum Command {
 
     /// Refresh the hosts, then show every change an apply would make, with its reason.
     #[command(
-        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
+        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan --diff                # what each changed file will look like\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
     )]
     Plan(PlanArgs),
 
@@ -236,6 +236,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub offline: bool,
 
+    /// Also show a unified diff of every file that would change, against
+    /// what the host has now (text files up to 256 KiB, secrets masked).
+    #[arg(long, conflicts_with = "offline")]
+    pub diff: bool,
+
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -276,6 +281,11 @@ pub struct ApplyArgs {
     /// the failed task is skipped.
     #[arg(long = "fail-fast")]
     pub fail_fast: bool,
+
+    /// Show the plan with a unified diff of every file that would change,
+    /// against what the host has now, before asking.
+    #[arg(long)]
+    pub diff: bool,
 
     #[command(flatten)]
     pub selection: Selection,

@@ -4,7 +4,8 @@
 //! Each stage owns what the ones before it made and adds its own: a
 //! Clusterfile read and validated into a model; the recorded state and the
 //! sealed task graph; the fleet's connections, what refresh found on each
-//! host and, for an apply, the host locks; the plan. A command takes a
+//! host and, for an apply, the host locks; the plan (with `--diff`, each
+//! changed file against what its host has now). A command takes a
 //! stage as far as it needs (`validate` stops after checking, `graph` after
 //! compiling, `plan` and `drift` after planning) and so every command fails
 //! the same way at the same stage: an invalid Clusterfile before any host
@@ -23,8 +24,9 @@ use crate::exec::{self, Event, ExecOptions, FailurePolicy, RunSummary};
 use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
 use crate::model::Model;
 use crate::model::selection::{RecordedHost, excluded_hosts};
+use crate::plan::file_diffs::DiffSources;
 use crate::plan::former::{Departure, FormerHost};
-use crate::plan::{self, DiffOptions, Plan, Refresh, Replacements};
+use crate::plan::{self, DiffOptions, FileDiffs, Plan, Refresh, Replacements};
 use crate::state::{Journal, JournalEntry, LockPolicy, State, StateDir, StateLock};
 use crate::transport::{Fleet, HostLock};
 
@@ -364,6 +366,7 @@ impl Refreshed {
             refreshed: self,
             plan,
             forget_hosts,
+            file_diffs: None,
         }
     }
 }
@@ -375,6 +378,8 @@ pub struct Planned {
     /// Hosts forgotten (cairn's folder removed, out of the state) once
     /// everything cairn did there is undone.
     forget_hosts: BTreeSet<String>,
+    /// With `--diff`: each changed file against what its host has now.
+    file_diffs: Option<FileDiffs>,
 }
 
 /// How an apply runs its tasks.
@@ -401,6 +406,36 @@ impl Planned {
                 .map(|m| format!("{m}; apply refuses this plan")),
         );
         notes
+    }
+
+    /// `--diff`: reads back, from the hosts that have any, the files this
+    /// plan changes (one more round trip per such host, all at once) and
+    /// diffs each against what cairn would write, with `unified` (see
+    /// [`plan::file_diffs`]); kept for [`Planned::file_diffs`].
+    pub fn read_file_diffs(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        unified: impl Fn(&str, &str, &str, &str) -> String,
+    ) {
+        let compiled = &self.refreshed.compiled;
+        let sources = DiffSources {
+            plan: &self.plan,
+            model: &compiled.loaded.model,
+            graph: &compiled.graph,
+            state: &compiled.state,
+            refresh: &self.refreshed.refresh,
+        };
+        let diffs = runtime.block_on(plan::file_diffs::file_diffs(
+            sources,
+            &self.refreshed.fleet,
+            unified,
+        ));
+        self.file_diffs = Some(diffs);
+    }
+
+    /// The file diffs read by [`Planned::read_file_diffs`], if it ran.
+    pub fn file_diffs(&self) -> Option<&FileDiffs> {
+        self.file_diffs.as_ref()
     }
 
     pub fn model(&self) -> &Arc<Model> {

@@ -2,8 +2,9 @@
 //!
 //! The cluster lock first, so the state planned from is the one this apply
 //! builds on; then the plan, with each host locked as it is refreshed; a
-//! saved plan is refused if a fresh one differs; the operator is asked
-//! unless `--auto-approve` or a saved plan says yes; then the run, reported
+//! saved plan is refused if a fresh one differs; the plan is shown (with
+//! `--diff`, each changed file's diff too) and the operator is asked unless
+//! `--auto-approve` or a saved plan says yes; then the run, reported
 //! as it goes. The exit code says whether everything converged.
 
 use std::path::Path;
@@ -32,7 +33,7 @@ pub(super) fn apply_loaded(
     let rt = runtime();
     let policy = lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;
-    let planned = loaded
+    let mut planned = loaded
         .compile()?
         .refresh(
             &Targets::new(&args.selection.limit, &args.selection.replace),
@@ -41,6 +42,9 @@ pub(super) fn apply_loaded(
         )?
         .plan();
     out.warnings(&planned.notes());
+    if args.diff {
+        super::plan::read_file_diffs(&mut planned, out, &rt);
+    }
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: policy.holder.operator(),
@@ -95,7 +99,10 @@ pub(super) fn converge(
             "pin the step to the host it ran on with `on = \"HOST\"`, or move it on purpose with `--replace step.NAME`",
         ));
     }
-    out.apply_plan(plan);
+    match planned.file_diffs() {
+        Some(diffs) => out.apply_plan_with_diffs(plan, diffs),
+        None => out.apply_plan(plan),
+    }
     // A host that cannot be reached (or locked) fails alone: the others converge.
     let unreachable = plan.unreachable.len();
     if !plan.has_changes() && !plan.adopts() {

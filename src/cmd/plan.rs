@@ -1,5 +1,6 @@
 //! `cairn plan`: refresh the hosts (read-only), then show every change an
-//! apply would make with its reason; `-o FILE` saves it for `apply FILE`.
+//! apply would make with its reason; `--diff` adds each changed file's
+//! diff against what its host has now; `-o FILE` saves it for `apply FILE`.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use crate::cli::PlanArgs;
 use crate::error::{CairnError, Success};
 use crate::pipeline::{Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved;
-use crate::report::Output;
+use crate::report::{self, Output};
 
 pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
@@ -21,7 +22,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
     } else {
         Probe::Read
     };
-    let planned = loaded
+    let mut planned = loaded
         .compile()?
         .refresh(
             &Targets::new(&args.selection.limit, &args.selection.replace),
@@ -30,6 +31,9 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
         )?
         .plan();
     out.warnings(&planned.notes());
+    if args.diff {
+        read_file_diffs(&mut planned, out, &rt);
+    }
     let result = show(args, out, &planned);
     planned.finish(&rt);
     result
@@ -37,7 +41,10 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
 
 fn show(args: &PlanArgs, out: Output, planned: &Planned) -> Result<Success, CairnError> {
     let plan = &planned.plan;
-    out.plan(plan);
+    match planned.file_diffs() {
+        Some(diffs) => out.plan_with_diffs(plan, diffs),
+        None => out.plan(plan),
+    }
     if let Some(path) = &args.out {
         saved::write(&plan.to_json(), path)?;
         out.plan_saved(path);
@@ -52,4 +59,18 @@ fn show(args: &PlanArgs, out: Output, planned: &Planned) -> Result<Success, Cair
     } else {
         Success::Ok
     })
+}
+
+/// `--diff` (plan and apply): reads the changed files back from their hosts
+/// and diffs them; a host that could not answer is a warning, its diffs left out.
+pub(super) fn read_file_diffs(planned: &mut Planned, out: Output, rt: &tokio::runtime::Runtime) {
+    planned.read_file_diffs(rt, report::unified_diff);
+    if let Some(diffs) = planned.file_diffs() {
+        let failed: Vec<String> = diffs
+            .failed_hosts
+            .values()
+            .map(|why| format!("{why} (reading files for --diff; their diffs are left out)"))
+            .collect();
+        out.warnings(&failed);
+    }
 }

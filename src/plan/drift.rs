@@ -9,7 +9,8 @@
 //! not be refreshed are *unchecked*.
 //!
 //! With `--diff`, the files found modified are read back from their hosts
-//! ([`read_back`]: one round trip per host that has any) and compared with
+//! ([`read_back`]: one round trip per host that has any, through the
+//! reader `plan --diff` shares, [`read_paths`]) and compared with
 //! what cairn shipped, as the controller can rebuild it (a bundle's source,
 //! a rendered template, a `[[files]]` content), only while that still hashes
 //! to what was recorded; secrets are masked on both sides before the diff
@@ -556,19 +557,36 @@ fn compare(
 /// Reads back, from each host, the files of `report` worth diffing: one
 /// request per host that has any, all hosts at once.
 pub async fn read_back(report: &DriftReport, fleet: &Fleet) -> ReadBack {
+    let wanted = report
+        .hosts
+        .iter()
+        .filter_map(|host| {
+            let paths: Vec<String> = host
+                .files
+                .iter()
+                .filter(|f| f.worth_reading())
+                .map(|f| f.path.clone())
+                .collect();
+            Some((host.host.clone(), host.id?, paths))
+        })
+        .collect();
+    read_paths(fleet, wanted).await
+}
+
+/// Reads `paths` (each up to [`DIFF_LIMIT_BYTES`]) from each host
+/// `(name, id, paths)`: one request per host that has any, all hosts at
+/// once; a host with no paths, or not connected, is not asked. What
+/// `drift --diff` and `plan --diff` both read with.
+pub async fn read_paths(
+    fleet: &Fleet,
+    wanted: Vec<(String, crate::model::HostId, Vec<String>)>,
+) -> ReadBack {
     let mut jobs = tokio::task::JoinSet::new();
-    for host in &report.hosts {
-        let paths: Vec<String> = host
-            .files
-            .iter()
-            .filter(|f| f.worth_reading())
-            .map(|f| f.path.clone())
-            .collect();
+    for (name, id, paths) in wanted {
         if paths.is_empty() {
             continue;
         }
-        let name = host.host.clone();
-        let Some(transport) = host.id.and_then(|id| fleet.transport(id)).cloned() else {
+        let Some(transport) = fleet.transport(id).cloned() else {
             continue;
         };
         jobs.spawn(async move {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChangeKind, Plan, Summary};
+use super::{ChangeKind, FileDiff, FileDiffs, Plan, Summary};
 use crate::ids::{TaskId, TaskKey};
 
 /// Version of the plan JSON document.
@@ -33,6 +33,10 @@ pub struct ChangeJson {
     pub ignored: Vec<String>,
     /// The task's key after the apply (absent for destroys).
     pub key: Option<TaskKey>,
+    /// With `--diff`: each file this change writes or removes, against what
+    /// the host has now (absent without `--diff`, or when no file changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diffs: Vec<FileDiff>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,7 @@ impl Plan {
                     reasons: c.reasons.clone(),
                     ignored: c.ignored.clone(),
                     key: c.key.clone(),
+                    diffs: Vec::new(),
                 })
                 .collect(),
             unreachable: self
@@ -70,5 +75,16 @@ impl Plan {
             summary: self.summary(),
             hosts: self.facts.clone(),
         }
+    }
+}
+
+impl PlanJson {
+    /// The document with each change's file diffs (`plan --diff --json`).
+    #[must_use]
+    pub fn with_diffs(mut self, diffs: &FileDiffs) -> PlanJson {
+        for change in &mut self.changes {
+            change.diffs = diffs.of(&change.task).to_vec();
+        }
+        self
     }
 }

@@ -5,7 +5,7 @@
 //! record with what refresh saw and gives each a [`Change`] with its reasons
 //! in words (`reasons`). `replace` checks `--replace` patterns against the
 //! graph. The result is a [`Plan`] (`change`), which programs read as JSON
-//! (`json`), `plan -o` saves and `apply FILE` checks against a fresh one
+//! (`json`), `file_diffs` shows file by file with `--diff`, `plan -o` saves and `apply FILE` checks against a fresh one
 //! (`saved`), and `drift` reads host by host. Nothing here prints: the
 //! reporter renders plans and drift reports as text.
 
@@ -13,6 +13,7 @@ mod change;
 mod diff;
 pub mod drift;
 mod error;
+pub mod file_diffs;
 pub mod former;
 mod json;
 mod reasons;
@@ -25,6 +26,7 @@ pub use change::{Change, ChangeKind, Plan, Summary};
 pub use diff::{DiffOptions, diff};
 pub use drift::DriftReport;
 pub use error::PlanError;
+pub use file_diffs::{FileDiff, FileDiffKind, FileDiffs};
 pub use json::{ChangeJson, PLAN_JSON_VERSION, PlanJson, UnreachableJson};
 pub use refresh::{Observation, Refresh};
 pub use replace::Replacements;

@@ -113,6 +113,7 @@ mod tests {
                     reasons: vec![],
                     ignored: vec![],
                     key: Some(TaskKey::from_digest([*key; 32])),
+                    diffs: vec![],
                 })
                 .collect(),
             unreachable: vec![],

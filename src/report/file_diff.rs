@@ -4,13 +4,16 @@
 //!
 //! Pure text in, text out, so every command that shows content changes uses
 //! the same rendering: `drift --diff` (what cairn shipped against what a
-//! host has now), and later `plan --diff`. Deciding *whether* two versions
-//! can be diffed (binary, too large, secrets masked) is the caller's: this
-//! module only ever sees text that may be shown.
+//! host has now), and `plan --diff` (what a host has now against what an
+//! apply would write: [`plan_diffs_text`], grouped per task). Deciding
+//! *whether* two versions can be diffed (binary, too large, secrets masked)
+//! is the caller's: this module only ever sees text that may be shown.
 
 use std::fmt::Write as _;
 
 use super::Style;
+use crate::plan::drift::DIFF_LIMIT_BYTES;
+use crate::plan::{FileDiffKind, FileDiffs};
 
 /// The unified diff from `old` to `new`, with `--- old_label` and
 /// `+++ new_label` headers; empty when they are equal. A last line without
@@ -43,6 +46,47 @@ pub(super) fn paint(diff: &str, indent: &str, style: Style) -> String {
             line.to_string()
         };
         let _ = writeln!(out, "{indent}{shown}");
+    }
+    out
+}
+
+/// `plan --diff`'s diffs, after the plan: each task that changes files,
+/// then each file, a unified diff for text, a note otherwise.
+pub(super) fn plan_diffs_text(diffs: &FileDiffs, style: Style) -> String {
+    const INDENT: &str = "      ";
+    let mut out = String::new();
+    if diffs.is_empty() {
+        return out;
+    }
+    let _ = write!(out, "\n{}\n", style.bold("Changes to files:"));
+    for (task, files) in diffs.tasks() {
+        let _ = write!(out, "\n  {}\n", style.bold(task.as_str()));
+        for file in files {
+            let note = match file.kind {
+                FileDiffKind::Changed => None,
+                FileDiffKind::New => Some("(new file)".to_string()),
+                FileDiffKind::Removed => Some("(file will be removed)".to_string()),
+                FileDiffKind::Binary => Some("binary file differs".to_string()),
+                FileDiffKind::TooLarge => Some(format!(
+                    "file differs (over {} KiB: not shown)",
+                    DIFF_LIMIT_BYTES / 1024
+                )),
+                FileDiffKind::Unreadable => {
+                    Some("could not be read from the host: no diff".to_string())
+                }
+            };
+            match note {
+                Some(note) => {
+                    let _ = writeln!(out, "    {} {}", file.path, style.dim(&note));
+                }
+                None => {
+                    let _ = writeln!(out, "    {}", file.path);
+                }
+            }
+            if let Some(unified) = &file.unified {
+                out.push_str(&paint(unified, INDENT, style));
+            }
+        }
     }
     out
 }

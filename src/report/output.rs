@@ -13,6 +13,7 @@ use super::drift::drift_text;
 use super::edit::{
     HostsEdited, edit_kept_text, hosts_edited_json, hosts_edited_text, not_applied_text,
 };
+use super::file_diff::plan_diffs_text;
 use super::locks::{
     LockSurvey, Unlocked, lock_notice_text, survey_text, unlock_json, unlocked_text,
 };
@@ -23,7 +24,7 @@ use super::validate::{Validated, invalid_json, validated_json, validated_text};
 use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
 use crate::model::Scrubber;
-use crate::plan::{DriftReport, Plan};
+use crate::plan::{DriftReport, FileDiffs, Plan};
 use crate::state::{LockNotice, State, TaskRecord};
 
 /// How a command's output is shown.
@@ -138,6 +139,21 @@ impl Output {
         }
     }
 
+    /// `cairn plan --diff`: the plan with each change's file diffs, in the
+    /// JSON document with `--json`, else after the plan's text.
+    pub fn plan_with_diffs(&self, plan: &Plan, diffs: &FileDiffs) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan.to_json().with_diffs(diffs))
+                    .expect("plan serializes")
+            );
+        } else {
+            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_diffs_text(diffs, self.style));
+        }
+    }
+
     /// After `plan -o FILE`: how to apply exactly it.
     pub fn plan_saved(&self, path: &Path) {
         if !self.json {
@@ -152,6 +168,16 @@ impl Output {
     /// `cairn apply`, before it runs anything: the plan as the first JSON
     /// event with `--json`, else its text.
     pub fn apply_plan(&self, plan: &Plan) {
+        self.apply_plan_showing(plan, None);
+    }
+
+    /// `cairn apply --diff`, before it runs anything: [`Output::apply_plan`]
+    /// with each change's file diffs (in the plan event with `--json`).
+    pub fn apply_plan_with_diffs(&self, plan: &Plan, diffs: &FileDiffs) {
+        self.apply_plan_showing(plan, Some(diffs));
+    }
+
+    fn apply_plan_showing(self, plan: &Plan, diffs: Option<&FileDiffs>) {
         if self.json {
             #[derive(Serialize)]
             struct PlanEvent {
@@ -160,14 +186,21 @@ impl Output {
             }
             // As a value, so its keys come out sorted (the plan event has
             // always been printed this way; the other event lines are not).
+            let json = plan.to_json();
             let event = serde_json::to_value(PlanEvent {
                 event: "plan",
-                plan: plan.to_json(),
+                plan: match diffs {
+                    Some(diffs) => json.with_diffs(diffs),
+                    None => json,
+                },
             })
             .expect("plan serializes");
             println!("{event}");
         } else {
             print!("{}", plan_text(plan, self.style));
+            if let Some(diffs) = diffs {
+                print!("{}", plan_diffs_text(diffs, self.style));
+            }
         }
     }
 

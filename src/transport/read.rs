@@ -1,7 +1,8 @@
 //! Reading files back from a host, each up to a size limit: what
-//! `cairn drift --diff` compares with what cairn shipped.
+//! `cairn drift --diff` compares with what cairn shipped, and what
+//! `cairn plan --diff` compares with what an apply would write.
 //!
-//! Drift asks only for the files refresh found changed, all of a host's in
+//! Each asks only for the files that differ, all of a host's in
 //! one round trip ([`super::Transport::read_files`]); the answer comes back
 //! in the order asked, one [`FileRead`] per path. A file over the limit is
 //! not read at all: a diff of it would not be read by anyone either.

@@ -4,11 +4,12 @@
 //!
 //! One test binary, one module per command, so that a test is found where
 //! its command is: `validate`, `plan` (exit codes, `--limit`, `--offline`,
-//! saved plans), `apply` (failures, the lock, kill and resume, Ctrl-C,
-//! timeouts, `once`, `--replace`, undo), `replace` (what a replace reruns,
-//! and one that did not finish), `drift` (hand edits), `graph`,
-//! `state` (and the JSON forms), `contract` (exit codes for every command,
-//! the confirmation on stdin, completions, the man page), `hosts_edit` (`add` and `delete`), `adhoc`
+//! saved plans), `plan_diff` (`plan --diff`, `apply --diff`), `apply`
+//! (failures, the lock, kill and resume, Ctrl-C, timeouts, `once`,
+//! `--replace`, undo), `replace` (what a replace reruns, and one that did
+//! not finish), `drift` (hand edits), `graph`, `state` (and the JSON forms),
+//! `contract` (exit codes for every command, the confirmation on stdin,
+//! completions, the man page), `limit` (`--limit` globs), `hosts_edit` (`add` and `delete`), `adhoc`
 //! (`exec` and `cp`), and `secrets`, which cut across all of
 //! them. The output of `validate` and `drift` is pinned whole by snapshots
 //! (`snapshots/`), exit codes included. One binary rather than one per
@@ -27,6 +28,7 @@ mod graph;
 mod hosts_edit;
 mod limit;
 mod plan;
+mod plan_diff;
 mod replace;
 mod secrets;
 mod state;

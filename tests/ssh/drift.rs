@@ -1,8 +1,9 @@
 //! Drift over SSH, for monitoring: each host named with its address; hand
 //! edits of every kind (content with a diff, binary, deleted, mode, owner);
 //! a reimaged host found by its missing receipts; Prometheus metrics that
-//! keep an unreachable host's last check; and drift beside a running
-//! apply, which it neither waits for nor disturbs.
+//! keep an unreachable host's last check; drift beside a running
+//! apply, which it neither waits for nor disturbs; and `plan --diff`, whose
+//! old side is what each host has now, hand edits included.
 
 use super::*;
 
@@ -361,4 +362,70 @@ fn drift_runs_beside_an_apply_that_holds_the_locks_without_waiting_or_breaking_i
         stderr(&applied)
     );
     drift_json(&c, &[], 0);
+}
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn plan_diff_shows_what_each_host_has_now_as_the_old_side() {
+    let c = Cluster::new(2);
+    c.apply_ok();
+    // host1's rendered config edited by hand; a bundle file changed here.
+    let h = c.host(1);
+    let conf = h.read("/opt/app/app.conf").unwrap();
+    h.write("/opt/app/app.conf", &format!("{conf}# tuned by hand\n"));
+    c.edit("app/conf/a.conf", "alpha = 2\n");
+
+    let out = c.run(&["plan", "--diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "--- /opt/app/app.conf (on host1)",
+        "+++ /opt/app/app.conf (after apply)",
+        "-# tuned by hand\n",
+        "--- /opt/app/current/conf/a.conf (on host0)",
+        "--- /opt/app/current/conf/a.conf (on host1)",
+        "-alpha = 1\n",
+        "+alpha = 2\n",
+    ] {
+        assert!(text.contains(expected), "no `{expected}` in:\n{text}");
+    }
+    assert!(
+        !text.contains("/opt/app/app.conf (on host0)") && !text.contains("b.conf"),
+        "only the files that change are diffed:\n{text}"
+    );
+
+    let out = c.run(&["plan", "--diff", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diffs_of = |task: &str| {
+        plan["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ch| ch["task"] == task)
+            .unwrap_or_else(|| panic!("no {task} in {plan:#}"))["diffs"]
+            .clone()
+    };
+    let conf = &diffs_of("file.app-conf@host1")[0];
+    assert_eq!(
+        (&conf["path"], &conf["kind"]),
+        (&"/opt/app/app.conf".into(), &"changed".into()),
+        "{conf}"
+    );
+    assert!(
+        conf["unified"]
+            .as_str()
+            .unwrap()
+            .contains("-# tuned by hand")
+    );
+    assert!(diffs_of("file.app-conf@host0").is_null(), "nothing to diff");
+    let bundle = diffs_of("bundle.app@host0");
+    assert_eq!(bundle.as_array().map(Vec::len), Some(1), "{bundle}");
+    assert_eq!(bundle[0]["path"], "/opt/app/current/conf/a.conf");
+    // Read-only: the hand edit is still there.
+    assert!(
+        h.read("/opt/app/app.conf")
+            .unwrap()
+            .contains("# tuned by hand")
+    );
 }

@@ -1,0 +1,214 @@
+//! Unit tests of `plan::file_diffs`: which hosts and files are read, and
+//! how two versions of a file compare.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::bundle::FileData;
+use crate::bundle::manifest::{FileEntry, hash_bytes};
+
+use crate::graph::testing::Fixture;
+use crate::plan::{DiffOptions, diff};
+use crate::state::{JournalEntry, RecordDetail, ShippedFile, TaskRecord};
+
+/// Two hosts (nothing connects), a bundle and a `[[files]]` entry rendered
+/// with a var.
+fn clusterfile(greeting: &str) -> String {
+    format!(
+        r#"version = 1
+name = "t"
+
+[vars]
+greeting = "{greeting}"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[hosts]]
+address = "10.0.0.2"
+name = "n0"
+roles = ["node"]
+
+[[bundles]]
+name = "web"
+source = "web"
+dest = "/srv/web"
+
+[[files]]
+name = "motd"
+content = "${{greeting}}\n"
+dest = "/etc/motd"
+"#
+    )
+}
+
+/// The fixture with greeting `a`, and a state as if it had been applied.
+fn applied() -> (Fixture, State) {
+    let fixture = Fixture::new(
+        &clusterfile("a"),
+        &[("web/index.html", "hi\n"), ("web/app.conf", "x = 1\n")],
+    );
+    let mut state = State::new(&fixture.model.name);
+    let graph = fixture.graph(&state.salt);
+    let plan = diff(
+        &fixture.model,
+        &graph,
+        &state,
+        &Refresh::default(),
+        &DiffOptions::default(),
+    );
+    for change in &plan.changes {
+        let task = graph.task(change.node.expect("a task of the graph"));
+        let shipped = |e: &FileEntry| ShippedFile {
+            hash: e.hash.clone(),
+            mode: e.mode,
+            size: e.size,
+            mtime_ns: 0,
+            inode: 0,
+        };
+        let detail = match &task.work {
+            Work::Bundle { dest, .. } => RecordDetail::Bundle {
+                dest: dest.clone(),
+                shipped: task
+                    .work
+                    .files()
+                    .into_iter()
+                    .map(|(path, f)| (path, shipped(&f.entry)))
+                    .collect(),
+            },
+            Work::File { dest, content, .. } => RecordDetail::File {
+                dest: dest.clone(),
+                shipped: shipped(&content.entry),
+            },
+            Work::Step { .. } => unreachable!("no steps here"),
+        };
+        if let (
+            crate::hash::ActionSpec::Bundle { base_root, .. },
+            crate::model::ElementRef::Bundle(i),
+        ) = (&task.inputs.action, task.element)
+        {
+            state.apply(JournalEntry::Manifest {
+                root: base_root.clone(),
+                manifest: graph.bundles[i].base_manifest.clone(),
+            });
+        }
+        let record = TaskRecord {
+            key: change.key.clone().expect("a key"),
+            inputs: change.inputs.clone().expect("inputs"),
+            detail,
+            finished_at: "2024-05-01T10:00:00Z".into(),
+            seq: state.next_seq,
+        };
+        state.apply(JournalEntry::Done {
+            id: change.id.clone(),
+            record: Box::new(record),
+        });
+    }
+    (fixture, state)
+}
+
+/// Which hosts `plan --diff` would read from, and what, for the
+/// fixture's plan with `refresh`.
+fn hosts_read(fixture: &Fixture, state: &State, refresh: &Refresh) -> Vec<(String, Vec<String>)> {
+    let graph = fixture.graph(&state.salt);
+    let plan = diff(
+        &fixture.model,
+        &graph,
+        state,
+        refresh,
+        &DiffOptions::default(),
+    );
+    let sources = DiffSources {
+        plan: &plan,
+        model: &fixture.model,
+        graph: &graph,
+        state,
+        refresh,
+    };
+    reads(&pending_files(sources))
+        .into_iter()
+        .map(|(name, _, paths)| (name, paths))
+        .collect()
+}
+
+#[test]
+fn only_hosts_with_changed_files_are_read_and_only_those_files() {
+    let (mut fixture, state) = applied();
+    assert_eq!(
+        hosts_read(&fixture, &state, &Refresh::default()),
+        vec![],
+        "nothing changes: no host is asked"
+    );
+    // A file edited by hand on n0 only: n0 is read, for that file only.
+    let mut refresh = Refresh::default();
+    refresh.observations.insert(
+        TaskId::parse("bundle.web@n0").unwrap(),
+        Observation::Files(BTreeMap::from([(
+            "index.html".to_string(),
+            Observed::Hashed("edited".into()),
+        )])),
+    );
+    assert_eq!(
+        hosts_read(&fixture, &state, &refresh),
+        vec![("n0".to_string(), vec!["/srv/web/index.html".to_string()])]
+    );
+    // A var every host's motd renders: both hosts, that file only.
+    fixture.rewrite(&clusterfile("b"));
+    let motd = vec!["/etc/motd".to_string()];
+    assert_eq!(
+        hosts_read(&fixture, &state, &Refresh::default()),
+        vec![("m0".to_string(), motd.clone()), ("n0".to_string(), motd)]
+    );
+}
+
+fn ship(bytes: &[u8]) -> ShipFile {
+    ShipFile {
+        entry: FileEntry {
+            mode: 0o644,
+            size: bytes.len() as u64,
+            hash: hash_bytes(bytes),
+        },
+        data: FileData::Bytes(Arc::new(bytes.to_vec())),
+    }
+}
+
+#[test]
+fn content_is_compared_masked_and_only_when_both_sides_are_text() {
+    let scrubber = Scrubber::new(vec!["hunter2".into()]);
+    let joined = |old: &str, new: &str| format!("{old}|{new}");
+    let found = |b: &[u8]| FileRead::Content(b.to_vec());
+    let new = ship(b"pw = hunter2\nmore\n");
+    let compare_with = |read: Option<&FileRead>| compare(Some(&new), read, &scrubber, joined);
+    assert_eq!(
+        compare_with(Some(&found(b"pw = hunter2\n"))),
+        Some((
+            FileDiffKind::Changed,
+            Some("pw = ***\n|pw = ***\nmore\n".into())
+        ))
+    );
+    assert_eq!(compare_with(Some(&found(b"pw = hunter2\nmore\n"))), None);
+    assert_eq!(
+        compare_with(Some(&FileRead::Missing)),
+        Some((FileDiffKind::New, Some("|pw = ***\nmore\n".into())))
+    );
+    assert_eq!(
+        compare_with(Some(&found(&[0xff, 0xfe]))),
+        Some((FileDiffKind::Binary, None))
+    );
+    assert_eq!(
+        compare_with(Some(&FileRead::TooLarge { size: 1 << 30 })),
+        Some((FileDiffKind::TooLarge, None))
+    );
+    assert_eq!(compare_with(None), Some((FileDiffKind::Unreadable, None)));
+    assert_eq!(
+        compare(None, None, &scrubber, joined),
+        Some((FileDiffKind::Removed, None))
+    );
+    let big = vec![b'a'; usize::try_from(DIFF_LIMIT_BYTES).unwrap() + 1];
+    assert_eq!(
+        compare(Some(&ship(&big)), Some(&found(b"x")), &scrubber, joined),
+        Some((FileDiffKind::TooLarge, None))
+    );
+}
