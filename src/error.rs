@@ -18,7 +18,7 @@ pub enum CairnError {
     Invalid(Box<InvalidClusterfile>),
 
     /// `validate --json`: the problems are on stdout, as JSON.
-    #[error("{path} is not valid: {count} error{}", if *count == 1 { "" } else { "s" })]
+    #[error("{path} is not valid: {}", count_words(*count, "error"))]
     #[diagnostic(
         code(cairn::clusterfile),
         help("the diagnostics are in the JSON printed on stdout")

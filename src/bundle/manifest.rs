@@ -98,16 +98,13 @@ impl ManifestDiff {
             } else {
                 String::new()
             };
-            let noun = if parts.is_empty() {
-                if list.len() == 1 { " file" } else { " files" }
+            // "2 files changed, 1 added": the noun once, on the first part.
+            let counted = if parts.is_empty() {
+                crate::words::count(list.len(), "file")
             } else {
-                ""
+                list.len().to_string()
             };
-            parts.push(format!(
-                "{}{noun} {verb} ({}{more})",
-                list.len(),
-                shown.join(", ")
-            ));
+            parts.push(format!("{counted} {verb} ({}{more})", shown.join(", ")));
         }
         parts.join(", ")
     }

@@ -142,8 +142,8 @@ impl Validator<'_> {
                     Problem::at(span, format!("selector `{text}` matches no host"))
                         .label("index out of range")
                         .help(format!(
-                            "role `{role}` has {count} host{}: indexes 0 to {}",
-                            if count == 1 { "" } else { "s" },
+                            "role `{role}` has {}: indexes 0 to {}",
+                            crate::words::count(count, "host"),
                             count - 1
                         )),
                 );
