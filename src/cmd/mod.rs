@@ -44,6 +44,10 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Exec(args) => exec::run(&cli.file, args, out),
         Command::Cp(args) => cp::run(&cli.file, args, out),
         Command::Unlock(args) => unlock::run(&cli.file, args, out),
+        Command::Completions { .. } | Command::Man { .. } if cli.json => Err(CairnError::usage(
+            "--json does not apply here: completion scripts and manual pages have one form",
+            "leave out --json",
+        )),
         Command::Completions { shell } => Ok(completions::run(*shell, out)),
         Command::Man { dir } => man::run(dir.as_deref(), out),
     }

@@ -82,6 +82,11 @@ fn other_usage_errors_exit_1_never_2() {
         (&["exec", "--", "uptime"], "--on <SELECTOR>"),
         (&["apply", "--lock-timeout", "soon"], "invalid value 'soon'"),
         (&["completions", "tcsh"], "invalid value 'tcsh'"),
+        (
+            &["completions", "bash", "--json"],
+            "--json does not apply here",
+        ),
+        (&["man", "--json"], "--json does not apply here"),
         (&["apply", "--parallelism", "0"], "must be at least 1"),
         (&["reset", "--parallelism", "0"], "must be at least 1"),
         (
