@@ -83,6 +83,7 @@ pub(super) fn write_and_apply(
         fail_fast: then.fail_fast,
         selection: Selection::default(),
         lock: then.lock.clone(),
+        vars: crate::cli::VarArgs::default(),
     };
     match super::apply::apply_loaded(loaded, &args, out) {
         Err(CairnError::Aborted) => Err(CairnError::NotApplied {

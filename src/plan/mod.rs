@@ -26,5 +26,6 @@ pub use diff::{DiffOptions, diff};
 pub use drift::DriftReport;
 pub use error::PlanError;
 pub use json::{ChangeJson, PLAN_JSON_VERSION, PlanJson, UnreachableJson};
+pub use reasons::name_var_origins;
 pub use refresh::{Observation, Refresh};
 pub use replace::Replacements;

@@ -4,7 +4,8 @@
 //! plans (`plan`), drift reports (`drift`, and as Prometheus metrics:
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
-//! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
+//! (`edit`), saved plans and the state per host (`show`), captured values
+//! (`captured`), each host's result of `exec` and `cp` (`adhoc`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
 //! or JSON. During an apply the executor's events go to a [`Reporter`]
 //! (`reporter`): a thread that renders them as progress bars on a terminal
@@ -13,6 +14,7 @@
 //! `style` decides colour.
 
 mod adhoc;
+mod captured;
 mod drift;
 mod drift_metrics;
 mod edit;
@@ -24,11 +26,13 @@ mod plan;
 mod progress;
 mod prompt;
 mod reporter;
+mod show;
 mod state;
 pub mod style;
 mod validate;
 
 pub use adhoc::AdhocReport;
+pub use captured::{CapturedValue, CapturedValues, captured_values};
 pub use drift_metrics::drift_metrics;
 pub use edit::{EditedHost, HostsEdited};
 pub use file_diff::unified_diff;

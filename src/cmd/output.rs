@@ -1,0 +1,89 @@
+//! `cairn output [NAME]`: values captured by steps, as the state recorded
+//! them; all of them, or one by name for scripts (`$(cairn output NAME)`).
+//! Nothing recorded yet, or a name nothing captures, is an error (exit 1)
+//! that says what to do.
+
+use std::path::Path;
+
+use crate::cli::OutputArgs;
+use crate::error::{CairnError, Success};
+use crate::model::closest;
+use crate::pipeline::Loaded;
+use crate::report::{Output, captured_values};
+
+pub(super) fn run(file: &Path, args: &OutputArgs, out: Output) -> Result<Success, CairnError> {
+    let loaded = Loaded::read(file)?;
+    let (state, _) = loaded.load_state()?;
+    let values = captured_values(&state, &loaded.model.scrubber());
+    let model = &loaded.model;
+    let declared: Vec<&String> = model.captures.keys().collect();
+    let apply = apply_command(file);
+    let Some(name) = &args.name else {
+        if values.is_empty() {
+            return Err(CairnError::usage(
+                format!(
+                    "no captured values recorded for cluster `{}` yet",
+                    model.name
+                ),
+                if declared.is_empty() {
+                    "no step of this Clusterfile captures anything: give a step `capture = \"NAME\"` to keep its output".to_string()
+                } else {
+                    format!(
+                        "steps record what they capture ({}) when they run: run `{apply}`",
+                        join(&declared)
+                    )
+                },
+            ));
+        }
+        out.outputs(&values);
+        return Ok(Success::Ok);
+    };
+    if let Some(hosts) = values.get(name) {
+        out.output_value(name, hosts);
+        return Ok(Success::Ok);
+    }
+    if let Some(&step) = model.captures.get(name) {
+        return Err(CairnError::usage(
+            format!("no value of `{name}` recorded yet"),
+            format!(
+                "step {} captures it when it runs: run `{apply}`",
+                model.steps[step].name
+            ),
+        ));
+    }
+    let known: Vec<&String> = {
+        let mut k: Vec<&String> = values.keys().chain(declared.iter().copied()).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let listed = if known.is_empty() {
+        "nothing is captured".to_string()
+    } else {
+        format!("captured values: {}", join(&known))
+    };
+    Err(CairnError::usage(
+        format!("no captured value `{name}`"),
+        match closest(name, known.iter().copied()) {
+            Some(close) => format!("did you mean `{close}`? {listed}"),
+            None => listed,
+        },
+    ))
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cairn apply` as the operator runs it for this Clusterfile.
+fn apply_command(file: &Path) -> String {
+    if file == Path::new("Clusterfile") {
+        "cairn apply".into()
+    } else {
+        format!("cairn apply -f {}", file.display())
+    }
+}
