@@ -410,4 +410,7 @@ pub struct EditThenApply {
 
     #[command(flatten)]
     pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use crate::cli::{ApplyArgs, LockArgs};
 use crate::error::{CairnError, Success};
 use crate::exec::FailurePolicy;
+use crate::model::VarOrigin;
 use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{PlanError, PlanJson};
-use crate::report::{Confirmation, Output};
+use crate::report::{Confirmation, Output, shell_word};
 use crate::state::{LockHolder, LockNotice, LockPolicy};
 
 pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
@@ -28,10 +29,68 @@ pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success,
     if file_flag_given() {
         saved::check_same_clusterfile(plan_path, &saved, file)?;
     }
-    let loaded = Loaded::read_with(&saved.clusterfile.path, &saved.vars)?;
-    saved::check_clusterfile(plan_path, &saved, &loaded.source.text)?;
+    let source = crate::clusterfile::read(&saved.clusterfile.path)?;
+    saved::check_clusterfile(plan_path, &saved, &source.text).map_err(|e| {
+        CairnError::usage(
+            e.to_string(),
+            format!(
+                "run `{}` again, review it, and apply the new plan",
+                replan_command(plan_path, &saved)
+            ),
+        )
+    })?;
+    let loaded = Loaded::from_source_with(source, &saved.vars)?;
     let targets = Targets::new(&saved.limit, &saved.replace);
-    apply_targets(loaded, args, &targets, Some((plan_path, &saved.plan)), out)
+    match apply_targets(loaded, args, &targets, Some((plan_path, &saved.plan)), out) {
+        Err(CairnError::StalePlan {
+            path, differences, ..
+        }) => Err(CairnError::StalePlan {
+            path,
+            differences,
+            replan: replan_command(plan_path, &saved),
+        }),
+        other => other,
+    }
+}
+
+/// The `cairn plan` command that makes the plan at `path` again, as it was
+/// made: its Clusterfile, values and targets; runnable from any folder.
+fn replan_command(path: &Path, saved: &SavedPlan) -> String {
+    let mut words = vec![
+        "cairn plan -f".to_string(),
+        shell_word(&saved.clusterfile.path),
+    ];
+    let mut files: Vec<&Path> = Vec::new();
+    for (name, var) in &saved.vars.0 {
+        match &var.origin {
+            VarOrigin::VarFile { path } => {
+                if !files.contains(&path.as_path()) {
+                    files.push(path);
+                }
+            }
+            VarOrigin::Var => {
+                let value = match &var.value {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                words.push(format!(
+                    "--var {}",
+                    shell_word(Path::new(&format!("{name}={value}")))
+                ));
+            }
+        }
+    }
+    for file in files {
+        words.push(format!("--var-file {}", shell_word(file)));
+    }
+    for limit in &saved.limit {
+        words.push(format!("--limit {}", shell_word(Path::new(limit))));
+    }
+    for replace in &saved.replace {
+        words.push(format!("--replace {}", shell_word(Path::new(replace))));
+    }
+    words.push(format!("-o {}", shell_word(path)));
+    words.join(" ")
 }
 
 /// Whether `-f`/`--file` is on the command line: a saved plan reads the

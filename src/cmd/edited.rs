@@ -38,10 +38,13 @@ pub(super) fn write_and_apply(
     let path = current.source.path.clone();
     let before = current.source.text.clone();
     let after = Arc::new(edited.text);
-    let loaded = Loaded::from_source(SourceFile {
-        path: path.clone(),
-        text: after.clone(),
-    })
+    let loaded = Loaded::from_source_with(
+        SourceFile {
+            path: path.clone(),
+            text: after.clone(),
+        },
+        &current.outer,
+    )
     .and_then(|loaded| loaded.check().map(|_| loaded))
     .map_err(|e| refused(e, &path))?;
     // Checking took a while (bundles are scanned): an edit made meanwhile
@@ -83,7 +86,7 @@ pub(super) fn write_and_apply(
         fail_fast: then.fail_fast,
         selection: Selection::default(),
         lock: then.lock.clone(),
-        vars: crate::cli::VarArgs::default(),
+        vars: then.vars.clone(),
     };
     match super::apply::apply_loaded(loaded, &args, out) {
         Err(CairnError::Aborted) => Err(CairnError::NotApplied {

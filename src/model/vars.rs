@@ -143,7 +143,7 @@ impl Model {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "kebab-case")]
 pub enum VarOrigin {
-    /// `--var-file PATH`.
+    /// `--var-file PATH` (absolute, so a saved plan can name it from anywhere).
     VarFile { path: PathBuf },
     /// `--var NAME=VALUE`.
     Var,
@@ -152,7 +152,12 @@ pub enum VarOrigin {
 impl std::fmt::Display for VarOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            VarOrigin::VarFile { path } => write!(f, "--var-file {}", path.display()),
+            // The file's name: enough to recognise it in a plan's reasons.
+            VarOrigin::VarFile { path } => write!(
+                f,
+                "--var-file {}",
+                path.file_name().unwrap_or(path.as_os_str()).display()
+            ),
             VarOrigin::Var => f.write_str("--var"),
         }
     }
@@ -196,7 +201,9 @@ impl OuterVars {
         let mut out = BTreeMap::new();
         for path in var_files {
             for (name, value) in read_var_file(path)? {
-                let origin = VarOrigin::VarFile { path: path.clone() };
+                let origin = VarOrigin::VarFile {
+                    path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                };
                 out.insert(name, OuterVar { value, origin });
             }
         }
@@ -480,6 +487,7 @@ mod tests {
         let outer = OuterVars::read(std::slice::from_ref(&file), &["b=cli".into()]).unwrap();
         assert_eq!(outer.0["a"].value, toml::Value::Integer(1));
         assert_eq!(outer.0["a"].origin, VarOrigin::VarFile { path: file });
+        assert_eq!(outer.0["a"].origin.to_string(), "--var-file vars.toml");
         assert_eq!(outer.0["b"].value, toml::Value::String("cli".into()));
         assert_eq!(outer.0["b"].origin, VarOrigin::Var);
         let json = serde_json::to_string(&outer).unwrap();

@@ -41,5 +41,6 @@ pub use output::Output;
 pub use plan::plan_text;
 pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
+pub use show::shell_word;
 pub use state::Forgotten;
 pub use style::Style;

@@ -21,7 +21,7 @@ use crate::plan::saved::SavedPlan;
 use crate::state::State;
 
 /// `path` as one shell word: as is when it is plain, else single-quoted.
-pub(super) fn shell_word(path: &Path) -> String {
+pub fn shell_word(path: &Path) -> String {
     let text = path.display().to_string();
     let plain = !text.is_empty()
         && text

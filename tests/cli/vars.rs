@@ -113,3 +113,32 @@ fn unknown_malformed_or_secret_vars_are_clear_errors() {
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
 }
+
+#[test]
+fn add_and_reset_read_vars_too() {
+    let s = Sandbox::new();
+    let before = s.read("Clusterfile");
+    let add = s.run(&[
+        "add",
+        "10.0.0.9",
+        "--role",
+        "web",
+        "--no-apply",
+        "--var",
+        "gretting=x",
+    ]);
+    assert_eq!(add.status.code(), Some(1));
+    assert!(
+        stderr(&add).contains("did you mean `greeting`?"),
+        "{}",
+        stderr(&add)
+    );
+    assert_eq!(s.read("Clusterfile"), before, "nothing was written");
+    let reset = s.run(&["reset", "--auto-approve", "--var", "port"]);
+    assert_eq!(reset.status.code(), Some(1));
+    assert!(
+        stderr(&reset).contains("expected NAME=VALUE"),
+        "{}",
+        stderr(&reset)
+    );
+}
