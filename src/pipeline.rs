@@ -181,6 +181,28 @@ impl Loaded {
     }
 }
 
+/// The state folder of the Clusterfile at `path`, from its `name` alone,
+/// the rest not validated: what `cairn output` falls back on when the
+/// Clusterfile does not validate here (a secret whose source this shell
+/// does not set), since the state holds no secret in clear.
+pub fn state_dir_only(path: &Path) -> Result<StateDir, CairnError> {
+    let source = crate::clusterfile::read(path)?;
+    let mut problems = Problems::default();
+    let parsed = crate::clusterfile::parse(&source, &mut problems);
+    match parsed {
+        Some((raw, _)) if !raw.name.get_ref().is_empty() => {
+            let dir = source
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            Ok(StateDir::new(&base, raw.name.get_ref()))
+        }
+        _ => Err(InvalidClusterfile::new(source, problems.0).into()),
+    }
+}
+
 /// The graph compiled against the recorded state.
 #[derive(Debug)]
 pub struct Compiled {

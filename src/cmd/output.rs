@@ -7,42 +7,80 @@ use std::path::Path;
 
 use crate::cli::OutputArgs;
 use crate::error::{CairnError, Success};
-use crate::model::closest;
-use crate::pipeline::Loaded;
-use crate::report::{Output, captured_values};
+use crate::model::{Model, Scrubber, closest};
+use crate::pipeline::{self, Loaded};
+use crate::report::{CapturedValues, Output, captured_values};
 
 pub(super) fn run(file: &Path, args: &OutputArgs, out: Output) -> Result<Success, CairnError> {
-    let loaded = Loaded::read(file)?;
+    let loaded = match Loaded::read(file) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            // A script reading a value may not have every secret's source
+            // set: the state holds none in clear, so read it from there.
+            let Ok(dir) = pipeline::state_dir_only(file) else {
+                return Err(error);
+            };
+            let state = dir.load()?;
+            out.warnings(&[format!(
+                "{} does not validate here ({error}; `cairn validate` says why): values read from the state alone",
+                file.display()
+            )]);
+            let values = captured_values(&state, &Scrubber::new(Vec::new()));
+            return show(&values, args, &state.cluster, &[], None, file, out);
+        }
+    };
     let (state, _) = loaded.load_state()?;
     let values = captured_values(&state, &loaded.model.scrubber());
     let model = &loaded.model;
     let declared: Vec<&String> = model.captures.keys().collect();
+    show(
+        &values,
+        args,
+        &model.name,
+        &declared,
+        Some(model),
+        file,
+        out,
+    )
+}
+
+/// Prints what `args` asks for, or says why there is nothing.
+fn show(
+    values: &CapturedValues,
+    args: &OutputArgs,
+    cluster: &str,
+    declared: &[&String],
+    model: Option<&Model>,
+    file: &Path,
+    out: Output,
+) -> Result<Success, CairnError> {
     let apply = apply_command(file);
     let Some(name) = &args.name else {
         if values.is_empty() {
             return Err(CairnError::usage(
-                format!(
-                    "no captured values recorded for cluster `{}` yet",
-                    model.name
-                ),
-                if declared.is_empty() {
+                format!("no captured values recorded for cluster `{cluster}` yet"),
+                if model.is_none() {
+                    format!("steps record what they capture when they run: run `{apply}`")
+                } else if declared.is_empty() {
                     "no step of this Clusterfile captures anything: give a step `capture = \"NAME\"` to keep its output".to_string()
                 } else {
                     format!(
                         "steps record what they capture ({}) when they run: run `{apply}`",
-                        join(&declared)
+                        join(declared)
                     )
                 },
             ));
         }
-        out.outputs(&values);
+        out.outputs(values);
         return Ok(Success::Ok);
     };
     if let Some(hosts) = values.get(name) {
         out.output_value(name, hosts);
         return Ok(Success::Ok);
     }
-    if let Some(&step) = model.captures.get(name) {
+    if let Some(model) = model
+        && let Some(&step) = model.captures.get(name)
+    {
         return Err(CairnError::usage(
             format!("no value of `{name}` recorded yet"),
             format!(

@@ -96,6 +96,15 @@ fn a_captured_secret_stays_masked() {
         assert!(!text.contains(secret), "{args:?} leaks the secret: {text}");
         assert!(text.contains("v1-***"), "{args:?} masks it: {text}");
     }
+    // A script without the secret's source set still reads the value, masked.
+    let bare = s.run(&["output", "version"]);
+    assert_eq!(bare.status.code(), Some(0), "{}", stderr(&bare));
+    assert_eq!(stdout(&bare), "v1-***\n");
+    assert!(
+        stderr(&bare).contains("values read from the state alone"),
+        "{}",
+        stderr(&bare)
+    );
 }
 
 #[test]
