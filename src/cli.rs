@@ -40,7 +40,7 @@ pub enum Command {
 
     /// Refresh the hosts, then show every change an apply would make, with its reason.
     #[command(
-        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
+        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --var app_version=1.4.2 --var-file prod.toml\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
     )]
     Plan(PlanArgs),
 
@@ -252,7 +252,7 @@ pub struct Selection {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Save the plan here; `cairn apply FILE` applies exactly it.
+    /// Save the plan here (the folder must exist); `cairn apply FILE` applies exactly it, from any folder: it records its Clusterfile, --var values and targets.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 
