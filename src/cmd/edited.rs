@@ -117,7 +117,7 @@ fn refused(error: CairnError, path: &Path) -> CairnError {
 }
 
 /// `cairn apply`, with the `-f` it needs to find this file.
-fn apply_command(file: &Path) -> String {
+pub(super) fn apply_command(file: &Path) -> String {
     if file == Path::new("Clusterfile") {
         "cairn apply".into()
     } else {

@@ -54,7 +54,7 @@ fn show(
     file: &Path,
     out: Output,
 ) -> Result<Success, CairnError> {
-    let apply = apply_command(file);
+    let apply = super::edited::apply_command(file);
     let Some(name) = &args.name else {
         if values.is_empty() {
             return Err(CairnError::usage(
@@ -115,13 +115,4 @@ fn join(names: &[&String]) -> String {
         .map(|n| n.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `cairn apply` as the operator runs it for this Clusterfile.
-fn apply_command(file: &Path) -> String {
-    if file == Path::new("Clusterfile") {
-        "cairn apply".into()
-    } else {
-        format!("cairn apply -f {}", file.display())
-    }
 }

@@ -22,6 +22,7 @@ pub(super) fn run(file: &Path, args: &ShowArgs, out: Output) -> Result<Success, 
         &loaded.model,
         &loaded.model.scrubber(),
         &loaded.dir.dir,
+        &super::edited::apply_command(file),
     );
     Ok(Success::Ok)
 }

@@ -229,13 +229,14 @@ impl Output {
         }
     }
 
-    /// `cairn show`: the recorded state per host.
+    /// `cairn show`: the recorded state per host (`apply`: how to record some, when nothing is).
     pub fn state_summary(
         &self,
         state: &State,
         model: &crate::model::Model,
         scrubber: &Scrubber,
         state_dir: &Path,
+        apply: &str,
     ) {
         if self.json {
             println!(
@@ -245,7 +246,9 @@ impl Output {
         } else {
             print!(
                 "{}",
-                super::show::state_summary_text(state, model, scrubber, state_dir, self.style)
+                super::show::state_summary_text(
+                    state, model, scrubber, state_dir, apply, self.style
+                )
             );
         }
     }

@@ -172,11 +172,12 @@ pub(super) fn state_summary_text(
     model: &Model,
     scrubber: &Scrubber,
     state_dir: &Path,
+    apply: &str,
     style: Style,
 ) -> String {
     if state.tasks.is_empty() {
         return format!(
-            "Nothing recorded for cluster `{}` yet (state: {}): run `cairn apply`.\n",
+            "Nothing recorded for cluster `{}` yet (state: {}): run `{apply}`.\n",
             state.cluster,
             state_dir.display()
         );
