@@ -167,8 +167,8 @@ pub fn check_same_clusterfile(
 
 impl PlanJson {
     /// The plan again from its document, for showing it as `plan` did
-    /// (what only the running plan knows, like adopted tasks apart, is not
-    /// in the document).
+    /// (what only the running plan knows, like the hosts `--limit` left
+    /// out, is not in the document).
     pub fn to_plan(&self) -> Plan {
         Plan {
             cluster: self.cluster.clone(),
@@ -185,7 +185,12 @@ impl PlanJson {
                     node: None,
                     key: c.key.clone(),
                     inputs: None,
-                    adopt: false,
+                    // The document has no flag for it; every adopting
+                    // reason says so in these words (plan/diff.rs).
+                    adopt: c
+                        .reasons
+                        .iter()
+                        .any(|r| r.ends_with("recorded without running")),
                     drifted: false,
                     moved_from: None,
                 })
