@@ -36,11 +36,11 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  cairn validate\n  cairn validate -f plans/quickstart.toml"
     )]
-    Validate,
+    Validate(ValidateArgs),
 
     /// Refresh the hosts, then show every change an apply would make, with its reason.
     #[command(
-        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan --diff                # what each changed file will look like\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
+        after_help = "Examples:\n  cairn plan\n  cairn plan --offline --json\n  cairn plan --diff                # what each changed file will look like\n  cairn plan --var app_version=1.4.2 --var-file prod.toml\n  cairn plan -o tonight.plan && cairn apply tonight.plan\n  cairn plan --detailed-exitcode   # exit 2 when there are changes"
     )]
     Plan(PlanArgs),
 
@@ -67,6 +67,18 @@ pub enum Command {
     /// Inspect the recorded state.
     #[command(subcommand)]
     State(StateCommand),
+
+    /// Print a saved plan as `plan` printed it, or (without PLAN) the recorded state per host.
+    #[command(
+        after_help = "Examples:\n  cairn show tonight.plan          # the saved plan, as `cairn plan` printed it\n  cairn show tonight.plan --json   # as `cairn plan --json`\n  cairn show                       # what is recorded: hosts, tasks, captured values"
+    )]
+    Show(ShowArgs),
+
+    /// Print values captured by steps (`capture = NAME`), as the last apply recorded them.
+    #[command(
+        after_help = "With NAME and one value on every host, prints just the value (for scripts); where hosts\nrecorded different values, one `HOST<TAB>VALUE` line per host. Values holding a secret are masked.\nExit 1 when nothing is recorded yet or NAME is unknown.\n\nExamples:\n  cairn output\n  cairn output join_command\n  JOIN=$(cairn output join_command)\n  cairn output --json"
+    )]
+    Output(OutputArgs),
 
     /// Add hosts to the Clusterfile (its formatting kept), then plan and apply.
     #[command(
@@ -125,6 +137,39 @@ pub enum Command {
     Unlock(UnlockArgs),
 }
 
+/// Values for the Clusterfile's `[vars]` from outside, lowest first:
+/// `[vars]` < `--var-file` < `--var` < a host's own `vars`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set a variable declared in `[vars]` (a string, or the declared type). Repeatable; wins over --var-file.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Set variables declared in `[vars]` from a TOML file of `name = value` lines. Repeatable; later files win.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved by `cairn plan -o FILE`; without it, the recorded state.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// One captured value, by its `capture` name; without it, all of them.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ResetArgs {
     /// Do not ask for confirmation.
@@ -141,6 +186,9 @@ pub struct ResetArgs {
 
     #[command(flatten)]
     pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Args)]
@@ -224,7 +272,7 @@ pub struct Selection {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Save the plan here; `cairn apply FILE` applies exactly it.
+    /// Save the plan here (the folder must exist); `cairn apply FILE` applies exactly it, from any folder: it records its Clusterfile, --var values and targets.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 
@@ -243,6 +291,9 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub selection: Selection,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +311,9 @@ pub struct DriftArgs {
     /// `node_exporter`'s textfile collector (e.g. `/var/lib/node_exporter/textfile/cairn.prom`).
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +346,9 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,8 +356,10 @@ pub enum StateCommand {
     /// List recorded tasks.
     #[command(after_help = "Example:\n  cairn state list")]
     List,
-    /// Show one task's record: key, inputs, what it left on the host.
-    #[command(after_help = "Example:\n  cairn state show step.init@master0")]
+    /// Show one task's record: key, inputs, what it left on the host (`--json`: the record as JSON).
+    #[command(
+        after_help = "Examples:\n  cairn state show step.init@master0\n  cairn state show step.init@master0 --json"
+    )]
     Show {
         /// The task id, as `cairn state list` prints it.
         task: String,
@@ -381,6 +440,9 @@ pub struct EditThenApply {
 
     #[command(flatten)]
     pub lock: LockArgs,
+
+    #[command(flatten)]
+    pub vars: VarArgs,
 }
 
 /// `--parallelism`: a count of things at once, so at least one (0 would

@@ -63,9 +63,14 @@ pub enum CairnError {
     #[error("the saved plan {path} no longer matches: {differences}")]
     #[diagnostic(
         code(cairn::stale_plan),
-        help("run `cairn plan -o {path}` again, review it, and apply the new plan")
+        help("run `{replan}` again, review it, and apply the new plan")
     )]
-    StalePlan { path: String, differences: String },
+    StalePlan {
+        path: String,
+        differences: String,
+        /// The `cairn plan` command that makes the plan again.
+        replan: String,
+    },
 
     #[error("apply failed: {} failed{}", count_words(*count, "task"), match unreachable { 0 => String::new(), n => format!(", {} unreachable", count_words(*n, "host")) })]
     #[diagnostic(
@@ -194,6 +199,7 @@ impl From<crate::plan::PlanError> for CairnError {
             } => CairnError::StalePlan {
                 path: path.display().to_string(),
                 differences: differences.clone(),
+                replan: format!("cairn plan -o {}", path.display()),
             },
             other => CairnError::usage(other.to_string(), other.help()),
         }

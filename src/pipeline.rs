@@ -22,8 +22,8 @@ use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
 use crate::error::CairnError;
 use crate::exec::{self, Event, ExecOptions, FailurePolicy, RunSummary};
 use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
-use crate::model::Model;
 use crate::model::selection::{RecordedHost, excluded_hosts};
+use crate::model::{Model, OuterVars};
 use crate::plan::file_diffs::DiffSources;
 use crate::plan::former::{Departure, FormerHost};
 use crate::plan::{self, DiffOptions, FileDiffs, Plan, Refresh, Replacements};
@@ -48,6 +48,10 @@ pub struct Loaded {
     pub model: Arc<Model>,
     /// The cluster's state folder, `.cairn/<cluster>/` beside the Clusterfile.
     pub dir: StateDir,
+    /// Values given from outside (`--var-file`, `--var`), already in the
+    /// model's `[vars]`: kept to say where a changed value came from, and
+    /// for a saved plan to record.
+    pub outer: OuterVars,
 }
 
 impl Loaded {
@@ -56,17 +60,50 @@ impl Loaded {
         Loaded::from_source(crate::clusterfile::read(path)?)
     }
 
+    /// [`Loaded::read`] with values from outside put over `[vars]`: an
+    /// undeclared name, a secret's or a mistyped value is a usage error
+    /// (after the Clusterfile's own problems, which come first).
+    pub fn read_with(path: &Path, outer: &OuterVars) -> Result<Loaded, CairnError> {
+        Loaded::from_source_with(crate::clusterfile::read(path)?, outer)
+    }
+
+    /// [`Loaded::read_with`] for the `--var` and `--var-file` arguments.
+    pub fn read_with_args(path: &Path, args: &crate::cli::VarArgs) -> Result<Loaded, CairnError> {
+        let outer = OuterVars::read(&args.var_files, &args.vars)
+            .map_err(|e| CairnError::usage(e.message, e.help))?;
+        Loaded::read_with(path, &outer)
+    }
+
     /// Parses and validates a Clusterfile's text already in hand: what
     /// [`Loaded::read`] does once the file is read. Relative paths in it
     /// start at the folder of `source.path`, which need not exist as a file
     /// (`add` and `delete` check the text they mean to write; the fuzz
     /// targets feed text this way).
     pub fn from_source(source: SourceFile) -> Result<Loaded, CairnError> {
+        Loaded::from_source_with(source, &OuterVars::default())
+    }
+
+    /// [`Loaded::from_source`] with values from outside over `[vars]`.
+    pub fn from_source_with(source: SourceFile, outer: &OuterVars) -> Result<Loaded, CairnError> {
         let mut problems = Problems::default();
+        let mut refused = None;
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
-                crate::model::validate(&source, &raw, &recovered, &mut problems)
+                let host_vars = raw.hosts.iter().flat_map(|h| h.vars.keys());
+                let overrides = match outer.resolve(&raw.vars, host_vars) {
+                    Ok(overrides) => overrides,
+                    Err(error) => {
+                        refused = Some(error);
+                        BTreeMap::new()
+                    }
+                };
+                crate::model::validate_with(&source, &raw, &recovered, &overrides, &mut problems)
             });
+        if let Some(error) = refused
+            && problems.is_empty()
+        {
+            return Err(CairnError::usage(error.message, error.help));
+        }
         match model {
             Some(model) if problems.is_empty() => {
                 let dir = StateDir::new(&model.base_dir, &model.name);
@@ -74,6 +111,7 @@ impl Loaded {
                     source,
                     model: Arc::new(model),
                     dir,
+                    outer: outer.clone(),
                 })
             }
             _ => Err(InvalidClusterfile::new(source, problems.0).into()),
@@ -142,6 +180,28 @@ impl Loaded {
             let _ = cache.save(&cache_file);
         }
         Ok(graph)
+    }
+}
+
+/// The state folder of the Clusterfile at `path`, from its `name` alone,
+/// the rest not validated: what `cairn output` falls back on when the
+/// Clusterfile does not validate here (a secret whose source this shell
+/// does not set), since the state holds no secret in clear.
+pub fn state_dir_only(path: &Path) -> Result<StateDir, CairnError> {
+    let source = crate::clusterfile::read(path)?;
+    let mut problems = Problems::default();
+    let parsed = crate::clusterfile::parse(&source, &mut problems);
+    match parsed {
+        Some((raw, _)) if !raw.name.get_ref().is_empty() => {
+            let dir = source
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            Ok(StateDir::new(&base, raw.name.get_ref()))
+        }
+        _ => Err(InvalidClusterfile::new(source, problems.0).into()),
     }
 }
 
@@ -335,12 +395,17 @@ impl Refreshed {
             reset,
             renamed: compiled.renamed.values().cloned().collect(),
         };
-        let plan = plan::diff(
+        let mut plan = plan::diff(
             &compiled.loaded.model,
             &compiled.graph,
             &compiled.state,
             &self.refresh,
             &options,
+        );
+        plan::name_var_origins(
+            &mut plan,
+            &compiled.loaded.model,
+            &compiled.loaded.outer.origins(),
         );
         // Hosts to forget once all is undone there: those that left, or on
         // a reset every targeted host (reached: an unreachable one is kept).
@@ -588,7 +653,18 @@ pub fn plan(
     probe: Probe<'_>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Planned, CairnError> {
-    Ok(Loaded::read(file)?
+    plan_with(file, &OuterVars::default(), targets, probe, runtime)
+}
+
+/// [`plan`] with values from outside over `[vars]`.
+pub fn plan_with(
+    file: &Path,
+    outer: &OuterVars,
+    targets: &Targets,
+    probe: Probe<'_>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Planned, CairnError> {
+    Ok(Loaded::read_with(file, outer)?
         .compile()?
         .refresh(targets, probe, runtime)?
         .plan())

@@ -20,7 +20,7 @@ use crate::pipeline::Loaded;
 use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &AddArgs, out: Output) -> Result<Success, CairnError> {
-    let current = Loaded::read(file)?;
+    let current = Loaded::read_with_args(file, &args.then.vars)?;
     let hosts = new_hosts(&current, args)?;
     let edited = edit::add_hosts(&current.source.text, &hosts)
         .map_err(|e| CairnError::usage(e.to_string(), "fix the Clusterfile, then add again"))?;
@@ -154,6 +154,7 @@ mod tests {
                 lock: crate::cli::LockArgs {
                     lock_timeout: std::time::Duration::ZERO,
                 },
+                vars: crate::cli::VarArgs::default(),
             },
         }
     }

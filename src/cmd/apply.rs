@@ -2,9 +2,10 @@
 //!
 //! The cluster lock first, so the state planned from is the one this apply
 //! builds on; then the plan, with each host locked as it is refreshed; a
-//! saved plan is refused if a fresh one differs; the plan is shown (with
-//! `--diff`, each changed file's diff too) and the operator is asked unless
-//! `--auto-approve` or a saved plan says yes; then the run, reported
+//! saved plan brings its own Clusterfile (refused if its text changed),
+//! values and targets, and is refused if a fresh one differs; the plan is
+//! shown (with `--diff`, each changed file's diff too) and the operator is
+//! asked unless `--auto-approve` or a saved plan says yes; then the run, reported
 //! as it goes. The exit code says whether everything converged.
 
 use std::path::Path;
@@ -13,13 +14,147 @@ use std::sync::Arc;
 use crate::cli::{ApplyArgs, LockArgs};
 use crate::error::{CairnError, Success};
 use crate::exec::FailurePolicy;
+use crate::model::VarOrigin;
 use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, Targets, runtime};
-use crate::plan::saved;
-use crate::report::{Confirmation, Output};
+use crate::plan::saved::{self, SavedPlan};
+use crate::plan::{PlanError, PlanJson};
+use crate::report::{Confirmation, Output, shell_word};
 use crate::state::{LockHolder, LockNotice, LockPolicy};
 
 pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
-    apply_loaded(Loaded::read(file)?, args, out)
+    let Some(plan_path) = &args.plan else {
+        return apply_loaded(Loaded::read_with_args(file, &args.vars)?, args, out);
+    };
+    let saved = saved::read(plan_path)?;
+    refuse_other_arguments(plan_path, &saved, args)?;
+    if file_flag_given() {
+        saved::check_same_clusterfile(plan_path, &saved, file)?;
+    }
+    let source = crate::clusterfile::read(&saved.clusterfile.path)?;
+    saved::check_clusterfile(plan_path, &saved, &source.text).map_err(|e| {
+        CairnError::usage(
+            e.to_string(),
+            format!(
+                "run `{}` again, review it, and apply the new plan",
+                replan_command(plan_path, &saved)
+            ),
+        )
+    })?;
+    let loaded = Loaded::from_source_with(source, &saved.vars)?;
+    let targets = Targets::new(&saved.limit, &saved.replace);
+    match apply_targets(loaded, args, &targets, Some((plan_path, &saved.plan)), out) {
+        Err(CairnError::StalePlan {
+            path, differences, ..
+        }) => Err(CairnError::StalePlan {
+            path,
+            differences,
+            replan: replan_command(plan_path, &saved),
+        }),
+        other => other,
+    }
+}
+
+/// The `cairn plan` command that makes the plan at `path` again, as it was
+/// made: its Clusterfile, values and targets; runnable from any folder.
+fn replan_command(path: &Path, saved: &SavedPlan) -> String {
+    let mut words = vec![
+        "cairn plan -f".to_string(),
+        shell_word(&saved.clusterfile.path),
+    ];
+    let mut files: Vec<&Path> = Vec::new();
+    for (name, var) in &saved.vars.0 {
+        match &var.origin {
+            VarOrigin::VarFile { path } => {
+                if !files.contains(&path.as_path()) {
+                    files.push(path);
+                }
+            }
+            VarOrigin::Var => {
+                let value = match &var.value {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                words.push(format!(
+                    "--var {}",
+                    shell_word(Path::new(&format!("{name}={value}")))
+                ));
+            }
+        }
+    }
+    for file in files {
+        words.push(format!("--var-file {}", shell_word(file)));
+    }
+    for limit in &saved.limit {
+        words.push(format!("--limit {}", shell_word(Path::new(limit))));
+    }
+    for replace in &saved.replace {
+        words.push(format!("--replace {}", shell_word(Path::new(replace))));
+    }
+    words.push(format!("-o {}", shell_word(path)));
+    words.join(" ")
+}
+
+/// Whether `-f`/`--file` is on the command line: a saved plan reads the
+/// Clusterfile it names unless one is given, and then it must be that one.
+/// (clap's default leaves no trace in the parsed arguments.)
+fn file_flag_given() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| {
+            let a = a.to_string_lossy();
+            a == "-f"
+                || a == "--file"
+                || a.starts_with("--file=")
+                || (a.starts_with("-f") && !a.starts_with("--"))
+        })
+}
+
+/// A saved plan applies what it was made with: values from outside are not
+/// given again, and targets, if given, must be the recorded ones.
+fn refuse_other_arguments(
+    path: &Path,
+    saved: &SavedPlan,
+    args: &ApplyArgs,
+) -> Result<(), PlanError> {
+    let refuse = |what: &str, recorded: String| {
+        Err(PlanError::SavedPlanArgs {
+            path: path.to_path_buf(),
+            what: what.into(),
+            recorded,
+        })
+    };
+    if !args.vars.vars.is_empty() || !args.vars.var_files.is_empty() {
+        let recorded = if saved.vars.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "it records {}",
+                saved
+                    .vars
+                    .0
+                    .iter()
+                    .map(|(name, v)| format!("{name} from {}", v.origin))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        return refuse("--var and --var-file", recorded);
+    }
+    let selection = &args.selection;
+    if !selection.limit.is_empty() && selection.limit != saved.limit {
+        return refuse(
+            "another --limit",
+            format!("--limit {}", saved.limit.join(",")),
+        );
+    }
+    if !selection.replace.is_empty() && selection.replace != saved.replace {
+        return refuse(
+            "another --replace",
+            format!("--replace {}", saved.replace.join(" ")),
+        );
+    }
+    Ok(())
 }
 
 /// Applies a Clusterfile already read and validated: `run`'s whole work
@@ -30,16 +165,24 @@ pub(super) fn apply_loaded(
     args: &ApplyArgs,
     out: Output,
 ) -> Result<Success, CairnError> {
+    let targets = Targets::new(&args.selection.limit, &args.selection.replace);
+    apply_targets(loaded, args, &targets, None, out)
+}
+
+/// [`apply_loaded`] for `targets`, checked against a saved plan when there is one.
+fn apply_targets(
+    loaded: Loaded,
+    args: &ApplyArgs,
+    targets: &Targets,
+    saved_plan: Option<(&Path, &PlanJson)>,
+    out: Output,
+) -> Result<Success, CairnError> {
     let rt = runtime();
     let policy = lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;
     let mut planned = loaded
         .compile()?
-        .refresh(
-            &Targets::new(&args.selection.limit, &args.selection.replace),
-            Probe::Lock(&policy),
-            &rt,
-        )?
+        .refresh(targets, Probe::Lock(&policy), &rt)?
         .plan();
     out.warnings(&planned.notes());
     if args.diff {
@@ -54,14 +197,7 @@ pub(super) fn apply_loaded(
             FailurePolicy::SkipDependents
         },
     };
-    let result = converge(
-        args.plan.as_deref(),
-        args.auto_approve,
-        out,
-        &planned,
-        &settings,
-        &rt,
-    );
+    let result = converge(saved_plan, args.auto_approve, out, &planned, &settings, &rt);
     planned.finish(&rt);
     result
 }
@@ -82,7 +218,7 @@ pub(super) fn lock_policy(args: &LockArgs, out: Output) -> LockPolicy {
 /// After planning: check a saved plan, show, ask (unless `auto_approve`
 /// or a saved plan said yes), run, and say how it went. `reset` shares it.
 pub(super) fn converge(
-    saved_plan: Option<&Path>,
+    saved_plan: Option<(&Path, &PlanJson)>,
     auto_approve: bool,
     out: Output,
     planned: &Planned,
@@ -90,8 +226,8 @@ pub(super) fn converge(
     rt: &tokio::runtime::Runtime,
 ) -> Result<Success, CairnError> {
     let plan = &planned.plan;
-    if let Some(path) = saved_plan {
-        saved::check_unchanged(path, &saved::read(path)?, &plan.to_json())?;
+    if let Some((path, saved)) = saved_plan {
+        saved::check_unchanged(path, saved, &plan.to_json())?;
     }
     if let Some(first) = plan.once_moves.first() {
         return Err(CairnError::usage(

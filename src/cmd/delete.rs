@@ -22,7 +22,7 @@ use crate::report::Output;
 const HOSTS_LISTED: usize = 12;
 
 pub(super) fn run(file: &Path, args: &DeleteArgs, out: Output) -> Result<Success, CairnError> {
-    let current = Loaded::read(file)?;
+    let current = Loaded::read_with_args(file, &args.then.vars)?;
     let text = current.source.text.as_str();
     let spans = edit::address_spans(text);
     let mut removals = Vec::new();

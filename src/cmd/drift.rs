@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::DriftArgs;
 use crate::error::{CairnError, Success};
+use crate::model::OuterVars;
 use crate::pipeline::{self, Probe, Targets, runtime};
 use crate::plan::DriftReport;
 use crate::plan::drift::{DriftSources, read_back};
@@ -19,7 +20,9 @@ use crate::report::{self, Output};
 pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
     let targets = Targets::new(&args.limit, &[]);
-    let planned = pipeline::plan(file, &targets, Probe::Read, &rt)?;
+    let outer = OuterVars::read(&args.vars.var_files, &args.vars.vars)
+        .map_err(|e| CairnError::usage(e.message, e.help))?;
+    let planned = pipeline::plan_with(file, &outer, &targets, Probe::Read, &rt)?;
     let checked_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

@@ -38,10 +38,13 @@ pub(super) fn write_and_apply(
     let path = current.source.path.clone();
     let before = current.source.text.clone();
     let after = Arc::new(edited.text);
-    let loaded = Loaded::from_source(SourceFile {
-        path: path.clone(),
-        text: after.clone(),
-    })
+    let loaded = Loaded::from_source_with(
+        SourceFile {
+            path: path.clone(),
+            text: after.clone(),
+        },
+        &current.outer,
+    )
     .and_then(|loaded| loaded.check().map(|_| loaded))
     .map_err(|e| refused(e, &path))?;
     // Checking took a while (bundles are scanned): an edit made meanwhile
@@ -84,6 +87,7 @@ pub(super) fn write_and_apply(
         diff: false,
         selection: Selection::default(),
         lock: then.lock.clone(),
+        vars: then.vars.clone(),
     };
     match super::apply::apply_loaded(loaded, &args, out) {
         Err(CairnError::Aborted) => Err(CairnError::NotApplied {
@@ -114,7 +118,7 @@ fn refused(error: CairnError, path: &Path) -> CairnError {
 }
 
 /// `cairn apply`, with the `-f` it needs to find this file.
-fn apply_command(file: &Path) -> String {
+pub(super) fn apply_command(file: &Path) -> String {
     if file == Path::new("Clusterfile") {
         "cairn apply".into()
     } else {

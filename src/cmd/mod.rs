@@ -16,9 +16,11 @@ mod edited;
 mod exec;
 mod graph;
 mod man;
+mod output;
 mod plan;
 mod reset;
 mod schema;
+mod show;
 mod state;
 mod unlock;
 mod validate;
@@ -32,12 +34,14 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
     let out = Output::new(Style::detect(cli.no_color), cli.json);
     match &cli.command {
         Command::Schema => Ok(schema::run(out)),
-        Command::Validate => validate::run(&cli.file, out),
+        Command::Validate(args) => validate::run(&cli.file, args, out),
         Command::Graph => graph::run(&cli.file, out),
         Command::Plan(args) => plan::run(&cli.file, args, out),
         Command::Drift(args) => drift::run(&cli.file, args, out),
         Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::State(sub) => state::run(&cli.file, sub, out),
+        Command::Show(args) => show::run(&cli.file, args, out),
+        Command::Output(args) => output::run(&cli.file, args, out),
         Command::Reset(args) => reset::run(&cli.file, args, out),
         Command::Add(args) => add::run(&cli.file, args, out),
         Command::Delete(args) => delete::run(&cli.file, args, out),

@@ -18,7 +18,7 @@ use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &ResetArgs, out: Output) -> Result<Success, CairnError> {
     let rt = runtime();
-    let loaded = Loaded::read(file)?;
+    let loaded = Loaded::read_with_args(file, &args.vars)?;
     let policy = super::apply::lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;
     let planned = loaded

@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
+use crate::cli::ValidateArgs;
 use crate::diagnostic::{InvalidClusterfile, Problem, SourceFile};
 use crate::error::{CairnError, Success};
 use crate::pipeline::Loaded;
 use crate::report::Output;
 
-pub(super) fn run(file: &Path, out: Output) -> Result<Success, CairnError> {
-    let checked = Loaded::read(file).and_then(|loaded| {
+pub(super) fn run(file: &Path, args: &ValidateArgs, out: Output) -> Result<Success, CairnError> {
+    let checked = Loaded::read_with_args(file, &args.vars).and_then(|loaded| {
         let graph = loaded.check()?;
         Ok((loaded, graph))
     });

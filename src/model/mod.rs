@@ -41,8 +41,8 @@ pub use element::{
 };
 pub use host::{Host, HostId, SshSettings};
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
-pub use validate::{closest, validate};
-pub use vars::{BUILTINS, VarValue};
+pub use validate::{closest, validate, validate_with};
+pub use vars::{BUILTINS, OuterVar, OuterVarError, OuterVars, VarOrigin, VarValue};
 
 /// `~/x` → `$HOME/x`; anything else unchanged.
 pub fn expand_home(path: &str) -> std::path::PathBuf {

@@ -6,11 +6,23 @@
 //! time) and templates ([`Model::template_context`], everything at once).
 //! Secret values resolve like any other, marked as secret so the caller
 //! keeps them out of anything shown or stored.
+//!
+//! Values may also come from outside the Clusterfile ([`OuterVars`]:
+//! `--var-file`, then `--var` over it). They replace `[vars]` values before
+//! validation, so every check sees them, and lose to a host's own `vars`.
+//! Only names `[vars]` declares can be set so (a typo is an error, not a
+//! variable nobody reads), never a secret, and a `--var` takes the type of
+//! its declaration, as Terraform's typed variables do.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 use super::interp::Resolved;
 use super::{HostId, Model, Secret};
+use crate::clusterfile::raw::RawVar;
 
 /// A variable's value.
 #[derive(Debug, Clone)]
@@ -124,5 +136,361 @@ impl Model {
         } else {
             hosts.first().map(|h| (step, *h))
         }
+    }
+}
+
+/// Where a value given from outside the Clusterfile came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "kebab-case")]
+pub enum VarOrigin {
+    /// `--var-file PATH` (absolute, so a saved plan can name it from anywhere).
+    VarFile { path: PathBuf },
+    /// `--var NAME=VALUE`.
+    Var,
+}
+
+impl std::fmt::Display for VarOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The file's name: enough to recognise it in a plan's reasons.
+            VarOrigin::VarFile { path } => write!(
+                f,
+                "--var-file {}",
+                path.file_name().unwrap_or(path.as_os_str()).display()
+            ),
+            VarOrigin::Var => f.write_str("--var"),
+        }
+    }
+}
+
+/// One value given from outside: as given (a `--var` is text until
+/// [`OuterVars::resolve`] types it), and where from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OuterVar {
+    pub value: toml::Value,
+    #[serde(flatten)]
+    pub origin: VarOrigin,
+}
+
+/// Values for `[vars]` given on the command line, the last given of each
+/// name kept: var files in order, then `--var`s in order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OuterVars(pub BTreeMap<String, OuterVar>);
+
+/// Why values given from outside cannot be used, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OuterVarError {
+    pub message: String,
+    pub help: String,
+}
+
+impl OuterVarError {
+    fn new(message: impl Into<String>, help: impl Into<String>) -> OuterVarError {
+        OuterVarError {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+}
+
+impl OuterVars {
+    /// Reads the var files (in order, later ones win) and the `--var NAME=VALUE`
+    /// arguments over them.
+    pub fn read(var_files: &[PathBuf], vars: &[String]) -> Result<OuterVars, OuterVarError> {
+        let mut out = BTreeMap::new();
+        for path in var_files {
+            for (name, value) in read_var_file(path)? {
+                let origin = VarOrigin::VarFile {
+                    path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                };
+                out.insert(name, OuterVar { value, origin });
+            }
+        }
+        for arg in vars {
+            let Some((name, value)) = arg.split_once('=') else {
+                return Err(OuterVarError::new(
+                    format!("--var {arg}: expected NAME=VALUE"),
+                    format!(
+                        "write it as `--var {arg}=VALUE` (quote it for the shell if the value has spaces)"
+                    ),
+                ));
+            };
+            let name = name.trim();
+            if !super::interp::is_var_name(name) {
+                return Err(OuterVarError::new(
+                    format!("--var {arg}: `{name}` is not a variable name"),
+                    "write it as `--var NAME=VALUE`, NAME as declared in [vars]",
+                ));
+            }
+            out.insert(
+                name.to_string(),
+                OuterVar {
+                    value: toml::Value::String(value.to_string()),
+                    origin: VarOrigin::Var,
+                },
+            );
+        }
+        Ok(OuterVars(out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where each value came from, by name.
+    pub fn origins(&self) -> BTreeMap<String, VarOrigin> {
+        self.0
+            .iter()
+            .map(|(name, v)| (name.clone(), v.origin.clone()))
+            .collect()
+    }
+
+    /// The values to put over `declared` (the Clusterfile's `[vars]`): each
+    /// name must be declared there, and not as a secret; a `--var` takes
+    /// the declared type when its text is one (`8080` for an integer).
+    /// `host_vars`: names some host declares, for a better help text.
+    pub fn resolve<'a>(
+        &self,
+        declared: &BTreeMap<String, Spanned<RawVar>>,
+        host_vars: impl Iterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, VarValue>, OuterVarError> {
+        let host_vars: Vec<&String> = host_vars.collect();
+        let mut out = BTreeMap::new();
+        for (name, given) in &self.0 {
+            let Some(declaration) = declared.get(name) else {
+                return Err(undeclared(name, &given.origin, declared, &host_vars));
+            };
+            let value = match (declaration.get_ref(), &given.origin, &given.value) {
+                (RawVar::Secret(secret), _, _) => {
+                    return Err(OuterVarError::new(
+                        format!(
+                            "{} sets `{name}`, a secret in [vars] (read from {})",
+                            given.origin, secret.secret
+                        ),
+                        "values given on the command line are not secret: set the secret through its source (env: or file:), or declare a plain variable",
+                    ));
+                }
+                (RawVar::Value(declared), VarOrigin::Var, toml::Value::String(text)) => typed_like(
+                    declared, text,
+                )
+                .map_err(|expected| {
+                    OuterVarError::new(
+                        format!("--var {name}={text}: `{name}` is {expected} in [vars]"),
+                        format!(
+                            "give it as TOML, e.g. --var '{name}={}', or put it in a --var-file",
+                            example(declared)
+                        ),
+                    )
+                })?,
+                (RawVar::Value(_), _, value) => value.clone(),
+            };
+            out.insert(name.clone(), VarValue::Plain(value));
+        }
+        Ok(out)
+    }
+}
+
+/// A var file: a TOML table of `name = value`. A `{ secret = ... }` table
+/// is refused: secrets stay in the Clusterfile, read from their source.
+fn read_var_file(path: &Path) -> Result<toml::Table, OuterVarError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        OuterVarError::new(
+            format!("failed to read the var file {}: {e}", path.display()),
+            "check the path given to --var-file",
+        )
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        OuterVarError::new(
+            format!(
+                "the var file {} is not valid TOML: {}",
+                path.display(),
+                e.message()
+            ),
+            format!(
+                "{}write one `name = value` per line, e.g. app_version = \"1.2.3\"",
+                e.span()
+                    .map(|span| format!(
+                        "at line {}; ",
+                        text[..span.start].matches('\n').count() + 1
+                    ))
+                    .unwrap_or_default()
+            ),
+        )
+    })?;
+    for (name, value) in &table {
+        if let toml::Value::Table(t) = value
+            && t.contains_key("secret")
+            && t.len() == 1
+        {
+            return Err(OuterVarError::new(
+                format!(
+                    "the var file {} declares `{name}` as a secret",
+                    path.display()
+                ),
+                "secrets are declared in the Clusterfile's [vars] (`{ secret = \"env:NAME\" }`); a var file only gives plain values",
+            ));
+        }
+    }
+    Ok(table)
+}
+
+/// The error for a name `[vars]` does not declare: the closest declared
+/// name, or why a host's var cannot be set so.
+fn undeclared(
+    name: &str,
+    origin: &VarOrigin,
+    declared: &BTreeMap<String, Spanned<RawVar>>,
+    host_vars: &[&String],
+) -> OuterVarError {
+    let message = format!("{origin} sets `{name}`, which [vars] does not declare");
+    let names: Vec<&String> = declared.keys().collect();
+    let known = if names.is_empty() {
+        "[vars] declares none".to_string()
+    } else {
+        format!(
+            "[vars] declares {}",
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let help = if let Some(close) = super::closest(name, names.iter().copied()) {
+        format!("did you mean `{close}`? {known}")
+    } else if host_vars.iter().any(|h| h.as_str() == name) {
+        format!(
+            "`{name}` is only a host's own var, which wins over values given from outside: declare it in [vars] to set it so"
+        )
+    } else {
+        format!("declare it in the Clusterfile's [vars] first; {known}")
+    };
+    OuterVarError::new(message, help)
+}
+
+/// `text` as the type of `declared`: strings stay text; numbers and
+/// booleans parse as such; lists and tables as TOML. `Err` names the type.
+fn typed_like(declared: &toml::Value, text: &str) -> Result<toml::Value, &'static str> {
+    use toml::Value;
+    let parsed = || {
+        toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+    };
+    match declared {
+        Value::String(_) => Ok(Value::String(text.to_string())),
+        Value::Integer(_) => text
+            .trim()
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| "an integer"),
+        Value::Float(_) => text.trim().parse().map(Value::Float).map_err(|_| "a float"),
+        Value::Boolean(_) => text
+            .trim()
+            .parse()
+            .map(Value::Boolean)
+            .map_err(|_| "a boolean"),
+        Value::Datetime(_) => text
+            .trim()
+            .parse()
+            .map(Value::Datetime)
+            .map_err(|_| "a date-time"),
+        Value::Array(_) => match parsed() {
+            Some(v @ Value::Array(_)) => Ok(v),
+            _ => Err("a list"),
+        },
+        Value::Table(_) => match parsed() {
+            Some(v @ Value::Table(_)) => Ok(v),
+            _ => Err("a table"),
+        },
+    }
+}
+
+/// A value of `declared`'s type, for a help text.
+fn example(declared: &toml::Value) -> &'static str {
+    match declared {
+        toml::Value::String(_) => "text",
+        toml::Value::Integer(_) => "42",
+        toml::Value::Float(_) => "1.5",
+        toml::Value::Boolean(_) => "true",
+        toml::Value::Datetime(_) => "2026-01-01T00:00:00Z",
+        toml::Value::Array(_) => "[\"a\", \"b\"]",
+        toml::Value::Table(_) => "{ key = \"value\" }",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared(toml_text: &str) -> BTreeMap<String, Spanned<RawVar>> {
+        #[derive(serde::Deserialize)]
+        struct Vars {
+            vars: BTreeMap<String, Spanned<RawVar>>,
+        }
+        toml::from_str::<Vars>(&format!("[vars]\n{toml_text}"))
+            .unwrap()
+            .vars
+    }
+
+    fn resolve(text: &str, vars: &[&str]) -> Result<BTreeMap<String, toml::Value>, OuterVarError> {
+        let args: Vec<String> = vars.iter().map(|s| (*s).to_string()).collect();
+        let outer = OuterVars::read(&[], &args)?;
+        Ok(outer
+            .resolve(&declared(text), std::iter::empty())?
+            .into_iter()
+            .map(|(n, v)| match v {
+                VarValue::Plain(v) => (n, v),
+                VarValue::Secret { .. } => panic!("never a secret"),
+            })
+            .collect())
+    }
+
+    #[test]
+    fn a_var_takes_its_declared_type() {
+        let got = resolve(
+            "port = 1\nname = \"a\"\nhosts = [\"x\"]\non = false",
+            &["port=8080", "name=42", "hosts=[\"y\", \"z\"]", "on=true"],
+        )
+        .unwrap();
+        assert_eq!(got["port"], toml::Value::Integer(8080));
+        assert_eq!(got["name"], toml::Value::String("42".into()));
+        assert_eq!(got["on"], toml::Value::Boolean(true));
+        assert_eq!(got["hosts"].as_array().unwrap().len(), 2);
+        let err = resolve("port = 1", &["port=eighty"]).unwrap_err();
+        assert!(err.message.contains("is an integer"), "{err:?}");
+    }
+
+    #[test]
+    fn an_undeclared_or_malformed_var_is_refused_with_a_suggestion() {
+        let err = resolve("app_version = \"1\"", &["app_verison=2"]).unwrap_err();
+        assert_eq!(
+            err.message,
+            "--var sets `app_verison`, which [vars] does not declare"
+        );
+        assert!(
+            err.help.starts_with("did you mean `app_version`?"),
+            "{err:?}"
+        );
+        let err = resolve("a = \"1\"", &["a"]).unwrap_err();
+        assert!(err.message.contains("expected NAME=VALUE"), "{err:?}");
+        let err = resolve("t = { secret = \"env:T\" }", &["t=x"]).unwrap_err();
+        assert!(err.message.contains("a secret"), "{err:?}");
+    }
+
+    #[test]
+    fn the_last_value_given_wins_and_keeps_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vars.toml");
+        std::fs::write(&file, "a = 1\nb = \"file\"\n").unwrap();
+        let outer = OuterVars::read(std::slice::from_ref(&file), &["b=cli".into()]).unwrap();
+        assert_eq!(outer.0["a"].value, toml::Value::Integer(1));
+        assert_eq!(outer.0["a"].origin, VarOrigin::VarFile { path: file });
+        assert_eq!(outer.0["a"].origin.to_string(), "--var-file vars.toml");
+        assert_eq!(outer.0["b"].value, toml::Value::String("cli".into()));
+        assert_eq!(outer.0["b"].origin, VarOrigin::Var);
+        let json = serde_json::to_string(&outer).unwrap();
+        assert_eq!(serde_json::from_str::<OuterVars>(&json).unwrap(), outer);
     }
 }

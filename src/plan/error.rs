@@ -24,6 +24,24 @@ pub enum PlanError {
     },
     #[error("the saved plan {} no longer matches: {differences}", path.display())]
     Stale { path: PathBuf, differences: String },
+    #[error("cannot write the plan to {}: the folder {} does not exist", path.display(), folder.display())]
+    SavedFolderMissing { path: PathBuf, folder: PathBuf },
+    #[error("{} is a saved plan of format {version}, which this cairn cannot apply", path.display())]
+    SavedVersion { path: PathBuf, version: String },
+    #[error("the Clusterfile changed since the plan {} was made ({})", path.display(), clusterfile.display())]
+    ClusterfileChanged { path: PathBuf, clusterfile: PathBuf },
+    #[error("the plan {} was made from {}, not {}", path.display(), clusterfile.display(), given.display())]
+    OtherClusterfile {
+        path: PathBuf,
+        clusterfile: PathBuf,
+        given: PathBuf,
+    },
+    #[error("{what} cannot be given with a saved plan: the plan {} applies what it was made with{}", path.display(), if recorded.is_empty() { String::new() } else { format!(" ({recorded})") })]
+    SavedPlanArgs {
+        path: PathBuf,
+        what: String,
+        recorded: String,
+    },
 }
 
 impl PlanError {
@@ -39,6 +57,21 @@ impl PlanError {
                 "run `cairn plan -o {}` again, review it, and apply the new plan",
                 path.display()
             ),
+            PlanError::SavedFolderMissing { folder, .. } => format!(
+                "nothing was written: create {} first, or save the plan elsewhere",
+                folder.display()
+            ),
+            PlanError::SavedVersion { version, .. } if version == "1" => "it was saved by an older cairn and does not record its Clusterfile: make it again with `cairn plan -o FILE`".into(),
+            PlanError::SavedVersion { .. } => "it was saved by a newer cairn: apply it with that cairn, or make it again with `cairn plan -o FILE`".into(),
+            PlanError::ClusterfileChanged { clusterfile, .. } => format!(
+                "run `cairn plan -f {} -o FILE` again, review it, and apply the new plan",
+                clusterfile.display()
+            ),
+            PlanError::OtherClusterfile { path, .. } => format!(
+                "leave out -f: `cairn apply {}` reads the Clusterfile the plan names",
+                path.display()
+            ),
+            PlanError::SavedPlanArgs { .. } => "leave them out, or make a new plan with them: `cairn plan -o FILE ...`".into(),
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct ChangeJson {
     pub ignored: Vec<String>,
     /// The task's key after the apply (absent for destroys).
     pub key: Option<TaskKey>,
+    /// The host already has what this task would do (its receipt, or its
+    /// `check` passed): the apply records it without running it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
     /// With `--diff`: each file this change writes or removes, against what
     /// the host has now (absent without `--diff`, or when no file changes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -61,6 +65,7 @@ impl Plan {
                     reasons: c.reasons.clone(),
                     ignored: c.ignored.clone(),
                     key: c.key.clone(),
+                    adopt: c.adopt,
                     diffs: Vec::new(),
                 })
                 .collect(),

@@ -28,5 +28,6 @@ pub use drift::DriftReport;
 pub use error::PlanError;
 pub use file_diffs::{FileDiff, FileDiffKind, FileDiffs};
 pub use json::{ChangeJson, PLAN_JSON_VERSION, PlanJson, UnreachableJson};
+pub use reasons::name_var_origins;
 pub use refresh::{Observation, Refresh};
 pub use replace::Replacements;

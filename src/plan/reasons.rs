@@ -3,10 +3,13 @@
 //! named as rendered differently), and what refresh
 //! found different on the host from what was recorded.
 
-use super::Observation;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{Observation, Plan};
 use crate::graph::{Task, TaskGraph, Work};
 use crate::hash::{self, ActionSpec, KeyInputs};
-use crate::model::{ElementRef, Model};
+use crate::model::{ElementRef, Model, VarOrigin};
 use crate::state::{RecordDetail, State, TaskRecord};
 use crate::transport::Observed;
 
@@ -142,4 +145,29 @@ pub(super) fn explain(
         }
     }
     reasons
+}
+
+/// Says where a changed value given from outside came from: `var v changed
+/// ("1" -> "2", from --var)`, on hosts that do not set `v` themselves (whose
+/// own value wins, so it came from the Clusterfile).
+pub fn name_var_origins(plan: &mut Plan, model: &Model, origins: &BTreeMap<String, VarOrigin>) {
+    if origins.is_empty() {
+        return;
+    }
+    for change in &mut plan.changes {
+        let own = model.hosts.iter().find(|h| h.name == change.host);
+        for reason in change.reasons.iter_mut().chain(change.ignored.iter_mut()) {
+            for (name, origin) in origins {
+                if own.is_some_and(|h| h.vars.contains_key(name)) {
+                    continue;
+                }
+                if reason.starts_with(&format!("var {name} changed (")) && reason.ends_with(')') {
+                    reason.pop();
+                    let _ = write!(reason, ", from {origin})");
+                } else if *reason == format!("var {name} now used") {
+                    let _ = write!(reason, " (from {origin})");
+                }
+            }
+        }
+    }
 }

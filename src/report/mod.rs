@@ -4,7 +4,8 @@
 //! plans (`plan`), drift reports (`drift`, and as Prometheus metrics:
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
-//! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
+//! (`edit`), saved plans and the state per host (`show`), captured values
+//! (`captured`), each host's result of `exec` and `cp` (`adhoc`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
 //! or JSON; a command's error, each cause said once (`failure`). During an
 //! apply the executor's events go to a [`Reporter`]
@@ -14,6 +15,7 @@
 //! `style` decides colour.
 
 mod adhoc;
+mod captured;
 mod drift;
 mod drift_metrics;
 mod edit;
@@ -26,11 +28,13 @@ mod plan;
 mod progress;
 mod prompt;
 mod reporter;
+mod show;
 mod state;
 pub mod style;
 mod validate;
 
 pub use adhoc::AdhocReport;
+pub use captured::{CapturedValue, CapturedValues, captured_values};
 pub use drift_metrics::drift_metrics;
 pub use edit::{EditedHost, HostsEdited};
 pub use failure::print_error;
@@ -40,5 +44,6 @@ pub use output::Output;
 pub use plan::plan_text;
 pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
+pub use show::shell_word;
 pub use state::Forgotten;
 pub use style::Style;

@@ -160,7 +160,7 @@ impl Output {
             println!(
                 "\nSaved the plan to {}. Apply exactly it with: cairn apply {}",
                 path.display(),
-                path.display()
+                super::show::shell_word(path)
             );
         }
     }
@@ -269,8 +269,75 @@ impl Output {
         AdhocReport::new(self.style, self.json, verb, source)
     }
 
-    /// `cairn state show TASK`.
+    /// `cairn state show TASK`: readable, or the record as JSON with `--json`.
     pub fn state_show(&self, task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) {
-        print!("{}", state_show(task, record, scrubber));
+        if self.json {
+            print!("{}", state_show(task, record, scrubber));
+        } else {
+            print!(
+                "{}",
+                super::state::state_show_text(task, record, scrubber, self.style)
+            );
+        }
+    }
+
+    /// `cairn show PLAN`: the saved plan as `plan` printed it, or its plan
+    /// document as `plan --json` did.
+    pub fn saved_plan(&self, path: &Path, saved: &crate::plan::saved::SavedPlan) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&saved.plan).expect("plan serializes")
+            );
+        } else {
+            print!("{}", super::show::saved_plan_text(path, saved, self.style));
+        }
+    }
+
+    /// `cairn show`: the recorded state per host (`apply`: how to record some, when nothing is).
+    pub fn state_summary(
+        &self,
+        state: &State,
+        model: &crate::model::Model,
+        scrubber: &Scrubber,
+        state_dir: &Path,
+        apply: &str,
+    ) {
+        if self.json {
+            println!(
+                "{}",
+                super::show::state_summary_json(state, model, scrubber)
+            );
+        } else {
+            print!(
+                "{}",
+                super::show::state_summary_text(
+                    state, model, scrubber, state_dir, apply, self.style
+                )
+            );
+        }
+    }
+
+    /// `cairn output`: every captured value.
+    pub fn outputs(&self, values: &super::CapturedValues) {
+        if self.json {
+            println!("{}", super::captured::outputs_json(values));
+        } else {
+            print!("{}", super::captured::outputs_text(values, self.style));
+        }
+    }
+
+    /// `cairn output NAME`: its value alone, or one `HOST<TAB>VALUE` line per
+    /// host where they differ.
+    pub fn output_value(
+        &self,
+        name: &str,
+        hosts: &std::collections::BTreeMap<String, super::CapturedValue>,
+    ) {
+        if self.json {
+            println!("{}", super::captured::output_json_text(name, hosts));
+        } else {
+            print!("{}", super::captured::output_text(hosts));
+        }
     }
 }

@@ -74,7 +74,143 @@ pub(super) fn state_list_text(state: &State, state_dir: &std::path::Path, style:
     out
 }
 
-/// `state show TASK`: the record as JSON, secrets scrubbed. Keys come out
+/// `state show TASK`: the record as people read it, secrets scrubbed: the
+/// key, when, the host, what the task does, the variables and upstream keys
+/// it was made from, and what it left (files, or the captured value).
+pub(super) fn state_show_text(
+    task: &TaskId,
+    record: &TaskRecord,
+    scrubber: &Scrubber,
+    style: Style,
+) -> String {
+    use crate::hash::ActionSpec;
+    let mut out = format!("{}\n", style.bold(task.as_str()));
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "  {name:<9} {}", scrubber.scrub(value));
+    };
+    let host = record.host();
+    field("key", record.key.as_str());
+    field("finished", &record.finished_at);
+    field(
+        "host",
+        &format!(
+            "{} ({}@{}:{}, {})",
+            host.name,
+            host.user,
+            host.address,
+            host.port,
+            format!("{:?}", host.transport).to_lowercase()
+        ),
+    );
+    match &record.inputs.action {
+        ActionSpec::Bundle {
+            name, kind, dest, ..
+        } => field(
+            "bundle",
+            &format!("{name} ({}) -> {dest}", format!("{kind:?}").to_lowercase()),
+        ),
+        ActionSpec::File {
+            name, dest, mode, ..
+        } => field("file", &format!("{name} -> {dest} (mode {mode:04o})")),
+        ActionSpec::Step {
+            run,
+            cwd,
+            check,
+            undo,
+            once,
+            ..
+        } => {
+            field("run", run);
+            for (name, value) in [("cwd", cwd), ("check", check), ("undo", undo)] {
+                if let Some(value) = value {
+                    field(name, value);
+                }
+            }
+            if *once {
+                field("once", "true");
+            }
+        }
+    }
+    if !record.inputs.vars.is_empty() {
+        let _ = writeln!(out, "  vars");
+        for (name, value) in &record.inputs.vars {
+            let shown = if value.starts_with("secret:") {
+                "(secret, hashed)".to_string()
+            } else {
+                scrubber.scrub(value)
+            };
+            let _ = writeln!(out, "    {name} = {shown}");
+        }
+    }
+    if !record.inputs.deps.is_empty() {
+        let _ = writeln!(out, "  after");
+        for (id, key) in &record.inputs.deps {
+            let _ = writeln!(out, "    {id}  {}", style.dim(key.short()));
+        }
+    }
+    left_text(record, scrubber, style, &mut out);
+    out
+}
+
+/// What a recorded task left: the files it shipped, or the value it captured.
+fn left_text(record: &TaskRecord, scrubber: &Scrubber, style: Style, out: &mut String) {
+    use crate::hash::ActionSpec;
+    use crate::state::RecordDetail;
+    match &record.detail {
+        RecordDetail::Bundle { dest, shipped } => {
+            let _ = writeln!(
+                out,
+                "  shipped   {} file{} to {dest}",
+                shipped.len(),
+                plural(shipped.len())
+            );
+            for (path, file) in shipped.iter().take(20) {
+                let _ = writeln!(
+                    out,
+                    "    {path}  {:04o}  {} bytes  {}",
+                    file.mode & 0o7777,
+                    file.size,
+                    style.dim(&file.hash[..file.hash.len().min(12)])
+                );
+            }
+            if shipped.len() > 20 {
+                let _ = writeln!(out, "    +{} more (--json lists all)", shipped.len() - 20);
+            }
+        }
+        RecordDetail::File { dest, shipped } => {
+            let _ = writeln!(
+                out,
+                "  shipped   {dest}  {:04o}  {} bytes  {}",
+                shipped.mode & 0o7777,
+                shipped.size,
+                style.dim(&shipped.hash[..shipped.hash.len().min(12)])
+            );
+        }
+        RecordDetail::Step {
+            captured,
+            captured_masked,
+            ..
+        } => {
+            if let (Some(value), ActionSpec::Step { capture, .. }) =
+                (captured, &record.inputs.action)
+            {
+                let name = capture.as_deref().unwrap_or("value");
+                let masked = if *captured_masked {
+                    style.dim(" (masked: it held a secret)")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "  captured  {name} = {}{masked}",
+                    scrubber.scrub(value)
+                );
+            }
+        }
+    }
+}
+
+/// `state show TASK --json`: the record as JSON, secrets scrubbed. Keys come out
 /// sorted at every level, as they always have.
 pub(super) fn state_show(task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) -> String {
     #[derive(Serialize)]

@@ -131,7 +131,7 @@ fn a_saved_plan_applies_only_while_nothing_changed() {
     let stale = s.run(&["apply", "tonight.plan"]);
     assert_eq!(stale.status.code(), Some(1));
     assert!(
-        stderr(&stale).contains("the saved plan tonight.plan no longer matches"),
+        stderr(&stale).contains("the Clusterfile changed since the plan tonight.plan was made"),
         "{}",
         stderr(&stale)
     );

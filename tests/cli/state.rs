@@ -28,7 +28,7 @@ fn json_outputs_are_parseable() {
     let list: serde_json::Value =
         serde_json::from_slice(&s.run(&["state", "list", "--json"]).stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 7);
-    let show = stdout(&s.run(&["state", "show", "step.version@local"]));
+    let show = stdout(&s.run(&["state", "show", "step.version@local", "--json"]));
     assert!(show.contains("\"captured\": \"v1\""), "{show}");
     let missing = s.run(&["state", "show", "step.nope@local"]);
     assert_eq!(missing.status.code(), Some(1));

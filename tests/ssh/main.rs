@@ -10,10 +10,12 @@
 //! sudo (NOPASSWD and a password); a secret that must appear nowhere;
 //! receipts and host locks; drift; a full disk; a cairn killed mid-apply;
 //! strict host keys; a host added with `cairn add` and one taken out with
-//! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`).
+//! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`); a
+//! saved plan with `--var` applied from another folder, and captured values
+//! read back with `cairn output` (`outputs`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
-//! `access`, `operators`, `scale`, `adhoc`, `lifecycle`.
+//! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
 //!
 //! These tests need root, util-linux and openssh-server, so each is
 //! `#[ignore]`d with that reason and `scripts/test` (which installs what is
@@ -31,6 +33,7 @@ mod drift;
 mod faults;
 mod lifecycle;
 mod operators;
+mod outputs;
 mod scale;
 
 use std::os::unix::fs::MetadataExt;

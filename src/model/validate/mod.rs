@@ -29,5 +29,5 @@ mod validator;
 mod whole_file;
 
 pub use suggest::closest;
-pub use validator::validate;
 use validator::{Validator, expand_home};
+pub use validator::{validate, validate_with};

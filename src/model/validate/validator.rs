@@ -13,7 +13,7 @@ use crate::clusterfile::Recovered;
 use crate::clusterfile::raw::RawClusterfile;
 use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::model::interp::{Interp, sub_span};
-use crate::model::{HostId, Model};
+use crate::model::{HostId, Model, VarValue};
 
 /// Builds the model; every problem found goes to `problems`, and `None` is
 /// returned when there was any.
@@ -21,6 +21,19 @@ pub fn validate(
     source: &SourceFile,
     raw: &RawClusterfile,
     recovered: &Recovered,
+    problems: &mut Problems,
+) -> Option<Model> {
+    validate_with(source, raw, recovered, &BTreeMap::new(), problems)
+}
+
+/// [`validate`], with `overrides` (values given from outside, already
+/// checked against `[vars]`: see `OuterVars::resolve`) put over `[vars]`
+/// before anything reads them.
+pub fn validate_with(
+    source: &SourceFile,
+    raw: &RawClusterfile,
+    recovered: &Recovered,
+    overrides: &BTreeMap<String, VarValue>,
     problems: &mut Problems,
 ) -> Option<Model> {
     let base_dir = absolute_dir(&source.path);
@@ -34,7 +47,8 @@ pub fn validate(
     };
     let name = v.header(raw);
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
-    let vars = v.vars(&raw.vars);
+    let mut vars = v.vars(&raw.vars);
+    vars.extend(overrides.iter().map(|(n, v)| (n.clone(), v.clone())));
     let hosts = v.hosts(&raw.hosts, &defaults);
     let mut model = Model {
         name,

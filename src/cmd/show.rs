@@ -1,0 +1,28 @@
+//! `cairn show [PLAN]`: a saved plan as `cairn plan` printed it (or its
+//! plan document with `--json`), read from the file alone; without PLAN, the
+//! recorded state as a summary per host.
+
+use std::path::Path;
+
+use crate::cli::ShowArgs;
+use crate::error::{CairnError, Success};
+use crate::pipeline::Loaded;
+use crate::plan::saved;
+use crate::report::Output;
+
+pub(super) fn run(file: &Path, args: &ShowArgs, out: Output) -> Result<Success, CairnError> {
+    if let Some(path) = &args.plan {
+        out.saved_plan(path, &saved::read(path)?);
+        return Ok(Success::Ok);
+    }
+    let loaded = Loaded::read(file)?;
+    let (state, _) = loaded.load_state()?;
+    out.state_summary(
+        &state,
+        &loaded.model,
+        &loaded.model.scrubber(),
+        &loaded.dir.dir,
+        &super::edited::apply_command(file),
+    );
+    Ok(Success::Ok)
+}
