@@ -23,6 +23,7 @@ mod failures;
 mod graph;
 mod hosts_edit;
 mod plan;
+mod progress;
 mod secrets;
 mod state;
 mod validate;
