@@ -10,7 +10,8 @@
 //! (`reporter`): a thread that renders them as progress bars on a terminal
 //! (`progress`, the only code that touches indicatif), plain lines
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
-//! `style` decides colour.
+//! `style` decides colour; `stamp` puts the format version, the time and
+//! the run id on every JSON line and document (docs/json.md).
 
 mod adhoc;
 mod drift;
@@ -24,6 +25,7 @@ mod plan;
 mod progress;
 mod prompt;
 mod reporter;
+mod stamp;
 mod state;
 pub mod style;
 mod validate;

@@ -18,6 +18,7 @@ use super::locks::{
 };
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
+use super::stamp::stamped;
 use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
 use super::validate::{Validated, validated_json, validated_text};
 use super::{AdhocReport, Mode, Reporter, Style};
@@ -99,7 +100,7 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&plan.to_json()).expect("plan serializes")
+                serde_json::to_string_pretty(&stamped(&plan.to_json())).expect("plan serializes")
             );
         } else {
             print!("{}", plan_text(plan, self.style));
@@ -128,10 +129,10 @@ impl Output {
             }
             // As a value, so its keys come out sorted (the plan event has
             // always been printed this way; the other event lines are not).
-            let event = serde_json::to_value(PlanEvent {
+            let event = serde_json::to_value(stamped(&PlanEvent {
                 event: "plan",
                 plan: plan.to_json(),
-            })
+            }))
             .expect("plan serializes");
             println!("{event}");
         } else {
@@ -155,7 +156,7 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(report).expect("drift report serializes")
+                serde_json::to_string_pretty(&stamped(report)).expect("drift report serializes")
             );
         } else {
             print!("{}", drift_text(report, self.style));

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use super::Style;
 use super::lines::{failure_tail, failures_text, line_for};
 use super::progress::progress_loop;
+use super::stamp::stamped;
 use crate::exec::Event;
 
 /// How events are shown.
@@ -78,7 +79,7 @@ fn json_loop(receiver: mpsc::Receiver<Event>) {
     let stdout = std::io::stdout();
     for event in receiver {
         let mut out = stdout.lock();
-        let _ = serde_json::to_writer(&mut out, &event);
+        let _ = serde_json::to_writer(&mut out, &stamped(&event));
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     }

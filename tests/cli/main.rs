@@ -22,6 +22,7 @@ mod drift;
 mod failures;
 mod graph;
 mod hosts_edit;
+mod json;
 mod plan;
 mod progress;
 mod secrets;
