@@ -216,6 +216,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub offline: bool,
 
+    /// One line per task, even where three or more hosts share a change
+    /// (shown once with their count by default).
+    #[arg(long)]
+    pub expand: bool,
+
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -256,6 +261,11 @@ pub struct ApplyArgs {
     /// the failed task is skipped.
     #[arg(long = "fail-fast")]
     pub fail_fast: bool,
+
+    /// The plan one line per task, even where three or more hosts share a
+    /// change (shown once with their count by default).
+    #[arg(long)]
+    pub expand: bool,
 
     #[command(flatten)]
     pub selection: Selection,

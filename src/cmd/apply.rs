@@ -29,6 +29,7 @@ pub(super) fn apply_loaded(
     args: &ApplyArgs,
     out: Output,
 ) -> Result<Success, CairnError> {
+    let out = out.expanded(args.expand);
     let rt = runtime();
     let policy = lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;

@@ -81,6 +81,7 @@ pub(super) fn write_and_apply(
         auto_approve: then.auto_approve,
         parallelism: then.parallelism,
         fail_fast: then.fail_fast,
+        expand: false,
         selection: Selection::default(),
         lock: then.lock.clone(),
     };

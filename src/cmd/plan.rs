@@ -10,6 +10,7 @@ use crate::plan::saved;
 use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, CairnError> {
+    let out = out.expanded(args.expand);
     let rt = runtime();
     let loaded = Loaded::read(file)?;
     if args.out.is_some() {

@@ -22,6 +22,7 @@ mod lines;
 mod locks;
 mod output;
 mod plan;
+mod plan_groups;
 mod progress;
 mod prompt;
 mod reporter;

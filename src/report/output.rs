@@ -32,12 +32,24 @@ use crate::state::{LockNotice, State, TaskRecord};
 pub struct Output {
     style: Style,
     json: bool,
+    /// `--expand`: plans one line per task, even where many hosts share a change.
+    expand: bool,
 }
 
 impl Output {
     /// `json`: `--json` was given.
     pub fn new(style: Style, json: bool) -> Output {
-        Output { style, json }
+        Output {
+            style,
+            json,
+            expand: false,
+        }
+    }
+
+    /// With `--expand`: plans one line per task, ungrouped.
+    #[must_use]
+    pub fn expanded(self, expand: bool) -> Output {
+        Output { expand, ..self }
     }
 
     /// Text a command produced whole (the DOT graph, the JSON schema), as is.
@@ -103,7 +115,7 @@ impl Output {
                 serde_json::to_string_pretty(&stamped(&plan.to_json())).expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_text(plan, self.style, self.expand));
         }
     }
 
@@ -136,7 +148,7 @@ impl Output {
             .expect("plan serializes");
             println!("{event}");
         } else {
-            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_text(plan, self.style, self.expand));
         }
     }
 

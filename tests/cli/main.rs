@@ -24,6 +24,7 @@ mod graph;
 mod hosts_edit;
 mod json;
 mod plan;
+mod plan_groups;
 mod progress;
 mod secrets;
 mod state;
