@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Style;
+use super::stamp::stamped;
 use super::lines::plural;
 use crate::clusterfile::edit::EntryChange;
 
@@ -51,7 +52,7 @@ pub(super) fn hosts_edited_json(edit: &HostsEdited) -> String {
         event: "clusterfile_edited",
         edit,
     };
-    format!("{}\n", serde_json::to_string(&event).expect("serializes"))
+    format!("{}\n", serde_json::to_string(&stamped(&event)).expect("serializes"))
 }
 
 /// The hosts, then the diff.

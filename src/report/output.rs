@@ -39,6 +39,8 @@ pub struct Output {
 impl Output {
     /// `json`: `--json` was given.
     pub fn new(style: Style, json: bool) -> Output {
+        // The run id is the time the command started, whenever it is first printed.
+        let _ = crate::state::run_id();
         Output {
             style,
             json,
