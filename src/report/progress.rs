@@ -8,12 +8,20 @@
 //! one behind: the run's end, a run that stopped at a second Ctrl-C, or an
 //! error that ended the run before it could say it finished (the channel
 //! closes without a `RunFinished`).
+//!
+//! indicatif fills each line to the terminal's last column, which leaves
+//! the cursor at the edge: the `^C` a terminal echoes for Ctrl-C then
+//! wraps to a new line, indicatif's count of its lines is one short, and
+//! its redraws and final clear miss a bar, which stays on screen. So the
+//! bars are drawn on [`NarrowedStderr`], two columns narrower than the
+//! terminal: the echo lands on the bar's own line, which the next redraw
+//! or the clear wipes.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use super::Style;
 use super::lines::{failure_tail, failures_text, line_for};
@@ -39,10 +47,62 @@ struct Bars {
     hosts: HashMap<String, HostBar>,
 }
 
+/// Columns left free at the right of every line, for the terminal's `^C`.
+const ECHO_ROOM: u16 = 2;
+
+/// stderr as the bars see it: [`ECHO_ROOM`] columns narrower than it is.
+#[derive(Debug)]
+struct NarrowedStderr(console::Term);
+
+impl TermLike for NarrowedStderr {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(ECHO_ROOM).max(1)
+    }
+
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut &self.0)
+    }
+}
+
 impl Bars {
     fn new() -> Bars {
+        // The reporter draws bars only when stderr is a terminal too.
+        let target =
+            ProgressDrawTarget::term_like(Box::new(NarrowedStderr(console::Term::stderr())));
         Bars {
-            multi: MultiProgress::new(),
+            multi: MultiProgress::with_draw_target(target),
             hosts: HashMap::new(),
         }
     }

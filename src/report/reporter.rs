@@ -18,7 +18,9 @@ use crate::exec::Event;
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Progress bars per host (indicatif), on a terminal.
+    /// Progress bars per host (indicatif), when stdout and stderr are a
+    /// terminal (the bars are drawn on stderr, the lines they print above
+    /// themselves go with them).
     Progress,
     /// One line per event, when output is not a terminal.
     Plain,
@@ -31,7 +33,7 @@ impl Mode {
     pub fn detect(json: bool) -> Mode {
         if json {
             Mode::Json
-        } else if std::io::stdout().is_terminal() {
+        } else if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
             Mode::Progress
         } else {
             Mode::Plain

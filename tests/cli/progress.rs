@@ -4,7 +4,7 @@
 //! elapsed time and every task running there, and nothing left of the bars
 //! after Ctrl-C, with a second Ctrl-C saying it stops and where the logs are.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::num::NonZeroU16;
 use std::os::fd::OwnedFd;
 use std::process::{Child, Stdio};
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{Winsize, openpty};
 use nix::sys::signal::{Signal, kill};
-use nix::sys::termios::{self, OutputFlags, SetArg};
+use nix::sys::termios::{self, LocalFlags, OutputFlags, SetArg};
 use nix::unistd::Pid;
 
 use crate::support::sandbox::Sandbox;
+use crate::support::wait_until;
 
 const ROWS: u16 = 40;
 const COLS: u16 = 400;
@@ -25,6 +26,8 @@ const COLS: u16 = 400;
 /// and everything it writes there, kept as it comes.
 struct OnTerminal {
     child: Child,
+    /// The terminal's input side, where a user types.
+    keyboard: std::fs::File,
     written: Arc<Mutex<Vec<u8>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -41,6 +44,8 @@ impl OnTerminal {
         // As a terminal does by default: a newline also returns the cursor.
         let mut modes = termios::tcgetattr(&pty.slave).unwrap();
         modes.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+        // And echoes a typed Ctrl-C as `^C` where the cursor is.
+        modes.local_flags |= LocalFlags::ECHO | LocalFlags::ECHOCTL | LocalFlags::ISIG;
         termios::tcsetattr(&pty.slave, SetArg::TCSANOW, &modes).unwrap();
         let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         let child = sandbox
@@ -55,6 +60,7 @@ impl OnTerminal {
         let written = Arc::new(Mutex::new(Vec::new()));
         let sink = written.clone();
         let mut master = std::fs::File::from(pty.master);
+        let keyboard = master.try_clone().unwrap();
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // EIO once the child (the last holder of the terminal) has exited.
@@ -67,6 +73,7 @@ impl OnTerminal {
         });
         OnTerminal {
             child,
+            keyboard,
             written,
             reader: Some(reader),
         }
@@ -104,7 +111,23 @@ impl OnTerminal {
         }
     }
 
-    fn interrupt(&self) {
+    /// Ctrl-C as a user types it: the terminal echoes `^C` and cairn gets
+    /// SIGINT (sent here: cairn does not own this terminal's session). The
+    /// signal follows the echo, as on a terminal: the terminal drops the
+    /// output it holds when it reads the key, which must not be cairn's
+    /// answer to the signal.
+    fn interrupt(&mut self) {
+        let echoes = || {
+            self.written
+                .lock()
+                .unwrap()
+                .windows(2)
+                .filter(|w| w == b"^C")
+                .count()
+        };
+        let before = echoes();
+        self.keyboard.write_all(b"\x03").unwrap();
+        wait_until("the terminal echoes ^C", || echoes() > before);
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
         kill(pid, Signal::SIGINT).expect("SIGINT is sent");
     }
@@ -159,7 +182,7 @@ fn slow_step(name: &str) -> String {
 fn bars_show_elapsed_time_and_every_running_task_and_leave_nothing_after_ctrl_c() {
     let s = Sandbox::new();
     add_two_slow_steps(&s);
-    let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
+    let mut run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
     run.wait_for_screen("both slow steps show on the host's bar", |screen| {
         bar_line(screen, "local")
             .is_some_and(|bar| bar.contains("step.slowa@local") && bar.contains("step.slowb@local"))
@@ -192,4 +215,18 @@ fn bars_show_elapsed_time_and_every_running_task_and_leave_nothing_after_ctrl_c(
         "a bar is left on screen:\n{screen}"
     );
     assert!(!screen.contains("step.slowa@local, "), "{screen}");
+}
+
+#[test]
+fn a_finished_run_leaves_its_lines_and_summary_and_no_bar() {
+    let s = Sandbox::new();
+    let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
+    let (code, screen) = run.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("✓ step.install@local: created"), "{screen}");
+    assert!(screen.contains("Apply complete!"), "{screen}");
+    assert!(
+        bar_line(&screen, "local").is_none(),
+        "a bar is left on screen:\n{screen}"
+    );
 }
