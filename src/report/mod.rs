@@ -1,7 +1,8 @@
 //! Everything cairn prints: the only module that writes to the terminal.
 //!
 //! Commands hand their results to an [`Output`] (`output`), which renders
-//! plans (`plan`), drift reports (`drift`, and as Prometheus metrics:
+//! plans (`plan`, with a change shared by many hosts shown once:
+//! `plan_groups`), drift reports (`drift`, and as Prometheus metrics:
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
 //! (`edit`), each host's result of `exec` and `cp` (`adhoc`), locks waited
