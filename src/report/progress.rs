@@ -35,8 +35,9 @@ struct HostBar {
 }
 
 impl HostBar {
+    /// The running tasks by element (`step.install`): the bar names the host.
     fn show_running(&self) {
-        let names: Vec<&str> = self.running.iter().map(TaskId::as_str).collect();
+        let names: Vec<&str> = self.running.iter().map(TaskId::element_part).collect();
         self.bar.set_message(names.join(", "));
     }
 }
