@@ -91,7 +91,7 @@ fn plan_offline(c: &mut Criterion) {
         b.iter(|| {
             let planned = plan(&file, &rt);
             assert_eq!(planned.plan.changes.len(), 19_001);
-            cairn::report::plan_text(&planned.plan, style).len()
+            cairn::report::plan_text(&planned.plan, style, false).len()
         });
     });
     record_everything(&file, &rt);
@@ -99,7 +99,7 @@ fn plan_offline(c: &mut Criterion) {
         b.iter(|| {
             let planned = plan(&file, &rt);
             assert!(!planned.plan.has_changes());
-            cairn::report::plan_text(&planned.plan, style).len()
+            cairn::report::plan_text(&planned.plan, style, false).len()
         });
     });
     group.finish();

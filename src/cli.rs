@@ -161,6 +161,11 @@ pub struct ShowArgs {
     /// A plan saved by `cairn plan -o FILE`; without it, the recorded state.
     #[arg(value_name = "PLAN")]
     pub plan: Option<PathBuf>,
+
+    /// A saved plan one line per task, even where three or more hosts share
+    /// a change (shown once with their count by default).
+    #[arg(long)]
+    pub expand: bool,
 }
 
 #[derive(Debug, Args)]
@@ -281,19 +286,31 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 
     /// Do not contact hosts: compare with the recorded state only.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "diff")]
     pub offline: bool,
 
-    /// Also show a unified diff of every file that would change, against
-    /// what the host has now (text files up to 256 KiB, secrets masked).
-    #[arg(long, conflicts_with = "offline")]
-    pub diff: bool,
+    #[command(flatten)]
+    pub display: PlanDisplay,
 
     #[command(flatten)]
     pub selection: Selection,
 
     #[command(flatten)]
     pub vars: VarArgs,
+}
+
+/// How `plan` and `apply` show the plan.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct PlanDisplay {
+    /// Also show a unified diff of every file that would change, against
+    /// what the host has now (text files up to 256 KiB, secrets masked).
+    #[arg(long)]
+    pub diff: bool,
+
+    /// One line per task, even where three or more hosts share a change
+    /// (shown once with their count by default).
+    #[arg(long)]
+    pub expand: bool,
 }
 
 #[derive(Debug, Args)]
@@ -336,10 +353,8 @@ pub struct ApplyArgs {
     #[arg(long = "fail-fast")]
     pub fail_fast: bool,
 
-    /// Show the plan with a unified diff of every file that would change,
-    /// against what the host has now, before asking.
-    #[arg(long)]
-    pub diff: bool,
+    #[command(flatten)]
+    pub display: PlanDisplay,
 
     #[command(flatten)]
     pub selection: Selection,

@@ -125,7 +125,7 @@ impl StateTarget {
             &Refresh::default(),
             &options,
         );
-        assert!(!plan_text(&plan, Style::plain()).is_empty());
+        assert!(!plan_text(&plan, Style::plain(), false).is_empty());
         serde_json::to_string(&plan.to_json()).expect("a plan serializes");
         // What `compact` writes at the end of an apply, without the fsync.
         state.prune_manifests();

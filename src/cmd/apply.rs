@@ -177,6 +177,7 @@ fn apply_targets(
     saved_plan: Option<(&Path, &PlanJson)>,
     out: Output,
 ) -> Result<Success, CairnError> {
+    let out = out.expanded(args.display.expand);
     let rt = runtime();
     let policy = lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;
@@ -185,7 +186,7 @@ fn apply_targets(
         .refresh(targets, Probe::Lock(&policy), &rt)?
         .plan();
     out.warnings(&planned.notes());
-    if args.diff {
+    if args.display.diff {
         super::plan::read_file_diffs(&mut planned, out, &rt);
     }
     let settings = ApplySettings {

@@ -84,7 +84,7 @@ pub(super) fn write_and_apply(
         auto_approve: then.auto_approve,
         parallelism: then.parallelism,
         fail_fast: then.fail_fast,
-        diff: false,
+        display: crate::cli::PlanDisplay::default(),
         selection: Selection::default(),
         lock: then.lock.clone(),
         vars: then.vars.clone(),

@@ -13,6 +13,7 @@ use crate::plan::saved::{self, SAVED_PLAN_VERSION, SavedClusterfile, SavedPlan};
 use crate::report::{self, Output};
 
 pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, CairnError> {
+    let out = out.expanded(args.display.expand);
     if let Some(path) = &args.out {
         // Before anything is contacted: a typo in the folder is not worth a refresh.
         saved::check_folder(path)?;
@@ -37,7 +38,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
         )?
         .plan();
     out.warnings(&planned.notes());
-    if args.diff {
+    if args.display.diff {
         read_file_diffs(&mut planned, out, &rt);
     }
     let result = show(args, out, &planned);

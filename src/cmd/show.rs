@@ -12,7 +12,8 @@ use crate::report::Output;
 
 pub(super) fn run(file: &Path, args: &ShowArgs, out: Output) -> Result<Success, CairnError> {
     if let Some(path) = &args.plan {
-        out.saved_plan(path, &saved::read(path)?);
+        out.expanded(args.expand)
+            .saved_plan(path, &saved::read(path)?);
         return Ok(Success::Ok);
     }
     let loaded = Loaded::read(file)?;

@@ -51,6 +51,14 @@ pub enum Event {
     Interrupted {
         running: usize,
     },
+    /// A second Ctrl-C: the `running` tasks are stopped now (killed on this
+    /// machine; over SSH ended by their own timeout once the channel
+    /// closes) and not recorded, so the next plan shows them again. Their
+    /// output so far is in `log_dir`.
+    Stopping {
+        running: usize,
+        log_dir: String,
+    },
     RunFinished {
         summary: RunSummary,
     },

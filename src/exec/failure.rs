@@ -85,20 +85,29 @@ pub(super) struct Failure {
 }
 
 impl Failure {
-    /// A failure with `out`'s last lines (stderr if it said anything, else
-    /// stdout), secrets masked.
+    /// A failure with `out`'s last lines, secrets masked: stdout and
+    /// stderr as the command wrote them where the transport saw that order,
+    /// else stdout, then stderr.
     pub(super) fn with_output(
         error: TaskError,
         out: &CommandOutput,
         scrubber: &Scrubber,
         log: Option<String>,
     ) -> Failure {
-        let text = if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) && !out.timed_out {
-            &out.stderr
-        } else {
-            &out.stdout
+        let text = match &out.combined {
+            Some(combined) => combined.clone(),
+            // A timeout's stderr is cairn's own message, already the error.
+            None if out.timed_out => out.stdout.clone(),
+            None => {
+                let mut both = out.stdout.clone();
+                if !both.is_empty() && !both.ends_with(b"\n") {
+                    both.push(b'\n');
+                }
+                both.extend_from_slice(&out.stderr);
+                both
+            }
         };
-        let text = scrubber.scrub(&String::from_utf8_lossy(text));
+        let text = scrubber.scrub(&String::from_utf8_lossy(&text));
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
         let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec();
         Failure {

@@ -150,7 +150,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 None => break,
             },
             _ = interrupt => {
-                if scheduler.interrupt() == Interrupt::Abandon {
+                if scheduler.interrupt(&context.log_dir) == Interrupt::Abandon {
                     context.fleet.abort_running();
                     break;
                 }
@@ -489,11 +489,16 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    /// A Ctrl-C: the first drains the run, the second abandons it.
-    fn interrupt(&mut self) -> Interrupt {
+    /// A Ctrl-C: the first drains the run, the second abandons it (and
+    /// says so, with where the task logs are).
+    fn interrupt(&mut self, log_dir: &std::path::Path) -> Interrupt {
         self.summary.interrupted = true;
         if self.admission == Admission::Draining {
             self.summary.not_finished += self.running;
+            let _ = self.events.send(Event::Stopping {
+                running: self.running,
+                log_dir: log_dir.display().to_string(),
+            });
             return Interrupt::Abandon;
         }
         self.admission = Admission::Draining;

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::Style;
 use super::lines::plural;
+use super::stamp::stamped;
 use crate::adhoc::{CopyResult, ExecResult};
 
 /// One host's `exec` result, as a line of `--json`.
@@ -51,7 +52,10 @@ pub(super) fn exec_json(r: &ExecResult) -> String {
         duration_ms: r.duration_ms,
         error: r.error.as_deref(),
     };
-    format!("{}\n", serde_json::to_string(&json).expect("serializes"))
+    format!(
+        "{}\n",
+        serde_json::to_string(&stamped(&json)).expect("serializes")
+    )
 }
 
 pub(super) fn copy_json(r: &CopyResult, source: Option<&str>) -> String {
@@ -65,7 +69,10 @@ pub(super) fn copy_json(r: &CopyResult, source: Option<&str>) -> String {
         duration_ms: r.duration_ms,
         error: r.error.as_deref(),
     };
-    format!("{}\n", serde_json::to_string(&json).expect("serializes"))
+    format!(
+        "{}\n",
+        serde_json::to_string(&stamped(&json)).expect("serializes")
+    )
 }
 
 fn ms(d: u64) -> String {

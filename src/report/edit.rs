@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::Style;
 use super::lines::plural;
+use super::stamp::stamped;
 use crate::clusterfile::edit::EntryChange;
 
 /// Lines of context around each change of the file.
@@ -51,7 +52,10 @@ pub(super) fn hosts_edited_json(edit: &HostsEdited) -> String {
         event: "clusterfile_edited",
         edit,
     };
-    format!("{}\n", serde_json::to_string(&event).expect("serializes"))
+    format!(
+        "{}\n",
+        serde_json::to_string(&stamped(&event)).expect("serializes")
+    )
 }
 
 /// The hosts, then the diff.

@@ -65,6 +65,12 @@ pub(super) fn line_for(event: &Event, style: Style) -> Option<String> {
             style.yellow("!"),
             plural(*running)
         ),
+        Event::Stopping { running, log_dir } => format!(
+            "{} stopping now: {running} running task{} not waited for and not recorded, so the next apply runs {} again (killed on this machine; over SSH each ends on its host, by its timeout at the latest). Task logs of this run: {log_dir}",
+            style.yellow("!"),
+            plural(*running),
+            if *running == 1 { "it" } else { "them" }
+        ),
         Event::RunFinished { summary } => return Some(summary_text(summary, style)),
     })
 }

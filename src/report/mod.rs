@@ -1,7 +1,8 @@
 //! Everything cairn prints: the only module that writes to the terminal.
 //!
 //! Commands hand their results to an [`Output`] (`output`), which renders
-//! plans (`plan`), drift reports (`drift`, and as Prometheus metrics:
+//! plans (`plan`, with a change shared by many hosts shown once:
+//! `plan_groups`), drift reports (`drift`, and as Prometheus metrics:
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
 //! (`edit`), saved plans and the state per host (`show`), captured values
@@ -12,7 +13,8 @@
 //! (`reporter`): a thread that renders them as progress bars on a terminal
 //! (`progress`, the only code that touches indicatif), plain lines
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
-//! `style` decides colour.
+//! `style` decides colour; `stamp` puts the format version, the time and
+//! the run id on every JSON line and document (docs/json.md).
 
 mod adhoc;
 mod captured;
@@ -25,10 +27,12 @@ mod lines;
 mod locks;
 mod output;
 mod plan;
+mod plan_groups;
 mod progress;
 mod prompt;
 mod reporter;
 mod show;
+mod stamp;
 mod state;
 pub mod style;
 mod validate;

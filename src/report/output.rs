@@ -19,6 +19,7 @@ use super::locks::{
 };
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
+use super::stamp::stamped;
 use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
 use super::validate::{Validated, invalid_json, validated_json, validated_text};
 use super::{AdhocReport, Mode, Reporter, Style};
@@ -32,12 +33,26 @@ use crate::state::{LockNotice, State, TaskRecord};
 pub struct Output {
     style: Style,
     json: bool,
+    /// `--expand`: plans one line per task, even where many hosts share a change.
+    expand: bool,
 }
 
 impl Output {
     /// `json`: `--json` was given.
     pub fn new(style: Style, json: bool) -> Output {
-        Output { style, json }
+        // The run id is the time the command started, whenever it is first printed.
+        let _ = crate::state::run_id();
+        Output {
+            style,
+            json,
+            expand: false,
+        }
+    }
+
+    /// With `--expand`: plans one line per task, ungrouped.
+    #[must_use]
+    pub fn expanded(self, expand: bool) -> Output {
+        Output { expand, ..self }
     }
 
     /// Text a command produced whole (the DOT graph, the JSON schema), as is.
@@ -120,10 +135,10 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&plan.to_json()).expect("plan serializes")
+                serde_json::to_string_pretty(&stamped(&plan.to_json())).expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_text(plan, self.style, self.expand));
         }
     }
 
@@ -149,7 +164,7 @@ impl Output {
                     .expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_text(plan, self.style, self.expand));
             print!("{}", plan_diffs_text(diffs, self.style));
         }
     }
@@ -187,17 +202,17 @@ impl Output {
             // As a value, so its keys come out sorted (the plan event has
             // always been printed this way; the other event lines are not).
             let json = plan.to_json();
-            let event = serde_json::to_value(PlanEvent {
+            let event = serde_json::to_value(stamped(&PlanEvent {
                 event: "plan",
                 plan: match diffs {
                     Some(diffs) => json.with_diffs(diffs),
                     None => json,
                 },
-            })
+            }))
             .expect("plan serializes");
             println!("{event}");
         } else {
-            print!("{}", plan_text(plan, self.style));
+            print!("{}", plan_text(plan, self.style, self.expand));
             if let Some(diffs) = diffs {
                 print!("{}", plan_diffs_text(diffs, self.style));
             }
@@ -220,7 +235,7 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(report).expect("drift report serializes")
+                serde_json::to_string_pretty(&stamped(report)).expect("drift report serializes")
             );
         } else {
             print!("{}", drift_text(report, self.style));
@@ -287,10 +302,13 @@ impl Output {
         if self.json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&saved.plan).expect("plan serializes")
+                serde_json::to_string_pretty(&stamped(&saved.plan)).expect("plan serializes")
             );
         } else {
-            print!("{}", super::show::saved_plan_text(path, saved, self.style));
+            print!(
+                "{}",
+                super::show::saved_plan_text(path, saved, self.style, self.expand)
+            );
         }
     }
 

@@ -2,11 +2,17 @@
 //! changes, its symbol (`+` create, `~` update, `-/+` replace, `-`
 //! destroy), the task, and why; adopted tasks and changes a `once` step
 //! ignores listed apart; a closing summary line.
+//!
+//! A fleet stays readable: the same change (action, element and reasons,
+//! the host's own name aside) on [`GROUP_AT_LEAST`] hosts or more is one
+//! line with the host count and a compact host list (`plan_groups`);
+//! `expand` gives one line per task.
 
 use std::fmt::Write as _;
 
 use super::Style;
 use super::lines::plural;
+use super::plan_groups::{GROUP_AT_LEAST, Shown, group_changes};
 use crate::plan::{ChangeKind, Plan};
 
 /// The symbol of an action in the plan's text.
@@ -20,38 +26,27 @@ fn symbol(kind: ChangeKind) -> &'static str {
     }
 }
 
-/// The plan as text, Terraform style.
-pub fn plan_text(plan: &Plan, style: Style) -> String {
+/// The plan as text, Terraform style; `expand`: one line per task, even
+/// where many hosts share a change.
+pub fn plan_text(plan: &Plan, style: Style, expand: bool) -> String {
     let mut out = String::new();
     let shown: Vec<_> = plan
         .changes
         .iter()
         .filter(|c| c.kind != ChangeKind::Noop)
         .collect();
-    let width = shown
+    let lines = group_changes(&shown, if expand { usize::MAX } else { GROUP_AT_LEAST });
+    let width = lines
         .iter()
-        .map(|c| c.id.as_str().len())
+        .map(|line| line.label().len())
         .max()
         .unwrap_or(0)
         .min(48);
     if !shown.is_empty() {
         out.push_str("cairn will perform these actions:\n\n");
     }
-    for c in &shown {
-        let symbol = format!("{:>3}", symbol(c.kind));
-        let colored = match c.kind {
-            ChangeKind::Create => style.green(&symbol),
-            ChangeKind::Update => style.yellow(&symbol),
-            ChangeKind::Replace => style.magenta(&symbol),
-            ChangeKind::Destroy => style.red(&symbol),
-            ChangeKind::Noop => symbol,
-        };
-        let mut reasons = c.reasons.iter();
-        let first = reasons.next().map_or("", String::as_str);
-        let _ = writeln!(out, "  {colored} {:<width$}  {}", c.id, style.dim(first));
-        for more in reasons {
-            let _ = writeln!(out, "      {:<width$}  {}", "", style.dim(more));
-        }
+    for line in &lines {
+        write_change(&mut out, line, width, style);
     }
     let adopted: Vec<_> = plan.changes.iter().filter(|c| c.adopt).collect();
     if !adopted.is_empty() {
@@ -121,4 +116,31 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         );
     }
     out
+}
+
+/// One entry of the list of changes: a task, or a change shared by many
+/// hosts; its symbol, what changes, and why, one reason a line.
+fn write_change(out: &mut String, line: &Shown<'_>, width: usize, style: Style) {
+    let (kind, label, reasons, hosts) = match line {
+        Shown::Task(c) => (c.kind, c.id.as_str(), &c.reasons, None),
+        Shown::Group(g) => (g.kind, g.element.as_str(), &g.reasons, Some(g.hosts_text())),
+    };
+    let symbol = format!("{:>3}", symbol(kind));
+    let colored = match kind {
+        ChangeKind::Create => style.green(&symbol),
+        ChangeKind::Update => style.yellow(&symbol),
+        ChangeKind::Replace => style.magenta(&symbol),
+        ChangeKind::Destroy => style.red(&symbol),
+        ChangeKind::Noop => symbol,
+    };
+    let mut reasons = reasons.iter();
+    let first = reasons.next().map_or("", String::as_str);
+    let first = match &hosts {
+        Some(hosts) => format!("{hosts}: {}", style.dim(first)),
+        None => style.dim(first),
+    };
+    let _ = writeln!(out, "  {colored} {label:<width$}  {first}");
+    for more in reasons {
+        let _ = writeln!(out, "      {:<width$}  {}", "", style.dim(more));
+    }
 }

@@ -1,69 +1,206 @@
 //! Progress bars per host (indicatif), on a terminal: the only code that
 //! touches indicatif. Finished tasks print above the bars; the bars clear
 //! before the summary.
+//!
+//! Each host's bar shows how long the host has been working and every task
+//! running there now (a host runs several at once). The bars are owned by
+//! a [`Bars`] whose drop clears them, so no path out of the loop leaves
+//! one behind: the run's end, a run that stopped at a second Ctrl-C, or an
+//! error that ended the run before it could say it finished (the channel
+//! closes without a `RunFinished`).
+//!
+//! indicatif fills each line to the terminal's last column, which leaves
+//! the cursor at the edge: the `^C` a terminal echoes for Ctrl-C then
+//! wraps to a new line, indicatif's count of its lines is one short, and
+//! its redraws and final clear miss a bar, which stays on screen. So the
+//! bars are drawn on [`NarrowedStderr`], two columns narrower than the
+//! terminal: the echo lands on the bar's own line, which the next redraw
+//! or the clear wipes.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+
 use super::Style;
 use super::lines::{failure_tail, failures_text, line_for};
-use crate::exec::Event;
+use crate::exec::{Event, HostTotal};
+use crate::ids::TaskId;
+
+/// One host's bar and the tasks running there now, in the order they started.
+struct HostBar {
+    bar: ProgressBar,
+    running: Vec<TaskId>,
+}
+
+impl HostBar {
+    /// The running tasks by element (`step.install`): the bar names the host.
+    fn show_running(&self) {
+        let names: Vec<&str> = self.running.iter().map(TaskId::element_part).collect();
+        self.bar.set_message(names.join(", "));
+    }
+}
+
+/// Every host's bar; dropping it clears them all from the screen.
+struct Bars {
+    multi: MultiProgress,
+    hosts: HashMap<String, HostBar>,
+}
+
+/// Columns left free at the right of every line, for the terminal's `^C`.
+const ECHO_ROOM: u16 = 2;
+
+/// stderr as the bars see it: [`ECHO_ROOM`] columns narrower than it is.
+#[derive(Debug)]
+struct NarrowedStderr(console::Term);
+
+impl TermLike for NarrowedStderr {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(ECHO_ROOM).max(1)
+    }
+
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut &self.0)
+    }
+}
+
+impl Bars {
+    fn new() -> Bars {
+        // The reporter draws bars only when stderr is a terminal too.
+        let target =
+            ProgressDrawTarget::term_like(Box::new(NarrowedStderr(console::Term::stderr())));
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            hosts: HashMap::new(),
+        }
+    }
+
+    fn println(&self, line: &str) {
+        let _ = self.multi.println(line);
+    }
+
+    fn add_hosts(&mut self, hosts: &[HostTotal]) {
+        let bar_style = ProgressStyle::with_template(
+            "{prefix:>14.bold} [{bar:24}] {pos}/{len} {elapsed:>4} {wide_msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        for h in hosts {
+            let bar = self.multi.add(ProgressBar::new(h.tasks as u64));
+            bar.set_style(bar_style.clone());
+            bar.set_prefix(h.host.clone());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.hosts.insert(
+                h.host.clone(),
+                HostBar {
+                    bar,
+                    running: Vec::new(),
+                },
+            );
+        }
+    }
+
+    fn started(&mut self, host: &str, task: &TaskId) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.running.push(task.clone());
+            h.show_running();
+        }
+    }
+
+    /// A task of `host` ended (done, failed or skipped); a host with
+    /// nothing left stops its clock.
+    fn ended(&mut self, host: &str, task: &TaskId) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.running.retain(|t| t != task);
+            h.bar.inc(1);
+            h.show_running();
+            if h.bar.length().is_some_and(|len| h.bar.position() >= len) {
+                h.bar.finish();
+            }
+        }
+    }
+
+    /// Takes every bar off the screen.
+    fn clear(&mut self) {
+        for (_, h) in self.hosts.drain() {
+            h.bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
 
 pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
-    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-    let multi = MultiProgress::new();
-    let bar_style =
-        ProgressStyle::with_template("{prefix:>14.bold} [{bar:24}] {pos}/{len} {wide_msg}")
-            .expect("valid template")
-            .progress_chars("=> ");
-    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    let mut bars = Bars::new();
     let mut failures = Vec::new();
     for event in receiver {
         match &event {
             Event::RunStarted { hosts, .. } => {
                 if let Some(line) = line_for(&event, style) {
-                    let _ = multi.println(line);
+                    bars.println(&line);
                 }
-                for h in hosts {
-                    let bar = multi.add(ProgressBar::new(h.tasks as u64));
-                    bar.set_style(bar_style.clone());
-                    bar.set_prefix(h.host.clone());
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bars.insert(h.host.clone(), bar);
-                }
+                bars.add_hosts(hosts);
             }
-            Event::TaskStarted { task, host, .. } => {
-                if let Some(bar) = bars.get(host) {
-                    bar.set_message(task.to_string());
-                }
-            }
-            Event::TaskFinished { host, .. }
-            | Event::TaskFailed { host, .. }
-            | Event::TaskSkipped { host, .. } => {
-                if let Some(bar) = bars.get(host) {
-                    bar.inc(1);
-                }
+            Event::TaskStarted { task, host, .. } => bars.started(host, task),
+            Event::TaskFinished { task, host, .. }
+            | Event::TaskFailed { task, host, .. }
+            | Event::TaskSkipped { task, host, .. } => {
+                bars.ended(host, task);
                 if let Some(line) = line_for(&event, style) {
-                    let _ = multi.println(line);
+                    bars.println(&line);
                 }
                 if let Some(tail) = failure_tail(&event, style) {
-                    let _ = multi.println(tail);
+                    bars.println(&tail);
                 }
                 if matches!(event, Event::TaskFailed { .. }) {
                     failures.push(event.clone());
                 }
             }
-            Event::Interrupted { .. } | Event::Note { .. } => {
+            Event::Interrupted { .. } | Event::Stopping { .. } | Event::Note { .. } => {
                 if let Some(line) = line_for(&event, style) {
-                    let _ = multi.println(line);
+                    bars.println(&line);
                 }
             }
             Event::RunFinished { .. } => {
-                for bar in bars.values() {
-                    bar.finish_and_clear();
-                }
-                let _ = multi.clear();
+                bars.clear();
                 print!("{}", failures_text(&failures, style));
                 if let Some(line) = line_for(&event, style) {
                     println!("{line}");

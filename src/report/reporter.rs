@@ -12,12 +12,15 @@ use std::sync::mpsc;
 use super::Style;
 use super::lines::{failure_tail, failures_text, line_for};
 use super::progress::progress_loop;
+use super::stamp::stamped;
 use crate::exec::Event;
 
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Progress bars per host (indicatif), on a terminal.
+    /// Progress bars per host (indicatif), when stdout and stderr are a
+    /// terminal (the bars are drawn on stderr, the lines they print above
+    /// themselves go with them).
     Progress,
     /// One line per event, when output is not a terminal.
     Plain,
@@ -30,7 +33,7 @@ impl Mode {
     pub fn detect(json: bool) -> Mode {
         if json {
             Mode::Json
-        } else if std::io::stdout().is_terminal() {
+        } else if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
             Mode::Progress
         } else {
             Mode::Plain
@@ -78,7 +81,7 @@ fn json_loop(receiver: mpsc::Receiver<Event>) {
     let stdout = std::io::stdout();
     for event in receiver {
         let mut out = stdout.lock();
-        let _ = serde_json::to_writer(&mut out, &event);
+        let _ = serde_json::to_writer(&mut out, &stamped(&event));
         let _ = out.write_all(b"\n");
         let _ = out.flush();
     }

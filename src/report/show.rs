@@ -35,7 +35,12 @@ pub fn shell_word(path: &Path) -> String {
 }
 
 /// `cairn show PLAN`: where the plan came from, then the plan's text.
-pub(super) fn saved_plan_text(path: &Path, saved: &SavedPlan, style: Style) -> String {
+pub(super) fn saved_plan_text(
+    path: &Path,
+    saved: &SavedPlan,
+    style: Style,
+    expand: bool,
+) -> String {
     let mut out = format!(
         "Saved plan {} for cluster `{}`, made from {}",
         path.display(),
@@ -61,7 +66,7 @@ pub(super) fn saved_plan_text(path: &Path, saved: &SavedPlan, style: Style) -> S
         ".\n\n"
     });
     let plan = saved.plan.to_plan();
-    out.push_str(&plan_text(&plan, style));
+    out.push_str(&plan_text(&plan, style, expand));
     if plan.has_changes() {
         let _ = writeln!(
             out,

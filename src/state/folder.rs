@@ -154,10 +154,15 @@ impl StateDir {
         Ok(())
     }
 
-    /// A new folder name for this run's task logs, under `runs/`.
+    /// A new folder name for this run's task logs, under `runs/`: the
+    /// [`run_id`], which the run's `--json` lines carry too. A second run
+    /// in the same process (tests do that) gets a folder of its own.
     pub fn new_run_log_dir(&self) -> PathBuf {
-        self.runs_dir()
-            .join(chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string())
+        let dir = self.runs_dir().join(run_id());
+        if dir.exists() {
+            return self.runs_dir().join(run_id_now());
+        }
+        dir
     }
 
     /// Keeps the newest `keep` run logs. Only logs: failing to prune costs disk, nothing else.
@@ -172,6 +177,18 @@ impl StateDir {
             let _ = std::fs::remove_dir_all(old);
         }
     }
+}
+
+/// This process's run id: the UTC time it was first asked for, to the
+/// millisecond (`20261201T174002.123Z`). An apply keeps its task logs in
+/// `runs/<run id>`, and every JSON line or document cairn prints carries it.
+pub fn run_id() -> &'static str {
+    static RUN_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN_ID.get_or_init(run_id_now)
+}
+
+fn run_id_now() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string()
 }
 
 #[cfg(test)]

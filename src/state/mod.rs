@@ -25,7 +25,7 @@ pub mod lock;
 mod records;
 mod snapshot;
 
-pub use folder::{StateDir, StateError};
+pub use folder::{StateDir, StateError, run_id};
 pub use hosts::HostRecord;
 pub use journal::Journal;
 pub use lock::{

@@ -10,6 +10,10 @@ pub struct CommandOutput {
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Stdout and stderr together, in the order the command wrote them,
+    /// where the transport can see that order (on this machine); `None`
+    /// over SSH, where the host keeps the two apart.
+    pub combined: Option<Vec<u8>>,
     pub timed_out: bool,
 }
 

@@ -355,3 +355,32 @@ fn fail_fast_skips_what_had_not_started_and_runs_nothing_after_the_failure() {
         "the finished task was recorded"
     );
 }
+
+#[test]
+fn a_failed_step_shows_stdout_and_stderr_in_the_order_written_and_captures_stdout_only() {
+    let s = Sandbox::new();
+    // The pauses let each line reach cairn before the next is written.
+    s.edit(
+        "Clusterfile",
+        "run = \"sh bin/install.sh\"",
+        "run = \"echo out1; sleep 0.3; echo err1 >&2; sleep 0.3; echo out2; sleep 0.3; echo err2 >&2; exit 3\"",
+    );
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"echo v1; echo noise >&2\"",
+    );
+    let out = s.run(&["--json", "apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events = crate::support::events(&out);
+    let failed = crate::support::failed(&events, "step.install@local").expect("install failed");
+    assert_eq!(
+        failed["tail"],
+        serde_json::json!(["out1", "err1", "out2", "err2"]),
+        "{failed}"
+    );
+    assert!(
+        s.state_text().contains("\"captured\": \"v1\""),
+        "the captured value is stdout alone"
+    );
+}

@@ -108,9 +108,11 @@ impl Sandbox {
     }
 
     /// [`transcript`] of a run here, with the temp dir's path (which changes
-    /// with every run) redacted to `[SANDBOX]`.
+    /// with every run) redacted to `[SANDBOX]`, and the time and run id of
+    /// its JSON to `[TIME]` and `[RUN]`.
     pub(crate) fn transcript(&self, out: &Output) -> String {
-        let mut text = transcript(out);
+        let mut text = redact_json_string(&transcript(out), "time", "[TIME]");
+        text = redact_json_string(&text, "run", "[RUN]");
         let real = std::fs::canonicalize(self.root()).unwrap();
         for dir in [real.as_path(), self.root()] {
             text = text.replace(&dir.display().to_string(), "[SANDBOX]");
@@ -131,4 +133,26 @@ impl Sandbox {
         }
         all
     }
+}
+
+/// `text` with the string value of every JSON field `key` replaced by `with`.
+fn redact_json_string(text: &str, key: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    let opening = [format!("\"{key}\": \""), format!("\"{key}\":\"")];
+    while let Some((at, len)) = opening
+        .iter()
+        .filter_map(|o| rest.find(o.as_str()).map(|at| (at, o.len())))
+        .min()
+    {
+        let value_start = at + len;
+        let Some(value_len) = rest[value_start..].find('"') else {
+            break;
+        };
+        out.push_str(&rest[..value_start]);
+        out.push_str(with);
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out
 }

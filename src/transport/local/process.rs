@@ -1,5 +1,7 @@
 //! Running a script on this machine: `sh -c RUNNER`, the script on stdin,
-//! in a process group of its own.
+//! in a process group of its own. Its stdout and stderr are read as they
+//! come, each kept apart (a captured value is stdout alone) and both
+//! together in the order they arrived, for the tail a failure shows.
 //!
 //! The group is what a timeout kills (the script and everything it
 //! started), and what an abandoned apply kills: each running group is
@@ -13,7 +15,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStderr, ChildStdout};
 
 use super::in_flight::Recorder;
 use crate::transport::CommandOutput;
@@ -133,7 +136,12 @@ pub(super) async fn run(
         let _ = stdin.write_all(&script).await;
         let _ = stdin.shutdown().await;
     });
-    let wait = child.wait_with_output();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let wait = async {
+        let (output, status) = tokio::join!(read_both(stdout, stderr), child.wait());
+        status.map(|status| (status, output))
+    };
     let result = match timeout {
         Some(limit) => {
             if let Ok(result) = tokio::time::timeout(limit, wait).await {
@@ -148,6 +156,7 @@ pub(super) async fn run(
                     stdout: Vec::new(),
                     stderr: format!("timed out after {}", humantime::format_duration(limit))
                         .into_bytes(),
+                    combined: None,
                     timed_out: true,
                 });
             }
@@ -155,11 +164,49 @@ pub(super) async fn run(
         None => wait.await,
     };
     let _ = writer.await;
-    let output = result.map_err(|e| format!("failed to run sh: {e}"))?;
+    let (status, output) = result.map_err(|e| format!("failed to run sh: {e}"))?;
     Ok(CommandOutput {
-        code: output.status.code(),
+        code: status.code(),
         stdout: output.stdout,
         stderr: output.stderr,
+        combined: Some(output.combined),
         timed_out: false,
     })
+}
+
+/// What a script wrote: each stream, and both in the order they arrived.
+#[derive(Default)]
+struct Written {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    combined: Vec<u8>,
+}
+
+/// Reads both pipes to their end, each chunk as it comes. (A read that
+/// loses the race in `select!` has read nothing: tokio's reads are
+/// cancel-safe.)
+async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr) -> Written {
+    let mut written = Written::default();
+    // On the heap: every future that runs a script holds this one.
+    let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+    let (mut out_open, mut err_open) = (true, true);
+    while out_open || err_open {
+        tokio::select! {
+            read = stdout.read(&mut out_buf), if out_open => match read {
+                Ok(n) if n > 0 => {
+                    written.stdout.extend_from_slice(&out_buf[..n]);
+                    written.combined.extend_from_slice(&out_buf[..n]);
+                }
+                _ => out_open = false,
+            },
+            read = stderr.read(&mut err_buf), if err_open => match read {
+                Ok(n) if n > 0 => {
+                    written.stderr.extend_from_slice(&err_buf[..n]);
+                    written.combined.extend_from_slice(&err_buf[..n]);
+                }
+                _ => err_open = false,
+            },
+        }
+    }
+    written
 }

@@ -125,6 +125,7 @@ impl SshTransport {
             code,
             stdout: ran.stdout,
             stderr: ran.stderr,
+            combined: None,
             timed_out: false,
         })
     }
@@ -183,6 +184,7 @@ pub(super) fn timed_out(limit: Duration, why: &str) -> CommandOutput {
         code: None,
         stdout: Vec::new(),
         stderr: format!("timed out after {}{why}", humantime::format_duration(limit)).into_bytes(),
+        combined: None,
         timed_out: true,
     }
 }
