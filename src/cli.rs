@@ -8,15 +8,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// The Clusterfile to read.
-    #[arg(
-        short = 'f',
-        long = "file",
-        global = true,
-        default_value = "Clusterfile",
-        value_name = "PATH"
-    )]
-    pub file: PathBuf,
+    /// The Clusterfile to read [default: Clusterfile] (`apply PLAN`: the one the plan records).
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    pub file: Option<PathBuf>,
 
     /// Print JSON instead of text (plan: one document; apply: one event per line).
     #[arg(long, global = true)]
@@ -28,6 +22,15 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The Clusterfile `-f` names, or `Clusterfile` in this folder.
+    pub fn clusterfile(&self) -> &std::path::Path {
+        self.file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("Clusterfile"))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,13 +21,20 @@ use crate::plan::{PlanError, PlanJson};
 use crate::report::{Confirmation, Output, shell_word};
 use crate::state::{LockHolder, LockNotice, LockPolicy};
 
-pub(super) fn run(file: &Path, args: &ApplyArgs, out: Output) -> Result<Success, CairnError> {
+/// `file` is `-f`'s value, if given: a saved plan reads the Clusterfile it
+/// records unless one is given, and then it must be that one.
+pub(super) fn run(
+    file: Option<&Path>,
+    args: &ApplyArgs,
+    out: Output,
+) -> Result<Success, CairnError> {
     let Some(plan_path) = &args.plan else {
+        let file = file.unwrap_or(Path::new("Clusterfile"));
         return apply_loaded(Loaded::read_with_args(file, &args.vars)?, args, out);
     };
     let saved = saved::read(plan_path)?;
     refuse_other_arguments(plan_path, &saved, args)?;
-    if file_flag_given() {
+    if let Some(file) = file {
         saved::check_same_clusterfile(plan_path, &saved, file)?;
     }
     let source = crate::clusterfile::read(&saved.clusterfile.path)?;
@@ -92,22 +99,6 @@ fn replan_command(path: &Path, saved: &SavedPlan) -> String {
     }
     words.push(format!("-o {}", shell_word(path)));
     words.join(" ")
-}
-
-/// Whether `-f`/`--file` is on the command line: a saved plan reads the
-/// Clusterfile it names unless one is given, and then it must be that one.
-/// (clap's default leaves no trace in the parsed arguments.)
-fn file_flag_given() -> bool {
-    std::env::args_os()
-        .skip(1)
-        .take_while(|a| a != "--")
-        .any(|a| {
-            let a = a.to_string_lossy();
-            a == "-f"
-                || a == "--file"
-                || a.starts_with("--file=")
-                || (a.starts_with("-f") && !a.starts_with("--"))
-        })
 }
 
 /// A saved plan applies what it was made with: values from outside are not

@@ -31,23 +31,24 @@ use crate::report::{Output, Style};
 
 /// Runs the command `cli` names.
 pub fn run(cli: &Cli) -> Result<Success, CairnError> {
+    let file = cli.clusterfile();
     let out = Output::new(Style::detect(cli.no_color), cli.json);
     match &cli.command {
         Command::Schema => Ok(schema::run(out)),
-        Command::Validate(args) => validate::run(&cli.file, args, out),
-        Command::Graph => graph::run(&cli.file, out),
-        Command::Plan(args) => plan::run(&cli.file, args, out),
-        Command::Drift(args) => drift::run(&cli.file, args, out),
-        Command::Apply(args) => apply::run(&cli.file, args, out),
-        Command::State(sub) => state::run(&cli.file, sub, out),
-        Command::Show(args) => show::run(&cli.file, args, out),
-        Command::Output(args) => output::run(&cli.file, args, out),
-        Command::Reset(args) => reset::run(&cli.file, args, out),
-        Command::Add(args) => add::run(&cli.file, args, out),
-        Command::Delete(args) => delete::run(&cli.file, args, out),
-        Command::Exec(args) => exec::run(&cli.file, args, out),
-        Command::Cp(args) => cp::run(&cli.file, args, out),
-        Command::Unlock(args) => unlock::run(&cli.file, args, out),
+        Command::Validate(args) => validate::run(file, args, out),
+        Command::Graph => graph::run(file, out),
+        Command::Plan(args) => plan::run(file, args, out),
+        Command::Drift(args) => drift::run(file, args, out),
+        Command::Apply(args) => apply::run(cli.file.as_deref(), args, out),
+        Command::State(sub) => state::run(file, sub, out),
+        Command::Show(args) => show::run(file, args, out),
+        Command::Output(args) => output::run(file, args, out),
+        Command::Reset(args) => reset::run(file, args, out),
+        Command::Add(args) => add::run(file, args, out),
+        Command::Delete(args) => delete::run(file, args, out),
+        Command::Exec(args) => exec::run(file, args, out),
+        Command::Cp(args) => cp::run(file, args, out),
+        Command::Unlock(args) => unlock::run(file, args, out),
         Command::Completions { .. } | Command::Man { .. } if cli.json => Err(CairnError::usage(
             "--json does not apply here: completion scripts and manual pages have one form",
             "leave out --json",

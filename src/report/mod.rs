@@ -14,8 +14,11 @@
 //! (`progress`, the only code that touches indicatif), plain lines
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
 //! `style` decides colour; `stamp` puts the format version, the time and
-//! the run id on every JSON line and document (docs/json.md).
+//! the run id on every JSON line and document (docs/json.md); `stdout`
+//! writes it all without panicking when a reader closes the pipe.
 
+#[macro_use]
+mod stdout;
 mod adhoc;
 mod captured;
 mod drift;

@@ -57,12 +57,12 @@ impl Output {
 
     /// Text a command produced whole (the DOT graph, the JSON schema), as is.
     pub fn raw(&self, text: &str) {
-        print!("{text}");
+        out!("{text}");
     }
 
     /// `cairn man --dir`: the pages written.
     pub fn man_pages_written(&self, dir: &Path, pages: &[std::path::PathBuf]) {
-        println!(
+        outln!(
             "Wrote {} to {}: {}",
             crate::words::count(pages.len(), "manual page"),
             dir.display(),
@@ -92,7 +92,7 @@ impl Output {
     /// `--json` prints one document at the end, [`Output::unlocked`]).
     pub fn unlock_survey(&self, survey: &LockSurvey) {
         if !self.json {
-            print!("{}", survey_text(survey, self.style));
+            out!("{}", survey_text(survey, self.style));
         }
     }
 
@@ -104,9 +104,9 @@ impl Output {
     /// `cairn unlock`, after: what each break did (with `--json`, the whole survey too).
     pub fn unlocked(&self, survey: &LockSurvey, done: &[Unlocked]) {
         if self.json {
-            println!("{}", unlock_json(survey, done));
+            outln!("{}", unlock_json(survey, done));
         } else {
-            print!("{}", unlocked_text(done, self.style));
+            out!("{}", unlocked_text(done, self.style));
         }
     }
 
@@ -114,9 +114,9 @@ impl Output {
     pub fn validated(&self, file: &Path, cluster: &str, hosts: usize, tasks: usize) {
         let validated = Validated::new(cluster, hosts, tasks);
         if self.json {
-            print!("{}", validated_json(&validated));
+            out!("{}", validated_json(&validated));
         } else {
-            print!("{}", validated_text(file, &validated, self.style));
+            out!("{}", validated_text(file, &validated, self.style));
         }
     }
 
@@ -125,7 +125,7 @@ impl Output {
     /// (`false`): the error itself is the text report.
     pub fn invalid_clusterfile(&self, invalid: &crate::diagnostic::InvalidClusterfile) -> bool {
         if self.json {
-            print!("{}", invalid_json(invalid));
+            out!("{}", invalid_json(invalid));
         }
         self.json
     }
@@ -133,24 +133,24 @@ impl Output {
     /// `cairn plan`: the plan document with `--json`, else its text.
     pub fn plan(&self, plan: &Plan) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&stamped(&plan.to_json())).expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, self.style, self.expand));
+            out!("{}", plan_text(plan, self.style, self.expand));
         }
     }
 
     /// `cairn graph`: DOT, or the JSON document with `--json`.
     pub fn graph(&self, graph: &crate::graph::TaskGraph, model: &crate::model::Model) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&graph.to_json(model)).expect("graph serializes")
             );
         } else {
-            print!("{}", graph.to_dot(model));
+            out!("{}", graph.to_dot(model));
         }
     }
 
@@ -158,21 +158,21 @@ impl Output {
     /// JSON document with `--json`, else after the plan's text.
     pub fn plan_with_diffs(&self, plan: &Plan, diffs: &FileDiffs) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&plan.to_json().with_diffs(diffs))
                     .expect("plan serializes")
             );
         } else {
-            print!("{}", plan_text(plan, self.style, self.expand));
-            print!("{}", plan_diffs_text(diffs, self.style));
+            out!("{}", plan_text(plan, self.style, self.expand));
+            out!("{}", plan_diffs_text(diffs, self.style));
         }
     }
 
     /// After `plan -o FILE`: how to apply exactly it.
     pub fn plan_saved(&self, path: &Path) {
         if !self.json {
-            println!(
+            outln!(
                 "\nSaved the plan to {}. Apply exactly it with: cairn apply {}",
                 path.display(),
                 super::show::shell_word(path)
@@ -210,11 +210,11 @@ impl Output {
                 },
             }))
             .expect("plan serializes");
-            println!("{event}");
+            outln!("{event}");
         } else {
-            print!("{}", plan_text(plan, self.style, self.expand));
+            out!("{}", plan_text(plan, self.style, self.expand));
             if let Some(diffs) = diffs {
-                print!("{}", plan_diffs_text(diffs, self.style));
+                out!("{}", plan_diffs_text(diffs, self.style));
             }
         }
     }
@@ -233,42 +233,42 @@ impl Output {
     /// `cairn drift`.
     pub fn drift(&self, report: &DriftReport) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&stamped(report)).expect("drift report serializes")
             );
         } else {
-            print!("{}", drift_text(report, self.style));
+            out!("{}", drift_text(report, self.style));
         }
     }
 
     /// `cairn state list`.
     pub fn state_list(&self, state: &State, state_dir: &Path) {
         if self.json {
-            println!("{}", state_list_json(state));
+            outln!("{}", state_list_json(state));
         } else {
-            print!("{}", state_list_text(state, state_dir, self.style));
+            out!("{}", state_list_text(state, state_dir, self.style));
         }
     }
 
     /// `cairn state rm`.
     pub fn state_removed(&self, forgotten: &[Forgotten]) {
-        print!("{}", state_removed_text(forgotten));
+        out!("{}", state_removed_text(forgotten));
     }
 
     /// `cairn add` / `delete`: the edit just written.
     pub fn hosts_edited(&self, edit: &HostsEdited) {
         if self.json {
-            print!("{}", hosts_edited_json(edit));
+            out!("{}", hosts_edited_json(edit));
         } else {
-            print!("{}", hosts_edited_text(edit, self.style));
+            out!("{}", hosts_edited_text(edit, self.style));
         }
     }
 
     /// `cairn add` / `delete --no-apply`: the file is edited, nothing else.
     pub fn edit_not_applied(&self, apply: &str) {
         if !self.json {
-            print!("{}", not_applied_text(apply));
+            out!("{}", not_applied_text(apply));
         }
     }
 
@@ -287,9 +287,9 @@ impl Output {
     /// `cairn state show TASK`: readable, or the record as JSON with `--json`.
     pub fn state_show(&self, task: &TaskId, record: &TaskRecord, scrubber: &Scrubber) {
         if self.json {
-            print!("{}", state_show(task, record, scrubber));
+            out!("{}", state_show(task, record, scrubber));
         } else {
-            print!(
+            out!(
                 "{}",
                 super::state::state_show_text(task, record, scrubber, self.style)
             );
@@ -300,12 +300,12 @@ impl Output {
     /// document as `plan --json` did.
     pub fn saved_plan(&self, path: &Path, saved: &crate::plan::saved::SavedPlan) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&stamped(&saved.plan)).expect("plan serializes")
             );
         } else {
-            print!(
+            out!(
                 "{}",
                 super::show::saved_plan_text(path, saved, self.style, self.expand)
             );
@@ -322,12 +322,12 @@ impl Output {
         apply: &str,
     ) {
         if self.json {
-            println!(
+            outln!(
                 "{}",
                 super::show::state_summary_json(state, model, scrubber)
             );
         } else {
-            print!(
+            out!(
                 "{}",
                 super::show::state_summary_text(
                     state, model, scrubber, state_dir, apply, self.style
@@ -339,9 +339,9 @@ impl Output {
     /// `cairn output`: every captured value.
     pub fn outputs(&self, values: &super::CapturedValues) {
         if self.json {
-            println!("{}", super::captured::outputs_json(values));
+            outln!("{}", super::captured::outputs_json(values));
         } else {
-            print!("{}", super::captured::outputs_text(values, self.style));
+            out!("{}", super::captured::outputs_text(values, self.style));
         }
     }
 
@@ -353,9 +353,9 @@ impl Output {
         hosts: &std::collections::BTreeMap<String, super::CapturedValue>,
     ) {
         if self.json {
-            println!("{}", super::captured::output_json_text(name, hosts));
+            outln!("{}", super::captured::output_json_text(name, hosts));
         } else {
-            print!("{}", super::captured::output_text(hosts));
+            out!("{}", super::captured::output_text(hosts));
         }
     }
 }

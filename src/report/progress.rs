@@ -201,9 +201,9 @@ pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
             }
             Event::RunFinished { .. } => {
                 bars.clear();
-                print!("{}", failures_text(&failures, style));
+                out!("{}", failures_text(&failures, style));
                 if let Some(line) = line_for(&event, style) {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
         }

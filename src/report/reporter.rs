@@ -91,13 +91,13 @@ fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
     let mut failures = Vec::new();
     for event in receiver {
         if let Event::RunFinished { .. } = &event {
-            print!("{}", failures_text(&failures, style));
+            out!("{}", failures_text(&failures, style));
         }
         if let Some(line) = line_for(&event, style) {
-            println!("{line}");
+            outln!("{line}");
         }
         if let Some(tail) = failure_tail(&event, style) {
-            println!("{tail}");
+            outln!("{tail}");
         }
         if matches!(event, Event::TaskFailed { .. }) {
             failures.push(event.clone());

@@ -328,3 +328,38 @@ fn graph_json_lists_every_task_with_what_it_waits_for() {
     let position = |id: &str| tasks.iter().position(|t| t["id"] == id).unwrap();
     assert!(position("bundle.web@local") < position("step.install@local"));
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_output_not_cairn() {
+    let s = Sandbox::new();
+    s.apply();
+    for command in [
+        &["graph"][..],
+        &["state", "list"],
+        &["show"],
+        &["plan", "--json"],
+        &["man"],
+    ] {
+        // stdout is a pipe whose reader is already gone (as after `| head -1`):
+        // the first write fails with EPIPE, every time.
+        let (reader, writer) = nix::unistd::pipe().expect("a pipe");
+        drop(reader);
+        let out = s
+            .command(command)
+            .stdout(Stdio::from(writer))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cairn {command:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).is_empty(),
+            "cairn {command:?}: {}",
+            stderr(&out)
+        );
+    }
+}
