@@ -32,6 +32,18 @@ use crate::report::{Output, Style};
 /// Runs the command `cli` names.
 pub fn run(cli: &Cli) -> Result<Success, CairnError> {
     let file = cli.clusterfile();
+    let no_vars = crate::cli::VarArgs::default();
+    let vars = match &cli.command {
+        Command::Validate(args) => &args.vars,
+        Command::Plan(args) => &args.vars,
+        Command::Apply(args) => &args.vars,
+        Command::Drift(args) => &args.vars,
+        Command::Reset(args) => &args.vars,
+        Command::Add(args) => &args.then.vars,
+        Command::Delete(args) => &args.then.vars,
+        _ => &no_vars,
+    };
+    crate::report::remember_invocation(cli.file.as_deref(), &vars.vars, &vars.var_files);
     let out = Output::new(Style::detect(cli.no_color), cli.json);
     match &cli.command {
         Command::Schema => Ok(schema::run(out)),

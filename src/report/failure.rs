@@ -16,7 +16,8 @@ use crate::error::CairnError;
 
 /// Prints `error` to stderr with miette's handler (installed by `main`).
 pub fn print_error(error: CairnError) {
-    eprintln!("{:?}", miette::Report::new(SaidOnce(error)));
+    let rendered = format!("{:?}", miette::Report::new(SaidOnce(error)));
+    eprintln!("{}", super::hints::runnable(&rendered));
 }
 
 /// `CairnError` as miette sees it, its causes deduplicated.

@@ -15,7 +15,9 @@
 //! otherwise, or JSON lines, with the lines both displays share in `lines`.
 //! `style` decides colour; `stamp` puts the format version, the time and
 //! the run id on every JSON line and document (docs/json.md); `stdout`
-//! writes it all without panicking when a reader closes the pipe.
+//! writes it all without panicking when a reader closes the pipe, and
+//! `hints` completes every suggested `cairn …` command with this
+//! invocation's `-f` and `--var`s.
 
 #[macro_use]
 mod stdout;
@@ -26,6 +28,7 @@ mod drift_metrics;
 mod edit;
 mod failure;
 mod file_diff;
+mod hints;
 mod lines;
 mod locks;
 mod output;
@@ -46,6 +49,7 @@ pub use drift_metrics::drift_metrics;
 pub use edit::{EditedHost, HostsEdited};
 pub use failure::print_error;
 pub use file_diff::unified_diff;
+pub use hints::remember_invocation;
 pub use locks::{LockSurvey, Unlocked};
 pub use output::Output;
 pub use plan::plan_text;

@@ -78,14 +78,17 @@ impl Output {
     /// Warnings the operator should see, whatever else is printed.
     pub fn warnings(self, notes: &[String]) {
         for note in notes {
-            eprintln!("warning: {note}");
+            eprintln!("warning: {}", super::hints::runnable(note));
         }
     }
 
     /// A lock being waited for, said as it happens (a warning on stderr,
     /// whatever the format, like the other warnings).
     pub fn lock_notice(self, notice: &LockNotice) {
-        eprintln!("warning: {}", lock_notice_text(notice));
+        eprintln!(
+            "warning: {}",
+            super::hints::runnable(&lock_notice_text(notice))
+        );
     }
 
     /// `cairn unlock`, before asking: every lock and its holder (text only;
@@ -274,7 +277,7 @@ impl Output {
 
     /// `cairn add` / `delete` whose apply failed: the edit stays.
     pub fn edit_kept(&self, apply: &str) {
-        eprint!("{}", edit_kept_text(apply));
+        eprint!("{}", super::hints::runnable(&edit_kept_text(apply)));
     }
 
     /// `cairn exec` / `cairn cp`: shows each host's result as it comes.

@@ -35,8 +35,13 @@ pub(super) fn write(text: std::fmt::Arguments<'_>) {
     if STDOUT_LOST.load(Ordering::Relaxed) {
         return;
     }
+    let text = text.to_string();
+    let text = super::hints::runnable(&text);
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         STDOUT_LOST.store(true, Ordering::Relaxed);
         if error.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("cairn: cannot write to stdout ({error}); the rest of the output is dropped");

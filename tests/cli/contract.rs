@@ -363,3 +363,53 @@ fn a_reader_that_closes_the_pipe_early_ends_the_output_not_cairn() {
         );
     }
 }
+
+/// The first `` `…` `` span of `text` that holds `cairn `.
+fn hinted_command(text: &str) -> String {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|span| span.contains("cairn "))
+        .unwrap_or_else(|| panic!("no hinted command in: {text}"))
+        .to_string()
+}
+
+#[test]
+fn a_hint_runs_as_printed_with_the_file_and_vars_it_was_given() {
+    let s = Sandbox::new();
+    s.write("other.toml", &s.read("Clusterfile"));
+    std::fs::remove_file(s.path("Clusterfile")).unwrap();
+
+    let out = s.run(&["-f", "other.toml", "apply", "--var", "port=9090"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let hint = hinted_command(&stderr(&out));
+    assert_eq!(hint, "echo yes | cairn -f other.toml apply --var port=9090");
+
+    let ran = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(hint.replace("cairn ", &format!("{} ", crate::support::CAIRN)))
+        .current_dir(s.root())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        ran.status.code(),
+        Some(0),
+        "the hint runs: {}",
+        stderr(&ran)
+    );
+    let replan = s.run(&[
+        "-f",
+        "other.toml",
+        "plan",
+        "--var",
+        "port=9090",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        replan.status.code(),
+        Some(0),
+        "it applied what was asked: {}",
+        stdout(&replan)
+    );
+}
