@@ -1,20 +1,16 @@
 //! The task graph as JSON (`cairn graph --json`): the same tasks and edges
 //! the DOT drawing shows, for scripts that would rather not parse DOT.
 //!
-//! Versioned like cairn's other JSON documents (docs/json.md): fields are
-//! only ever added within a version.
+//! The report stamps it like cairn's other JSON documents (version, time,
+//! run: docs/json.md).
 
 use serde::Serialize;
 
 use super::{TaskGraph, Work};
 use crate::model::Model;
 
-/// The document's format; raised only when a field changes meaning or goes.
-const GRAPH_JSON_VERSION: u32 = 1;
-
 #[derive(Debug, Serialize)]
 pub struct GraphDocument {
-    pub version: u32,
     pub cluster: String,
     /// In topological order: every task after the tasks it waits for.
     pub tasks: Vec<GraphTask>,
@@ -61,7 +57,6 @@ impl TaskGraph {
             })
             .collect();
         GraphDocument {
-            version: GRAPH_JSON_VERSION,
             cluster: model.name.clone(),
             tasks,
         }

@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Style;
+use super::stamp::stamped;
 use crate::hash::ActionSpec;
 use crate::model::Scrubber;
 use crate::state::{RecordDetail, State};
@@ -117,13 +118,18 @@ pub(super) fn outputs_text(values: &CapturedValues, style: Style) -> String {
     out
 }
 
-/// `cairn output --json`: capture name → its values.
+/// `cairn output --json`: `outputs`, capture name → its values (under a
+/// key of their own, so that no capture name meets the stamp's fields).
 pub(super) fn outputs_json(values: &CapturedValues) -> String {
-    let doc: BTreeMap<&str, OutputJson<'_>> = values
+    #[derive(Serialize)]
+    struct Outputs<'a> {
+        outputs: BTreeMap<&'a str, OutputJson<'a>>,
+    }
+    let outputs = values
         .iter()
         .map(|(name, hosts)| (name.as_str(), output_json(None, hosts)))
         .collect();
-    serde_json::to_string_pretty(&doc).expect("serializes")
+    serde_json::to_string_pretty(&stamped(&Outputs { outputs })).expect("serializes")
 }
 
 /// `cairn output NAME`: the value alone when every host agrees, else
@@ -141,7 +147,7 @@ pub(super) fn output_text(hosts: &BTreeMap<String, CapturedValue>) -> String {
 
 /// `cairn output NAME --json`.
 pub(super) fn output_json_text(name: &str, hosts: &BTreeMap<String, CapturedValue>) -> String {
-    serde_json::to_string_pretty(&output_json(Some(name), hosts)).expect("serializes")
+    serde_json::to_string_pretty(&stamped(&output_json(Some(name), hosts))).expect("serializes")
 }
 
 #[cfg(test)]
@@ -168,8 +174,8 @@ mod tests {
             "differ (differs per host)\n  a  x\n  b  y\nsame = x\n"
         );
         let json: serde_json::Value = serde_json::from_str(&outputs_json(&all)).unwrap();
-        assert_eq!(json["same"]["value"], "x");
-        assert!(json["differ"].get("value").is_none());
-        assert_eq!(json["differ"]["hosts"]["b"], "y");
+        assert_eq!(json["outputs"]["same"]["value"], "x");
+        assert!(json["outputs"]["differ"].get("value").is_none());
+        assert_eq!(json["outputs"]["differ"]["hosts"]["b"], "y");
     }
 }

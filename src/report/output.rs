@@ -150,7 +150,8 @@ impl Output {
         if self.json {
             outln!(
                 "{}",
-                serde_json::to_string_pretty(&graph.to_json(model)).expect("graph serializes")
+                serde_json::to_string_pretty(&stamped(&graph.to_json(model)))
+                    .expect("graph serializes")
             );
         } else {
             out!("{}", graph.to_dot(model));
@@ -163,7 +164,7 @@ impl Output {
         if self.json {
             outln!(
                 "{}",
-                serde_json::to_string_pretty(&plan.to_json().with_diffs(diffs))
+                serde_json::to_string_pretty(&stamped(&plan.to_json().with_diffs(diffs)))
                     .expect("plan serializes")
             );
         } else {

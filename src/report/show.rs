@@ -237,7 +237,8 @@ pub(super) fn state_summary_text(
 /// `cairn show --json`: the same, as one document.
 pub(super) fn state_summary_json(state: &State, model: &Model, scrubber: &Scrubber) -> String {
     let captured = captured_values(state, scrubber);
-    serde_json::to_string_pretty(&by_host(state, model, &captured)).expect("serializes")
+    serde_json::to_string_pretty(&super::stamp::stamped(&by_host(state, model, &captured)))
+        .expect("serializes")
 }
 
 #[cfg(test)]

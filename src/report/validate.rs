@@ -9,10 +9,8 @@ use serde::Serialize;
 
 use super::Style;
 use super::lines::plural;
+use super::stamp::stamped;
 use crate::diagnostic::InvalidClusterfile;
-
-/// Version of the `validate --json` document; bumped when a field changes meaning or goes.
-const VALIDATE_JSON_VERSION: u32 = 1;
 
 /// A valid Clusterfile, in numbers (`validate --json`). Fields in
 /// alphabetical order: the keys have always come out sorted; a new field
@@ -25,7 +23,6 @@ pub(super) struct Validated<'a> {
     pub hosts: usize,
     pub tasks: usize,
     pub valid: bool,
-    pub version: u32,
 }
 
 impl<'a> Validated<'a> {
@@ -36,7 +33,6 @@ impl<'a> Validated<'a> {
             hosts,
             tasks,
             valid: true,
-            version: VALIDATE_JSON_VERSION,
         }
     }
 }
@@ -46,7 +42,6 @@ impl<'a> Validated<'a> {
 struct Invalid {
     diagnostics: Vec<JsonDiagnostic>,
     valid: bool,
-    version: u32,
 }
 
 /// One problem: where (1-based line and column, in characters; the end is
@@ -69,7 +64,7 @@ pub(super) struct JsonDiagnostic {
 pub(super) fn validated_json(validated: &Validated<'_>) -> String {
     format!(
         "{}\n",
-        serde_json::to_string(validated).expect("serializes")
+        serde_json::to_string(&stamped(validated)).expect("serializes")
     )
 }
 
@@ -100,11 +95,10 @@ pub(super) fn invalid_json(invalid: &InvalidClusterfile) -> String {
     let document = Invalid {
         diagnostics,
         valid: false,
-        version: VALIDATE_JSON_VERSION,
     };
     format!(
         "{}\n",
-        serde_json::to_string(&document).expect("serializes")
+        serde_json::to_string(&stamped(&document)).expect("serializes")
     )
 }
 

@@ -28,8 +28,13 @@ fn output_prints_one_value_for_scripts_and_all_of_them() {
     assert_eq!(stdout(&all), "version = v1\n");
     let json: serde_json::Value =
         serde_json::from_slice(&s.run(&["output", "--json"]).stdout).unwrap();
-    assert_eq!(json["version"]["value"], "v1");
-    assert_eq!(json["version"]["hosts"]["local"], "v1");
+    assert_eq!(json["version"], 1, "stamped: {json}");
+    assert!(
+        json["time"].is_string() && json["run"].is_string(),
+        "{json}"
+    );
+    assert_eq!(json["outputs"]["version"]["value"], "v1");
+    assert_eq!(json["outputs"]["version"]["hosts"]["local"], "v1");
     let typo = s.run(&["output", "versoin"]);
     assert_eq!(typo.status.code(), Some(1));
     assert!(

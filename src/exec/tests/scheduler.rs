@@ -84,9 +84,14 @@ impl Cluster {
     ) -> Applied {
         let rt = pipeline::runtime();
         let loaded = Loaded::read(&self.path("Clusterfile")).expect("a valid Clusterfile");
+        // Waits a little: another test thread's step, forked but not yet
+        // exec'd, briefly shares every open file of this process, and so
+        // this test's own lock file of the previous run (seen once under load).
         let _lock = loaded
-            .lock_cluster(&crate::state::LockPolicy::immediate(
+            .lock_cluster(&crate::state::LockPolicy::new(
                 crate::state::LockHolder::current("scheduler tests"),
+                std::time::Duration::from_secs(10),
+                std::sync::Arc::new(|_: &crate::state::LockNotice| {}),
             ))
             .unwrap();
         let planned = loaded
