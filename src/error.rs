@@ -112,7 +112,7 @@ pub enum CairnError {
     #[diagnostic(
         code(cairn::usage),
         help(
-            "pass --auto-approve to apply without asking, pipe the answer (`echo yes | cairn apply`), or apply a reviewed plan: cairn plan -o FILE && cairn apply FILE"
+            "pass --auto-approve to apply without asking, pipe the answer (`echo yes | cairn apply`), or review a saved plan and apply it: `cairn plan -o FILE`, then `cairn apply FILE`"
         )
     )]
     NoAnswer,

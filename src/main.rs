@@ -30,6 +30,8 @@ fn main() -> ExitCode {
                 .unicode(true)
                 .terminal_links(false)
                 .width(100)
+                // A hint is a command to copy: never broken across lines.
+                .wrap_lines(false)
                 .build(),
         )
     }))

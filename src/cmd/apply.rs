@@ -37,7 +37,18 @@ pub(super) fn run(
     if let Some(file) = file {
         saved::check_same_clusterfile(plan_path, &saved, file)?;
     }
-    let source = crate::clusterfile::read(&saved.clusterfile.path)?;
+    // From here on, hints speak of the plan's Clusterfile and values.
+    let (vars, var_files) = recorded_var_args(&saved);
+    crate::report::remember_invocation(Some(&saved.clusterfile.path), &vars, &var_files);
+    let source = crate::clusterfile::read(&saved.clusterfile.path).map_err(|error| {
+        CairnError::usage(
+            format!("the plan {} cannot be applied: {error}", plan_path.display()),
+            format!(
+                "a saved plan applies the Clusterfile it was made from, at that path; if it moved, make a new plan there: `cairn plan -f NEW/PATH -o {}`",
+                shell_word(plan_path)
+            ),
+        )
+    })?;
     saved::check_clusterfile(plan_path, &saved, &source.text).map_err(|e| {
         CairnError::usage(
             e.to_string(),
@@ -61,19 +72,15 @@ pub(super) fn run(
     }
 }
 
-/// The `cairn plan` command that makes the plan at `path` again, as it was
-/// made: its Clusterfile, values and targets; runnable from any folder.
-fn replan_command(path: &Path, saved: &SavedPlan) -> String {
-    let mut words = vec![
-        "cairn plan -f".to_string(),
-        shell_word(&saved.clusterfile.path),
-    ];
-    let mut files: Vec<&Path> = Vec::new();
+/// The `--var NAME=VALUE` values and `--var-file` files a saved plan was made with.
+fn recorded_var_args(saved: &SavedPlan) -> (Vec<String>, Vec<std::path::PathBuf>) {
+    let mut vars = Vec::new();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
     for (name, var) in &saved.vars.0 {
         match &var.origin {
             VarOrigin::VarFile { path } => {
-                if !files.contains(&path.as_path()) {
-                    files.push(path);
+                if !files.contains(path) {
+                    files.push(path.clone());
                 }
             }
             VarOrigin::Var => {
@@ -81,15 +88,26 @@ fn replan_command(path: &Path, saved: &SavedPlan) -> String {
                     toml::Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                words.push(format!(
-                    "--var {}",
-                    shell_word(Path::new(&format!("{name}={value}")))
-                ));
+                vars.push(format!("{name}={value}"));
             }
         }
     }
+    (vars, files)
+}
+
+/// The `cairn plan` command that makes the plan at `path` again, as it was
+/// made: its Clusterfile, values and targets; runnable from any folder.
+fn replan_command(path: &Path, saved: &SavedPlan) -> String {
+    let mut words = vec![
+        "cairn plan -f".to_string(),
+        shell_word(&saved.clusterfile.path),
+    ];
+    let (vars, files) = recorded_var_args(saved);
+    for var in vars {
+        words.push(format!("--var {}", shell_word(Path::new(&var))));
+    }
     for file in files {
-        words.push(format!("--var-file {}", shell_word(file)));
+        words.push(format!("--var-file {}", shell_word(&file)));
     }
     for limit in &saved.limit {
         words.push(format!("--limit {}", shell_word(Path::new(limit))));
@@ -134,16 +152,20 @@ fn refuse_other_arguments(
     }
     let selection = &args.selection;
     if !selection.limit.is_empty() && selection.limit != saved.limit {
-        return refuse(
-            "another --limit",
-            format!("--limit {}", saved.limit.join(",")),
-        );
+        let recorded = if saved.limit.is_empty() {
+            "it was made for every host".to_string()
+        } else {
+            format!("--limit {}", saved.limit.join(","))
+        };
+        return refuse("another --limit", recorded);
     }
     if !selection.replace.is_empty() && selection.replace != saved.replace {
-        return refuse(
-            "another --replace",
-            format!("--replace {}", saved.replace.join(" ")),
-        );
+        let recorded = if saved.replace.is_empty() {
+            "it was made without --replace".to_string()
+        } else {
+            format!("--replace {}", saved.replace.join(" "))
+        };
+        return refuse("another --replace", recorded);
     }
     Ok(())
 }

@@ -18,6 +18,16 @@ use crate::plan::drift::{DriftSources, read_back};
 use crate::report::{self, Output};
 
 pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success, CairnError> {
+    // Before any host is contacted; and a folder is never made up for it.
+    if let Some(path) = &args.prometheus
+        && let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        return Err(CairnError::Metrics {
+            path: path.display().to_string(),
+            message: format!("the folder {} does not exist", folder.display()),
+        });
+    }
     let rt = runtime();
     let targets = Targets::new(&args.limit, &[]);
     let outer = OuterVars::read(&args.vars.var_files, &args.vars.vars)

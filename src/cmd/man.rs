@@ -25,7 +25,10 @@ pub(super) fn run(dir: Option<&Path>, out: Output) -> Result<Success, CairnError
             if !dir.is_dir() {
                 return Err(CairnError::usage(
                     format!("{} is not a folder", dir.display()),
-                    "create it first (e.g. mkdir -p /usr/local/share/man/man1); nothing was written",
+                    format!(
+                        "create it first (mkdir -p {}); nothing was written",
+                        dir.display()
+                    ),
                 ));
             }
             let mut written = Vec::new();

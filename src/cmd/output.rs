@@ -55,6 +55,7 @@ fn show(
     out: Output,
 ) -> Result<Success, CairnError> {
     let apply = super::edited::apply_command(file);
+    let json = out.is_json();
     let Some(name) = &args.name else {
         if values.is_empty() {
             return Err(CairnError::usage(
@@ -75,6 +76,13 @@ fn show(
         return Ok(Success::Ok);
     };
     if let Some(hosts) = values.get(name) {
+        // `$(cairn output NAME)` must not quietly hand a script `***`.
+        if !json && hosts.values().any(|v| v.masked) {
+            return Err(CairnError::usage(
+                format!("`{name}` holds a secret, which cairn output does not print"),
+                "read the secret from where the Clusterfile takes it (its env: or file: source); `--json` shows the value masked, with \"masked\": true",
+            ));
+        }
         out.output_value(name, hosts);
         return Ok(Success::Ok);
     }

@@ -30,6 +30,8 @@ pub enum SelectionError {
     },
     #[error("--limit {pattern}: not a valid glob: {reason}")]
     BadGlob { pattern: String, reason: String },
+    #[error("--limit {}: leaves no host at all", patterns.join(","))]
+    LeavesNothing { patterns: Vec<String> },
 }
 
 impl SelectionError {
@@ -49,6 +51,9 @@ impl SelectionError {
             }
             SelectionError::BadGlob { .. } => {
                 "`*` matches any text and `?` one character, e.g. --limit 'web*'".to_string()
+            }
+            SelectionError::LeavesNothing { .. } => {
+                "`!PATTERN` leaves hosts out of the others: leave out fewer, or name the hosts to keep".to_string()
             }
         }
     }
@@ -125,13 +130,24 @@ pub fn excluded_hosts(
             included.extend(matching_hosts(model, recorded, pattern)?);
         }
     }
-    Ok(model
+    let every_host: Vec<String> = model
         .hosts
         .iter()
         .map(|h| h.name.clone())
         .chain(recorded.iter().map(|h| h.name.clone()))
-        .filter(|n| (any_positive && !included.contains(n)) || excluded.contains(n))
-        .collect())
+        .collect();
+    let left_out: BTreeSet<String> = every_host
+        .iter()
+        .filter(|n| (any_positive && !included.contains(*n)) || excluded.contains(*n))
+        .cloned()
+        .collect();
+    // Like a pattern that matches nothing: "nothing to do" would hide the typo.
+    if !every_host.is_empty() && left_out.len() == every_host.len() {
+        return Err(SelectionError::LeavesNothing {
+            patterns: limit.to_vec(),
+        });
+    }
+    Ok(left_out)
 }
 
 /// Names of the hosts whose name, address or one of whose roles `pattern`
@@ -202,6 +218,17 @@ mod tests {
     fn excluded(limit: &[&str]) -> Result<Vec<String>, SelectionError> {
         let limit: Vec<String> = limit.iter().map(std::string::ToString::to_string).collect();
         excluded_hosts(&cluster(), &[], &limit).map(|set| set.into_iter().collect())
+    }
+
+    #[test]
+    fn a_limit_that_leaves_out_every_host_is_an_error() {
+        let error = excluded(&["!*"]).unwrap_err();
+        assert_eq!(error.to_string(), "--limit !*: leaves no host at all");
+        let error = excluded(&["worker", "!worker*"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--limit worker,!worker*: leaves no host at all"
+        );
     }
 
     #[test]
@@ -286,7 +313,13 @@ mod tests {
         );
         assert_eq!(
             excluded(&["10.0.0.[12]*", "!*0"]),
-            Ok(vec!["master0".into(), "worker0".into(), "worker1".into()])
+            Err(SelectionError::LeavesNothing {
+                patterns: vec!["10.0.0.[12]*".into(), "!*0".into()]
+            })
+        );
+        assert_eq!(
+            excluded(&["10.0.0.[123]*", "!*0"]),
+            Ok(vec!["master0".into(), "worker0".into()])
         );
         assert_eq!(excluded(&["10.0.0.?", "!m*"]), Ok(vec!["master0".into()]));
         // A role that matches: every host of it.

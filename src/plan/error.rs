@@ -26,6 +26,8 @@ pub enum PlanError {
     Stale { path: PathBuf, differences: String },
     #[error("cannot write the plan to {}: the folder {} does not exist", path.display(), folder.display())]
     SavedFolderMissing { path: PathBuf, folder: PathBuf },
+    #[error("cannot save the plan as {}: it is a folder", path.display())]
+    SavedIsFolder { path: PathBuf },
     #[error("{} is a saved plan of format {version}, which this cairn cannot apply", path.display())]
     SavedVersion { path: PathBuf, version: String },
     #[error("the Clusterfile changed since the plan {} was made ({})", path.display(), clusterfile.display())]
@@ -56,6 +58,10 @@ impl PlanError {
             PlanError::Stale { path, .. } => format!(
                 "run `cairn plan -o {}` again, review it, and apply the new plan",
                 path.display()
+            ),
+            PlanError::SavedIsFolder { path } => format!(
+                "nothing was written: name a file, e.g. -o {}",
+                path.join("tonight.plan").display()
             ),
             PlanError::SavedFolderMissing { folder, .. } => format!(
                 "nothing was written: create {} first, or save the plan elsewhere",

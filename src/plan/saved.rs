@@ -81,6 +81,11 @@ fn text_hash(text: &str) -> String {
 /// Refuses a path whose folder does not exist: a plan is never written
 /// somewhere the operator did not mean (a typo would create folders).
 pub fn check_folder(path: &Path) -> Result<(), PlanError> {
+    if path.is_dir() {
+        return Err(PlanError::SavedIsFolder {
+            path: path.to_path_buf(),
+        });
+    }
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(folder) if !folder.is_dir() => Err(PlanError::SavedFolderMissing {
             path: path.to_path_buf(),

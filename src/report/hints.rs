@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::RwLock;
 
 use super::show::shell_word;
 
@@ -25,14 +25,15 @@ struct Invocation {
     vars: Vec<String>,
 }
 
-static INVOCATION: OnceLock<Invocation> = OnceLock::new();
+static INVOCATION: RwLock<Option<Invocation>> = RwLock::new(None);
 
 /// Subcommands that take `--var` and `--var-file`.
 const TAKE_VARS: [&str; 7] = [
     "validate", "plan", "apply", "drift", "reset", "add", "delete",
 ];
 
-/// Tells the output how cairn was invoked; the first call wins.
+/// Tells the output how cairn was invoked; a saved plan tells it again,
+/// with the Clusterfile and values it records.
 pub fn remember_invocation(file: Option<&Path>, vars: &[String], var_files: &[PathBuf]) {
     let file = file
         .filter(|f| *f != Path::new("Clusterfile"))
@@ -45,12 +46,12 @@ pub fn remember_invocation(file: Option<&Path>, vars: &[String], var_files: &[Pa
                 .map(|v| format!("--var {}", shell_word(Path::new(v)))),
         )
         .collect();
-    let _ = INVOCATION.set(Invocation { file, vars });
+    *INVOCATION.write().expect("not poisoned") = Some(Invocation { file, vars });
 }
 
 /// `text` with each hinted command completed as this invocation needs.
 pub(super) fn runnable(text: &str) -> Cow<'_, str> {
-    match INVOCATION.get() {
+    match &*INVOCATION.read().expect("not poisoned") {
         Some(invocation) if invocation.file.is_some() || !invocation.vars.is_empty() => {
             Cow::Owned(complete(text, invocation))
         }
@@ -67,7 +68,11 @@ fn complete(text: &str, invocation: &Invocation) -> String {
         // A hint is a code span that starts with the command, or pipes into
         // it (`echo yes | cairn apply`); it ends where the span does.
         let is_hint = out.ends_with('`') || (out.ends_with("| ") && out.contains('`'));
-        let recorded_command = out.ends_with(", `");
+        // A lock holder: `(pid 4242, `cairn apply`, started …)`.
+        let recorded_command = out.strip_suffix(", `").is_some_and(|b| {
+            b.rsplit_once("(pid ")
+                .is_some_and(|(_, pid)| pid.chars().all(|c| c.is_ascii_digit()))
+        });
         if !is_hint || recorded_command {
             out.push_str("cairn ");
             rest = &from["cairn ".len()..];
@@ -87,6 +92,13 @@ fn complete_one(hint: &str, invocation: &Invocation) -> String {
     let words: Vec<&str> = hint.split(' ').collect();
     let says_file = words.iter().any(|w| *w == "-f" || w.starts_with("--file"));
     let says_vars = words.iter().any(|w| w.starts_with("--var"));
+    // `apply PLAN` and `show PLAN` read everything from the plan, and take
+    // neither -f nor --var besides.
+    let names_a_plan = matches!(words.get(1), Some(&("apply" | "show")))
+        && words[2..].iter().any(|w| !w.starts_with('-'));
+    if names_a_plan {
+        return hint.to_string();
+    }
     let mut completed = vec!["cairn".to_string()];
     if let (Some(file), false) = (&invocation.file, says_file) {
         completed.push(file.clone());
@@ -136,9 +148,16 @@ mod tests {
         let remake = "run `cairn plan -f /abs/Clusterfile --var a=b -o x.plan` again";
         assert_eq!(complete(remake, &i), remake);
         let holder = "held by alice@laptop (pid 4242, `cairn apply`, started 2026-01-01)";
+        let drift = "Run `cairn plan` to see the changes, `cairn apply` to repair them.";
+        assert_eq!(
+            complete(drift, &i),
+            "Run `cairn -f plans/web.toml plan --var 'v=1 2'` to see the changes, `cairn -f plans/web.toml apply --var 'v=1 2'` to repair them."
+        );
         assert_eq!(complete(holder, &i), holder);
         assert_eq!(complete("no hint here", &i), "no hint here");
         let prose = "Apply exactly it with: cairn apply x.plan";
         assert_eq!(complete(prose, &i), prose);
+        let saved = "leave out -f: `cairn apply x.plan` reads the Clusterfile the plan names";
+        assert_eq!(complete(saved, &i), saved);
     }
 }

@@ -81,7 +81,7 @@ pub(super) fn summary_text(s: &RunSummary, style: Style) -> String {
     if s.interrupted {
         let _ = write!(
             out,
-            "\n{} {} done, {} failed, {} not finished, {} unchanged in {}. Run apply again to continue.",
+            "\n{} {} done, {} failed, {} not finished, {} unchanged in {}. Run `cairn apply` again to continue.",
             style.yellow(&style.bold("Apply interrupted.")),
             s.succeeded,
             s.failed.len(),

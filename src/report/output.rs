@@ -39,6 +39,12 @@ pub struct Output {
 
 impl Output {
     /// `json`: `--json` was given.
+    /// Whether `--json` was asked for (a command that refuses to print
+    /// something in text may still give it in JSON).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     pub fn new(style: Style, json: bool) -> Output {
         // The run id is the time the command started, whenever it is first printed.
         let _ = crate::state::run_id();

@@ -413,3 +413,41 @@ fn a_hint_runs_as_printed_with_the_file_and_vars_it_was_given() {
         stdout(&replan)
     );
 }
+
+#[test]
+fn mistakes_found_by_a_new_user_are_refused_before_anything_runs() {
+    let s = Sandbox::new();
+    // A --limit that leaves out every host is a typo, not "no changes".
+    let out = s.run(&["plan", "--limit", "!*", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("leaves no host at all"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A plan saved onto a folder is refused before anything is printed.
+    let out = s.run(&["plan", "-o", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("it is a folder"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+
+    // Metrics into a folder that does not exist: refused, the folder not made.
+    let out = s.run(&["drift", "--prometheus", "nowhere/cairn.prom"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("the folder nowhere does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.path("nowhere").exists());
+
+    // A saved plan whose Clusterfile moved says so, and how to plan again.
+    assert_eq!(s.run(&["plan", "-o", "x.plan"]).status.code(), Some(0));
+    std::fs::rename(s.path("Clusterfile"), s.path("Moved")).unwrap();
+    let out = s.run(&["apply", "x.plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("the plan x.plan cannot be applied"), "{err}");
+    assert_eq!(hinted_command(&err), "cairn plan -f NEW/PATH -o x.plan");
+}

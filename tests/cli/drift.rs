@@ -308,6 +308,7 @@ fn drift_writes_prometheus_metrics_atomically_for_the_textfile_collector() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    std::fs::create_dir(s.path("textfile")).unwrap();
     let out = s.run(&["drift", "--prometheus", "textfile/cairn.prom"]);
     assert_eq!(
         out.status.code(),
@@ -378,7 +379,9 @@ fn drift_writes_prometheus_metrics_atomically_for_the_textfile_collector() {
 fn a_metrics_file_that_cannot_be_written_is_an_error_that_says_so() {
     let s = Sandbox::new();
     s.apply();
-    let out = s.run(&["drift", "--prometheus", "Clusterfile/cairn.prom"]);
+    // The folder exists; the file cannot be put there (a folder holds its name).
+    std::fs::create_dir_all(s.path("textfile/cairn.prom/taken")).unwrap();
+    let out = s.run(&["drift", "--prometheus", "textfile/cairn.prom"]);
     assert_eq!(out.status.code(), Some(1), "{}", s.transcript(&out));
     assert!(
         stderr(&out).contains("failed to write the metrics file"),

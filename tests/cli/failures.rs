@@ -384,3 +384,34 @@ fn a_failed_step_shows_stdout_and_stderr_in_the_order_written_and_captures_stdou
         "the captured value is stdout alone"
     );
 }
+
+#[test]
+fn a_step_killed_by_its_timeout_keeps_what_it_printed() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"echo started the hang; echo on stderr too >&2; sleep 20\"\ntimeout = \"1s\"",
+    );
+    let out = s.run(&["apply", "--auto-approve", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let failed: serde_json::Value = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "task_failed" && e["task"] == "step.version@local")
+        .expect("a task_failed event for the step");
+    let tail: Vec<&str> = failed["tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(tail, ["started the hang", "on stderr too"], "{failed}");
+    let log = walkdir::WalkDir::new(s.path(".cairn"))
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|e| e.file_name() == "step.version@local.log")
+        .expect("the step's run log");
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(log.contains("started the hang"), "{log}");
+}

@@ -84,7 +84,7 @@ fn a_captured_secret_stays_masked() {
     assert_eq!(apply.status.code(), Some(0), "{}", stderr(&apply));
     for args in [
         &["output"][..],
-        &["output", "version"],
+        &["output", "version", "--json"],
         &["output", "--json"],
         &["show"],
         &["show", "--json"],
@@ -101,10 +101,26 @@ fn a_captured_secret_stays_masked() {
         assert!(!text.contains(secret), "{args:?} leaks the secret: {text}");
         assert!(text.contains("v1-***"), "{args:?} masks it: {text}");
     }
-    // A script without the secret's source set still reads the value, masked.
-    let bare = s.run(&["output", "version"]);
+    // A script asking for the value alone gets an error, never `***`
+    // (with or without the secret's source set).
+    for env in [Some(secret), None] {
+        let mut command = s.command(&["output", "version"]);
+        if let Some(secret) = env {
+            command.env("CAIRN_TEST_TOKEN", secret);
+        }
+        let alone = command.output().unwrap();
+        assert_eq!(alone.status.code(), Some(1), "{}", stdout(&alone));
+        assert!(stdout(&alone).is_empty(), "{}", stdout(&alone));
+        assert!(
+            stderr(&alone).contains("`version` holds a secret, which cairn output does not print"),
+            "{}",
+            stderr(&alone)
+        );
+    }
+    // Without the secret's source, the state alone is read, and says so.
+    let bare = s.run(&["output"]);
     assert_eq!(bare.status.code(), Some(0), "{}", stderr(&bare));
-    assert_eq!(stdout(&bare), "v1-***\n");
+    assert!(stdout(&bare).contains("v1-***"), "{}", stdout(&bare));
     assert!(
         stderr(&bare).contains("values read from the state alone"),
         "{}",

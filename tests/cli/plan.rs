@@ -149,12 +149,13 @@ fn a_saved_plan_applies_only_while_nothing_changed() {
 #[test]
 fn limit_leaves_hosts_out() {
     let s = Sandbox::new();
+    // Leaving out the only host is a mistake, not "no changes".
     let out = s.run(&["plan", "--limit", "!local"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("Left out by --limit: local"),
+        stderr(&out).contains("--limit !local: leaves no host at all"),
         "{}",
-        stdout(&out)
+        stderr(&out)
     );
     let bad = s.run(&["plan", "--limit", "nowhere"]);
     assert_eq!(bad.status.code(), Some(1));

@@ -217,6 +217,7 @@ fn metrics_keep_an_unreachable_hosts_last_check_and_say_it_is_unreachable() {
     let c = Cluster::new(3);
     c.apply_ok();
     let metrics = c.path("textfile/cairn.prom");
+    std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
     let path = metrics.to_str().unwrap();
     let out = c.run(&["drift", "--prometheus", path]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

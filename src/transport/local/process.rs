@@ -138,9 +138,12 @@ pub(super) async fn run(
     });
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
+    // Shared, so that what a script wrote before its timeout killed it is
+    // still there to show: for a hung step, that is the only clue.
+    let written = Arc::new(Mutex::new(Written::default()));
     let wait = async {
-        let (output, status) = tokio::join!(read_both(stdout, stderr), child.wait());
-        status.map(|status| (status, output))
+        let ((), status) = tokio::join!(read_both(stdout, stderr, &written), child.wait());
+        status
     };
     let result = match timeout {
         Some(limit) => {
@@ -151,12 +154,13 @@ pub(super) async fn run(
                     kill_group(pid);
                 }
                 let _ = writer.await;
+                let written = std::mem::take(&mut *written.lock().expect("not poisoned"));
                 return Ok(CommandOutput {
                     code: None,
-                    stdout: Vec::new(),
+                    stdout: written.stdout,
                     stderr: format!("timed out after {}", humantime::format_duration(limit))
                         .into_bytes(),
-                    combined: None,
+                    combined: Some(written.combined),
                     timed_out: true,
                 });
             }
@@ -164,7 +168,8 @@ pub(super) async fn run(
         None => wait.await,
     };
     let _ = writer.await;
-    let (status, output) = result.map_err(|e| format!("failed to run sh: {e}"))?;
+    let status = result.map_err(|e| format!("failed to run sh: {e}"))?;
+    let output = std::mem::take(&mut *written.lock().expect("not poisoned"));
     Ok(CommandOutput {
         code: status.code(),
         stdout: output.stdout,
@@ -182,11 +187,10 @@ struct Written {
     combined: Vec<u8>,
 }
 
-/// Reads both pipes to their end, each chunk as it comes. (A read that
+/// Reads both pipes to their end into `written`, each chunk as it comes. (A read that
 /// loses the race in `select!` has read nothing: tokio's reads are
 /// cancel-safe.)
-async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr) -> Written {
-    let mut written = Written::default();
+async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr, written: &Mutex<Written>) {
     // On the heap: every future that runs a script holds this one.
     let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
     let (mut out_open, mut err_open) = (true, true);
@@ -194,6 +198,7 @@ async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr) -> Written 
         tokio::select! {
             read = stdout.read(&mut out_buf), if out_open => match read {
                 Ok(n) if n > 0 => {
+                    let mut written = written.lock().expect("not poisoned");
                     written.stdout.extend_from_slice(&out_buf[..n]);
                     written.combined.extend_from_slice(&out_buf[..n]);
                 }
@@ -201,6 +206,7 @@ async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr) -> Written 
             },
             read = stderr.read(&mut err_buf), if err_open => match read {
                 Ok(n) if n > 0 => {
+                    let mut written = written.lock().expect("not poisoned");
                     written.stderr.extend_from_slice(&err_buf[..n]);
                     written.combined.extend_from_slice(&err_buf[..n]);
                 }
@@ -208,5 +214,4 @@ async fn read_both(mut stdout: ChildStdout, mut stderr: ChildStderr) -> Written 
             },
         }
     }
-    written
 }
