@@ -7,32 +7,63 @@ use std::path::Path;
 use crate::cli::{LockArgs, StateCommand};
 use crate::error::{CairnError, Success};
 use crate::ids::TaskId;
+use crate::model::{Scrubber, closest};
 use crate::pipeline::Loaded;
 use crate::report::{Forgotten, Output};
 use crate::state::JournalEntry;
 
 pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Success, CairnError> {
-    let loaded = Loaded::read(file)?;
     if let StateCommand::Rm { targets, lock } = sub {
-        return remove(&loaded, targets, lock, out);
+        return remove(&Loaded::read(file)?, targets, lock, out);
     }
-    let (state, _) = loaded.load_state()?;
+    // Reading needs no valid Clusterfile: a cron box or a script may lack a
+    // secret's source, and the state holds no secret in clear.
+    let (state, dir, scrubber) = match Loaded::read(file) {
+        Ok(loaded) => {
+            let (state, _) = loaded.load_state()?;
+            (state, loaded.dir.dir.clone(), loaded.model.scrubber())
+        }
+        Err(error) => {
+            let Ok(dir) = crate::pipeline::state_dir_only(file) else {
+                return Err(error);
+            };
+            out.warnings(&[format!(
+                "{} does not validate here ({error}; `cairn validate` says why): the state read alone",
+                file.display()
+            )]);
+            (dir.load()?, dir.dir.clone(), Scrubber::new(Vec::new()))
+        }
+    };
     match sub {
-        StateCommand::List => out.state_list(&state, &loaded.dir.dir),
+        StateCommand::List => out.state_list(&state, &dir),
         StateCommand::Show { task } => {
             let found = TaskId::parse(task)
                 .ok()
                 .and_then(|id| state.tasks.get_key_value(&id));
             let Some((id, record)) = found else {
+                let recorded: Vec<&str> = state.tasks.keys().map(TaskId::as_str).collect();
+                let element_of = state
+                    .tasks
+                    .keys()
+                    .filter(|id| id.element_part() == task)
+                    .map(TaskId::as_str)
+                    .collect::<Vec<_>>();
+                let help = if !element_of.is_empty() {
+                    format!("name one host's task: {}", element_of.join(", "))
+                } else if let Some(close) = closest(task, recorded.iter()) {
+                    format!("did you mean `{close}`? `cairn state list` lists the recorded tasks")
+                } else {
+                    "list the recorded tasks with `cairn state list`".to_string()
+                };
                 return Err(CairnError::usage(
                     format!(
                         "no task `{task}` in the state of cluster `{}`",
-                        loaded.model.name
+                        state.cluster
                     ),
-                    "list the recorded tasks with `cairn state list`",
+                    help,
                 ));
             };
-            out.state_show(id, record, &loaded.model.scrubber());
+            out.state_show(id, record, &scrubber);
         }
         StateCommand::Rm { .. } => unreachable!("handled above"),
     }

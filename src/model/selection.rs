@@ -38,13 +38,20 @@ impl SelectionError {
     /// A line that helps the user write a pattern that matches.
     pub fn help(&self) -> String {
         match self {
-            SelectionError::NoMatch { roles, hosts, .. } => {
+            SelectionError::NoMatch {
+                pattern,
+                roles,
+                hosts,
+            } => {
                 let mut names = hosts.iter().take(HOSTS_LISTED).cloned().collect::<Vec<_>>();
                 if hosts.len() > HOSTS_LISTED {
                     names.push("...".into());
                 }
+                let suggestion = super::closest(pattern, roles.iter().chain(hosts.iter()))
+                    .map(|close| format!("did you mean `{close}`? "))
+                    .unwrap_or_default();
                 format!(
-                    "roles: {}; hosts: {}",
+                    "{suggestion}roles: {}; hosts: {}",
                     listed(roles.iter().map(String::as_str)),
                     listed(names.iter().map(String::as_str))
                 )

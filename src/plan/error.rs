@@ -6,7 +6,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("--replace {pattern}: no such task")]
-    UnknownReplace { pattern: String },
+    UnknownReplace {
+        pattern: String,
+        /// The closest task or element there is.
+        suggestion: Option<String>,
+    },
     #[error("failed to write {}: {source}", path.display())]
     WriteSaved {
         path: PathBuf,
@@ -50,7 +54,13 @@ impl PlanError {
     /// How to fix it, in one line.
     pub fn help(&self) -> String {
         match self {
-            PlanError::UnknownReplace { .. } => "name a task as `cairn state list` or `cairn plan` prints it (step.init@master0), or its element (step.init)".into(),
+            PlanError::UnknownReplace { suggestion, .. } => format!(
+                "{}name a task as `cairn plan` prints it (step.init@master0), or its element (step.init)",
+                suggestion
+                    .as_ref()
+                    .map(|s| format!("did you mean `{s}`? "))
+                    .unwrap_or_default()
+            ),
             PlanError::WriteSaved { .. } => "check the path".into(),
             PlanError::ReadSaved { .. } | PlanError::NotASavedPlan { .. } => {
                 "make one with `cairn plan -o FILE`".into()

@@ -24,8 +24,24 @@ impl Replacements {
                 .iter()
                 .any(|&n| matches(pattern, &graph.task(n).id));
             if !known {
+                let ids: Vec<&str> = graph
+                    .topological()
+                    .iter()
+                    .map(|&n| graph.task(n).id.as_str())
+                    .collect();
+                let elements: Vec<&str> = ids
+                    .iter()
+                    .map(|id| id.split_once('@').map_or(*id, |(e, _)| e))
+                    .collect();
+                // `install` for `step.install`: the element's kind left out.
+                let suggestion = elements
+                    .iter()
+                    .find(|e| e.split_once('.').is_some_and(|(_, name)| name == pattern))
+                    .map(|e| (*e).to_string())
+                    .or_else(|| crate::model::closest(pattern, elements.iter().chain(ids.iter())));
                 return Err(PlanError::UnknownReplace {
                     pattern: pattern.clone(),
+                    suggestion,
                 });
             }
         }

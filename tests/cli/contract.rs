@@ -451,3 +451,40 @@ fn mistakes_found_by_a_new_user_are_refused_before_anything_runs() {
     assert!(err.contains("the plan x.plan cannot be applied"), "{err}");
     assert_eq!(hinted_command(&err), "cairn plan -f NEW/PATH -o x.plan");
 }
+
+#[test]
+fn names_that_are_almost_right_get_a_suggestion() {
+    let s = Sandbox::new();
+    let suggests = |args: &[&str], says: &str| {
+        let out = s.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "cairn {args:?}: {}",
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains(says),
+            "cairn {args:?}: {}",
+            stderr(&out)
+        );
+    };
+    suggests(&["plan", "--limit", "lcoal"], "did you mean `local`?");
+    suggests(
+        &["plan", "--replace", "install"],
+        "did you mean `step.install`?",
+    );
+    suggests(
+        &["plan", "--replace", "step.instlal"],
+        "did you mean `step.install`?",
+    );
+    s.apply();
+    suggests(
+        &["state", "show", "step.install"],
+        "name one host's task: step.install@local",
+    );
+    suggests(
+        &["state", "show", "step.isntall@local"],
+        "did you mean `step.install@local`?",
+    );
+}

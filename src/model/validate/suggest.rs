@@ -20,20 +20,32 @@ pub fn closest<'a, S: AsRef<str> + 'a>(
     best.map(|(_, c)| c)
 }
 
-/// Levenshtein distance, one row at a time.
+/// Edit distance counting a swap of two neighbours as one edit (optimal
+/// string alignment): `rnu` is one typo away from `run`, as a person sees it.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
+    // d[i][j]: distance between the first i chars of a and the first j of b.
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
         }
     }
-    row[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -43,6 +55,9 @@ mod tests {
     #[test]
     fn edit_distance_and_closest() {
         assert_eq!(edit_distance("node", "nod"), 1);
+        assert_eq!(edit_distance("rnu", "run"), 1);
+        assert_eq!(edit_distance("lcoal", "local"), 1);
+        assert_eq!(closest("nmae", ["name", "run"].iter()), Some("name".into()));
         assert_eq!(
             closest("nod", ["master", "node"].iter()),
             Some("node".into())
