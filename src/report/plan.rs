@@ -82,8 +82,12 @@ pub fn plan_text(plan: &Plan, style: Style, expand: bool) -> String {
         }
     }
     if !plan.excluded_hosts.is_empty() {
-        let hosts: Vec<&str> = plan.excluded_hosts.iter().map(String::as_str).collect();
-        let _ = write!(out, "\nLeft out by --limit: {}\n", hosts.join(", "));
+        let hosts: Vec<String> = plan.excluded_hosts.iter().cloned().collect();
+        let _ = write!(
+            out,
+            "\nLeft out by --limit: {}\n",
+            super::plan_groups::compact_host_list(&hosts)
+        );
     }
     let s = plan.summary();
     if shown.is_empty() {

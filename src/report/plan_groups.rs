@@ -123,23 +123,46 @@ fn without_host(reason: &str, host: &str) -> String {
     out
 }
 
-/// A name split into its prefix and numeric suffix: `worker12` → (`worker`, 12).
-/// A suffix with a leading zero (`web01`) is not counted, so runs never
-/// mix `web01` and `web1`.
-fn numbered(name: &str) -> (&str, Option<u64>) {
+/// A name split into its prefix and numeric suffix: `worker12` → (`worker`,
+/// 12), and the suffix's width when it is zero-padded (`w07` → 2), so that
+/// `w00..w39` is one run and `web01` never joins `web2`.
+fn numbered(name: &str) -> (&str, Option<Numbered>) {
     let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let (prefix, suffix) = name.split_at(name.len() - digits);
-    if suffix.is_empty() || (suffix.len() > 1 && suffix.starts_with('0')) {
+    let Ok(n) = suffix.parse() else {
         return (name, None);
+    };
+    let padded = suffix.len() > 1 && suffix.starts_with('0');
+    (
+        prefix,
+        Some(Numbered {
+            n,
+            width: suffix.len(),
+            padded,
+        }),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Numbered {
+    n: u64,
+    width: usize,
+    padded: bool,
+}
+
+impl Numbered {
+    /// Whether `self` comes right after `before` in one naming scheme:
+    /// padded names keep their width, plain ones grow it (`w9`, `w10`).
+    fn follows(self, before: Numbered) -> bool {
+        self.n == before.n + 1 && (self.width == before.width || (!self.padded && !before.padded))
     }
-    (prefix, suffix.parse().ok())
 }
 
 /// Hosts in a few words: runs of numbered names as `web0..web46` (three
 /// or more in a row), other names as they are, sorted; past
 /// [`LIST_PARTS`] parts, "+N more".
 pub(super) fn compact_host_list(hosts: &[String]) -> String {
-    let mut sorted: Vec<(&str, Option<u64>, &str)> = hosts
+    let mut sorted: Vec<(&str, Option<Numbered>, &str)> = hosts
         .iter()
         .map(|h| {
             let (prefix, n) = numbered(h);
@@ -150,9 +173,10 @@ pub(super) fn compact_host_list(hosts: &[String]) -> String {
     sorted.dedup();
     // Each part: the names it covers, first to last.
     let mut parts: Vec<Vec<&str>> = Vec::new();
-    let mut previous: Option<(&str, u64)> = None;
+    let mut previous: Option<(&str, Numbered)> = None;
     for (prefix, n, name) in sorted {
-        let follows = matches!((previous, n), (Some((p, m)), Some(n)) if p == prefix && n == m + 1);
+        let follows =
+            matches!((previous, n), (Some((p, m)), Some(n)) if p == prefix && n.follows(m));
         match parts.last_mut() {
             Some(run) if follows => run.push(name),
             _ => parts.push(vec![name]),
@@ -185,7 +209,7 @@ fn covered_by(part: &str) -> usize {
         return 1;
     };
     match (numbered(first).1, numbered(last).1) {
-        (Some(a), Some(b)) => usize::try_from(b - a + 1).unwrap_or(usize::MAX),
+        (Some(a), Some(b)) => usize::try_from(b.n - a.n + 1).unwrap_or(usize::MAX),
         _ => 1,
     }
 }
@@ -218,9 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn leading_zeros_are_names_not_numbers() {
+    fn zero_padded_names_make_runs_of_their_own_width() {
         let hosts = names(&["web01", "web02", "web03"]);
-        assert_eq!(compact_host_list(&hosts), "web01, web02, web03");
+        assert_eq!(compact_host_list(&hosts), "web01..web03");
+        let hosts: Vec<String> = (0..40).map(|i| format!("w{i:02}")).collect();
+        assert_eq!(compact_host_list(&hosts), "w00..w39");
+        let mut gap: Vec<String> = (0..10).map(|i| format!("w{i:02}")).collect();
+        gap.retain(|h| h != "w05");
+        assert_eq!(compact_host_list(&gap), "w00..w04, w06..w09");
+        assert_eq!(
+            compact_host_list(&names(&["web01", "web2", "web3"])),
+            "web01, web2, web3"
+        );
     }
 
     #[test]

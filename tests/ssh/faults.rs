@@ -183,3 +183,87 @@ fn a_killed_cairn_frees_the_host_locks_and_the_next_apply_picks_up() {
         );
     }
 }
+
+/// A step that fails writing stdout and stderr in turn (and a secret), one
+/// that times out after writing, and a capturing step that also writes
+/// stderr, read by a step after it.
+const NOISY: &str = r#"
+[[steps]]
+name = "noisy"
+after = ["install"]
+run = "echo out1; sleep 0.3; echo err1 ${api_token} >&2; sleep 0.3; echo out2; sleep 0.3; echo err2 >&2; exit 3"
+
+[[steps]]
+name = "stuck"
+after = ["install"]
+run = "echo before-out; sleep 0.3; echo before-err >&2; sleep 30"
+timeout = "2s"
+
+[[steps]]
+name = "chatty"
+after = ["install"]
+run = "echo v1; echo noise >&2"
+capture = "chatty"
+
+[[steps]]
+name = "read-chatty"
+after = ["chatty"]
+run = "echo ${chatty} > /opt/app/chatty"
+"#;
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn a_failed_step_over_ssh_shows_stdout_and_stderr_in_the_order_written() {
+    const TOKEN: &str = "tok-77c1-never-shown";
+    let c = Cluster::with(2, "", NOISY);
+    let file = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
+    c.edit(
+        "Clusterfile",
+        &file.replace(
+            "greeting = \"hello\"",
+            "greeting = \"hello\"\napi_token = { secret = \"env:E2E_TOKEN\" }",
+        ),
+    );
+    let out = c
+        .command(&["apply", "--auto-approve"])
+        .env("E2E_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let text = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains(TOKEN), "the secret is masked: {text}");
+    assert!(
+        text.contains("    out1\n    err1 ***\n    out2\n    err2\n"),
+        "the tail in the order written: {text}"
+    );
+    assert!(
+        text.contains("    before-out\n    before-err\n"),
+        "a step stopped by its timeout shows what it wrote: {text}"
+    );
+    assert_eq!(
+        c.host(0).read("/opt/app/chatty").as_deref(),
+        Some("v1\n"),
+        "the captured value is stdout alone"
+    );
+
+    let out = c
+        .command(&["--json", "apply", "--auto-approve"])
+        .env("E2E_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stdout(&out).contains(TOKEN), "the secret is masked");
+    let events = events(&out);
+    let noisy = failed(&events, "step.noisy@host0").expect("noisy failed");
+    assert_eq!(
+        noisy["tail"],
+        serde_json::json!(["out1", "err1 ***", "out2", "err2"]),
+        "{noisy}"
+    );
+    let stuck = failed(&events, "step.stuck@host0").expect("stuck timed out");
+    assert_eq!(
+        stuck["tail"],
+        serde_json::json!(["before-out", "before-err"]),
+        "{stuck}"
+    );
+}

@@ -110,7 +110,11 @@ impl SshTransport {
         if let Some(limit) = timeout
             && matches!(code, Some(124 | 137))
         {
-            return Ok(timed_out(limit, ""));
+            // What it wrote before it was stopped: for a hung step, the only clue.
+            return Ok(CommandOutput {
+                stdout: ran.stdout,
+                ..timed_out(limit, "")
+            });
         }
         if code == Some(CWD_MISSING_CODE) {
             let err = String::from_utf8_lossy(&ran.stderr);
@@ -132,7 +136,10 @@ impl SshTransport {
 
     /// Runs a user script in `cwd`; with a receipt, writes it when the
     /// script succeeds (keeping its output beside it, for a capturing
-    /// step's: see [`Receipt::keep_output`]).
+    /// step's: see [`Receipt::keep_output`]). A step that captures nothing
+    /// writes both streams into one, so its output comes back in the order
+    /// written (`combined`), at no cost; a capturing step keeps stdout
+    /// apart, and its failure shows stdout, then stderr.
     pub(crate) async fn run(
         &self,
         script: &str,
@@ -155,7 +162,10 @@ impl SshTransport {
                 );
             }
             Some(r) => {
-                let _ = write!(full, "(eval {})\ncairn_rc=$?\n", shell_quote(script));
+                // Nothing reads this step's stdout alone (it captures
+                // nothing): both streams go to one file, in the order
+                // written, which is what a failure shows.
+                let _ = write!(full, "(eval {}) 2>&1\ncairn_rc=$?\n", shell_quote(script));
                 full.push_str("if [ $cairn_rc -eq 0 ]; then\n");
                 full.push_str(&self.receipt_snippet(r));
                 full.push_str("fi\n");
@@ -165,7 +175,12 @@ impl SshTransport {
             }
         }
         full.push_str("exit $cairn_rc\n");
-        self.exec(&full, None, timeout).await
+        let merged = receipt.is_some_and(|r| !r.keep_output);
+        let mut out = self.exec(&full, None, timeout).await?;
+        if merged && !out.timed_out {
+            out.combined = Some(out.stdout.clone());
+        }
+        Ok(out)
     }
 }
 
