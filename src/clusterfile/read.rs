@@ -13,15 +13,22 @@ use crate::diagnostic::SourceFile;
 /// Why a Clusterfile could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("failed to read Clusterfile {path}: {source}")]
+    #[error("failed to read the Clusterfile {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path} is a folder: -f names the Clusterfile itself (e.g. -f {}/Clusterfile)", path.display())]
+    Folder { path: PathBuf },
 }
 
 /// Reads the file at `path`.
 pub fn read(path: &Path) -> Result<SourceFile, LoadError> {
+    if path.is_dir() {
+        return Err(LoadError::Folder {
+            path: path.to_path_buf(),
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,

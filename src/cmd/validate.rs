@@ -29,8 +29,24 @@ pub(super) fn run(file: &Path, args: &ValidateArgs, out: Output) -> Result<Succe
         Err(CairnError::Invalid(invalid)) => *invalid,
         Err(CairnError::Load(error)) => {
             // Without --json the read error speaks for itself.
+            let problem = about_the_whole_file(
+                file,
+                error.to_string(),
+                "cannot be read",
+                "check the path, or pass another with -f PATH",
+            );
+            return Err(reported(file, &problem, out).unwrap_or(CairnError::Load(error)));
+        }
+        Err(CairnError::Usage { message, help }) => {
+            // A bad --var or --var-file: for an editor or CI, JSON like the rest.
+            let problem = about_the_whole_file(
+                file,
+                message.clone(),
+                "not applied",
+                help.clone().unwrap_or_default(),
+            );
             return Err(
-                reported(file, &unreadable(file, &error), out).unwrap_or(CairnError::Load(error))
+                reported(file, &problem, out).unwrap_or(CairnError::Usage { message, help })
             );
         }
         Err(other) => return Err(other),
@@ -47,15 +63,19 @@ fn reported(file: &Path, invalid: &InvalidClusterfile, out: Output) -> Option<Ca
         })
 }
 
-/// A Clusterfile that cannot be read, as one problem about the whole file,
-/// so that `--json` reports it like any other.
-fn unreadable(file: &Path, error: &crate::clusterfile::LoadError) -> InvalidClusterfile {
+/// A problem with no place in the file (it cannot be read, a `--var` is
+/// bad), as one problem about the whole file, so that `--json` reports it
+/// like any other.
+fn about_the_whole_file(
+    file: &Path,
+    message: String,
+    label: &str,
+    help: impl Into<String>,
+) -> InvalidClusterfile {
     let source = SourceFile {
         path: file.to_path_buf(),
         text: std::sync::Arc::new(String::new()),
     };
-    let problem = Problem::new(None, error.to_string())
-        .label("cannot be read")
-        .help("check the path, or pass another with -f PATH");
+    let problem = Problem::new(None, message).label(label).help(help);
     InvalidClusterfile::new(source, vec![problem])
 }

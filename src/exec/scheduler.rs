@@ -519,6 +519,11 @@ impl<'a> Scheduler<'a> {
                 .count();
             self.summary.not_finished +=
                 should_run.saturating_sub(self.started + self.summary.skipped);
+            // Interrupted as the last tasks ran, and they all finished: the
+            // run is whole, and nothing asks to be continued.
+            if self.summary.not_finished == 0 {
+                self.summary.interrupted = false;
+            }
         }
         self.summary
     }

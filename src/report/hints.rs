@@ -155,7 +155,7 @@ mod tests {
         );
         assert_eq!(complete(holder, &i), holder);
         assert_eq!(complete("no hint here", &i), "no hint here");
-        let prose = "Apply exactly it with: cairn apply x.plan";
+        let prose = "To apply exactly this plan: cairn apply x.plan";
         assert_eq!(complete(prose, &i), prose);
         let saved = "leave out -f: `cairn apply x.plan` reads the Clusterfile the plan names";
         assert_eq!(complete(saved, &i), saved);

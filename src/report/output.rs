@@ -183,7 +183,7 @@ impl Output {
     pub fn plan_saved(&self, path: &Path) {
         if !self.json {
             outln!(
-                "\nSaved the plan to {}. Apply exactly it with: cairn apply {}",
+                "\nSaved the plan to {}. To apply exactly this plan: cairn apply {}",
                 path.display(),
                 super::show::shell_word(path)
             );

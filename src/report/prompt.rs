@@ -6,7 +6,7 @@
 //! not, as Terraform does: `echo yes | cairn apply` works, and a script that
 //! gives nothing (`</dev/null`) is told to pass `--auto-approve`.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 
 /// What the operator answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +30,9 @@ pub(super) fn ask(question: &str) -> Confirmation {
     let _ = write!(stderr, "\n{question} Only 'yes' will be accepted: ");
     let _ = stderr.flush();
     let answer = read_answer(&mut std::io::stdin().lock());
-    if answer == Confirmation::NoAnswer {
-        // The prompt's line is never ended by an answer typed after it.
+    // A terminal echoed the answer and its newline; an answer piped in (or
+    // none) was not, and what follows would go on the prompt's line.
+    if answer == Confirmation::NoAnswer || !std::io::stdin().is_terminal() {
         let _ = writeln!(stderr);
     }
     answer

@@ -70,7 +70,7 @@ pub(super) fn saved_plan_text(
     if plan.has_changes() {
         let _ = writeln!(
             out,
-            "\nApply exactly it with: cairn apply {}",
+            "\nTo apply exactly this plan: cairn apply {}",
             shell_word(path)
         );
     }

@@ -442,6 +442,28 @@ fn mistakes_found_by_a_new_user_are_refused_before_anything_runs() {
     );
     assert!(!s.path("nowhere").exists());
 
+    // -f naming a folder says what -f wants.
+    let out = s.run(&["-f", ".", "plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("-f names the Clusterfile itself (e.g. -f ./Clusterfile)"),
+        "{}",
+        stderr(&out)
+    );
+
+    // validate --json reports a bad --var as JSON too.
+    let out = s.run(&["validate", "--json", "--var", "nope=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["valid"], false);
+    assert!(
+        doc["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`nope`"),
+        "{doc}"
+    );
+
     // A saved plan whose Clusterfile moved says so, and how to plan again.
     assert_eq!(s.run(&["plan", "-o", "x.plan"]).status.code(), Some(0));
     std::fs::rename(s.path("Clusterfile"), s.path("Moved")).unwrap();

@@ -24,7 +24,7 @@ fn a_plan_made_with_f_applies_from_another_folder_as_its_hint_says() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Apply exactly it with: cairn apply x.plan\n"),
+        stdout(&out).contains("To apply exactly this plan: cairn apply x.plan\n"),
         "{}",
         stdout(&out)
     );

@@ -26,7 +26,7 @@ fn a_saved_plan_with_vars_applies_from_anywhere_and_output_reads_captures() {
     let planned = c.run(&["plan", "--var", "greeting=bonjour", "-o", "plans/x.plan"]);
     assert_eq!(planned.status.code(), Some(0), "{}", stderr(&planned));
     assert!(
-        stdout(&planned).contains("Apply exactly it with: cairn apply plans/x.plan"),
+        stdout(&planned).contains("To apply exactly this plan: cairn apply plans/x.plan"),
         "{}",
         stdout(&planned)
     );
