@@ -21,7 +21,7 @@ use crate::bundle::manifest::HashCache;
 use crate::diagnostic::{InvalidClusterfile, Problems, SourceFile};
 use crate::error::CairnError;
 use crate::exec::{self, Event, ExecOptions, FailurePolicy, RunSummary};
-use crate::graph::{self, CompileError, CompileOptions, TaskGraph};
+use crate::graph::{self, CompileOptions, TaskGraph};
 use crate::model::selection::{RecordedHost, excluded_hosts};
 use crate::model::{Model, OuterVars};
 use crate::plan::file_diffs::DiffSources;
@@ -172,7 +172,7 @@ impl Loaded {
             cache_dir: cache_dir.clone(),
         };
         let graph = graph::compile(&self.model, &options).map_err(|errors| {
-            let problems = errors.iter().map(CompileError::to_problem).collect();
+            let problems = graph::compile_problems(&errors);
             CairnError::from(InvalidClusterfile::new(self.source.clone(), problems))
         })?;
         // Only a cache: failing to save it costs time next run, nothing else.

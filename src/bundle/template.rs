@@ -48,8 +48,15 @@ impl Templates {
                 if !missing.is_empty() {
                     let line = e.line().map(|l| format!(" (line {l})")).unwrap_or_default();
                     let names: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
+                    let known: Vec<String> = context
+                        .try_iter()
+                        .map(|keys| keys.filter_map(|k| k.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default();
+                    let suggestion = crate::model::closest(&missing[0], known.iter())
+                        .map(|close| format!("did you mean `{close}`? "))
+                        .unwrap_or_default();
                     return format!(
-                        "undefined variable {}{line}; define it in [vars] or in the host's vars",
+                        "undefined variable {}{line}; {suggestion}define it in [vars] or in the host's vars",
                         names.join(", ")
                     );
                 }

@@ -65,7 +65,68 @@ pub enum CompileError {
     TaskCycle { task: TaskId },
 }
 
+/// Hosts named in a merged problem before "+N more".
+const HOSTS_NAMED: usize = 5;
+
+/// The errors as the user sees them, one mistake once: the same error of
+/// the same element on many hosts (a template typo renders wrong on every
+/// host) is one problem naming its hosts.
+pub fn problems(errors: &[CompileError]) -> Vec<Problem> {
+    // Each (span, message without the host), its hosts, its first error;
+    // and where in `out` it goes, so problems keep the errors' order.
+    let mut merged: Vec<(Range<usize>, String, Vec<&str>, &CompileError)> = Vec::new();
+    let mut out: Vec<Option<Problem>> = Vec::new();
+    let mut slot_of_merged: Vec<usize> = Vec::new();
+    for error in errors {
+        match error.for_host() {
+            Some((span, host, general)) => {
+                if let Some(i) = merged
+                    .iter()
+                    .position(|(s, g, ..)| *s == span && *g == general)
+                {
+                    merged[i].2.push(host);
+                } else {
+                    merged.push((span, general, vec![host], error));
+                    slot_of_merged.push(out.len());
+                    out.push(None);
+                }
+            }
+            None => out.push(Some(error.to_problem())),
+        }
+    }
+    for ((_, general, hosts, error), slot) in merged.into_iter().zip(slot_of_merged) {
+        let mut problem = error.to_problem();
+        if hosts.len() > 1 {
+            let named: Vec<&str> = hosts.iter().take(HOSTS_NAMED).copied().collect();
+            let more = match hosts.len().saturating_sub(HOSTS_NAMED) {
+                0 => String::new(),
+                n => format!(", +{n} more"),
+            };
+            problem.message = format!("{general} (hosts {}{more})", named.join(", "));
+        }
+        out[slot] = Some(problem);
+    }
+    out.into_iter().flatten().collect()
+}
+
 impl CompileError {
+    /// For an error that is about one host: its span, the host, and the
+    /// message without the host, to merge with the same on other hosts.
+    fn for_host(&self) -> Option<(Range<usize>, &str, String)> {
+        match self {
+            CompileError::BundleForHost { span, host, error } => {
+                Some((span.clone(), host, error.to_string()))
+            }
+            CompileError::FileTemplate {
+                span,
+                name,
+                host: Some(host),
+                message,
+            } => Some((span.clone(), host, format!("template `{name}`: {message}"))),
+            _ => None,
+        }
+    }
+
     /// The error as the user sees it: where, a label under the span, and how to fix it.
     pub fn to_problem(&self) -> Problem {
         let message = self.to_string();

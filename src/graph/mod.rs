@@ -20,6 +20,6 @@ mod task;
 pub(crate) mod testing;
 
 pub use build::{CompileOptions, compile};
-pub use error::CompileError;
+pub use error::{CompileError, problems as compile_problems};
 pub use sealed::TaskGraph;
 pub use task::{Task, Work, task_id};

@@ -2,6 +2,7 @@
 //! errors included), the confirmation read from stdin, shell completions,
 //! the manual page, and `graph --json`.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::Stdio;
 
@@ -509,4 +510,32 @@ fn names_that_are_almost_right_get_a_suggestion() {
         &["state", "show", "step.isntall@local"],
         "did you mean `step.install@local`?",
     );
+}
+
+#[test]
+fn a_template_typo_is_one_error_naming_its_hosts_and_the_name_meant() {
+    let s = Sandbox::new();
+    let mut three_hosts = String::new();
+    for i in 1..=3 {
+        let _ = write!(
+            three_hosts,
+            "[[hosts]]\naddress = \"127.0.0.{i}\"\nname = \"h{i}\"\ntransport = \"local\"\nroles = [\"web\"]\n"
+        );
+    }
+    s.edit(
+        "Clusterfile",
+        "[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\nroles = [\"web\"]\n",
+        &three_hosts,
+    );
+    let template = "web/etc/web.conf.tmpl";
+    s.write(
+        template,
+        &format!("{}{{{{ greting }}}}\n", s.read(template)),
+    );
+    let out = s.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("Clusterfile has 1 error"), "{err}");
+    assert!(err.contains("did you mean `greeting`?"), "{err}");
+    assert!(err.contains("(hosts h1, h2, h3)"), "{err}");
 }
