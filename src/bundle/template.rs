@@ -52,7 +52,7 @@ impl Templates {
                         .try_iter()
                         .map(|keys| keys.filter_map(|k| k.as_str().map(str::to_string)).collect())
                         .unwrap_or_default();
-                    let suggestion = crate::model::closest(&missing[0], known.iter())
+                    let suggestion = crate::words::closest(&missing[0], known.iter())
                         .map(|close| format!("did you mean `{close}`? "))
                         .unwrap_or_default();
                     return format!(

@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::raw::{RawClusterfile, RawVar};
 use crate::diagnostic::{Problem, Problems, SourceFile};
-use crate::model::closest;
+use crate::words::closest;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "version", "name", "ssh", "vars", "hosts", "bundles", "files", "configs", "steps",

@@ -14,9 +14,10 @@ use std::path::Path;
 use crate::cli::DeleteArgs;
 use crate::clusterfile::edit::{self, Removal};
 use crate::error::{CairnError, Success};
-use crate::model::{Host, HostId, Model, address, closest};
+use crate::model::{Host, HostId, Model, address};
 use crate::pipeline::Loaded;
 use crate::report::Output;
+use crate::words::closest;
 
 /// Hosts listed in the help of an unknown HOST, at most.
 const HOSTS_LISTED: usize = 12;

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use crate::cli::OutputArgs;
 use crate::error::{CairnError, Success};
-use crate::model::{Model, Scrubber, closest};
+use crate::model::{Model, Scrubber};
 use crate::pipeline::{self, Loaded};
 use crate::report::{CapturedValues, Output, captured_values};
+use crate::words::closest;
 
 pub(super) fn run(file: &Path, args: &OutputArgs, out: Output) -> Result<Success, CairnError> {
     let loaded = match Loaded::read(file) {

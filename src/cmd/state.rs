@@ -7,10 +7,11 @@ use std::path::Path;
 use crate::cli::{LockArgs, StateCommand};
 use crate::error::{CairnError, Success};
 use crate::ids::TaskId;
-use crate::model::{Scrubber, closest};
+use crate::model::Scrubber;
 use crate::pipeline::Loaded;
 use crate::report::{Forgotten, Output};
 use crate::state::JournalEntry;
+use crate::words::closest;
 
 pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Success, CairnError> {
     if let StateCommand::Rm { targets, lock } = sub {

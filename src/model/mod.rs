@@ -41,7 +41,7 @@ pub use element::{
 };
 pub use host::{Host, HostId, SshSettings};
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
-pub use validate::{closest, validate, validate_with};
+pub use validate::{validate, validate_with};
 pub use vars::{BUILTINS, OuterVar, OuterVarError, OuterVars, VarOrigin, VarValue};
 
 /// `~/x` → `$HOME/x`; anything else unchanged.

@@ -47,7 +47,7 @@ impl SelectionError {
                 if hosts.len() > HOSTS_LISTED {
                     names.push("...".into());
                 }
-                let suggestion = super::closest(pattern, roles.iter().chain(hosts.iter()))
+                let suggestion = crate::words::closest(pattern, roles.iter().chain(hosts.iter()))
                     .map(|close| format!("did you mean `{close}`? "))
                     .unwrap_or_default();
                 format!(

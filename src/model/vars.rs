@@ -357,7 +357,7 @@ fn undeclared(
                 .join(", ")
         )
     };
-    let help = if let Some(close) = super::closest(name, names.iter().copied()) {
+    let help = if let Some(close) = crate::words::closest(name, names.iter().copied()) {
         format!("did you mean `{close}`? {known}")
     } else if host_vars.iter().any(|h| h.as_str() == name) {
         format!(

@@ -38,7 +38,7 @@ impl Replacements {
                     .iter()
                     .find(|e| e.split_once('.').is_some_and(|(_, name)| name == pattern))
                     .map(|e| (*e).to_string())
-                    .or_else(|| crate::model::closest(pattern, elements.iter().chain(ids.iter())));
+                    .or_else(|| crate::words::closest(pattern, elements.iter().chain(ids.iter())));
                 return Err(PlanError::UnknownReplace {
                     pattern: pattern.clone(),
                     suggestion,

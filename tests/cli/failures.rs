@@ -391,7 +391,7 @@ fn a_step_killed_by_its_timeout_keeps_what_it_printed() {
     s.edit(
         "Clusterfile",
         "run = \"echo v1\"",
-        "run = \"echo started the hang; echo on stderr too >&2; sleep 20\"\ntimeout = \"1s\"",
+        "run = \"echo started the hang; sleep 0.3; echo on stderr too >&2; sleep 20\"\ntimeout = \"2s\"",
     );
     let out = s.run(&["apply", "--auto-approve", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

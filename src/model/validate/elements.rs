@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 use super::references::Names;
-use super::suggest::closest;
 use super::{Validator, expand_home};
 use crate::clusterfile::raw::RawClusterfile;
 use crate::diagnostic::Problem;
@@ -20,6 +19,7 @@ use crate::model::{
     BUILTINS, Bundle, BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, FileSource, FileSpec,
     Model, PatchStrategy, Step,
 };
+use crate::words::closest;
 
 impl Validator<'_> {
     /// A local source, relative to the Clusterfile's folder; it must exist.

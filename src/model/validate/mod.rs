@@ -18,16 +18,13 @@
 //! - `references`: element names, `on` selectors, `after` references
 //! - `elements`: bundles and their configs, files, steps
 //! - `whole_file`: dependency cycles and `${var}` definitions, once all is known
-//! - `suggest`: the "did you mean" of unknown names
 
 mod elements;
 mod header;
 mod hosts;
 mod references;
-mod suggest;
 mod validator;
 mod whole_file;
 
-pub use suggest::closest;
 use validator::{Validator, expand_home};
 pub use validator::{validate, validate_with};

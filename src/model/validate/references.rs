@@ -13,11 +13,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::Validator;
-use super::suggest::closest;
 use crate::clusterfile::raw::{RawClusterfile, RawSelectors, selector_items};
 use crate::diagnostic::Problem;
 use crate::model::selector::{SelectorError, positional, resolve};
 use crate::model::{Dep, DepScope, ElementRef, Host, HostId};
+use crate::words::closest;
 
 /// Name → element, built before the elements so `after` can refer forward.
 pub(super) type Names = HashMap<String, ElementRef>;

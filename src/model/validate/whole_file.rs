@@ -14,10 +14,10 @@ use std::ops::Range;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::Validator;
-use super::suggest::closest;
 use crate::diagnostic::Problem;
 use crate::model::interp::{Interp, Piece, sub_span};
 use crate::model::{BUILTINS, ElementRef, FileSource, Model, VarValue};
+use crate::words::closest;
 
 impl Validator<'_> {
     /// Element-level cycle check: `circular dependency a -> b -> a`.
