@@ -35,10 +35,11 @@ pub(super) fn drift_text(report: &DriftReport, style: Style) -> String {
             "{} {} the Clusterfile:",
             style.yellow("!"),
             match checked {
-                1 => "The checked host no longer matches".to_string(),
+                // "does not", not "no longer": a host never applied has not drifted.
+                1 => "The checked host does not match".to_string(),
                 n => format!(
-                    "{out_of_sync} of {n} checked hosts no longer {}",
-                    agrees(out_of_sync, "matches", "match")
+                    "{out_of_sync} of {n} checked hosts {} not match",
+                    agrees(out_of_sync, "does", "do")
                 ),
             }
         );
