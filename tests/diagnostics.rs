@@ -352,6 +352,36 @@ fn a_misspelt_key_gets_a_did_you_mean() {
 }
 
 #[test]
+fn a_misspelt_name_is_one_error_not_also_a_missing_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = cairn::diagnostic::SourceFile {
+        path: dir.path().join("Clusterfile"),
+        text: std::sync::Arc::new("version = 1\nnme = \"x\"\n".to_string()),
+    };
+    let Err(cairn::error::CairnError::Invalid(invalid)) =
+        cairn::pipeline::Loaded::from_source(source)
+    else {
+        panic!("a misspelt key is invalid")
+    };
+    let messages: Vec<&str> = invalid
+        .problems
+        .iter()
+        .map(|p| p.problem.message.as_str())
+        .collect();
+    assert_eq!(messages, ["unknown key `nme`"]);
+    assert!(
+        invalid.problems[0]
+            .problem
+            .help
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("did you mean `name`?"),
+        "{:?}",
+        invalid.problems[0].problem.help
+    );
+}
+
+#[test]
 fn a_wrong_value_is_one_error_and_what_depends_on_it_is_not_reported_again() {
     let dir = tempfile::tempdir().unwrap();
     let base = every_key_clusterfile(dir.path());

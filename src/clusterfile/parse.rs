@@ -8,7 +8,7 @@
 //! an unknown key in one step together. Meaning is checked later, by
 //! `model::validate`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -97,6 +97,8 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
 
     let mut version = None;
     let mut name = None;
+    // Top-level keys an unknown key is taken to have meant.
+    let mut meant: BTreeSet<&str> = BTreeSet::new();
     let mut out = RawClusterfile {
         version: Spanned::new(0..0, 0),
         name: Spanned::new(0..0, String::new()),
@@ -140,6 +142,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
                     // `[[step]]` holds the steps meant: references to them are not errors too.
                     if let Some(section) = TOP_LEVEL_KEYS.iter().find(|k| **k == close) {
                         recovered.sections.insert(section);
+                        meant.insert(*section);
                     }
                 }
                 problems.push(
@@ -151,9 +154,11 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
         }
     }
     let start = root_span.start..root_span.start;
+    // `nme = "x"` is one mistake: its "did you mean `name`" says it all.
     match version {
         Some(Some(v)) => out.version = v,
         Some(None) => {}
+        None if meant.contains("version") => {}
         None => problems.push(
             Problem::at(start.clone(), "missing key `version`")
                 .label("the file starts here")
@@ -163,6 +168,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
     match name {
         Some(Some(n)) => out.name = n,
         Some(None) => {}
+        None if meant.contains("name") => {}
         None => problems.push(
             Problem::at(start, "missing key `name`")
                 .label("the file starts here")

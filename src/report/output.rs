@@ -326,7 +326,7 @@ impl Output {
     pub fn state_summary(
         &self,
         state: &State,
-        model: &crate::model::Model,
+        model: Option<&crate::model::Model>,
         scrubber: &Scrubber,
         state_dir: &Path,
         apply: &str,

@@ -84,7 +84,8 @@ struct HostShown<'a> {
     address: String,
     transport: String,
     /// Still listed in the Clusterfile (else the next apply undoes its tasks).
-    in_clusterfile: bool,
+    /// `null` when the Clusterfile could not be read here (the state alone was).
+    in_clusterfile: Option<bool>,
     tasks: Vec<TaskShown<'a>>,
 }
 
@@ -117,7 +118,7 @@ struct StateShown<'a> {
 /// in the order they finished.
 fn by_host<'a>(
     state: &'a State,
-    model: &Model,
+    model: Option<&Model>,
     captured: &'a BTreeMap<String, BTreeMap<String, CapturedValue>>,
 ) -> StateShown<'a> {
     let mut hosts: BTreeMap<&str, HostShown<'a>> = BTreeMap::new();
@@ -139,7 +140,7 @@ fn by_host<'a>(
                     format!("{address}:{port}")
                 },
                 transport: format!("{transport:?}").to_lowercase(),
-                in_clusterfile: model.hosts.iter().any(|h| h.name == name),
+                in_clusterfile: model.map(|m| m.hosts.iter().any(|h| h.name == name)),
                 tasks: Vec::new(),
             }
         });
@@ -174,7 +175,7 @@ fn by_host<'a>(
 /// `cairn show`: the state as text, per host.
 pub(super) fn state_summary_text(
     state: &State,
-    model: &Model,
+    model: Option<&Model>,
     scrubber: &Scrubber,
     state_dir: &Path,
     apply: &str,
@@ -207,7 +208,7 @@ pub(super) fn state_summary_text(
             host.address,
             host.transport
         );
-        if !host.in_clusterfile {
+        if host.in_clusterfile == Some(false) {
             out.push_str("  left the Clusterfile: the next apply undoes its tasks");
         }
         out.push('\n');
@@ -235,7 +236,11 @@ pub(super) fn state_summary_text(
 }
 
 /// `cairn show --json`: the same, as one document.
-pub(super) fn state_summary_json(state: &State, model: &Model, scrubber: &Scrubber) -> String {
+pub(super) fn state_summary_json(
+    state: &State,
+    model: Option<&Model>,
+    scrubber: &Scrubber,
+) -> String {
     let captured = captured_values(state, scrubber);
     serde_json::to_string_pretty(&super::stamp::stamped(&by_host(state, model, &captured)))
         .expect("serializes")

@@ -118,6 +118,19 @@ fn a_captured_secret_stays_masked() {
         );
     }
     // Without the secret's source, the state alone is read, and says so.
+    for args in [
+        &["show"][..],
+        &["state", "list"],
+        &["state", "show", "step.version@local"],
+    ] {
+        let bare = s.run(args);
+        assert_eq!(bare.status.code(), Some(0), "{args:?}: {}", stderr(&bare));
+        assert!(
+            stderr(&bare).contains("the state read alone"),
+            "{args:?}: {}",
+            stderr(&bare)
+        );
+    }
     let bare = s.run(&["output"]);
     assert_eq!(bare.status.code(), Some(0), "{}", stderr(&bare));
     assert!(stdout(&bare).contains("v1-***"), "{}", stdout(&bare));
