@@ -201,7 +201,7 @@ pub struct ResetArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Hosts to run on: a role, `role[i]`, a host name or address, as a step's `on`. Repeatable, or comma-separated.
+    /// Hosts to run on: a role, `role[i]`, a host name or address, as a step's `on`, or a glob of them ('web*'). Repeatable, or comma-separated.
     #[arg(long, value_name = "SELECTOR", value_delimiter = ',', required = true)]
     pub on: Vec<String>,
 
@@ -226,7 +226,7 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("hosts").required(true).args(["on", "from"])))]
 pub struct CpArgs {
-    /// Copy SRC (here) to DEST on these hosts: a role, `role[i]`, a host name or address. Repeatable, or comma-separated.
+    /// Copy SRC (here) to DEST on these hosts: a role, `role[i]`, a host name or address, or a glob of them ('web*'). Repeatable, or comma-separated.
     #[arg(long, value_name = "SELECTOR", value_delimiter = ',')]
     pub on: Vec<String>,
 

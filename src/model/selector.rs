@@ -4,9 +4,11 @@
 //!
 //! The language is the Clusterfile's: a role (`worker`), `role[i]` (the
 //! i-th host with that role, in file order), a host's name or its address;
-//! several selectors add up, in file order, without repeats. A selector that
-//! matches no host is an error that lists the roles and hosts there are, so
-//! a typo never turns into "nothing to do".
+//! several selectors add up, in file order, without repeats. On the command
+//! line a selector may also be a glob (`'web*'`, `'node?'`) of names,
+//! addresses and roles, as `--limit` takes. A selector that matches no host
+//! is an error that lists the roles and hosts there are (with a "did you
+//! mean"), so a typo never turns into "nothing to do".
 
 use std::collections::BTreeSet;
 
@@ -19,6 +21,8 @@ pub enum SelectorError {
     Empty,
     #[error("unknown role or host `{selector}`")]
     Unknown { selector: String },
+    #[error("`{selector}` is not a valid glob: {reason}")]
+    BadGlob { selector: String, reason: String },
     #[error("invalid selector `{selector}`: the index in brackets is not a number")]
     BadIndex { selector: String },
     #[error("selector `{selector}` matches no host: role `{role}` has {}", crate::words::count(*count, "host"))]
@@ -66,10 +70,25 @@ impl SelectorError {
                 "indexes start at 0: the last is [{}]; {known}",
                 count.saturating_sub(1)
             ),
-            SelectorError::Empty | SelectorError::Unknown { .. } => {
+            SelectorError::Unknown { selector } => {
+                let candidates = model
+                    .hosts
+                    .iter()
+                    .flat_map(|h| h.roles.iter().chain([&h.name]));
+                let guess = crate::words::closest(selector, candidates)
+                    .map(|close| format!("did you mean `{close}`? "))
+                    .unwrap_or_default();
+                format!(
+                    "{guess}a role, `role[i]`, a host name or an address, as in a step's `on`; {known}"
+                )
+            }
+            SelectorError::Empty => {
                 format!(
                     "a role, `role[i]`, a host name or an address, as in a step's `on`; {known}"
                 )
+            }
+            SelectorError::BadGlob { .. } => {
+                format!("`*` matches any text and `?` one character, e.g. 'web*'; {known}")
             }
         }
     }
@@ -86,12 +105,44 @@ pub fn select(model: &Model, selectors: &[String]) -> Result<Vec<HostId>, Select
             continue;
         }
         any = true;
-        selected.extend(resolve(&model.hosts, selector)?);
+        if positional(selector).is_none() && selector.contains(['*', '?']) {
+            selected.extend(resolve_glob(&model.hosts, selector)?);
+        } else {
+            selected.extend(resolve(&model.hosts, selector)?);
+        }
     }
     if !any {
         return Err(SelectorError::Empty);
     }
     Ok(selected.into_iter().collect())
+}
+
+/// A glob of host names, addresses and roles (the command line only: a
+/// Clusterfile's `on` names hosts exactly).
+fn resolve_glob(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, SelectorError> {
+    let glob = globset::GlobBuilder::new(selector)
+        .literal_separator(false)
+        .build()
+        .map_err(|error| SelectorError::BadGlob {
+            selector: selector.to_string(),
+            reason: error.kind().to_string(),
+        })?
+        .compile_matcher();
+    let found: Vec<HostId> = hosts
+        .iter()
+        .filter(|h| {
+            glob.is_match(&h.name)
+                || glob.is_match(&h.address)
+                || h.roles.iter().any(|r| glob.is_match(r))
+        })
+        .map(|h| h.id)
+        .collect();
+    if found.is_empty() {
+        return Err(SelectorError::Unknown {
+            selector: selector.to_string(),
+        });
+    }
+    Ok(found)
 }
 
 /// A selector's role and index, when it is positional (`master[0]`).

@@ -501,6 +501,17 @@ fn names_that_are_almost_right_get_a_suggestion() {
         &["plan", "--replace", "step.instlal"],
         "did you mean `step.install`?",
     );
+    suggests(
+        &["exec", "--on", "lcoal", "--", "true"],
+        "did you mean `local`?",
+    );
+    suggests(
+        &["exec", "--on", "db*", "--", "true"],
+        "unknown role or host `db*`",
+    );
+    let globbed = s.run(&["exec", "--on", "lo*", "--", "echo", "here"]);
+    assert_eq!(globbed.status.code(), Some(0), "{}", stderr(&globbed));
+    assert!(stdout(&globbed).contains("here"), "{}", stdout(&globbed));
     s.apply();
     suggests(
         &["state", "show", "step.install"],

@@ -153,7 +153,8 @@ impl Validator<'_> {
                 self.unknown_selector(&selector, span, hosts);
                 Vec::new()
             }
-            Err(SelectorError::Empty) => {
+            // `resolve` takes no globs (only the command line does): unreachable here.
+            Err(SelectorError::Empty | SelectorError::BadGlob { .. }) => {
                 self.unknown_selector(text, span, hosts);
                 Vec::new()
             }
