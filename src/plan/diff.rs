@@ -140,12 +140,7 @@ pub fn diff(
                 || (state.reruns.get(&task.id) == Some(&PendingRerun::Replace));
             if replaced || state.reruns.contains_key(&task.id) || !forcing.is_empty() {
                 forced.insert(node, replaced);
-                if state.tasks.contains_key(&task.id) {
-                    let why = if replaced {
-                        PendingRerun::Replace
-                    } else {
-                        PendingRerun::Downstream
-                    };
+                if let Some(why) = rerun_to_remember(state, &change, replaced) {
                     reruns.insert(task.id.clone(), why);
                 }
             }
@@ -167,6 +162,20 @@ pub fn diff(
         excluded_hosts: options.excluded_hosts.clone(),
         reruns,
     }
+}
+
+/// Whether a task this plan forces to rerun is kept in the state until it
+/// has run, and as what. Only when its key alone would not make the next
+/// plan run it: a task whose key changed is rerun by that, or adopted from
+/// the receipt a killed apply's run left with that key, and must not run
+/// twice.
+fn rerun_to_remember(state: &State, change: &Change, replaced: bool) -> Option<PendingRerun> {
+    let record = state.tasks.get(&change.id)?;
+    (change.key.as_ref() == Some(&record.key)).then_some(if replaced {
+        PendingRerun::Replace
+    } else {
+        PendingRerun::Downstream
+    })
 }
 
 /// The tasks `node` waits for that rerun because of a replace: those

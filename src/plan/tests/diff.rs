@@ -618,6 +618,31 @@ fn a_value_captured_again_reaches_the_steps_that_read_it() {
 }
 
 #[test]
+fn a_rerun_is_remembered_only_where_the_key_alone_would_not_rerun_it() {
+    let mut world = World::new(CAPTURE);
+    world.converge();
+    // deploy's own text changes too: its new key reruns it (and a killed
+    // apply's run of it leaves a receipt with that key, which the next plan
+    // adopts), so remembering it would run it twice.
+    world.fixture.rewrite(&CAPTURE.replace(
+        "run = \"deploy ${app_version}\"",
+        "run = \"deploy2 ${app_version}\"",
+    ));
+    let plan = plan_replacing(&world, &["step.version"]);
+    assert!(
+        plan.reruns.contains_key(&id("step.version@m0")),
+        "{:?}",
+        plan.reruns
+    );
+    assert!(
+        !plan.reruns.contains_key(&id("step.deploy@m0"))
+            && !plan.reruns.contains_key(&id("step.deploy@n0")),
+        "{:?}",
+        plan.reruns
+    );
+}
+
+#[test]
 fn reasons_say_what_really_changed() {
     struct Case {
         name: &'static str,
