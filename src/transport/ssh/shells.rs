@@ -12,7 +12,9 @@
 //! foreground, since its input follows its frame on the same stream.
 //!
 //! A frame is `__CAIRN_RUN__ <id> <script bytes> <stdin bytes> <timeout s>\n`,
-//! the script, then the command's stdin. The script stays in the loop's
+//! the script (ending with a line of cairn's, without which it does not
+//! run: a frame cut off by cairn's death never runs half a script), then
+//! the command's stdin. The script stays in the loop's
 //! memory and reaches the command's `sh` on a here-document (a pipe), so it
 //! is never on a command line or on disk; the command's stdin is drained to
 //! its end even if the command stops reading, so the next frame is found.
@@ -57,6 +59,10 @@ while IFS= read -r cairn_f; do
   set -- ${cairn_f#__CAIRN_RUN__ }
   cairn_i=$1
   cairn_s=$(head -c "$2")
+  # A script cut off by cairn's death mid-frame would run half: it must end
+  # with the line cairn puts last, or nothing of it runs.
+  case "$cairn_s" in *"
+#__CAIRN_SCRIPT_END__") ;; *) cairn_s=; continue;; esac
   cairn_t=
   [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
   if [ "$3" -gt 0 ]; then
@@ -88,6 +94,10 @@ done
 [ -n "${cairn_closed:-}" ] && : > "$cairn_closed"
 wait
 "#;
+
+/// The line every script sent ends with: the loop runs a script only when it
+/// has it, so one cut off by cairn's death mid-frame never runs half.
+const SCRIPT_END: &str = "\n#__CAIRN_SCRIPT_END__";
 
 /// What a command left: exit code, stdout, stderr.
 #[derive(Debug)]
@@ -234,7 +244,7 @@ impl Shell {
         self.broken.store(true, Ordering::SeqCst);
         let header = format!(
             "__CAIRN_RUN__ {id} {} {} {}{}\n",
-            script.len(),
+            script.len() + SCRIPT_END.len(),
             data.map_or(0, <[u8]>::len),
             timeout.map_or(0, |t| t.as_secs().max(1)),
             label.map(frame_label).unwrap_or_default()
@@ -242,6 +252,7 @@ impl Shell {
         let lost = |e: std::io::Error| Broken::Lost(e.to_string());
         stdin.write_all(header.as_bytes()).await.map_err(lost)?;
         stdin.write_all(script.as_bytes()).await.map_err(lost)?;
+        stdin.write_all(SCRIPT_END.as_bytes()).await.map_err(lost)?;
         if let Some(data) = data {
             stdin.write_all(data).await.map_err(lost)?;
         }
@@ -448,9 +459,10 @@ mod tests {
                 next_id += 1;
                 write!(
                     stdin,
-                    "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}",
-                    script.len(),
-                    data.len()
+                    "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}{}",
+                    script.len() + super::SCRIPT_END.len(),
+                    data.len(),
+                    super::SCRIPT_END
                 )
                 .unwrap();
                 stdin.write_all(data).unwrap();
@@ -512,6 +524,35 @@ mod tests {
         assert!(child.wait().unwrap().success());
     }
 
+    /// cairn dies while writing a frame: the part of the script that came
+    /// is not run (it would run half of what was meant), and the loop ends.
+    #[test]
+    fn a_script_cut_off_mid_frame_does_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(SHELL_LOOP)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        // The whole script would touch the marker, then record its receipt.
+        let script = format!("touch {}\necho receipt written", marker.display());
+        let whole = script.len() + super::SCRIPT_END.len();
+        write!(stdin, "__CAIRN_RUN__ 1 {whole} 0 0\n{script}").unwrap();
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).unwrap();
+        assert!(!marker.exists(), "half a script ran");
+        assert!(!rest.contains("__CAIRN_DONE__"), "{rest}");
+    }
+
     /// In the lock's shell, each command in flight is recorded with its pid,
     /// time limit and task until it ends, and the end of cairn's input is marked.
     #[test]
@@ -542,9 +583,10 @@ mod tests {
         );
         write!(
             stdin,
-            "__CAIRN_RUN__ 7 {} 0 30{}\n{script}",
-            script.len(),
-            super::frame_label("step.init@m*0 [x]")
+            "__CAIRN_RUN__ 7 {} 0 30{}\n{script}{}",
+            script.len() + super::SCRIPT_END.len(),
+            super::frame_label("step.init@m*0 [x]"),
+            super::SCRIPT_END
         )
         .unwrap();
         stdin.flush().unwrap();
