@@ -27,48 +27,39 @@ fn every_command() -> Vec<Vec<String>> {
     all
 }
 
-#[test]
-fn a_usage_error_exits_1_with_clap_s_message_for_every_command() {
+/// Runs every command with `extra` after it, in an empty folder, and hands
+/// each result to `check`.
+fn for_every_command(extra: &str, check: impl Fn(&[&str], &std::process::Output)) {
     let dir = tempfile::tempdir().unwrap();
     for command in every_command() {
         let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
-        args.push("--no-such-flag");
-        let out = cairn(dir.path(), &args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
-        // clap's own words (`exec` takes the flag as its command and asks for `--on`).
-        assert!(
-            stderr(&out).starts_with("error: "),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
-        assert!(
-            stderr(&out).contains("Usage: cairn"),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
+        args.push(extra);
+        check(&args, &cairn(dir.path(), &args).output().unwrap());
     }
 }
 
 #[test]
+fn a_usage_error_exits_1_with_clap_s_message_for_every_command() {
+    for_every_command("--no-such-flag", |args, out| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "cairn {args:?}: {err}");
+        // clap's own words (`exec` takes the flag as its command and asks for `--on`).
+        assert!(err.starts_with("error: "), "cairn {args:?}: {err}");
+        assert!(err.contains("Usage: cairn"), "cairn {args:?}: {err}");
+    });
+}
+
+#[test]
 fn help_exits_0_for_every_command() {
-    let dir = tempfile::tempdir().unwrap();
-    for command in every_command() {
-        let mut args: Vec<&str> = command.iter().map(String::as_str).collect();
-        args.push("--help");
-        let out = cairn(dir.path(), &args).output().unwrap();
+    for_every_command("--help", |args, out| {
         assert_eq!(
             out.status.code(),
             Some(0),
             "cairn {args:?}: {}",
-            stderr(&out)
+            stderr(out)
         );
-        assert!(stdout(&out).contains("Usage: cairn"), "cairn {args:?}");
-    }
+        assert!(stdout(out).contains("Usage: cairn"), "cairn {args:?}");
+    });
 }
 
 #[test]

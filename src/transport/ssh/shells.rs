@@ -438,9 +438,13 @@ mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::process::{Command, Stdio};
 
-    /// Drives the loop with `sh` on this machine: frames in, frames out.
-    #[test]
-    fn the_loop_runs_framed_commands_and_keeps_in_step() {
+    /// The loop, started with `sh` on this machine and ready: the child, its
+    /// stdin, and its stdout past the ready line.
+    fn started_loop() -> (
+        std::process::Child,
+        std::process::ChildStdin,
+        BufReader<std::process::ChildStdout>,
+    ) {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(SHELL_LOOP)
@@ -448,11 +452,18 @@ mod tests {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
         assert_eq!(line, "__CAIRN_READY__\n");
+        (child, stdin, out)
+    }
+
+    /// Drives the loop with `sh` on this machine: frames in, frames out.
+    #[test]
+    fn the_loop_runs_framed_commands_and_keeps_in_step() {
+        let (mut child, mut stdin, mut out) = started_loop();
         let mut next_id = 0;
         let mut send =
             |stdin: &mut std::process::ChildStdin, script: &str, data: &[u8], timeout: u64| {
@@ -530,17 +541,7 @@ mod tests {
     fn a_script_cut_off_mid_frame_does_not_run() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(SHELL_LOOP)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let (mut child, mut stdin, mut out) = started_loop();
         // The whole script would touch the marker, then record its receipt.
         let script = format!("touch {}\necho receipt written", marker.display());
         let whole = script.len() + super::SCRIPT_END.len();
