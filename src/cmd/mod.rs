@@ -18,6 +18,7 @@ mod graph;
 mod man;
 mod output;
 mod plan;
+mod recorded;
 mod reset;
 mod schema;
 mod show;

@@ -7,42 +7,19 @@ use std::path::Path;
 
 use crate::cli::OutputArgs;
 use crate::error::{CairnError, Success};
-use crate::model::{Model, Scrubber};
-use crate::pipeline::{self, Loaded};
+use crate::model::Model;
 use crate::report::{CapturedValues, Output, captured_values};
 use crate::words::closest;
 
 pub(super) fn run(file: &Path, args: &OutputArgs, out: Output) -> Result<Success, CairnError> {
-    let loaded = match Loaded::read(file) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            // A script reading a value may not have every secret's source
-            // set: the state holds none in clear, so read it from there.
-            let Ok(dir) = pipeline::state_dir_only(file) else {
-                return Err(error);
-            };
-            let state = dir.load()?;
-            out.warnings(&[format!(
-                "{} does not validate here ({error}; `cairn validate` says why): values read from the state alone",
-                file.display()
-            )]);
-            let values = captured_values(&state, &Scrubber::new(Vec::new()));
-            return show(&values, args, &state.cluster, &[], None, file, out);
-        }
-    };
-    let (state, _) = loaded.load_state()?;
-    let values = captured_values(&state, &loaded.model.scrubber());
-    let model = &loaded.model;
-    let declared: Vec<&String> = model.captures.keys().collect();
-    show(
-        &values,
-        args,
-        &model.name,
-        &declared,
-        Some(model),
-        file,
-        out,
-    )
+    let recorded = super::recorded::read(file, out, "values read from the state alone")?;
+    let values = captured_values(&recorded.state, &recorded.scrubber);
+    let model = recorded.model.as_deref();
+    let declared: Vec<&String> = model
+        .map(|m| m.captures.keys().collect())
+        .unwrap_or_default();
+    let cluster = model.map_or(&recorded.state.cluster, |m| &m.name);
+    show(&values, args, cluster, &declared, model, file, out)
 }
 
 /// Prints what `args` asks for, or says why there is nothing.

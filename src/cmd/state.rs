@@ -7,7 +7,6 @@ use std::path::Path;
 use crate::cli::{LockArgs, StateCommand};
 use crate::error::{CairnError, Success};
 use crate::ids::TaskId;
-use crate::model::Scrubber;
 use crate::pipeline::Loaded;
 use crate::report::{Forgotten, Output};
 use crate::state::JournalEntry;
@@ -17,24 +16,12 @@ pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Succes
     if let StateCommand::Rm { targets, lock } = sub {
         return remove(&Loaded::read(file)?, targets, lock, out);
     }
-    // Reading needs no valid Clusterfile: a cron box or a script may lack a
-    // secret's source, and the state holds no secret in clear.
-    let (state, dir, scrubber) = match Loaded::read(file) {
-        Ok(loaded) => {
-            let (state, _) = loaded.load_state()?;
-            (state, loaded.dir.dir.clone(), loaded.model.scrubber())
-        }
-        Err(error) => {
-            let Ok(dir) = crate::pipeline::state_dir_only(file) else {
-                return Err(error);
-            };
-            out.warnings(&[format!(
-                "{} does not validate here ({error}; `cairn validate` says why): the state read alone",
-                file.display()
-            )]);
-            (dir.load()?, dir.dir.clone(), Scrubber::new(Vec::new()))
-        }
-    };
+    let super::recorded::Recorded {
+        state,
+        dir,
+        scrubber,
+        ..
+    } = super::recorded::read(file, out, "the state read alone")?;
     match sub {
         StateCommand::List => out.state_list(&state, &dir),
         StateCommand::Show { task } => {
