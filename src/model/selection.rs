@@ -75,6 +75,23 @@ fn listed<'a>(items: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
+/// A glob of host names, addresses and roles, as `--limit` and `exec --on`
+/// take it (`*` and `?` match any character, `/` too); the error says why
+/// the text is not one.
+pub(crate) fn host_glob(text: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(text)
+        .literal_separator(false)
+        .build()
+        .map(|glob| glob.compile_matcher())
+        .map_err(|error| error.kind().to_string())
+}
+
+/// Whether `matches` accepts `host`'s name, address or one of its roles:
+/// what a `--limit` or `--on` pattern is compared with.
+pub(crate) fn names_host(host: &super::Host, matches: impl Fn(&str) -> bool) -> bool {
+    matches(&host.name) || matches(&host.address) || host.roles.iter().any(|r| matches(r))
+}
+
 /// One `--limit` pattern: a name compared as is, or a glob.
 enum Pattern {
     Exact(String),
@@ -86,13 +103,11 @@ impl Pattern {
         if !pattern.contains(['*', '?']) {
             return Ok(Pattern::Exact(pattern.to_string()));
         }
-        globset::GlobBuilder::new(pattern)
-            .literal_separator(false)
-            .build()
-            .map(|glob| Pattern::Glob(glob.compile_matcher()))
-            .map_err(|error| SelectionError::BadGlob {
+        host_glob(pattern)
+            .map(Pattern::Glob)
+            .map_err(|reason| SelectionError::BadGlob {
                 pattern: pattern.to_string(),
-                reason: error.kind().to_string(),
+                reason,
             })
     }
 
@@ -168,11 +183,7 @@ fn matching_hosts(
     let found: Vec<String> = model
         .hosts
         .iter()
-        .filter(|h| {
-            pattern.matches(&h.name)
-                || pattern.matches(&h.address)
-                || h.roles.iter().any(|r| pattern.matches(r))
-        })
+        .filter(|h| names_host(h, |text| pattern.matches(text)))
         .map(|h| h.name.clone())
         .chain(
             recorded

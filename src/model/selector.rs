@@ -120,21 +120,13 @@ pub fn select(model: &Model, selectors: &[String]) -> Result<Vec<HostId>, Select
 /// A glob of host names, addresses and roles (the command line only: a
 /// Clusterfile's `on` names hosts exactly).
 fn resolve_glob(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, SelectorError> {
-    let glob = globset::GlobBuilder::new(selector)
-        .literal_separator(false)
-        .build()
-        .map_err(|error| SelectorError::BadGlob {
-            selector: selector.to_string(),
-            reason: error.kind().to_string(),
-        })?
-        .compile_matcher();
+    let glob = super::selection::host_glob(selector).map_err(|reason| SelectorError::BadGlob {
+        selector: selector.to_string(),
+        reason,
+    })?;
     let found: Vec<HostId> = hosts
         .iter()
-        .filter(|h| {
-            glob.is_match(&h.name)
-                || glob.is_match(&h.address)
-                || h.roles.iter().any(|r| glob.is_match(r))
-        })
+        .filter(|h| super::selection::names_host(h, |text| glob.is_match(text)))
         .map(|h| h.id)
         .collect();
     if found.is_empty() {

@@ -62,6 +62,22 @@ fn help_exits_0_for_every_command() {
     });
 }
 
+/// `out`, from `cairn args`, exited 1 and says `says` on stderr.
+fn assert_refused(args: &[&str], out: &std::process::Output, says: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "cairn {args:?}: {}{}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(
+        stderr(out).contains(says),
+        "cairn {args:?}: {}",
+        stderr(out)
+    );
+}
+
 #[test]
 fn other_usage_errors_exit_1_never_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,18 +115,7 @@ fn other_usage_errors_exit_1_never_2() {
         ),
     ];
     for (args, says) in cases {
-        let out = cairn(dir.path(), args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
-        assert!(
-            stderr(&out).contains(says),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
+        assert_refused(args, &cairn(dir.path(), args).output().unwrap(), says);
     }
     for args in [&["--version"][..], &["help"], &["help", "plan"]] {
         let out = cairn(dir.path(), args).output().unwrap();
@@ -469,20 +474,7 @@ fn mistakes_found_by_a_new_user_are_refused_before_anything_runs() {
 #[test]
 fn names_that_are_almost_right_get_a_suggestion() {
     let s = Sandbox::new();
-    let suggests = |args: &[&str], says: &str| {
-        let out = s.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "cairn {args:?}: {}",
-            stdout(&out)
-        );
-        assert!(
-            stderr(&out).contains(says),
-            "cairn {args:?}: {}",
-            stderr(&out)
-        );
-    };
+    let suggests = |args: &[&str], says: &str| assert_refused(args, &s.run(args), says);
     suggests(&["plan", "--limit", "lcoal"], "did you mean `local`?");
     suggests(
         &["plan", "--replace", "install"],
