@@ -15,6 +15,14 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically, creating its folder. With `durable`,
 /// the data and the rename are on disk when this returns. The file is
 /// private (0600): state and plans may hold captured values.
+/// The folder `path` would be written into, when it is not one (missing,
+/// or a file): cairn writes a user's file (a saved plan, metrics) only into
+/// a folder that exists, and says so before any work rather than make one.
+pub fn missing_folder(path: &Path) -> Option<&Path> {
+    path.parent()
+        .filter(|folder| !folder.as_os_str().is_empty() && !folder.is_dir())
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     write_as(path, bytes, durable, 0o600, None)
 }

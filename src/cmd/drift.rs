@@ -20,8 +20,7 @@ use crate::report::{self, Output};
 pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success, CairnError> {
     // Before any host is contacted; and a folder is never made up for it.
     if let Some(path) = &args.prometheus
-        && let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
-        && !folder.is_dir()
+        && let Some(folder) = crate::atomic_file::missing_folder(path)
     {
         return Err(CairnError::Metrics {
             path: path.display().to_string(),

@@ -86,12 +86,12 @@ pub fn check_folder(path: &Path) -> Result<(), PlanError> {
             path: path.to_path_buf(),
         });
     }
-    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(folder) if !folder.is_dir() => Err(PlanError::SavedFolderMissing {
+    match crate::atomic_file::missing_folder(path) {
+        Some(folder) => Err(PlanError::SavedFolderMissing {
             path: path.to_path_buf(),
             folder: folder.to_path_buf(),
         }),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
