@@ -22,6 +22,11 @@ mod replace;
 pub mod saved;
 pub mod undo_order;
 
+/// The world the plan's unit tests plan in (tests only).
+#[cfg(test)]
+#[path = "tests/diff_world.rs"]
+pub(crate) mod test_world;
+
 pub use change::{Change, ChangeKind, Plan, Summary};
 pub use diff::{DiffOptions, diff};
 pub use drift::DriftReport;

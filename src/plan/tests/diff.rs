@@ -12,8 +12,7 @@ use crate::transport::{Observed, ReceiptInfo};
 /// `${label}`; `announce` waits for it on the same host, `collect` (on
 /// the master) for it on every host; `init` is a `once` step that reads
 /// `${greeting}` and has an undo, and `join` waits for it across hosts.
-#[path = "diff_world.rs"]
-mod world;
+use crate::plan::test_world as world;
 
 use world::*;
 

@@ -1,5 +1,6 @@
-//! The diff tests' world: a Clusterfile in a temp folder, planned by the
-//! real stages and "applied" by journaling each change as a record.
+//! The plan tests' world: a Clusterfile in a temp folder, planned by the
+//! real stages and "applied" by journaling each change as a record (the
+//! tests of `diff` and of `file_diffs` share it).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use crate::state::{JournalEntry, RecordDetail, ShippedFile, State, TaskRecord};
 /// `${label}`; `announce` waits for it on the same host, `collect` (on
 /// the master) for it on every host; `init` is a `once` step that reads
 /// `${greeting}` and has an undo, and `join` waits for it across hosts.
-pub(super) const BASE: &str = r#"version = 1
+pub(crate) const BASE: &str = r#"version = 1
 name = "t"
 
 [vars]
@@ -84,23 +85,23 @@ run = "echo collected"
 "#;
 
 /// The one-line edit most tests make.
-pub(super) const GREETING_B: (&str, &str) = ("greeting = \"a\"", "greeting = \"b\"");
+pub(crate) const GREETING_B: (&str, &str) = ("greeting = \"a\"", "greeting = \"b\"");
 
 /// Blocks of `BASE`, to take out.
-pub(super) const N0: &str = r#"[[hosts]]
+pub(crate) const N0: &str = r#"[[hosts]]
 address = "10.0.0.2"
 name = "n0"
 roles = ["node"]
 vars = { label = "n" }
 
 "#;
-pub(super) const ANNOUNCE: &str = r#"[[steps]]
+pub(crate) const ANNOUNCE: &str = r#"[[steps]]
 name = "announce"
 after = ["hello"]
 run = "echo announced"
 
 "#;
-pub(super) const INIT: &str = r#"[[steps]]
+pub(crate) const INIT: &str = r#"[[steps]]
 name = "init"
 on = "master"
 once = true
@@ -109,7 +110,7 @@ run = "kubeadm init --token ${greeting}"
 undo = "kubeadm reset -f"
 
 "#;
-pub(super) const JOIN: &str = r#"[[steps]]
+pub(crate) const JOIN: &str = r#"[[steps]]
 name = "join"
 on = "node"
 after = ["init@m0"]
@@ -117,13 +118,13 @@ run = "kubeadm join"
 
 "#;
 
-pub(super) const BUNDLE: &[(&str, &str)] = &[
+pub(crate) const BUNDLE: &[(&str, &str)] = &[
     ("web/index.html", "<h1>hi</h1>\n"),
     ("web/install.sh", "echo installed\n"),
 ];
 
 /// `BASE` with each `(from, to)` replaced; `from` must occur once.
-pub(super) fn edited(edits: &[(&str, &str)]) -> String {
+pub(crate) fn edited(edits: &[(&str, &str)]) -> String {
     let mut text = BASE.to_string();
     for (from, to) in edits {
         assert_eq!(text.matches(from).count(), 1, "edit {from:?} matches once");
@@ -132,33 +133,38 @@ pub(super) fn edited(edits: &[(&str, &str)]) -> String {
     text
 }
 
-pub(super) fn id(text: &str) -> TaskId {
+pub(crate) fn id(text: &str) -> TaskId {
     TaskId::parse(text).unwrap_or_else(|e| panic!("{text} is a task id: {e}"))
 }
 
 /// A Clusterfile in its folder and the state applies leave behind.
-pub(super) struct World {
-    pub(super) fixture: Fixture,
-    pub(super) state: State,
+pub(crate) struct World {
+    pub(crate) fixture: Fixture,
+    pub(crate) state: State,
 }
 
 impl World {
-    pub(super) fn new(clusterfile: &str) -> World {
-        let fixture = Fixture::new(clusterfile, BUNDLE);
+    pub(crate) fn new(clusterfile: &str) -> World {
+        World::with_files(clusterfile, BUNDLE)
+    }
+
+    /// A world whose Clusterfile's folder holds `files` (path, text).
+    pub(crate) fn with_files(clusterfile: &str, files: &[(&str, &str)]) -> World {
+        let fixture = Fixture::new(clusterfile, files);
         let state = State::new(&fixture.model.name);
         World { fixture, state }
     }
 
-    pub(super) fn graph(&self) -> TaskGraph {
+    pub(crate) fn graph(&self) -> TaskGraph {
         self.fixture.graph(&self.state.salt)
     }
 
-    pub(super) fn diff(&self, graph: &TaskGraph, refresh: &Refresh, options: &DiffOptions) -> Plan {
+    pub(crate) fn diff(&self, graph: &TaskGraph, refresh: &Refresh, options: &DiffOptions) -> Plan {
         diff(&self.fixture.model, graph, &self.state, refresh, options)
     }
 
     /// The plan with nothing observed and nothing left out.
-    pub(super) fn plan(&self) -> (TaskGraph, Plan) {
+    pub(crate) fn plan(&self) -> (TaskGraph, Plan) {
         let graph = self.graph();
         let plan = self.diff(&graph, &Refresh::default(), &DiffOptions::default());
         (graph, plan)
@@ -167,7 +173,7 @@ impl World {
     /// What an apply that succeeds everywhere records: every task
     /// that runs or is adopted, with its new key and inputs, and every
     /// destroy forgotten; unchanged tasks keep their records.
-    pub(super) fn apply(&mut self, graph: &TaskGraph, plan: &Plan) {
+    pub(crate) fn apply(&mut self, graph: &TaskGraph, plan: &Plan) {
         for change in &plan.changes {
             match change.kind {
                 ChangeKind::Destroy => self.state.apply(JournalEntry::Forget {
@@ -179,7 +185,7 @@ impl World {
         }
     }
 
-    pub(super) fn record(&mut self, graph: &TaskGraph, change: &Change) {
+    pub(crate) fn record(&mut self, graph: &TaskGraph, change: &Change) {
         let task = graph.task(change.node.expect("a task of the graph"));
         let shipped = |e: &FileEntry| ShippedFile {
             hash: e.hash.clone(),
@@ -236,14 +242,14 @@ impl World {
     }
 
     /// Plans and applies once, and checks that nothing is left to do.
-    pub(super) fn converge(&mut self) {
+    pub(crate) fn converge(&mut self) {
         let (graph, plan) = self.plan();
         self.apply(&graph, &plan);
         let (_, again) = self.plan();
         assert!(!again.has_changes(), "converged: {:?}", outline(&again));
     }
 
-    pub(super) fn recorded_key(&self, task: &str) -> &TaskKey {
+    pub(crate) fn recorded_key(&self, task: &str) -> &TaskKey {
         &self.state.tasks[&id(task)].key
     }
 }
@@ -251,7 +257,7 @@ impl World {
 /// Every change that is more than "unchanged", one line each, in plan
 /// order: `update step.hello@m0: reason; reason [ignored: ...]`, with
 /// `(adopt)` and `(drifted)` after the task when set.
-pub(super) fn outline(plan: &Plan) -> Vec<String> {
+pub(crate) fn outline(plan: &Plan) -> Vec<String> {
     plan.changes
         .iter()
         .filter(|c| {
@@ -280,7 +286,7 @@ pub(super) fn outline(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn change<'p>(plan: &'p Plan, task: &str) -> &'p Change {
+pub(crate) fn change<'p>(plan: &'p Plan, task: &str) -> &'p Change {
     plan.changes
         .iter()
         .find(|c| c.id.as_str() == task)

@@ -8,8 +8,8 @@ use crate::bundle::FileData;
 use crate::bundle::manifest::{FileEntry, hash_bytes};
 
 use crate::graph::testing::Fixture;
+use crate::plan::test_world::World;
 use crate::plan::{DiffOptions, diff};
-use crate::state::{JournalEntry, RecordDetail, ShippedFile, TaskRecord};
 
 /// Two hosts (nothing connects), a bundle and a `[[files]]` entry rendered
 /// with a var.
@@ -46,67 +46,12 @@ dest = "/etc/motd"
 
 /// The fixture with greeting `a`, and a state as if it had been applied.
 fn applied() -> (Fixture, State) {
-    let fixture = Fixture::new(
+    let mut world = World::with_files(
         &clusterfile("a"),
         &[("web/index.html", "hi\n"), ("web/app.conf", "x = 1\n")],
     );
-    let mut state = State::new(&fixture.model.name);
-    let graph = fixture.graph(&state.salt);
-    let plan = diff(
-        &fixture.model,
-        &graph,
-        &state,
-        &Refresh::default(),
-        &DiffOptions::default(),
-    );
-    for change in &plan.changes {
-        let task = graph.task(change.node.expect("a task of the graph"));
-        let shipped = |e: &FileEntry| ShippedFile {
-            hash: e.hash.clone(),
-            mode: e.mode,
-            size: e.size,
-            mtime_ns: 0,
-            inode: 0,
-        };
-        let detail = match &task.work {
-            Work::Bundle { dest, .. } => RecordDetail::Bundle {
-                dest: dest.clone(),
-                shipped: task
-                    .work
-                    .files()
-                    .into_iter()
-                    .map(|(path, f)| (path, shipped(&f.entry)))
-                    .collect(),
-            },
-            Work::File { dest, content, .. } => RecordDetail::File {
-                dest: dest.clone(),
-                shipped: shipped(&content.entry),
-            },
-            Work::Step { .. } => unreachable!("no steps here"),
-        };
-        if let (
-            crate::hash::ActionSpec::Bundle { base_root, .. },
-            crate::model::ElementRef::Bundle(i),
-        ) = (&task.inputs.action, task.element)
-        {
-            state.apply(JournalEntry::Manifest {
-                root: base_root.clone(),
-                manifest: graph.bundles[i].base_manifest.clone(),
-            });
-        }
-        let record = TaskRecord {
-            key: change.key.clone().expect("a key"),
-            inputs: change.inputs.clone().expect("inputs"),
-            detail,
-            finished_at: "2024-05-01T10:00:00Z".into(),
-            seq: state.next_seq,
-        };
-        state.apply(JournalEntry::Done {
-            id: change.id.clone(),
-            record: Box::new(record),
-        });
-    }
-    (fixture, state)
+    world.converge();
+    (world.fixture, world.state)
 }
 
 /// Which hosts `plan --diff` would read from, and what, for the
