@@ -31,6 +31,7 @@ mod adhoc;
 mod converge;
 mod drift;
 mod faults;
+mod harness_reach;
 mod lifecycle;
 mod operators;
 mod outputs;

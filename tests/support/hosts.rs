@@ -8,6 +8,14 @@
 //! lock file per address, so tests (and test processes) running at the same
 //! time never share one.
 //!
+//! Besides the test key (root, `deploy` and `ops`), every host has logins
+//! that are not a plain key, for the tests of passwords, encrypted keys,
+//! certificates and bastions: [`PWUSER`] logs in only with
+//! [`PWUSER_PASSWORD`]; [`CERTUSER`] only with the user certificate
+//! [`TestHosts::certificate`]; [`TestHosts::encrypted_key`] (passphrase
+//! [`KEY_PASSPHRASE`]) is authorized like the test key; and each host key
+//! has a host certificate signed by the CA [`TestHosts::host_ca`].
+//!
 //! Stopping is by recorded pid, never by name: the namespace's init (sshd)
 //! is killed, which takes everything in the namespace with it, mounts
 //! included. `unshare` is started with a parent-death signal and
@@ -23,6 +31,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A user on every host whose only way in is its password, [`PWUSER_PASSWORD`]
+/// (no authorized keys); passwordless sudo, like `deploy`.
+pub(crate) const PWUSER: &str = "pwuser";
+
+/// The password of [`PWUSER`].
+pub(crate) const PWUSER_PASSWORD: &str = "pw-login-secret-7";
+
+/// A user on every host whose only way in is the user certificate
+/// [`TestHosts::certificate`] (its principal); no authorized keys, no sudo.
+pub(crate) const CERTUSER: &str = "certuser";
+
+/// The passphrase of [`TestHosts::encrypted_key`].
+pub(crate) const KEY_PASSPHRASE: &str = "key-passphrase-3";
+
 /// One running test host.
 pub(crate) struct TestHost {
     pub name: String,
@@ -31,6 +53,8 @@ pub(crate) struct TestHost {
     /// PID (in this namespace) of the host's init: its sshd.
     init: i32,
     public_key: PathBuf,
+    /// The folder of CA material handed to `testhost-init` on first boot.
+    ca: PathBuf,
     _claim: File,
     dir: tempfile::TempDir,
 }
@@ -40,6 +64,23 @@ pub(crate) struct TestHosts {
     pub hosts: Vec<TestHost>,
     /// Private key accepted for root, `deploy` and `ops` on every host.
     pub key: PathBuf,
+    /// Private key encrypted with [`KEY_PASSPHRASE`], accepted like `key`.
+    pub encrypted_key: PathBuf,
+    /// Unencrypted private key whose certificate ([`TestHosts::certificate`])
+    /// lets [`CERTUSER`] in; the key alone lets no one in.
+    pub cert_key: PathBuf,
+    /// User certificate of `cert_key`, signed by the user CA every host
+    /// trusts, principal [`CERTUSER`]. Named `id_cert-cert.pub` but kept in
+    /// another folder than `cert_key`, so ssh uses it only when told to
+    /// (`-o CertificateFile=`), never by finding it beside the key.
+    pub certificate: PathBuf,
+    /// Public key of the CA that signed every host's host certificate
+    /// (`host_ca.pub`): for `host_ca = PATH`, or see
+    /// [`TestHosts::cert_authority_line`].
+    pub host_ca: PathBuf,
+    /// Private key of the user CA every host trusts (`TrustedUserCAKeys`),
+    /// to sign other user certificates (`user_ca.pub` beside it).
+    pub user_ca: PathBuf,
     _keys: tempfile::TempDir,
 }
 
@@ -99,16 +140,33 @@ impl TestHosts {
             panic!("{why}");
         }
         let keys = tempfile::tempdir().expect("tempdir");
-        let key = keys.path().join("id_ed25519");
+        let key = keygen(keys.path(), "id_ed25519", "");
+        let encrypted_key = keygen(keys.path(), "id_encrypted", KEY_PASSPHRASE);
+        let cert_key = keygen(keys.path(), "id_cert", "");
+        let user_ca = keygen(keys.path(), "user_ca", "");
+        let host_ca = keygen(keys.path(), "host_ca", "").with_extension("pub");
+        let signed = keys.path().join("id_cert-cert.pub");
         let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "cairn-tests", "-f"])
-            .arg(&key)
+            .args(["-q", "-s"])
+            .arg(&user_ca)
+            .args(["-I", CERTUSER, "-n", CERTUSER])
+            .arg(cert_key.with_extension("pub"))
             .status()
             .expect("ssh-keygen runs");
-        assert!(status.success(), "ssh-keygen failed");
-        let public = key.with_extension("pub");
+        assert!(status.success(), "signing the user certificate failed");
+        // Not beside its key, where ssh would load it unasked: a test of a
+        // certificate setting must fail when the setting is not passed on.
+        let certificate = keys.path().join("certificates").join("id_cert-cert.pub");
+        std::fs::create_dir(certificate.parent().expect("a folder")).expect("can make a folder");
+        std::fs::rename(&signed, &certificate).expect("can move the certificate");
+        let public = keys.path().join("authorized_keys");
+        let authorized = [&key, &encrypted_key]
+            .iter()
+            .map(|k| std::fs::read_to_string(k.with_extension("pub")).expect("public key"))
+            .collect::<String>();
+        std::fs::write(&public, authorized).expect("can write authorized_keys");
         let mut hosts: Vec<TestHost> = (0..n)
-            .map(|i| TestHost::create(&format!("host{i}"), &public, disk_mb))
+            .map(|i| TestHost::create(&format!("host{i}"), &public, keys.path(), disk_mb))
             .collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         for host in &mut hosts {
@@ -117,8 +175,20 @@ impl TestHosts {
         TestHosts {
             hosts,
             key,
+            encrypted_key,
+            cert_key,
+            certificate,
+            host_ca,
+            user_ca,
             _keys: keys,
         }
+    }
+
+    /// A `known_hosts` line that trusts every host certificate signed by
+    /// [`TestHosts::host_ca`]: `@cert-authority * <key>`.
+    pub(crate) fn cert_authority_line(&self) -> String {
+        let key = std::fs::read_to_string(&self.host_ca).expect("host CA public key");
+        format!("@cert-authority * {}\n", key.trim())
     }
 
     /// An `[ssh]` table and `[[hosts]]` list for a Clusterfile: the first
@@ -159,8 +229,31 @@ impl TestHosts {
     }
 }
 
+/// Makes an ed25519 key pair `dir/name` (and `.pub`) with `passphrase`
+/// (empty: none), and returns the private key's path.
+fn keygen(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
+    let key = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-C",
+            "cairn-tests",
+            "-N",
+            passphrase,
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success(), "ssh-keygen failed for {name}");
+    key
+}
+
 impl TestHost {
-    fn create(name: &str, public_key: &Path, disk_mb: u32) -> TestHost {
+    /// `ca` holds `user_ca.pub`, `host_ca` and `host_ca.pub` (see `testhost-init`).
+    fn create(name: &str, public_key: &Path, ca: &Path, disk_mb: u32) -> TestHost {
         let (address, claim) = claim_address();
         let dir = tempfile::Builder::new()
             .prefix("cairn-testhost-")
@@ -175,20 +268,21 @@ impl TestHost {
             .status()
             .expect("mount runs");
         assert!(status.success(), "mounting the disk of {name} failed");
-        let unshare = TestHost::boot(dir.path(), &address, name, public_key);
+        let unshare = TestHost::boot(dir.path(), &address, name, public_key, ca);
         TestHost {
             name: name.to_string(),
             address,
             unshare,
             init: 0,
             public_key: public_key.to_path_buf(),
+            ca: ca.to_path_buf(),
             _claim: claim,
             dir,
         }
     }
 
     /// Boots (again) a host whose disk is at `dir/disk`.
-    fn boot(dir: &Path, address: &str, name: &str, public_key: &Path) -> Child {
+    fn boot(dir: &Path, address: &str, name: &str, public_key: &Path, ca: &Path) -> Child {
         let log = File::options()
             .create(true)
             .append(true)
@@ -202,6 +296,7 @@ impl TestHost {
             .arg(address)
             .arg(name)
             .arg(public_key)
+            .arg(ca)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log);
@@ -220,7 +315,13 @@ impl TestHost {
         if self.is_alive() {
             self.kill();
         }
-        self.unshare = TestHost::boot(self.dir.path(), &self.address, &self.name, &self.public_key);
+        self.unshare = TestHost::boot(
+            self.dir.path(),
+            &self.address,
+            &self.name,
+            &self.public_key,
+            &self.ca,
+        );
         self.init = 0;
         self.wait_ready(Instant::now() + Duration::from_secs(30));
     }
@@ -329,7 +430,8 @@ impl TestHost {
         self.exec("cat /dev/zero > /fill 2>/dev/null; sync; true");
     }
 
-    /// Gives the host a new SSH host key (as a reinstall would).
+    /// Gives the host a new SSH host key (as a reinstall would). Its host
+    /// certificate goes with the old key: the host then shows a plain key.
     pub(crate) fn rotate_host_key(&self) {
         let out = self.exec(
             "rm -f /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && kill -HUP 1",
