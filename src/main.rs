@@ -11,6 +11,13 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
+    // Started by ssh as its askpass helper (see transport/ssh/askpass.rs).
+    if let Some(answer) = cairn::transport::askpass_answer() {
+        return match answer {
+            Ok(secret) => cairn::report::hand_to_ssh(&secret),
+            Err(()) => ExitCode::FAILURE,
+        };
+    }
     let cli = match cairn::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -616,7 +616,7 @@ impl Planned {
             if compiled.state.hosts.get(&host.name) != Some(&record) {
                 journal.append(JournalEntry::Host {
                     name: host.name.clone(),
-                    record,
+                    record: Box::new(record),
                 })?;
             }
         }

@@ -128,7 +128,7 @@ impl Hosts<'_> {
                         .unwrap_or("not connected")
                         .to_string()
                 });
-                (host.name.clone(), host.address.clone(), transport)
+                (host.name.clone(), host.reached_at().to_string(), transport)
             })
             .collect()
     }

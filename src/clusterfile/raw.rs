@@ -63,15 +63,30 @@ pub struct RawSsh {
     pub identity: Option<Spanned<String>>,
     /// Run every action as root through sudo (for a non-root `user`).
     pub sudo: Option<bool>,
-    /// Password for sudo, as a secret reference (`env:NAME` or `file:PATH`); sent on stdin only.
+    /// Password for sudo, as a secret reference (`env:NAME` or `file:PATH`, or `{ secret = "..." }`); sent on stdin only.
+    #[schemars(with = "Option<RawSecretRef>")]
+    pub sudo_password: Option<Spanned<RawSecretRef>>,
+    /// Login password, as a secret (`{ secret = "env:NAME" }` or `file:PATH`): handed to OpenSSH by an askpass helper, never on a command line or on disk.
+    #[schemars(with = "Option<RawSecretRef>")]
+    pub password: Option<Spanned<RawSecretRef>>,
+    /// Passphrase of an encrypted `identity`, as a secret; handed over like `password`.
+    #[schemars(with = "Option<RawSecretRef>")]
+    pub identity_passphrase: Option<Spanned<RawSecretRef>>,
+    /// A user certificate (`ssh-keygen -s`) for `identity` (OpenSSH `CertificateFile`).
     #[schemars(with = "Option<String>")]
-    pub sudo_password: Option<Spanned<String>>,
+    pub certificate: Option<Spanned<String>>,
+    /// Public key of a CA whose signed host certificates are trusted (as an `@cert-authority` line in `known_hosts`), also under `host_keys = "strict"`.
+    #[schemars(with = "Option<String>")]
+    pub host_ca: Option<Spanned<String>>,
+    /// An ssh config file read instead of `~/.ssh/config` (OpenSSH `-F`).
+    #[schemars(with = "Option<String>")]
+    pub config: Option<Spanned<String>>,
     /// Host key checking: `strict`, `accept-new` (default) or `off`.
     #[schemars(with = "Option<HostKeyPolicy>")]
     pub host_keys: Option<Spanned<HostKeyPolicy>>,
-    /// Optional jump host (`ProxyJump`), `[user@]host[:port]`.
-    #[schemars(with = "Option<String>")]
-    pub jump: Option<Spanned<String>>,
+    /// Jump host(s) (`ProxyJump`), `[user@]host[:port]`, or a list of them, nearest first. Each hop uses this host's identity, secrets, host-key policy and timeout unless the ssh config sets them for it.
+    #[schemars(with = "Option<JumpHosts>")]
+    pub jump: Option<Spanned<RawSelectors>>,
     /// How long to wait for a host to answer, e.g. `10s` (default 10s).
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Spanned<String>>,
@@ -119,6 +134,47 @@ impl<'de> Deserialize<'de> for RawVar {
             };
         }
         Ok(RawVar::Value(value))
+    }
+}
+
+/// One jump host, or a list of them with the nearest first (read as [`RawSelectors`]; this is its schema).
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[expect(dead_code, reason = "only its JSON schema is used")]
+enum JumpHosts {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A secret reference: `"env:NAME"` / `"file:PATH"`, or the same as `{ secret = "..." }`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(untagged)]
+pub enum RawSecretRef {
+    /// `env:NAME` or `file:PATH`.
+    Plain(String),
+    /// `{ secret = "env:NAME" }`, as variables write secrets.
+    Table(RawSecret),
+}
+
+impl RawSecretRef {
+    /// `env:NAME` or `file:PATH`, however it was written.
+    pub fn reference(&self) -> &str {
+        match self {
+            RawSecretRef::Plain(s) => s,
+            RawSecretRef::Table(t) => &t.secret,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match RawVar::deserialize(deserializer)? {
+            RawVar::Secret(secret) => Ok(RawSecretRef::Table(secret)),
+            RawVar::Value(toml::Value::String(s)) => Ok(RawSecretRef::Plain(s)),
+            RawVar::Value(_) => Err(serde::de::Error::custom(
+                "expected a secret: `{ secret = \"env:NAME\" }` or `{ secret = \"file:PATH\" }`",
+            )),
+        }
     }
 }
 

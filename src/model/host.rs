@@ -40,14 +40,53 @@ impl HostId {
 #[derive(Debug, Clone)]
 pub struct SshSettings {
     pub identity: Option<String>,
+    /// The passphrase of an encrypted `identity`.
+    pub identity_passphrase: Option<LoginSecret>,
+    /// The login password (password or keyboard-interactive authentication).
+    pub password: Option<LoginSecret>,
+    /// A user certificate for `identity` (`CertificateFile`).
+    pub certificate: Option<String>,
+    /// A CA public key whose host certificates are trusted.
+    pub host_ca: Option<String>,
+    /// An ssh config file read instead of `~/.ssh/config`.
+    pub config: Option<String>,
     pub sudo: bool,
     pub sudo_password: Option<Secret>,
     /// Where `sudo_password` came from (`env:NAME`, `file:PATH`): what the
     /// state keeps, so a host that left can still be given it.
     pub sudo_password_ref: Option<String>,
     pub host_keys: HostKeyPolicy,
-    pub jump: Option<String>,
+    /// Jump hosts, nearest first (`ProxyJump`); empty: reached directly.
+    pub jump: Vec<String>,
     pub connect_timeout: Duration,
+    /// What the ssh config makes of the host's address, when it is an
+    /// alias there (`HostName`, `ProxyJump`); see `model::ssh_config`.
+    pub alias: Option<SshAlias>,
+}
+
+/// A secret that logs in (a password, a key's passphrase): its value, and
+/// the reference it was read from, which is all the state keeps.
+#[derive(Debug, Clone)]
+pub struct LoginSecret {
+    pub reference: String,
+    pub value: Secret,
+}
+
+/// What `ssh -G` resolved a host's address to, where the ssh config has an
+/// entry for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAlias {
+    /// The machine it names (`HostName`).
+    pub hostname: String,
+    /// Whether the config reaches it through jump hosts of its own.
+    pub proxy_jump: bool,
+}
+
+impl SshSettings {
+    /// Whether logging in may need a secret typed in (so ssh cannot run in batch mode).
+    pub fn needs_askpass(&self) -> bool {
+        self.password.is_some() || self.identity_passphrase.is_some()
+    }
 }
 
 /// One machine: reached over SSH, or this one (`transport = "local"`).
@@ -62,7 +101,22 @@ pub struct Host {
     pub vars: BTreeMap<String, VarValue>,
     pub transport: TransportKind,
     pub ssh: SshSettings,
+    /// Whether the Clusterfile gives `user` (else the ssh config's, or root).
+    pub user_given: bool,
+    /// Whether the Clusterfile gives `port` (else the ssh config's, or 22).
+    pub port_given: bool,
     /// Position among all hosts, in file order (`${host.index}`).
     pub index: usize,
     pub span: Range<usize>,
+}
+
+impl Host {
+    /// Where the host really is: the address, or for an ssh config alias the
+    /// machine it names (`web1 → 10.0.0.4`), for output.
+    pub fn reached_at(&self) -> &str {
+        self.ssh
+            .alias
+            .as_ref()
+            .map_or(self.address.as_str(), |a| a.hostname.as_str())
+    }
 }

@@ -16,6 +16,7 @@
 //! - `element`: bundles, config patches, files, steps and their dependencies
 //! - `vars`: variable values, the built-ins, and how a host resolves a name
 //! - `secret`: [`Secret`] and the [`Scrubber`] that keeps secrets out of output
+//! - `ssh_config`: what the user's ssh config makes of an address that is an alias there
 //! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
@@ -30,6 +31,7 @@ pub mod interp;
 mod secret;
 pub mod selection;
 pub mod selector;
+mod ssh_config;
 mod validate;
 mod vars;
 
@@ -39,7 +41,7 @@ pub use element::{
     Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec,
     PatchStrategy, Step,
 };
-pub use host::{Host, HostId, SshSettings};
+pub use host::{Host, HostId, LoginSecret, SshAlias, SshSettings};
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
 pub use validate::{validate, validate_with};
 pub use vars::{BUILTINS, OuterVar, OuterVarError, OuterVars, VarOrigin, VarValue};

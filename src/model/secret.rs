@@ -127,6 +127,12 @@ impl Model {
             if let Some(password) = &host.ssh.sudo_password {
                 values.push(password.expose().to_string());
             }
+            for login in [&host.ssh.password, &host.ssh.identity_passphrase]
+                .into_iter()
+                .flatten()
+            {
+                values.push(login.value.expose().to_string());
+            }
         }
         values.retain(|v| !v.is_empty());
         values.sort();

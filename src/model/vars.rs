@@ -65,7 +65,7 @@ impl Model {
         let host = self.host(host);
         Some(match name {
             "cluster" => self.name.clone(),
-            "host.address" => host.address.clone(),
+            "host.address" => host.reached_at().to_string(),
             "host.name" => host.name.clone(),
             "host.roles" => host.roles.join(","),
             "host.index" => host.index.to_string(),
@@ -116,7 +116,7 @@ impl Model {
         }
         map.insert("cluster".into(), self.name.clone().into());
         let host_map: BTreeMap<&str, minijinja::Value> = BTreeMap::from([
-            ("address", h.address.clone().into()),
+            ("address", h.reached_at().to_string().into()),
             ("name", h.name.clone().into()),
             ("roles", minijinja::Value::from_serialize(&h.roles)),
             ("index", h.index.into()),

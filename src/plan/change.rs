@@ -65,6 +65,8 @@ pub struct Plan {
     pub unreachable: BTreeMap<String, String>,
     /// Hosts left out by `--limit`.
     pub excluded_hosts: BTreeSet<String>,
+    /// Hosts whose address is an ssh config alias: `alias → machine`.
+    pub aliases: BTreeMap<String, String>,
     /// What refresh read off each host.
     pub facts: BTreeMap<String, Facts>,
     /// What the operator should know before applying (a positional

@@ -86,6 +86,7 @@ pub fn diff(
             changes: differ.resets(&unreachable),
             unreachable,
             excluded_hosts: options.excluded_hosts.clone(),
+            aliases: ssh_aliases(model),
             warnings: Vec::new(),
             once_moves: Vec::new(),
             reruns: BTreeMap::new(),
@@ -160,8 +161,24 @@ pub fn diff(
         changes,
         unreachable: refresh.unreachable.clone(),
         excluded_hosts: options.excluded_hosts.clone(),
+        aliases: ssh_aliases(model),
         reruns,
     }
+}
+
+/// Hosts whose address is an ssh config alias, and the machine it names.
+fn ssh_aliases(model: &Model) -> BTreeMap<String, String> {
+    model
+        .hosts
+        .iter()
+        .filter(|h| h.ssh.alias.is_some())
+        .map(|h| {
+            (
+                h.name.clone(),
+                format!("{} → {}", h.address, h.reached_at()),
+            )
+        })
+        .collect()
 }
 
 /// Whether a task this plan forces to rerun is kept in the state until it

@@ -180,12 +180,13 @@ pub struct DriftSources<'a> {
 /// The files of each host read back for `--diff`, by path; or why the host could not answer.
 pub type ReadBack = HashMap<String, Result<HashMap<String, FileRead>, String>>;
 
-/// The address a host is reached at, as people and metrics name it.
+/// The address a host is reached at, as people and metrics name it (the
+/// machine an ssh config alias names, not the alias).
 fn shown_address(host: &Host) -> String {
     if host.transport == TransportKind::Ssh && host.port != 22 {
-        format!("{}:{}", host.address, host.port)
+        format!("{}:{}", host.reached_at(), host.port)
     } else {
-        host.address.clone()
+        host.reached_at().to_string()
     }
 }
 

@@ -45,12 +45,26 @@ pub fn host_record(host: &Host) -> HostRecord {
         user: host.user.clone(),
         transport: host.transport,
         identity: host.ssh.identity.clone(),
-        jump: host.ssh.jump.clone(),
+        jump: jump_record(&host.ssh.jump),
+        password: host.ssh.password.as_ref().map(|p| p.reference.clone()),
+        identity_passphrase: host
+            .ssh
+            .identity_passphrase
+            .as_ref()
+            .map(|p| p.reference.clone()),
+        certificate: host.ssh.certificate.clone(),
+        host_ca: host.ssh.host_ca.clone(),
+        config: host.ssh.config.clone(),
         sudo: host.ssh.sudo,
         sudo_password: host.ssh.sudo_password_ref.clone(),
         host_keys: host.ssh.host_keys,
         connect_timeout_ms: u64::try_from(host.ssh.connect_timeout.as_millis()).unwrap_or(u64::MAX),
     }
+}
+
+/// Jump hosts as the state keeps them: OpenSSH's `ProxyJump` list (`a,b`).
+fn jump_record(hops: &[String]) -> Option<String> {
+    (!hops.is_empty()).then(|| hops.join(","))
 }
 
 /// The record used for a host that an older state knows only from its
@@ -63,7 +77,12 @@ fn fallback_record(model: &Model) -> HostRecord {
         user: "root".into(),
         transport: TransportKind::Ssh,
         identity: s.identity.clone(),
-        jump: s.jump.clone(),
+        jump: jump_record(&s.jump),
+        password: s.password.as_ref().map(|p| p.reference.clone()),
+        identity_passphrase: s.identity_passphrase.as_ref().map(|p| p.reference.clone()),
+        certificate: s.certificate.clone(),
+        host_ca: s.host_ca.clone(),
+        config: s.config.clone(),
         sudo: s.sudo,
         sudo_password: s.sudo_password_ref.clone(),
         host_keys: s.host_keys,

@@ -21,6 +21,9 @@ pub struct PlanJson {
     /// Facts each refreshed host reported (hostname, OS, arch, zstd).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub hosts: std::collections::BTreeMap<String, crate::transport::Facts>,
+    /// Hosts whose address is an ssh config alias: `alias → machine`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +82,7 @@ impl Plan {
                 .collect(),
             summary: self.summary(),
             hosts: self.facts.clone(),
+            aliases: self.aliases.clone(),
         }
     }
 }

@@ -180,6 +180,7 @@ impl PlanJson {
             offline: self.offline,
             // Shown, not applied: what a replace reruns is in each change's reasons.
             reruns: std::collections::BTreeMap::new(),
+            aliases: self.aliases.clone(),
             changes: self
                 .changes
                 .iter()
@@ -293,6 +294,7 @@ mod tests {
             unreachable: vec![],
             summary: Summary::default(),
             hosts: BTreeMap::new(),
+            aliases: BTreeMap::new(),
         }
     }
 

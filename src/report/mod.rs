@@ -57,4 +57,5 @@ pub use prompt::Confirmation;
 pub use reporter::{Mode, Reporter};
 pub use show::shell_word;
 pub use state::Forgotten;
+pub use stdout::hand_to_ssh;
 pub use style::Style;

@@ -75,6 +75,12 @@ pub fn plan_text(plan: &Plan, style: Style, expand: bool) -> String {
             let _ = writeln!(out, "      {}  {}", c.id, style.dim(&c.ignored.join("; ")));
         }
     }
+    if !plan.aliases.is_empty() {
+        out.push_str("\nReached through the ssh config:\n\n");
+        for (host, alias) in &plan.aliases {
+            let _ = writeln!(out, "  {host}: {alias}");
+        }
+    }
     if !plan.unreachable.is_empty() {
         out.push_str("\nHosts not refreshed (their tasks are left out of this plan):\n\n");
         for (host, error) in &plan.unreachable {

@@ -48,3 +48,17 @@ pub(super) fn write(text: std::fmt::Arguments<'_>) {
         }
     }
 }
+
+/// Hands a secret to the ssh that started cairn as its askpass helper: the
+/// answer, as OpenSSH reads it (one line on stdout), and nothing else.
+pub fn hand_to_ssh(secret: &[u8]) -> std::process::ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(secret)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
+    }
+}

@@ -23,8 +23,22 @@ pub struct HostRecord {
     pub transport: TransportKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// Jump hosts, nearest first, as OpenSSH's `ProxyJump` writes them (`a,b`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jump: Option<String>,
+    /// The login password's secret reference, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The identity passphrase's secret reference, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_passphrase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ca: Option<String>,
+    /// The ssh config file read instead of `~/.ssh/config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     #[serde(default)]
     pub sudo: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

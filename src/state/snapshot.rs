@@ -72,7 +72,7 @@ pub enum JournalEntry {
     /// How a host is reached, recorded when an apply reaches it.
     Host {
         name: String,
-        record: HostRecord,
+        record: Box<HostRecord>,
     },
     /// A host cairn no longer knows: its records and how to reach it are
     /// forgotten (it left and was cleaned, or `cairn state rm`).
@@ -124,7 +124,7 @@ impl State {
                 self.manifests.insert(root, manifest);
             }
             JournalEntry::Host { name, record } => {
-                self.hosts.insert(name, record);
+                self.hosts.insert(name, *record);
             }
             JournalEntry::Positions { positions } => {
                 self.positions = positions;

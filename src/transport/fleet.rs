@@ -16,10 +16,10 @@ use std::sync::Arc;
 use super::Transport;
 use super::TransportError;
 use super::local::{self, LocalTransport, RunningGroups};
-use super::ssh::SshTransport;
+use super::ssh::{SshRun, SshTransport};
 use crate::bundle::stream::StreamCache;
 use crate::hash::HostIdentity;
-use crate::model::{Host, HostId, Model, SshSettings, TransportKind, load_secret};
+use crate::model::{Host, HostId, LoginSecret, Model, SshSettings, TransportKind, load_secret};
 use crate::state::HostRecord;
 
 /// The open transports of one run, and the hosts that could not be reached.
@@ -38,6 +38,9 @@ pub struct Fleet {
     /// The cluster's state folder: this machine's receipts live under it.
     state_dir: PathBuf,
     running: Arc<RunningGroups>,
+    /// What the run's SSH connections share (shared jump-host connections),
+    /// closed with the fleet.
+    ssh_run: Option<Arc<SshRun>>,
 }
 
 impl Fleet {
@@ -54,6 +57,13 @@ impl Fleet {
         let known_hosts = known_hosts_file(&model.base_dir);
         let streams = Arc::new(StreamCache::default());
         let running = Arc::new(RunningGroups::recording(local::in_flight_dir(state_dir)));
+        // What the SSH connections share: made once, kept until the fleet goes.
+        let ssh_run = SshRun::start().map(Arc::new).map_err(|e| {
+            format!(
+                "cannot make cairn's private SSH folder in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        });
         let mut jobs = tokio::task::JoinSet::new();
         for &id in hosts {
             let host = model.host(id).clone();
@@ -63,6 +73,7 @@ impl Fleet {
             let known_hosts = known_hosts.clone();
             let streams = streams.clone();
             let running = running.clone();
+            let ssh_run = ssh_run.clone();
             jobs.spawn(async move {
                 let t = match host.transport {
                     TransportKind::Local => Ok(Transport::local(LocalTransport::new(
@@ -72,9 +83,7 @@ impl Fleet {
                         running,
                     ))),
                     TransportKind::Ssh => {
-                        SshTransport::connect(&host, &cluster, &known_hosts, streams)
-                            .await
-                            .map(Transport::ssh)
+                        connect_ssh(&host, &cluster, &known_hosts, &ssh_run, streams).await
                     }
                 };
                 (Some(id), host.name, t)
@@ -89,6 +98,7 @@ impl Fleet {
             let streams = streams.clone();
             let running = running.clone();
             let name = name.clone();
+            let ssh_run = ssh_run.clone();
             jobs.spawn(async move {
                 let t = match host {
                     Err(why) => Err(TransportError::Unreachable {
@@ -98,9 +108,7 @@ impl Fleet {
                     Ok(host) if host.transport == TransportKind::Local => Ok(Transport::local(
                         LocalTransport::new(host.name.clone(), base_dir, &state_dir, running),
                     )),
-                    Ok(host) => SshTransport::connect(&host, &cluster, &known_hosts, streams)
-                        .await
-                        .map(Transport::ssh),
+                    Ok(host) => connect_ssh(&host, &cluster, &known_hosts, &ssh_run, streams).await,
                 };
                 (None, name, t)
             });
@@ -113,6 +121,7 @@ impl Fleet {
             base_dir: model.base_dir.clone(),
             state_dir: state_dir.to_path_buf(),
             running,
+            ssh_run: ssh_run.ok(),
         };
         while let Some(joined) = jobs.join_next().await {
             let (id, name, result) = joined.expect("connecting does not panic");
@@ -205,7 +214,29 @@ impl Fleet {
             jobs.spawn(t.close());
         }
         while jobs.join_next().await.is_some() {}
+        if let Some(run) = &self.ssh_run {
+            run.close();
+        }
     }
+}
+
+/// Connects one SSH host, unless the run's SSH folder could not be made.
+async fn connect_ssh(
+    host: &Host,
+    cluster: &str,
+    known_hosts: &Path,
+    ssh_run: &Result<Arc<SshRun>, String>,
+    streams: Arc<StreamCache>,
+) -> Result<Transport, TransportError> {
+    let run = ssh_run
+        .as_ref()
+        .map_err(|why| TransportError::Unreachable {
+            host: host.name.clone(),
+            message: why.clone(),
+        })?;
+    SshTransport::connect(host, cluster, known_hosts, run, streams)
+        .await
+        .map(Transport::ssh)
 }
 
 /// A former host as the transport connects to it, from its record. Its id
@@ -213,32 +244,58 @@ impl Fleet {
 /// never looked up; the fleet keeps former hosts by name. A sudo password
 /// comes from the secret the record names, read now.
 fn former_host(name: &str, record: &HostRecord, base_dir: &Path) -> Result<Host, String> {
-    let sudo_password = match &record.sudo_password {
-        Some(reference) => Some(load_secret(reference, base_dir).map_err(|e| {
-            format!(
-                "its sudo password ({reference}, recorded at its last apply): {}; {}, or forget the host with `cairn state rm {name}`",
-                e.message, e.help
-            )
-        })?),
-        None => None,
+    let recorded_secret = |what: &str, reference: &Option<String>| {
+        match reference {
+        Some(reference) => load_secret(reference, base_dir)
+            .map(|value| {
+                Some(LoginSecret {
+                    reference: reference.clone(),
+                    value,
+                })
+            })
+            .map_err(|e| {
+                format!(
+                    "its {what} ({reference}, recorded at its last apply): {}; {}, or forget the host with `cairn state rm {name}`",
+                    e.message, e.help
+                )
+            }),
+        None => Ok(None),
+    }
     };
+    let sudo_password = recorded_secret("sudo password", &record.sudo_password)?;
     Ok(Host {
         id: HostId::outside_model(),
         name: name.to_string(),
         address: record.address.clone(),
         user: record.user.clone(),
         port: record.port,
+        user_given: true,
+        port_given: true,
         roles: Vec::new(),
         vars: std::collections::BTreeMap::new(),
         transport: record.transport,
         ssh: SshSettings {
             identity: record.identity.clone(),
+            identity_passphrase: recorded_secret(
+                "identity passphrase",
+                &record.identity_passphrase,
+            )?,
+            password: recorded_secret("password", &record.password)?,
+            certificate: record.certificate.clone(),
+            host_ca: record.host_ca.clone(),
+            config: record.config.clone(),
             sudo: record.sudo,
-            sudo_password,
+            sudo_password: sudo_password.map(|s| s.value),
             sudo_password_ref: record.sudo_password.clone(),
             host_keys: record.host_keys,
-            jump: record.jump.clone(),
+            jump: record
+                .jump
+                .iter()
+                .flat_map(|j| j.split(','))
+                .map(str::to_string)
+                .collect(),
             connect_timeout: std::time::Duration::from_millis(record.connect_timeout_ms),
+            alias: None,
         },
         index: usize::MAX,
         span: 0..0,

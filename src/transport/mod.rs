@@ -32,3 +32,4 @@ pub use lock::{BrokenLock, HeldLock, HostLock, HostLockStatus};
 pub use probe::{CheckProbe, CheckResult, Facts, Observed, ProbeReport, ProbeRequest};
 pub use read::FileRead;
 pub use receipt::{Receipt, ReceiptInfo};
+pub use ssh::answer_prompt as askpass_answer;

@@ -13,10 +13,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Validator;
-use crate::clusterfile::raw::{RawClusterfile, RawSsh, RawVar};
+use crate::clusterfile::raw::{RawClusterfile, RawSecretRef, RawSsh, RawVar, selector_items};
 use crate::diagnostic::Problem;
 use crate::model::load_secret;
-use crate::model::{BUILTINS, HostKeyPolicy, Secret, SshSettings, VarValue, address, interp};
+use crate::model::{
+    BUILTINS, HostKeyPolicy, LoginSecret, Secret, SshSettings, VarValue, address, interp,
+};
 
 /// The only Clusterfile format this cairn reads.
 const FORMAT_VERSION: i64 = 1;
@@ -25,6 +27,9 @@ const FORMAT_VERSION: i64 = 1;
 pub(super) struct SshDefaults {
     pub(super) user: String,
     pub(super) port: u16,
+    /// Whether `user` and `port` were written (else the ssh config may set them).
+    pub(super) user_given: bool,
+    pub(super) port_given: bool,
     pub(super) settings: SshSettings,
 }
 
@@ -81,14 +86,22 @@ impl Validator<'_> {
         let base = SshDefaults {
             user: "root".into(),
             port: 22,
+            user_given: false,
+            port_given: false,
             settings: SshSettings {
                 identity: None,
+                identity_passphrase: None,
+                password: None,
+                certificate: None,
+                host_ca: None,
+                config: None,
                 sudo: false,
                 sudo_password: None,
                 sudo_password_ref: None,
                 host_keys: HostKeyPolicy::AcceptNew,
-                jump: None,
+                jump: Vec::new(),
                 connect_timeout: Duration::from_secs(10),
+                alias: None,
             },
         };
         match raw {
@@ -103,6 +116,8 @@ impl Validator<'_> {
         let mut out = SshDefaults {
             user: base.user.clone(),
             port: base.port,
+            user_given: base.user_given,
+            port_given: base.port_given,
             settings: base.settings.clone(),
         };
         if let Some(user) = &raw.user {
@@ -110,10 +125,14 @@ impl Validator<'_> {
                 self.push(Problem::at(user.span(), "invalid ssh user").label("not a user name"));
             }
             out.user.clone_from(user.get_ref());
+            out.user_given = true;
         }
         if let Some(port) = &raw.port {
             match u16::try_from(*port.get_ref()) {
-                Ok(p) if p > 0 => out.port = p,
+                Ok(p) if p > 0 => {
+                    out.port = p;
+                    out.port_given = true;
+                }
                 _ => self.push(
                     Problem::at(port.span(), format!("invalid port {}", port.get_ref()))
                         .label("not a port")
@@ -128,20 +147,46 @@ impl Validator<'_> {
             out.settings.sudo = sudo;
         }
         if let Some(password) = &raw.sudo_password {
+            let reference = password.get_ref().reference();
             out.settings.sudo_password =
-                self.secret(password.get_ref(), password.span(), "ssh.sudo_password");
-            out.settings.sudo_password_ref = Some(password.get_ref().clone());
+                self.secret(reference, password.span(), "ssh.sudo_password");
+            out.settings.sudo_password_ref = Some(reference.to_string());
+        }
+        if let Some(password) = &raw.password {
+            out.settings.password = self.login_secret(password, "ssh.password");
+        }
+        if let Some(passphrase) = &raw.identity_passphrase {
+            out.settings.identity_passphrase =
+                self.login_secret(passphrase, "ssh.identity_passphrase");
+        }
+        for (key, path, slot) in [
+            (
+                "certificate",
+                &raw.certificate,
+                &mut out.settings.certificate,
+            ),
+            ("host_ca", &raw.host_ca, &mut out.settings.host_ca),
+            ("config", &raw.config, &mut out.settings.config),
+        ] {
+            if let Some(path) = path {
+                *slot = self.existing_file(path, key);
+            }
         }
         if let Some(policy) = &raw.host_keys {
             out.settings.host_keys = *policy.get_ref();
         }
         if let Some(jump) = &raw.jump {
-            if let Err(error) = address::parse(jump.get_ref()) {
-                self.push(
-                    Problem::at(jump.span(), format!("invalid jump host: {error}")).label("here"),
-                );
+            out.settings.jump = Vec::new();
+            for hop in selector_items(jump) {
+                if let Err(error) = address::parse(hop.get_ref()) {
+                    self.push(
+                        Problem::at(hop.span(), format!("invalid jump host: {error}"))
+                            .label("here")
+                            .help("write `host`, `user@host` or `user@host:port`"),
+                    );
+                }
+                out.settings.jump.push(hop.get_ref().clone());
             }
-            out.settings.jump = Some(jump.get_ref().clone());
         }
         if let Some(timeout) = &raw.connect_timeout
             && let Some(d) = self.duration(timeout, "connect_timeout")
@@ -149,6 +194,37 @@ impl Validator<'_> {
             out.settings.connect_timeout = d;
         }
         out
+    }
+
+    /// A login secret (`password`, `identity_passphrase`), loaded now.
+    fn login_secret(&mut self, raw: &Spanned<RawSecretRef>, what: &str) -> Option<LoginSecret> {
+        let reference = raw.get_ref().reference();
+        self.secret(reference, raw.span(), what)
+            .map(|value| LoginSecret {
+                reference: reference.to_string(),
+                value,
+            })
+    }
+
+    /// A file an `[ssh]` key names (`~/` expanded, relative to the
+    /// Clusterfile's folder), as an absolute path; reported when missing,
+    /// since ssh would only say so at connect time, host by host.
+    fn existing_file(&mut self, path: &Spanned<String>, key: &str) -> Option<String> {
+        let full = self
+            .base_dir
+            .join(crate::model::expand_home(path.get_ref()));
+        if full.is_file() {
+            return Some(full.display().to_string());
+        }
+        self.push(
+            Problem::at(
+                path.span(),
+                format!("ssh.{key}: no file {}", full.display()),
+            )
+            .label("not found")
+            .help("check the path (relative paths start at the Clusterfile's folder)"),
+        );
+        None
     }
 
     /// `[vars]` or a host's `vars`; invalid or reserved names are reported

@@ -85,6 +85,8 @@ impl Validator<'_> {
                 None => SshDefaults {
                     user: defaults.user.clone(),
                     port: defaults.port,
+                    user_given: defaults.user_given,
+                    port_given: defaults.port_given,
                     settings: defaults.settings.clone(),
                 },
             };
@@ -146,6 +148,8 @@ impl Validator<'_> {
                     id: HostId::new(hosts.len()),
                     name,
                     address: addr.host,
+                    user_given: addr.user.is_some() || ssh.user_given,
+                    port_given: addr.port.is_some() || ssh.port_given,
                     user: addr.user.unwrap_or_else(|| ssh.user.clone()),
                     port,
                     roles: roles.clone(),

@@ -49,7 +49,8 @@ pub fn validate_with(
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
     let mut vars = v.vars(&raw.vars);
     vars.extend(overrides.iter().map(|(n, v)| (n.clone(), v.clone())));
-    let hosts = v.hosts(&raw.hosts, &defaults);
+    let mut hosts = v.hosts(&raw.hosts, &defaults);
+    crate::model::ssh_config::resolve_aliases(&mut hosts);
     let mut model = Model {
         name,
         path: source.path.clone(),

@@ -694,7 +694,7 @@ fn a_task_on_a_host_the_state_knows_is_a_new_task_even_if_nothing_ran_there() {
         if host.name == "n0" {
             world.state.apply(JournalEntry::Host {
                 name: host.name.clone(),
-                record: crate::plan::former::host_record(host),
+                record: Box::new(crate::plan::former::host_record(host)),
             });
         }
     }

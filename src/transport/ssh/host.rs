@@ -39,6 +39,8 @@ pub(crate) struct SshTransport {
     pub(super) host: String,
     pub(super) cluster: String,
     pub(super) session: Arc<Session>,
+    /// The master connection's folder; dropping the last copy shuts it down.
+    pub(super) master: Arc<super::master::Master>,
     pub(super) sudo: Sudo,
     /// Whether the host has `zstd`, once a probe has looked.
     pub(super) zstd: Arc<OnceLock<bool>>,
@@ -67,6 +69,8 @@ impl SshTransport {
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }
+        // Its folder goes with the last copy (a no-op shutdown after the close).
+        drop(self.master);
     }
 
     /// This host, its commands labelled as run for `task`.

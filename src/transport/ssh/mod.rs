@@ -16,16 +16,21 @@
 //! done there (`receipts`).
 
 mod adhoc;
+mod askpass;
 mod channel;
 mod connect;
 mod host;
 mod lock;
+mod master;
 mod probe;
 mod read;
 mod receipts;
+mod run;
 mod shells;
 mod ship;
 mod stat;
 
+pub use askpass::answer_prompt;
 pub(super) use host::SshTransport;
 pub(super) use lock::SshLock;
+pub(super) use run::SshRun;

@@ -1,0 +1,362 @@
+//! Starting a host's OpenSSH master connection, with every option spelled
+//! out, and what its logs say when it fails.
+//!
+//! cairn starts `ssh -M -f -N` itself (then attaches to its control socket
+//! with the `openssh` crate's native mux client) rather than through the
+//! crate's builder, for three things the builder cannot do:
+//!
+//! - **Secrets**: a host with a `password` or `identity_passphrase` gets
+//!   cairn's askpass environment (see `askpass`) and is not in batch mode;
+//!   every other host runs with `BatchMode=yes`, so nothing ever prompts.
+//! - **Jump hosts**: OpenSSH passes `-F` to a jump host's ssh but not `-o`
+//!   or `-i`, so a hop would not see the identity, `known_hosts` or host-key
+//!   policy given on the command line. A host with hops gets a config file
+//!   of its own: the user's ssh config included first (what it says for a
+//!   host wins), then cairn's settings for every host. The target itself
+//!   gets them as `-o` options, which win over any config.
+//! - **Errors by hop**: when a host with jump hosts cannot be reached, each
+//!   hop is tried on its own, so the error names the hop that failed and why.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use openssh::Session;
+
+use super::run::{SshRun, control_dir};
+use crate::model::{Host, HostKeyPolicy, expand_home};
+use crate::transport::TransportError;
+
+/// A host's master connection: its folder (control socket, logs, config),
+/// shut down when dropped.
+pub(super) struct Master {
+    dir: tempfile::TempDir,
+}
+
+impl Master {
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("m")
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        // After a clean close the socket is gone and this does nothing.
+        let _ = openssh_mux_client::shutdown_mux_master(self.socket());
+    }
+}
+
+/// What the master's start-up left behind when it failed.
+pub(super) struct Failure {
+    /// ssh's own log (`-E`): the target's side.
+    pub log: String,
+    /// The first jump host that could not be passed (its index in `jump`)
+    /// and what its ssh said, when one failed.
+    pub hop: Option<(usize, String)>,
+    /// Whether a password / passphrase was handed out.
+    pub served: super::askpass::Served,
+}
+
+/// How one host's ssh processes are started: the options, config file and
+/// askpass environment that its master and any diagnosis share.
+struct Invocation<'a> {
+    host: &'a Host,
+    options: Vec<String>,
+    config: Option<PathBuf>,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Invocation<'_> {
+    /// `ssh` with everything but the destination and the mode.
+    fn command(&self) -> tokio::process::Command {
+        let mut ssh = tokio::process::Command::new("ssh");
+        ssh.kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .envs(self.env.iter().cloned());
+        for option in &self.options {
+            ssh.arg("-o").arg(option);
+        }
+        if let Some(identity) = &self.host.ssh.identity {
+            ssh.arg("-i").arg(expand_home(identity));
+        }
+        if let Some(config) = &self.config {
+            ssh.arg("-F").arg(config);
+        }
+        ssh
+    }
+}
+
+/// Starts the master connection to `host` and attaches to it. `limit`
+/// bounds the whole login (a frozen host must not hang the run).
+pub(super) async fn launch(
+    host: &Host,
+    known_hosts: &Path,
+    run: &SshRun,
+    limit: Duration,
+) -> Result<Result<(Session, Master), Failure>, TransportError> {
+    let io_error = |what: &str, e: std::io::Error| unreachable(host, format!("{what}: {e}"));
+    let dir = tempfile::Builder::new()
+        .prefix(".cairn-ssh")
+        .tempdir_in(control_dir())
+        .map_err(|e| io_error("cannot make a folder for its SSH connection", e))?;
+    let master = Master { dir };
+    let (invocation, token) = invocation(host, known_hosts, run, master.dir.path())?;
+    if let Some(first) = host.ssh.jump.first() {
+        // Opened once, before any host behind it: the hops of every host
+        // behind it find its socket and share it (`ControlMaster auto`).
+        let mut open = invocation.command();
+        open.args([
+            "-o",
+            "ControlMaster=yes",
+            "-o",
+            "ControlPersist=60",
+            "-f",
+            "-N",
+            "--",
+            first,
+        ]);
+        run.open_jump_once(first, async move {
+            let _ = tokio::time::timeout(limit, open.status()).await;
+        })
+        .await;
+    }
+    let log = master.dir.path().join("log");
+    let mut ssh = invocation.command();
+    ssh.arg("-E").arg(&log).arg("-S").arg(master.socket());
+    ssh.args(["-M", "-f", "-N", "-o", "ControlPersist=60s"]);
+    ssh.arg("-p").arg(host.port.to_string());
+    ssh.arg("-l").arg(&host.user);
+    if !host.ssh.jump.is_empty() {
+        ssh.arg("-J").arg(host.ssh.jump.join(","));
+    }
+    ssh.arg("--").arg(&host.address);
+    let outcome = match tokio::time::timeout(limit, ssh.status()).await {
+        Ok(Ok(status)) if status.success() => {
+            let session = Session::resume_mux(
+                master.socket().into_boxed_path(),
+                Some(log.into_boxed_path()),
+            );
+            Ok(Ok((session, master)))
+        }
+        Ok(Ok(_)) => {
+            // A master's jump hosts write their errors nowhere (ssh sends a
+            // ControlPersist master's proxy stderr to /dev/null): each hop
+            // is tried on its own to find the one that fails, and why.
+            let hop = tokio::time::timeout(limit, diagnose_hops(&invocation, master.dir.path()))
+                .await
+                .unwrap_or_default();
+            Ok(Err(Failure {
+                log: std::fs::read_to_string(&log).unwrap_or_default(),
+                hop,
+                served: super::askpass::Served::default(),
+            }))
+        }
+        Ok(Err(e)) => Err(io_error("cannot run ssh (is openssh-client installed?)", e)),
+        Err(_) => Err(TransportError::Unreachable {
+            host: host.name.clone(),
+            message: format!(
+                "{} did not finish the SSH login within {}; is the host (or a jump host) frozen or overloaded?",
+                host.reached_at(),
+                humantime::format_duration(limit)
+            ),
+        }),
+    };
+    if let (Some(t), Ok(askpass)) = (&token, run.askpass()) {
+        let served = askpass.served(t);
+        askpass.forget(t);
+        if let Ok(Err(mut failure)) = outcome {
+            failure.served = served;
+            return Ok(Err(failure));
+        }
+    }
+    outcome
+}
+
+fn unreachable(host: &Host, message: String) -> TransportError {
+    TransportError::Unreachable {
+        host: host.name.clone(),
+        message,
+    }
+}
+
+/// How `host`'s ssh processes start (see [`Invocation`]), and its askpass
+/// token when it has secrets to hand over.
+fn invocation<'a>(
+    host: &'a Host,
+    known_hosts: &Path,
+    run: &SshRun,
+    dir: &Path,
+) -> Result<(Invocation<'a>, Option<String>), TransportError> {
+    let io_error = |what: &str, e: std::io::Error| unreachable(host, format!("{what}: {e}"));
+    let known = known_hosts_files(host, known_hosts, dir)
+        .map_err(|e| io_error("cannot read its host_ca", e))?;
+    let has_hops =
+        !host.ssh.jump.is_empty() || host.ssh.alias.as_ref().is_some_and(|a| a.proxy_jump);
+    let config = if has_hops {
+        let config = dir.join("config");
+        std::fs::write(&config, hop_config(host, &known, run.dir()))
+            .map_err(|e| io_error("cannot write its jump hosts' ssh config", e))?;
+        Some(config)
+    } else {
+        host.ssh.config.as_ref().map(PathBuf::from)
+    };
+    let mut invocation = Invocation {
+        host,
+        options: options(host, &known),
+        config,
+        env: Vec::new(),
+    };
+    let mut token = None;
+    if host.ssh.needs_askpass() {
+        let askpass = run
+            .askpass()
+            .map_err(|message| unreachable(host, message))?;
+        let (env, t) = askpass.register(&host.ssh);
+        invocation.env = env;
+        token = Some(t);
+    }
+    Ok((invocation, token))
+}
+
+/// Passes the jump hosts one at a time (`ssh -W NEXT HOP`, through the hops
+/// before it), each with its own log: the first that fails, and its log.
+/// `None` when every hop lets the connection through (the target failed).
+async fn diagnose_hops(invocation: &Invocation<'_>, dir: &Path) -> Option<(usize, String)> {
+    let hops = &invocation.host.ssh.jump;
+    for (i, hop) in hops.iter().enumerate() {
+        let next = match hops.get(i + 1) {
+            Some(next) => forward_target(next),
+            None => format!("[{}]:{}", invocation.host.address, invocation.host.port),
+        };
+        let log = dir.join(format!("hop{i}"));
+        let mut ssh = invocation.command();
+        ssh.arg("-E").arg(&log);
+        ssh.args([
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-W",
+            &next,
+        ]);
+        if i > 0 {
+            ssh.arg("-J").arg(hops[..i].join(","));
+        }
+        ssh.arg("--").arg(hop);
+        let passed = ssh.status().await.is_ok_and(|s| s.success());
+        if !passed {
+            return Some((i, std::fs::read_to_string(&log).unwrap_or_default()));
+        }
+    }
+    None
+}
+
+/// `user@host:port` as `ssh -W` takes it: `[host]:port`.
+fn forward_target(hop: &str) -> String {
+    match crate::model::address::parse(hop)
+        .ok()
+        .and_then(|a| a.into_iter().next())
+    {
+        Some(a) => format!("[{}]:{}", a.host, a.port.unwrap_or(22)),
+        None => hop.to_string(),
+    }
+}
+
+/// The `known_hosts` files ssh reads, in order: cairn's own (new keys go
+/// there under `accept-new`), the user's, and a file holding the
+/// `host_ca` as an `@cert-authority` line. Empty for `host_keys = "off"`.
+fn known_hosts_files(host: &Host, cairn_file: &Path, dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if host.ssh.host_keys == HostKeyPolicy::Off {
+        return Ok(Vec::new());
+    }
+    if let Some(parent) = cairn_file.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let mut files = vec![cairn_file.to_path_buf(), expand_home("~/.ssh/known_hosts")];
+    if let Some(ca) = &host.ssh.host_ca {
+        let key = std::fs::read_to_string(ca)?;
+        let key = key
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .unwrap_or("");
+        let file = dir.join("host_ca");
+        std::fs::write(&file, format!("@cert-authority * {}\n", key.trim()))?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// The `-o` options for the target (and, in the hop config, every hop).
+fn options(host: &Host, known: &[PathBuf]) -> Vec<String> {
+    let s = &host.ssh;
+    let mut options = vec![
+        format!(
+            "StrictHostKeyChecking={}",
+            match s.host_keys {
+                HostKeyPolicy::Strict => "yes",
+                HostKeyPolicy::AcceptNew => "accept-new",
+                HostKeyPolicy::Off => "no",
+            }
+        ),
+        if known.is_empty() {
+            "UserKnownHostsFile=/dev/null".to_string()
+        } else {
+            let quoted: Vec<String> = known
+                .iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect();
+            format!("UserKnownHostsFile={}", quoted.join(" "))
+        },
+        format!("ConnectTimeout={}", s.connect_timeout.as_secs().max(1)),
+        "ServerAliveInterval=5".to_string(),
+    ];
+    if s.needs_askpass() {
+        options.push("BatchMode=no".into());
+        options.push("NumberOfPasswordPrompts=1".into());
+    } else {
+        options.push("BatchMode=yes".into());
+    }
+    if s.identity.is_some() {
+        options.push("IdentitiesOnly=yes".into());
+    }
+    if let Some(certificate) = &s.certificate {
+        options.push(format!("CertificateFile=\"{certificate}\""));
+    }
+    options
+}
+
+/// The ssh config of a host with jump hosts (see the module doc): the
+/// user's config first, then cairn's settings for every host, and a shared
+/// connection per jump host in the run's folder.
+fn hop_config(host: &Host, known: &[PathBuf], run_dir: &Path) -> String {
+    let mut text = String::from(
+        "# Written by cairn for one connection; the user's ssh config comes first and wins.\n",
+    );
+    match &host.ssh.config {
+        Some(config) => {
+            let _ = writeln!(text, "Include \"{config}\"");
+        }
+        None => {
+            text.push_str("Include ~/.ssh/config\nInclude /etc/ssh/ssh_config\n");
+        }
+    }
+    text.push_str("Host *\n");
+    for option in options(host, known) {
+        let (key, value) = option.split_once('=').expect("options are KEY=VALUE");
+        let _ = writeln!(text, "    {key} {value}");
+    }
+    if let Some(identity) = &host.ssh.identity {
+        let _ = writeln!(
+            text,
+            "    IdentityFile \"{}\"",
+            expand_home(identity).display()
+        );
+    }
+    let _ = writeln!(text, "    ControlMaster auto");
+    let _ = writeln!(text, "    ControlPath \"{}/j-%C\"", run_dir.display());
+    let _ = writeln!(text, "    ControlPersist 60");
+    text
+}

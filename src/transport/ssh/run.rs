@@ -1,0 +1,108 @@
+//! [`SshRun`]: what one run's SSH connections share.
+//!
+//! A private folder (mode 0700, short path: Unix socket paths are limited
+//! to about 100 bytes) holds the askpass server's socket (`askpass`) and
+//! the control sockets of shared jump-host connections (`j-…`): the first
+//! host behind a bastion opens one master connection to it, and every
+//! other host's hop rides on it (`ControlMaster auto` in the hop config
+//! that `master` writes). At the end of the run those are told to stop,
+//! and the folder goes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::askpass::AskpassServer;
+
+/// The run's SSH folder, its askpass server (started when a host needs
+/// one), and the jump-host connections opened through it.
+pub(crate) struct SshRun {
+    dir: tempfile::TempDir,
+    askpass: OnceLock<std::io::Result<AskpassServer>>,
+    /// First jump hosts, each opened once for every host behind it.
+    jumps: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+}
+
+impl std::fmt::Debug for SshRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshRun")
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where connections keep their control sockets: short, because a unix
+/// socket path is limited to about 100 bytes.
+pub(super) fn control_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+impl SshRun {
+    /// Makes the run's private folder.
+    pub(crate) fn start() -> std::io::Result<SshRun> {
+        // tempfile makes folders 0700: only this user reaches the sockets.
+        let dir = tempfile::Builder::new()
+            .prefix(".cairn-")
+            .tempdir_in(control_dir())?;
+        Ok(SshRun {
+            dir,
+            askpass: OnceLock::new(),
+            jumps: Mutex::default(),
+        })
+    }
+
+    /// The folder: where jump-host control sockets go.
+    pub(super) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The askpass server, started on first use (only runs with a password
+    /// or passphrase have one).
+    pub(super) fn askpass(&self) -> Result<&AskpassServer, String> {
+        self.askpass
+            .get_or_init(|| AskpassServer::start(&self.dir.path().join("askpass")))
+            .as_ref()
+            .map_err(|e| format!("cannot start cairn's askpass helper: {e}"))
+    }
+
+    /// Runs `open` once per first jump host `hop` (the hosts behind it
+    /// wait for the first to finish): it opens the connection the others
+    /// share. Whether it worked is not kept: a host whose hop fails says so
+    /// when its own connection fails.
+    pub(super) async fn open_jump_once<F: std::future::Future<Output = ()>>(
+        &self,
+        hop: &str,
+        open: F,
+    ) {
+        let cell = self
+            .jumps
+            .lock()
+            .expect("jump hosts lock")
+            .entry(hop.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| open).await;
+    }
+
+    /// Tells every shared jump-host connection to stop (each ends when the
+    /// last host using it has closed).
+    pub(crate) fn close(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("j-") {
+                let _ = openssh_mux_client::shutdown_mux_master(entry.path());
+            }
+        }
+    }
+}
+
+impl Drop for SshRun {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
