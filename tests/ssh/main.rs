@@ -35,6 +35,7 @@ mod harness_reach;
 mod lifecycle;
 mod operators;
 mod outputs;
+mod reach;
 mod scale;
 
 use std::os::unix::fs::MetadataExt;

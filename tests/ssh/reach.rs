@@ -28,8 +28,16 @@ fn hosts_behind_one_and_two_jump_hosts_converge_and_a_dead_hop_is_named() {
     let text = with_jump(&text, &a1, &format!("\"root@{a0}\""));
     let text = with_jump(&text, &a2, &format!("[\"root@{a0}\", \"{a1}\"]"));
     c.edit("Clusterfile", &text);
+    let logins = |h: &TestHost| h.log().matches("Accepted publickey").count();
+    let before = logins(c.host(0));
     c.apply_ok();
     assert_converged(&c, 0..3);
+    assert_eq!(
+        logins(c.host(0)) - before,
+        2,
+        "the bastion sees its own connection and one shared by both hosts behind it:\n{}",
+        c.host(0).log()
+    );
     let known = std::fs::read_to_string(c.path(".cairn/known_hosts")).unwrap();
     assert_eq!(
         known.lines().count(),
@@ -40,20 +48,26 @@ fn hosts_behind_one_and_two_jump_hosts_converge_and_a_dead_hop_is_named() {
     // Strict now that every key is known: still converged, through the hops.
     c.edit(
         "Clusterfile",
-        &text.replace("connect_timeout = \"3s\"", "connect_timeout = \"3s\"\nhost_keys = \"strict\""),
+        &text.replace(
+            "connect_timeout = \"3s\"",
+            "connect_timeout = \"3s\"\nhost_keys = \"strict\"",
+        ),
     );
     c.edit("app/conf/a.conf", "alpha = 2\n");
     c.apply_ok();
-    assert_eq!(c.host(2).read("/opt/app/current/conf/a.conf").unwrap(), "alpha = 2\n");
+    assert_eq!(
+        c.host(2).read("/opt/app/current/conf/a.conf").unwrap(),
+        "alpha = 2\n"
+    );
 
     // Strict with a bastion whose key cairn does not know: refused, naming the hop.
     // (Debian hashes known_hosts entries: forget it the way an operator would.)
-    let status = Command::new("ssh-keygen")
+    let forgot = Command::new("ssh-keygen")
         .args(["-q", "-R", &a0, "-f"])
         .arg(c.path(".cairn/known_hosts"))
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(forgot.status.success());
     let out = c.run(&["plan"]);
     let said = stdout(&out) + &stderr(&out);
     assert!(
@@ -76,4 +90,232 @@ fn hosts_behind_one_and_two_jump_hosts_converge_and_a_dead_hop_is_named() {
         "{said}"
     );
     assert!(said.contains("connection refused"), "{said}");
+}
+
+/// `address = "A"` of the host at `addr` gets the inline `ssh` table `table`.
+fn with_ssh(clusterfile: &str, addr: &str, table: &str) -> String {
+    clusterfile.replace(
+        &format!("address = \"{addr}\"\n"),
+        &format!("address = \"{addr}\"\nssh = {{ {table} }}\n"),
+    )
+}
+
+/// Every file under `root` whose bytes contain one of `secrets`.
+fn files_holding(root: &std::path::Path, secrets: &[&str]) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).to_string();
+            secrets.iter().any(|s| text.contains(s))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+/// `apply` with the key passphrase and login password given: exit code and output.
+fn apply_with_secrets(c: &Cluster, key_pass: &str, login_pw: &str) -> (Option<i32>, String) {
+    let out = c
+        .command(&["apply", "--auto-approve"])
+        .env("E2E_KEY_PASS", key_pass)
+        .env("E2E_LOGIN_PW", login_pw)
+        .output()
+        .unwrap();
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn a_password_login_and_an_encrypted_key_work_with_the_secrets_nowhere_and_a_wrong_password_fails_its_host_alone()
+ {
+    use support::hosts::{KEY_PASSPHRASE, PWUSER, PWUSER_PASSWORD};
+    let slow = r#"
+[[steps]]
+name = "linger"
+after = ["install"]
+run = "touch /opt/app/lingering && sleep 1"
+"#;
+    let c = Cluster::with(3, "", slow);
+    let (a0, a1) = (c.host(0).address.clone(), c.host(1).address.clone());
+    // host0: root with an encrypted key; host1: a user with a password and
+    // no key at all (the cluster's key is tried first and refused); host2 as is.
+    let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
+    let text = with_ssh(
+        &text,
+        &a0,
+        &format!(
+            "identity = \"{}\", identity_passphrase = {{ secret = \"env:E2E_KEY_PASS\" }}",
+            c.hosts.encrypted_key.display()
+        ),
+    );
+    let text = with_ssh(
+        &text,
+        &a1,
+        &format!(
+            "user = \"{PWUSER}\", sudo = true, password = {{ secret = \"env:E2E_LOGIN_PW\" }}"
+        ),
+    );
+    c.edit("Clusterfile", &text);
+    let mut apply = c.command(&["apply", "--auto-approve"]);
+    apply
+        .env("E2E_KEY_PASS", KEY_PASSPHRASE)
+        .env("E2E_LOGIN_PW", PWUSER_PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = apply.spawn().unwrap();
+    // While the apply runs: in no command line, here or on either host.
+    wait_for(c.host(1), "/opt/app/lingering");
+    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    for (what, text) in [
+        ("local ps", stdout(&local_ps)),
+        ("host0 ps", stdout(&c.host(0).exec("ps -eo args"))),
+        ("host1 ps", stdout(&c.host(1).exec("ps -eo args"))),
+    ] {
+        assert!(!text.contains(PWUSER_PASSWORD), "{what} shows the password");
+        assert!(
+            !text.contains(KEY_PASSPHRASE),
+            "{what} shows the passphrase"
+        );
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_converged(&c, 0..3);
+    assert!(
+        !said.contains(PWUSER_PASSWORD) && !said.contains(KEY_PASSPHRASE),
+        "{said}"
+    );
+    let secrets = [PWUSER_PASSWORD, KEY_PASSPHRASE];
+    assert_eq!(
+        files_holding(&c.path(".cairn"), &secrets),
+        Vec::<String>::new()
+    );
+    for h in &c.hosts.hosts {
+        assert_eq!(
+            files_holding(&h.path("/var/lib/cairn"), &secrets),
+            Vec::<String>::new()
+        );
+    }
+    assert!(
+        !files_holding(&c.path(".cairn"), &["env:E2E_LOGIN_PW"]).is_empty(),
+        "the state keeps where the password comes from, to reach the host after it leaves"
+    );
+
+    // A wrong password: host1 fails alone, saying so; the others go on.
+    c.edit("app/conf/a.conf", "alpha = 2\n");
+    let (code, said) = apply_with_secrets(&c, KEY_PASSPHRASE, "not-the-password");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("host1") && said.contains("refused the password"),
+        "{said}"
+    );
+    assert!(!said.contains("not-the-password"), "{said}");
+    for (i, alpha) in [(0, "alpha = 2\n"), (1, "alpha = 1\n"), (2, "alpha = 2\n")] {
+        assert_eq!(
+            c.host(i).read("/opt/app/current/conf/a.conf").unwrap(),
+            alpha
+        );
+    }
+
+    // A wrong passphrase: host0 fails alone, naming the passphrase.
+    c.edit("app/conf/a.conf", "alpha = 3\n");
+    let (code, said) = apply_with_secrets(&c, "not-the-passphrase", PWUSER_PASSWORD);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("host0") && said.contains("identity_passphrase"),
+        "{said}"
+    );
+    assert_eq!(
+        c.host(1).read("/opt/app/current/conf/a.conf").unwrap(),
+        "alpha = 3\n"
+    );
+}
+
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn a_user_certificate_a_host_ca_under_strict_and_an_ssh_config_alias() {
+    use support::hosts::CERTUSER;
+    let hosts = TestHosts::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let (a0, a1) = (&hosts.hosts[0].address, &hosts.hosts[1].address);
+    // web1 is only a name in this ssh config; no key of either host is known.
+    std::fs::write(
+        dir.path().join("ssh_config"),
+        format!(
+            "Host web1\n    HostName {a1}\n    User root\n    IdentityFile {}\n",
+            hosts.key.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Clusterfile"),
+        format!(
+            r#"version = 1
+name = "reach"
+
+[ssh]
+host_keys = "strict"
+host_ca = "{host_ca}"
+config = "ssh_config"
+connect_timeout = "3s"
+
+[[hosts]]
+name = "certified"
+address = "{a0}"
+ssh = {{ user = "{CERTUSER}", identity = "{cert_key}", certificate = "{certificate}" }}
+
+[[hosts]]
+name = "web"
+address = "web1"
+"#,
+            host_ca = hosts.host_ca.display(),
+            cert_key = hosts.cert_key.display(),
+            certificate = hosts.certificate.display(),
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = cairn(dir.path(), args)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out) + &stderr(&out))
+    };
+    let (code, said) = run(&["exec", "--on", "*", "--", "whoami; hostname"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains(&format!("{CERTUSER}\nhost0")), "{said}");
+    assert!(said.contains("root\nhost1"), "{said}");
+    assert!(
+        said.contains(&format!("web ({a1})")),
+        "exec names where the alias went: {said}"
+    );
+    let (code, said) = run(&["plan"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains(&format!("web: web1 → {a1}")), "{said}");
+    let known = dir.path().join(".cairn/known_hosts");
+    assert!(
+        std::fs::read_to_string(&known)
+            .unwrap_or_default()
+            .trim()
+            .is_empty(),
+        "strict with a host CA learns no key"
+    );
+
+    // Without the CA, strict refuses both; without the certificate, the login is refused.
+    let text = std::fs::read_to_string(dir.path().join("Clusterfile")).unwrap();
+    let no_ca = text.replace(&format!("host_ca = \"{}\"\n", hosts.host_ca.display()), "");
+    std::fs::write(dir.path().join("Clusterfile"), &no_ca).unwrap();
+    let (code, said) = run(&["exec", "--on", "*", "--", "true"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.matches("host key is not known").count() >= 2, "{said}");
+    let no_cert = text.replace(
+        &format!(", certificate = \"{}\"", hosts.certificate.display()),
+        "",
+    );
+    std::fs::write(dir.path().join("Clusterfile"), no_cert).unwrap();
+    let (code, said) = run(&["exec", "--on", "certified", "--", "true"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("refused the login"), "{said}");
 }

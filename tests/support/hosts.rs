@@ -326,7 +326,7 @@ impl TestHost {
         self.wait_ready(Instant::now() + Duration::from_secs(30));
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
