@@ -78,14 +78,24 @@ pub struct LoginSecret {
 pub struct SshAlias {
     /// The machine it names (`HostName`).
     pub hostname: String,
-    /// Whether the config reaches it through jump hosts of its own.
-    pub proxy_jump: bool,
+    /// The config's own jump hosts for it (`ProxyJump`), nearest first;
+    /// empty when it has none or the Clusterfile gives `jump`.
+    pub proxy_jump: Vec<String>,
 }
 
 impl SshSettings {
     /// Whether logging in may need a secret typed in (so ssh cannot run in batch mode).
     pub fn needs_askpass(&self) -> bool {
         self.password.is_some() || self.identity_passphrase.is_some()
+    }
+
+    /// The jump hosts in front of the host, nearest first: the
+    /// Clusterfile's `jump`, else the ssh config's `ProxyJump` for an alias.
+    pub fn hops(&self) -> &[String] {
+        match &self.alias {
+            Some(alias) if self.jump.is_empty() => &alias.proxy_jump,
+            _ => &self.jump,
+        }
     }
 }
 

@@ -53,3 +53,16 @@ pub fn expand_home(path: &str) -> std::path::PathBuf {
         _ => std::path::PathBuf::from(path),
     }
 }
+
+/// The model of a Clusterfile `text` that must be valid (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_model(text: &str) -> Model {
+    let source = crate::diagnostic::SourceFile {
+        path: "Clusterfile".into(),
+        text: std::sync::Arc::new(text.to_string()),
+    };
+    let mut problems = crate::diagnostic::Problems::default();
+    let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
+    let model = validate(&source, &raw, &recovered, &mut problems);
+    model.unwrap_or_else(|| panic!("valid: {:?}", problems.0))
+}

@@ -189,28 +189,18 @@ pub(crate) fn resolve(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, Sel
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::diagnostic::{Problems, SourceFile};
 
     /// `master0` (10.0.0.1, role master), then `worker0` (10.0.0.2) and
     /// `worker1` (10.0.0.3), both of role worker.
     fn cluster() -> Model {
-        let source = SourceFile {
-            path: "Clusterfile".into(),
-            text: Arc::new(
-                "version = 1\nname = \"t\"\n\
+        crate::model::test_model(
+            "version = 1\nname = \"t\"\n\
                  [[hosts]]\naddress = \"10.0.0.1\"\nname = \"master0\"\nroles = [\"master\"]\n\
                  [[hosts]]\naddress = \"10.0.0.2\"\nname = \"worker0\"\nroles = [\"worker\"]\n\
-                 [[hosts]]\naddress = \"10.0.0.3\"\nname = \"worker1\"\nroles = [\"worker\"]\n"
-                    .to_string(),
-            ),
-        };
-        let mut problems = Problems::default();
-        let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
-        let model = crate::model::validate(&source, &raw, &recovered, &mut problems);
-        model.unwrap_or_else(|| panic!("valid: {:?}", problems.0))
+                 [[hosts]]\naddress = \"10.0.0.3\"\nname = \"worker1\"\nroles = [\"worker\"]\n",
+        )
     }
 
     fn names(selectors: &[&str]) -> Result<Vec<String>, SelectorError> {

@@ -27,7 +27,7 @@ struct Resolved {
     hostname: String,
     user: String,
     port: u16,
-    proxy_jump: bool,
+    proxy_jump: Vec<String>,
 }
 
 /// Applies the ssh config to every SSH host whose address is a name (see
@@ -60,8 +60,12 @@ fn apply(host: &mut Host, resolved: &Resolved, defaults: &Resolved) {
     if !host.port_given && resolved.port != defaults.port {
         host.port = resolved.port;
     }
-    let proxy_jump = resolved.proxy_jump && host.ssh.jump.is_empty();
-    if renamed || proxy_jump {
+    let proxy_jump = if host.ssh.jump.is_empty() {
+        resolved.proxy_jump.clone()
+    } else {
+        Vec::new()
+    };
+    if renamed || !proxy_jump.is_empty() {
         host.ssh.alias = Some(SshAlias {
             hostname: resolved.hostname.clone(),
             proxy_jump,
@@ -102,8 +106,26 @@ fn parse(text: &str) -> Option<Resolved> {
         port: settings.get("port")?.parse().ok()?,
         proxy_jump: settings
             .get("proxyjump")
-            .is_some_and(|j| !j.is_empty() && *j != "none"),
+            .filter(|j| **j != "none")
+            .map(|j| j.split(',').map(unbracketed).collect())
+            .unwrap_or_default(),
     })
+}
+
+/// A jump host as `ssh -G` prints it (`root@[10.0.0.2]:22`), as people
+/// write it (`root@10.0.0.2:22`); an IPv6 address keeps its brackets.
+fn unbracketed(hop: &str) -> String {
+    match (hop.find('['), hop.find(']')) {
+        (Some(open), Some(close)) if open < close && !hop[open..close].contains(':') => {
+            format!(
+                "{}{}{}",
+                &hop[..open],
+                &hop[open + 1..close],
+                &hop[close + 1..]
+            )
+        }
+        _ => hop.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -119,9 +141,89 @@ mod tests {
                 hostname: "10.0.0.4".into(),
                 user: "deploy".into(),
                 port: 2222,
-                proxy_jump: true,
+                proxy_jump: vec!["bastion".into()],
             })
         );
         assert_eq!(parse("user root\n"), None, "no hostname: not understood");
+        assert_eq!(unbracketed("root@[10.0.0.2]:2222"), "root@10.0.0.2:2222");
+        assert_eq!(unbracketed("root@[10.0.0.2]"), "root@10.0.0.2");
+        assert_eq!(unbracketed("[::1]:22"), "[::1]:22");
+    }
+
+    fn host(address: &str, user_given: bool, port_given: bool, jump: &[&str]) -> Host {
+        let model = crate::model::test_model(&format!(
+            "version = 1\nname = \"t\"\n[[hosts]]\naddress = \"{address}\"\n"
+        ));
+        let mut host = model.hosts[0].clone();
+        host.user_given = user_given;
+        host.port_given = port_given;
+        host.ssh.jump = jump.iter().map(ToString::to_string).collect();
+        host
+    }
+
+    fn resolved(hostname: &str, user: &str, port: u16, proxy_jump: &[&str]) -> Resolved {
+        Resolved {
+            hostname: hostname.into(),
+            user: user.into(),
+            port,
+            proxy_jump: proxy_jump.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_config_fills_in_what_the_clusterfile_leaves_out() {
+        let defaults = resolved("x", "alice", 22, &[]);
+        let mut web = host("web1", false, false, &[]);
+        apply(
+            &mut web,
+            &resolved("10.0.0.4", "deploy", 2222, &["b1", "b2"]),
+            &defaults,
+        );
+        assert_eq!((web.user.as_str(), web.port), ("deploy", 2222));
+        assert_eq!(
+            web.ssh.alias,
+            Some(SshAlias {
+                hostname: "10.0.0.4".into(),
+                proxy_jump: vec!["b1".into(), "b2".into()]
+            })
+        );
+        assert_eq!(web.ssh.hops(), ["b1", "b2"]);
+        assert_eq!(web.reached_at(), "10.0.0.4");
+    }
+
+    #[test]
+    fn the_clusterfile_wins_where_both_say() {
+        let defaults = resolved("x", "alice", 22, &[]);
+        let mut web = host("web1", true, true, &["bastion"]);
+        web.user = "ops".into();
+        web.port = 2200;
+        apply(
+            &mut web,
+            &resolved("10.0.0.4", "deploy", 2222, &["b1"]),
+            &defaults,
+        );
+        assert_eq!((web.user.as_str(), web.port), ("ops", 2200));
+        assert_eq!(
+            web.ssh.hops(),
+            ["bastion"],
+            "an explicit jump replaces the config's ProxyJump"
+        );
+    }
+
+    #[test]
+    fn a_name_the_config_does_not_know_is_left_alone() {
+        let defaults = resolved("x", "alice", 22, &[]);
+        let mut plain = host("db.example.com", false, false, &[]);
+        apply(
+            &mut plain,
+            &resolved("db.example.com", "alice", 22, &[]),
+            &defaults,
+        );
+        assert_eq!(
+            (plain.user.as_str(), plain.port),
+            ("root", 22),
+            "cairn's defaults"
+        );
+        assert_eq!(plain.ssh.alias, None);
     }
 }

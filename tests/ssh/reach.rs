@@ -115,6 +115,20 @@ fn files_holding(root: &std::path::Path, secrets: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// None of `secrets` is in a command line here or on any of `c`'s hosts.
+fn assert_in_no_command_line(c: &Cluster, secrets: &[&str]) {
+    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let mut seen = vec![("here".to_string(), stdout(&local_ps))];
+    for h in &c.hosts.hosts {
+        seen.push((h.name.clone(), stdout(&h.exec("ps -eo args"))));
+    }
+    for (where_, text) in seen {
+        for secret in secrets {
+            assert!(!text.contains(secret), "ps {where_} shows a secret");
+        }
+    }
+}
+
 /// `apply` with the key passphrase and login password given: exit code and output.
 fn apply_with_secrets(c: &Cluster, key_pass: &str, login_pw: &str) -> (Option<i32>, String) {
     let out = c
@@ -167,18 +181,8 @@ run = "touch /opt/app/lingering && sleep 1"
     let child = apply.spawn().unwrap();
     // While the apply runs: in no command line, here or on either host.
     wait_for(c.host(1), "/opt/app/lingering");
-    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    for (what, text) in [
-        ("local ps", stdout(&local_ps)),
-        ("host0 ps", stdout(&c.host(0).exec("ps -eo args"))),
-        ("host1 ps", stdout(&c.host(1).exec("ps -eo args"))),
-    ] {
-        assert!(!text.contains(PWUSER_PASSWORD), "{what} shows the password");
-        assert!(
-            !text.contains(KEY_PASSPHRASE),
-            "{what} shows the passphrase"
-        );
-    }
+    let secrets = [PWUSER_PASSWORD, KEY_PASSPHRASE];
+    assert_in_no_command_line(&c, &secrets);
     let out = child.wait_with_output().unwrap();
     let said = stdout(&out) + &stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{said}");
@@ -187,7 +191,6 @@ run = "touch /opt/app/lingering && sleep 1"
         !said.contains(PWUSER_PASSWORD) && !said.contains(KEY_PASSPHRASE),
         "{said}"
     );
-    let secrets = [PWUSER_PASSWORD, KEY_PASSPHRASE];
     assert_eq!(
         files_holding(&c.path(".cairn"), &secrets),
         Vec::<String>::new()
@@ -231,6 +234,22 @@ run = "touch /opt/app/lingering && sleep 1"
         c.host(1).read("/opt/app/current/conf/a.conf").unwrap(),
         "alpha = 3\n"
     );
+
+    // host1 leaves the Clusterfile: it is reached with the password its
+    // record names, and what cairn did there is undone.
+    let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
+    let start = text.find("[[hosts]]\nname = \"host1\"").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    c.edit(
+        "Clusterfile",
+        &format!("{}{}", &text[..start], &text[end..]),
+    );
+    let (code, said) = apply_with_secrets(&c, KEY_PASSPHRASE, PWUSER_PASSWORD);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        !c.host(1).path("/opt/app/current/conf/a.conf").exists(),
+        "undone on the host that left: {said}"
+    );
 }
 
 #[test]
@@ -240,11 +259,12 @@ fn a_user_certificate_a_host_ca_under_strict_and_an_ssh_config_alias() {
     let hosts = TestHosts::start(2);
     let dir = tempfile::tempdir().unwrap();
     let (a0, a1) = (&hosts.hosts[0].address, &hosts.hosts[1].address);
-    // web1 is only a name in this ssh config; no key of either host is known.
+    // web1 is only a name in this ssh config, reached through host0; no key
+    // of either host is known.
     std::fs::write(
         dir.path().join("ssh_config"),
         format!(
-            "Host web1\n    HostName {a1}\n    User root\n    IdentityFile {}\n",
+            "Host web1\n    HostName {a1}\n    User root\n    ProxyJump root@{a0}\nHost *\n    IdentityFile {}\n",
             hosts.key.display()
         ),
     )
@@ -294,6 +314,14 @@ address = "web1"
     let (code, said) = run(&["plan"]);
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains(&format!("web: web1 → {a1}")), "{said}");
+    assert_eq!(
+        hosts.hosts[0]
+            .log()
+            .matches("Accepted publickey for root")
+            .count(),
+        2,
+        "web was reached through host0, as the ssh config says (exec, then plan)"
+    );
     let known = dir.path().join(".cairn/known_hosts");
     assert!(
         std::fs::read_to_string(&known)
@@ -309,7 +337,16 @@ address = "web1"
     std::fs::write(dir.path().join("Clusterfile"), &no_ca).unwrap();
     let (code, said) = run(&["exec", "--on", "*", "--", "true"]);
     assert_eq!(code, Some(1), "{said}");
-    assert!(said.matches("host key is not known").count() >= 2, "{said}");
+    assert!(
+        said.contains("certified") && said.contains("host key is not known"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "jump host root@{a0} (hop 1 of 1 to {a1}): its host key is not known"
+        )),
+        "the config's jump host is named: {said}"
+    );
     let no_cert = text.replace(
         &format!(", certificate = \"{}\"", hosts.certificate.display()),
         "",

@@ -151,22 +151,47 @@ async fn answer(mut stream: tokio::net::UnixStream, entries: Entries) {
         let Some(entry) = entries.get_mut(token) else {
             return;
         };
-        let prompt = prompt.to_lowercase();
-        if prompt.contains("passphrase") {
-            entry.served.passphrase |= entry.passphrase.is_some();
-            entry.passphrase.clone()
-        } else if prompt.contains("password") {
-            entry.served.password |= entry.password.is_some();
-            entry.password.clone()
-        } else {
-            entry.served.other = true;
-            None
+        match wanted(prompt) {
+            Wanted::Passphrase => {
+                entry.served.passphrase |= entry.passphrase.is_some();
+                entry.passphrase.clone()
+            }
+            Wanted::Password => {
+                entry.served.password |= entry.password.is_some();
+                entry.password.clone()
+            }
+            Wanted::Other => {
+                entry.served.other = true;
+                None
+            }
         }
     };
     if let Some(secret) = secret {
         let _ = stream.write_all(secret.expose().as_bytes()).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// What an ssh prompt asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Wanted {
+    /// "Enter passphrase for key '…':"
+    Passphrase,
+    /// "user@host's password:", or keyboard-interactive's "(user@host) Password:"
+    Password,
+    /// Anything else: a host key question, a one-time code, a PIN.
+    Other,
+}
+
+fn wanted(prompt: &str) -> Wanted {
+    let prompt = prompt.to_lowercase();
+    if prompt.contains("passphrase") {
+        Wanted::Passphrase
+    } else if prompt.contains("password") {
+        Wanted::Password
+    } else {
+        Wanted::Other
+    }
 }
 
 /// 128 random bits, hex: a host's token (a stale helper from another run
@@ -202,4 +227,32 @@ pub fn answer_prompt() -> Option<Result<Vec<u8>, ()>> {
         Ok(secret) if !secret.is_empty() => Ok(secret),
         _ => Err(()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_told_apart_and_anything_else_is_refused() {
+        assert_eq!(wanted("root@10.0.0.2's password: "), Wanted::Password);
+        assert_eq!(wanted("(ops@web1) Password: "), Wanted::Password);
+        assert_eq!(
+            wanted("Enter passphrase for key '/root/.ssh/id_ed25519': "),
+            Wanted::Passphrase
+        );
+        assert_eq!(
+            wanted("Are you sure you want to continue connecting (yes/no/[fingerprint])? "),
+            Wanted::Other
+        );
+        assert_eq!(wanted("Verification code: "), Wanted::Other);
+    }
+
+    #[test]
+    fn tokens_are_random_and_hex() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 }

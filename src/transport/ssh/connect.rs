@@ -31,7 +31,7 @@ impl SshTransport {
         streams: Arc<StreamCache>,
     ) -> Result<SshTransport, TransportError> {
         // The connect timeout covers TCP and the banner, per hop; this bounds the rest of the login.
-        let hops = u32::try_from(host.ssh.jump.len())
+        let hops = u32::try_from(host.ssh.hops().len())
             .unwrap_or(u32::MAX)
             .saturating_add(1);
         let limit = host.ssh.connect_timeout.max(Duration::from_secs(1)) * 3 * hops;
@@ -146,7 +146,7 @@ fn hop_error(host: &Host, known_hosts: &Path, failure: &Failure) -> Option<Strin
     let (index, said) = failure.hop.as_ref()?;
     let said = said.trim();
     let lower = said.to_lowercase();
-    let hops = &host.ssh.jump;
+    let hops = host.ssh.hops();
     let who = format!(
         "jump host {} (hop {} of {} to {})",
         hops[*index],

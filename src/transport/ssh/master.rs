@@ -51,7 +51,7 @@ impl Drop for Master {
 pub(super) struct Failure {
     /// ssh's own log (`-E`): the target's side.
     pub log: String,
-    /// The first jump host that could not be passed (its index in `jump`)
+    /// The first jump host that could not be passed (its index in the host's hops)
     /// and what its ssh said, when one failed.
     pub hop: Option<(usize, String)>,
     /// Whether a password / passphrase was handed out.
@@ -104,7 +104,7 @@ pub(super) async fn launch(
         .map_err(|e| io_error("cannot make a folder for its SSH connection", e))?;
     let master = Master { dir };
     let (invocation, token) = invocation(host, known_hosts, run, master.dir.path())?;
-    if let Some(first) = host.ssh.jump.first() {
+    if let Some(first) = host.ssh.hops().first() {
         // Opened once, before any host behind it: the hops of every host
         // behind it find its socket and share it (`ControlMaster auto`).
         let mut open = invocation.command();
@@ -193,15 +193,13 @@ fn invocation<'a>(
     let io_error = |what: &str, e: std::io::Error| unreachable(host, format!("{what}: {e}"));
     let known = known_hosts_files(host, known_hosts, dir)
         .map_err(|e| io_error("cannot read its host_ca", e))?;
-    let has_hops =
-        !host.ssh.jump.is_empty() || host.ssh.alias.as_ref().is_some_and(|a| a.proxy_jump);
-    let config = if has_hops {
+    let config = if host.ssh.hops().is_empty() {
+        host.ssh.config.as_ref().map(PathBuf::from)
+    } else {
         let config = dir.join("config");
         std::fs::write(&config, hop_config(host, &known, run.dir()))
             .map_err(|e| io_error("cannot write its jump hosts' ssh config", e))?;
         Some(config)
-    } else {
-        host.ssh.config.as_ref().map(PathBuf::from)
     };
     let mut invocation = Invocation {
         host,
@@ -225,11 +223,16 @@ fn invocation<'a>(
 /// before it), each with its own log: the first that fails, and its log.
 /// `None` when every hop lets the connection through (the target failed).
 async fn diagnose_hops(invocation: &Invocation<'_>, dir: &Path) -> Option<(usize, String)> {
-    let hops = &invocation.host.ssh.jump;
+    let hops = invocation.host.ssh.hops();
     for (i, hop) in hops.iter().enumerate() {
         let next = match hops.get(i + 1) {
             Some(next) => forward_target(next),
-            None => format!("[{}]:{}", invocation.host.address, invocation.host.port),
+            // The machine, not an alias: the jump host knows nothing of this ssh config.
+            None => format!(
+                "[{}]:{}",
+                invocation.host.reached_at(),
+                invocation.host.port
+            ),
         };
         let log = dir.join(format!("hop{i}"));
         let mut ssh = invocation.command();
