@@ -58,7 +58,7 @@ pub struct RawSsh {
     /// SSH port (default 22).
     #[schemars(with = "Option<u16>")]
     pub port: Option<Spanned<i64>>,
-    /// Private key file; `~` expands to the home folder. Default: the agent and ~/.ssh/config.
+    /// Private key file; `~` expands to the home folder, a relative path starts at the Clusterfile's folder. Default: the agent and ~/.ssh/config.
     #[schemars(with = "Option<String>")]
     pub identity: Option<Spanned<String>>,
     /// Run every action as root through sudo (for a non-root `user`).

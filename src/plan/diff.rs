@@ -171,12 +171,17 @@ fn ssh_aliases(model: &Model) -> BTreeMap<String, String> {
     model
         .hosts
         .iter()
-        .filter(|h| h.ssh.alias.is_some())
-        .map(|h| {
-            (
-                h.name.clone(),
-                format!("{} → {}", h.address, h.reached_at()),
-            )
+        .filter_map(|h| {
+            let alias = h.ssh.alias.as_ref()?;
+            let mut shown = if alias.hostname == h.address {
+                h.address.clone()
+            } else {
+                format!("{} → {}", h.address, alias.hostname)
+            };
+            if !alias.proxy_jump.is_empty() {
+                shown = format!("{shown} (through {})", alias.proxy_jump.join(", "));
+            }
+            Some((h.name.clone(), shown))
         })
         .collect()
 }

@@ -26,7 +26,8 @@ fn hosts_behind_one_and_two_jump_hosts_converge_and_a_dead_hop_is_named() {
     // or an agent: the identity and the host-key policy are the Clusterfile's.
     let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
     let text = with_jump(&text, &a1, &format!("\"root@{a0}\""));
-    let text = with_jump(&text, &a2, &format!("[\"root@{a0}\", \"{a1}\"]"));
+    // (The first hop spelled with its port: the same machine, the same shared connection.)
+    let text = with_jump(&text, &a2, &format!("[\"root@{a0}:22\", \"{a1}\"]"));
     c.edit("Clusterfile", &text);
     let logins = |h: &TestHost| h.log().matches("Accepted publickey").count();
     let before = logins(c.host(0));

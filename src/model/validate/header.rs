@@ -141,7 +141,15 @@ impl Validator<'_> {
             }
         }
         if let Some(identity) = &raw.identity {
-            out.settings.identity = Some(identity.get_ref().clone());
+            // Relative to the Clusterfile's folder, like every path in it
+            // (`~/` is kept, and expanded when ssh starts).
+            let path = identity.get_ref();
+            let relative = crate::model::expand_home(path).is_relative();
+            out.settings.identity = Some(if relative {
+                self.base_dir.join(path).display().to_string()
+            } else {
+                path.clone()
+            });
         }
         if let Some(sudo) = raw.sudo {
             out.settings.sudo = sudo;

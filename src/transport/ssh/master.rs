@@ -68,22 +68,31 @@ struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
-    /// `ssh` with everything but the destination and the mode.
-    fn command(&self) -> tokio::process::Command {
+    /// `ssh` for a jump host: its settings come from the hop config alone,
+    /// so what the user's ssh config says for it wins, as for every hop.
+    fn hop_command(&self) -> tokio::process::Command {
         let mut ssh = tokio::process::Command::new("ssh");
         ssh.kill_on_drop(true)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .envs(self.env.iter().cloned());
+        if let Some(config) = &self.config {
+            ssh.arg("-F").arg(config);
+        }
+        ssh
+    }
+
+    /// `ssh` for the host itself, with everything but the destination and
+    /// the mode: the Clusterfile's settings as `-o` options, which win over
+    /// any config.
+    fn command(&self) -> tokio::process::Command {
+        let mut ssh = self.hop_command();
         for option in &self.options {
             ssh.arg("-o").arg(option);
         }
         if let Some(identity) = &self.host.ssh.identity {
             ssh.arg("-i").arg(expand_home(identity));
-        }
-        if let Some(config) = &self.config {
-            ssh.arg("-F").arg(config);
         }
         ssh
     }
@@ -105,20 +114,16 @@ pub(super) async fn launch(
     let master = Master { dir };
     let (invocation, token) = invocation(host, known_hosts, run, master.dir.path())?;
     if let Some(first) = host.ssh.hops().first() {
-        // Opened once, before any host behind it: the hops of every host
-        // behind it find its socket and share it (`ControlMaster auto`).
-        let mut open = invocation.command();
-        open.args([
-            "-o",
-            "ControlMaster=yes",
-            "-o",
-            "ControlPersist=60",
-            "-f",
-            "-N",
-            "--",
-            first,
-        ]);
-        run.open_jump_once(first, async move {
+        // Opened once, before any host behind it, by a forward to the next
+        // hop that ends at once (stdin is empty); its master stays for a
+        // minute (the hop config's `ControlMaster auto`, `ControlPersist`),
+        // and the hops of every host behind it find its socket and share
+        // it. A second opening of the same machine under another spelling
+        // finds the socket too, and leaves nothing behind.
+        let mut open = invocation.hop_command();
+        open.arg("-W").arg(next_hop(&invocation, 0));
+        open.arg("--").arg(destination(first));
+        run.open_jump_once(&hop_key(first), async move {
             let _ = tokio::time::timeout(limit, open.status()).await;
         })
         .await;
@@ -225,36 +230,71 @@ fn invocation<'a>(
 async fn diagnose_hops(invocation: &Invocation<'_>, dir: &Path) -> Option<(usize, String)> {
     let hops = invocation.host.ssh.hops();
     for (i, hop) in hops.iter().enumerate() {
-        let next = match hops.get(i + 1) {
-            Some(next) => forward_target(next),
-            // The machine, not an alias: the jump host knows nothing of this ssh config.
-            None => format!(
-                "[{}]:{}",
-                invocation.host.reached_at(),
-                invocation.host.port
-            ),
-        };
         let log = dir.join(format!("hop{i}"));
-        let mut ssh = invocation.command();
+        let mut ssh = invocation.hop_command();
         ssh.arg("-E").arg(&log);
-        ssh.args([
-            "-o",
-            "ControlMaster=no",
-            "-o",
-            "ControlPath=none",
-            "-W",
-            &next,
-        ]);
+        ssh.args(["-o", "ControlMaster=no", "-o", "ControlPath=none", "-W"]);
+        ssh.arg(next_hop(invocation, i));
         if i > 0 {
             ssh.arg("-J").arg(hops[..i].join(","));
         }
-        ssh.arg("--").arg(hop);
+        ssh.arg("--").arg(destination(hop));
         let passed = ssh.status().await.is_ok_and(|s| s.success());
         if !passed {
             return Some((i, std::fs::read_to_string(&log).unwrap_or_default()));
         }
     }
     None
+}
+
+/// Where hop `index` forwards to, as `ssh -W` takes it: the next hop, or
+/// the host itself (the machine, not an alias: the jump host knows nothing
+/// of this ssh config).
+fn next_hop(invocation: &Invocation<'_>, index: usize) -> String {
+    match invocation.host.ssh.hops().get(index + 1) {
+        Some(next) => forward_target(next),
+        None => format!(
+            "[{}]:{}",
+            invocation.host.reached_at(),
+            invocation.host.port
+        ),
+    }
+}
+
+/// A jump host as one machine, however it is spelled (`root@b`, `root@b:22`).
+fn hop_key(hop: &str) -> String {
+    match crate::model::address::parse(hop)
+        .ok()
+        .and_then(|a| a.into_iter().next())
+    {
+        Some(a) => format!(
+            "{}@{}:{}",
+            a.user.unwrap_or_default(),
+            a.host,
+            a.port.unwrap_or(22)
+        ),
+        None => hop.to_string(),
+    }
+}
+
+/// A jump host (`user@host:port`) as a destination on ssh's command line,
+/// which reads no port there: `ssh://user@host:port`.
+fn destination(hop: &str) -> String {
+    match crate::model::address::parse(hop)
+        .ok()
+        .and_then(|a| a.into_iter().next())
+    {
+        Some(a) if a.port.is_some() => {
+            let user = a.user.map(|u| format!("{u}@")).unwrap_or_default();
+            let host = if a.host.contains(':') {
+                format!("[{}]", a.host)
+            } else {
+                a.host
+            };
+            format!("ssh://{user}{host}:{}", a.port.unwrap_or(22))
+        }
+        _ => hop.to_string(),
+    }
 }
 
 /// `user@host:port` as `ssh -W` takes it: `[host]:port`.
@@ -362,4 +402,20 @@ fn hop_config(host: &Host, known: &[PathBuf], run_dir: &Path) -> String {
     let _ = writeln!(text, "    ControlPath \"{}/j-%C\"", run_dir.display());
     let _ = writeln!(text, "    ControlPersist 60");
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jump_host_with_a_port_becomes_a_uri_and_the_next_hop_a_forward() {
+        assert_eq!(destination("ops@10.0.0.9:2222"), "ssh://ops@10.0.0.9:2222");
+        assert_eq!(destination("10.0.0.9:2222"), "ssh://10.0.0.9:2222");
+        assert_eq!(destination("ops@bastion"), "ops@bastion");
+        assert_eq!(forward_target("ops@10.0.0.9:2222"), "[10.0.0.9]:2222");
+        assert_eq!(forward_target("bastion"), "[bastion]:22");
+        assert_eq!(hop_key("root@b"), hop_key("root@b:22"));
+        assert_ne!(hop_key("root@b"), hop_key("ops@b"));
+    }
 }
