@@ -153,9 +153,14 @@ after = ["install"]
 run = "touch /opt/app/lingering && sleep 1"
 "#;
     let c = Cluster::with(3, "", slow);
-    let (a0, a1) = (c.host(0).address.clone(), c.host(1).address.clone());
+    let (a0, a1, a2) = (
+        c.host(0).address.clone(),
+        c.host(1).address.clone(),
+        c.host(2).address.clone(),
+    );
     // host0: root with an encrypted key; host1: a user with a password and
-    // no key at all (the cluster's key is tried first and refused); host2 as is.
+    // no key at all (the cluster's key is tried first and refused); host2:
+    // that user too, behind host1 as its jump host: both logins take the password.
     let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
     let text = with_ssh(
         &text,
@@ -170,6 +175,13 @@ run = "touch /opt/app/lingering && sleep 1"
         &a1,
         &format!(
             "user = \"{PWUSER}\", sudo = true, password = {{ secret = \"env:E2E_LOGIN_PW\" }}"
+        ),
+    );
+    let text = with_ssh(
+        &text,
+        &a2,
+        &format!(
+            "user = \"{PWUSER}\", sudo = true, password = {{ secret = \"env:E2E_LOGIN_PW\" }}, jump = \"{PWUSER}@{a1}\""
         ),
     );
     c.edit("Clusterfile", &text);
@@ -216,7 +228,13 @@ run = "touch /opt/app/lingering && sleep 1"
         "{said}"
     );
     assert!(!said.contains("not-the-password"), "{said}");
-    for (i, alpha) in [(0, "alpha = 2\n"), (1, "alpha = 1\n"), (2, "alpha = 2\n")] {
+    assert!(
+        said.contains(&format!(
+            "jump host {PWUSER}@{a1} (hop 1 of 1 to {a2}): it refused the password"
+        )),
+        "{said}"
+    );
+    for (i, alpha) in [(0, "alpha = 2\n"), (1, "alpha = 1\n"), (2, "alpha = 1\n")] {
         assert_eq!(
             c.host(i).read("/opt/app/current/conf/a.conf").unwrap(),
             alpha
