@@ -130,37 +130,17 @@ fn assert_in_no_command_line(c: &Cluster, secrets: &[&str]) {
     }
 }
 
-/// `apply` with the key passphrase and login password given: exit code and output.
-fn apply_with_secrets(c: &Cluster, key_pass: &str, login_pw: &str) -> (Option<i32>, String) {
-    let out = c
-        .command(&["apply", "--auto-approve"])
-        .env("E2E_KEY_PASS", key_pass)
-        .env("E2E_LOGIN_PW", login_pw)
-        .output()
-        .unwrap();
-    (out.status.code(), stdout(&out) + &stderr(&out))
-}
-
-#[test]
-#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
-fn a_password_login_and_an_encrypted_key_work_with_the_secrets_nowhere_and_a_wrong_password_fails_its_host_alone()
- {
-    use support::hosts::{KEY_PASSPHRASE, PWUSER, PWUSER_PASSWORD};
-    let slow = r#"
-[[steps]]
-name = "linger"
-after = ["install"]
-run = "touch /opt/app/lingering && sleep 1"
-"#;
-    let c = Cluster::with(3, "", slow);
+/// host0: root with an encrypted key; host1: a user with a password and
+/// no key at all (the cluster's key is tried first and refused); host2:
+/// that user too, behind host1 as its jump host: both logins take the
+/// password. Returns host1's and host2's addresses.
+fn login_secrets(c: &Cluster) -> (String, String) {
+    use support::hosts::PWUSER;
     let (a0, a1, a2) = (
         c.host(0).address.clone(),
         c.host(1).address.clone(),
         c.host(2).address.clone(),
     );
-    // host0: root with an encrypted key; host1: a user with a password and
-    // no key at all (the cluster's key is tried first and refused); host2:
-    // that user too, behind host1 as its jump host: both logins take the password.
     let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
     let text = with_ssh(
         &text,
@@ -185,6 +165,33 @@ run = "touch /opt/app/lingering && sleep 1"
         ),
     );
     c.edit("Clusterfile", &text);
+    (a1, a2)
+}
+
+/// `apply` with the key passphrase and login password given: exit code and output.
+fn apply_with_secrets(c: &Cluster, key_pass: &str, login_pw: &str) -> (Option<i32>, String) {
+    let out = c
+        .command(&["apply", "--auto-approve"])
+        .env("E2E_KEY_PASS", key_pass)
+        .env("E2E_LOGIN_PW", login_pw)
+        .output()
+        .unwrap();
+    (out.status.code(), stdout(&out) + &stderr(&out))
+}
+
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn a_password_login_and_an_encrypted_key_work_with_the_secrets_nowhere_and_a_wrong_password_fails_its_host_alone()
+ {
+    use support::hosts::{KEY_PASSPHRASE, PWUSER, PWUSER_PASSWORD};
+    let slow = r#"
+[[steps]]
+name = "linger"
+after = ["install"]
+run = "touch /opt/app/lingering && sleep 1"
+"#;
+    let c = Cluster::with(3, "", slow);
+    let (a1, a2) = login_secrets(&c);
     let mut apply = c.command(&["apply", "--auto-approve"]);
     apply
         .env("E2E_KEY_PASS", KEY_PASSPHRASE)
