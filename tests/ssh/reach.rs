@@ -78,8 +78,31 @@ fn hosts_behind_one_and_two_jump_hosts_converge_and_a_dead_hop_is_named() {
     );
     std::fs::write(c.path(".cairn/known_hosts"), &known).unwrap();
 
-    // The bastion goes down: the hosts behind it fail, each naming the hop.
+    // The bastion freezes: the hosts behind it time out, naming the hop.
     c.edit("Clusterfile", &text);
+    c.host(0).freeze();
+    let out = c.run(&["plan"]);
+    c.host(0).thaw();
+    let said = stdout(&out) + &stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "jump host root@{a0} (hop 1 of 1 to {a1}): did not answer within connect_timeout"
+        )),
+        "{said}"
+    );
+
+    // The bastion's host key changes: refused at the hop, naming it.
+    c.host(0).rotate_host_key();
+    let out = c.run(&["plan"]);
+    let said = stdout(&out) + &stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "jump host root@{a0} (hop 1 of 1 to {a1}): its host key CHANGED"
+        )),
+        "{said}"
+    );
+
+    // The bastion goes down: the hosts behind it fail, each naming the hop.
     c.edit("app/conf/a.conf", "alpha = 3\n");
     let mut c = c;
     c.hosts.hosts[0].kill();
