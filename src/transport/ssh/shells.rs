@@ -124,6 +124,20 @@ struct Pending {
     ended: Option<String>,
 }
 
+/// Marks a shell broken when dropped before its frame was wholly written.
+struct CutOff<'a> {
+    broken: &'a AtomicBool,
+    written: bool,
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// One shell: a channel running [`SHELL_LOOP`].
 pub(super) struct Shell {
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
@@ -240,8 +254,15 @@ impl Shell {
                 "an earlier command was cut off mid-write".into(),
             ));
         }
-        // Marked broken until the whole frame is written, in case this future is dropped midway.
-        self.broken.store(true, Ordering::SeqCst);
+        // A frame cut off midway (an error, or this future dropped) leaves
+        // the shell broken. Only then: a flag set for the whole write would
+        // make a command sent meanwhile open a second shell, one that does
+        // not hold the host lock, and whose commands a killed cairn would
+        // leave running with the lock already free.
+        let mut cut_off = CutOff {
+            broken: &self.broken,
+            written: false,
+        };
         let header = format!(
             "__CAIRN_RUN__ {id} {} {} {}{}\n",
             script.len() + SCRIPT_END.len(),
@@ -257,7 +278,7 @@ impl Shell {
             stdin.write_all(data).await.map_err(lost)?;
         }
         stdin.flush().await.map_err(lost)?;
-        self.broken.store(false, Ordering::SeqCst);
+        cut_off.written = true;
         Ok(())
     }
 
@@ -434,9 +455,10 @@ impl Shells {
 
 #[cfg(test)]
 mod tests {
-    use super::SHELL_LOOP;
+    use super::{CutOff, SHELL_LOOP};
     use std::io::{BufRead, BufReader, Read, Write};
     use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// The loop, started with `sh` on this machine and ready: the child, its
     /// stdin, and its stdout past the ready line.
@@ -617,5 +639,30 @@ mod tests {
         drop(stdin);
         assert!(child.wait().unwrap().success());
         assert!(closed.exists(), "the end of cairn's input is marked");
+    }
+
+    #[test]
+    fn a_shell_is_broken_only_by_a_frame_cut_off_not_by_one_being_written() {
+        let broken = AtomicBool::new(false);
+        {
+            let mut frame = CutOff {
+                broken: &broken,
+                written: false,
+            };
+            assert!(
+                !broken.load(Ordering::SeqCst),
+                "a command sent while a frame is written uses the same shell"
+            );
+            frame.written = true;
+        }
+        assert!(!broken.load(Ordering::SeqCst));
+        drop(CutOff {
+            broken: &broken,
+            written: false,
+        });
+        assert!(
+            broken.load(Ordering::SeqCst),
+            "a frame cut off breaks the shell"
+        );
     }
 }
