@@ -239,6 +239,24 @@ enum Interrupt {
     Abandon,
 }
 
+/// For every task, how many tasks the longest chain from it to the end of
+/// the graph holds, itself included: a task nothing waits for has 1, one
+/// that a chain of three waits on has 4. The scheduler starts the longest
+/// first, so the path that bounds the run's length is never queued behind
+/// work that could wait.
+fn critical_paths(graph: &TaskGraph) -> HashMap<NodeIndex, usize> {
+    let mut critical: HashMap<NodeIndex, usize> = HashMap::with_capacity(graph.len());
+    for &node in graph.topological().iter().rev() {
+        let longest_after = graph
+            .downstream(node)
+            .map(|d| critical.get(&d).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        critical.insert(node, longest_after + 1);
+    }
+    critical
+}
+
 /// A task's message back to the loop.
 struct Finished {
     node: NodeIndex,
@@ -262,6 +280,9 @@ struct Scheduler<'a> {
     ready: VecDeque<NodeIndex>,
     /// Tasks that must run, waiting for a free slot.
     deferred: VecDeque<NodeIndex>,
+    /// Each task's critical path: the tasks on the longest chain from it
+    /// to the end of the graph, itself included (see [`critical_paths`]).
+    critical: HashMap<NodeIndex, usize>,
     settled: HashMap<NodeIndex, Settled>,
     /// Values captured so far, by the task that captured them.
     captured: HashMap<TaskId, String>,
@@ -321,6 +342,7 @@ impl<'a> Scheduler<'a> {
             waiting,
             ready,
             deferred: VecDeque::new(),
+            critical: critical_paths(graph),
             settled: HashMap::new(),
             captured,
             running: 0,
@@ -391,8 +413,15 @@ impl<'a> Scheduler<'a> {
         self.settle(node, Settled::Blocked);
     }
 
-    /// Starts what fits in the limits, oldest first.
+    /// Starts what fits in the limits: the task with the longest chain of
+    /// work behind it first (the master's bundle, install and init, which
+    /// every join waits on, before a worker's), then the oldest.
     fn start_deferred(&mut self, context: &Arc<RunContext>, done: &UnboundedSender<Finished>) {
+        let critical = &self.critical;
+        // A stable sort: equal chains keep their order, oldest first.
+        self.deferred
+            .make_contiguous()
+            .sort_by_key(|node| std::cmp::Reverse(critical.get(node).copied().unwrap_or(1)));
         let mut still_deferred = VecDeque::new();
         while let Some(node) = self.deferred.pop_front() {
             match &self.admission {

@@ -365,3 +365,34 @@ fn a_wiped_host_is_done_again_except_its_once_steps() {
         crate::support::stdout(&plan)
     );
 }
+
+#[test]
+fn with_one_slot_the_task_with_the_longest_chain_behind_it_starts_first() {
+    // `short` comes first in the file; `head` has two tasks waiting on it.
+    let s = Sandbox::new();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"crit\"\n\n[[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"short\"\nrun = \"true\"\n\n\
+         [[steps]]\nname = \"head\"\nrun = \"true\"\n\n\
+         [[steps]]\nname = \"middle\"\nafter = [\"head\"]\nrun = \"true\"\n\n\
+         [[steps]]\nname = \"tail\"\nafter = [\"middle\"]\nrun = \"true\"\n",
+    );
+    let out = s.run(&["--json", "apply", "--auto-approve", "--parallelism", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s.transcript(&out));
+    let started: Vec<String> = events(&out)
+        .iter()
+        .filter(|e| e["event"] == "task_started")
+        .map(|e| e["task"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        started,
+        [
+            "step.head@local",
+            "step.middle@local",
+            "step.short@local",
+            "step.tail@local"
+        ],
+        "the longest chain first; equal chains (`short`, `tail`: one task each) oldest first"
+    );
+}
