@@ -90,7 +90,11 @@ impl Fleet {
             });
         }
         for (name, record) in former {
-            let host = former_host(name, record, &model.base_dir);
+            // Its address may be an ssh config alias, as when it was listed.
+            let host = former_host(name, record, &model.base_dir).map(|mut host| {
+                crate::model::resolve_aliases(std::slice::from_mut(&mut host));
+                host
+            });
             let base_dir = model.base_dir.clone();
             let state_dir = state_dir.to_path_buf();
             let cluster = model.name.clone();
