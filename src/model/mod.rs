@@ -42,8 +42,8 @@ pub use element::{
     PatchStrategy, Step,
 };
 pub use host::{Host, HostId, LoginSecret, SshAlias, SshSettings};
-pub(crate) use ssh_config::resolve_aliases;
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};
+pub(crate) use ssh_config::resolve_aliases;
 pub use validate::{validate, validate_with};
 pub use vars::{BUILTINS, OuterVar, OuterVarError, OuterVars, VarOrigin, VarValue};
 

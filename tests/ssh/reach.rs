@@ -405,3 +405,60 @@ address = "web1"
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("refused the login"), "{said}");
 }
+
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn no_ssh_process_outlives_cairn_however_it_ends() {
+    let c = Cluster::with(2, "", SLOW);
+    let (a0, a1) = (c.host(0).address.clone(), c.host(1).address.clone());
+    let text = std::fs::read_to_string(c.path("Clusterfile")).unwrap();
+    c.edit(
+        "Clusterfile",
+        &with_jump(&text, &a1, &format!("\"root@{a0}\"")),
+    );
+    // cairn's sockets, logs and hop configs go here: every ssh it starts names it.
+    let run = c.path("run");
+    std::fs::create_dir(&run).unwrap();
+    let run = run.display().to_string();
+    let ours = || -> Vec<String> {
+        let ps = Command::new("ps")
+            .args(["-eo", "pid,args"])
+            .output()
+            .unwrap();
+        stdout(&ps)
+            .lines()
+            .filter(|l| l.contains(&run) && !l.contains(" ps "))
+            .map(str::to_string)
+            .collect()
+    };
+    let gone = |why: &str| {
+        wait_until_within(why, Duration::from_secs(10), || ours().is_empty());
+    };
+    let apply = || {
+        let mut apply = c.command(&["apply", "--auto-approve"]);
+        apply.env("XDG_RUNTIME_DIR", &run);
+        apply
+    };
+
+    let out = apply().output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    gone("no ssh process is left after an apply that ended well");
+
+    // Killed mid-step: its masters (the shared bastion's too) end with it.
+    c.edit("app/conf/a.conf", "alpha = 2\n");
+    c.host(1).exec("rm -f /tmp/slow-started");
+    let mut killed = apply()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(c.host(1), "/tmp/slow-started");
+    assert!(
+        ours().len() >= 3,
+        "the check sees cairn's ssh processes while it runs: {:?}",
+        ours()
+    );
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    gone("no ssh process is left after cairn was killed");
+}

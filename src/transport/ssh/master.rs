@@ -1,7 +1,8 @@
 //! Starting a host's OpenSSH master connection, with every option spelled
 //! out, and what its logs say when it fails.
 //!
-//! cairn starts `ssh -M -f -N` itself (then attaches to its control socket
+//! cairn starts `ssh -M -N` itself, in the foreground as its child, ended
+//! with it (see [`ssh_dying_with_cairn`]), then attaches to its control socket
 //! with the `openssh` crate's native mux client) rather than through the
 //! crate's builder, for three things the builder cannot do:
 //!
@@ -28,10 +29,11 @@ use super::run::{SshRun, control_dir};
 use crate::model::{Host, HostKeyPolicy, expand_home};
 use crate::transport::TransportError;
 
-/// A host's master connection: its folder (control socket, logs, config),
-/// shut down when dropped.
+/// A host's master connection: its folder (control socket, logs, config)
+/// and its ssh process, ended when dropped.
 pub(super) struct Master {
     dir: tempfile::TempDir,
+    process: Option<tokio::process::Child>,
 }
 
 impl Master {
@@ -42,8 +44,63 @@ impl Master {
 
 impl Drop for Master {
     fn drop(&mut self) {
-        // After a clean close the socket is gone and this does nothing.
-        let _ = openssh_mux_client::shutdown_mux_master(self.socket());
+        if let Some(process) = &mut self.process {
+            end(process);
+        }
+    }
+}
+
+/// Asks an ssh process to end (it says goodbye to the server); tokio reaps
+/// it once it has.
+pub(super) fn end(process: &mut tokio::process::Child) {
+    if let Some(pid) = process.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) on a child of ours that has not been reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+/// `ssh`, set up to die with cairn. Masters run in the foreground as
+/// cairn's children (not `-f`, which makes a daemon that would outlive a
+/// killed cairn by its `ControlPersist`): a parent-death signal ends each
+/// one however cairn ends, and a normal end asks them to (see [`end`]).
+/// Each is in a session of its own, as a daemon would be: a Ctrl-C at the
+/// terminal reaches cairn (which lets running tasks finish over these
+/// connections), not them, and ssh has no terminal to prompt on.
+fn ssh_dying_with_cairn() -> tokio::process::Command {
+    let mut ssh = tokio::process::Command::new("ssh");
+    // SAFETY: setsid(2), prctl(2), getppid(2) and raise(3) are
+    // async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        ssh.pre_exec(|| {
+            let parent = libc::getppid();
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // cairn died before the signal was asked for: nobody would send it.
+            if parent == 1 {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+    ssh.kill_on_drop(false);
+    ssh
+}
+
+/// Waits until a master started in the foreground listens on `socket` (it
+/// has logged in), or ends (it could not). `Ok(None)`: listening.
+async fn until_listening(
+    process: &mut tokio::process::Child,
+    socket: &Path,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        tokio::select! {
+            status = process.wait() => return status.map(Some),
+            () = tokio::time::sleep(Duration::from_millis(3)) => {
+                if socket.exists() {
+                    return Ok(None);
+                }
+            }
+        }
     }
 }
 
@@ -71,7 +128,7 @@ impl Invocation<'_> {
     /// `ssh` for a jump host: its settings come from the hop config alone,
     /// so what the user's ssh config says for it wins, as for every hop.
     fn hop_command(&self) -> tokio::process::Command {
-        let mut ssh = tokio::process::Command::new("ssh");
+        let mut ssh = ssh_dying_with_cairn();
         ssh.kill_on_drop(true)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -111,45 +168,43 @@ pub(super) async fn launch(
         .prefix(".cairn-ssh")
         .tempdir_in(control_dir())
         .map_err(|e| io_error("cannot make a folder for its SSH connection", e))?;
-    let master = Master { dir };
+    let mut master = Master { dir, process: None };
     let (invocation, token) = invocation(host, known_hosts, run, master.dir.path())?;
     if let Some(first) = host.ssh.hops().first() {
-        // Opened once, before any host behind it, by a forward to the next
-        // hop that ends at once (stdin is empty); its master stays for a
-        // minute (the hop config's `ControlMaster auto`, `ControlPersist`),
-        // and the hops of every host behind it find its socket and share
-        // it. A second opening of the same machine under another spelling
-        // finds the socket too, and leaves nothing behind.
-        let mut open = invocation.hop_command();
-        open.arg("-W").arg(next_hop(&invocation, 0));
-        open.arg("--").arg(destination(first));
-        run.open_jump_once(&hop_key(first), async move {
-            let _ = tokio::time::timeout(limit, open.status()).await;
-        })
-        .await;
+        // Opened once, before any host behind it: the hops of every host
+        // behind it find its socket (the hop config's `ControlPath`) and
+        // share it. Kept by the run, ended with it.
+        let open = open_jump(&invocation, first, limit);
+        run.open_jump_once(&hop_key(first), open).await;
     }
     let log = master.dir.path().join("log");
     let mut ssh = invocation.command();
     ssh.arg("-E").arg(&log).arg("-S").arg(master.socket());
-    ssh.args(["-M", "-f", "-N", "-o", "ControlPersist=60s"]);
+    ssh.args(["-M", "-N", "-o", "ControlPersist=no"]);
     ssh.arg("-p").arg(host.port.to_string());
     ssh.arg("-l").arg(&host.user);
     if !host.ssh.jump.is_empty() {
         ssh.arg("-J").arg(host.ssh.jump.join(","));
     }
     ssh.arg("--").arg(&host.address);
-    let outcome = match tokio::time::timeout(limit, ssh.status()).await {
-        Ok(Ok(status)) if status.success() => {
+    let mut process = match ssh.spawn() {
+        Ok(process) => process,
+        Err(e) => return Err(io_error("cannot run ssh (is openssh-client installed?)", e)),
+    };
+    let socket = master.socket();
+    let listening = tokio::time::timeout(limit, until_listening(&mut process, &socket)).await;
+    master.process = Some(process);
+    let outcome = match listening {
+        Ok(Ok(None)) => {
             let session = Session::resume_mux(
                 master.socket().into_boxed_path(),
                 Some(log.into_boxed_path()),
             );
             Ok(Ok((session, master)))
         }
-        Ok(Ok(_)) => {
-            // A master's jump hosts write their errors nowhere (ssh sends a
-            // ControlPersist master's proxy stderr to /dev/null): each hop
-            // is tried on its own to find the one that fails, and why.
+        Ok(Ok(Some(_))) => {
+            // Its jump hosts' ssh wrote their errors nowhere this run keeps:
+            // each hop is tried on its own to find the one that fails, and why.
             let hop = tokio::time::timeout(limit, diagnose_hops(&invocation, master.dir.path()))
                 .await
                 .unwrap_or_default();
@@ -222,6 +277,42 @@ fn invocation<'a>(
         token = Some(t);
     }
     Ok((invocation, token))
+}
+
+/// Opens the shared connection to a first jump host: a master in the
+/// foreground on the socket its hops look for (`ssh -G` says where the hop
+/// config's `ControlPath` puts it for this machine), kept by the run. When
+/// it cannot log in, nothing is kept: the hosts behind it then fail with
+/// their own connections, which say why.
+fn open_jump(
+    invocation: &Invocation<'_>,
+    first: &str,
+    limit: Duration,
+) -> impl std::future::Future<Output = Option<tokio::process::Child>> + use<> {
+    let mut ask = invocation.hop_command();
+    ask.stdout(Stdio::piped())
+        .arg("-G")
+        .arg("--")
+        .arg(destination(first));
+    let mut open = invocation.hop_command();
+    open.args(["-M", "-N", "-o", "ControlPersist=no"]);
+    open.arg("--").arg(destination(first));
+    async move {
+        let said = ask.output().await.ok()?;
+        let socket = String::from_utf8_lossy(&said.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("controlpath ").map(PathBuf::from))?;
+        open.arg("-S").arg(&socket);
+        let mut process = open.spawn().ok()?;
+        if let Ok(Ok(None)) =
+            tokio::time::timeout(limit, until_listening(&mut process, &socket)).await
+        {
+            Some(process)
+        } else {
+            end(&mut process);
+            None
+        }
+    }
 }
 
 /// Passes the jump hosts one at a time (`ssh -W NEXT HOP`, through the hops
@@ -398,9 +489,10 @@ fn hop_config(host: &Host, known: &[PathBuf], run_dir: &Path) -> String {
             expand_home(identity).display()
         );
     }
-    let _ = writeln!(text, "    ControlMaster auto");
+    // Hops use the run's shared connection to a machine when there is one
+    // (see `open_jump`), and never become masters themselves.
+    let _ = writeln!(text, "    ControlMaster no");
     let _ = writeln!(text, "    ControlPath \"{}/j-%C\"", run_dir.display());
-    let _ = writeln!(text, "    ControlPersist 60");
     text
 }
 

@@ -1,11 +1,11 @@
 //! The SSH transport: one OpenSSH `ControlMaster` per host, one shell on it.
 //!
-//! A run opens one master connection per host (`connect`: the `openssh`
-//! crate with `native-mux`, so a channel is opened on the master's socket,
-//! not by a new `ssh` process) and closes it at the end. The master is
-//! started with `ControlPersist` set to a minute of idleness, so a cairn
-//! that is killed does not leave connections behind for long; while cairn
-//! runs, the host lock's heartbeat keeps it busy.
+//! A run opens one master connection per host (`connect`, `master`: an
+//! `ssh -M -N` of cairn's own, attached to with the `openssh` crate's
+//! `native-mux` client, so a channel is opened on the master's socket, not
+//! by a new `ssh` process) and closes it at the end. Masters run in the
+//! foreground as cairn's children with a parent-death signal, so every ssh
+//! process cairn starts ends with it, however it ends.
 //!
 //! Every channel runs a fixed, secret-free command line that reads its
 //! script from stdin (`channel`). A host's commands run on one long-lived

@@ -4,8 +4,9 @@
 //! to about 100 bytes) holds the askpass server's socket (`askpass`) and
 //! the control sockets of shared jump-host connections (`j-…`): the first
 //! host behind a bastion opens one master connection to it, and every
-//! other host's hop rides on it (`ControlMaster auto` in the hop config
-//! that `master` writes). At the end of the run those are told to stop,
+//! other host's hop rides on it (the `ControlPath` of the hop config that
+//! `master` writes). Those connections are ssh processes of cairn's own,
+//! ended with the run (or by their parent-death signal when cairn dies),
 //! and the folder goes.
 
 use std::collections::HashMap;
@@ -19,8 +20,9 @@ use super::askpass::AskpassServer;
 pub(crate) struct SshRun {
     dir: tempfile::TempDir,
     askpass: OnceLock<std::io::Result<AskpassServer>>,
-    /// First jump hosts, each opened once for every host behind it.
-    jumps: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+    /// First jump hosts, each opened once for every host behind it: the
+    /// shared connection's ssh process, when it could log in.
+    jumps: Mutex<HashMap<String, Arc<JumpCell>>>,
 }
 
 impl std::fmt::Debug for SshRun {
@@ -30,6 +32,8 @@ impl std::fmt::Debug for SshRun {
             .finish_non_exhaustive()
     }
 }
+
+type JumpCell = tokio::sync::OnceCell<Mutex<Option<tokio::process::Child>>>;
 
 /// Where connections keep their control sockets: short, because a unix
 /// socket path is limited to about 100 bytes.
@@ -70,13 +74,13 @@ impl SshRun {
 
     /// Runs `open` once per first jump host `hop` (the hosts behind it
     /// wait for the first to finish): it opens the connection the others
-    /// share. Whether it worked is not kept: a host whose hop fails says so
-    /// when its own connection fails.
-    pub(super) async fn open_jump_once<F: std::future::Future<Output = ()>>(
-        &self,
-        hop: &str,
-        open: F,
-    ) {
+    /// share, and the run keeps it until [`SshRun::close`]. Whether it
+    /// worked matters to no one here: a host whose hop fails says so when
+    /// its own connection fails.
+    pub(super) async fn open_jump_once<F>(&self, hop: &str, open: F)
+    where
+        F: std::future::Future<Output = Option<tokio::process::Child>>,
+    {
         let cell = self
             .jumps
             .lock()
@@ -84,18 +88,18 @@ impl SshRun {
             .entry(hop.to_string())
             .or_default()
             .clone();
-        cell.get_or_init(|| open).await;
+        cell.get_or_init(|| async { Mutex::new(open.await) }).await;
     }
 
-    /// Tells every shared jump-host connection to stop (each ends when the
-    /// last host using it has closed).
+    /// Ends every shared jump-host connection (the hosts behind them have
+    /// closed theirs first).
     pub(crate) fn close(&self) {
-        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with("j-") {
-                let _ = openssh_mux_client::shutdown_mux_master(entry.path());
+        let jumps = self.jumps.lock().expect("jump hosts lock");
+        for cell in jumps.values() {
+            if let Some(process) = cell.get()
+                && let Some(mut process) = process.lock().expect("jump process lock").take()
+            {
+                super::master::end(&mut process);
             }
         }
     }
