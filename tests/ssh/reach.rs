@@ -462,3 +462,30 @@ fn no_ssh_process_outlives_cairn_however_it_ends() {
     killed.wait().unwrap();
     gone("no ssh process is left after cairn was killed");
 }
+
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn a_ctrl_c_at_the_terminal_reaches_cairn_not_its_ssh_connections() {
+    use std::os::unix::process::CommandExt as _;
+    let c = Cluster::with(2, "", SLOW);
+    // As a terminal sends it: SIGINT to cairn's whole process group.
+    let child = c
+        .command(&["apply", "--auto-approve"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(c.host(0), "/tmp/slow-started");
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the process group of our own child.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let said = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("interrupted: no new task starts"), "{said}");
+    assert!(
+        said.contains("step.slow@host0: created"),
+        "the step running over SSH finished and was recorded: {said}"
+    );
+}
