@@ -411,4 +411,7 @@ pub struct RawStep {
     /// Run once per host: upstream changes and edits no longer rerun it (`--replace` still does).
     #[serde(default)]
     pub once: bool,
+    /// At most this many of the step's hosts at a time, lowest host first (`serial = 1`: one by one, as masters join). Default: all at once.
+    #[schemars(with = "Option<u32>")]
+    pub serial: Option<Spanned<i64>>,
 }

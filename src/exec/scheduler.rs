@@ -244,7 +244,10 @@ enum Interrupt {
 /// that a chain of three waits on has 4. The scheduler starts the longest
 /// first, so the path that bounds the run's length is never queued behind
 /// work that could wait.
-fn critical_paths(graph: &TaskGraph) -> HashMap<NodeIndex, usize> {
+///
+/// The tasks of a `serial` step all get the longest of theirs, so that
+/// among them host order decides.
+fn critical_paths(graph: &TaskGraph, model: &Model) -> HashMap<NodeIndex, usize> {
     let mut critical: HashMap<NodeIndex, usize> = HashMap::with_capacity(graph.len());
     for &node in graph.topological().iter().rev() {
         let longest_after = graph
@@ -254,7 +257,27 @@ fn critical_paths(graph: &TaskGraph) -> HashMap<NodeIndex, usize> {
             .unwrap_or(0);
         critical.insert(node, longest_after + 1);
     }
+    let mut serial_longest: HashMap<usize, usize> = HashMap::new();
+    for (&node, &length) in &critical {
+        if let Some((step, _)) = serial_step(graph, model, node) {
+            let longest = serial_longest.entry(step).or_default();
+            *longest = (*longest).max(length);
+        }
+    }
+    for (node, length) in &mut critical {
+        if let Some((step, _)) = serial_step(graph, model, *node) {
+            *length = serial_longest[&step];
+        }
+    }
     critical
+}
+
+/// The step `node` runs and its `serial` limit, when it has one.
+fn serial_step(graph: &TaskGraph, model: &Model, node: NodeIndex) -> Option<(usize, usize)> {
+    match graph.task(node).work {
+        Work::Step { step } => model.steps[step].serial.map(|limit| (step, limit)),
+        _ => None,
+    }
 }
 
 /// A task's message back to the loop.
@@ -283,6 +306,8 @@ struct Scheduler<'a> {
     /// Each task's critical path: the tasks on the longest chain from it
     /// to the end of the graph, itself included (see [`critical_paths`]).
     critical: HashMap<NodeIndex, usize>,
+    /// Tasks of each `serial` step running now, by step index.
+    running_in_step: HashMap<usize, usize>,
     settled: HashMap<NodeIndex, Settled>,
     /// Values captured so far, by the task that captured them.
     captured: HashMap<TaskId, String>,
@@ -342,7 +367,8 @@ impl<'a> Scheduler<'a> {
             waiting,
             ready,
             deferred: VecDeque::new(),
-            critical: critical_paths(graph),
+            critical: critical_paths(graph, &context.model),
+            running_in_step: HashMap::new(),
             settled: HashMap::new(),
             captured,
             running: 0,
@@ -417,11 +443,17 @@ impl<'a> Scheduler<'a> {
     /// work behind it first (the master's bundle, install and init, which
     /// every join waits on, before a worker's), then the oldest.
     fn start_deferred(&mut self, context: &Arc<RunContext>, done: &UnboundedSender<Finished>) {
-        let critical = &self.critical;
-        // A stable sort: equal chains keep their order, oldest first.
-        self.deferred
-            .make_contiguous()
-            .sort_by_key(|node| std::cmp::Reverse(critical.get(node).copied().unwrap_or(1)));
+        let (critical, graph, model) = (&self.critical, self.graph, self.model);
+        // A stable sort: equal chains keep their order, oldest first; the
+        // hosts of a `serial` step (whose chains are made equal) in host order.
+        self.deferred.make_contiguous().sort_by_key(|&node| {
+            let in_host_order =
+                serial_step(graph, model, node).map(|_| model.host(graph.task(node).host).index);
+            (
+                std::cmp::Reverse(critical.get(&node).copied().unwrap_or(1)),
+                in_host_order.unwrap_or(0),
+            )
+        });
         let mut still_deferred = VecDeque::new();
         while let Some(node) = self.deferred.pop_front() {
             match &self.admission {
@@ -440,8 +472,13 @@ impl<'a> Scheduler<'a> {
             }
             let host = self.graph.task(node).host;
             let on_host = self.running_on.get(&host).copied().unwrap_or(0);
+            let serial = serial_step(self.graph, self.model, node);
+            let step_full = serial.is_some_and(|(step, limit)| {
+                self.running_in_step.get(&step).copied().unwrap_or(0) >= limit
+            });
             if self.running >= self.options.parallelism.max(1)
                 || on_host >= self.options.per_host.max(1)
+                || step_full
             {
                 still_deferred.push_back(node);
                 continue;
@@ -449,6 +486,9 @@ impl<'a> Scheduler<'a> {
             self.running += 1;
             self.started += 1;
             *self.running_on.entry(host).or_default() += 1;
+            if let Some((step, _)) = serial {
+                *self.running_in_step.entry(step).or_default() += 1;
+            }
             let change = self.changes[&node].clone();
             let task = self.graph.task(node).clone();
             let upstream_values = capture_values(self.model, &task, &self.captured);
@@ -480,6 +520,12 @@ impl<'a> Scheduler<'a> {
             .running_on
             .get_mut(&task.host)
             .expect("counted at start") -= 1;
+        if let Some((step, _)) = serial_step(self.graph, self.model, finished.node) {
+            *self
+                .running_in_step
+                .get_mut(&step)
+                .expect("counted at start") -= 1;
+        }
         let host = self.model.host(task.host).name.clone();
         match finished.result {
             Ok(done) => {

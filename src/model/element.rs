@@ -129,6 +129,8 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub once: bool,
+    /// At most this many of its hosts at a time (`serial`); `None`: no limit.
+    pub serial: Option<usize>,
     pub after: Vec<Dep>,
     pub span: Range<usize>,
 }

@@ -396,3 +396,41 @@ fn with_one_slot_the_task_with_the_longest_chain_behind_it_starts_first() {
         "the longest chain first; equal chains (`short`, `tail`: one task each) oldest first"
     );
 }
+
+#[test]
+fn a_serial_step_runs_on_its_hosts_one_at_a_time_in_host_order() {
+    // Each run marks itself busy for a moment: two at once would see the
+    // other's mark and fail.
+    let s = Sandbox::new();
+    let host = |n: &str| {
+        format!("[[hosts]]\naddress = \"localhost\"\nname = \"{n}\"\ntransport = \"local\"\n\n")
+    };
+    let hosts = [host("c"), host("a"), host("b")].concat();
+    s.write(
+        "Clusterfile",
+        &format!(
+            "version = 1\nname = \"serial\"\n\n{hosts}\
+             [[steps]]\nname = \"join\"\nserial = 1\n\
+             run = \"mkdir -p out && [ ! -e out/busy ] || exit 9; touch out/busy; sleep 0.3; echo ${{host.name}} >> out/order; rm out/busy\"\n"
+        ),
+    );
+    let out = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", s.transcript(&out));
+    assert_eq!(
+        s.read("out/order"),
+        "c\na\nb\n",
+        "one at a time, in the order the hosts are listed"
+    );
+
+    s.write(
+        "Clusterfile",
+        &s.read("Clusterfile").replace("serial = 1", "serial = 0"),
+    );
+    let out = s.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid serial 0"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -334,6 +334,21 @@ impl Validator<'_> {
 
     /// Steps, and the captures they declare (`model.captures`), which
     /// `whole_file` then checks every `${}` against.
+    /// A step's `serial`: how many of its hosts run at a time, 1 or more.
+    fn serial(&mut self, n: &Spanned<i64>) -> Option<usize> {
+        match usize::try_from(*n.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                self.push(
+                    Problem::at(n.span(), format!("invalid serial {}", n.get_ref()))
+                        .label("not a count of hosts")
+                        .help("serial is how many of the step's hosts run at a time: 1 or more"),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn steps(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
         for s in &raw.steps {
             let name = s.name.get_ref().clone();
@@ -364,6 +379,7 @@ impl Validator<'_> {
                     }
                 },
             };
+            let serial = s.serial.as_ref().and_then(|n| self.serial(n));
             let capture = s.capture.as_ref().and_then(|c| {
                 let cname = c.get_ref();
                 if !interp::is_var_name(cname) {
@@ -424,6 +440,7 @@ impl Validator<'_> {
                 timeout,
                 retries,
                 once: s.once,
+                serial,
                 after,
                 span: s.name.span(),
             });
