@@ -1,7 +1,7 @@
 //! Variables: their values, the built-ins, and how a host sees them.
 //!
 //! A host reads its own `vars` first, then `[vars]`, then the built-ins
-//! (`cluster`, `host.*`) and, while applying, values captured by steps. The
+//! (`cluster`, `host.*`, the hosts of each role as `roles.ROLE.*`) and, while applying, values captured by steps. The
 //! two readers are `${}` interpolation ([`Model::resolve`], one name at a
 //! time) and templates ([`Model::template_context`], everything at once).
 //! Secret values resolve like any other, marked as secret so the caller
@@ -50,18 +50,24 @@ impl VarValue {
     }
 }
 
-/// Names of the built-in variables, for help texts.
+/// Names of the built-in variables, for help texts (`ROLE` stands for any
+/// role a host has).
 pub const BUILTINS: &[&str] = &[
     "cluster",
     "host.address",
     "host.name",
     "host.roles",
     "host.index",
+    "roles.ROLE.addresses",
+    "roles.ROLE.names",
 ];
 
 impl Model {
     /// Built-in variables of a host.
     pub fn builtin(&self, host: HostId, name: &str) -> Option<String> {
+        if let Some(list) = self.role_list(name) {
+            return Some(list);
+        }
         let host = self.host(host);
         Some(match name {
             "cluster" => self.name.clone(),
@@ -71,6 +77,29 @@ impl Model {
             "host.index" => host.index.to_string(),
             _ => return None,
         })
+    }
+
+    /// `roles.ROLE.addresses` / `roles.ROLE.names`: the hosts that have the
+    /// role, in file order, comma-separated (the masters' addresses for a
+    /// load balancer). `None` for another name, or a role no host has. A
+    /// task that reads one is keyed by its value, so a host that joins or
+    /// leaves the role reruns just the tasks that read it.
+    pub fn role_list(&self, name: &str) -> Option<String> {
+        let (role, what) = name.strip_prefix("roles.")?.rsplit_once('.')?;
+        let hosts: Vec<&super::Host> = self
+            .hosts
+            .iter()
+            .filter(|h| h.roles.iter().any(|r| r == role))
+            .collect();
+        if hosts.is_empty() {
+            return None;
+        }
+        let each: Vec<&str> = match what {
+            "addresses" => hosts.iter().map(|h| h.reached_at()).collect(),
+            "names" => hosts.iter().map(|h| h.name.as_str()).collect(),
+            _ => return None,
+        };
+        Some(each.join(","))
     }
 
     /// A user variable as a host sees it: its own vars first, then `[vars]`.
@@ -103,7 +132,9 @@ impl Model {
     }
 
     /// The template context of a host for minijinja: `[vars]`, the host's vars,
-    /// and the built-ins (`cluster`, `host.{address,name,roles,index}`).
+    /// and the built-ins (`cluster`, `host.{address,name,roles,index}`, and
+    /// `roles.ROLE`: the hosts of each role, each with `name`, `address`
+    /// and `index`, in file order).
     pub fn template_context(&self, host: HostId) -> minijinja::Value {
         let mut map: BTreeMap<String, minijinja::Value> = BTreeMap::new();
         let h = self.host(host);
@@ -122,6 +153,17 @@ impl Model {
             ("index", h.index.into()),
         ]);
         map.insert("host".into(), minijinja::Value::from_serialize(&host_map));
+        let mut roles: BTreeMap<&str, Vec<BTreeMap<&str, minijinja::Value>>> = BTreeMap::new();
+        for other in &self.hosts {
+            for role in &other.roles {
+                roles.entry(role).or_default().push(BTreeMap::from([
+                    ("address", other.reached_at().to_string().into()),
+                    ("name", other.name.clone().into()),
+                    ("index", other.index.into()),
+                ]));
+            }
+        }
+        map.insert("roles".into(), minijinja::Value::from_serialize(&roles));
         minijinja::Value::from_serialize(&map)
     }
 

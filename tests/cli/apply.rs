@@ -434,3 +434,57 @@ fn a_serial_step_runs_on_its_hosts_one_at_a_time_in_host_order() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_hosts_of_a_role_are_built_ins_and_a_change_reruns_only_what_reads_them() {
+    let s = Sandbox::new();
+    let host = |name: &str, role: &str| {
+        format!(
+            "[[hosts]]\naddress = \"localhost\"\nname = \"{name}\"\ntransport = \"local\"\nroles = [\"{role}\"]\n\n"
+        )
+    };
+    let clusterfile = |hosts: &str| {
+        format!(
+            "version = 1\nname = \"roles\"\n\n{hosts}\
+             [[steps]]\nname = \"lb\"\non = \"w\"\nrun = \"mkdir -p out && echo ${{roles.m.names}} > out/lb-${{host.name}}\"\n\n\
+             [[steps]]\nname = \"peers\"\non = \"w\"\nrun = \"mkdir -p out && echo ${{roles.w.names}} > out/peers-${{host.name}}\"\n\n\
+             [[files]]\nname = \"etc-hosts\"\non = \"w\"\ntemplate = true\ndest = \"out/hosts-${{host.name}}\"\n\
+             content = \"{{% for h in roles.m %}}{{{{ h.address }}}} {{{{ h.name }}}}\\n{{% endfor %}}\"\n"
+        )
+    };
+    let two_masters = host("m1", "m") + &host("m2", "m") + &host("w1", "w");
+    s.write("Clusterfile", &clusterfile(&two_masters));
+    s.apply();
+    assert_eq!(s.read("out/lb-w1"), "m1,m2\n");
+    assert_eq!(s.read("out/peers-w1"), "w1\n");
+    assert_eq!(s.read("out/hosts-w1"), "localhost m1\nlocalhost m2\n");
+
+    // A third master: what reads the masters reruns on w1; what reads the workers does not.
+    s.write(
+        "Clusterfile",
+        &clusterfile(&(two_masters + &host("m3", "m"))),
+    );
+    let planned: Vec<String> = s
+        .planned_actions()
+        .into_iter()
+        .filter(|(task, _)| task.ends_with("@w1"))
+        .map(|(task, action)| format!("{task} {action}"))
+        .collect();
+    assert_eq!(planned, ["file.etc-hosts@w1 update", "step.lb@w1 update"]);
+    s.apply();
+    assert_eq!(s.read("out/lb-w1"), "m1,m2,m3\n");
+
+    // A role no host has is an error that names the roles there are.
+    s.write(
+        "Clusterfile",
+        &s.read("Clusterfile")
+            .replace("roles.m.names", "roles.mm.names"),
+    );
+    let out = s.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("no host has the role `mm`") && said.contains("did you mean `m`?"),
+        "{said}"
+    );
+}

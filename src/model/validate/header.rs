@@ -253,7 +253,12 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if name == "cluster" || name == "host" || name.starts_with("host.") {
+            if name == "cluster"
+                || name == "host"
+                || name.starts_with("host.")
+                || name == "roles"
+                || name.starts_with("roles.")
+            {
                 self.push(
                     Problem::at(key_span, format!("variable `{name}` is built in"))
                         .label("reserved name")

@@ -85,6 +85,7 @@ impl Validator<'_> {
                 let ref_span = sub_span(self.text, &span, &interp.source, *offset, name.len() + 3);
                 if !reported.insert((name.clone(), ref_span.start))
                     || BUILTINS.contains(&name.as_str())
+                    || model.role_list(name).is_some()
                 {
                     continue;
                 }
@@ -247,7 +248,35 @@ impl Validator<'_> {
         if self.recovered.hides_var(name) || self.unresolved_vars.contains(name) {
             return;
         }
-        let mut problem = if defined_somewhere {
+        let mut problem = if let Some(rest) = name.strip_prefix("roles.") {
+            let (role, what) = rest.rsplit_once('.').unwrap_or((rest, ""));
+            let roles: BTreeSet<&String> = model.hosts.iter().flat_map(|h| &h.roles).collect();
+            if roles.iter().any(|r| *r == role) {
+                Problem::at(
+                    ref_span,
+                    format!("`roles.{role}.{what}` is not a host list"),
+                )
+                .label("not a list")
+                .help(format!(
+                    "write `roles.{role}.addresses` or `roles.{role}.names`"
+                ))
+            } else {
+                let mut help = format!(
+                    "roles are {}",
+                    roles
+                        .iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if let Some(close) = closest(role, roles.iter().copied()) {
+                    help = format!("did you mean `{close}`? {help}");
+                }
+                Problem::at(ref_span, format!("no host has the role `{role}`"))
+                    .label("unknown role")
+                    .help(help)
+            }
+        } else if defined_somewhere {
             Problem::at(
                 ref_span,
                 format!(
