@@ -1,7 +1,8 @@
 //! Variables: their values, the built-ins, and how a host sees them.
 //!
 //! A host reads its own `vars` first, then `[vars]`, then the built-ins
-//! (`cluster`, `host.*`, the hosts of each role as `roles.ROLE.*`) and, while applying, values captured by steps. The
+//! (`cluster`, `host.*`, the hosts of each role as `roles.ROLE.*`, where
+//! each bundle lands as `bundle.NAME.dest`) and, while applying, values captured by steps. The
 //! two readers are `${}` interpolation ([`Model::resolve`], one name at a
 //! time) and templates ([`Model::template_context`], everything at once).
 //! Secret values resolve like any other, marked as secret so the caller
@@ -60,6 +61,7 @@ pub const BUILTINS: &[&str] = &[
     "host.index",
     "roles.ROLE.addresses",
     "roles.ROLE.names",
+    "bundle.NAME.dest",
 ];
 
 impl Model {
@@ -67,6 +69,12 @@ impl Model {
     pub fn builtin(&self, host: HostId, name: &str) -> Option<String> {
         if let Some(list) = self.role_list(name) {
             return Some(list);
+        }
+        if let Some(bundle) = name
+            .strip_prefix("bundle.")
+            .and_then(|n| n.strip_suffix(".dest"))
+        {
+            return self.bundle_dest(host, bundle);
         }
         let host = self.host(host);
         Some(match name {
@@ -100,6 +108,23 @@ impl Model {
             _ => return None,
         };
         Some(each.join(","))
+    }
+
+    /// `bundle.NAME.dest`: where bundle NAME lands on `host`, its `dest`
+    /// interpolated there (a Helm chart's folder, read by the step that
+    /// installs it). A dest cannot itself read a bundle's dest.
+    pub fn bundle_dest(&self, host: HostId, bundle: &str) -> Option<String> {
+        let bundle = self.bundles.iter().find(|b| b.name == bundle)?;
+        bundle
+            .dest
+            .render(|name| {
+                if name.starts_with("bundle.") {
+                    Resolved::Unknown
+                } else {
+                    self.resolve(host, name, &|_| None)
+                }
+            })
+            .ok()
     }
 
     /// A user variable as a host sees it: its own vars first, then `[vars]`.

@@ -488,3 +488,38 @@ fn the_hosts_of_a_role_are_built_ins_and_a_change_reruns_only_what_reads_them() 
         "{said}"
     );
 }
+
+#[test]
+fn a_bundles_dest_is_a_built_in_and_a_moved_bundle_reruns_what_reads_it() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "run = \"echo v1\"",
+        "run = \"test -d ${bundle.web.dest} && echo ${bundle.web.dest}\"\nafter = [\"web\"]",
+    );
+    s.apply();
+    assert_eq!(
+        s.read("out/announce"),
+        "hello out/web\n",
+        "the step sees where the bundle landed (and captures it for `announce`)"
+    );
+    s.edit("Clusterfile", "dest = \"out/web\"", "dest = \"out/web2\"");
+    let planned: Vec<String> = s.planned_actions().into_iter().map(|(t, _)| t).collect();
+    assert!(
+        planned.contains(&"step.version@local".to_string()),
+        "{planned:?}"
+    );
+
+    s.edit(
+        "Clusterfile",
+        "${bundle.web.dest} &&",
+        "${bundle.wbe.dest} &&",
+    );
+    let out = s.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean `bundle.web.dest`?"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -258,6 +258,8 @@ impl Validator<'_> {
                 || name.starts_with("host.")
                 || name == "roles"
                 || name.starts_with("roles.")
+                || name == "bundle"
+                || name.starts_with("bundle.")
             {
                 self.push(
                     Problem::at(key_span, format!("variable `{name}` is built in"))

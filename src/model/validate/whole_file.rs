@@ -86,6 +86,7 @@ impl Validator<'_> {
                 if !reported.insert((name.clone(), ref_span.start))
                     || BUILTINS.contains(&name.as_str())
                     || model.role_list(name).is_some()
+                    || bundle_dest_of(model, name).is_some()
                 {
                     continue;
                 }
@@ -248,34 +249,8 @@ impl Validator<'_> {
         if self.recovered.hides_var(name) || self.unresolved_vars.contains(name) {
             return;
         }
-        let mut problem = if let Some(rest) = name.strip_prefix("roles.") {
-            let (role, what) = rest.rsplit_once('.').unwrap_or((rest, ""));
-            let roles: BTreeSet<&String> = model.hosts.iter().flat_map(|h| &h.roles).collect();
-            if roles.iter().any(|r| *r == role) {
-                Problem::at(
-                    ref_span,
-                    format!("`roles.{role}.{what}` is not a host list"),
-                )
-                .label("not a list")
-                .help(format!(
-                    "write `roles.{role}.addresses` or `roles.{role}.names`"
-                ))
-            } else {
-                let mut help = format!(
-                    "roles are {}",
-                    roles
-                        .iter()
-                        .map(|r| format!("`{r}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if let Some(close) = closest(role, roles.iter().copied()) {
-                    help = format!("did you mean `{close}`? {help}");
-                }
-                Problem::at(ref_span, format!("no host has the role `{role}`"))
-                    .label("unknown role")
-                    .help(help)
-            }
+        let mut problem = if let Some(problem) = built_in_list_problem(model, name, &ref_span) {
+            problem
         } else if defined_somewhere {
             Problem::at(
                 ref_span,
@@ -398,4 +373,56 @@ impl ElementOrder {
             .collect();
         ElementOrder { graph, index_of }
     }
+}
+
+/// The bundle a `bundle.NAME.dest` built-in names, if it is one.
+fn bundle_dest_of<'m>(model: &'m Model, name: &str) -> Option<&'m crate::model::Bundle> {
+    let bundle = name.strip_prefix("bundle.")?.strip_suffix(".dest")?;
+    model.bundles.iter().find(|b| b.name == bundle)
+}
+
+/// The problem with a `bundle.NAME.dest` or `roles.ROLE.*` built-in that
+/// names nothing (an unknown bundle or role, or another list); `None` for
+/// other names.
+fn built_in_list_problem(model: &Model, name: &str, ref_span: &Range<usize>) -> Option<Problem> {
+    if let Some(rest) = name.strip_prefix("bundle.") {
+        let bundle = rest.strip_suffix(".dest").unwrap_or(rest);
+        let mut help = "write `bundle.NAME.dest` with a bundle's name".to_string();
+        if let Some(close) = closest(bundle, model.bundles.iter().map(|b| &b.name)) {
+            help = format!("did you mean `bundle.{close}.dest`? {help}");
+        }
+        return Some(
+            Problem::at(
+                ref_span.clone(),
+                format!("`${{{name}}}` names no bundle's dest"),
+            )
+            .label("no such bundle")
+            .help(help),
+        );
+    }
+    let rest = name.strip_prefix("roles.")?;
+    let (role, what) = rest.rsplit_once('.').unwrap_or((rest, ""));
+    let roles: BTreeSet<&String> = model.hosts.iter().flat_map(|h| &h.roles).collect();
+    if roles.iter().any(|r| *r == role) {
+        return Some(
+            Problem::at(
+                ref_span.clone(),
+                format!("`roles.{role}.{what}` is not a host list"),
+            )
+            .label("not a list")
+            .help(format!(
+                "write `roles.{role}.addresses` or `roles.{role}.names`"
+            )),
+        );
+    }
+    let listed: Vec<String> = roles.iter().map(|r| format!("`{r}`")).collect();
+    let mut help = format!("roles are {}", listed.join(", "));
+    if let Some(close) = closest(role, roles.iter().copied()) {
+        help = format!("did you mean `{close}`? {help}");
+    }
+    Some(
+        Problem::at(ref_span.clone(), format!("no host has the role `{role}`"))
+            .label("unknown role")
+            .help(help),
+    )
 }
