@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use openssh::Session;
 
-use super::run::{SshRun, control_dir};
+use super::run::{SshRun, control_dir, end};
 use crate::model::{Host, HostKeyPolicy, expand_home};
 use crate::transport::TransportError;
 
@@ -50,19 +50,10 @@ impl Drop for Master {
     }
 }
 
-/// Asks an ssh process to end (it says goodbye to the server); tokio reaps
-/// it once it has.
-pub(super) fn end(process: &mut tokio::process::Child) {
-    if let Some(pid) = process.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: kill(2) on a child of ours that has not been reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-}
-
 /// `ssh`, set up to die with cairn. Masters run in the foreground as
 /// cairn's children (not `-f`, which makes a daemon that would outlive a
 /// killed cairn by its `ControlPersist`): a parent-death signal ends each
-/// one however cairn ends, and a normal end asks them to (see [`end`]).
+/// one however cairn ends, and a normal end asks them to (see `run::end`).
 /// Each is in a session of its own, as a daemon would be: a Ctrl-C at the
 /// terminal reaches cairn (which lets running tasks finish over these
 /// connections), not them, and ssh has no terminal to prompt on.

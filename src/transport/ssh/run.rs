@@ -35,6 +35,15 @@ impl std::fmt::Debug for SshRun {
 
 type JumpCell = tokio::sync::OnceCell<Mutex<Option<tokio::process::Child>>>;
 
+/// Asks an ssh process of cairn's to end (it says goodbye to the server);
+/// tokio reaps it once it has.
+pub(super) fn end(process: &mut tokio::process::Child) {
+    if let Some(pid) = process.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) on a child of ours that has not been reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
 /// Where connections keep their control sockets: short, because a unix
 /// socket path is limited to about 100 bytes.
 pub(super) fn control_dir() -> PathBuf {
@@ -99,7 +108,7 @@ impl SshRun {
             if let Some(process) = cell.get()
                 && let Some(mut process) = process.lock().expect("jump process lock").take()
             {
-                super::master::end(&mut process);
+                end(&mut process);
             }
         }
     }
