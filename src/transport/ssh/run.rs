@@ -35,8 +35,8 @@ impl std::fmt::Debug for SshRun {
 
 type JumpCell = tokio::sync::OnceCell<Mutex<Option<tokio::process::Child>>>;
 
-/// Asks an ssh process of cairn's to end (it says goodbye to the server);
-/// tokio reaps it once it has.
+/// Ends an ssh process of cairn's: SIGTERM now, then the kill that its
+/// dropping sends (the processes are `kill_on_drop`); tokio reaps it.
 pub(super) fn end(process: &mut tokio::process::Child) {
     if let Some(pid) = process.id().and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: kill(2) on a child of ours that has not been reaped.
