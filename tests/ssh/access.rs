@@ -117,15 +117,7 @@ run = "echo ${api_token} > /opt/app/token-file && echo printed ${api_token} && s
     let child = apply.spawn().unwrap();
     // While the step runs: not in any command line, here or on the host.
     wait_for(c.host(0), "/opt/app/token-file");
-    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let remote_ps = c.host(0).exec("ps -eo args");
-    for (what, text) in [
-        ("local ps", stdout(&local_ps)),
-        ("host ps", stdout(&remote_ps)),
-    ] {
-        assert!(!text.contains(TOKEN), "{what} shows the secret");
-        assert!(!text.contains(PASSWORD), "{what} shows the password");
-    }
+    assert_in_no_command_line(&c, &[TOKEN, PASSWORD]);
     let out = child.wait_with_output().unwrap();
     let text = stdout(&out) + &stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -135,28 +127,15 @@ run = "echo ${api_token} > /opt/app/token-file && echo printed ${api_token} && s
     );
     assert!(!text.contains(TOKEN) && !text.contains(PASSWORD), "{text}");
     // Nor in the local state, the run logs, or the receipts on the hosts.
-    let grep = |root: &std::path::Path| -> Vec<String> {
-        walkdir::WalkDir::new(root)
-            .into_iter()
-            .filter_map(std::result::Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .filter(|e| {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                let text = String::from_utf8_lossy(&bytes);
-                text.contains(TOKEN) || text.contains(PASSWORD)
-            })
-            .map(|e| e.path().display().to_string())
-            .collect()
-    };
-    assert!(
-        grep(&c.path(".cairn")).is_empty(),
-        "{:?}",
-        grep(&c.path(".cairn"))
+    let secrets = [TOKEN, PASSWORD];
+    assert_eq!(
+        files_holding(&c.path(".cairn"), &secrets),
+        Vec::<String>::new()
     );
     for h in &c.hosts.hosts {
         let receipts = h.path("/var/lib/cairn/e2e");
         assert!(receipts.is_dir());
-        assert!(grep(&receipts).is_empty());
+        assert_eq!(files_holding(&receipts, &secrets), Vec::<String>::new());
     }
     let logs: String = walkdir::WalkDir::new(c.path(".cairn"))
         .into_iter()

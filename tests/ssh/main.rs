@@ -220,6 +220,35 @@ fn assert_converged(c: &Cluster, hosts: impl IntoIterator<Item = usize>) {
     }
 }
 
+/// Every file under `root` whose bytes contain one of `secrets`.
+fn files_holding(root: &std::path::Path, secrets: &[&str]) -> Vec<String> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(std::result::Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).to_string();
+            secrets.iter().any(|s| text.contains(s))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+/// None of `secrets` is in a command line here or on any of `c`'s hosts.
+fn assert_in_no_command_line(c: &Cluster, secrets: &[&str]) {
+    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let mut seen = vec![("here".to_string(), stdout(&local_ps))];
+    for h in &c.hosts.hosts {
+        seen.push((h.name.clone(), stdout(&h.exec("ps -eo args"))));
+    }
+    for (where_, text) in seen {
+        for secret in secrets {
+            assert!(!text.contains(secret), "ps {where_} shows a secret");
+        }
+    }
+}
+
 /// Waits (up to 30 s) until `path` exists on `host`.
 fn wait_for(host: &TestHost, path: &str) {
     wait_until_within(

@@ -7,10 +7,7 @@ use super::*;
 
 /// `address = "A"` of the host at `addr` gets `ssh = { jump = JUMP }`.
 fn with_jump(clusterfile: &str, addr: &str, jump: &str) -> String {
-    clusterfile.replace(
-        &format!("address = \"{addr}\"\n"),
-        &format!("address = \"{addr}\"\nssh = {{ jump = {jump} }}\n"),
-    )
+    with_ssh(clusterfile, addr, &format!("jump = {jump}"))
 }
 
 #[test]
@@ -122,35 +119,6 @@ fn with_ssh(clusterfile: &str, addr: &str, table: &str) -> String {
         &format!("address = \"{addr}\"\n"),
         &format!("address = \"{addr}\"\nssh = {{ {table} }}\n"),
     )
-}
-
-/// Every file under `root` whose bytes contain one of `secrets`.
-fn files_holding(root: &std::path::Path, secrets: &[&str]) -> Vec<String> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(std::result::Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| {
-            let text =
-                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).to_string();
-            secrets.iter().any(|s| text.contains(s))
-        })
-        .map(|e| e.path().display().to_string())
-        .collect()
-}
-
-/// None of `secrets` is in a command line here or on any of `c`'s hosts.
-fn assert_in_no_command_line(c: &Cluster, secrets: &[&str]) {
-    let local_ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    let mut seen = vec![("here".to_string(), stdout(&local_ps))];
-    for h in &c.hosts.hosts {
-        seen.push((h.name.clone(), stdout(&h.exec("ps -eo args"))));
-    }
-    for (where_, text) in seen {
-        for secret in secrets {
-            assert!(!text.contains(secret), "ps {where_} shows a secret");
-        }
-    }
 }
 
 /// host0: root with an encrypted key; host1: a user with a password and

@@ -343,12 +343,15 @@ fn next_hop(invocation: &Invocation<'_>, index: usize) -> String {
     }
 }
 
+/// A jump host as written (`[user@]host[:port]`), parsed as a host
+/// address is (validation already checked it parses).
+fn parse_hop(hop: &str) -> Option<crate::model::address::Address> {
+    crate::model::address::parse(hop).ok()?.into_iter().next()
+}
+
 /// A jump host as one machine, however it is spelled (`root@b`, `root@b:22`).
 fn hop_key(hop: &str) -> String {
-    match crate::model::address::parse(hop)
-        .ok()
-        .and_then(|a| a.into_iter().next())
-    {
+    match parse_hop(hop) {
         Some(a) => format!(
             "{}@{}:{}",
             a.user.unwrap_or_default(),
@@ -362,10 +365,7 @@ fn hop_key(hop: &str) -> String {
 /// A jump host (`user@host:port`) as a destination on ssh's command line,
 /// which reads no port there: `ssh://user@host:port`.
 fn destination(hop: &str) -> String {
-    match crate::model::address::parse(hop)
-        .ok()
-        .and_then(|a| a.into_iter().next())
-    {
+    match parse_hop(hop) {
         Some(a) if a.port.is_some() => {
             let user = a.user.map(|u| format!("{u}@")).unwrap_or_default();
             let host = if a.host.contains(':') {
@@ -381,10 +381,7 @@ fn destination(hop: &str) -> String {
 
 /// `user@host:port` as `ssh -W` takes it: `[host]:port`.
 fn forward_target(hop: &str) -> String {
-    match crate::model::address::parse(hop)
-        .ok()
-        .and_then(|a| a.into_iter().next())
-    {
+    match parse_hop(hop) {
         Some(a) => format!("[{}]:{}", a.host, a.port.unwrap_or(22)),
         None => hop.to_string(),
     }
