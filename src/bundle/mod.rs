@@ -1,18 +1,25 @@
-//! Bundles: from a source folder (or `.tar.zst`) to the exact bytes each host gets.
+//! Bundles: from a source folder (or `.tar.zst`, or a container image) to
+//! the exact bytes each host gets.
 //!
 //! A bundle is prepared once (`prepare`: unpacked, scanned into a
 //! `manifest` of hashes, its config patches applied by `config`), then its
 //! templates are rendered per host (`template`). What a host gets is a set
 //! of [`ShipFile`]s (`ship_file`), which a transport ships, packed into one
 //! tar stream per file set, shared by every host that needs it, when it ships
-//! over a byte stream (`stream`).
+//! over a byte stream (`stream`). An image source (a sealos cluster image
+//! saved as an OCI or docker archive, or an OCI layout folder) is unpacked
+//! once per manifest digest, its labels written as `bundle.toml` (`image`);
+//! `pack` writes a folder as a reproducible `.tar.zst`.
 
 pub mod config;
+pub mod image;
 pub mod manifest;
+pub mod pack;
 mod prepare;
 mod ship_file;
 pub mod stream;
 pub mod template;
 
+pub use image::detect as detect_source;
 pub use prepare::{BundleError, PreparedBundle, prepare};
 pub use ship_file::{FileData, ShipFile};

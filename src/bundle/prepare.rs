@@ -1,6 +1,6 @@
 //! Preparing a bundle: scanned, unpacked and patched once, rendered per host.
 //!
-//! [`prepare`] runs once per bundle: it unpacks an archive into the cache,
+//! [`prepare`] runs once per bundle: it unpacks an archive or an image into the cache,
 //! scans the files (see `manifest`), sets templates apart, and applies config
 //! patches to plain files. What is left per host is small: rendering the
 //! templates with that host's variables ([`PreparedBundle::render_for`]) and
@@ -17,7 +17,7 @@ use globset::{Glob, GlobSetBuilder};
 
 use super::manifest::{self, FileEntry, HashCache, Manifest, hash_bytes};
 use super::{FileData, ShipFile, config, template};
-use crate::model::{Bundle, HostId, Model};
+use crate::model::{Bundle, HostId, Model, SourceKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -31,6 +31,11 @@ pub enum BundleError {
         bundle: String,
         archive: PathBuf,
         message: String,
+    },
+    #[error("bundle `{bundle}`: image {error}")]
+    Image {
+        bundle: String,
+        error: super::image::ImageError,
     },
     #[error("bundle `{bundle}`: template {path}: {message}")]
     Template {
@@ -85,10 +90,17 @@ pub fn prepare(
     cache: &HashCache,
     cache_dir: &Path,
 ) -> Result<PreparedBundle, BundleError> {
-    let root = if bundle.archive {
-        unpack(bundle, cache, cache_dir)?
-    } else {
-        bundle.source.clone()
+    let root = match bundle.source_kind {
+        SourceKind::Directory => bundle.source.clone(),
+        SourceKind::TarZst => unpack(bundle, cache, cache_dir)?,
+        SourceKind::OciArchive | SourceKind::DockerArchive | SourceKind::OciLayout => {
+            super::image::unpack_cached(&bundle.source, bundle.source_kind, cache_dir)
+                .map_err(|error| BundleError::Image {
+                    bundle: bundle.name.clone(),
+                    error,
+                })?
+                .root
+        }
     };
     let scanned = manifest::scan(&root, cache).map_err(|source| BundleError::Scan {
         bundle: bundle.name.clone(),

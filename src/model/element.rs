@@ -79,12 +79,50 @@ pub struct ConfigPatch {
     pub span: Range<usize>,
 }
 
+/// What a bundle's source is (`bundle::detect_source` tells it by content).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A folder of files, shipped as it is.
+    Directory,
+    /// A zstd-compressed tar of such a folder (`cairn bundle pack` writes one).
+    TarZst,
+    /// A tar holding an OCI image layout (`sealos save`, `skopeo copy ... oci-archive:`).
+    OciArchive,
+    /// A tar with a `manifest.json` (`docker save`, `skopeo copy ... docker-archive:`).
+    DockerArchive,
+    /// A folder holding an OCI image layout (`oci-layout`, `index.json`, `blobs/`).
+    OciLayout,
+}
+
+impl SourceKind {
+    /// Whether the source is a container image (its layers make the bundle).
+    pub fn is_image(self) -> bool {
+        matches!(
+            self,
+            SourceKind::OciArchive | SourceKind::DockerArchive | SourceKind::OciLayout
+        )
+    }
+
+    /// How a user names it: `oci-archive`, `directory`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Directory => "directory",
+            SourceKind::TarZst => "tar-zst",
+            SourceKind::OciArchive => "oci-archive",
+            SourceKind::DockerArchive => "docker-archive",
+            SourceKind::OciLayout => "oci-layout",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pub name: String,
-    /// Absolute path of the directory or `.tar.zst` archive.
+    /// Absolute path of the source: a folder, a `.tar.zst`, or an image.
     pub source: PathBuf,
-    pub archive: bool,
+    /// What `source` is, told by its content at validation.
+    pub source_kind: SourceKind,
     pub kind: BundleKind,
     pub hosts: Vec<HostId>,
     pub dest: Interp,

@@ -39,7 +39,7 @@ pub use crate::clusterfile::raw::{BundleKind, ConfigStrategy, HostKeyPolicy, Tra
 pub use cluster::Model;
 pub use element::{
     Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec,
-    PatchStrategy, Step,
+    PatchStrategy, SourceKind, Step,
 };
 pub use host::{Host, HostId, LoginSecret, SshAlias, SshSettings};
 pub use secret::{Scrubber, Secret, UnloadableSecret, load_secret};

@@ -17,7 +17,7 @@ use crate::diagnostic::Problem;
 use crate::model::interp::{self, Interp};
 use crate::model::{
     BUILTINS, Bundle, BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, FileSource, FileSpec,
-    Model, PatchStrategy, Step,
+    Model, PatchStrategy, SourceKind, Step,
 };
 use crate::words::closest;
 
@@ -56,22 +56,20 @@ impl Validator<'_> {
                 hosts
             };
             let source = self.source_path(&b.source);
-            let mut archive = false;
+            let mut source_kind = SourceKind::Directory;
             if let Some(path) = &source {
-                let text = path.to_string_lossy();
-                archive = text.ends_with(".tar.zst") || text.ends_with(".tzst");
-                if !path.is_dir() && !archive {
-                    self.push(
+                match crate::bundle::detect_source(path) {
+                    Ok(kind) => source_kind = kind,
+                    Err(what) => self.push(
                         Problem::at(
                             b.source.span(),
-                            format!(
-                                "bundle source `{}` is neither a directory nor a .tar.zst",
-                                b.source.get_ref()
-                            ),
+                            format!("bundle source `{}` {what}", b.source.get_ref()),
                         )
                         .label("not a bundle")
-                        .help("point `source` at a folder of files or a .tar.zst archive of one"),
-                    );
+                        .help(
+                            "point `source` at a folder of files, a .tar.zst of one (`cairn bundle pack`), or an image saved as an OCI or docker archive (`sealos save -o NAME.tar IMAGE`) or an OCI layout folder",
+                        ),
+                    ),
                 }
             }
             let default_dest = match kind {
@@ -104,7 +102,7 @@ impl Validator<'_> {
                 model.bundles.push(Bundle {
                     name,
                     source,
-                    archive,
+                    source_kind,
                     kind,
                     hosts,
                     dest,
