@@ -138,6 +138,36 @@ pub enum Command {
         after_help = "Breaks the cluster lock on this machine and the lock of every host (or of the named ones): the processes a holder still runs on a host are killed, after confirmation.\n\nExamples:\n  cairn unlock                 # every host, and the cluster lock\n  cairn unlock node0 node3     # these hosts only\n  cairn unlock --auto-approve"
     )]
     Unlock(UnlockArgs),
+
+    /// Pack a bundle folder reproducibly, or show what a bundle or image holds.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+/// `cairn bundle ...`: bundles outside any Clusterfile.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pack a folder into a .tar.zst bundle: the same files give the same bytes.
+    #[command(
+        after_help = "Entries sorted, mtimes 0, owners 0:0 without names, modes as in the folder, links kept.\n\nExamples:\n  cairn bundle pack bundles/app -o app.tar.zst\n  sha256sum app.tar.zst   # the same on every machine, for the same files"
+    )]
+    Pack {
+        /// The bundle folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The archive to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE.tar.zst")]
+        output: PathBuf,
+    },
+    /// Show a bundle source: kind, hooks, vars, cmd, configs, files, digest.
+    #[command(
+        after_help = "SOURCE is anything a bundle's `source` may be: a folder, a .tar.zst, an OCI archive\n(`sealos save`), a docker archive (`docker save`) or an OCI layout folder.\n\nExamples:\n  cairn bundle inspect kubernetes.tar\n  cairn bundle inspect bundles/app --json"
+    )]
+    Inspect {
+        /// The folder, archive or image.
+        #[arg(value_name = "SOURCE")]
+        source: PathBuf,
+    },
 }
 
 /// Values for the Clusterfile's `[vars]` from outside, lowest first:

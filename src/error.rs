@@ -175,6 +175,15 @@ pub enum CairnError {
         unreachable: usize,
     },
 
+    /// `cairn bundle pack` / `inspect`: the source could not be read or packed.
+    #[error("{message}")]
+    #[diagnostic(code(cairn::bundle))]
+    Bundle {
+        message: String,
+        #[help]
+        help: String,
+    },
+
     #[error("{command} interrupted: {} had not finished", count_words(*not_finished, "host"))]
     #[diagnostic(
         code(cairn::interrupted),

@@ -90,18 +90,7 @@ pub fn prepare(
     cache: &HashCache,
     cache_dir: &Path,
 ) -> Result<PreparedBundle, BundleError> {
-    let root = match bundle.source_kind {
-        SourceKind::Directory => bundle.source.clone(),
-        SourceKind::TarZst => unpack(bundle, cache, cache_dir)?,
-        SourceKind::OciArchive | SourceKind::DockerArchive | SourceKind::OciLayout => {
-            super::image::unpack_cached(&bundle.source, bundle.source_kind, cache_dir)
-                .map_err(|error| BundleError::Image {
-                    bundle: bundle.name.clone(),
-                    error,
-                })?
-                .root
-        }
-    };
+    let root = root_of(bundle, cache, cache_dir)?;
     let scanned = manifest::scan(&root, cache).map_err(|source| BundleError::Scan {
         bundle: bundle.name.clone(),
         source,
@@ -248,6 +237,22 @@ impl PreparedBundle {
         }
         Ok(out)
     }
+}
+
+/// The folder of a bundle's files: its source, or where the source is unpacked.
+fn root_of(bundle: &Bundle, cache: &HashCache, cache_dir: &Path) -> Result<PathBuf, BundleError> {
+    Ok(match bundle.source_kind {
+        SourceKind::Directory => bundle.source.clone(),
+        SourceKind::TarZst => unpack(bundle, cache, cache_dir)?,
+        SourceKind::OciArchive | SourceKind::DockerArchive | SourceKind::OciLayout => {
+            super::image::unpack_cached(&bundle.source, bundle.source_kind, cache_dir)
+                .map_err(|error| BundleError::Image {
+                    bundle: bundle.name.clone(),
+                    error,
+                })?
+                .root
+        }
+    })
 }
 
 /// Unpacks a `.tar.zst` into the cache, once per archive content.

@@ -8,6 +8,7 @@
 
 mod add;
 mod apply;
+mod bundle;
 mod completions;
 mod cp;
 mod delete;
@@ -68,5 +69,6 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         )),
         Command::Completions { shell } => Ok(completions::run(*shell, out)),
         Command::Man { dir } => man::run(dir.as_deref(), out),
+        Command::Bundle(sub) => bundle::run(sub, out),
     }
 }

@@ -84,7 +84,7 @@ fn ms(d: u64) -> String {
 }
 
 /// Bytes, the way people read them.
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

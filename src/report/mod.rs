@@ -22,6 +22,7 @@
 #[macro_use]
 mod stdout;
 mod adhoc;
+mod bundle;
 mod captured;
 mod drift;
 mod drift_metrics;

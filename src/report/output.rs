@@ -119,6 +119,24 @@ impl Output {
         }
     }
 
+    /// `cairn bundle inspect`: what a bundle source holds.
+    pub fn bundle_inspected(&self, inspection: &crate::bundle::image::Inspection) {
+        if self.json {
+            outln!("{}", super::bundle::inspection_json(inspection));
+        } else {
+            out!("{}", super::bundle::inspection_text(inspection, self.style));
+        }
+    }
+
+    /// `cairn bundle pack`: the archive written.
+    pub fn bundle_packed(&self, packed: &crate::bundle::pack::Packed) {
+        if self.json {
+            outln!("{}", super::bundle::packed_json(packed));
+        } else {
+            out!("{}", super::bundle::packed_text(packed));
+        }
+    }
+
     /// `cairn validate`.
     pub fn validated(&self, file: &Path, cluster: &str, hosts: usize, tasks: usize) {
         let validated = Validated::new(cluster, hosts, tasks);

@@ -25,7 +25,7 @@ const WHITEOUT: &str = ".wh.";
 pub(super) fn apply(reader: impl Read, root: &Path, layer: &str) -> Result<(), String> {
     let mut archive = tar::Archive::new(reader);
     // What this layer made: an opaque whiteout empties only what was below.
-    let mut made: HashSet<PathBuf> = HashSet::new();
+    let mut this_layer: HashSet<PathBuf> = HashSet::new();
     let bad = |e: std::io::Error| format!("layer {layer} is not a readable tar: {e}");
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
@@ -42,7 +42,7 @@ pub(super) fn apply(reader: impl Read, root: &Path, layer: &str) -> Result<(), S
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let io = |e: std::io::Error| format!("layer {layer}: `{}`: {e}", rel.display());
         if name == OPAQUE {
-            empty_below(root, &parent, &made).map_err(io)?;
+            empty_below(root, &parent, &this_layer).map_err(io)?;
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
@@ -86,7 +86,7 @@ pub(super) fn apply(reader: impl Read, root: &Path, layer: &str) -> Result<(), S
             continue; // devices, fifos: nothing a bundle ships
         }
         for ancestor in rel.ancestors() {
-            made.insert(ancestor.to_path_buf());
+            this_layer.insert(ancestor.to_path_buf());
         }
     }
     Ok(())
@@ -125,7 +125,7 @@ fn contained_link(link: &Path, target: &Path) -> PathBuf {
         }
     }
     let mut out = PathBuf::new();
-    for _ in folder.iter() {
+    for _ in folder {
         out.push("..");
     }
     for part in resolved {
@@ -189,21 +189,18 @@ mod tests {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, content) in entries {
             let mut header = tar::Header::new_gnu();
-            match content {
-                Some(text) => {
-                    header.set_size(text.len() as u64);
-                    header.set_mode(0o644);
-                    header.set_entry_type(tar::EntryType::Regular);
-                    builder
-                        .append_data(&mut header, name, text.as_bytes())
-                        .unwrap();
-                }
-                None => {
-                    header.set_size(0);
-                    header.set_mode(0o755);
-                    header.set_entry_type(tar::EntryType::Directory);
-                    builder.append_data(&mut header, name, &[][..]).unwrap();
-                }
+            if let Some(text) = content {
+                header.set_size(text.len() as u64);
+                header.set_mode(0o644);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder
+                    .append_data(&mut header, name, text.as_bytes())
+                    .unwrap();
+            } else {
+                header.set_size(0);
+                header.set_mode(0o755);
+                header.set_entry_type(tar::EntryType::Directory);
+                builder.append_data(&mut header, name, &[][..]).unwrap();
             }
         }
         builder.into_inner().unwrap()

@@ -35,7 +35,7 @@ pub struct ImageMetadata {
     /// `rootfs`, `patch` or `app`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Run after install (sealos' RunGuest).
+    /// Run after install (sealos' `RunGuest`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
     /// Default variables.

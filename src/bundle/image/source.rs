@@ -102,17 +102,17 @@ impl Store {
             let kind = entry.header().entry_type();
             if kind.is_file() {
                 files.insert(name, (entry.raw_file_position(), entry.size()));
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                if let Some(target) = entry.link_name().map_err(bad)? {
-                    let target = if kind.is_symlink() {
-                        // A symbolic link is relative to its own folder.
-                        let parent = Path::new(&name).parent().unwrap_or(Path::new(""));
-                        normalize(&parent.join(target))
-                    } else {
-                        normalize(&target)
-                    };
-                    links.insert(name, target);
-                }
+            } else if (kind.is_symlink() || kind.is_hard_link())
+                && let Some(target) = entry.link_name().map_err(bad)?
+            {
+                let target = if kind.is_symlink() {
+                    // A symbolic link is relative to its own folder.
+                    let parent = Path::new(&name).parent().unwrap_or(Path::new(""));
+                    normalize(&parent.join(target))
+                } else {
+                    normalize(&target)
+                };
+                links.insert(name, target);
             }
         }
         Ok(Store::Tar {
