@@ -285,7 +285,7 @@ pub struct RawBundle {
     /// Unique among steps, bundles and files: `after` refers to it.
     #[schemars(with = "String")]
     pub name: Spanned<String>,
-    /// Directory or `.tar.zst` archive, relative to the Clusterfile.
+    /// Directory, `.tar.zst`, OCI or docker image archive, or OCI layout folder, relative to the Clusterfile.
     #[schemars(with = "String")]
     pub source: Spanned<String>,
     /// `rootfs` (default), `patch` or `app`.

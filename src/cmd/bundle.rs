@@ -19,7 +19,7 @@ pub(super) fn run(sub: &BundleCommand, out: Output) -> Result<Success, CairnErro
             let inspection =
                 crate::bundle::image::inspect(source).map_err(|e| CairnError::Bundle {
                     message: e.to_string(),
-                    help: "a bundle source is a folder, a .tar.zst (`cairn bundle pack`), an OCI or docker archive (`sealos save -o NAME.tar IMAGE`, `docker save`) or an OCI layout folder".into(),
+                    help: "check the file, or save the image again (`sealos save -o NAME.tar IMAGE`); a bundle source is a folder, a .tar.zst (`cairn bundle pack`), an OCI or docker archive (`sealos save -o NAME.tar IMAGE`, `docker save`) or an OCI layout folder".into(),
                 })?;
             out.bundle_inspected(&inspection);
         }

@@ -5,7 +5,7 @@
 //! `plan_groups`), drift reports (`drift`, and as Prometheus metrics:
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
-//! (`edit`), saved plans and the state per host (`show`), captured values
+//! (`edit`), what `bundle pack` wrote and `bundle inspect` found (`bundle`), saved plans and the state per host (`show`), captured values
 //! (`captured`), each host's result of `exec` and `cp` (`adhoc`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
 //! or JSON; a command's error, each cause said once (`failure`). During an

@@ -21,6 +21,7 @@ mod support;
 
 mod adhoc;
 mod apply;
+mod bundle;
 mod contract;
 mod drift;
 mod failures;

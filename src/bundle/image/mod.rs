@@ -233,7 +233,7 @@ impl Image {
         };
         if &found != expected {
             return Err(format!(
-                "is corrupt: layer {} has sha256 {found}, the image says {expected}",
+                "is corrupt: layer {} does not match its digest sha256:{expected} (its bytes hash to sha256:{found})",
                 layer.name
             ));
         }
@@ -309,7 +309,7 @@ fn read_blob(store: &Store, descriptor: &Descriptor) -> Result<Vec<u8>, String> 
     let found = hex::encode(Sha256::digest(&bytes));
     if found != descriptor.digest().digest() {
         return Err(format!(
-            "is corrupt: blob {} has sha256 {found}",
+            "is corrupt: blob {} does not match its digest (its bytes hash to sha256:{found})",
             descriptor.digest()
         ));
     }
