@@ -409,7 +409,15 @@ pub fn unpack_cached(
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io)?;
     }
-    std::fs::rename(staging.keep(), &dir).map_err(io)?;
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &dir) {
+        // Another cairn unpacked the same image meanwhile: use its folder.
+        let _ = std::fs::remove_dir_all(&staged);
+        if dir.join("complete").is_file() {
+            return Ok(unpacked);
+        }
+        return Err(io(e));
+    }
     std::fs::write(dir.join("complete"), &image.digest).map_err(io)?;
     Ok(unpacked)
 }
