@@ -168,7 +168,10 @@ impl Validator<'_> {
                 .strategy
                 .as_ref()
                 .map_or(ConfigStrategy::Merge, |s| *s.get_ref());
-            if bundle.source_kind == SourceKind::Directory && strategy != ConfigStrategy::Override {
+            if bundle.source_kind == SourceKind::Directory
+                && bundle.source.is_dir()
+                && strategy != ConfigStrategy::Override
+            {
                 let plain = bundle.source.join(&path);
                 let template = bundle.source.join(format!("{path}.tmpl"));
                 if !plain.is_file() && !template.is_file() {
