@@ -327,3 +327,47 @@ fn a_corrupt_image_is_refused_naming_the_file_and_the_fault() {
         "says what is wrong: {text}"
     );
 }
+
+#[test]
+#[ignore = "needs umoci and skopeo: run by scripts/test"]
+fn an_image_without_sealos_labels_keeps_its_own_bundle_toml() {
+    let s = Sandbox::new();
+    let dir = s.path("images");
+    std::fs::create_dir_all(&dir).unwrap();
+    tool(&dir, "umoci", &["init", "--layout", "layout"]);
+    tool(&dir, "umoci", &["new", "--image", "layout:v1"]);
+    tool(&dir, "umoci", &["unpack", "--image", "layout:v1", "work"]);
+    std::fs::create_dir_all(dir.join("work/rootfs/manifests")).unwrap();
+    std::fs::write(dir.join("work/rootfs/manifests/app.yaml"), "kind: List\n").unwrap();
+    tool(&dir, "umoci", &["repack", "--image", "layout:v1", "work"]);
+    // An app image as sealos users write them: no label, a CMD.
+    tool(
+        &dir,
+        "umoci",
+        &[
+            "config",
+            "--image",
+            "layout:v1",
+            "--config.cmd",
+            "kubectl apply -f manifests/app.yaml",
+        ],
+    );
+    let app = inspect(&s, "images/layout");
+    assert_eq!(
+        app["kind"], "app",
+        "no type label: an application, as in sealos"
+    );
+    assert_eq!(app["cmd"], "kubectl apply -f manifests/app.yaml");
+    // The same image carrying its own bundle.toml keeps it.
+    tool(&dir, "umoci", &["unpack", "--image", "layout:v1", "work2"]);
+    std::fs::write(
+        dir.join("work2/rootfs/bundle.toml"),
+        "kind = \"patch\"\n[hooks]\ninit = \"bash own.sh\"\n",
+    )
+    .unwrap();
+    tool(&dir, "umoci", &["repack", "--image", "layout:v1", "work2"]);
+    let own = inspect(&s, "images/layout");
+    assert_eq!(own["kind"], "patch", "{own}");
+    assert_eq!(own["hooks"]["init"], "bash own.sh", "{own}");
+    assert!(own["cmd"].is_null(), "its own file, not the CMD: {own}");
+}

@@ -240,4 +240,31 @@ init = "bash init-cri.sh && bash init.sh"
         let error = ImageMetadata::from_image(&odd, &[], &[], &[], root.path()).unwrap_err();
         assert!(error.contains("sealos.io.type=kernel"), "{error}");
     }
+
+    #[test]
+    fn a_bundle_toml_of_the_shared_format_is_read_with_its_configs() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(
+            root.path().join("bundle.toml"),
+            r#"kind = "rootfs"
+cmd = "kubectl apply -f manifests/app.yaml"
+[vars]
+registryDomain = "sealos.hub"
+[hooks]
+check = "bash check.sh"
+[[configs]]
+path = "etc/kubeadm.yml"
+strategy = "merge"
+data = "a: 1"
+"#,
+        )
+        .unwrap();
+        let meta = ImageMetadata::read(root.path()).unwrap().unwrap();
+        assert_eq!(meta.kind.as_deref(), Some("rootfs"));
+        assert_eq!(meta.configs(), 1);
+        assert_eq!(meta.hooks["check"], "bash check.sh");
+        std::fs::write(root.path().join("bundle.toml"), "kind = [").unwrap();
+        let error = ImageMetadata::read(root.path()).unwrap_err();
+        assert!(error.starts_with("bundle.toml is not valid"), "{error}");
+    }
 }

@@ -421,3 +421,49 @@ pub fn unpack_cached(
     std::fs::write(dir.join("complete"), &image.digest).map_err(io)?;
     Ok(unpacked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descriptor(platform: Option<(&str, &str)>, hex: char) -> Descriptor {
+        let mut json = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", hex.to_string().repeat(64)),
+            "size": 1,
+        });
+        if let Some((os, arch)) = platform {
+            json["platform"] = serde_json::json!({ "os": os, "architecture": arch });
+        }
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn one_platform_is_chosen_or_the_choice_is_explained() {
+        let only = [descriptor(None, 'a')];
+        assert_eq!(choose_platform(&only).unwrap().digest(), only[0].digest());
+        let here = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let several = [
+            descriptor(Some(("linux", "s390x")), 'a'),
+            descriptor(Some(("linux", here)), 'b'),
+            descriptor(Some(("unknown", "unknown")), 'c'),
+        ];
+        assert_eq!(
+            choose_platform(&several).unwrap().digest(),
+            several[1].digest()
+        );
+        let foreign = [
+            descriptor(Some(("linux", "s390x")), 'a'),
+            descriptor(Some(("linux", "riscv64")), 'b'),
+        ];
+        let error = choose_platform(&foreign).unwrap_err();
+        assert!(
+            error.contains("linux/s390x, linux/riscv64"),
+            "names them: {error}"
+        );
+    }
+}
