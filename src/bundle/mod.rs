@@ -21,5 +21,5 @@ pub mod stream;
 pub mod template;
 
 pub use image::detect as detect_source;
-pub use prepare::{BundleError, PreparedBundle, prepare};
+pub use prepare::{BundleError, PreparedBundle, prepare, root_of};
 pub use ship_file::{FileData, ShipFile};

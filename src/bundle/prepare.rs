@@ -64,6 +64,9 @@ struct TemplateFile {
 /// A bundle scanned and patched, ready to be rendered for each host.
 pub struct PreparedBundle {
     pub name: String,
+    /// The folder its files came from: the source folder, or where its
+    /// archive or image is unpacked (an image's `bundle.toml` is there).
+    pub root: PathBuf,
     /// Plain files (templates excluded), with patches applied.
     pub base: BTreeMap<String, ShipFile>,
     /// Root of `base`'s manifest.
@@ -175,6 +178,7 @@ pub fn prepare(
     };
     Ok(PreparedBundle {
         name: bundle.name.clone(),
+        root,
         base_root: base_manifest.root(),
         base_manifest,
         base,
@@ -239,8 +243,13 @@ impl PreparedBundle {
     }
 }
 
-/// The folder of a bundle's files: its source, or where the source is unpacked.
-fn root_of(bundle: &Bundle, cache: &HashCache, cache_dir: &Path) -> Result<PathBuf, BundleError> {
+/// The folder of a bundle's files: its source, or where the source is
+/// unpacked (once: an unchanged archive or image is found in `cache_dir`).
+pub fn root_of(
+    bundle: &Bundle,
+    cache: &HashCache,
+    cache_dir: &Path,
+) -> Result<PathBuf, BundleError> {
     Ok(match bundle.source_kind {
         SourceKind::Directory => bundle.source.clone(),
         SourceKind::TarZst => unpack(bundle, cache, cache_dir)?,
