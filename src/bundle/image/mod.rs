@@ -350,11 +350,23 @@ fn choose_platform(manifests: &[Descriptor]) -> Result<&Descriptor, String> {
         .iter()
         .map(|d| {
             platform(d).map_or_else(
-                || d.digest().to_string(),
+                || {
+                    d.annotations()
+                        .as_ref()
+                        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                        .map_or_else(|| d.digest().to_string(), Clone::clone)
+                },
                 |(os, arch)| format!("{os}/{arch}"),
             )
         })
         .collect();
+    if images.iter().any(|d| platform(d).is_none()) {
+        return Err(format!(
+            "holds {} images ({}); save one image per archive",
+            images.len(),
+            listed.join(", ")
+        ));
+    }
     Err(format!(
         "holds {} images ({}) and none for linux/{here} or linux/amd64; save the one to use (`skopeo copy --override-arch ARCH ...`)",
         images.len(),
@@ -465,5 +477,8 @@ mod tests {
             error.contains("linux/s390x, linux/riscv64"),
             "names them: {error}"
         );
+        let two_images = [descriptor(None, 'a'), descriptor(None, 'b')];
+        let error = choose_platform(&two_images).unwrap_err();
+        assert!(error.contains("one image per archive"), "{error}");
     }
 }
