@@ -8,8 +8,9 @@
 //! is absolute or climbs out is rewritten to the same place inside the
 //! root, as a container would see it (its `/` is the image's root), so
 //! scanning the unpacked bundle, which follows links, never reads this
-//! machine's own files. Device files and fifos are skipped: a bundle ships
-//! files. Owners are not kept (shipping sets its own); modes are.
+//! machine's own files. Device files and fifos are skipped, and links
+//! that lead nowhere in the image are dropped once all layers are laid: a
+//! bundle ships files. Owners are not kept (shipping sets its own); modes are.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -90,6 +91,21 @@ pub(super) fn apply(reader: impl Read, root: &Path, layer: &str) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Removes the symbolic links under `root` that lead nowhere (a target the
+/// image does not hold, or a loop): a bundle ships what links point at, and
+/// these point at nothing. Returns how many.
+pub(super) fn drop_dangling_links(root: &Path) -> std::io::Result<usize> {
+    let mut dropped = 0;
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if entry.path_is_symlink() && std::fs::metadata(entry.path()).is_err() {
+            std::fs::remove_file(entry.path())?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
 }
 
 /// `name` relative to the root, or `None` when it climbs out or is absolute.
@@ -204,6 +220,18 @@ mod tests {
             }
         }
         builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn links_to_nothing_are_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("real"), "x").unwrap();
+        std::os::unix::fs::symlink("real", root.path().join("good")).unwrap();
+        std::os::unix::fs::symlink("missing", root.path().join("dangling")).unwrap();
+        std::os::unix::fs::symlink("loop", root.path().join("loop")).unwrap();
+        assert_eq!(drop_dangling_links(root.path()).unwrap(), 2);
+        assert!(root.path().join("good").exists());
+        assert!(root.path().join("dangling").symlink_metadata().is_err());
     }
 
     #[test]
