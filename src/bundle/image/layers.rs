@@ -9,8 +9,8 @@
 //! root, as a container would see it (its `/` is the image's root), so
 //! scanning the unpacked bundle, which follows links, never reads this
 //! machine's own files. Device files and fifos are skipped, and links
-//! that lead nowhere in the image are dropped once all layers are laid: a
-//! bundle ships files. Owners are not kept (shipping sets its own); modes are.
+//! that lead nowhere in the image or to a folder holding them are dropped
+//! once all layers are laid: a bundle ships files. Owners are not kept (shipping sets its own); modes are.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -93,14 +93,24 @@ pub(super) fn apply(reader: impl Read, root: &Path, layer: &str) -> Result<(), S
     Ok(())
 }
 
-/// Removes the symbolic links under `root` that lead nowhere (a target the
-/// image does not hold, or a loop): a bundle ships what links point at, and
-/// these point at nothing. Returns how many.
-pub(super) fn drop_dangling_links(root: &Path) -> std::io::Result<usize> {
+/// Removes the symbolic links under `root` that a bundle cannot ship: those
+/// that lead nowhere (a target the image does not hold, a loop) and those
+/// that lead to a folder holding them (`bin/X11 -> .`), which would make
+/// the bundle endless. A bundle ships what links point at. Returns how many.
+pub(super) fn drop_unshippable_links(root: &Path) -> std::io::Result<usize> {
     let mut dropped = 0;
     for entry in walkdir::WalkDir::new(root).follow_links(false) {
         let entry = entry.map_err(std::io::Error::other)?;
-        if entry.path_is_symlink() && std::fs::metadata(entry.path()).is_err() {
+        if !entry.path_is_symlink() {
+            continue;
+        }
+        let leads_nowhere = std::fs::metadata(entry.path()).is_err();
+        let encloses_itself = || {
+            let target = std::fs::canonicalize(entry.path())?;
+            let folder = std::fs::canonicalize(entry.path().parent().unwrap_or(root))?;
+            Ok::<bool, std::io::Error>(folder.starts_with(target))
+        };
+        if leads_nowhere || encloses_itself()? {
             std::fs::remove_file(entry.path())?;
             dropped += 1;
         }
@@ -223,13 +233,16 @@ mod tests {
     }
 
     #[test]
-    fn links_to_nothing_are_dropped() {
+    fn links_to_nothing_or_to_their_own_folder_are_dropped() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("real"), "x").unwrap();
         std::os::unix::fs::symlink("real", root.path().join("good")).unwrap();
         std::os::unix::fs::symlink("missing", root.path().join("dangling")).unwrap();
         std::os::unix::fs::symlink("loop", root.path().join("loop")).unwrap();
-        assert_eq!(drop_dangling_links(root.path()).unwrap(), 2);
+        std::fs::create_dir(root.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink(".", root.path().join("bin/X11")).unwrap();
+        std::os::unix::fs::symlink("..", root.path().join("bin/up")).unwrap();
+        assert_eq!(drop_unshippable_links(root.path()).unwrap(), 4);
         assert!(root.path().join("good").exists());
         assert!(root.path().join("dangling").symlink_metadata().is_err());
     }

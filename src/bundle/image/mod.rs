@@ -193,7 +193,7 @@ impl Image {
         for layer in &self.layers {
             self.unpack_layer(layer, root)?;
         }
-        layers::drop_dangling_links(root)
+        layers::drop_unshippable_links(root)
             .map_err(|e| format!("cannot be unpacked in {}: {e}", root.display()))?;
         self.write_metadata(root)
     }
