@@ -396,6 +396,11 @@ pub struct RawStep {
     /// Store the command's stdout (trimmed) as `${NAME}` for later steps.
     #[schemars(with = "Option<String>")]
     pub capture: Option<Spanned<String>>,
+    /// The captured value is a secret (a join token): masked in output, run logs and state, never
+    /// written to a receipt, and captured again when a later apply needs it (needs `capture`).
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub capture_secret: Option<Spanned<bool>>,
     /// Read-only probe: exit 0 means converged. Run on every refresh.
     #[schemars(with = "Option<String>")]
     pub check: Option<Spanned<String>>,

@@ -371,6 +371,7 @@ impl Builder<'_> {
                         check: s.check.as_ref().map(|c| c.source.clone()),
                         undo: s.undo.as_ref().map(|c| c.source.clone()),
                         capture: s.capture.clone(),
+                        capture_secret: s.capture_secret,
                         timeout_ms: s
                             .timeout
                             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),

@@ -126,6 +126,9 @@ pub struct Step {
     pub check: Option<Interp>,
     pub undo: Option<Interp>,
     pub capture: Option<String>,
+    /// The captured value is a secret: masked everywhere, never stored, captured
+    /// again when a task that reads it runs in a later apply.
+    pub capture_secret: bool,
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub once: bool,

@@ -332,8 +332,6 @@ impl Validator<'_> {
         }
     }
 
-    /// Steps, and the captures they declare (`model.captures`), which
-    /// `whole_file` then checks every `${}` against.
     /// A step's `serial`: how many of its hosts run at a time, 1 or more.
     fn serial(&mut self, n: &Spanned<i64>) -> Option<usize> {
         match usize::try_from(*n.get_ref()) {
@@ -349,6 +347,24 @@ impl Validator<'_> {
         }
     }
 
+    /// A step's `capture_secret`, which only means something beside a `capture`.
+    fn capture_secret(&mut self, step: &crate::clusterfile::raw::RawStep) -> bool {
+        match (&step.capture_secret, &step.capture) {
+            (Some(secret), None) if *secret.get_ref() => {
+                self.push(
+                    Problem::at(secret.span(), "`capture_secret` without `capture`")
+                        .label("nothing is captured")
+                        .help("add `capture = \"NAME\"` to name the value this step prints"),
+                );
+                false
+            }
+            (Some(secret), _) => *secret.get_ref(),
+            (None, _) => false,
+        }
+    }
+
+    /// Steps, and the captures they declare (`model.captures`), which
+    /// `whole_file` then checks every `${}` against.
     pub(super) fn steps(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
         for s in &raw.steps {
             let name = s.name.get_ref().clone();
@@ -417,6 +433,7 @@ impl Validator<'_> {
                 }
                 Some(cname.clone())
             });
+            let capture_secret = self.capture_secret(s);
             let after = self.after(&s.after, names, &model.hosts, &name);
             if let Some(c) = &capture {
                 model.captures.insert(c.clone(), model.steps.len());
@@ -436,6 +453,7 @@ impl Validator<'_> {
                 cwd,
                 check,
                 undo,
+                capture_secret,
                 capture,
                 timeout,
                 retries,
