@@ -523,3 +523,32 @@ fn a_bundles_dest_is_a_built_in_and_a_moved_bundle_reruns_what_reads_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_range_selector_that_selects_no_host_leaves_its_step_without_tasks() {
+    let s = Sandbox::new();
+    let file = |masters: &[&str]| {
+        let mut text = String::from("version = 1\nname = \"ranges\"\n\n");
+        for name in masters {
+            text.push_str(&format!(
+                "[[hosts]]\naddress = \"localhost\"\nname = \"{name}\"\ntransport = \"local\"\nroles = [\"master\"]\n\n"
+            ));
+        }
+        text.push_str(
+            "[[steps]]\nname = \"first\"\non = \"master[0]\"\nrun = \"mkdir -p out && echo ${host.name} >> out/first\"\n\n\
+             [[steps]]\nname = \"others\"\non = \"master[1:]\"\nafter = [\"first@*\"]\nrun = \"echo ${host.name} >> out/others\"\n\n\
+             [[steps]]\nname = \"last\"\non = \"master[0]\"\nafter = [\"others@*\"]\nrun = \"echo done >> out/last\"\n",
+        );
+        text
+    };
+    s.write("Clusterfile", &file(&["m0"]));
+    let one = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+    assert_eq!(s.read("out/first"), "m0\n");
+    assert!(!s.path("out/others").exists(), "no other master");
+    assert_eq!(s.read("out/last"), "done\n");
+    s.write("Clusterfile", &file(&["m0", "m1", "m2"]));
+    let three = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(three.status.code(), Some(0), "{}", stderr(&three));
+    assert_eq!(s.read("out/others"), "m1\nm2\n");
+}
