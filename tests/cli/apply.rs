@@ -528,12 +528,13 @@ fn a_bundles_dest_is_a_built_in_and_a_moved_bundle_reruns_what_reads_it() {
 fn a_range_selector_that_selects_no_host_leaves_its_step_without_tasks() {
     let s = Sandbox::new();
     let file = |masters: &[&str]| {
-        let mut text = String::from("version = 1\nname = \"ranges\"\n\n");
-        for name in masters {
-            text.push_str(&format!(
+        let hosts: String = masters
+            .iter()
+            .map(|name| format!(
                 "[[hosts]]\naddress = \"localhost\"\nname = \"{name}\"\ntransport = \"local\"\nroles = [\"master\"]\n\n"
-            ));
-        }
+            ))
+            .collect();
+        let mut text = format!("version = 1\nname = \"ranges\"\n\n{hosts}");
         text.push_str(
             "[[steps]]\nname = \"first\"\non = \"master[0]\"\nrun = \"mkdir -p out && echo ${host.name} >> out/first\"\n\n\
              [[steps]]\nname = \"others\"\non = \"master[1:]\"\nafter = [\"first@*\"]\nrun = \"echo ${host.name} >> out/others\"\n\n\
