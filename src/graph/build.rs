@@ -21,7 +21,7 @@ use crate::bundle::{self, FileData, PreparedBundle, ShipFile};
 use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs, secret_fingerprint};
 use crate::model::interp::Interp;
 use crate::model::{
-    BundleKind, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
+    BundleKind, Dep, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
 };
 
 /// What compiling needs besides the model.
@@ -401,7 +401,7 @@ impl Builder<'_> {
         // is reported once, not once per host.
         let mut reported: HashSet<usize> = HashSet::new();
         for (&(element, host), &node) in &self.nodes {
-            for dep in model.element_after(element) {
+            for dep in waits_of(model, element) {
                 let target_hosts = model.element_hosts(dep.element);
                 let hosts: Vec<HostId> = match dep.scope {
                     DepScope::SameHostElseAll if target_hosts.contains(&host) => vec![host],
@@ -452,6 +452,25 @@ impl Builder<'_> {
             self.graph.add_edge(a, b, ());
         }
     }
+}
+
+/// What `element`'s tasks wait for: its `after` entries, where an entry
+/// naming an element with no task (a step on `master[1:]` with one master)
+/// stands for what that element waits for, so order still runs through it.
+fn waits_of(model: &Model, element: ElementRef) -> Vec<&Dep> {
+    let mut waits = Vec::new();
+    let mut seen = HashSet::new();
+    let mut pending: Vec<&Dep> = model.element_after(element).iter().rev().collect();
+    while let Some(dep) = pending.pop() {
+        if model.element_hosts(dep.element).is_empty() {
+            if seen.insert(dep.element) {
+                pending.extend(model.element_after(dep.element).iter().rev());
+            }
+        } else {
+            waits.push(dep);
+        }
+    }
+    waits
 }
 
 /// Removes `.` and trailing slashes so one folder has one spelling in keys.
