@@ -167,11 +167,23 @@ pub fn read(source: &Path, archive: bool) -> Result<Option<BundleMetadata>, Meta
 /// Parses `bundle.toml`'s text; the error says the key and the line.
 pub fn parse(text: &str) -> Result<BundleMetadata, String> {
     let raw: RawMetadata = toml::from_str(text).map_err(|e| {
-        let line = e
+        let place = e
             .span()
-            .map(|span| format!("line {}: ", text[..span.start].matches('\n').count() + 1))
+            .map(|span| {
+                let line = text[..span.start].matches('\n').count() + 1;
+                // The key of a value that is wrong, when the line is `key = value`.
+                let key = text
+                    .lines()
+                    .nth(line - 1)
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim())
+                    .filter(|k| !k.is_empty() && !k.starts_with('['))
+                    .map(|k| format!(", `{k}`"))
+                    .unwrap_or_default();
+                format!("line {line}{key}: ")
+            })
             .unwrap_or_default();
-        format!("{line}{}", e.message().trim_end())
+        format!("{place}{}", e.message().trim_end())
     })?;
     for (name, value) in &raw.vars {
         if !crate::model::interp::is_var_name(name) {
@@ -320,7 +332,10 @@ data = "a: 1"
             "{unknown}"
         );
         let kind = parse("kind = \"image\"\n").unwrap_err();
-        assert!(kind.contains("image") && kind.contains("rootfs"), "{kind}");
+        assert!(
+            kind.contains("line 1, `kind`") && kind.contains("rootfs"),
+            "{kind}"
+        );
         let typed = parse("[hooks]\ninit = 3\n").unwrap_err();
         assert!(typed.contains("line 2"), "{typed}");
         let hook = parse("[hooks]\nprepare = \"x\"\n").unwrap_err();

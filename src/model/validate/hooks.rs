@@ -37,6 +37,8 @@ struct HookCommand {
     /// the environment).
     source: String,
     span: Range<usize>,
+    /// Whether `bundle.toml` gave it (else the Clusterfile), for messages.
+    from_metadata: bool,
 }
 
 /// A command of `bundle.toml` as `${}` source: nothing in it is cairn's.
@@ -217,6 +219,7 @@ impl Validator<'_> {
                         HookCommand {
                             source: escaped(command),
                             span: span.clone(),
+                            from_metadata: true,
                         },
                     );
                 }
@@ -256,6 +259,7 @@ impl Validator<'_> {
                 None => meta.and_then(|m| m.cmd.as_ref()).map(|c| HookCommand {
                     source: escaped(c),
                     span: span.clone(),
+                    from_metadata: true,
                 }),
             };
             // A clean hook undoes its init hook: it needs one, unless the
@@ -268,8 +272,13 @@ impl Validator<'_> {
                     if hooks.contains_key(&init) {
                         undos.insert(init, command);
                     } else if !disabled.contains(&init) {
+                        let whose = if command.from_metadata {
+                            format!("bundle.toml of bundle `{}`", bundle.name)
+                        } else {
+                            format!("bundle `{}`", bundle.name)
+                        };
                         self.push(
-                            Problem::at(command.span.clone(), format!("bundle `{}` has hook `{name}` but no `{init}` for it to undo", bundle.name))
+                            Problem::at(command.span.clone(), format!("{whose} has hook `{name}` but no `{init}` for it to undo"))
                                 .label("nothing to undo")
                                 .help(format!("`{name}` runs as the undo of `{init}` (on reset, delete, or when the bundle leaves): add `{init}`, or disable `{name}` with `{name} = false`")),
                         );
@@ -293,6 +302,7 @@ impl Validator<'_> {
         self.interp(value).map(|_| HookCommand {
             source: value.get_ref().clone(),
             span: value.span(),
+            from_metadata: false,
         })
     }
 
