@@ -157,6 +157,19 @@ fn a_var_change_reruns_only_the_hooks_that_see_it() {
         "greeting is not exported to any hook: {}",
         stdout(&plan)
     );
+    // A bundle's defaults are the whole Clusterfile's: a step reads one with `${}`.
+    s.write(
+        "Clusterfile",
+        &format!(
+            "{CLUSTERFILE}\n[[steps]]\nname = \"uses-default\"\nrun = \"echo step ${{registryDomain}} >> out/hooks.log\"\n"
+        ),
+    );
+    s.apply();
+    assert!(
+        log(&s).contains(&"step sealos.hub".to_string()),
+        "{:?}",
+        log(&s)
+    );
     // The Clusterfile's [vars] win over the bundle's defaults, host vars over both.
     s.edit(
         "Clusterfile",
