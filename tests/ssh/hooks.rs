@@ -5,8 +5,9 @@
 //! Checked: which hosts run which hook (init-registry on the registry host,
 //! which is the first master here; the app's cmd once, on the first
 //! master), the order on each host, the bundle's vars exported, a second
-//! apply running nothing, and `reset` running the cleans in reverse and
-//! leaving no file of the bundles.
+//! apply running nothing, `delete` of a worker running its cleans there
+//! alone, and `reset` running the cleans in reverse and leaving no file of
+//! the bundles.
 
 use std::path::Path;
 
@@ -104,6 +105,31 @@ fn hooks_run_on_their_hosts_in_order_and_reset_cleans_in_reverse() {
     let plan = run(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", stdout(&plan));
 
+    // A host deleted runs its cleans; the others are not touched.
+    let gone = &hosts.hosts[2];
+    let out = run(&["delete", &gone.name, "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let log = lines(gone.read("/opt/hk/hooks.log"));
+    assert!(
+        position(&log, "clean sealos.hub fast", &gone.name)
+            < position(&log, "clean-cri", &gone.name),
+        "{log:?}"
+    );
+    for h in &hosts.hosts[..2] {
+        let log = lines(h.read("/opt/hk/hooks.log"));
+        assert!(
+            !log.iter().any(|l| l.starts_with("clean")),
+            "{}: {log:?}",
+            h.name
+        );
+    }
+
     let out = run(&["reset", "--auto-approve"]);
     assert_eq!(
         out.status.code(),
@@ -112,7 +138,7 @@ fn hooks_run_on_their_hosts_in_order_and_reset_cleans_in_reverse() {
         stdout(&out),
         stderr(&out)
     );
-    for (i, h) in hosts.hosts.iter().enumerate() {
+    for (i, h) in hosts.hosts[..2].iter().enumerate() {
         let log = lines(h.read("/opt/hk/hooks.log"));
         let clean = position(&log, "clean sealos.hub fast", &h.name);
         assert!(clean < position(&log, "clean-cri", &h.name), "{log:?}");
