@@ -375,3 +375,39 @@ fn a_secret_a_bundle_declares_reaches_its_hooks_and_nothing_else() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn limit_and_replace_name_hooks_like_steps() {
+    let s = sandbox();
+    s.apply();
+    let out = s.run(&[
+        "apply",
+        "--auto-approve",
+        "--replace",
+        "hook.hooked.init",
+        "--limit",
+        "local",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("-/+ hook.hooked.init@local") && text.contains("forced by --replace"),
+        "{text}"
+    );
+    let lines = log(&s);
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("clean ")).count(),
+        1,
+        "a replace undoes the hook (its clean) before running it again: {lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("init ")).count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("check ")).count(),
+        1,
+        "what it waits for does not rerun: {lines:?}"
+    );
+}

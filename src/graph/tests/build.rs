@@ -644,6 +644,10 @@ fn hooks_run_in_sealos_order_on_their_hosts() {
         .filter(|t| t.starts_with("hook.helm."))
         .collect();
     assert_eq!(helm, ["hook.helm.cmd@m0"]);
+    assert!(
+        graph.find(&id("bundle.helm@m1")).is_none(),
+        "bundle.toml's kind app: shipped to the first targeted host only"
+    );
     let model = &fixture.model;
     let init = model
         .steps
