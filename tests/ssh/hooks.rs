@@ -40,13 +40,8 @@ fn position(lines: &[String], prefix: &str, host: &str) -> usize {
         .unwrap_or_else(|| panic!("`{prefix}` ran on {host}: {lines:?}"))
 }
 
-#[test]
-#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
-fn hooks_run_on_their_hosts_in_order_and_reset_cleans_in_reverse() {
-    if let Some(why) = hosts::unavailable() {
-        panic!("cannot start the isolated sshd test hosts this test needs: {why}");
-    }
-    let hosts = TestHosts::start(3);
+/// A folder with both fixture bundles and a Clusterfile shipping them to `hosts`.
+fn cluster(hosts: &TestHosts) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
         Path::new("fixtures/local/hooked"),
@@ -61,6 +56,17 @@ fn hooks_run_on_their_hosts_in_order_and_reset_cleans_in_reverse() {
         hosts.clusterfile_hosts("")
     );
     std::fs::write(dir.path().join("Clusterfile"), clusterfile).unwrap();
+    dir
+}
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn hooks_run_on_their_hosts_in_order_and_reset_cleans_in_reverse() {
+    if let Some(why) = hosts::unavailable() {
+        panic!("cannot start the isolated sshd test hosts this test needs: {why}");
+    }
+    let hosts = TestHosts::start(3);
+    let dir = cluster(&hosts);
     let run = |args: &[&str]| {
         let mut c = cairn(dir.path(), args);
         c.env_remove("SSH_AUTH_SOCK");
