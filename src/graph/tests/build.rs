@@ -730,3 +730,38 @@ cmd = false
         .unwrap();
     assert!(registry.undo.is_none(), "clean-registry disabled");
 }
+
+#[test]
+fn a_rootfs_hook_waits_for_the_patch_bundles_overlaying_it() {
+    let mut fixture = hooked();
+    fixture.rewrite(
+        r#"version = 1
+name = "t"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[bundles]]
+name = "k8s"
+source = "k8s"
+
+[[bundles]]
+name = "fix"
+source = "helm"
+kind = "patch"
+"#,
+    );
+    let graph = fixture.graph(SALT);
+    assert_eq!(
+        upstream(&graph, "hook.k8s.check@m0"),
+        ["bundle.fix@m0", "bundle.k8s@m0"],
+        "the scripts run on the merged rootfs"
+    );
+    assert_eq!(
+        upstream(&graph, "bundle.fix@m0"),
+        ["bundle.k8s@m0"],
+        "the Clusterfile's kind (patch) wins over bundle.toml's (app)"
+    );
+}
