@@ -228,10 +228,15 @@ impl Validator<'_> {
             for (name, value) in &b.hooks {
                 let key_span = self.key_span(name, &value.span());
                 if HookName::parse(name).is_none() {
+                    let help = if name == "cmd" {
+                        "`cmd` is a key of the bundle itself: `cmd = \"...\"` (or `cmd = false`) beside `hooks`".to_string()
+                    } else {
+                        HOOK_NAMES_HELP.to_string()
+                    };
                     self.push(
                         Problem::at(key_span, format!("unknown hook `{name}`"))
                             .label("not a hook name")
-                            .help(HOOK_NAMES_HELP),
+                            .help(help),
                     );
                     continue;
                 }
