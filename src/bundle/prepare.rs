@@ -1,8 +1,9 @@
 //! Preparing a bundle: scanned, unpacked and patched once, rendered per host.
 //!
 //! [`prepare`] runs once per bundle: it unpacks an archive into the cache,
-//! scans the files (see `manifest`), sets templates apart, and applies config
-//! patches to plain files. What is left per host is small: rendering the
+//! scans the files (see `manifest`), leaves out `bundle.toml` (metadata,
+//! never shipped), sets templates apart, and applies config patches to plain
+//! files: the bundle's own defaults first, then the Clusterfile's. What is left per host is small: rendering the
 //! templates with that host's variables ([`PreparedBundle::render_for`]) and
 //! patching those. A host's content is then the shared base plus its
 //! rendered files; a task key names it by the base's Merkle root and the
@@ -103,6 +104,10 @@ pub fn prepare(
     let mut templates = Vec::new();
     let mut base = BTreeMap::new();
     for (rel, entry) in scanned.files {
+        // The bundle's metadata is for cairn, never shipped.
+        if rel == super::metadata::FILE_NAME {
+            continue;
+        }
         if globs.is_match(&rel) {
             let text =
                 std::fs::read_to_string(root.join(&rel)).map_err(|e| BundleError::Template {

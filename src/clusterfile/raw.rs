@@ -306,6 +306,54 @@ pub struct RawBundle {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub after: Vec<Spanned<String>>,
+    /// Overrides of the hooks its `bundle.toml` names (`check`, `init`, `clean`, `init-NAME`, `clean-NAME`):
+    /// a command replaces one, `false` disables it, a new name adds one. Run in `<dest>/scripts`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawHook>")]
+    pub hooks: BTreeMap<String, Spanned<RawHook>>,
+    /// The command run after install (sealos CMD), replacing `bundle.toml`'s `cmd`; `false` disables it.
+    #[schemars(with = "Option<RawHook>")]
+    pub cmd: Option<Spanned<RawHook>>,
+    /// The image reference this bundle stands for (e.g. `docker.io/labring/kubernetes:v1.27.7`); shown, and matched by config patches.
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Spanned<String>>,
+}
+
+/// A hook override: a shell command, or `false` to disable the hook.
+///
+/// Deserialized by hand, like [`RawSelectors`], so the span is kept.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum RawHook {
+    /// The shell command (`${}` reads the Clusterfile's variables).
+    Command(String),
+    /// `false`: the hook does not run.
+    Disabled(bool),
+}
+
+impl<'de> Deserialize<'de> for RawHook {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HookVisitor;
+        impl serde::de::Visitor<'_> for HookVisitor {
+            type Value = RawHook;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a shell command, or false to disable the hook")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHook, E> {
+                Ok(RawHook::Command(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawHook, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` is not a hook: write a shell command, or `false` to disable it",
+                    ))
+                } else {
+                    Ok(RawHook::Disabled(false))
+                }
+            }
+        }
+        deserializer.deserialize_any(HookVisitor)
+    }
 }
 
 /// A single file, copied or rendered per host.

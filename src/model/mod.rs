@@ -38,7 +38,7 @@ mod vars;
 pub use crate::clusterfile::raw::{BundleKind, ConfigStrategy, HostKeyPolicy, TransportKind};
 pub use cluster::Model;
 pub use element::{
-    Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec,
+    Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec, Hook,
     PatchStrategy, Step,
 };
 pub use host::{Host, HostId, LoginSecret, SshAlias, SshSettings};

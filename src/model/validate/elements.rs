@@ -45,11 +45,25 @@ impl Validator<'_> {
 
     /// Bundles, then configs: a config names its bundle, and a merge must
     /// know the file's format, so bundles come first.
-    pub(super) fn bundles(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
-        for b in &raw.bundles {
+    /// A bundle's `bundle.toml` (`metadata`) gives its kind when the
+    /// Clusterfile does not, and its default configs, first in its list.
+    pub(super) fn bundles(
+        &mut self,
+        raw: &RawClusterfile,
+        model: &mut Model,
+        names: &Names,
+        metadata: &super::hooks::Metadata,
+    ) {
+        for (i, b) in raw.bundles.iter().enumerate() {
+            let meta = metadata.get(i).and_then(Option::as_ref);
             let name = b.name.get_ref().clone();
             let hosts = self.selectors(b.on.as_ref(), &model.hosts);
-            let kind = b.kind.as_ref().map_or(BundleKind::Rootfs, |k| *k.get_ref());
+            let kind = b
+                .kind
+                .as_ref()
+                .map(|k| *k.get_ref())
+                .or(meta.and_then(|m| m.kind))
+                .unwrap_or(BundleKind::Rootfs);
             let hosts = if kind == BundleKind::App {
                 hosts.into_iter().take(1).collect()
             } else {
@@ -101,6 +115,9 @@ impl Validator<'_> {
             {
                 let source = source.unwrap_or_else(|| self.base_dir.join(b.source.get_ref()));
                 let dest = dest.unwrap_or_else(|| Interp::literal(dest_raw.get_ref()));
+                let configs = meta.map_or_else(Vec::new, |m| {
+                    self.default_configs(m, &source, &name, &b.source.span())
+                });
                 model.bundles.push(Bundle {
                     name,
                     source,
@@ -110,9 +127,11 @@ impl Validator<'_> {
                     dest,
                     dest_span: dest_raw.span(),
                     templates,
-                    configs: Vec::new(),
+                    configs,
                     after,
                     span: b.name.span(),
+                    image: b.image.as_ref().map(|i| i.get_ref().clone()),
+                    hooks: Vec::new(),
                 });
             }
         }
@@ -461,6 +480,7 @@ impl Validator<'_> {
                 serial,
                 after,
                 span: s.name.span(),
+                hook: None,
             });
         }
     }
