@@ -14,6 +14,7 @@ use super::references::Names;
 use super::{Validator, expand_home};
 use crate::clusterfile::raw::{RawClusterfile, RawConfig};
 use crate::diagnostic::Problem;
+use crate::model::image_ref::same_image;
 use crate::model::interp::{self, Interp};
 use crate::model::{
     BUILTINS, Bundle, BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, FileSource, FileSpec,
@@ -287,7 +288,9 @@ impl Validator<'_> {
                         .bundles
                         .iter()
                         .enumerate()
-                        .filter(|(_, b)| image_matches(bundle_image(b), wanted))
+                        .filter(|(_, b)| {
+                            bundle_image(b).is_some_and(|image| same_image(image, wanted))
+                        })
                         .map(|(index, _)| index)
                         .collect()
                 } else {
@@ -584,81 +587,6 @@ fn ships_file(bundle: &Bundle, path: &str) -> Option<bool> {
 /// bundles by name only.
 fn bundle_image(_bundle: &Bundle) -> Option<&str> {
     None
-}
-
-/// Whether an image reference `wanted` (a config's `match`) names the image
-/// `image`, as a registry would resolve both: `docker.io/` and `library/`
-/// are implied, and a reference without tag or digest means `:latest`.
-fn image_matches(image: Option<&str>, wanted: &str) -> bool {
-    image.is_some_and(|image| normalized_image(image) == normalized_image(wanted))
-}
-
-/// `calico:v3` and `docker.io/library/calico:v3` alike, as
-/// `docker.io/library/calico:v3`.
-fn normalized_image(reference: &str) -> String {
-    let reference = reference.trim();
-    let (name, suffix) = if let Some((name, digest)) = reference.split_once('@') {
-        (name, format!("@{digest}"))
-    } else {
-        // A tag is after the last `:` that follows the last `/` (a
-        // registry's port is before it).
-        let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-        match reference[last_slash..].rfind(':') {
-            Some(colon) => (
-                &reference[..last_slash + colon],
-                reference[last_slash + colon..].to_string(),
-            ),
-            None => (reference, ":latest".to_string()),
-        }
-    };
-    let mut parts: Vec<&str> = name.split('/').collect();
-    let has_registry = parts.len() > 1
-        && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
-    if !has_registry {
-        parts.insert(0, "docker.io");
-    }
-    if parts[0] == "docker.io" && parts.len() == 2 {
-        parts.insert(1, "library");
-    }
-    format!("{}{suffix}", parts.join("/"))
-}
-
-#[cfg(test)]
-mod image_tests {
-    use super::{image_matches, normalized_image};
-
-    #[test]
-    fn image_references_compare_as_a_registry_resolves_them() {
-        assert_eq!(
-            normalized_image("calico"),
-            "docker.io/library/calico:latest"
-        );
-        assert_eq!(
-            normalized_image("labring/calico:v3.26.1"),
-            "docker.io/labring/calico:v3.26.1"
-        );
-        assert_eq!(
-            normalized_image("registry.local:5000/labring/helm"),
-            "registry.local:5000/labring/helm:latest"
-        );
-        assert!(image_matches(
-            Some("docker.io/labring/helm:v3.9.4"),
-            "labring/helm:v3.9.4"
-        ));
-        assert!(image_matches(
-            Some("nginx"),
-            "docker.io/library/nginx:latest"
-        ));
-        assert!(!image_matches(
-            Some("labring/helm:v3.9.4"),
-            "labring/helm:v3.8.2"
-        ));
-        assert!(!image_matches(None, "labring/helm"));
-        assert!(image_matches(
-            Some("labring/helm@sha256:abc"),
-            "docker.io/labring/helm@sha256:abc"
-        ));
-    }
 }
 
 #[cfg(test)]
