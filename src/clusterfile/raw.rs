@@ -364,7 +364,7 @@ pub struct RawConfig {
     pub bundle: Option<Spanned<String>>,
     /// Limits the patch to one bundle, as sealos' `match`: a bundle's name, or an image reference compared with the bundles' `image`.
     #[serde(rename = "match")]
-    #[schemars(rename = "match", with = "Option<String>")]
+    #[schemars(with = "Option<String>")]
     pub match_: Option<Spanned<String>>,
     /// The file's path inside the bundle, as shipped (templates: without `.tmpl`).
     #[schemars(with = "String")]

@@ -108,20 +108,41 @@ fn documents(file: &str, text: &str) -> Result<Vec<Value>, ImportError> {
         let value = Value::deserialize(document).map_err(|error| {
             let mut message = error.to_string();
             if text.contains("{{") {
-                message.push_str(
-                    "; it looks like a template (`{{ .Values... }}`): render it first, as sealos does with --values and --set, and import the result",
-                );
+                message.push_str("; ");
+                message.push_str(TEMPLATE_HINT);
             }
             ImportError::Yaml {
                 file: file.to_string(),
                 message,
             }
         })?;
+        if has_mapping_key(&value) {
+            return Err(ImportError::Yaml {
+                file: file.to_string(),
+                message: format!("a value is written `{{{{ ... }}}}`; {TEMPLATE_HINT}"),
+            });
+        }
         if !value.is_null() {
             out.push(value);
         }
     }
     Ok(out)
+}
+
+const TEMPLATE_HINT: &str = "it looks like a template (`{{ .Values... }}`): render it first, as sealos does with --values and --set, and import the result";
+
+/// Whether some mapping in `value` has a mapping as a key: what YAML makes
+/// of a Go template's `{{ .Values.name }}`, and nothing a sealos
+/// Clusterfile holds.
+fn has_mapping_key(value: &Value) -> bool {
+    match value {
+        Value::Mapping(map) => map
+            .iter()
+            .any(|(key, value)| key.is_mapping() || has_mapping_key(value)),
+        Value::Sequence(items) => items.iter().any(has_mapping_key),
+        Value::Tagged(tagged) => has_mapping_key(&tagged.value),
+        _ => false,
+    }
 }
 
 /// sealos' `SSH`, as a host or the cluster gives it.
@@ -166,6 +187,28 @@ struct Cluster {
     ssh: Ssh,
     env: Vec<(String, String)>,
     command: Vec<String>,
+    /// Each image's type as `status.mounts` recorded it (a Clusterfile
+    /// sealos wrote after a run): (image, `rootfs` | `patch` | `app`).
+    kinds: Vec<(String, &'static str)>,
+}
+
+impl Cluster {
+    /// The kind `status.mounts` recorded for `image`, if any.
+    fn kind_of(&self, image: &str) -> Option<&'static str> {
+        self.kinds
+            .iter()
+            .find(|(known, _)| same_image(known, image))
+            .map(|(_, kind)| *kind)
+    }
+
+    /// The index in `images` of the rootfs: the one `status.mounts` says
+    /// is a rootfs, else the first (sealos' order puts it first).
+    fn rootfs(&self) -> Option<usize> {
+        self.images
+            .iter()
+            .position(|image| self.kind_of(image) == Some("rootfs"))
+            .or_else(|| (!self.images.is_empty()).then_some(0))
+    }
 }
 
 /// A `Config` document.
@@ -392,14 +435,40 @@ impl Importer {
         }
         self.finish(spec);
 
-        if doc.take("status").is_some() {
-            self.warn(
-                "Cluster.status",
-                "what sealos recorded of its last run; cairn keeps its own state: left out",
-            );
+        let status = doc.take("status");
+        if status.is_some() {
+            cluster.kinds = self.mount_kinds(status);
         }
         self.finish(doc);
         cluster
+    }
+
+    /// The image types in `status.mounts` (the rest of the status is what
+    /// sealos recorded of its last run: cairn keeps its own state).
+    fn mount_kinds(&mut self, status: Option<Value>) -> Vec<(String, &'static str)> {
+        let mut status = self.fields("Cluster.status", status);
+        let mut kinds = Vec::new();
+        if let Some(Value::Sequence(mounts)) = status.take("mounts") {
+            for mount in mounts {
+                let image = text_of(mount.get("imageName"));
+                let kind = match text_of(mount.get("type")).as_deref() {
+                    Some("rootfs") => "rootfs",
+                    Some("patch") => "patch",
+                    // sealos: an image without a type is an application.
+                    _ => "app",
+                };
+                if let Some(image) = image {
+                    kinds.push((image, kind));
+                }
+            }
+        }
+        if !status.map.is_empty() {
+            self.warn(
+                "Cluster.status",
+                "what sealos recorded of its last run; cairn keeps its own state: left out (only the images' types in status.mounts are read)",
+            );
+        }
+        kinds
     }
 
     fn host_entry(&mut self, path: &str, value: Value) -> HostEntry {
@@ -601,6 +670,14 @@ impl Importer {
                     {
                         let root = effective.user.as_deref().is_none_or(|u| u == "root");
                         table["sudo"] = toml_edit::value(!root);
+                        // The cluster's password, now also sudo's here.
+                        if !root
+                            && over.passwd.is_none()
+                            && let Some(passwd) = &effective.passwd
+                            && let Some((variable, _)) = known.iter().find(|(_, v)| v == passwd)
+                        {
+                            table["sudo_password"] = toml_edit::value(secret(variable));
+                        }
                     }
                     if !table.is_empty() {
                         let mut inline = table.into_inline_table();
@@ -630,6 +707,13 @@ impl Importer {
             bundle["name"] = toml_edit::value(name.clone());
             bundle["source"] = toml_edit::value(source.clone());
             bundle["image"] = toml_edit::value(image.clone());
+            if let Some(kind) = cluster.kind_of(image) {
+                bundle["kind"] = toml_edit::value(kind);
+                if let Some(mut key) = bundle.key_mut("kind") {
+                    key.leaf_decor_mut()
+                        .set_prefix("# As sealos recorded it in status.mounts.\n");
+                }
+            }
             if i == 0 && !cluster.command.is_empty() {
                 let cmd = cluster.command.join("\n");
                 if cmd.contains("$(") {
@@ -668,7 +752,7 @@ impl Importer {
             }
         }
         if !kubeadm.is_empty() {
-            if let Some(rootfs) = names.first() {
+            if let Some(rootfs) = cluster.rootfs() {
                 let mut data = String::new();
                 for (i, (_, document)) in kubeadm.iter().enumerate() {
                     if i > 0 {
@@ -681,11 +765,16 @@ impl Importer {
                 let kinds: Vec<&str> = kubeadm.iter().map(|(kind, _)| kind.as_str()).collect();
                 let mut table = Table::new();
                 table.decor_mut().set_prefix(format!(
-                    "\n# kubeadm's settings ({}): merged into the rootfs's {KUBEADM_PATH},\n# as sealos does; the rootfs is taken to be the first image ({}).\n",
+                    "\n# kubeadm's settings ({}): merged into the rootfs's {KUBEADM_PATH},\n# as sealos does; the rootfs is {} ({}).\n",
                     kinds.join(", "),
-                    cluster.images[0]
+                    cluster.images[rootfs],
+                    if cluster.kind_of(&cluster.images[rootfs]).is_some() {
+                        "as status.mounts says"
+                    } else {
+                        "taken to be the first image"
+                    }
                 ));
-                table["bundle"] = toml_edit::value(rootfs.clone());
+                table["bundle"] = toml_edit::value(names[rootfs].clone());
                 table["path"] = toml_edit::value(KUBEADM_PATH);
                 table["strategy"] = toml_edit::value("merge");
                 table["data"] = toml_edit::value(data);
@@ -1023,14 +1112,66 @@ mod tests {
     }
 
     #[test]
+    fn a_host_with_a_user_of_its_own_gets_sudo_with_the_password_it_logs_in_with() {
+        let imported = import(
+            "c.yaml",
+            "apiVersion: apps.sealos.io/v1beta1\nkind: Cluster\nmetadata: {name: x}\n\
+             spec:\n  ssh: {passwd: same}\n  hosts:\n  - {ips: [10.0.0.1], roles: [master]}\n\
+             \x20 - {ips: [10.0.0.2], roles: [node], ssh: {user: ops}}\n\
+             \x20 - {ips: ['[fd00::3]:2200'], roles: [node], ssh: {user: ops, passwd: same}}\n",
+        )
+        .unwrap();
+        let doc: toml::Table = toml::from_str(&imported.clusterfile).unwrap();
+        let hosts = doc["hosts"].as_array().unwrap();
+        let secret = |v: &toml::Value| v["secret"].as_str().unwrap().to_string();
+        assert!(hosts[0].get("ssh").is_none());
+        assert_eq!(hosts[1]["ssh"]["sudo"].as_bool(), Some(true));
+        assert_eq!(
+            secret(&hosts[1]["ssh"]["sudo_password"]),
+            "env:SEALOS_SSH_PASSWORD"
+        );
+        // The same password reads the same variable.
+        assert_eq!(
+            secret(&hosts[2]["ssh"]["password"]),
+            "env:SEALOS_SSH_PASSWORD"
+        );
+        assert_eq!(hosts[2]["address"].as_str(), Some("[fd00::3]:2200"));
+        assert_eq!(imported.secrets.len(), 1);
+        assert!(
+            !imported.clusterfile.contains("same"),
+            "{}",
+            imported.clusterfile
+        );
+    }
+
+    #[test]
+    fn status_mounts_give_the_kinds_and_the_rootfs() {
+        let imported = import(
+            "c.yaml",
+            "apiVersion: apps.sealos.io/v1beta1\nkind: Cluster\nmetadata: {name: x}\n\
+             spec:\n  hosts: [{ips: [10.0.0.1], roles: [master]}]\n  image: [labring/helm:v3.9.4, labring/kubernetes:v1.27.7]\n\
+             status:\n  mounts:\n  - {imageName: docker.io/labring/kubernetes:v1.27.7, type: rootfs}\n  - {imageName: labring/helm:v3.9.4, type: application}\n\
+             ---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nnetworking: {podSubnet: 10.244.0.0/16}\n",
+        )
+        .unwrap();
+        let doc: toml::Table = toml::from_str(&imported.clusterfile).unwrap();
+        let bundles = doc["bundles"].as_array().unwrap();
+        assert_eq!(bundles[0]["kind"].as_str(), Some("app"));
+        assert_eq!(bundles[1]["kind"].as_str(), Some("rootfs"));
+        assert_eq!(doc["configs"][0]["bundle"].as_str(), Some("kubernetes"));
+        assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    }
+
+    #[test]
     fn no_cluster_and_a_template_are_errors_saying_why() {
         let error = import("c.yaml", "apiVersion: v1\nkind: ConfigMap\n").unwrap_err();
         assert!(error.to_string().contains("no `kind: Cluster`"), "{error}");
-        let error = import(
-            "c.yaml",
-            "kind: Cluster\nmetadata:\n  name: {{ .Values.name }}\n",
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("render it first"), "{error}");
+        for template in [
+            "apiVersion: apps.sealos.io/v1beta1\nkind: Cluster\nmetadata:\n  name: {{ .Values.name }}\n",
+            "kind: Cluster\nspec:\n  hosts:\n    {{- with .Values.masters }}\n    - ips: {{ . | toYaml }}\n    {{- end }}\n",
+        ] {
+            let error = import("c.yaml", template).unwrap_err();
+            assert!(error.to_string().contains("render it first"), "{error}");
+        }
     }
 }
