@@ -4,11 +4,15 @@
 //! import) becomes a Clusterfile that validates, pinned whole by a
 //! snapshot; no password or passphrase of the source ever reaches the
 //! output; every field left out is a warning naming it; and `-o` never
-//! replaces a file without `--force`.
+//! replaces a file without `--force`. Also the `[[configs]]` rule the
+//! import relies on for a Config without `match`, applied end to end: a
+//! patch without `bundle` changes every bundle that ships its path, and an
+//! archive bundle that does not is left as it is.
 
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::sandbox::Sandbox;
 use crate::support::{cairn, stderr, stdout, transcript};
 
 /// The clear secrets of the fixture: none may appear anywhere cairn writes.
@@ -263,4 +267,82 @@ fn a_file_without_a_cluster_is_refused_saying_why() {
         transcript(&out)
     );
     assert!(!dir.path().join("Clusterfile").exists());
+}
+
+/// `dir` packed as the `.tar.zst` bundle archive `path`.
+fn pack_tar_zst(dir: &Path, path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut archive = tar::Builder::new(encoder);
+    archive.append_dir_all(".", dir).unwrap();
+    archive.into_inner().unwrap();
+}
+
+#[test]
+fn a_patch_without_bundle_changes_every_bundle_that_ships_its_path_and_no_other() {
+    let s = Sandbox::new();
+    // The fixture's patch of web's etc/app.yaml, without naming the bundle.
+    s.edit(
+        "Clusterfile",
+        "[[configs]]\nbundle = \"web\"\npath = \"etc/app.yaml\"",
+        "[[configs]]\npath = \"etc/app.yaml\"",
+    );
+    // A second bundle shipping the same file, and an archive that does not.
+    let api = s.path("api/etc");
+    std::fs::create_dir_all(&api).unwrap();
+    std::fs::write(
+        api.join("app.yaml"),
+        "server:\n  workers: 2\n  port: 9000\n",
+    )
+    .unwrap();
+    let docs = s.path("docs-src");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("README"), "no app.yaml here\n").unwrap();
+    pack_tar_zst(&docs, &s.path("docs.tar.zst"));
+    let text = s.read("Clusterfile");
+    s.write(
+        "Clusterfile",
+        &text.replacen(
+            "[[configs]]",
+            "[[bundles]]\nname = \"api\"\nsource = \"api\"\ndest = \"out/api\"\n\n\
+             [[bundles]]\nname = \"docs\"\nsource = \"docs.tar.zst\"\ndest = \"out/docs\"\n\n[[configs]]",
+            1,
+        ),
+    );
+    s.apply();
+    assert_eq!(s.read("out/web/etc/app.yaml"), "server:\n  workers: 4\n");
+    assert_eq!(
+        s.read("out/api/etc/app.yaml"),
+        "server:\n  workers: 4\n  port: 9000\n"
+    );
+    assert_eq!(s.read("out/docs/README"), "no app.yaml here\n");
+    assert!(
+        !s.path("out/docs/etc/app.yaml").exists(),
+        "the archive that does not ship the file got it"
+    );
+}
+
+#[test]
+fn a_patch_that_matches_a_bundle_by_name_changes_only_it() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "[[configs]]\nbundle = \"web\"",
+        "[[configs]]\nmatch = \"web\"",
+    );
+    s.apply();
+    assert_eq!(s.read("out/web/etc/app.yaml"), "server:\n  workers: 4\n");
+    s.edit("Clusterfile", "match = \"web\"", "match = \"wbe\"");
+    let out = s.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", s.transcript(&out));
+    assert!(
+        stderr(&out).contains("no bundle is named `wbe` or has that image"),
+        "{}",
+        s.transcript(&out)
+    );
+    assert!(
+        stderr(&out).contains("did you mean `web`?"),
+        "{}",
+        s.transcript(&out)
+    );
 }
