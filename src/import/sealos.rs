@@ -72,7 +72,7 @@ pub fn import(file: &str, text: &str) -> Result<Imported, ImportError> {
                     format!("read as {SEALOS_API}; check the result"),
                 );
             }
-            clusters.push(document);
+            clusters.push(importer.cluster(document));
         } else if kind == "Config" && api.starts_with("apps.sealos.io/") {
             configs.push(importer.config(&place, document));
         } else if KUBEADM_GROUPS.iter().any(|group| api.starts_with(group)) {
@@ -90,7 +90,7 @@ pub fn import(file: &str, text: &str) -> Result<Imported, ImportError> {
                 file: file.to_string(),
             });
         }
-        1 => importer.cluster(clusters.remove(0)),
+        1 => clusters.remove(0),
         count => {
             return Err(ImportError::ManyClusters {
                 file: file.to_string(),

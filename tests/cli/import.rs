@@ -153,7 +153,7 @@ fn no_clear_secret_reaches_the_output_and_each_has_its_variable() {
 }
 
 #[test]
-fn every_field_left_out_is_a_warning_naming_it() {
+fn every_field_left_out_is_a_warning_naming_it_in_file_order() {
     let dir = folder_with_fixture();
     let out = run(dir.path(), &["import", "sealos", "sealos.yaml"]);
     let err = stderr(&out);
@@ -165,10 +165,10 @@ fn every_field_left_out_is_a_warning_naming_it() {
     assert_eq!(
         warnings,
         [
-            "document 5 (example.com/v1 Telemetry)",
             "Cluster.metadata.annotations",
             "Cluster.spec.provider",
             "Cluster.status",
+            "document 5 (example.com/v1 Telemetry)",
         ],
         "{err}"
     );
