@@ -616,12 +616,12 @@ impl Importer {
                     Some(p) if p != port => format!("{host_part}:{p}"),
                     _ => host_part,
                 };
-                let identity = format!("{}:{}", address.host, address.port.unwrap_or(port));
-                if seen.contains(&identity) {
+                let endpoint = format!("{}:{}", address.host, address.port.unwrap_or(port));
+                if seen.contains(&endpoint) {
                     self.warn(field, format!("`{ip}` is listed twice; kept once"));
                     continue;
                 }
-                seen.push(identity);
+                seen.push(endpoint);
                 let mut host = Table::new();
                 host["address"] = toml_edit::value(written);
                 let mut roles = Array::new();
