@@ -12,7 +12,8 @@
 //! strict host keys; a host added with `cairn add` and one taken out with
 //! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`); a
 //! saved plan with `--var` applied from another folder, and captured values
-//! read back with `cairn output` (`outputs`).
+//! read back with `cairn output` (`outputs`); a sealos Clusterfile
+//! imported and applied over password logins (`import`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
 //! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
@@ -32,6 +33,7 @@ mod converge;
 mod drift;
 mod faults;
 mod harness_reach;
+mod import;
 mod lifecycle;
 mod operators;
 mod outputs;
