@@ -136,7 +136,9 @@ pub fn prepare(
     // Patches of plain files are the same for every host: apply them once.
     let template_outputs: Vec<&str> = templates.iter().map(|t| t.output_rel.as_str()).collect();
     for patch in &bundle.configs {
-        if template_outputs.contains(&patch.path.as_str()) {
+        if template_outputs.contains(&patch.path.as_str())
+            || (patch.only_if_shipped && !base.contains_key(&patch.path))
+        {
             continue;
         }
         let original = match base.get(&patch.path) {

@@ -407,9 +407,13 @@ pub enum ConfigStrategy {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// The bundle whose file is patched.
-    #[schemars(with = "String")]
-    pub bundle: Spanned<String>,
+    /// The bundle whose file is patched. Without `bundle` and `match`: every bundle that ships `path`.
+    #[schemars(with = "Option<String>")]
+    pub bundle: Option<Spanned<String>>,
+    /// Limits the patch to one bundle, as sealos' `match`: a bundle's name, or an image reference compared with the bundles' `image`.
+    #[serde(rename = "match")]
+    #[schemars(with = "Option<String>")]
+    pub match_: Option<Spanned<String>>,
     /// The file's path inside the bundle, as shipped (templates: without `.tmpl`).
     #[schemars(with = "String")]
     pub path: Spanned<String>,

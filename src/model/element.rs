@@ -77,6 +77,9 @@ pub struct ConfigPatch {
     pub path: String,
     pub strategy: PatchStrategy,
     pub data: String,
+    /// Applied only if the bundle ships the file: a patch without `bundle`
+    /// or `match` on an archive, which could not be looked into at validation.
+    pub only_if_shipped: bool,
     pub span: Range<usize>,
 }
 

@@ -20,6 +20,7 @@
 //! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
+//! - [`image_ref`]: image references compared as a registry resolves them
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 //!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
@@ -27,6 +28,7 @@ pub use crate::clusterfile::address;
 mod cluster;
 mod element;
 mod host;
+pub mod image_ref;
 pub mod interp;
 mod secret;
 pub mod selection;

@@ -13,7 +13,8 @@
 //! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`); a
 //! saved plan with `--var` applied from another folder, and captured values
 //! read back with `cairn output` (`outputs`); a bundle's hooks on their
-//! hosts, in order, and cleaned on reset (`hooks`).
+//! hosts, in order, and cleaned on reset (`hooks`); a sealos Clusterfile
+//! imported and applied over password logins (`import`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
 //! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
@@ -34,6 +35,7 @@ mod drift;
 mod faults;
 mod harness_reach;
 mod hooks;
+mod import;
 mod lifecycle;
 mod operators;
 mod outputs;

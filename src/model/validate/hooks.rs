@@ -197,6 +197,7 @@ impl Validator<'_> {
                 path: path.clone(),
                 strategy,
                 data: c.data.clone(),
+                only_if_shipped: false,
                 span: span.clone(),
             });
         }
