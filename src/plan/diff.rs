@@ -749,7 +749,9 @@ fn position_warnings(model: &Model, state: &State) -> Vec<String> {
 /// machine). Allowed only when `--replace` names it.
 fn once_moves(model: &Model, changes: &[Change], options: &DiffOptions) -> Vec<String> {
     let mut moves = Vec::new();
-    for step in model.steps.iter().filter(|s| s.once) {
+    // A once step on several hosts (a join on every node) meets hosts that
+    // come and go: only one on a single host (`master[0]`'s init) moves.
+    for step in model.steps.iter().filter(|s| s.once && s.hosts.len() <= 1) {
         let element = format!("step.{}", step.name);
         let destroyed: Vec<&str> = changes
             .iter()

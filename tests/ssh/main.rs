@@ -14,7 +14,9 @@
 //! saved plan with `--var` applied from another folder, and captured values
 //! read back with `cairn output` (`outputs`); a bundle's hooks on their
 //! hosts, in order, and cleaned on reset (`hooks`); a sealos Clusterfile
-//! imported and applied over password logins (`import`).
+//! imported and applied over password logins (`import`); plans/kubernetes.toml
+//! on 3 masters and 5 nodes, through a failed join, a Config edit, a node
+//! added and one deleted, and a reset (`kubernetes`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
 //! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
@@ -36,6 +38,7 @@ mod faults;
 mod harness_reach;
 mod hooks;
 mod import;
+mod kubernetes;
 mod lifecycle;
 mod operators;
 mod outputs;
