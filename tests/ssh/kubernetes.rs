@@ -228,12 +228,8 @@ fn assert_no_token(kube: &Kube, outputs: &[&Output]) {
     }
 }
 
-#[test]
-#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
-fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
-    let kube = Kube::start();
-    let broken = MASTERS + 2;
-
+/// A cold apply in which one node's join fails; every other task converges.
+fn cold_apply_with_a_failed_join(kube: &Kube, broken: usize) -> Output {
     // A cold apply in which node2's join fails: something sits where its
     // kubelet's config goes. Every other host converges.
     let broken_host = &kube.hosts.hosts[broken];
@@ -271,9 +267,13 @@ fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
             .is_some(),
         "calico applied on the first master"
     );
+    cold
+}
 
+/// The next apply joins the broken node alone, with a new token.
+fn the_failed_join_alone_converges(kube: &Kube, broken: usize) -> Output {
     // The next apply joins node2 alone: a new token for it, nothing else.
-    broken_host.exec("rmdir /etc/kubernetes/kubelet.conf");
+    kube.hosts.hosts[broken].exec("rmdir /etc/kubernetes/kubelet.conf");
     assert_eq!(
         kube.planned_changes(),
         [
@@ -292,7 +292,11 @@ fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
         kube.run(&["plan", "--detailed-exitcode"]).status.code(),
         Some(0)
     );
+    converge
+}
 
+/// An edited Config re-ships one file and reruns only the bundle's dependents.
+fn a_config_edit_reruns_only_the_bundle(kube: &Kube) {
     // The Config patch edited: one file shipped again on every host, and
     // only what depends on the bundle reruns; init and joins do not.
     kube.write_plan(|doc| {
@@ -323,7 +327,10 @@ fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
         .read(3, "/var/lib/cairn/k8s/rootfs/etc/kubeadm.yml")
         .unwrap();
     assert!(shipped.contains("maxPods: 130"), "{shipped}");
+}
 
+/// `cairn add` and `cairn delete`, then one apply.
+fn a_node_added_and_one_deleted_in_one_apply(kube: &Kube) -> Output {
     // One node added and another deleted in one apply.
     let spare = MASTERS + NODES;
     let add = kube.run(&[
@@ -365,13 +372,24 @@ fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
     );
     let labels = kube.read(0, "/var/lib/fake-apiserver/labels/node5");
     assert!(labels.is_some(), "the node list was relabelled");
+    scaled
+}
 
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn a_kubernetes_cluster_from_cluster_images_lives_its_life() {
+    let kube = Kube::start();
+    let broken = MASTERS + 2;
+    let cold = cold_apply_with_a_failed_join(&kube, broken);
+    let converge = the_failed_join_alone_converges(&kube, broken);
+    a_config_edit_reruns_only_the_bundle(&kube);
+    let scaled = a_node_added_and_one_deleted_in_one_apply(&kube);
     assert_no_token(&kube, &[&cold, &converge, &scaled]);
 
     // Reset: nothing of cairn's or the bundles' on any host.
     let reset = kube.run(&["reset", "--auto-approve"]);
     assert_ok(&reset);
-    for i in 0..=spare {
+    for i in 0..=MASTERS + NODES {
         assert_eq!(kube.leftovers(i), Vec::<String>::new(), "{}", name(i));
     }
 }
