@@ -133,6 +133,10 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
 
+    /// Write a cairn Clusterfile from another tool's cluster description.
+    #[command(subcommand)]
+    Import(ImportCommand),
+
     /// Force the cluster lock and host locks open, naming each holder.
     #[command(
         after_help = "Breaks the cluster lock on this machine and the lock of every host (or of the named ones): the processes a holder still runs on a host are killed, after confirmation.\n\nExamples:\n  cairn unlock                 # every host, and the cluster lock\n  cairn unlock node0 node3     # these hosts only\n  cairn unlock --auto-approve"
@@ -501,4 +505,28 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{e}: give a whole number, at least 1")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A sealos Clusterfile (Cluster, Config and kubeadm documents) as a cairn Clusterfile.
+    #[command(
+        after_help = "Passwords and key passphrases are never copied: each becomes a secret read from an\nenvironment variable (SEALOS_SSH_PASSWORD, ...), listed at the top of the result. Each image\nbecomes a bundle read from the archive `sealos save` writes. Every field not imported is\nwarned about on stderr.\n\nExamples:\n  cairn import sealos Clusterfile.yaml                  # the result on stdout\n  cairn import sealos Clusterfile.yaml -o Clusterfile\n  cairn import sealos ~/.sealos/default/Clusterfile -o Clusterfile --force"
+    )]
+    Sealos(ImportSealosArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportSealosArgs {
+    /// The sealos Clusterfile (multi-document YAML).
+    #[arg(value_name = "FILE")]
+    pub sealos_file: PathBuf,
+
+    /// Write the cairn Clusterfile here instead of to stdout.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Replace the file `-o` names if it exists.
+    #[arg(long)]
+    pub force: bool,
 }

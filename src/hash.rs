@@ -61,6 +61,10 @@ pub enum ActionSpec {
         check: Option<String>,
         undo: Option<String>,
         capture: Option<String>,
+        /// `capture_secret`; left out when false, so the keys of steps
+        /// written before it existed do not change.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        capture_secret: bool,
         timeout_ms: Option<u64>,
         retries: u32,
         once: bool,
@@ -249,6 +253,7 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
                 check: ok,
                 undo: ou,
                 capture: ocap,
+                capture_secret: osec,
                 timeout_ms: ot,
                 retries: ore,
                 once: oo,
@@ -260,6 +265,7 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
                 check: nk,
                 undo: nu,
                 capture: ncap,
+                capture_secret: nsec,
                 timeout_ms: nt,
                 retries: nre,
                 once: no,
@@ -282,6 +288,7 @@ fn explain_action(old: &ActionSpec, new: &ActionSpec, reasons: &mut Vec<String>)
                 ("timeout", ot != nt),
                 ("retries", ore != nre),
                 ("once", oo != no),
+                ("capture_secret", osec != nsec),
             ];
             for (field, changed) in others {
                 if changed {
@@ -335,6 +342,7 @@ mod tests {
                 check: None,
                 undo: None,
                 capture: None,
+                capture_secret: false,
                 timeout_ms: None,
                 retries: 0,
                 once: false,

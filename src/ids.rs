@@ -20,6 +20,8 @@ pub enum TaskKind {
     Bundle,
     File,
     Step,
+    /// A bundle's hook (`hook.<bundle>.<hook>@host`): a step its bundle brings.
+    Hook,
 }
 
 impl TaskKind {
@@ -28,6 +30,7 @@ impl TaskKind {
             TaskKind::Bundle => "bundle",
             TaskKind::File => "file",
             TaskKind::Step => "step",
+            TaskKind::Hook => "hook",
         }
     }
 
@@ -36,6 +39,7 @@ impl TaskKind {
             "bundle" => Some(TaskKind::Bundle),
             "file" => Some(TaskKind::File),
             "step" => Some(TaskKind::Step),
+            "hook" => Some(TaskKind::Hook),
             _ => None,
         }
     }
@@ -44,7 +48,9 @@ impl TaskKind {
 /// Why a text is not a task id or a task key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("`{0}` is not a task id: expected KIND.NAME@HOST, KIND one of bundle, file, step")]
+    #[error(
+        "`{0}` is not a task id: expected KIND.NAME@HOST, KIND one of bundle, file, step, hook"
+    )]
     TaskId(String),
     #[error("`{0}` is not a task key: expected 64 lowercase hex digits (a sha256)")]
     TaskKey(String),

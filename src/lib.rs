@@ -11,7 +11,8 @@
 //! is how tasks reach hosts; `report` is everything a user reads; `cmd` is
 //! one thin file per command; `cli` only defines arguments; `error` maps
 //! outcomes to exit codes; `adhoc` runs `exec` and `cp` on hosts outside any
-//! plan; `words` counts things in English. See docs/architecture.md.
+//! plan; `import` writes a Clusterfile from a sealos one; `words` counts
+//! things in English. See docs/architecture.md.
 
 pub mod adhoc;
 pub mod atomic_file;
@@ -25,6 +26,7 @@ pub mod exec;
 pub mod graph;
 pub mod hash;
 pub mod ids;
+pub mod import;
 pub mod model;
 pub mod pipeline;
 pub mod plan;

@@ -90,7 +90,9 @@ impl Loaded {
         let model =
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
                 let host_vars = raw.hosts.iter().flat_map(|h| h.vars.keys());
-                let overrides = match outer.resolve(&raw.vars, host_vars) {
+                // `--var` may set a name a bundle's bundle.toml declares, too.
+                let declared = crate::bundle::metadata::declarable_vars(&source.path, &raw);
+                let overrides = match outer.resolve(&declared, host_vars) {
                     Ok(overrides) => overrides,
                     Err(error) => {
                         refused = Some(error);

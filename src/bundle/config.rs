@@ -2,9 +2,10 @@
 //!
 //! `override` replaces the file, `insert` puts the data before it, `append`
 //! after it, and `merge` deep-merges structured data by the file's format:
-//! YAML (multi-document: each patch document merges into the document of the
-//! same `apiVersion` and `kind`, else the one at the same position, else it
-//! is appended), JSON and TOML. In a merge, tables merge key by key and the
+//! YAML (multi-document: a patch document with a `kind` merges into the
+//! document of that `kind` and, where the patch gives them, `apiVersion` and
+//! `metadata.name`, else it is appended; one without a `kind` merges into the
+//! document at its own position, else it is appended), JSON and TOML. In a merge, tables merge key by key and the
 //! patch wins for everything else (lists included), as in sealos and kustomize.
 
 use crate::model::{ConfigFormat, PatchStrategy};
@@ -60,25 +61,48 @@ fn yaml_docs(text: &str, what: &str) -> Result<Vec<serde_yaml_ng::Value>, String
     Ok(docs)
 }
 
-fn yaml_identity(doc: &serde_yaml_ng::Value) -> Option<(String, String)> {
-    let api = doc
-        .get("apiVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    let kind = doc.get("kind").and_then(|v| v.as_str())?.to_string();
-    Some((api, kind))
+/// What names a YAML document: its `apiVersion`, `kind` and
+/// `metadata.name`, each when present.
+#[derive(Debug, Default)]
+struct YamlIdentity<'a> {
+    api_version: Option<&'a str>,
+    kind: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+fn yaml_identity(doc: &serde_yaml_ng::Value) -> YamlIdentity<'_> {
+    YamlIdentity {
+        api_version: doc.get("apiVersion").and_then(|v| v.as_str()),
+        kind: doc.get("kind").and_then(|v| v.as_str()),
+        name: doc
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str()),
+    }
+}
+
+/// Whether a patch document with a `kind` is meant for `doc`: the same
+/// kind, and the same `apiVersion` and `metadata.name` where the patch
+/// gives them (two `ConfigMap`s of one file are told apart by name; a patch
+/// that leaves out `apiVersion` fits any version of its kind).
+fn patch_targets(patch: &YamlIdentity, doc: &YamlIdentity) -> bool {
+    patch.kind == doc.kind
+        && patch
+            .api_version
+            .is_none_or(|api| doc.api_version == Some(api))
+        && patch.name.is_none_or(|name| doc.name == Some(name))
 }
 
 fn merge_yaml(text: &str, data: &str) -> Result<Vec<u8>, String> {
     let mut docs = yaml_docs(text, "the file")?;
     let patches = yaml_docs(data, "the patch")?;
     for (position, patch) in patches.into_iter().enumerate() {
-        let target = match yaml_identity(&patch) {
-            Some(id) => docs
-                .iter()
-                .position(|d| yaml_identity(d).as_ref() == Some(&id)),
-            None => (position < docs.len()).then_some(position),
+        let identity = yaml_identity(&patch);
+        let target = if identity.kind.is_some() {
+            docs.iter()
+                .position(|d| patch_targets(&identity, &yaml_identity(d)))
+        } else {
+            (position < docs.len()).then_some(position)
         };
         match target {
             Some(i) => merge_yaml_value(&mut docs[i], patch),
@@ -194,6 +218,97 @@ mod tests {
         assert_eq!(docs[0]["spec"]["y"].as_i64(), Some(2));
         assert_eq!(docs[1]["z"].as_i64(), Some(4));
         assert_eq!(docs[2]["kind"].as_str(), Some("C"));
+    }
+
+    #[test]
+    fn yaml_documents_without_kind_merge_by_position_and_extra_ones_are_appended() {
+        let out = merged(
+            "a.yaml",
+            "a: 1\n---\nb: 1\n",
+            "a: 2\n---\nc: 3\n---\nd: 4\n",
+        );
+        let docs = yaml_docs(&out, "out").unwrap();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0]["a"].as_i64(), Some(2));
+        assert_eq!(docs[1]["b"].as_i64(), Some(1));
+        assert_eq!(docs[1]["c"].as_i64(), Some(3));
+        assert_eq!(docs[2]["d"].as_i64(), Some(4));
+    }
+
+    #[test]
+    fn yaml_patch_kind_not_in_the_file_is_appended_and_empty_file_takes_the_patch() {
+        let out = merged(
+            "k.yaml",
+            "apiVersion: v1\nkind: A\nx: 1\n",
+            "apiVersion: v2\nkind: A\ny: 2\n",
+        );
+        let docs = yaml_docs(&out, "out").unwrap();
+        assert_eq!(
+            docs.len(),
+            2,
+            "another apiVersion is another document: {out}"
+        );
+        assert_eq!(docs[1]["y"].as_i64(), Some(2));
+
+        let out = merged("k.yaml", "", "kind: A\ny: 2\n");
+        let docs = yaml_docs(&out, "out").unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["y"].as_i64(), Some(2));
+    }
+
+    #[test]
+    fn yaml_patch_without_api_version_fits_its_kind_and_a_name_picks_the_document() {
+        let kubeadm = "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: 100.64.0.0/10\n  serviceSubnet: 10.96.0.0/22\n";
+        let out = merged(
+            "kubeadm.yml",
+            kubeadm,
+            "kind: ClusterConfiguration\nnetworking:\n  podSubnet: 10.244.0.0/16\n",
+        );
+        let docs = yaml_docs(&out, "out").unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            docs[0]["networking"]["podSubnet"].as_str(),
+            Some("10.244.0.0/16")
+        );
+        assert_eq!(
+            docs[0]["networking"]["serviceSubnet"].as_str(),
+            Some("10.96.0.0/22")
+        );
+
+        let maps = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  k: b\n";
+        let out = merged(
+            "m.yaml",
+            maps,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  k: patched\n",
+        );
+        let docs = yaml_docs(&out, "out").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["data"]["k"].as_str(), Some("a"));
+        assert_eq!(docs[1]["data"]["k"].as_str(), Some("patched"));
+    }
+
+    #[test]
+    fn json_and_toml_merge_deeply_and_replace_lists() {
+        let out = merged(
+            "a.json",
+            r#"{"a": {"b": {"c": 1, "d": [1, 2]}}, "k": 1}"#,
+            r#"{"a": {"b": {"d": [3], "e": null}}}"#,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["a"]["b"]["c"], 1);
+        assert_eq!(v["a"]["b"]["d"], serde_json::json!([3]));
+        assert!(v["a"]["b"]["e"].is_null());
+        assert_eq!(v["k"], 1);
+        let out = merged(
+            "a.toml",
+            "[a.b]\nc = 1\nd = [1, 2]\n[k]\nx = 1\n",
+            "[a.b]\nd = [3]\n[a.new]\ny = 2\n",
+        );
+        let t: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(t["a"]["b"]["c"].as_integer(), Some(1));
+        assert_eq!(t["a"]["b"]["d"].as_array().unwrap().len(), 1);
+        assert_eq!(t["a"]["new"]["y"].as_integer(), Some(2));
+        assert_eq!(t["k"]["x"].as_integer(), Some(1));
     }
 
     #[test]

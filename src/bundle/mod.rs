@@ -6,14 +6,17 @@
 //! templates are rendered per host (`template`). What a host gets is a set
 //! of [`ShipFile`]s (`ship_file`), which a transport ships, packed into one
 //! tar stream per file set, shared by every host that needs it, when it ships
-//! over a byte stream (`stream`). An image source (a sealos cluster image
-//! saved as an OCI or docker archive, or an OCI layout folder) is unpacked
-//! once per manifest digest, its labels written as `bundle.toml` (`image`);
-//! `pack` writes a folder as a reproducible `.tar.zst`.
+//! over a byte stream (`stream`). A bundle may describe itself in a
+//! `bundle.toml` (`metadata`: kind, default vars, hooks, default configs).
+//! An image source (a sealos cluster image saved as an OCI or docker
+//! archive, or an OCI layout folder) is unpacked once per manifest digest,
+//! its labels written as `bundle.toml` (`image`); `pack` writes a folder
+//! as a reproducible `.tar.zst`.
 
 pub mod config;
 pub mod image;
 pub mod manifest;
+pub mod metadata;
 pub mod pack;
 mod prepare;
 mod ship_file;

@@ -1,8 +1,9 @@
 //! Preparing a bundle: scanned, unpacked and patched once, rendered per host.
 //!
 //! [`prepare`] runs once per bundle: it unpacks an archive or an image into the cache,
-//! scans the files (see `manifest`), sets templates apart, and applies config
-//! patches to plain files. What is left per host is small: rendering the
+//! scans the files (see `manifest`), leaves out `bundle.toml` (metadata,
+//! never shipped), sets templates apart, and applies config patches to plain
+//! files: the bundle's own defaults first, then the Clusterfile's. What is left per host is small: rendering the
 //! templates with that host's variables ([`PreparedBundle::render_for`]) and
 //! patching those. A host's content is then the shared base plus its
 //! rendered files; a task key names it by the base's Merkle root and the
@@ -107,6 +108,10 @@ pub fn prepare(
     let mut templates = Vec::new();
     let mut base = BTreeMap::new();
     for (rel, entry) in scanned.files {
+        // The bundle's metadata is for cairn, never shipped.
+        if rel == super::metadata::FILE_NAME {
+            continue;
+        }
         if globs.is_match(&rel) {
             let text =
                 std::fs::read_to_string(root.join(&rel)).map_err(|e| BundleError::Template {
@@ -135,7 +140,9 @@ pub fn prepare(
     // Patches of plain files are the same for every host: apply them once.
     let template_outputs: Vec<&str> = templates.iter().map(|t| t.output_rel.as_str()).collect();
     for patch in &bundle.configs {
-        if template_outputs.contains(&patch.path.as_str()) {
+        if template_outputs.contains(&patch.path.as_str())
+            || (patch.only_if_shipped && !base.contains_key(&patch.path))
+        {
             continue;
         }
         let original = match base.get(&patch.path) {

@@ -306,6 +306,54 @@ pub struct RawBundle {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub after: Vec<Spanned<String>>,
+    /// Overrides of the hooks its `bundle.toml` names (`check`, `init`, `clean`, `init-NAME`, `clean-NAME`):
+    /// a command replaces one, `false` disables it, a new name adds one. Run in `<dest>/scripts`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawHook>")]
+    pub hooks: BTreeMap<String, Spanned<RawHook>>,
+    /// The command run after install (sealos CMD), replacing `bundle.toml`'s `cmd`; `false` disables it.
+    #[schemars(with = "Option<RawHook>")]
+    pub cmd: Option<Spanned<RawHook>>,
+    /// The image reference this bundle stands for (e.g. `docker.io/labring/kubernetes:v1.27.7`); shown, and matched by config patches.
+    #[schemars(with = "Option<String>")]
+    pub image: Option<Spanned<String>>,
+}
+
+/// A hook override: a shell command, or `false` to disable the hook.
+///
+/// Deserialized by hand, like [`RawSelectors`], so the span is kept.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(untagged)]
+pub enum RawHook {
+    /// The shell command (`${}` reads the Clusterfile's variables).
+    Command(String),
+    /// `false`: the hook does not run.
+    Disabled(bool),
+}
+
+impl<'de> Deserialize<'de> for RawHook {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HookVisitor;
+        impl serde::de::Visitor<'_> for HookVisitor {
+            type Value = RawHook;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a shell command, or false to disable the hook")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHook, E> {
+                Ok(RawHook::Command(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawHook, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` is not a hook: write a shell command, or `false` to disable it",
+                    ))
+                } else {
+                    Ok(RawHook::Disabled(false))
+                }
+            }
+        }
+        deserializer.deserialize_any(HookVisitor)
+    }
 }
 
 /// A single file, copied or rendered per host.
@@ -359,9 +407,13 @@ pub enum ConfigStrategy {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// The bundle whose file is patched.
-    #[schemars(with = "String")]
-    pub bundle: Spanned<String>,
+    /// The bundle whose file is patched. Without `bundle` and `match`: every bundle that ships `path`.
+    #[schemars(with = "Option<String>")]
+    pub bundle: Option<Spanned<String>>,
+    /// Limits the patch to one bundle, as sealos' `match`: a bundle's name, or an image reference compared with the bundles' `image`.
+    #[serde(rename = "match")]
+    #[schemars(with = "Option<String>")]
+    pub match_: Option<Spanned<String>>,
     /// The file's path inside the bundle, as shipped (templates: without `.tmpl`).
     #[schemars(with = "String")]
     pub path: Spanned<String>,
@@ -396,6 +448,11 @@ pub struct RawStep {
     /// Store the command's stdout (trimmed) as `${NAME}` for later steps.
     #[schemars(with = "Option<String>")]
     pub capture: Option<Spanned<String>>,
+    /// The captured value is a secret (a join token): masked in output, run logs and state, never
+    /// written to a receipt, and captured again when a later apply needs it (needs `capture`).
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub capture_secret: Option<Spanned<bool>>,
     /// Read-only probe: exit 0 means converged. Run on every refresh.
     #[schemars(with = "Option<String>")]
     pub check: Option<Spanned<String>>,

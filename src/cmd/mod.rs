@@ -16,6 +16,7 @@ mod drift;
 mod edited;
 mod exec;
 mod graph;
+mod import;
 mod man;
 mod output;
 mod plan;
@@ -63,6 +64,7 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
         Command::Exec(args) => exec::run(file, args, out),
         Command::Cp(args) => cp::run(file, args, out),
         Command::Unlock(args) => unlock::run(file, args, out),
+        Command::Import(sub) => import::run(sub, out),
         Command::Completions { .. } | Command::Man { .. } if cli.json => Err(CairnError::usage(
             "--json does not apply here: completion scripts and manual pages have one form",
             "leave out --json",

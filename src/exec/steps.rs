@@ -57,11 +57,16 @@ pub(super) async fn run_step(
         log.push_str(&String::from_utf8_lossy(&out.stderr));
         log.push('\n');
         if out.success() {
-            ctx.log(&task.id, &log);
             let captured = step
                 .capture
                 .as_ref()
                 .map(|_| String::from_utf8_lossy(&out.stdout).trim_end().to_string());
+            // A secret capture is masked from here on: in this log, in the
+            // state, in the scripts of the steps that read it.
+            if let (Some(value), true) = (&captured, step.capture_secret) {
+                ctx.scrubber.add(value);
+            }
+            ctx.log(&task.id, &log);
             if let (Some(value), Some(base)) = (&captured, ctx.receipt) {
                 let mut info = base.info.clone();
                 // A value holding a secret stays off the host's receipts too.
@@ -129,7 +134,10 @@ pub(super) fn undo_values(
             {
                 values.insert(name.to_string(), text.into_owned());
             }
-        } else if let Some(v) = upstream_values.get(name) {
+        } else if let Some(v) = upstream_values.get(name)
+            && !model.is_secret_capture(name)
+        {
+            // A secret capture is not recorded: its undo reads it as empty.
             values.insert(name.to_string(), v.clone());
         }
     }

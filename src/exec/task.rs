@@ -165,6 +165,9 @@ fn adopted(
         .receipts
         .get(&task.id)
         .and_then(|r| r.captured.clone());
+    if let (Some(value), true) = (&captured, s.capture_secret) {
+        run.scrubber.add(value);
+    }
     let detail = RecordDetail::Step {
         captured,
         captured_masked: false,

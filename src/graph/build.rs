@@ -4,8 +4,9 @@
 //! rayon), then makes a task for each (element, host) pair: a bundle synced,
 //! a file shipped, or a step run, with its key inputs. Edges follow `after`:
 //! `x` waits for x on the same host where x runs there, else on all its
-//! hosts; `x@*` on all; `x@HOST` on that one. A patch bundle also waits for
-//! the rootfs bundles it overlays. Every problem found is collected, and
+//! hosts; `x@*` on all; `x@HOST` on that one; waiting for a bundle also
+//! waits for its hooks (a bundle is ready once they ran). A patch bundle
+//! also waits for the rootfs bundles it overlays, and their hooks for it. Every problem found is collected, and
 //! only a graph without any is sealed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -21,7 +22,7 @@ use crate::bundle::{self, FileData, PreparedBundle, ShipFile};
 use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs, secret_fingerprint};
 use crate::model::interp::Interp;
 use crate::model::{
-    BundleKind, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
+    BundleKind, Dep, DepScope, ElementRef, FileSource, HostId, Model, TransportKind, VarValue,
 };
 
 /// What compiling needs besides the model.
@@ -361,16 +362,26 @@ impl Builder<'_> {
         let model = self.model;
         for (i, s) in model.steps.iter().enumerate() {
             let strings: Vec<&Interp> = s.strings().collect();
+            // A hook's key names its command; the lines exporting its
+            // variables are known from their names, which are in `vars`.
+            let (run, undo) = match &s.hook {
+                Some(hook) => (hook.command.clone(), hook.undo_command.clone()),
+                None => (
+                    s.run.source.clone(),
+                    s.undo.as_ref().map(|c| c.source.clone()),
+                ),
+            };
             for &host in &s.hosts {
                 let inputs = KeyInputs {
                     format: KEY_FORMAT,
                     action: ActionSpec::Step {
                         name: s.name.clone(),
-                        run: s.run.source.clone(),
+                        run: run.clone(),
                         cwd: s.cwd.as_ref().map(|c| c.source.clone()),
                         check: s.check.as_ref().map(|c| c.source.clone()),
-                        undo: s.undo.as_ref().map(|c| c.source.clone()),
+                        undo: undo.clone(),
                         capture: s.capture.clone(),
+                        capture_secret: s.capture_secret,
                         timeout_ms: s
                             .timeout
                             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
@@ -400,7 +411,7 @@ impl Builder<'_> {
         // is reported once, not once per host.
         let mut reported: HashSet<usize> = HashSet::new();
         for (&(element, host), &node) in &self.nodes {
-            for dep in model.element_after(element) {
+            for dep in waits_of(model, element) {
                 let target_hosts = model.element_hosts(dep.element);
                 let hosts: Vec<HostId> = match dep.scope {
                     DepScope::SameHostElseAll if target_hosts.contains(&host) => vec![host],
@@ -425,7 +436,9 @@ impl Builder<'_> {
                         edges.push((upstream, node));
                     }
                 }
+                self.ready_edges(element, host, node, dep, &mut edges);
             }
+            self.overlay_edges(element, host, node, &mut edges);
             if let ElementRef::Bundle(i) = element
                 && model.bundles[i].kind == BundleKind::Patch
             {
@@ -449,6 +462,104 @@ impl Builder<'_> {
         edges.dedup();
         for (a, b) in edges {
             self.graph.add_edge(a, b, ());
+        }
+    }
+}
+
+/// What `element`'s tasks wait for: its `after` entries, where an entry
+/// naming an element with no task (a step on `master[1:]` with one master)
+/// stands for what that element waits for, so order still runs through it.
+fn waits_of(model: &Model, element: ElementRef) -> Vec<&Dep> {
+    let mut waits = Vec::new();
+    let mut seen = HashSet::new();
+    let mut pending: Vec<&Dep> = model.element_after(element).iter().rev().collect();
+    while let Some(dep) = pending.pop() {
+        if model.element_hosts(dep.element).is_empty() {
+            if seen.insert(dep.element) {
+                pending.extend(model.element_after(dep.element).iter().rev());
+            }
+        } else {
+            waits.push(dep);
+        }
+    }
+    waits
+}
+
+impl Builder<'_> {
+    /// A bundle is ready once its hooks ran: what waits for bundle `x`
+    /// waits for each of x's hooks too, by the same rule applied to the
+    /// hook's own hosts (the same host where it runs there, else all its
+    /// hosts, so `init-registry` on the registry host; `x@*` all; `x@HOST`
+    /// that host, where it runs there). A bundle's own hooks are left out:
+    /// they are what makes it ready.
+    fn ready_edges(
+        &self,
+        element: ElementRef,
+        host: HostId,
+        node: NodeIndex,
+        dep: &crate::model::Dep,
+        edges: &mut Vec<(NodeIndex, NodeIndex)>,
+    ) {
+        let model = self.model;
+        let ElementRef::Bundle(b) = dep.element else {
+            return;
+        };
+        if let ElementRef::Step(s) = element
+            && model.steps[s].hook.as_ref().is_some_and(|h| h.bundle == b)
+        {
+            return;
+        }
+        for &hook in &model.bundles[b].hooks {
+            let hook_hosts = &model.steps[hook].hosts;
+            let hosts: Vec<HostId> = match dep.scope {
+                DepScope::SameHostElseAll if hook_hosts.contains(&host) => vec![host],
+                DepScope::SameHostElseAll | DepScope::AllHosts => hook_hosts.clone(),
+                DepScope::Host(h) if hook_hosts.contains(&h) => vec![h],
+                DepScope::Host(_) => Vec::new(),
+            };
+            for h in hosts {
+                if let Some(&upstream) = self.nodes.get(&(ElementRef::Step(hook), h)) {
+                    edges.push((upstream, node));
+                }
+            }
+        }
+    }
+
+    /// A hook of a rootfs bundle runs once the patch bundles overlaying it
+    /// (same host, same dest) landed too: sealos runs an image's scripts
+    /// on the merged rootfs.
+    fn overlay_edges(
+        &self,
+        element: ElementRef,
+        host: HostId,
+        node: NodeIndex,
+        edges: &mut Vec<(NodeIndex, NodeIndex)>,
+    ) {
+        let model = self.model;
+        let ElementRef::Step(s) = element else {
+            return;
+        };
+        let Some(hook) = &model.steps[s].hook else {
+            return;
+        };
+        if model.bundles[hook.bundle].kind == BundleKind::Patch {
+            return;
+        }
+        let Some(&own) = self.nodes.get(&(ElementRef::Bundle(hook.bundle), host)) else {
+            return;
+        };
+        let Work::Bundle { dest, .. } = &self.graph[own].work else {
+            return;
+        };
+        for (j, other) in model.bundles.iter().enumerate() {
+            if other.kind != BundleKind::Patch {
+                continue;
+            }
+            if let Some(&patch) = self.nodes.get(&(ElementRef::Bundle(j), host))
+                && matches!(&self.graph[patch].work, Work::Bundle { dest: d, .. } if d == dest)
+            {
+                edges.push((patch, node));
+            }
         }
     }
 }

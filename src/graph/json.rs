@@ -49,6 +49,7 @@ impl TaskGraph {
                     kind: match task.work {
                         Work::Bundle { .. } => "bundle",
                         Work::File { .. } => "file",
+                        Work::Step { step } if model.steps[step].hook.is_some() => "hook",
                         Work::Step { .. } => "step",
                     },
                     once: task.once,

@@ -13,11 +13,13 @@ use crate::hash::KeyInputs;
 use crate::ids::{TaskId, TaskKind};
 use crate::model::{ElementRef, HostId, Model};
 
-/// The id of `element`'s task on `host`: `step.init@master0`.
+/// The id of `element`'s task on `host`: `step.init@master0`, and for a
+/// bundle's hook `hook.kubernetes.init@master0`.
 pub fn task_id(model: &Model, element: ElementRef, host: HostId) -> TaskId {
     let kind = match element {
         ElementRef::Bundle(_) => TaskKind::Bundle,
         ElementRef::File(_) => TaskKind::File,
+        ElementRef::Step(i) if model.steps[i].hook.is_some() => TaskKind::Hook,
         ElementRef::Step(_) => TaskKind::Step,
     };
     TaskId::new(kind, model.element_name(element), &model.host(host).name)

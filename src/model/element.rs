@@ -1,5 +1,6 @@
 //! The elements of a Clusterfile: bundles (with their config patches),
-//! files and steps, as validation leaves them.
+//! files and steps, as validation leaves them; a bundle's hooks are steps
+//! marked with the [`Hook`] they stand for.
 //!
 //! Each element knows the hosts it runs on (selectors already resolved) and
 //! what it waits for ([`Dep`]s, already pointing at real elements). Strings
@@ -76,6 +77,9 @@ pub struct ConfigPatch {
     pub path: String,
     pub strategy: PatchStrategy,
     pub data: String,
+    /// Applied only if the bundle ships the file: a patch without `bundle`
+    /// or `match` on an archive, which could not be looked into at validation.
+    pub only_if_shipped: bool,
     pub span: Range<usize>,
 }
 
@@ -132,6 +136,28 @@ pub struct Bundle {
     pub configs: Vec<ConfigPatch>,
     pub after: Vec<Dep>,
     pub span: Range<usize>,
+    /// The image reference it stands for (`image`), as written.
+    pub image: Option<String>,
+    /// Its hooks (from `bundle.toml` and the Clusterfile's `hooks` and
+    /// `cmd`), as indexes into `Model::steps`, in the order they run.
+    pub hooks: Vec<usize>,
+}
+
+/// What makes a step a bundle's hook (see `validate::hooks`): the task is
+/// `hook.<bundle>.<name>@host`, runs in `<dest>/scripts`, and exports
+/// `env` (the names the bundle's `bundle.toml` declares) to its command.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub bundle: usize,
+    /// `check`, `init`, `init-cri`, ..., or `cmd`.
+    pub name: String,
+    /// Names exported to it (and to its undo), in order.
+    pub env: Vec<String>,
+    /// Its command as `${}` source, without the lines that export `env`:
+    /// what its key and the plan name as its `run`.
+    pub command: String,
+    /// The undo's command likewise (`clean` for `init`, `clean-NAME` for `init-NAME`).
+    pub undo_command: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +190,9 @@ pub struct Step {
     pub check: Option<Interp>,
     pub undo: Option<Interp>,
     pub capture: Option<String>,
+    /// The captured value is a secret: masked everywhere, never stored, captured
+    /// again when a task that reads it runs in a later apply.
+    pub capture_secret: bool,
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub once: bool,
@@ -171,6 +200,8 @@ pub struct Step {
     pub serial: Option<usize>,
     pub after: Vec<Dep>,
     pub span: Range<usize>,
+    /// Set when the step is a bundle's hook, made by validation rather than written in `[[steps]]`.
+    pub hook: Option<Hook>,
 }
 
 impl Step {

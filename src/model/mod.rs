@@ -20,6 +20,7 @@
 //! - [`validate`]: raw Clusterfile → `Model`; [`closest`], its "did you mean"
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
+//! - [`image_ref`]: image references compared as a registry resolves them
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 //!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
@@ -27,6 +28,7 @@ pub use crate::clusterfile::address;
 mod cluster;
 mod element;
 mod host;
+pub mod image_ref;
 pub mod interp;
 mod secret;
 pub mod selection;
@@ -38,7 +40,7 @@ mod vars;
 pub use crate::clusterfile::raw::{BundleKind, ConfigStrategy, HostKeyPolicy, TransportKind};
 pub use cluster::Model;
 pub use element::{
-    Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec,
+    Bundle, ConfigFormat, ConfigPatch, Dep, DepScope, ElementRef, FileSource, FileSpec, Hook,
     PatchStrategy, SourceKind, Step,
 };
 pub use host::{Host, HostId, LoginSecret, SshAlias, SshSettings};

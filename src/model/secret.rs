@@ -7,6 +7,8 @@
 //! still contain a secret (a script that echoes it), so output and logs
 //! pass through a [`Scrubber`] built from [`Model::secret_values`].
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use super::{Model, VarValue};
 
 /// A secret value. Its `Debug` and `Display` never show it; only
@@ -82,21 +84,46 @@ pub fn load_secret(
 }
 
 /// Replaces secret values with `***` in anything shown or logged.
-#[derive(Debug, Clone, Default)]
+///
+/// Clones share one list: a secret learnt during a run (a value captured
+/// with `capture_secret`) is masked from then on by every part of the run.
+#[derive(Clone, Default)]
 pub struct Scrubber {
-    secrets: Vec<String>,
+    secrets: Arc<RwLock<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.secrets.read().map_or(0, |s| s.len());
+        write!(f, "Scrubber({count} secrets)")
+    }
 }
 
 impl Scrubber {
     pub fn new(mut secrets: Vec<String>) -> Scrubber {
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Scrubber { secrets }
+        Scrubber {
+            secrets: Arc::new(RwLock::new(secrets)),
+        }
+    }
+
+    /// Masks `secret` too from now on (an empty value masks nothing).
+    pub fn add(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut secrets = self.secrets.write().unwrap_or_else(PoisonError::into_inner);
+        if !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
     }
 
     pub fn scrub(&self, text: &str) -> String {
+        let secrets = self.secrets.read().unwrap_or_else(PoisonError::into_inner);
         let mut out = text.to_string();
-        for s in &self.secrets {
+        for s in secrets.iter() {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), "***");
             }
@@ -150,6 +177,8 @@ mod tests {
         let secret = Secret::new("hunter2".into());
         assert_eq!(format!("{secret:?}"), "Secret(***)");
         assert_eq!(secret.expose(), "hunter2");
+        let scrubber = Scrubber::new(vec!["hunter2".into()]);
+        assert_eq!(format!("{scrubber:?}"), "Scrubber(1 secrets)");
     }
 
     #[test]
@@ -161,5 +190,18 @@ mod tests {
     #[test]
     fn without_secrets_text_is_unchanged() {
         assert_eq!(Scrubber::default().scrub("a b"), "a b");
+    }
+
+    #[test]
+    fn a_secret_learnt_later_is_masked_by_every_clone() {
+        let scrubber = Scrubber::new(vec!["abc".into()]);
+        let clone = scrubber.clone();
+        scrubber.add("kubeadm join --token abcdef.0123456789abcdef");
+        scrubber.add("");
+        assert_eq!(
+            clone.scrub("run: kubeadm join --token abcdef.0123456789abcdef; abc"),
+            "run: ***; ***"
+        );
+        assert_eq!(clone.scrub("nothing here"), "nothing here");
     }
 }

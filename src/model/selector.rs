@@ -3,7 +3,9 @@
 //! is.
 //!
 //! The language is the Clusterfile's: a role (`worker`), `role[i]` (the
-//! i-th host with that role, in file order), a host's name or its address;
+//! i-th host with that role, in file order), `role[i:]` and `role[i:j]`
+//! (a range of them, as Python slices: `master[1:]` is every master but
+//! the first, and may be empty), a host's name or its address;
 //! several selectors add up, in file order, without repeats. On the command
 //! line a selector may also be a glob (`'web*'`, `'node?'`) of names,
 //! addresses and roles, as `--limit` takes. A selector that matches no host
@@ -145,9 +147,53 @@ pub(crate) fn positional(selector: &str) -> Option<(&str, &str)> {
         .map(|(role, index)| (role.trim(), index.trim()))
 }
 
-/// One selector among `hosts`: `role`, `role[i]`, or a host's name or
-/// address. Validation resolves a step's `on` with it too.
+/// A range selector's role and bounds (`master[1:]`, `node[0:2]`).
+fn range(selector: &str) -> Option<(&str, &str, &str)> {
+    let (role, index) = positional(selector)?;
+    let (from, to) = index.split_once(':')?;
+    Some((role, from.trim(), to.trim()))
+}
+
+/// The hosts of a range selector: with `role`, from `from` up to (not
+/// including) `to`, or to the end. It may select none: `master[1:]` on a
+/// cluster of one master is the other masters, of which there are none.
+fn resolve_range(
+    hosts: &[Host],
+    selector: &str,
+    (role, from, to): (&str, &str, &str),
+) -> Result<Vec<HostId>, SelectorError> {
+    let bound = |text: &str, default: usize| -> Result<usize, SelectorError> {
+        if text.is_empty() {
+            return Ok(default);
+        }
+        text.parse::<usize>().map_err(|_| SelectorError::BadIndex {
+            selector: selector.to_string(),
+        })
+    };
+    let with_role: Vec<HostId> = hosts
+        .iter()
+        .filter(|h| h.roles.iter().any(|r| r == role))
+        .map(|h| h.id)
+        .collect();
+    if with_role.is_empty() {
+        return Err(SelectorError::Unknown {
+            selector: role.to_string(),
+        });
+    }
+    let from = bound(from, 0)?;
+    let to = bound(to, with_role.len())?.min(with_role.len());
+    Ok(with_role
+        .get(from..to.max(from))
+        .map(<[HostId]>::to_vec)
+        .unwrap_or_default())
+}
+
+/// One selector among `hosts`: `role`, `role[i]`, `role[i:j]`, or a host's
+/// name or address. Validation resolves a step's `on` with it too.
 pub(crate) fn resolve(hosts: &[Host], selector: &str) -> Result<Vec<HostId>, SelectorError> {
+    if let Some(bounds) = range(selector) {
+        return resolve_range(hosts, selector, bounds);
+    }
     let (role, index) = match positional(selector) {
         Some((role, index)) => {
             let index = index
@@ -224,6 +270,28 @@ mod tests {
     }
 
     #[test]
+    fn a_range_selects_hosts_of_a_role_by_position_and_may_select_none() {
+        let model = cluster();
+        let range = |s: &str| -> Vec<String> {
+            resolve(&model.hosts, s)
+                .unwrap()
+                .iter()
+                .map(|id| model.host(*id).name.clone())
+                .collect()
+        };
+        assert_eq!(range("worker[1:]"), ["worker1"]);
+        assert_eq!(range("worker[:1]"), ["worker0"]);
+        assert_eq!(range("worker[0:2]"), ["worker0", "worker1"]);
+        assert_eq!(range("worker[0:9]"), ["worker0", "worker1"]);
+        assert!(range("master[1:]").is_empty(), "the other masters: none");
+        assert!(range("worker[2:1]").is_empty());
+        assert!(matches!(
+            resolve(&model.hosts, "db[1:]"),
+            Err(SelectorError::Unknown { .. })
+        ));
+    }
+
+    #[test]
     fn a_selector_matching_nothing_is_an_error_listing_what_there_is() {
         let model = cluster();
         let error = names(&["worker", "db"]).unwrap_err();
@@ -241,6 +309,10 @@ mod tests {
         );
         assert!(matches!(
             names(&["worker[x]"]),
+            Err(SelectorError::BadIndex { .. })
+        ));
+        assert!(matches!(
+            names(&["worker[x:]"]),
             Err(SelectorError::BadIndex { .. })
         ));
         assert_eq!(names(&[]), Err(SelectorError::Empty));

@@ -195,6 +195,13 @@ impl Model {
     /// Where host `host` gets the captured value `name` from: the capturing
     /// step on the same host if it runs there, else on its only host
     /// (validation guarantees one of the two).
+    /// Whether `${name}` is a value captured with `capture_secret`.
+    pub fn is_secret_capture(&self, name: &str) -> bool {
+        self.captures
+            .get(name)
+            .is_some_and(|&step| self.steps[step].capture_secret)
+    }
+
     pub fn capture_source(&self, host: HostId, name: &str) -> Option<(usize, HostId)> {
         let step = *self.captures.get(name)?;
         let hosts = &self.steps[step].hosts;

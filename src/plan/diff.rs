@@ -126,12 +126,7 @@ pub fn diff(
         let forcing = Forcing {
             replaced: upstream_forced(graph, node, &forced, true),
             rerun: upstream_forced(graph, node, &forced, false),
-            captures: differ
-                .captures_read(task)
-                .into_iter()
-                .filter(|(_, producer)| runs.contains(producer))
-                .map(|(name, producer)| (name, graph.task(producer).id.clone()))
-                .collect(),
+            captures: differ.captured_again(task, &runs),
         };
         let change = differ.task(node, inputs, &forcing);
         effective.insert(node, change.key.clone().expect("graph tasks have keys"));
@@ -148,8 +143,10 @@ pub fn diff(
         }
         changes.push(change);
     }
+    let secret_warnings = recapture_secrets(&differ, &mut changes);
     changes.extend(differ.destroys());
     let mut warnings = position_warnings(model, state);
+    warnings.extend(secret_warnings);
     warnings.extend(wiped_warnings(&differ, &changes));
     let once_moves = once_moves(model, &changes, options);
     Plan {
@@ -164,6 +161,66 @@ pub fn diff(
         aliases: ssh_aliases(model),
         reruns,
     }
+}
+
+/// A step that runs and reads a secret capture needs its value, which no
+/// state keeps: the step that captures it runs again first (its own
+/// dependents do not follow; see `Forcing`). A `once` step, or one on a
+/// host this apply does not reach, cannot: a warning says so before the
+/// reading step fails.
+fn recapture_secrets(differ: &Differ<'_>, changes: &mut [Change]) -> Vec<String> {
+    let at: HashMap<NodeIndex, usize> = changes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.node.map(|n| (n, i)))
+        .collect();
+    let mut needed: BTreeMap<NodeIndex, Vec<(String, TaskId)>> = BTreeMap::new();
+    for change in changes.iter() {
+        let Some(node) = change.node else { continue };
+        if change.kind == ChangeKind::Noop || change.adopt {
+            continue;
+        }
+        for (name, producer) in differ.captures_read(differ.graph.task(node)) {
+            if differ.model.is_secret_capture(&name) {
+                needed
+                    .entry(producer)
+                    .or_default()
+                    .push((name, change.id.clone()));
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    for (producer, readers) in needed {
+        let task = differ.graph.task(producer);
+        let (name, first) = &readers[0];
+        let readers_text = match readers.len() {
+            1 => first.to_string(),
+            n => format!("{first} and {} more", n - 1),
+        };
+        let Some(change) = at.get(&producer).map(|&i| &mut changes[i]) else {
+            warnings.push(format!(
+                "{readers_text} reads ${{{name}}}, a secret captured by {} on a host this apply does not reach: it will fail until that host is reachable",
+                task.id
+            ));
+            continue;
+        };
+        if change.kind != ChangeKind::Noop && !change.adopt {
+            continue;
+        }
+        if task.once {
+            warnings.push(format!(
+                "{readers_text} reads ${{{name}}}, a secret that {} captured once and that no state keeps: it will fail; capture the secret in a step that may run again (one printing a new token)",
+                task.id
+            ));
+            continue;
+        }
+        change.kind = ChangeKind::Update;
+        change.adopt = false;
+        change.reasons = vec![format!(
+            "captures ${{{name}}} again for {readers_text} (a secret capture is never stored)"
+        )];
+    }
+    warnings
 }
 
 /// Hosts whose address is an ssh config alias, and the machine it names.
@@ -311,6 +368,19 @@ impl Differ<'_> {
             }
         }
         read
+    }
+
+    /// The captured values a step reads that a task running in this apply
+    /// captures again. Not a secret capture: it is a credential, and a new
+    /// one does not redo what the old one did (a joined node stays joined).
+    fn captured_again(&self, task: &Task, runs: &HashSet<NodeIndex>) -> Vec<(String, TaskId)> {
+        self.captures_read(task)
+            .into_iter()
+            .filter(|(name, producer)| {
+                runs.contains(producer) && !self.model.is_secret_capture(name)
+            })
+            .map(|(name, producer)| (name, self.graph.task(producer).id.clone()))
+            .collect()
     }
 
     /// The change of one task whose dependency keys are filled in `inputs`.
@@ -679,7 +749,9 @@ fn position_warnings(model: &Model, state: &State) -> Vec<String> {
 /// machine). Allowed only when `--replace` names it.
 fn once_moves(model: &Model, changes: &[Change], options: &DiffOptions) -> Vec<String> {
     let mut moves = Vec::new();
-    for step in model.steps.iter().filter(|s| s.once) {
+    // A once step on several hosts (a join on every node) meets hosts that
+    // come and go: only one on a single host (`master[0]`'s init) moves.
+    for step in model.steps.iter().filter(|s| s.once && s.hosts.len() <= 1) {
         let element = format!("step.{}", step.name);
         let destroyed: Vec<&str> = changes
             .iter()

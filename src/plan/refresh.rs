@@ -50,7 +50,12 @@ pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) 
     let (step, source_host) = model.capture_source(host, name)?;
     let id = crate::graph::task_id(model, crate::model::ElementRef::Step(step), source_host);
     match &state.tasks.get(&id)?.detail {
-        RecordDetail::Step { captured, .. } => captured.clone(),
+        // A masked value is not the value: unknown, as if never captured.
+        RecordDetail::Step {
+            captured,
+            captured_masked: false,
+            ..
+        } => captured.clone(),
         _ => None,
     }
 }

@@ -104,6 +104,7 @@ mod tests {
                 check: None,
                 undo: None,
                 capture: None,
+                capture_secret: false,
                 timeout_ms: None,
                 retries: 0,
                 once: false,

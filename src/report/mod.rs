@@ -6,7 +6,8 @@
 //! `drift_metrics`), content diffs (`file_diff`), the state (`state`), `validate`'s
 //! verdict (`validate`), the Clusterfile edits of `add` and `delete`
 //! (`edit`), what `bundle pack` wrote and `bundle inspect` found (`bundle`), saved plans and the state per host (`show`), captured values
-//! (`captured`), each host's result of `exec` and `cp` (`adhoc`), locks waited
+//! (`captured`), each host's result of `exec` and `cp` (`adhoc`), what
+//! `import` wrote and left out (`import`), locks waited
 //! for and broken (`locks`) and the confirmation prompt (`prompt`), as text
 //! or JSON; a command's error, each cause said once (`failure`). During an
 //! apply the executor's events go to a [`Reporter`]
@@ -30,6 +31,7 @@ mod edit;
 mod failure;
 mod file_diff;
 mod hints;
+mod import;
 mod lines;
 mod locks;
 mod output;

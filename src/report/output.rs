@@ -81,6 +81,23 @@ impl Output {
         );
     }
 
+    /// `cairn import`: its warnings on stderr; the Clusterfile on stdout
+    /// (no `written`), or where it was written; then what to do before
+    /// using it (on stderr when the Clusterfile is on stdout).
+    pub fn imported(&self, imported: &crate::import::Imported, written: Option<&Path>) {
+        eprint!(
+            "{}",
+            super::import::import_warnings_text(&imported.warnings)
+        );
+        let next = super::import::imported_text(imported, written);
+        if written.is_some() {
+            out!("{next}");
+        } else {
+            out!("{}", imported.clusterfile);
+            eprint!("{next}");
+        }
+    }
+
     /// Warnings the operator should see, whatever else is printed.
     pub fn warnings(self, notes: &[String]) {
         for note in notes {

@@ -191,6 +191,7 @@ mod tests {
                 check: None,
                 undo: None,
                 capture: None,
+                capture_secret: false,
                 timeout_ms: None,
                 retries: 0,
                 once: false,

@@ -2,6 +2,7 @@
 //! parallelism, `once` and `--replace`, undo, archive and patch bundles, a
 //! lost state rebuilt from the receipts. When it goes wrong: `failures`.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::sandbox::Sandbox;
@@ -522,4 +523,56 @@ fn a_bundles_dest_is_a_built_in_and_a_moved_bundle_reruns_what_reads_it() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_range_selector_that_selects_no_host_leaves_its_step_without_tasks() {
+    let s = Sandbox::new();
+    let file = |masters: &[&str]| {
+        let mut text = String::from("version = 1\nname = \"ranges\"\n\n");
+        for name in masters {
+            let _ = write!(
+                text,
+                "[[hosts]]\naddress = \"localhost\"\nname = \"{name}\"\ntransport = \"local\"\nroles = [\"master\"]\n\n"
+            );
+        }
+        text.push_str(
+            "[[steps]]\nname = \"first\"\non = \"master[0]\"\nrun = \"mkdir -p out && echo ${host.name} >> out/first\"\n\n\
+             [[steps]]\nname = \"others\"\non = \"master[1:]\"\nserial = 1\nafter = [\"first@*\"]\nrun = \"echo ${host.name} >> out/others\"\n\n\
+             [[steps]]\nname = \"last\"\non = \"master[0]\"\nafter = [\"others@*\"]\nrun = \"echo done >> out/last\"\n",
+        );
+        text
+    };
+    s.write("Clusterfile", &file(&["m0"]));
+    // `last` waits for `first` through `others`, which has no task.
+    let graph = s.command(&["graph", "--json"]).output().unwrap();
+    let graph: serde_json::Value = serde_json::from_slice(&graph.stdout).unwrap();
+    let last = graph["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "step.last@m0")
+        .expect("step.last@m0 in the graph");
+    assert_eq!(last["after"], serde_json::json!(["step.first@m0"]));
+    let one = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(
+        one.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&one),
+        stderr(&one)
+    );
+    assert_eq!(s.read("out/first"), "m0\n");
+    assert!(!s.path("out/others").exists(), "no other master");
+    assert_eq!(s.read("out/last"), "done\n");
+    s.write("Clusterfile", &file(&["m0", "m1", "m2"]));
+    let three = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(
+        three.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&three),
+        stderr(&three)
+    );
+    assert_eq!(s.read("out/others"), "m1\nm2\n");
 }

@@ -139,7 +139,7 @@ fn build_image(dir: &Path, app: &str) {
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::write(
         rootfs.join("scripts/init.sh"),
-        "echo init $registryDomain\n",
+        "echo init \"$1\" > ../init-ran\n",
     )
     .unwrap();
     std::fs::write(rootfs.join("scripts/check.sh"), "true\n").unwrap();
@@ -247,8 +247,8 @@ fn sealos_images_are_bundles_in_every_saved_form() {
         );
         assert_eq!(seen["cmd"], "echo ${registryDomain}");
         assert!(seen["vars"].get("PATH").is_none(), "PATH is the image's");
-        // bundle.toml, scripts/check.sh, scripts/init.sh, etc/app.conf.
-        assert_eq!(seen["files"], 4, "{seen}");
+        // scripts/check.sh, scripts/init.sh, etc/app.conf (bundle.toml is not shipped).
+        assert_eq!(seen["files"], 3, "{seen}");
         assert!(seen["digest"].as_str().unwrap().starts_with("sha256:"));
     }
     let text = stdout(&s.run(&["bundle", "inspect", "images/image.oci.tar"]));
@@ -268,9 +268,15 @@ fn sealos_images_are_bundles_in_every_saved_form() {
             !s.path(&format!("{dest}/etc/old.conf")).exists(),
             "the whiteout of layer 2 is applied in {dest}"
         );
-        let meta = s.read(&format!("{dest}/bundle.toml"));
-        assert!(meta.starts_with("kind = \"rootfs\"\n"), "{meta}");
-        assert!(meta.contains("registryDomain = \"sealos.hub\""), "{meta}");
+        assert!(
+            !s.path(&format!("{dest}/bundle.toml")).exists(),
+            "metadata is not shipped"
+        );
+        assert_eq!(
+            s.read(&format!("{dest}/init-ran")),
+            "init sealos.hub\n",
+            "the init label ran in scripts/ with the image's ENV"
+        );
     }
 
     // Unchanged images: nothing to do, and nothing unpacked again.
@@ -282,13 +288,23 @@ fn sealos_images_are_bundles_in_every_saved_form() {
     // A new version of the image: the bundles that use it ship again.
     build_image(&images, "version 2\n");
     save_image(&images);
+    let planned = s.planned_actions();
+    let bundles: Vec<_> = planned
+        .iter()
+        .filter(|(task, _)| task.starts_with("bundle."))
+        .cloned()
+        .collect();
     assert_eq!(
-        s.planned_actions(),
+        bundles,
         pairs(&[
             ("bundle.oci@local", "update"),
             ("bundle.docker@local", "update"),
             ("bundle.layout@local", "update"),
         ])
+    );
+    assert!(
+        planned.contains(&("hook.oci.init@local".to_string(), "update".to_string())),
+        "the image's hooks follow its files: {planned:?}"
     );
     s.apply();
     assert_eq!(s.read("out/oci/etc/app.conf"), "version 2\n");

@@ -9,7 +9,7 @@
 //! `--replace`, undo), `replace` (what a replace reruns, and one that did
 //! not finish), `drift` (hand edits), `graph`, `state` (and the JSON forms),
 //! `contract` (exit codes for every command, the confirmation on stdin,
-//! completions, the man page), `limit` (`--limit` globs), `hosts_edit` (`add` and `delete`), `adhoc`
+//! completions, the man page), `limit` (`--limit` globs), `hooks` (bundle.toml and its hooks), `hosts_edit` (`add` and `delete`), `import` (`import sealos`), `adhoc`
 //! (`exec` and `cp`), and `secrets`, which cut across all of
 //! them. The output of `validate` and `drift` is pinned whole by snapshots
 //! (`snapshots/`), exit codes included. One binary rather than one per
@@ -26,7 +26,9 @@ mod contract;
 mod drift;
 mod failures;
 mod graph;
+mod hooks;
 mod hosts_edit;
+mod import;
 mod json;
 mod limit;
 mod output;

@@ -145,3 +145,127 @@ fn a_first_saved_plan_with_secrets_applies() {
         stderr(&apply)
     );
 }
+
+#[test]
+fn a_secret_capture_is_masked_everywhere_and_captured_again_when_a_new_reader_needs_it() {
+    let s = Sandbox::new();
+    // The host makes the token: it is in no Clusterfile text, so in no key.
+    let token = "kubeadm join 10.0.0.1:6443 --token abcdef.42x1000001";
+    let minted = "kubeadm join 10.0.0.1:6443 --token abcdef.$((6*7))x$((1000*1000+1))";
+    s.write(
+        "Clusterfile",
+        &format!(
+            "version = 1\nname = \"cap\"\n\n\
+             [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+             [[steps]]\nname = \"init\"\nrun = \"mkdir -p out && echo init >> out/init.log\"\nonce = true\n\n\
+             [[steps]]\nname = \"join-command\"\nafter = [\"init\"]\n\
+             run = \"echo mint >> out/mint.log && echo \\\"{minted}\\\"\"\ncapture = \"join\"\ncapture_secret = true\n\n\
+             [[steps]]\nname = \"join\"\nafter = [\"join-command\"]\n\
+             run = \"echo ${{join}} > out/joined-a && echo joined: ${{join}}\"\n"
+        ),
+    );
+    let first = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(
+        s.read("out/joined-a"),
+        format!("{token}\n"),
+        "the reader got the value"
+    );
+    let json = s
+        .command(&["state", "show", "step.join-command@local", "--json"])
+        .output()
+        .unwrap();
+    let logs: String = walkdir::WalkDir::new(s.path(".cairn"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("joined: ***"),
+        "the run log holds the masked line"
+    );
+    for (what, text) in [
+        ("apply output", stdout(&first) + &stderr(&first)),
+        ("state show", stdout(&json)),
+        ("the state folder and run logs", logs),
+    ] {
+        assert!(
+            !text.contains("42x1000001"),
+            "{what} holds the token:\n{text}"
+        );
+    }
+
+    // Nothing reads it again: nothing reruns.
+    let again = s
+        .command(&["plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+
+    // A new reader runs: the capture runs again for it, init (once) does not,
+    // and the reader that is done stays done.
+    s.edit(
+        "Clusterfile",
+        "capture_secret = true\n",
+        "capture_secret = true\n\n[[steps]]\nname = \"join-b\"\nafter = [\"join-command\"]\nrun = \"echo ${join} > out/joined-b\"\n",
+    );
+    let plan = s.command(&["plan"]).output().unwrap();
+    let text = stdout(&plan);
+    assert!(
+        text.contains("captures ${join} again for step.join-b@local"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("step.join@local"),
+        "the done reader stays: {text}"
+    );
+    assert!(!text.contains("step.init@local"), "{text}");
+    let second = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}", stdout(&second));
+    assert_eq!(s.read("out/joined-b"), format!("{token}\n"));
+    assert_eq!(s.read("out/mint.log"), "mint\nmint\n");
+    assert_eq!(s.read("out/init.log"), "init\n");
+    assert!(!stdout(&second).contains("42x1000001"));
+}
+
+#[test]
+fn capture_secret_without_capture_is_one_clear_error() {
+    let s = Sandbox::new();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"cap\"\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"mint\"\nrun = \"echo x\"\ncapture_secret = true\n",
+    );
+    let out = s.command(&["validate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(
+        text.contains("`capture_secret` without `capture`"),
+        "{text}"
+    );
+    assert!(text.contains("capture = \"NAME\""), "{text}");
+}
+
+#[test]
+fn a_secret_captured_by_a_once_step_is_warned_about_before_a_new_reader_fails() {
+    let s = Sandbox::new();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"cap\"\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[steps]]\nname = \"init\"\nrun = \"echo t-$((40+2))\"\ncapture = \"join\"\ncapture_secret = true\nonce = true\n\n\
+         [[steps]]\nname = \"join\"\nafter = [\"init\"]\nrun = \"mkdir -p out && echo ${join} > out/a\"\n",
+    );
+    let first = s.command(&["apply", "--auto-approve"]).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(s.read("out/a"), "t-42\n");
+    s.edit("Clusterfile", "> out/a", "> out/b");
+    let plan = s.command(&["plan"]).output().unwrap();
+    let text = stdout(&plan) + &stderr(&plan);
+    assert!(
+        text.contains("step.join@local reads ${join}, a secret that step.init@local captured once"),
+        "{text}"
+    );
+}

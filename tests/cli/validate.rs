@@ -5,6 +5,7 @@
 //! tests/diagnostics.rs.)
 
 use crate::support::sandbox::Sandbox;
+use crate::support::stderr;
 
 #[test]
 fn validate_says_what_it_checked_in_text_and_json() {
@@ -96,4 +97,22 @@ fn validate_json_of_a_missing_clusterfile_is_one_diagnostic_without_a_place() {
             .is_some_and(|m| m.contains("nowhere.toml")),
         "{document}"
     );
+}
+
+#[test]
+fn a_bundle_lost_to_its_own_error_is_not_reported_again_where_its_dest_is_read() {
+    let s = Sandbox::new();
+    s.write(
+        "Clusterfile",
+        "version = 1\nname = \"one\"\n\n\
+         [[hosts]]\naddress = \"localhost\"\nname = \"local\"\ntransport = \"local\"\n\n\
+         [[bundles]]\nname = \"web\"\nsource = \"web\"\nsorce = \"typo\"\n\n\
+         [[steps]]\nname = \"use\"\nrun = \"ls ${bundle.web.dest}\"\n",
+    );
+    let out = s.command(&["validate"]).output().unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("unknown key `sorce`"), "{text}");
+    assert!(!text.contains("names no bundle"), "{text}");
+    assert!(text.contains("has 1 error"), "{text}");
 }

@@ -12,7 +12,11 @@
 //! strict host keys; a host added with `cairn add` and one taken out with
 //! `cairn delete`; ad hoc `exec` and `cp`; a fleet's life (`lifecycle`); a
 //! saved plan with `--var` applied from another folder, and captured values
-//! read back with `cairn output` (`outputs`).
+//! read back with `cairn output` (`outputs`); a bundle's hooks on their
+//! hosts, in order, and cleaned on reset (`hooks`); a sealos Clusterfile
+//! imported and applied over password logins (`import`); plans/kubernetes.toml
+//! on 3 masters and 5 nodes, through a failed join, a Config edit, a node
+//! added and one deleted, and a reset (`kubernetes`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
 //! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
@@ -32,6 +36,9 @@ mod converge;
 mod drift;
 mod faults;
 mod harness_reach;
+mod hooks;
+mod import;
+mod kubernetes;
 mod lifecycle;
 mod operators;
 mod outputs;

@@ -2,8 +2,8 @@
 //!
 //! The source is made into the folder a plan would ship (a `.tar.zst` or an
 //! image unpacked into a temporary folder, a folder read in place), then
-//! scanned like any bundle: its files, their total size, its `bundle.toml`
-//! (kind, hooks, vars, cmd, configs). Its digest is the manifest digest for
+//! scanned like any bundle: the files it ships (not `bundle.toml`), their
+//! total size, and its `bundle.toml` (kind, hooks, vars, cmd, configs). Its digest is the manifest digest for
 //! an image (what `skopeo inspect` and registries show), the Merkle root of
 //! its files otherwise (what cairn's plan keys use).
 
@@ -61,7 +61,10 @@ pub fn inspect(path: &Path) -> Result<Inspection, ImageError> {
             scratch.path().to_path_buf()
         }
     };
-    let scanned = manifest::scan(&root, &HashCache::default()).map_err(|e| err(e.to_string()))?;
+    let mut scanned =
+        manifest::scan(&root, &HashCache::default()).map_err(|e| err(e.to_string()))?;
+    // Metadata, never shipped: the files and the root are what hosts get.
+    scanned.files.remove(crate::bundle::metadata::FILE_NAME);
     let metadata = ImageMetadata::read(&root).map_err(err)?.unwrap_or_default();
     Ok(Inspection {
         source: path.to_path_buf(),

@@ -131,11 +131,19 @@ impl ImageMetadata {
     }
 }
 
+/// A hook's label: a known name, or `init-NAME` / `clean-NAME` with NAME
+/// of letters, digits, `-` and `_` (what `bundle.toml` accepts).
 fn is_hook(label: &str) -> bool {
+    let named = |rest: &str| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
     DEFAULTED_HOOKS.contains(&label)
         || LABELLED_HOOKS.contains(&label)
-        || label.strip_prefix("init-").is_some_and(|r| !r.is_empty())
-        || label.strip_prefix("clean-").is_some_and(|r| !r.is_empty())
+        || label.strip_prefix("init-").is_some_and(named)
+        || label.strip_prefix("clean-").is_some_and(named)
 }
 
 /// A CMD in shell form (`CMD kubectl apply ...` is `/bin/sh -c "kubectl

@@ -436,6 +436,26 @@ pub fn unpack_cached(
     Ok(unpacked)
 }
 
+/// Where the bundle at `source` has its files to read its `bundle.toml` from,
+/// at validation, before anything is compiled: a folder is itself, an image
+/// is unpacked (once, as `prepare` does) into the cache beside a Clusterfile
+/// in `base_dir` (`.cairn/cache`, the state folder's `StateDir::cache_dir`).
+/// `None` for a `.tar.zst` (its `bundle.toml` is read from the stream).
+pub fn metadata_root(
+    source: &Path,
+    kind: SourceKind,
+    base_dir: &Path,
+) -> Result<Option<PathBuf>, ImageError> {
+    match kind {
+        SourceKind::Directory => Ok(Some(source.to_path_buf())),
+        SourceKind::TarZst => Ok(None),
+        SourceKind::OciArchive | SourceKind::DockerArchive | SourceKind::OciLayout => {
+            let cache_dir = base_dir.join(".cairn").join("cache");
+            unpack_cached(source, kind, &cache_dir).map(|u| Some(u.root))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -535,3 +535,233 @@ check = "test ${greeting} = ${greeting}"
     }
     assert!(secret.starts_with("secret:"), "{secret}");
 }
+
+/// Masters `m0` and `m1`, node `node0`, registry `reg0` (last in the file);
+/// a rootfs `k8s` with every hook on all four, an app `helm` on every host
+/// (so the first), and `deploy` after the rootfs.
+fn hooked() -> Fixture {
+    let text = r#"version = 1
+name = "t"
+
+[[hosts]]
+address = "10.0.0.9"
+name = "node0"
+roles = ["node"]
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[hosts]]
+address = "10.0.0.2"
+name = "m1"
+roles = ["master"]
+
+[[hosts]]
+address = "10.0.0.3"
+name = "reg0"
+roles = ["registry"]
+
+[[bundles]]
+name = "k8s"
+source = "k8s"
+
+[[bundles]]
+name = "helm"
+source = "helm"
+on = ["master"]
+
+[[steps]]
+name = "deploy"
+on = "node0"
+after = ["k8s"]
+run = "true"
+"#;
+    Fixture::new(
+        text,
+        &[
+            (
+                "k8s/bundle.toml",
+                "cmd = \"echo up\"\n[vars]\nregistryDomain = \"sealos.hub\"\n[hooks]\ncheck = \"bash check.sh\"\ninit-registry = \"bash init-registry.sh\"\ninit-cri = \"init-cri.sh\"\ninit = \"bash init.sh\"\nclean = \"bash clean.sh\"\nclean-registry = \"bash clean-registry.sh\"\n",
+            ),
+            ("k8s/scripts/init.sh", "true\n"),
+            (
+                "helm/bundle.toml",
+                "kind = \"app\"\ncmd = \"helm install\"\n",
+            ),
+            ("helm/chart.yaml", "x: 1\n"),
+        ],
+    )
+}
+
+#[test]
+fn hooks_run_in_sealos_order_on_their_hosts() {
+    let fixture = hooked();
+    let graph = fixture.graph(SALT);
+    assert_eq!(
+        upstream(&graph, "hook.k8s.check@m0"),
+        ["bundle.k8s@m0"],
+        "check once the files landed"
+    );
+    assert_eq!(
+        upstream(&graph, "hook.k8s.init-cri@m0"),
+        ["bundle.k8s@m0", "hook.k8s.check@m0"]
+    );
+    assert!(
+        graph.find(&id("hook.k8s.init-registry@m0")).is_none()
+            && graph.find(&id("hook.k8s.init-registry@reg0")).is_some(),
+        "init-registry on the host with role registry"
+    );
+    assert_eq!(
+        upstream(&graph, "hook.k8s.init@node0"),
+        [
+            "bundle.k8s@node0",
+            "hook.k8s.check@node0",
+            "hook.k8s.init-cri@node0",
+            "hook.k8s.init-registry@reg0"
+        ],
+        "init after every init-NAME, the registry's on its own host"
+    );
+    assert!(
+        upstream(&graph, "hook.k8s.cmd@node0").contains(&"hook.k8s.init@node0".to_string()),
+        "cmd after init"
+    );
+    // Waiting for a bundle waits for its hooks.
+    let deploy = upstream(&graph, "step.deploy@node0");
+    for hook in [
+        "bundle.k8s@node0",
+        "hook.k8s.check@node0",
+        "hook.k8s.init@node0",
+        "hook.k8s.cmd@node0",
+        "hook.k8s.init-registry@reg0",
+    ] {
+        assert!(deploy.contains(&hook.to_string()), "{hook} in {deploy:?}");
+    }
+    // An app's cmd: once, on the first master it targets.
+    let helm: Vec<String> = order(&graph)
+        .into_iter()
+        .filter(|t| t.starts_with("hook.helm."))
+        .collect();
+    assert_eq!(helm, ["hook.helm.cmd@m0"]);
+    assert!(
+        graph.find(&id("bundle.helm@m1")).is_none(),
+        "bundle.toml's kind app: shipped to the first targeted host only"
+    );
+    let model = &fixture.model;
+    let init = model
+        .steps
+        .iter()
+        .find(|s| s.name == "k8s.init")
+        .expect("the init hook");
+    let hook = init.hook.as_ref().expect("marked as a hook");
+    assert_eq!(hook.env, ["registryDomain"]);
+    assert_eq!(hook.undo_command.as_deref(), Some("bash clean.sh"));
+    assert!(
+        init.cwd
+            .as_ref()
+            .unwrap()
+            .source
+            .ends_with("rootfs/scripts"),
+        "runs in the scripts folder"
+    );
+    let task = graph.task(graph.find(&id("hook.k8s.init@m0")).unwrap());
+    match &task.inputs.action {
+        ActionSpec::Step { run, undo, .. } => {
+            assert_eq!(run, "bash init.sh", "the key names the command alone");
+            assert_eq!(undo.as_deref(), Some("bash clean.sh"));
+        }
+        other => panic!("a step's spec: {other:?}"),
+    }
+    assert_eq!(
+        task.inputs.vars.get("registryDomain").map(String::as_str),
+        Some("sealos.hub"),
+        "what it sees is in its key"
+    );
+    assert!(matches!(task.work, Work::Step { .. }));
+}
+
+#[test]
+fn hook_overrides_replace_disable_and_add() {
+    let mut fixture = hooked();
+    let text = r#"version = 1
+name = "t"
+
+[vars]
+greeting = "hi"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[bundles]]
+name = "k8s"
+source = "k8s"
+hooks = { init = "bash init.sh --fast ${greeting}", check = false, init-extra = "true", clean-registry = false }
+cmd = false
+"#;
+    fixture.rewrite(text);
+    let graph = fixture.graph(SALT);
+    let hooks: Vec<String> = order(&graph)
+        .into_iter()
+        .filter(|t| t.starts_with("hook."))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            "hook.k8s.init-cri@m0",
+            "hook.k8s.init-extra@m0",
+            "hook.k8s.init-registry@m0",
+            "hook.k8s.init@m0"
+        ]
+    );
+    let task = graph.task(graph.find(&id("hook.k8s.init@m0")).unwrap());
+    assert_eq!(
+        task.inputs.vars.get("greeting").map(String::as_str),
+        Some("hi"),
+        "a Clusterfile override interpolates"
+    );
+    let registry = fixture
+        .model
+        .steps
+        .iter()
+        .find(|s| s.name == "k8s.init-registry")
+        .unwrap();
+    assert!(registry.undo.is_none(), "clean-registry disabled");
+}
+
+#[test]
+fn a_rootfs_hook_waits_for_the_patch_bundles_overlaying_it() {
+    let mut fixture = hooked();
+    fixture.rewrite(
+        r#"version = 1
+name = "t"
+
+[[hosts]]
+address = "10.0.0.1"
+name = "m0"
+roles = ["master"]
+
+[[bundles]]
+name = "k8s"
+source = "k8s"
+
+[[bundles]]
+name = "fix"
+source = "helm"
+kind = "patch"
+"#,
+    );
+    let graph = fixture.graph(SALT);
+    assert_eq!(
+        upstream(&graph, "hook.k8s.check@m0"),
+        ["bundle.fix@m0", "bundle.k8s@m0"],
+        "the scripts run on the merged rootfs"
+    );
+    assert_eq!(
+        upstream(&graph, "bundle.fix@m0"),
+        ["bundle.k8s@m0"],
+        "the Clusterfile's kind (patch) wins over bundle.toml's (app)"
+    );
+}

@@ -12,8 +12,9 @@ use toml::Spanned;
 
 use super::references::Names;
 use super::{Validator, expand_home};
-use crate::clusterfile::raw::RawClusterfile;
+use crate::clusterfile::raw::{RawClusterfile, RawConfig};
 use crate::diagnostic::Problem;
+use crate::model::image_ref::same_image;
 use crate::model::interp::{self, Interp};
 use crate::model::{
     BUILTINS, Bundle, BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, FileSource, FileSpec,
@@ -45,11 +46,25 @@ impl Validator<'_> {
 
     /// Bundles, then configs: a config names its bundle, and a merge must
     /// know the file's format, so bundles come first.
-    pub(super) fn bundles(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
-        for b in &raw.bundles {
+    /// A bundle's `bundle.toml` (`metadata`) gives its kind when the
+    /// Clusterfile does not, and its default configs, first in its list.
+    pub(super) fn bundles(
+        &mut self,
+        raw: &RawClusterfile,
+        model: &mut Model,
+        names: &Names,
+        metadata: &super::hooks::Metadata,
+    ) {
+        for (i, b) in raw.bundles.iter().enumerate() {
+            let meta = metadata.get(i).and_then(Option::as_ref);
             let name = b.name.get_ref().clone();
             let hosts = self.selectors(b.on.as_ref(), &model.hosts);
-            let kind = b.kind.as_ref().map_or(BundleKind::Rootfs, |k| *k.get_ref());
+            let kind = b
+                .kind
+                .as_ref()
+                .map(|k| *k.get_ref())
+                .or(meta.and_then(|m| m.kind))
+                .unwrap_or(BundleKind::Rootfs);
             let hosts = if kind == BundleKind::App {
                 hosts.into_iter().take(1).collect()
             } else {
@@ -99,6 +114,9 @@ impl Validator<'_> {
             {
                 let source = source.unwrap_or_else(|| self.base_dir.join(b.source.get_ref()));
                 let dest = dest.unwrap_or_else(|| Interp::literal(dest_raw.get_ref()));
+                let configs = meta.map_or_else(Vec::new, |m| {
+                    self.default_configs(m, &source, &name, &b.source.span())
+                });
                 model.bundles.push(Bundle {
                     name,
                     source,
@@ -108,9 +126,11 @@ impl Validator<'_> {
                     dest,
                     dest_span: dest_raw.span(),
                     templates,
-                    configs: Vec::new(),
+                    configs,
                     after,
                     span: b.name.span(),
+                    image: b.image.as_ref().map(|i| i.get_ref().clone()),
+                    hooks: Vec::new(),
                 });
             }
         }
@@ -118,36 +138,13 @@ impl Validator<'_> {
 
     /// `[[configs]]` patch a bundle's file: a path inside the bundle, a file
     /// that exists there (only `override` may create one), and for `merge` a
-    /// format cairn can merge, resolved here once.
+    /// format cairn can merge, resolved here once. `bundle` names the bundle,
+    /// `match` names one or compares with the bundles' images (sealos'
+    /// `match`); with neither, the patch goes to every bundle that ships the
+    /// path.
     pub(super) fn configs(&mut self, raw: &RawClusterfile, model: &mut Model) {
         for c in &raw.configs {
-            let Some(bundle) = model
-                .bundles
-                .iter_mut()
-                .find(|b| &b.name == c.bundle.get_ref())
-            else {
-                let mut help = "`bundle` names a [[bundles]] entry".to_string();
-                if let Some(close) = closest(
-                    c.bundle.get_ref(),
-                    raw.bundles.iter().map(|b| b.name.get_ref()),
-                ) {
-                    help = format!("did you mean `{close}`? {help}");
-                }
-                if !raw
-                    .bundles
-                    .iter()
-                    .any(|b| b.name.get_ref() == c.bundle.get_ref())
-                    && !self.recovered.hides_element(c.bundle.get_ref())
-                {
-                    self.push(
-                        Problem::at(
-                            c.bundle.span(),
-                            format!("unknown bundle `{}`", c.bundle.get_ref()),
-                        )
-                        .label("not defined")
-                        .help(help),
-                    );
-                }
+            let Some(selected) = self.config_selection(c, raw, model) else {
                 continue;
             };
             let path = c.path.get_ref().trim_start_matches("./").to_string();
@@ -168,20 +165,52 @@ impl Validator<'_> {
                 .strategy
                 .as_ref()
                 .map_or(ConfigStrategy::Merge, |s| *s.get_ref());
-            if bundle.source_kind == SourceKind::Directory
-                && bundle.source.is_dir()
-                && strategy != ConfigStrategy::Override
-            {
-                let plain = bundle.source.join(&path);
-                let template = bundle.source.join(format!("{path}.tmpl"));
-                if !plain.is_file() && !template.is_file() {
-                    self.push(
-                        Problem::at(c.path.span(), format!("bundle `{}` has no file `{path}`", bundle.name))
-                            .label("not in the bundle")
-                            .help("only `override` may create a file; check the path (templates are named without `.tmpl`)"),
-                    );
-                    continue;
+            let targets = match selected {
+                ConfigSelection::Bundles(indexes) => {
+                    let mut targets = Vec::new();
+                    for index in indexes {
+                        let bundle = &model.bundles[index];
+                        if strategy != ConfigStrategy::Override
+                            && ships_file(bundle, &path) == Some(false)
+                        {
+                            self.push(
+                                Problem::at(c.path.span(), format!("bundle `{}` has no file `{path}`", bundle.name))
+                                    .label("not in the bundle")
+                                    .help("only `override` may create a file; check the path (templates are named without `.tmpl`)"),
+                            );
+                            continue;
+                        }
+                        targets.push((index, false));
+                    }
+                    targets
                 }
+                ConfigSelection::Shipping => {
+                    // A folder says now whether it ships the file; an
+                    // archive says so only when it is unpacked, so the
+                    // patch goes to it only if it does.
+                    let targets: Vec<(usize, bool)> = model
+                        .bundles
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, bundle)| match ships_file(bundle, &path) {
+                            Some(true) => Some((index, false)),
+                            Some(false) => None,
+                            None => Some((index, true)),
+                        })
+                        .collect();
+                    if targets.is_empty() {
+                        self.push(
+                            Problem::at(c.path.span(), format!("no bundle ships `{path}`"))
+                                .label("in no bundle")
+                                .help("a patch without `bundle` or `match` goes to every bundle that has the file; check the path (templates are named without `.tmpl`), or name the bundle with `bundle = \"NAME\"`"),
+                        );
+                        continue;
+                    }
+                    targets
+                }
+            };
+            if targets.is_empty() {
+                continue;
             }
             let strategy = match strategy {
                 ConfigStrategy::Merge => {
@@ -200,12 +229,115 @@ impl Validator<'_> {
                 ConfigStrategy::Insert => PatchStrategy::Insert,
                 ConfigStrategy::Append => PatchStrategy::Append,
             };
-            bundle.configs.push(ConfigPatch {
-                path,
-                strategy,
-                data: c.data.get_ref().clone(),
-                span: c.data.span(),
-            });
+            for (index, only_if_shipped) in targets {
+                model.bundles[index].configs.push(ConfigPatch {
+                    path: path.clone(),
+                    strategy,
+                    data: c.data.get_ref().clone(),
+                    only_if_shipped,
+                    span: c.data.span(),
+                });
+            }
+        }
+    }
+
+    /// Which bundles a config names: `bundle` (one, by name), `match` (a
+    /// name, or every bundle of that image), or neither (decided by the
+    /// path). `None`: the config is invalid, as reported.
+    fn config_selection(
+        &mut self,
+        c: &RawConfig,
+        raw: &RawClusterfile,
+        model: &Model,
+    ) -> Option<ConfigSelection> {
+        match (&c.bundle, &c.match_) {
+            (Some(bundle), Some(_)) => {
+                self.push(
+                    Problem::at(bundle.span(), "a config has `bundle` or `match`, not both")
+                        .label("and `match` too")
+                        .help("`bundle` names one bundle; `match` names a bundle or an image: keep one"),
+                );
+                None
+            }
+            (None, None) => Some(ConfigSelection::Shipping),
+            (Some(bundle), None) => {
+                if let Some(index) = model
+                    .bundles
+                    .iter()
+                    .position(|b| &b.name == bundle.get_ref())
+                {
+                    return Some(ConfigSelection::Bundles(vec![index]));
+                }
+                let mut help = "`bundle` names a [[bundles]] entry".to_string();
+                if let Some(close) = closest(
+                    bundle.get_ref(),
+                    raw.bundles.iter().map(|b| b.name.get_ref()),
+                ) {
+                    help = format!("did you mean `{close}`? {help}");
+                }
+                if !raw
+                    .bundles
+                    .iter()
+                    .any(|b| b.name.get_ref() == bundle.get_ref())
+                    && !self.recovered.hides_element(bundle.get_ref())
+                {
+                    self.push(
+                        Problem::at(
+                            bundle.span(),
+                            format!("unknown bundle `{}`", bundle.get_ref()),
+                        )
+                        .label("not defined")
+                        .help(help),
+                    );
+                }
+                None
+            }
+            (None, Some(matched)) => {
+                let wanted = matched.get_ref();
+                let by_name: Vec<usize> = model
+                    .bundles
+                    .iter()
+                    .position(|b| &b.name == wanted)
+                    .into_iter()
+                    .collect();
+                let indexes = if by_name.is_empty() {
+                    model
+                        .bundles
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| {
+                            bundle_image(b).is_some_and(|image| same_image(image, wanted))
+                        })
+                        .map(|(index, _)| index)
+                        .collect()
+                } else {
+                    by_name
+                };
+                if !indexes.is_empty() {
+                    return Some(ConfigSelection::Bundles(indexes));
+                }
+                if !raw.bundles.iter().any(|b| b.name.get_ref() == wanted)
+                    && !self.recovered.hides_element(wanted)
+                {
+                    let mut help =
+                        "`match` names a [[bundles]] entry, or an image a bundle's `image` gives"
+                            .to_string();
+                    if let Some(close) =
+                        closest(wanted, raw.bundles.iter().map(|b| b.name.get_ref()))
+                    {
+                        help = format!("did you mean `{close}`? {help}");
+                    }
+                    self.push(
+                        Problem::at(
+                            matched.span(),
+                            format!("no bundle is named `{wanted}` or has that image"),
+                        )
+                        .label("matches no bundle")
+                        .help(help),
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -333,8 +465,6 @@ impl Validator<'_> {
         }
     }
 
-    /// Steps, and the captures they declare (`model.captures`), which
-    /// `whole_file` then checks every `${}` against.
     /// A step's `serial`: how many of its hosts run at a time, 1 or more.
     fn serial(&mut self, n: &Spanned<i64>) -> Option<usize> {
         match usize::try_from(*n.get_ref()) {
@@ -350,6 +480,24 @@ impl Validator<'_> {
         }
     }
 
+    /// A step's `capture_secret`, which only means something beside a `capture`.
+    fn capture_secret(&mut self, step: &crate::clusterfile::raw::RawStep) -> bool {
+        match (&step.capture_secret, &step.capture) {
+            (Some(secret), None) if *secret.get_ref() => {
+                self.push(
+                    Problem::at(secret.span(), "`capture_secret` without `capture`")
+                        .label("nothing is captured")
+                        .help("add `capture = \"NAME\"` to name the value this step prints"),
+                );
+                false
+            }
+            (Some(secret), _) => *secret.get_ref(),
+            (None, _) => false,
+        }
+    }
+
+    /// Steps, and the captures they declare (`model.captures`), which
+    /// `whole_file` then checks every `${}` against.
     pub(super) fn steps(&mut self, raw: &RawClusterfile, model: &mut Model, names: &Names) {
         for s in &raw.steps {
             let name = s.name.get_ref().clone();
@@ -418,6 +566,7 @@ impl Validator<'_> {
                 }
                 Some(cname.clone())
             });
+            let capture_secret = self.capture_secret(s);
             let after = self.after(&s.after, names, &model.hosts, &name);
             if let Some(c) = &capture {
                 model.captures.insert(c.clone(), model.steps.len());
@@ -437,6 +586,7 @@ impl Validator<'_> {
                 cwd,
                 check,
                 undo,
+                capture_secret,
                 capture,
                 timeout,
                 retries,
@@ -444,7 +594,153 @@ impl Validator<'_> {
                 serial,
                 after,
                 span: s.name.span(),
+                hook: None,
             });
         }
+    }
+}
+
+/// The bundles a config patches, before its path is checked against them.
+enum ConfigSelection {
+    /// Named by `bundle`, or by `match`.
+    Bundles(Vec<usize>),
+    /// Neither: every bundle that ships the path.
+    Shipping,
+}
+
+/// Whether `bundle` ships the file at `path` (a template counts by the name
+/// it renders to); `None` for an archive, which says so only once unpacked.
+fn ships_file(bundle: &Bundle, path: &str) -> Option<bool> {
+    if bundle.source_kind != SourceKind::Directory || !bundle.source.is_dir() {
+        return None;
+    }
+    Some(bundle.source.join(path).is_file() || bundle.source.join(format!("{path}.tmpl")).is_file())
+}
+
+/// The image reference a bundle was made from (its `image` key), if given.
+fn bundle_image(bundle: &Bundle) -> Option<&str> {
+    bundle.image.as_deref()
+}
+
+#[cfg(test)]
+mod config_tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use crate::diagnostic::SourceFile;
+    use crate::error::CairnError;
+    use crate::model::Model;
+    use crate::pipeline::Loaded;
+
+    /// Two folder bundles: `k8s` ships `etc/kubeadm.yml`, `helm` ships
+    /// `etc/values.yaml` and `etc/kubeadm.yml`.
+    fn bundles(dir: &Path) {
+        for (bundle, files) in [
+            ("k8s", &["etc/kubeadm.yml"][..]),
+            ("helm", &["etc/values.yaml", "etc/kubeadm.yml"][..]),
+        ] {
+            for file in files {
+                let path = dir.join(bundle).join(file);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, "a: 1\n").unwrap();
+            }
+        }
+    }
+
+    fn load(configs: &str) -> Result<Arc<Model>, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        bundles(dir.path());
+        let text = format!(
+            "version = 1\nname = \"t\"\n[[hosts]]\naddress = \"127.0.0.1\"\ntransport = \"local\"\n\
+             [[bundles]]\nname = \"k8s\"\nsource = \"k8s\"\ndest = \"out/k8s\"\n\
+             [[bundles]]\nname = \"helm\"\nsource = \"helm\"\ndest = \"out/helm\"\n{configs}"
+        );
+        let source = SourceFile {
+            path: dir.path().join("Clusterfile"),
+            text: Arc::new(text),
+        };
+        match Loaded::from_source(source) {
+            Ok(loaded) => Ok(loaded.model.clone()),
+            Err(CairnError::Invalid(invalid)) => Err(invalid
+                .problems
+                .iter()
+                .map(|p| p.problem.message.clone())
+                .collect()),
+            Err(other) => Err(vec![other.to_string()]),
+        }
+    }
+
+    fn patched(model: &Model) -> Vec<(String, String)> {
+        model
+            .bundles
+            .iter()
+            .flat_map(|b| b.configs.iter().map(|c| (b.name.clone(), c.path.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn match_names_a_bundle() {
+        let model =
+            load("[[configs]]\nmatch = \"helm\"\npath = \"etc/kubeadm.yml\"\ndata = \"b: 2\"\n")
+                .unwrap();
+        assert_eq!(patched(&model), [("helm".into(), "etc/kubeadm.yml".into())]);
+    }
+
+    #[test]
+    fn without_bundle_or_match_every_bundle_that_ships_the_path_is_patched() {
+        let model = load("[[configs]]\npath = \"etc/kubeadm.yml\"\ndata = \"b: 2\"\n").unwrap();
+        assert_eq!(
+            patched(&model),
+            [
+                ("k8s".into(), "etc/kubeadm.yml".into()),
+                ("helm".into(), "etc/kubeadm.yml".into())
+            ]
+        );
+        let model = load("[[configs]]\npath = \"etc/values.yaml\"\ndata = \"b: 2\"\n").unwrap();
+        assert_eq!(patched(&model), [("helm".into(), "etc/values.yaml".into())]);
+        assert!(
+            model
+                .bundles
+                .iter()
+                .flat_map(|b| &b.configs)
+                .all(|c| !c.only_if_shipped)
+        );
+    }
+
+    #[test]
+    fn a_path_no_bundle_ships_is_an_error() {
+        let problems =
+            load("[[configs]]\npath = \"etc/nothing.yaml\"\ndata = \"b: 2\"\n").unwrap_err();
+        assert_eq!(problems, ["no bundle ships `etc/nothing.yaml`"]);
+    }
+
+    #[test]
+    fn a_match_of_nothing_and_bundle_with_match_are_errors() {
+        let problems = load(
+            "[[configs]]\nmatch = \"labring/calico:v3.26.1\"\npath = \"etc/values.yaml\"\ndata = \"b: 2\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            ["no bundle is named `labring/calico:v3.26.1` or has that image"]
+        );
+        let problems = load(
+            "[[configs]]\nbundle = \"helm\"\nmatch = \"helm\"\npath = \"etc/values.yaml\"\ndata = \"b: 2\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(problems, ["a config has `bundle` or `match`, not both"]);
+    }
+
+    #[test]
+    fn a_matched_bundle_must_ship_the_file_unless_overridden() {
+        let problems =
+            load("[[configs]]\nmatch = \"k8s\"\npath = \"etc/values.yaml\"\ndata = \"b: 2\"\n")
+                .unwrap_err();
+        assert_eq!(problems, ["bundle `k8s` has no file `etc/values.yaml`"]);
+        let model = load(
+            "[[configs]]\nmatch = \"k8s\"\npath = \"etc/values.yaml\"\nstrategy = \"override\"\ndata = \"b: 2\"\n",
+        )
+        .unwrap();
+        assert_eq!(patched(&model), [("k8s".into(), "etc/values.yaml".into())]);
     }
 }

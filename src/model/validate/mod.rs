@@ -17,10 +17,12 @@
 //! - `hosts`: addresses expanded into hosts, names given, duplicates found
 //! - `references`: element names, `on` selectors, `after` references
 //! - `elements`: bundles and their configs, files, steps
+//! - `hooks`: each bundle's `bundle.toml` (default vars, kind, default configs) and its hooks, made steps
 //! - `whole_file`: dependency cycles and `${var}` definitions, once all is known
 
 mod elements;
 mod header;
+mod hooks;
 mod hosts;
 mod references;
 mod validator;

@@ -115,12 +115,14 @@ impl Validator<'_> {
     }
 
     /// One selector: `role`, `role[i]` (the i-th host of that role in file
-    /// order), or a host's name or address, resolved as on the command line
+    /// order), `role[i:j]` (a range of them), or a host's name or address, resolved as on the command line
     /// (`model::selector`); a positional one is remembered with its host.
     fn selector(&mut self, text: &str, span: Range<usize>, hosts: &[Host]) -> Vec<HostId> {
         match resolve(hosts, text) {
             Ok(ids) => {
-                if let (Some((role, index)), [id]) = (positional(text), ids.as_slice()) {
+                if let (Some((role, index)), [id]) = (positional(text), ids.as_slice())
+                    && !index.contains(':')
+                {
                     self.positions.insert(format!("{role}[{index}]"), *id);
                 }
                 ids
@@ -129,7 +131,7 @@ impl Validator<'_> {
                 self.push(
                     Problem::at(span, format!("invalid selector `{text}`"))
                         .label("bad index")
-                        .help("write `role[0]` for the first host with that role"),
+                        .help("write `role[0]` for the first host with that role, `role[1:]` for all but the first"),
                 );
                 Vec::new()
             }

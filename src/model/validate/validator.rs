@@ -47,7 +47,10 @@ pub fn validate_with(
     };
     let name = v.header(raw);
     let defaults = v.ssh_defaults(raw.ssh.as_ref());
-    let mut vars = v.vars(&raw.vars);
+    // Bundle defaults < `[vars]` < `--var`; host vars win over all three (`Model::var`).
+    let metadata = v.bundle_metadata(raw);
+    let mut vars = v.bundle_var_defaults(raw, &metadata);
+    vars.extend(v.vars(&raw.vars));
     vars.extend(overrides.iter().map(|(n, v)| (n.clone(), v.clone())));
     let mut hosts = v.hosts(&raw.hosts, &defaults);
     crate::model::ssh_config::resolve_aliases(&mut hosts);
@@ -65,10 +68,11 @@ pub fn validate_with(
         positions: BTreeMap::new(),
     };
     let names = v.element_names(raw);
-    v.bundles(raw, &mut model, &names);
+    v.bundles(raw, &mut model, &names, &metadata);
     v.configs(raw, &mut model);
     v.files(raw, &mut model, &names);
     v.steps(raw, &mut model, &names);
+    v.hooks(raw, &mut model, &metadata);
     // Every deserialized element is in the model (invalid parts replaced by
     // neutral values, their problems recorded), so these whole-file checks
     // can run alongside everything else.

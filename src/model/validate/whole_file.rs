@@ -249,6 +249,14 @@ impl Validator<'_> {
         if self.recovered.hides_var(name) || self.unresolved_vars.contains(name) {
             return;
         }
+        // A bundle lost with its own error (a wrong key in it) is not named twice.
+        if let Some(bundle) = name
+            .strip_prefix("bundle.")
+            .and_then(|rest| rest.strip_suffix(".dest"))
+            && self.recovered.hides_element(bundle)
+        {
+            return;
+        }
         let mut problem = if let Some(problem) = built_in_list_problem(model, name, &ref_span) {
             problem
         } else if defined_somewhere {
