@@ -143,6 +143,12 @@ fn build_image(dir: &Path, app: &str) {
     )
     .unwrap();
     std::fs::write(rootfs.join("scripts/check.sh"), "true\n").unwrap();
+    // Executable, as sealos' `chmod -R 0755` leaves scripts: a label runs them by name.
+    std::fs::set_permissions(
+        rootfs.join("scripts/init.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(rootfs.join("etc/app.conf"), app).unwrap();
     std::fs::write(rootfs.join("etc/old.conf"), "deleted by layer 2\n").unwrap();
     tool(dir, "umoci", &["repack", "--image", "layout:v1", "work1"]);
@@ -239,8 +245,8 @@ fn sealos_images_are_bundles_in_every_saved_form() {
         assert_eq!(seen["source_kind"], kind, "{seen}");
         assert_eq!(seen["kind"], "rootfs", "{seen}");
         assert_eq!(seen["vars"]["registryDomain"], "sealos.hub", "{seen}");
-        assert_eq!(seen["hooks"]["init"], "bash init.sh $registryDomain");
-        assert_eq!(seen["hooks"]["clean"], "bash clean.sh");
+        assert_eq!(seen["hooks"]["init"], "init.sh $registryDomain");
+        assert_eq!(seen["hooks"]["clean"], "clean.sh");
         assert_eq!(
             seen["hooks"]["check"], "bash check.sh",
             "a missing label runs scripts/check.sh, as sealos does"
@@ -252,7 +258,7 @@ fn sealos_images_are_bundles_in_every_saved_form() {
         assert!(seen["digest"].as_str().unwrap().starts_with("sha256:"));
     }
     let text = stdout(&s.run(&["bundle", "inspect", "images/image.oci.tar"]));
-    assert!(text.contains("(oci-archive)") && text.contains("init = bash init.sh"));
+    assert!(text.contains("(oci-archive)") && text.contains("init = init.sh"));
 
     s.write(
         "Clusterfile",

@@ -5,11 +5,13 @@
 //! (`rootfs`, `patch`, `application`; none means an application), its hooks
 //! from labels named `check`, `init`, `clean`, `init-registry`,
 //! `clean-registry`, `init-cri`, `clean-cri` (and cairn takes any other
-//! `init-*` / `clean-*` too), each run as `bash VALUE` in the image's
-//! `scripts/` folder, and, for `check`, `init`, `clean`, `init-registry`
-//! and `clean-registry`, `bash NAME.sh` when the label is missing
-//! (`pkg/constants/bash.go`); cairn does that only when `scripts/NAME.sh`
-//! exists. Its ENV gives the defaults of the variables (`PATH` excepted: it
+//! `init-*` / `clean-*` too), each run in the image's `scripts/` folder
+//! (sealos runs `bash VALUE`; cairn's hooks run the value as a command with
+//! `scripts/` first on `PATH`, so `init-cri.sh && bash init.sh` works as
+//! written, and the value is kept as the label says), and, for `check`,
+//! `init`, `clean`, `init-registry` and `clean-registry`, `bash NAME.sh`
+//! when the label is missing (`pkg/constants/bash.go`); cairn does that
+//! only when `scripts/NAME.sh` exists. Its ENV gives the defaults of the variables (`PATH` excepted: it
 //! is the image's, not a setting). Its ENTRYPOINT and CMD items are each a
 //! shell command, run in order joined by `; ` (`pkg/guest/guest.go`), with
 //! `$(NAME)` of an ENV variable expanded: cairn writes that as `${NAME}`,
@@ -77,7 +79,7 @@ impl ImageMetadata {
         let mut hooks = BTreeMap::new();
         for (name, value) in labels {
             if is_hook(name) && !value.trim().is_empty() {
-                hooks.insert(name.clone(), format!("bash {}", value.trim()));
+                hooks.insert(name.clone(), value.trim().to_string());
             }
         }
         for name in DEFAULTED_HOOKS {
@@ -227,8 +229,8 @@ registryDomain = "sealos.hub"
 
 [hooks]
 check = "bash check.sh"
-clean-registry = "bash clean-registry.sh"
-init = "bash init-cri.sh && bash init.sh"
+clean-registry = "clean-registry.sh"
+init = "init-cri.sh && bash init.sh"
 "#
         );
         let back: ImageMetadata = toml::from_str(&meta.to_bundle_toml()).unwrap();
