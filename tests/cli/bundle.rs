@@ -393,3 +393,28 @@ fn an_image_without_sealos_labels_keeps_its_own_bundle_toml() {
     assert_eq!(own["hooks"]["init"], "bash own.sh", "{own}");
     assert!(own["cmd"].is_null(), "its own file, not the CMD: {own}");
 }
+
+#[test]
+#[ignore = "needs umoci and skopeo: run by scripts/test"]
+fn the_kubernetes_fixture_says_the_same_as_a_folder_and_as_a_built_image() {
+    let s = Sandbox::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubernetes");
+    let out = s.path("images");
+    let script = fixtures.join("build-images.sh");
+    tool(
+        s.root(),
+        "sh",
+        &[script.to_str().unwrap(), out.to_str().unwrap()],
+    );
+    for (folder, image) in [("rootfs", "kubernetes.tar"), ("calico", "calico.tar")] {
+        let folder = inspect(&s, fixtures.join(folder).to_str().unwrap());
+        let image = inspect(&s, out.join(image).to_str().unwrap());
+        assert_eq!(image["source_kind"], "oci-archive");
+        for field in ["kind", "hooks", "vars", "cmd", "files", "size"] {
+            assert_eq!(
+                image[field], folder[field],
+                "{field}: the image's labels say what the folder's bundle.toml says"
+            );
+        }
+    }
+}
