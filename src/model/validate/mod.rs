@@ -17,12 +17,14 @@
 //! - `hosts`: addresses expanded into hosts, names given, duplicates found
 //! - `references`: element names, `on` selectors, `after` references
 //! - `elements`: bundles and their configs, files, steps
+//! - `state`: `[state]`, where the state and the cluster lock live
 //! - `whole_file`: dependency cycles and `${var}` definitions, once all is known
 
 mod elements;
 mod header;
 mod hosts;
 mod references;
+mod state;
 mod validator;
 mod whole_file;
 
