@@ -115,7 +115,13 @@ impl Store {
                 Ok(ClusterLock::Local(lock))
             }
             Store::Postgres(pg) => {
-                let lock = pg.lock(policy)?;
+                // A failure to reach the backend is a state error, not a held lock.
+                let lock = pg.lock(policy).map_err(|e| match e {
+                    LockError::Backend(message) => {
+                        crate::error::CairnError::from(StateError::Backend(message))
+                    }
+                    held => held.into(),
+                })?;
                 pg.ensure()?;
                 Ok(ClusterLock::Postgres(lock))
             }

@@ -27,8 +27,7 @@ impl Validator<'_> {
             .as_ref()
             .map(|b| (b.get_ref().as_str(), b.span()))
         {
-            None => overridden.is_some(),
-            Some(("local", _)) => overridden.is_some(),
+            None | Some(("local", _)) => overridden.is_some(),
             Some(("postgres", _)) => true,
             Some((other, span)) => {
                 self.push(
@@ -85,6 +84,29 @@ impl Validator<'_> {
             Some(schema) => schema.get_ref().clone(),
             None => DEFAULT_SCHEMA.to_string(),
         };
+        let (sslmode, ca_file) = self.state_tls(raw, url.as_ref());
+        let lock_timeout = raw
+            .lock_timeout
+            .as_ref()
+            .and_then(|d| self.duration(d, "state.lock_timeout"));
+        match url {
+            Some(url) => StateSettings::Postgres(PgSettings {
+                url,
+                schema,
+                sslmode,
+                ca_file,
+                lock_timeout,
+            }),
+            None => StateSettings::Local,
+        }
+    }
+
+    /// `sslmode` and `ca_file`, from the table or else from the URL.
+    fn state_tls(
+        &mut self,
+        raw: &RawState,
+        url: Option<&Secret>,
+    ) -> (SslMode, Option<std::path::PathBuf>) {
         let sslmode = match &raw.sslmode {
             Some(mode) => SslMode::parse(mode.get_ref()).unwrap_or_else(|| {
                 self.push(
@@ -95,7 +117,6 @@ impl Validator<'_> {
                 SslMode::default()
             }),
             None => url
-                .as_ref()
                 .and_then(|u| settings::split_tls_params(u.expose()).1)
                 .and_then(|m| SslMode::parse(&m))
                 .unwrap_or_default(),
@@ -113,24 +134,10 @@ impl Validator<'_> {
                 Some(full)
             }
             None => url
-                .as_ref()
                 .and_then(|u| settings::split_tls_params(u.expose()).2)
                 .map(|p| self.base_dir.join(super::expand_home(&p))),
         };
-        let lock_timeout = raw
-            .lock_timeout
-            .as_ref()
-            .and_then(|d| self.duration(d, "state.lock_timeout"));
-        match url {
-            Some(url) => StateSettings::Postgres(PgSettings {
-                url,
-                schema,
-                sslmode,
-                ca_file,
-                lock_timeout,
-            }),
-            None => StateSettings::Local,
-        }
+        (sslmode, ca_file)
     }
 
     /// The URL if it is one; a problem (never quoting it) otherwise.

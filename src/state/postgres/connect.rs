@@ -91,28 +91,22 @@ fn tls_connector(settings: &PgSettings) -> Result<MakeTlsConnector, String> {
 /// hint) when it sent one, else the driver's, with the cause chain; the URL
 /// and its password scrubbed out.
 pub(super) fn describe(error: &postgres::Error, url: &str) -> String {
-    let text = match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{}: {}", db.severity(), db.message());
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!(" (hint: {hint})"));
-            }
-            text
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(hint) = db.hint() {
+            text = format!("{text} (hint: {hint})");
         }
-        None => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                let cause = cause.to_string();
-                if !text.contains(&cause) {
-                    text.push_str(": ");
-                    text.push_str(&cause);
-                }
-                source = cause_of(source);
-            }
-            text
+        return scrub(&text, url);
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
         }
-    };
+        source = cause_of(source);
+    }
     scrub(&text, url)
 }
 

@@ -68,7 +68,7 @@ fn lock_held(key: &str) -> String {
         "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
          AND pid = pg_backend_pid() \
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND classid::bigint = ({key} >> 32) AND objid::bigint = ({key} & 4294967295) \
+         AND classid::bigint = ({key}::bigint >> 32) AND objid::bigint = ({key}::bigint & 4294967295) \
          AND objsubid = 1)"
     )
 }
@@ -184,17 +184,17 @@ impl PgStore {
     }
 
     /// Runs `work` on the lock's session when this process holds the lock,
-    /// else on a connection of its own.
+    /// else (or when that session is lost: reading needs no lock) on a
+    /// connection of its own.
     fn with_client<T>(
         &self,
         purpose: &str,
         work: impl FnOnce(&mut Client) -> Result<T, String>,
     ) -> Result<T, String> {
         let mut guard = self.session.lock().expect("session lock is not poisoned");
-        if let Some(session) = guard.as_mut() {
-            if let Some(why) = &session.lost {
-                return Err(why.clone());
-            }
+        if let Some(session) = guard.as_mut()
+            && session.lost.is_none()
+        {
             return work(&mut session.client);
         }
         drop(guard);
@@ -278,10 +278,16 @@ impl PgStore {
     /// empty state (whose salt keys secrets from now on). Needs no lock:
     /// of two cairns doing this at once, one inserts and the other nothing.
     pub fn ensure(&self) -> Result<(), StateError> {
-        let s = self.settings.schema.clone();
-        let cluster = self.cluster.clone();
+        self.with_client("create", |client| self.create_rows(client))
+            .map_err(|why| self.failed("create", &why))
+    }
+
+    /// [`PgStore::ensure`] on `client`.
+    fn create_rows(&self, client: &mut Client) -> Result<(), String> {
+        let s = &self.settings.schema;
+        let cluster = &self.cluster;
         let fresh = serde_json::to_string(&State::new(&self.cluster)).expect("state serializes");
-        self.with_client("create", |client| {
+        {
             client
                 .execute(
                     &format!("INSERT INTO {s}.clusters (name) VALUES ($1) ON CONFLICT DO NOTHING"),
@@ -301,8 +307,7 @@ impl PgStore {
                 )
                 .map_err(|e| self.describe(&e))?;
             Ok(())
-        })
-        .map_err(|why| self.failed("create", &why))
+        }
     }
 
     /// Takes the cluster lock on a session of its own, waiting up to the
@@ -389,6 +394,8 @@ impl PgStore {
                 &[&self.cluster, &holder, &self.key],
             )
             .map_err(|e| backend(self.describe(&e)))?;
+        // The first rows before the first seq is counted: the journal goes after them.
+        self.create_rows(&mut client).map_err(backend)?;
         let next_seq: i64 = client
             .query_one(
                 &format!(
@@ -434,7 +441,7 @@ impl PgStore {
                      LEFT JOIN {s}.lock_holders h ON h.cluster = $2 \
                      WHERE l.locktype = 'advisory' AND l.granted \
                      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                     AND l.classid::bigint = ($1 >> 32) AND l.objid::bigint = ($1 & 4294967295) \
+                     AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295) \
                      AND l.objsubid = 1 LIMIT 1"
                 ),
                 &[&self.key, &self.cluster],
@@ -446,24 +453,23 @@ impl PgStore {
         let pid: i32 = row.get(0);
         let recorded: Option<String> = row.get(1);
         let recorded_pid: Option<i32> = row.get(2);
-        let description = match recorded
+        let own_row = recorded
             .filter(|_| recorded_pid == Some(pid))
-            .and_then(|text| serde_json::from_str::<HolderRow>(&text).ok())
-        {
-            Some(row) => format!("{} (database session {pid})", row.holder),
-            None => {
-                let user: Option<String> = row.get(3);
-                let addr: Option<String> = row.get(4);
-                let app: Option<String> = row.get(5);
-                let since: Option<String> = row.get(6);
-                format!(
-                    "database session {pid} (role {}, from {}, `{}`, connected {}; it has not said who it is)",
-                    user.as_deref().unwrap_or("?"),
-                    addr.as_deref().unwrap_or("a local socket"),
-                    app.as_deref().unwrap_or(""),
-                    since.as_deref().unwrap_or("?"),
-                )
-            }
+            .and_then(|text| serde_json::from_str::<HolderRow>(&text).ok());
+        let description = if let Some(row) = own_row {
+            format!("{} (database session {pid})", row.holder)
+        } else {
+            let user: Option<String> = row.get(3);
+            let addr: Option<String> = row.get(4);
+            let app: Option<String> = row.get(5);
+            let since: Option<String> = row.get(6);
+            format!(
+                "database session {pid} (role {}, from {}, `{}`, connected {}; it has not said who it is)",
+                user.as_deref().unwrap_or("?"),
+                addr.as_deref().unwrap_or("a local socket"),
+                app.as_deref().unwrap_or(""),
+                since.as_deref().unwrap_or("?"),
+            )
         };
         Ok(Some(PgHolder {
             description,
@@ -550,14 +556,16 @@ impl PgStore {
     }
 
     /// Writes `state` as the newest snapshot and drops the journal rows
-    /// and older snapshots it makes needless; under the lock only.
+    /// and older snapshots it makes needless; under the lock only. A run
+    /// that lost its lock leaves it to the next: its rows are all there,
+    /// and the failure that lost them was already told.
     pub fn compact(&self, state: &State) -> Result<(), StateError> {
         let mut guard = self.session.lock().expect("session lock is not poisoned");
         let Some(session) = guard.as_mut() else {
             return Err(self.failed("compact", "this process does not hold the cluster lock"));
         };
-        if let Some(why) = &session.lost {
-            return Err(self.failed("compact", why));
+        if session.lost.is_some() {
+            return Ok(());
         }
         let s = &self.settings.schema;
         let text = serde_json::to_string(state).expect("state serializes");
@@ -588,9 +596,9 @@ impl PgStore {
             tx.execute(
                 &format!(
                     "DELETE FROM {s}.snapshots WHERE cluster = $1 AND seq < \
-                     (SELECT seq FROM {s}.snapshots WHERE cluster = $1 ORDER BY seq DESC OFFSET $2 - 1 LIMIT 1)"
+                     (SELECT seq FROM {s}.snapshots WHERE cluster = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)"
                 ),
-                &[&self.cluster, &SNAPSHOTS_KEPT],
+                &[&self.cluster, &(SNAPSHOTS_KEPT - 1)],
             )
             .map_err(|e| self.describe(&e))?;
             tx.commit().map_err(|e| self.describe(&e))
