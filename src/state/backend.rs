@@ -9,6 +9,12 @@
 
 use std::sync::Arc;
 
+/// Journal rows after the newest snapshot beyond which taking the lock
+/// compacts them first (runs killed before their end leave them), so
+/// that reading a cluster's state stays one snapshot and a short tail
+/// even when no apply has finished for a while.
+const COMPACT_TAIL_OVER: i64 = 1000;
+
 use super::journal::{Journal, Sink};
 use super::postgres::{PgHolder, PgLock, PgStore};
 use super::settings::StateSettings;
@@ -123,6 +129,9 @@ impl Store {
                     held => held.into(),
                 })?;
                 pg.ensure()?;
+                if pg.tail_len()? > COMPACT_TAIL_OVER {
+                    self.compact(&mut pg.load()?)?;
+                }
                 Ok(ClusterLock::Postgres(lock))
             }
         }

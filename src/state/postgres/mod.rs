@@ -503,6 +503,24 @@ impl PgStore {
         }
     }
 
+    /// How many journal rows follow the newest snapshot: what a read replays.
+    pub fn tail_len(&self) -> Result<i64, StateError> {
+        let s = &self.settings.schema;
+        self.with_client("read", |client| {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {s}.journal WHERE cluster = $1 AND seq > \
+                         COALESCE((SELECT max(seq) FROM {s}.snapshots WHERE cluster = $1), -1)"
+                    ),
+                    &[&self.cluster],
+                )
+                .map(|row| row.get(0))
+                .map_err(|e| self.describe(&e))
+        })
+        .map_err(|why| self.failed("read", &why))
+    }
+
     /// Appends journal entries on the lock's session, in one transaction,
     /// each row inserted only while the session holds the lock.
     pub fn append(&self, entries: &[JournalEntry]) -> Result<(), String> {
