@@ -597,3 +597,52 @@ fn a_bad_url_or_missing_secret_is_a_clusterfile_error() {
     assert!(text.contains("URL is not valid"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+#[ignore = "needs root and postgresql: run by scripts/test"]
+fn a_migration_killed_mid_copy_leaves_the_target_empty() {
+    let server = Server::start();
+    let (_logs, log) = log_dir();
+    let on_pg = clusterfile("halfway", "cairn", &log, &[step("one", &[], 0.0)], "");
+    let local = on_pg.replace("backend = \"postgres\"", "backend = \"local\"");
+    let alice = Operator::new(&server.url(), &local);
+    alice.apply();
+    alice.write(&on_pg);
+    // A plan makes the tables (and finds no state there yet); then an
+    // uncommitted row of the test's stops the migration's insert of the
+    // snapshot half-way through its transaction, where it is killed.
+    let plan = alice.expect(&["plan", "--offline"], 0);
+    assert!(
+        plan.contains("1 to add"),
+        "the backend holds no state yet: {plan}"
+    );
+    let mut blocker = server.client();
+    let mut tx = blocker.transaction().unwrap();
+    tx.batch_execute(
+        "DELETE FROM cairn.snapshots WHERE cluster = 'halfway';
+         INSERT INTO cairn.snapshots (cluster, seq, serial, state) VALUES ('halfway', 0, 0, '{}')",
+    )
+    .unwrap();
+    let migrating = alice.spawn(&["state", "migrate", "--to", "postgres"], Stdio::null());
+    server.wait_until(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'cairn migrate%' AND wait_event_type = 'Lock')",
+    );
+    kill_group(&migrating);
+    output_of(migrating);
+    tx.rollback().unwrap();
+    server.wait_until(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'cairn migrate%')",
+    );
+    assert_eq!(
+        server.value(
+            "SELECT count(*)::text FROM cairn.snapshots WHERE cluster = 'halfway' AND state LIKE '%step.one@local%'"
+        ),
+        Some("0".into()),
+        "nothing of the migration is left"
+    );
+    assert!(!alice.path().join(".cairn/halfway/MIGRATED").exists());
+    // The local state is still the one in use, and a second try goes through.
+    let text = alice.expect(&["state", "migrate", "--to", "postgres"], 0);
+    assert!(text.contains("1 task"), "{text}");
+    alice.plan_is_clean();
+}

@@ -39,7 +39,7 @@ pub(super) fn open(settings: &PgSettings, purpose: &str) -> Result<Client, Strin
         .keepalives_idle(KEEPALIVE_IDLE)
         .keepalives_interval(KEEPALIVE_INTERVAL)
         .keepalives_retries(KEEPALIVE_RETRIES);
-    let result = match settings.sslmode {
+    let result: Result<Client, postgres::Error> = match settings.sslmode {
         SslMode::Disable => {
             config.ssl_mode(postgres::config::SslMode::Disable);
             config.connect(postgres::NoTls)
@@ -54,7 +54,21 @@ pub(super) fn open(settings: &PgSettings, purpose: &str) -> Result<Client, Strin
             config.connect(tls)
         }
     };
-    result.map_err(|e| describe(&e, url))
+    let mut client = result.map_err(|e| describe(&e, url))?;
+    // The server's side of noticing a vanished client: checked every second
+    // while a query runs (PostgreSQL 14 and later), and probed by its own
+    // keepalives when idle over TCP — so a killed cairn's lock, or its
+    // open transaction, is let go within seconds. Neither is essential: an
+    // older server, or a Unix socket, that refuses them is no reason to stop.
+    for setting in [
+        "SET client_connection_check_interval = '1s'",
+        "SET tcp_keepalives_idle = 5",
+        "SET tcp_keepalives_interval = 2",
+        "SET tcp_keepalives_count = 3",
+    ] {
+        let _ = client.batch_execute(setting);
+    }
+    Ok(client)
 }
 
 /// The TLS set-up `sslmode` asks for.

@@ -321,18 +321,6 @@ impl PgStore {
             ))
         };
         let mut client = self.open("lock").map_err(backend)?;
-        // Noticing a vanished client: checked every second during a query
-        // (PostgreSQL 14 and later), and probed by the server's keepalives
-        // when idle over TCP. Neither is essential, so an older server or
-        // a Unix socket that refuses them is no reason to stop.
-        for setting in [
-            "SET client_connection_check_interval = '1s'",
-            "SET tcp_keepalives_idle = 5",
-            "SET tcp_keepalives_interval = 2",
-            "SET tcp_keepalives_count = 3",
-        ] {
-            let _ = client.batch_execute(setting);
-        }
         let wait = if policy.wait_for_live.is_zero() {
             self.settings.lock_timeout.unwrap_or_default()
         } else {
