@@ -646,3 +646,42 @@ fn a_migration_killed_mid_copy_leaves_the_target_empty() {
     assert!(text.contains("1 task"), "{text}");
     alice.plan_is_clean();
 }
+
+#[test]
+#[ignore = "needs root and postgresql: run by scripts/test"]
+fn state_url_chooses_the_backend_for_one_run_and_refuses_a_password_in_argv() {
+    let server = Server::start();
+    let (_logs, log) = log_dir();
+    let on_pg = clusterfile("ci", "cairn", &log, &[step("one", &[], 0.0)], "");
+    // No [state] at all: the option alone moves the state to PostgreSQL.
+    let start = on_pg.find("[state]").unwrap();
+    let end = on_pg.find("[[hosts]]").unwrap();
+    let plain = format!("{}{}", &on_pg[..start], &on_pg[end..]);
+    let ci = Operator::new(&server.url(), &plain);
+    let text = ci.expect(
+        &[
+            "apply",
+            "--auto-approve",
+            "--state-url",
+            "env:CAIRN_TEST_PG_URL",
+        ],
+        0,
+    );
+    assert!(text.contains("1 done"), "{text}");
+    assert!(!ci.path().join(".cairn/ci/state.json").exists());
+    let mut from_env = ci.command(&["plan", "--detailed-exitcode"]);
+    from_env.env("CAIRN_STATE_URL", server.url());
+    let out = from_env.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = ci.expect(
+        &["plan", "--state-url", "postgres://u:hunter2@localhost/db"],
+        1,
+    );
+    assert!(text.contains("holds a password"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
