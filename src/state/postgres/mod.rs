@@ -328,6 +328,7 @@ impl PgStore {
         };
         let started = Instant::now();
         let mut told = false;
+        let mut vanished = 0;
         loop {
             let taken: bool = client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&self.key])
@@ -337,8 +338,18 @@ impl PgStore {
                 break;
             }
             let Some(holder) = self.holder_on(&mut client).map_err(backend)? else {
-                // Freed between the two statements: try again at once.
-                continue;
+                // Freed between the two statements: try again soon (a
+                // few times; then it is waited for like any holder).
+                vanished += 1;
+                if vanished < 20 {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                return Err(LockError::Held {
+                    cluster: self.cluster.clone(),
+                    holder: "a session that takes and lets go of it again and again".into(),
+                    waited: started.elapsed(),
+                });
             };
             let waited = started.elapsed();
             if waited >= wait {
