@@ -20,6 +20,16 @@ pub struct Cli {
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
 
+    /// The PostgreSQL state backend's URL, over the Clusterfile's `[state]` (and choosing that backend): `env:NAME`, `file:PATH`, or a URL without a password.
+    #[arg(
+        long = "state-url",
+        global = true,
+        value_name = "URL",
+        env = "CAIRN_STATE_URL",
+        hide_env_values = true
+    )]
+    pub state_url: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -428,6 +438,31 @@ pub enum StateCommand {
         #[command(flatten)]
         lock: LockArgs,
     },
+    /// Copy the local state to the backend `[state]` names, then mark the local one as moved.
+    #[command(
+        after_help = "The local journal is read and checked, copied in one transaction (refused when the\nbackend already holds a state for the cluster), read back and compared; only then is\nthe local state marked as migrated, so it cannot be used by mistake.\n\nExample:\n  CAIRN_STATE_URL=postgres://cairn@db/ops cairn state migrate --to postgres"
+    )]
+    Migrate {
+        /// The backend to move to.
+        #[arg(long, value_enum)]
+        to: StateBackendArg,
+
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Write the backend's current state to the local folder `.cairn/<cluster>/` (a backup, or leaving the backend).
+    #[command(after_help = "Example:\n  cairn state pull")]
+    Pull {
+        /// Overwrite a local state that was not migrated away.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// A state backend a state can be moved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateBackendArg {
+    Postgres,
 }
 
 #[derive(Debug, Args)]

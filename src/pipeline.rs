@@ -27,7 +27,7 @@ use crate::model::{Model, OuterVars};
 use crate::plan::file_diffs::DiffSources;
 use crate::plan::former::{Departure, FormerHost};
 use crate::plan::{self, DiffOptions, FileDiffs, Plan, Refresh, Replacements};
-use crate::state::{Journal, JournalEntry, LockPolicy, State, StateDir, StateLock};
+use crate::state::{ClusterLock, Journal, JournalEntry, LockPolicy, State, StateDir, Store};
 use crate::transport::{Fleet, HostLock};
 
 /// Run logs kept in the state folder; older ones are pruned after each apply.
@@ -48,6 +48,8 @@ pub struct Loaded {
     pub model: Arc<Model>,
     /// The cluster's state folder, `.cairn/<cluster>/` beside the Clusterfile.
     pub dir: StateDir,
+    /// Where the state and the cluster lock live (`[state]`): this folder, or PostgreSQL.
+    pub store: Store,
     /// Values given from outside (`--var-file`, `--var`), already in the
     /// model's `[vars]`: kept to say where a changed value came from, and
     /// for a saved plan to record.
@@ -109,10 +111,12 @@ impl Loaded {
         match model {
             Some(model) if problems.is_empty() => {
                 let dir = StateDir::new(&model.base_dir, &model.name);
+                let store = Store::new(&model.state, &dir);
                 Ok(Loaded {
                     source,
                     model: Arc::new(model),
                     dir,
+                    store,
                     outer: outer.clone(),
                 })
             }
@@ -131,11 +135,9 @@ impl Loaded {
     /// waited for up to `--lock-timeout`, then refused naming its holder)
     /// and makes sure a state exists, so the plan read next is the one this
     /// apply builds on.
-    pub fn lock_cluster(&self, policy: &LockPolicy) -> Result<StateLock, CairnError> {
+    pub fn lock_cluster(&self, policy: &LockPolicy) -> Result<ClusterLock, CairnError> {
         self.dir.create()?;
-        let lock = StateLock::acquire(&self.dir.lock_file(), &self.model.name, policy)?;
-        self.dir.ensure()?;
-        Ok(lock)
+        self.store.lock(policy)
     }
 
     /// Loads the recorded state and compiles the graph against it. A state
@@ -157,7 +159,7 @@ impl Loaded {
     /// The recorded state, migrated if it was written when unnamed hosts
     /// were named by position; with the hosts renamed so.
     pub fn load_state(&self) -> Result<(State, BTreeMap<String, String>), CairnError> {
-        let mut state = self.dir.load()?;
+        let mut state = self.store.load()?;
         let renamed = plan::former::positional_renames(&self.model, &state);
         state.rename_hosts(&renamed);
         Ok((state, renamed))
@@ -513,6 +515,11 @@ impl Planned {
         &self.refreshed.compiled.loaded.dir
     }
 
+    /// Where the state is kept: [`Planned::state_dir`], or PostgreSQL.
+    pub fn store(&self) -> &Store {
+        &self.refreshed.compiled.loaded.store
+    }
+
     /// Runs the plan: each finished task is journaled as it finishes,
     /// events go to `events` (the last is `RunFinished`, with the hosts that
     /// could not be reached), and the state is compacted at the end.
@@ -525,7 +532,7 @@ impl Planned {
         let compiled = &self.refreshed.compiled;
         let dir = self.state_dir();
         self.record_reached_hosts()?;
-        let journal = Journal::open(&dir.journal_file())?;
+        let journal = self.store().journal()?;
         let mut summary = runtime.block_on(exec::execute(
             exec::Run {
                 model: compiled.loaded.model.clone(),
@@ -551,9 +558,9 @@ impl Planned {
             summary: summary.clone(),
         });
         drop(journal);
-        let mut state = dir.load()?;
+        let mut state = self.store().load()?;
         state.serial = state.serial.saturating_add(1);
-        dir.compact(&mut state)?;
+        self.store().compact(&mut state)?;
         dir.prune_runs(RUN_LOGS_KEPT);
         Ok(summary)
     }
@@ -565,9 +572,8 @@ impl Planned {
     /// asks for.
     pub fn record_reached_hosts(&self) -> Result<(), CairnError> {
         let compiled = &self.refreshed.compiled;
-        let dir = self.state_dir();
         if !compiled.renamed.is_empty() {
-            dir.compact(&mut (*compiled.state).clone())?;
+            self.store().compact(&mut (*compiled.state).clone())?;
             let model = &compiled.loaded.model;
             for (old, new) in &compiled.renamed {
                 if let Some(transport) = model
@@ -580,7 +586,7 @@ impl Planned {
                 }
             }
         }
-        let journal = Journal::open(&dir.journal_file())?;
+        let journal = self.store().journal()?;
         self.record_hosts(&journal)?;
         self.record_reruns(&journal)
     }

@@ -19,7 +19,7 @@ use crate::diagnostic::{Problem, Problems, SourceFile};
 use crate::words::closest;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "version", "name", "ssh", "vars", "hosts", "bundles", "files", "configs", "steps",
+    "version", "name", "ssh", "vars", "hosts", "bundles", "files", "configs", "steps", "state",
 ];
 
 /// What was lost with the items that failed to deserialize: their names,
@@ -109,6 +109,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
         files: Vec::new(),
         configs: Vec::new(),
         steps: Vec::new(),
+        state: None,
     };
     for (key, value) in root {
         let key_span = key.span();
@@ -117,6 +118,7 @@ pub fn parse(source: &SourceFile, problems: &mut Problems) -> Option<(RawCluster
             "version" => version = Some(decode(&source.text, value, problems)),
             "name" => name = Some(decode(&source.text, value, problems)),
             "ssh" => out.ssh = decode(&source.text, value, problems),
+            "state" => out.state = decode(&source.text, value, problems),
             "vars" => out.vars = decode_vars(&source.text, value, problems, &mut recovered),
             "hosts" => {
                 out.hosts = decode_items(&source.text, value, "hosts", problems, &mut recovered);

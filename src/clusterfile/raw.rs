@@ -46,6 +46,33 @@ pub struct RawClusterfile {
     /// Commands run on hosts, in dependency order.
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    /// Where the cluster's state and its lock live (default: `.cairn/<name>/` beside the Clusterfile).
+    #[serde(default)]
+    pub state: Option<RawState>,
+}
+
+/// `[state]`: where the cluster's state and its lock are kept.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// `"local"` (default: `.cairn/<name>/` beside the Clusterfile) or `"postgres"`.
+    #[schemars(with = "Option<String>")]
+    pub backend: Option<Spanned<String>>,
+    /// The PostgreSQL connection URL, as a secret (`env:NAME` / `file:PATH`, or `{ secret = "..." }`): it may hold a password.
+    #[schemars(with = "Option<RawSecretRef>")]
+    pub url: Option<Spanned<RawSecretRef>>,
+    /// The schema cairn's tables live in (default `cairn`).
+    #[schemars(with = "Option<String>")]
+    pub schema: Option<Spanned<String>>,
+    /// TLS: `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.
+    #[schemars(with = "Option<String>")]
+    pub sslmode: Option<Spanned<String>>,
+    /// CA certificate file (PEM) for `verify-ca` / `verify-full`; relative to the Clusterfile's folder.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// How long an apply waits for the cluster lock when `--lock-timeout` is not given (`30s`, `5m`).
+    #[schemars(with = "Option<String>")]
+    pub lock_timeout: Option<Spanned<String>>,
 }
 
 /// SSH settings. All optional: unset keys fall back to the cluster's `[ssh]`, then to ssh's own defaults.

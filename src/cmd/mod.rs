@@ -48,6 +48,12 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
     };
     crate::report::remember_invocation(cli.file.as_deref(), &vars.vars, &vars.var_files);
     let out = Output::new(Style::detect(cli.no_color), cli.json);
+    if let Some(url) = &cli.state_url {
+        let from_env = std::env::var("CAIRN_STATE_URL").ok().as_deref() == Some(url.as_str());
+        let url = crate::state::settings::url_from_argument(url, from_env)
+            .map_err(|(message, help)| CairnError::usage(message, help))?;
+        crate::state::settings::set_url_override(url);
+    }
     match &cli.command {
         Command::Schema => Ok(schema::run(out)),
         Command::Validate(args) => validate::run(file, args, out),

@@ -22,7 +22,7 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
     let loaded = Loaded::read_with_args(file, &args.vars)?;
     if args.out.is_some() {
         // A saved plan's keys must match the apply's: keep the secret salt from now on.
-        loaded.dir.ensure()?;
+        loaded.store.ensure()?;
     }
     let probe = if args.offline {
         Probe::Offline

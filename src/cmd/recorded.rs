@@ -16,7 +16,7 @@ use crate::state::State;
 /// The recorded state, and the model when the Clusterfile validated.
 pub(super) struct Recorded {
     pub state: State,
-    /// The cluster's state folder.
+    /// The cluster's state folder (with PostgreSQL: the schema, as shown).
     pub dir: PathBuf,
     pub model: Option<Arc<Model>>,
     /// The model's, or one that masks nothing when there is no model.
@@ -31,7 +31,11 @@ pub(super) fn read(file: &Path, out: Output, what: &str) -> Result<Recorded, Cai
             let (state, _) = loaded.load_state()?;
             Ok(Recorded {
                 state,
-                dir: loaded.dir.dir.clone(),
+                // Where the state is, as the operator reads it: the folder, or the database.
+                dir: match &loaded.store {
+                    crate::state::Store::Local(dir) => dir.dir.clone(),
+                    crate::state::Store::Postgres(_) => PathBuf::from(loaded.store.place()),
+                },
                 scrubber: loaded.model.scrubber(),
                 model: Some(loaded.model),
             })

@@ -1,6 +1,15 @@
 //! `cairn state list` / `show TASK` / `rm HOST|TASK...`: what is recorded,
 //! and forgetting some of it without touching any host (the way out for a
-//! host that left and can never be reached again).
+//! host that left and can never be reached again). `migrate --to postgres`
+//! and `pull` move a state between the local folder and PostgreSQL.
+//!
+//! A migration holds the local lock (no local apply runs meanwhile), reads
+//! the local state whole (a damaged journal refuses it), copies it in one
+//! transaction under the backend's cluster lock, reads it back and compares,
+//! and only then leaves the marker that makes the local state refuse use.
+//! A pull writes the backend's state as the local `state.json` and takes a
+//! marker away, refusing to overwrite a local state that was never migrated
+//! unless told to.
 
 use std::path::Path;
 
@@ -8,13 +17,18 @@ use crate::cli::{LockArgs, StateCommand};
 use crate::error::{CairnError, Success};
 use crate::ids::TaskId;
 use crate::pipeline::Loaded;
-use crate::report::{Forgotten, Output};
-use crate::state::JournalEntry;
+use crate::report::{Forgotten, Output, StateMoved};
+use crate::state::{JournalEntry, LockHolder, StateLock, Store};
 use crate::words::closest;
 
 pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Success, CairnError> {
-    if let StateCommand::Rm { targets, lock } = sub {
-        return remove(&Loaded::read(file)?, targets, lock, out);
+    match sub {
+        StateCommand::Rm { targets, lock } => {
+            return remove(&Loaded::read(file)?, targets, lock, out);
+        }
+        StateCommand::Migrate { lock, .. } => return migrate(&Loaded::read(file)?, lock, out),
+        StateCommand::Pull { force } => return pull(&Loaded::read(file)?, *force, out),
+        StateCommand::List | StateCommand::Show { .. } => {}
     }
     let super::recorded::Recorded {
         state,
@@ -53,7 +67,9 @@ pub(super) fn run(file: &Path, sub: &StateCommand, out: Output) -> Result<Succes
             };
             out.state_show(id, record, &scrubber);
         }
-        StateCommand::Rm { .. } => unreachable!("handled above"),
+        StateCommand::Rm { .. } | StateCommand::Migrate { .. } | StateCommand::Pull { .. } => {
+            unreachable!("handled above")
+        }
     }
     Ok(Success::Ok)
 }
@@ -118,7 +134,104 @@ fn remove(
         state.apply(entry);
     }
     state.serial = state.serial.saturating_add(1);
-    loaded.dir.compact(&mut state)?;
+    loaded.store.compact(&mut state)?;
     out.state_removed(&forgotten);
+    Ok(Success::Ok)
+}
+
+/// The usage error of a move that needs the PostgreSQL backend configured.
+fn needs_backend(what: &str) -> CairnError {
+    CairnError::usage(
+        format!(
+            "`cairn state {what}` needs the PostgreSQL backend, and this Clusterfile keeps its state locally"
+        ),
+        "add `[state] backend = \"postgres\"` with `url = { secret = \"env:NAME\" }` to the Clusterfile, or pass --state-url (or set CAIRN_STATE_URL)",
+    )
+}
+
+/// `state migrate --to postgres`.
+fn migrate(loaded: &Loaded, lock: &LockArgs, out: Output) -> Result<Success, CairnError> {
+    let Store::Postgres(backend) = &loaded.store else {
+        return Err(needs_backend("migrate --to postgres"));
+    };
+    let local = &loaded.dir;
+    local.check_not_migrated()?;
+    if !local.state_file().exists() && !local.journal_file().exists() {
+        return Err(CairnError::usage(
+            format!(
+                "there is no local state of cluster `{}` to migrate ({} holds none)",
+                loaded.model.name,
+                local.dir.display()
+            ),
+            "run cairn from the folder of the Clusterfile whose state it is; a new cluster needs no migration",
+        ));
+    }
+    let policy = super::apply::lock_policy(lock, out);
+    let _local_lock = StateLock::acquire(&local.lock_file(), &loaded.model.name, &policy)?;
+    let state = local.load()?;
+    backend.import(&state)?;
+    let to = format!("PostgreSQL, schema `{}`", backend.schema());
+    let marker = local.migrated_marker();
+    let note = format!(
+        "{to}\nmigrated at {} by {}\n",
+        crate::state::now_rfc3339(),
+        LockHolder::current("cairn state migrate").operator()
+    );
+    crate::atomic_file::write_atomic(&marker, note.as_bytes(), true).map_err(|source| {
+        crate::state::StateError::Io {
+            action: "write",
+            path: marker.clone(),
+            source,
+        }
+    })?;
+    out.state_moved(&StateMoved::Migrated {
+        cluster: loaded.model.name.clone(),
+        to,
+        tasks: state.tasks.len(),
+        marker: marker.display().to_string(),
+    });
+    Ok(Success::Ok)
+}
+
+/// `state pull`.
+fn pull(loaded: &Loaded, force: bool, out: Output) -> Result<Success, CairnError> {
+    let Store::Postgres(backend) = &loaded.store else {
+        return Err(needs_backend("pull"));
+    };
+    let mut state = backend.load()?;
+    let local = &loaded.dir;
+    let marker = local.migrated_marker();
+    if local.state_file().exists() && !marker.exists() && !force {
+        return Err(CairnError::usage(
+            format!(
+                "{} already holds a local state of cluster `{}`, which was never migrated",
+                local.dir.display(),
+                loaded.model.name
+            ),
+            "pass --force to overwrite it, or run from another folder (a copy of the Clusterfile) to keep it",
+        ));
+    }
+    local.create()?;
+    let policy = crate::state::LockPolicy::immediate(LockHolder::current("cairn state pull"));
+    let _local_lock = StateLock::acquire(&local.lock_file(), &loaded.model.name, &policy)?;
+    local.compact(&mut state)?;
+    match std::fs::remove_file(&marker) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(crate::state::StateError::Io {
+                action: "remove",
+                path: marker,
+                source,
+            }
+            .into());
+        }
+    }
+    out.state_moved(&StateMoved::Pulled {
+        cluster: loaded.model.name.clone(),
+        from: loaded.store.place(),
+        tasks: state.tasks.len(),
+        path: local.state_file().display().to_string(),
+    });
     Ok(Success::Ok)
 }

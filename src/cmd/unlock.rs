@@ -9,6 +9,11 @@
 //! killed (unless the lock changed hands since it was shown). A lock that
 //! is not held is said to be free; a host that cannot be reached is
 //! reported and makes the command fail, so nothing is left unsaid.
+//!
+//! With the state in PostgreSQL the cluster lock is an advisory lock,
+//! which only its own session can release: breaking it ends that database
+//! session (`pg_terminate_backend`, if it still holds the lock), which the
+//! survey says beforehand, with who may do it.
 
 use std::path::Path;
 
@@ -17,8 +22,8 @@ use crate::error::{CairnError, Success};
 use crate::model::{HostId, Model};
 use crate::pipeline::{Loaded, runtime};
 use crate::plan::former::FormerHost;
-use crate::report::{Confirmation, LockSurvey, Output, Unlocked};
-use crate::state::{HostRecord, StateLock};
+use crate::report::{ClusterSession, Confirmation, LockSurvey, Output, Unlocked};
+use crate::state::{ClusterHolder, HostRecord, StateLock, Store};
 use crate::transport::{Fleet, HostLockStatus, Transport};
 
 /// The hosts an unlock is about: of the Clusterfile, and known only to the state.
@@ -36,10 +41,22 @@ pub(super) fn run(file: &Path, args: &UnlockArgs, out: Output) -> Result<Success
     let chosen = chosen_hosts(&model, &compiled.former, &args.hosts)?;
     let cluster_included = args.hosts.is_empty();
     let lock_file = compiled.loaded.dir.lock_file();
+    let store = compiled.loaded.store.clone();
     let cluster_holder = if cluster_included {
-        StateLock::holder(&lock_file)?
+        store.holder()?
     } else {
         None
+    };
+    let cluster_session = match (&store, &cluster_holder) {
+        (Store::Postgres(_), Some(ClusterHolder::Postgres(holder))) => Some(ClusterSession {
+            place: store.place(),
+            backend_pid: holder.backend_pid,
+        }),
+        (Store::Postgres(_), _) => Some(ClusterSession {
+            place: store.place(),
+            backend_pid: 0,
+        }),
+        (Store::Local(_), _) => None,
     };
     let rt = runtime();
     let fleet = rt.block_on(Fleet::connect(
@@ -51,8 +68,9 @@ pub(super) fn run(file: &Path, args: &UnlockArgs, out: Output) -> Result<Success
     let targets = targets(&model, &chosen, &fleet);
     let survey = LockSurvey {
         cluster: model.name.clone(),
-        cluster_holder,
+        cluster_holder: cluster_holder.as_ref().map(|h| h.description().to_string()),
         cluster_included,
+        cluster_session,
         hosts: rt.block_on(read_locks(&targets)),
     };
     out.unlock_survey(&survey);
@@ -60,17 +78,35 @@ pub(super) fn run(file: &Path, args: &UnlockArgs, out: Output) -> Result<Success
     let result = if survey.anything_held() {
         confirm(args, out).and_then(|()| {
             let mut done = Vec::new();
-            if let (true, Some(holder)) = (cluster_included, &survey.cluster_holder) {
-                StateLock::break_open(&lock_file)?;
-                done.push(Unlocked::Cluster {
-                    holder: holder.clone(),
-                });
+            match (cluster_included, &cluster_holder, &store) {
+                (true, Some(ClusterHolder::Local(holder)), _) => {
+                    StateLock::break_open(&lock_file)?;
+                    done.push(Unlocked::Cluster {
+                        holder: holder.clone(),
+                    });
+                }
+                (true, Some(ClusterHolder::Postgres(holder)), Store::Postgres(backend)) => {
+                    done.push(Unlocked::ClusterSession {
+                        holder: holder.description.clone(),
+                        backend_pid: holder.backend_pid,
+                        result: backend
+                            .terminate(holder.backend_pid)
+                            .map_err(|e| e.to_string()),
+                    });
+                }
+                _ => {}
             }
             done.extend(rt.block_on(break_locks(&targets, &survey)));
             out.unlocked(&survey, &done);
             let failed = done
                 .iter()
-                .filter(|d| matches!(d, Unlocked::Host { result: Err(_), .. }))
+                .filter(|d| {
+                    matches!(
+                        d,
+                        Unlocked::Host { result: Err(_), .. }
+                            | Unlocked::ClusterSession { result: Err(_), .. }
+                    )
+                })
                 .count();
             finish(unreadable + failed)
         })

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::context::RunContext;
 use super::destroy::run_destroys;
 use super::events::millis;
-use super::failure::Failure;
+use super::failure::{Failure, TaskError};
 use super::task::{TaskDone, capture_values, run_task};
 use super::{Event, HostTotal, Outcome, RunSummary};
 use crate::graph::{TaskGraph, Work};
@@ -223,6 +223,14 @@ enum Admission {
     Draining,
     /// A task failed under `--fail-fast`: what has not started is skipped.
     Halted(TaskId),
+    /// A task ran but could not be recorded (the disk, or the state
+    /// backend's lock, is lost): nothing more starts, whatever the policy.
+    Unrecorded(TaskId),
+}
+
+/// Why a task did not start after a record could not be written.
+fn unrecorded(failed: &TaskId) -> String {
+    format!("not started: {failed} ran but could not be recorded, so the run starts nothing more")
 }
 
 /// Why a task did not start under `--fail-fast`.
@@ -399,6 +407,10 @@ impl<'a> Scheduler<'a> {
                         self.halted_out.insert(node);
                         halted(failed)
                     }
+                    Admission::Unrecorded(failed) if behind_halt => {
+                        self.halted_out.insert(node);
+                        unrecorded(failed)
+                    }
                     _ => format!(
                         "upstream failed or not applied ({})",
                         blocked_by
@@ -462,8 +474,12 @@ impl<'a> Scheduler<'a> {
                     still_deferred.push_back(node);
                     continue;
                 }
-                Admission::Halted(failed) => {
-                    let reason = halted(failed);
+                Admission::Halted(_) | Admission::Unrecorded(_) => {
+                    let reason = match &self.admission {
+                        Admission::Unrecorded(failed) => unrecorded(failed),
+                        Admission::Halted(failed) => halted(failed),
+                        _ => unreachable!("matched above"),
+                    };
                     self.halted_out.insert(node);
                     let change = self.changes.get(&node).copied();
                     self.skip_if_it_runs(node, change, reason);
@@ -558,6 +574,13 @@ impl<'a> Scheduler<'a> {
                     && self.admission == Admission::Open
                 {
                     self.admission = Admission::Halted(task.id.clone());
+                }
+                if matches!(
+                    *f.error,
+                    TaskError::NotRecorded(_) | TaskError::UndoNotRecorded(_)
+                ) && matches!(self.admission, Admission::Open | Admission::Halted(_))
+                {
+                    self.admission = Admission::Unrecorded(task.id.clone());
                 }
                 self.settle(finished.node, Settled::Blocked);
             }

@@ -31,6 +31,8 @@ pub struct Model {
     /// Positional selectors (`master[0]`) → the host each points at now:
     /// recorded at each apply, so a plan can warn when one moves.
     pub positions: BTreeMap<String, HostId>,
+    /// `[state]`: where the state and the cluster lock live.
+    pub state: crate::state::settings::StateSettings,
 }
 
 impl Model {

@@ -17,6 +17,9 @@ pub struct LockSurvey {
     pub cluster_holder: Option<String>,
     /// Whether the cluster lock is part of this unlock (not when only some hosts are named).
     pub cluster_included: bool,
+    /// The database session holding the cluster lock, when the state is
+    /// kept in PostgreSQL (`None`: the lock file on this machine).
+    pub cluster_session: Option<ClusterSession>,
     /// Each host asked about: its lock, or why it could not be read.
     pub hosts: Vec<(String, Result<HostLockStatus, String>)>,
 }
@@ -32,11 +35,27 @@ impl LockSurvey {
     }
 }
 
+/// Where a PostgreSQL cluster lock is held.
+#[derive(Debug, Clone)]
+pub struct ClusterSession {
+    /// Where the state is: "PostgreSQL, schema `cairn`".
+    pub place: String,
+    /// The holder's database session (its backend pid).
+    pub backend_pid: i32,
+}
+
 /// What breaking one lock came to.
 #[derive(Debug)]
 pub enum Unlocked {
     Cluster {
         holder: String,
+    },
+    /// The PostgreSQL session holding the cluster lock was ended (`Ok(true)`),
+    /// had already let go (`Ok(false)`), or could not be ended.
+    ClusterSession {
+        holder: String,
+        backend_pid: i32,
+        result: Result<bool, String>,
     },
     Host {
         host: String,
@@ -138,8 +157,27 @@ pub(super) fn lock_notice_text(notice: &LockNotice) -> String {
 pub(super) fn survey_text(survey: &LockSurvey, style: Style) -> String {
     let mut out = String::new();
     if survey.cluster_included {
-        match &survey.cluster_holder {
-            Some(holder) => {
+        match (&survey.cluster_holder, &survey.cluster_session) {
+            (Some(holder), Some(session)) => {
+                let _ = writeln!(
+                    out,
+                    "{} cluster `{}` ({}): held by {holder}\n       An advisory lock is freed only when its session ends: breaking it ends database session {pid} (`SELECT pg_terminate_backend({pid})`), which needs a superuser, a member of pg_signal_backend, or the holder's role. If that run still goes on, it stops at its next journal write, and what it recorded stays.",
+                    style.yellow("locked"),
+                    survey.cluster,
+                    session.place,
+                    pid = session.backend_pid,
+                );
+            }
+            (None, Some(session)) => {
+                let _ = writeln!(
+                    out,
+                    "{} cluster `{}` ({}): no lock held",
+                    style.dim("free  "),
+                    survey.cluster,
+                    session.place
+                );
+            }
+            (Some(holder), None) => {
                 let _ = writeln!(
                     out,
                     "{} cluster `{}` (this machine): held by {holder}",
@@ -147,7 +185,7 @@ pub(super) fn survey_text(survey: &LockSurvey, style: Style) -> String {
                     survey.cluster
                 );
             }
-            None => {
+            (None, None) => {
                 let _ = writeln!(
                     out,
                     "{} cluster `{}` (this machine): no lock held",
@@ -212,6 +250,21 @@ pub(super) fn unlocked_text(done: &[Unlocked], style: Style) -> String {
                 "{} cluster lock held by {holder}: a new lock file took its place (if that process still runs, it goes on, but no longer keeps other applies out)",
                 style.green("broke")
             ),
+            Unlocked::ClusterSession {
+                holder,
+                backend_pid,
+                result,
+            } => match result {
+                Ok(true) => format!(
+                    "{} cluster lock held by {holder}: its database session {backend_pid} was ended, which freed the lock",
+                    style.green("broke")
+                ),
+                Ok(false) => format!(
+                    "{} cluster lock of {holder}: its session let go (or the lock changed hands) since it was shown; left alone",
+                    style.dim("free ")
+                ),
+                Err(why) => format!("{} cluster lock: {why}", style.red("failed")),
+            },
             Unlocked::Host {
                 host,
                 holder,
@@ -281,11 +334,21 @@ pub(super) fn unlock_json(survey: &LockSurvey, done: &[Unlocked]) -> String {
             },
             holder: survey.cluster_holder.clone(),
             dead: None,
-            done: done
-                .iter()
-                .any(|d| matches!(d, Unlocked::Cluster { .. }))
-                .then_some("broken"),
-            error: None,
+            done: done.iter().find_map(|d| match d {
+                Unlocked::Cluster { .. }
+                | Unlocked::ClusterSession {
+                    result: Ok(true), ..
+                } => Some("broken"),
+                Unlocked::ClusterSession {
+                    result: Ok(false), ..
+                } => Some("was_free"),
+                Unlocked::ClusterSession { result: Err(_), .. } => Some("failed"),
+                Unlocked::Host { .. } => None,
+            }),
+            error: done.iter().find_map(|d| match d {
+                Unlocked::ClusterSession { result: Err(e), .. } => Some(e.clone()),
+                _ => None,
+            }),
         });
     }
     for (host, status) in &survey.hosts {

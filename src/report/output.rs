@@ -20,7 +20,10 @@ use super::locks::{
 use super::plan::plan_text;
 use super::prompt::{self, Confirmation};
 use super::stamp::stamped;
-use super::state::{Forgotten, state_list_json, state_list_text, state_removed_text, state_show};
+use super::state::{
+    Forgotten, StateMoved, state_list_json, state_list_text, state_moved_text, state_removed_text,
+    state_show,
+};
 use super::validate::{Validated, invalid_json, validated_json, validated_text};
 use super::{AdhocReport, Mode, Reporter, Style};
 use crate::ids::TaskId;
@@ -299,6 +302,18 @@ impl Output {
     /// `cairn state rm`.
     pub fn state_removed(&self, forgotten: &[Forgotten]) {
         out!("{}", state_removed_text(forgotten));
+    }
+
+    /// `cairn state migrate` / `pull`.
+    pub fn state_moved(&self, moved: &StateMoved) {
+        if self.json {
+            out!(
+                "{}",
+                serde_json::to_string_pretty(moved).expect("serializes")
+            );
+        } else {
+            out!("{}", state_moved_text(moved));
+        }
     }
 
     /// `cairn add` / `delete`: the edit just written.

@@ -266,3 +266,46 @@ pub(super) fn state_removed_text(forgotten: &[Forgotten]) -> String {
     }
     out
 }
+
+/// `cairn state migrate` / `pull`: a state moved between backends.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "moved", rename_all = "snake_case")]
+pub enum StateMoved {
+    /// The local state copied to `to`, checked, and the local one marked.
+    Migrated {
+        cluster: String,
+        to: String,
+        tasks: usize,
+        marker: String,
+    },
+    /// The backend's state written to the local folder `path`.
+    Pulled {
+        cluster: String,
+        from: String,
+        tasks: usize,
+        path: String,
+    },
+}
+
+pub(super) fn state_moved_text(moved: &StateMoved) -> String {
+    match moved {
+        StateMoved::Migrated {
+            cluster,
+            to,
+            tasks,
+            marker,
+        } => format!(
+            "Migrated the state of cluster `{cluster}` ({tasks} task{}) to {to}, and read it back: it matches.\nThe local state is kept but marked as moved ({marker}): cairn refuses to use it. Set `[state] backend = \"postgres\"` in the Clusterfile (or pass --state-url) from now on.\n",
+            plural(*tasks)
+        ),
+        StateMoved::Pulled {
+            cluster,
+            from,
+            tasks,
+            path,
+        } => format!(
+            "Wrote the state of cluster `{cluster}` ({tasks} task{}) from {from} to {path}.\nIt is a copy: the backend still holds the state, and applies with `[state] backend = \"postgres\"` keep using it there.\n",
+            plural(*tasks)
+        ),
+    }
+}

@@ -25,6 +25,18 @@ pub enum StateError {
         "state file {path} was written by a newer cairn (format {found}, this cairn reads {STATE_VERSION})"
     )]
     TooNew { path: PathBuf, found: u32 },
+    /// The state backend (PostgreSQL) failed; the message says what and why.
+    #[error("{0}")]
+    Backend(String),
+    /// The local state was moved to another backend and must not be used.
+    #[error(
+        "the local state of cluster `{cluster}` was migrated to {to} ({marker}); set `[state] backend = \"postgres\"` (or pass --state-url) to use it there, or `cairn state pull` to bring it back here"
+    )]
+    Migrated {
+        cluster: String,
+        to: String,
+        marker: PathBuf,
+    },
 }
 
 /// The folder of one cluster's state and the files in it.
@@ -52,6 +64,30 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("lock")
     }
+    /// Present once the state was migrated to another backend: it names
+    /// where, and makes every use of the local state fail, saying so.
+    pub fn migrated_marker(&self) -> PathBuf {
+        self.dir.join("MIGRATED")
+    }
+
+    /// Fails when the local state was migrated away ([`StateDir::migrated_marker`]).
+    pub fn check_not_migrated(&self) -> Result<(), StateError> {
+        let marker = self.migrated_marker();
+        match std::fs::read_to_string(&marker) {
+            Ok(text) => Err(StateError::Migrated {
+                cluster: self.cluster.clone(),
+                to: text
+                    .lines()
+                    .next()
+                    .unwrap_or("another backend")
+                    .trim()
+                    .to_string(),
+                marker,
+            }),
+            Err(_) => Ok(()),
+        }
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }
@@ -79,6 +115,7 @@ impl StateDir {
 
     /// Loads `state.json` and replays the journal over it; a fresh state when there is none.
     pub fn load(&self) -> Result<State, StateError> {
+        self.check_not_migrated()?;
         let path = self.state_file();
         let mut state = match std::fs::read(&path) {
             Ok(bytes) => {

@@ -5,12 +5,39 @@
 //! queued, then fsyncs once, then acknowledges each waiter. Tasks finishing
 //! together share one fsync (group commit) while each still knows its record
 //! is durable before it is reported done.
+//!
+//! Where the entries go is a [`Sink`]: the local file (written, then
+//! fsynced), or the PostgreSQL backend (one transaction per batch, see
+//! `postgres`). Either way an entry is acknowledged only once it is durable.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use super::{JournalEntry, StateError};
+
+/// Where a batch of entries is made durable.
+pub trait Sink: Send + 'static {
+    /// Writes every entry, durably, or says why not.
+    fn write(&mut self, entries: &[JournalEntry]) -> Result<(), String>;
+}
+
+/// The local journal file: appended, then fsynced.
+struct FileSink(std::fs::File);
+
+impl Sink for FileSink {
+    fn write(&mut self, entries: &[JournalEntry]) -> Result<(), String> {
+        let mut buffer = Vec::new();
+        for entry in entries {
+            serde_json::to_writer(&mut buffer, entry).expect("journal entries serialize");
+            buffer.push(b'\n');
+        }
+        self.0
+            .write_all(&buffer)
+            .and_then(|()| self.0.sync_data())
+            .map_err(|e| e.to_string())
+    }
+}
 
 enum Message {
     Append(JournalEntry, mpsc::Sender<Result<(), String>>),
@@ -21,7 +48,7 @@ enum Message {
 pub struct Journal {
     sender: mpsc::Sender<Message>,
     thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
+    path: Option<PathBuf>,
 }
 
 impl Journal {
@@ -38,19 +65,25 @@ impl Journal {
                 path: path.to_path_buf(),
                 source,
             })?;
+        Journal::start(Box::new(FileSink(file)), Some(path.to_path_buf()))
+    }
+
+    /// Starts a writer for `sink`; `path` names the file errors are about,
+    /// if the sink is one.
+    pub fn start(sink: Box<dyn Sink>, path: Option<PathBuf>) -> Result<Journal, StateError> {
         let (sender, receiver) = mpsc::channel::<Message>();
         let thread = std::thread::Builder::new()
             .name("cairn-journal".into())
-            .spawn(move || writer(file, &receiver))
+            .spawn(move || writer(sink, &receiver))
             .map_err(|source| StateError::Io {
-                action: "start writer for",
-                path: path.to_path_buf(),
+                action: "start the journal writer for",
+                path: path.clone().unwrap_or_default(),
                 source,
             })?;
         Ok(Journal {
             sender,
             thread: Some(thread),
-            path: path.to_path_buf(),
+            path,
         })
     }
 
@@ -72,17 +105,20 @@ impl Journal {
 #[derive(Clone)]
 pub struct Appender {
     sender: mpsc::Sender<Message>,
-    path: PathBuf,
+    path: Option<PathBuf>,
 }
 
 impl Appender {
     /// Appends an entry and waits until it is on disk.
     pub fn append(&self, entry: JournalEntry) -> Result<(), StateError> {
         let (ack, done) = mpsc::channel();
-        let io_error = |message: String| StateError::Io {
-            action: "append to",
-            path: self.path.clone(),
-            source: std::io::Error::other(message),
+        let io_error = |message: String| match &self.path {
+            Some(path) => StateError::Io {
+                action: "append to",
+                path: path.clone(),
+                source: std::io::Error::other(message),
+            },
+            None => StateError::Backend(message),
         };
         self.sender
             .send(Message::Append(entry, ack))
@@ -102,7 +138,7 @@ impl Drop for Journal {
     }
 }
 
-fn writer(mut file: std::fs::File, receiver: &mpsc::Receiver<Message>) {
+fn writer(mut sink: Box<dyn Sink>, receiver: &mpsc::Receiver<Message>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = Vec::new();
         let mut closing = false;
@@ -114,15 +150,12 @@ fn writer(mut file: std::fs::File, receiver: &mpsc::Receiver<Message>) {
         while let Ok(more) = receiver.try_recv() {
             push(more, &mut batch);
         }
-        let mut buffer = Vec::new();
-        for (entry, _) in &batch {
-            serde_json::to_writer(&mut buffer, entry).expect("journal entries serialize");
-            buffer.push(b'\n');
-        }
-        let result = file
-            .write_all(&buffer)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| e.to_string());
+        let entries: Vec<JournalEntry> = batch.iter().map(|(entry, _)| entry.clone()).collect();
+        let result = if entries.is_empty() {
+            Ok(())
+        } else {
+            sink.write(&entries)
+        };
         for (_, ack) in batch {
             let _ = ack.send(result.clone());
         }

@@ -301,6 +301,9 @@ pub enum LockError {
         /// How long it was waited for (`--lock-timeout`).
         waited: Duration,
     },
+    /// The state backend (PostgreSQL) failed; the message says what and why.
+    #[error("{0}")]
+    Backend(String),
     #[error("failed to lock {path}: {source}")]
     Io {
         path: PathBuf,

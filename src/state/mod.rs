@@ -18,13 +18,17 @@
 //! (or, with `--lock-timeout`, wait for it). `lock.rs` also holds what every
 //! lock shares: the holder, whether it still lives, and what a wait tells.
 
+pub mod backend;
 mod folder;
 mod hosts;
 pub mod journal;
 pub mod lock;
+pub mod postgres;
 mod records;
+pub mod settings;
 mod snapshot;
 
+pub use backend::{ClusterHolder, ClusterLock, Store};
 pub use folder::{StateDir, StateError, run_id};
 pub use hosts::HostRecord;
 pub use journal::Journal;

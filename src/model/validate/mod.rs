@@ -18,6 +18,7 @@
 //! - `references`: element names, `on` selectors, `after` references
 //! - `elements`: bundles and their configs, files, steps
 //! - `hooks`: each bundle's `bundle.toml` (default vars, kind, default configs) and its hooks, made steps
+//! - `state`: `[state]`, where the state and the cluster lock live
 //! - `whole_file`: dependency cycles and `${var}` definitions, once all is known
 
 mod elements;
@@ -25,6 +26,7 @@ mod header;
 mod hooks;
 mod hosts;
 mod references;
+mod state;
 mod validator;
 mod whole_file;
 

@@ -54,6 +54,7 @@ pub fn validate_with(
     vars.extend(overrides.iter().map(|(n, v)| (n.clone(), v.clone())));
     let mut hosts = v.hosts(&raw.hosts, &defaults);
     crate::model::ssh_config::resolve_aliases(&mut hosts);
+    let state = v.state_settings(raw.state.as_ref());
     let mut model = Model {
         name,
         path: source.path.clone(),
@@ -66,6 +67,7 @@ pub fn validate_with(
         steps: Vec::new(),
         captures: BTreeMap::new(),
         positions: BTreeMap::new(),
+        state,
     };
     let names = v.element_names(raw);
     v.bundles(raw, &mut model, &names, &metadata);
