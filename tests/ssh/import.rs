@@ -1,8 +1,8 @@
 //! A sealos Clusterfile imported with `cairn import sealos` and applied to
 //! real test hosts: a master and two nodes reached with the password of a
-//! user that is not root (so through sudo, as sealos does), the image's
-//! bundle shipped with the kubeadm documents merged into its
-//! `etc/kubeadm.yml`, the password nowhere in what cairn printed or kept,
+//! user that is not root (so through sudo, as sealos does), the cluster
+//! image (saved as `sealos save` does) shipped with the kubeadm documents
+//! merged into its `etc/kubeadm.yml`, its label hooks run on their hosts, the password nowhere in what cairn printed or kept,
 //! and a second plan with nothing to do.
 
 use std::path::Path;
@@ -10,16 +10,21 @@ use std::path::Path;
 use crate::support::hosts::{PWUSER, PWUSER_PASSWORD, TestHosts};
 use crate::support::{cairn, stderr, stdout, transcript};
 
-/// The rootfs the imported bundle reads: what `sealos save` would have
-/// unpacked to, as a folder named like the archive.
-fn rootfs(dir: &Path) {
-    let etc = dir.join("kubernetes.tar/etc");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(
-        etc.join("kubeadm.yml"),
-        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: 100.64.0.0/10\n  serviceSubnet: 10.96.0.0/22\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: 110\n",
-    )
-    .unwrap();
+/// The image the imported bundle reads, as `sealos save` writes it: the
+/// stand-in Kubernetes cluster image of fixtures/kubernetes, built with
+/// umoci and saved by skopeo as an OCI archive (`kubernetes.tar`), its
+/// hooks in its labels.
+fn save_image(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/kubernetes/build-images.sh");
+    let built = std::process::Command::new(script)
+        .arg(dir)
+        .output()
+        .expect("build-images.sh runs");
+    assert!(
+        built.status.success(),
+        "building the images needs umoci and skopeo (scripts/test installs them): {}",
+        transcript(&built)
+    );
 }
 
 #[test]
@@ -51,7 +56,7 @@ fn a_sealos_clusterfile_imported_and_applied_converges_over_password_logins() {
     let imported = std::fs::read_to_string(dir.path().join("Imported")).unwrap();
     assert!(!imported.contains(PWUSER_PASSWORD), "{imported}");
     std::fs::write(dir.path().join("Clusterfile"), &imported).unwrap();
-    rootfs(dir.path());
+    save_image(dir.path());
 
     let apply = cairn(dir.path(), &["apply", "--auto-approve"])
         .env("SEALOS_SSH_PASSWORD", PWUSER_PASSWORD)
@@ -66,7 +71,25 @@ fn a_sealos_clusterfile_imported_and_applied_converges_over_password_logins() {
         assert!(kubeadm.contains("podSubnet: 10.244.0.0/16"), "{kubeadm}");
         assert!(kubeadm.contains("serviceSubnet: 10.96.0.0/22"), "{kubeadm}");
         assert!(kubeadm.contains("maxPods: 110"), "{kubeadm}");
+        // The image's hooks ran through sudo: check, then init (init-cri.sh
+        // and init.sh, which install the binaries).
+        assert!(
+            host.read("/usr/bin/kubeadm").is_some(),
+            "{}: init hook\n{said}",
+            host.name
+        );
+        assert!(
+            host.read("/etc/containerd/config.toml").is_some(),
+            "{}",
+            host.name
+        );
     }
+    // The registry on the first master only (init-registry's host).
+    assert!(
+        hosts.hosts[0].read("/etc/registry/config.yml").is_some(),
+        "{said}"
+    );
+    assert!(hosts.hosts[1].read("/etc/registry/config.yml").is_none());
 
     let plan = cairn(dir.path(), &["plan", "--detailed-exitcode"])
         .env("SEALOS_SSH_PASSWORD", PWUSER_PASSWORD)
