@@ -256,3 +256,13 @@ impl Success {
         }
     }
 }
+
+/// A store's lock failure is the lock's error or the state's, as if each came alone.
+impl From<crate::state::StoreError> for CairnError {
+    fn from(error: crate::state::StoreError) -> CairnError {
+        match error {
+            crate::state::StoreError::Lock(e) => e.into(),
+            crate::state::StoreError::State(e) => e.into(),
+        }
+    }
+}

@@ -93,7 +93,11 @@ impl Loaded {
             crate::clusterfile::parse(&source, &mut problems).and_then(|(raw, recovered)| {
                 let host_vars = raw.hosts.iter().flat_map(|h| h.vars.keys());
                 // `--var` may set a name a bundle's bundle.toml declares, too.
-                let declared = crate::bundle::metadata::declarable_vars(&source.path, &raw);
+                let declared = crate::model::bundle_toml::declarable_vars(
+                    &source.path,
+                    &raw,
+                    &crate::bundle::Sources,
+                );
                 let overrides = match outer.resolve(&declared, host_vars) {
                     Ok(overrides) => overrides,
                     Err(error) => {
@@ -101,7 +105,14 @@ impl Loaded {
                         BTreeMap::new()
                     }
                 };
-                crate::model::validate_with(&source, &raw, &recovered, &overrides, &mut problems)
+                crate::model::validate_with(
+                    &source,
+                    &raw,
+                    &recovered,
+                    &overrides,
+                    &crate::bundle::Sources,
+                    &mut problems,
+                )
             });
         if let Some(error) = refused
             && problems.is_empty()
@@ -137,7 +148,7 @@ impl Loaded {
     /// apply builds on.
     pub fn lock_cluster(&self, policy: &LockPolicy) -> Result<ClusterLock, CairnError> {
         self.dir.create()?;
-        self.store.lock(policy)
+        Ok(self.store.lock(policy)?)
     }
 
     /// Loads the recorded state and compiles the graph against it. A state

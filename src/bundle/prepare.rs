@@ -109,7 +109,7 @@ pub fn prepare(
     let mut base = BTreeMap::new();
     for (rel, entry) in scanned.files {
         // The bundle's metadata is for cairn, never shipped.
-        if rel == super::metadata::FILE_NAME {
+        if rel == crate::model::bundle_toml::FILE_NAME {
             continue;
         }
         if globs.is_match(&rel) {

@@ -50,9 +50,9 @@ pub fn run(cli: &Cli) -> Result<Success, CairnError> {
     let out = Output::new(Style::detect(cli.no_color), cli.json);
     if let Some(url) = &cli.state_url {
         let from_env = std::env::var("CAIRN_STATE_URL").ok().as_deref() == Some(url.as_str());
-        let url = crate::state::settings::url_from_argument(url, from_env)
+        let url = crate::model::state_settings::url_from_argument(url, from_env)
             .map_err(|(message, help)| CairnError::usage(message, help))?;
-        crate::state::settings::set_url_override(url);
+        crate::model::state_settings::set_url_override(url);
     }
     match &cli.command {
         Command::Schema => Ok(schema::run(out)),

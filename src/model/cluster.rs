@@ -32,7 +32,7 @@ pub struct Model {
     /// recorded at each apply, so a plan can warn when one moves.
     pub positions: BTreeMap<String, HostId>,
     /// `[state]`: where the state and the cluster lock live.
-    pub state: crate::state::settings::StateSettings,
+    pub state: crate::model::state_settings::StateSettings,
 }
 
 impl Model {

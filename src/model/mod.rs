@@ -25,6 +25,7 @@
 //!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
 pub use crate::clusterfile::address;
+pub mod bundle_toml;
 mod cluster;
 mod element;
 mod host;
@@ -34,6 +35,7 @@ mod secret;
 pub mod selection;
 pub mod selector;
 mod ssh_config;
+pub mod state_settings;
 mod validate;
 mod vars;
 

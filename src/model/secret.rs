@@ -161,9 +161,9 @@ impl Model {
                 values.push(login.value.expose().to_string());
             }
         }
-        if let crate::state::settings::StateSettings::Postgres(pg) = &self.state {
+        if let crate::model::state_settings::StateSettings::Postgres(pg) = &self.state {
             values.push(pg.url.expose().to_string());
-            values.extend(crate::state::settings::password_of(pg.url.expose()));
+            values.extend(crate::model::state_settings::password_of(pg.url.expose()));
         }
         values.retain(|v| !v.is_empty());
         values.sort();

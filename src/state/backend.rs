@@ -17,8 +17,8 @@ const COMPACT_TAIL_OVER: i64 = 1000;
 
 use super::journal::{Journal, Sink};
 use super::postgres::{PgHolder, PgLock, PgStore};
-use super::settings::StateSettings;
 use super::{JournalEntry, LockError, LockPolicy, State, StateDir, StateError, StateLock};
+use crate::model::state_settings::StateSettings;
 
 /// A cluster's state, wherever it is kept.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl Store {
 
     /// Takes the cluster lock (waiting as the policy says) and makes sure
     /// a state exists.
-    pub fn lock(&self, policy: &LockPolicy) -> Result<ClusterLock, crate::error::CairnError> {
+    pub fn lock(&self, policy: &LockPolicy) -> Result<ClusterLock, StoreError> {
         match self {
             Store::Local(dir) => {
                 dir.check_not_migrated()?;
@@ -123,10 +123,8 @@ impl Store {
             Store::Postgres(pg) => {
                 // A failure to reach the backend is a state error, not a held lock.
                 let lock = pg.lock(policy).map_err(|e| match e {
-                    LockError::Backend(message) => {
-                        crate::error::CairnError::from(StateError::Backend(message))
-                    }
-                    held => held.into(),
+                    LockError::Backend(message) => StoreError::State(StateError::Backend(message)),
+                    held => StoreError::Lock(held),
                 })?;
                 pg.ensure()?;
                 if pg.tail_len()? > COMPACT_TAIL_OVER {
@@ -138,12 +136,22 @@ impl Store {
     }
 
     /// Who holds the cluster lock now: `None` when it is free.
-    pub fn holder(&self) -> Result<Option<ClusterHolder>, crate::error::CairnError> {
+    pub fn holder(&self) -> Result<Option<ClusterHolder>, StoreError> {
         Ok(match self {
             Store::Local(dir) => StateLock::holder(&dir.lock_file())?.map(ClusterHolder::Local),
             Store::Postgres(pg) => pg.holder()?.map(ClusterHolder::Postgres),
         })
     }
+}
+
+/// Why the store could not lock or tell who holds the lock: the lock (held
+/// by another, a wait that ended), or the state behind it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Journal entries as rows, on the lock's session.

@@ -25,10 +25,10 @@ pub mod journal;
 pub mod lock;
 pub mod postgres;
 mod records;
-pub mod settings;
+
 mod snapshot;
 
-pub use backend::{ClusterHolder, ClusterLock, Store};
+pub use backend::{ClusterHolder, ClusterLock, Store, StoreError};
 pub use folder::{StateDir, StateError, run_id};
 pub use hosts::HostRecord;
 pub use journal::Journal;

@@ -64,7 +64,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, ImageError> {
     let mut scanned =
         manifest::scan(&root, &HashCache::default()).map_err(|e| err(e.to_string()))?;
     // Metadata, never shipped: the files and the root are what hosts get.
-    scanned.files.remove(crate::bundle::metadata::FILE_NAME);
+    scanned.files.remove(crate::model::bundle_toml::FILE_NAME);
     let metadata = ImageMetadata::read(&root).map_err(err)?.unwrap_or_default();
     Ok(Inspection {
         source: path.to_path_buf(),

@@ -73,7 +73,7 @@ impl Validator<'_> {
             let source = self.source_path(&b.source);
             let mut source_kind = SourceKind::Directory;
             if let Some(path) = &source {
-                match crate::bundle::detect_source(path) {
+                match self.sources.kind(path) {
                     Ok(kind) => source_kind = kind,
                     Err(what) => self.push(
                         Problem::at(
@@ -627,10 +627,8 @@ mod config_tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use crate::diagnostic::SourceFile;
-    use crate::error::CairnError;
+    use crate::diagnostic::{Problems, SourceFile};
     use crate::model::Model;
-    use crate::pipeline::Loaded;
 
     /// Two folder bundles: `k8s` ships `etc/kubeadm.yml`, `helm` ships
     /// `etc/values.yaml` and `etc/kubeadm.yml`.
@@ -659,14 +657,12 @@ mod config_tests {
             path: dir.path().join("Clusterfile"),
             text: Arc::new(text),
         };
-        match Loaded::from_source(source) {
-            Ok(loaded) => Ok(loaded.model.clone()),
-            Err(CairnError::Invalid(invalid)) => Err(invalid
-                .problems
-                .iter()
-                .map(|p| p.problem.message.clone())
-                .collect()),
-            Err(other) => Err(vec![other.to_string()]),
+        let mut problems = Problems::default();
+        let (raw, recovered) = crate::clusterfile::parse(&source, &mut problems).expect("parses");
+        let model = crate::model::validate(&source, &raw, &recovered, &mut problems);
+        match model {
+            Some(model) if problems.is_empty() => Ok(Arc::new(model)),
+            _ => Err(problems.0.iter().map(|p| p.message.clone()).collect()),
         }
     }
 

@@ -18,9 +18,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::{Validator, expand_home};
-use crate::bundle::metadata::{self, BundleMetadata, HOOK_NAMES_HELP, HookName, HookPhase};
 use crate::clusterfile::raw::{RawClusterfile, RawHook};
 use crate::diagnostic::Problem;
+use crate::model::bundle_toml::{
+    self as metadata, BundleMetadata, HOOK_NAMES_HELP, HookName, HookPhase,
+};
 use crate::model::interp::Interp;
 use crate::model::{
     BundleKind, ConfigFormat, ConfigPatch, ConfigStrategy, Dep, DepScope, ElementRef, Hook, HostId,
@@ -79,8 +81,8 @@ impl Validator<'_> {
             .map(|b| {
                 let path = self.base_dir.join(expand_home(b.source.get_ref()));
                 // A source that is no bundle is reported by `bundles`.
-                let kind = crate::bundle::detect_source(&path).ok()?;
-                let read = match crate::bundle::image::metadata_root(&path, kind, &self.base_dir) {
+                let kind = self.sources.kind(&path).ok()?;
+                let read = match self.sources.metadata_root(&path, kind, &self.base_dir) {
                     Ok(Some(root)) => metadata::read(&root, false),
                     Ok(None) => metadata::read(&path, true),
                     Err(error) => {

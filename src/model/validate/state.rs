@@ -11,10 +11,11 @@ use toml::Spanned;
 use super::Validator;
 use crate::clusterfile::raw::RawState;
 use crate::diagnostic::Problem;
-use crate::model::{Secret, load_secret};
-use crate::state::settings::{
-    self, DEFAULT_SCHEMA, PgSettings, SslMode, StateSettings, url_override, valid_schema,
+use crate::model::state_settings::{
+    self as state_settings, DEFAULT_SCHEMA, PgSettings, SslMode, StateSettings, url_override,
+    valid_schema,
 };
+use crate::model::{Secret, load_secret};
 
 impl Validator<'_> {
     /// The `[state]` table, validated; the local backend when absent.
@@ -117,7 +118,7 @@ impl Validator<'_> {
                 SslMode::default()
             }),
             None => url
-                .and_then(|u| settings::split_tls_params(u.expose()).1)
+                .and_then(|u| state_settings::split_tls_params(u.expose()).1)
                 .and_then(|m| SslMode::parse(&m))
                 .unwrap_or_default(),
         };
@@ -134,7 +135,7 @@ impl Validator<'_> {
                 Some(full)
             }
             None => url
-                .and_then(|u| settings::split_tls_params(u.expose()).2)
+                .and_then(|u| state_settings::split_tls_params(u.expose()).2)
                 .map(|p| self.base_dir.join(super::expand_home(&p))),
         };
         (sslmode, ca_file)
@@ -142,7 +143,7 @@ impl Validator<'_> {
 
     /// The URL if it is one; a problem (never quoting it) otherwise.
     fn state_url(&mut self, url: Secret, span: Option<std::ops::Range<usize>>) -> Option<Secret> {
-        match settings::check_url(url.expose()) {
+        match state_settings::check_url(url.expose()) {
             Ok(()) => Some(url),
             Err(why) => {
                 let (span, label, help) = match span {

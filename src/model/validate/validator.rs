@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::clusterfile::Recovered;
 use crate::clusterfile::raw::RawClusterfile;
 use crate::diagnostic::{Problem, Problems, SourceFile};
+use crate::model::bundle_toml::SourceReader;
 use crate::model::interp::{Interp, sub_span};
 use crate::model::{HostId, Model, VarValue};
 
@@ -23,22 +24,26 @@ pub fn validate(
     recovered: &Recovered,
     problems: &mut Problems,
 ) -> Option<Model> {
-    validate_with(source, raw, recovered, &BTreeMap::new(), problems)
+    let sources = crate::model::bundle_toml::FoldersAndArchives;
+    validate_with(source, raw, recovered, &BTreeMap::new(), &sources, problems)
 }
 
 /// [`validate`], with `overrides` (values given from outside, already
 /// checked against `[vars]`: see `OuterVars::resolve`) put over `[vars]`
-/// before anything reads them.
+/// before anything reads them, and bundle sources read by `sources` (the
+/// bundle room's `Sources`; [`validate`] reads folders and `.tar.zst` only).
 pub fn validate_with(
     source: &SourceFile,
     raw: &RawClusterfile,
     recovered: &Recovered,
     overrides: &BTreeMap<String, VarValue>,
+    sources: &dyn SourceReader,
     problems: &mut Problems,
 ) -> Option<Model> {
     let base_dir = absolute_dir(&source.path);
     let mut v = Validator {
         text: &source.text,
+        sources,
         base_dir: base_dir.clone(),
         problems,
         recovered: recovered.clone(),
@@ -98,6 +103,8 @@ fn absolute_dir(path: &Path) -> PathBuf {
 /// relative paths start, and where problems go.
 pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
+    /// What each bundle's source is, and where its `bundle.toml` is.
+    pub(super) sources: &'a dyn SourceReader,
     pub(super) base_dir: PathBuf,
     pub(super) problems: &'a mut Problems,
     /// What items that failed to deserialize, or hosts that could not be

@@ -13,7 +13,7 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use postgres::Client;
 use postgres_openssl::MakeTlsConnector;
 
-use crate::state::settings::{PgSettings, SslMode, scrub, split_tls_params};
+use crate::model::state_settings::{PgSettings, SslMode, scrub, split_tls_params};
 
 /// How long a connection attempt may take before it is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -44,8 +44,8 @@ use sha2::{Digest, Sha256};
 pub use schema::SCHEMA_VERSION;
 
 use super::lock::{LockError, LockHolder, LockNotice, LockPolicy, LockScope};
-use super::settings::PgSettings;
 use super::{JournalEntry, STATE_VERSION, State, StateError, run_id};
+use crate::model::state_settings::PgSettings;
 
 /// How often a refused lock is tried again while waiting.
 const RETRY: Duration = Duration::from_millis(250);

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::model::Secret;
+use super::Secret;
 
 /// The validated `[state]` table.
 #[derive(Debug, Clone, Default)]
@@ -101,7 +101,7 @@ pub fn set_url_override(url: Secret) {
 pub fn url_from_argument(value: &str, from_env: bool) -> Result<Secret, (String, String)> {
     if value.starts_with("env:") || value.starts_with("file:") {
         let base = std::env::current_dir().unwrap_or_default();
-        return crate::model::load_secret(value, &base).map_err(|unloadable| {
+        return super::load_secret(value, &base).map_err(|unloadable| {
             (
                 format!("--state-url: {}", unloadable.message),
                 unloadable.help,

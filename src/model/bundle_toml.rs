@@ -20,6 +20,11 @@
 //! the known forms is an error naming the file and the key. It is never
 //! shipped (`prepare` leaves it out). Other sources of the same facts (an
 //! image's labels) build the same [`BundleMetadata`].
+//!
+//! Where the file is depends on what the source is (a folder, a
+//! `.tar.zst`, an image unpacked in the cache): the model asks a
+//! [`SourceReader`], which the bundle room implements (`bundle::Sources`),
+//! so validation reads images without the model depending on how.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,7 +32,53 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::SourceKind;
 use crate::clusterfile::raw::{BundleKind, ConfigStrategy};
+
+/// What validation needs of a bundle's source on disk.
+pub trait SourceReader {
+    /// What the source at `path` is, or why it is no bundle source.
+    fn kind(&self, path: &Path) -> Result<SourceKind, String>;
+    /// The folder holding the source's files (the source itself, or an
+    /// image unpacked in the cache under `base_dir`); `None` for a
+    /// `.tar.zst`, read as it is.
+    fn metadata_root(
+        &self,
+        path: &Path,
+        kind: SourceKind,
+        base_dir: &Path,
+    ) -> Result<Option<PathBuf>, String>;
+}
+
+/// Folders and `.tar.zst` archives only, for what validates without the
+/// bundle room (unit tests): an image source is refused as unknown.
+pub struct FoldersAndArchives;
+
+impl SourceReader for FoldersAndArchives {
+    fn kind(&self, path: &Path) -> Result<SourceKind, String> {
+        if path.is_dir() {
+            return Ok(SourceKind::Directory);
+        }
+        let mut magic = [0u8; 4];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .map_err(|e| format!("cannot be read: {e}"));
+        match read {
+            Ok(()) if magic == [0x28, 0xb5, 0x2f, 0xfd] => Ok(SourceKind::TarZst),
+            Ok(()) => Err("is neither a folder nor a .tar.zst".into()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn metadata_root(
+        &self,
+        path: &Path,
+        kind: SourceKind,
+        _base_dir: &Path,
+    ) -> Result<Option<PathBuf>, String> {
+        Ok((kind == SourceKind::Directory).then(|| path.to_path_buf()))
+    }
+}
 
 /// The metadata file's name at a bundle's root.
 pub const FILE_NAME: &str = "bundle.toml";
@@ -186,7 +237,7 @@ pub fn parse(text: &str) -> Result<BundleMetadata, String> {
         format!("{place}{}", e.message().trim_end())
     })?;
     for (name, value) in &raw.vars {
-        if !crate::model::interp::is_var_name(name) {
+        if !super::interp::is_var_name(name) {
             return Err(format!(
                 "[vars]: `{name}` is not a variable name (a letter or `_`, then letters, digits, `_`, `.`, `-`)"
             ));
@@ -244,6 +295,7 @@ pub fn parse(text: &str) -> Result<BundleMetadata, String> {
 pub fn declarable_vars(
     clusterfile: &Path,
     raw: &crate::clusterfile::raw::RawClusterfile,
+    sources: &dyn SourceReader,
 ) -> BTreeMap<String, toml::Spanned<crate::clusterfile::raw::RawVar>> {
     let dir = clusterfile
         .parent()
@@ -251,11 +303,11 @@ pub fn declarable_vars(
         .unwrap_or(Path::new("."));
     let mut declared = raw.vars.clone();
     for b in &raw.bundles {
-        let path = dir.join(crate::model::expand_home(b.source.get_ref()));
-        let Ok(kind) = super::detect_source(&path) else {
+        let path = dir.join(super::expand_home(b.source.get_ref()));
+        let Ok(kind) = sources.kind(&path) else {
             continue;
         };
-        let meta = match super::image::metadata_root(&path, kind, dir) {
+        let meta = match sources.metadata_root(&path, kind, dir) {
             Ok(Some(root)) => read(&root, false),
             Ok(None) => read(&path, true),
             Err(_) => continue,
