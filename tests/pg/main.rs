@@ -401,9 +401,9 @@ fn unlock_shows_the_holder_and_ends_its_session() {
 #[test]
 #[ignore = "needs root and postgresql: run by scripts/test"]
 fn many_cairns_creating_one_cluster_make_one_state_and_schemas_do_not_contend() {
+    use cairn::model::state_settings::{PgSettings, SslMode};
     use cairn::state::lock::{LockHolder, LockPolicy};
     use cairn::state::postgres::PgStore;
-    use cairn::model::state_settings::{PgSettings, SslMode};
     let server = Server::start();
     let settings = |schema: &str| PgSettings {
         url: cairn::model::Secret::new(server.url()),
