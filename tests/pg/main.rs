@@ -289,9 +289,14 @@ fn a_holder_killed_while_idle_or_mid_run_frees_the_lock_and_nothing_is_lost_or_d
     alice.plan_is_clean();
 }
 
-#[test]
-#[ignore = "needs root and postgresql: run by scripts/test"]
-fn an_ended_session_stops_the_run_which_says_what_is_recorded() {
+/// Alice's apply of `one`, `slow` (2 s), `three`, cut by `disrupt` once
+/// `one` is recorded; returns what her run printed, then checks that her
+/// next apply finishes with each step run once and a clean plan after.
+fn apply_disrupted_mid_run(
+    cluster: &str,
+    disrupt: impl FnOnce(&Server),
+    check: impl FnOnce(&str, &Server, &Path),
+) {
     let server = Server::start();
     let (_logs, log) = log_dir();
     let steps = [
@@ -301,72 +306,57 @@ fn an_ended_session_stops_the_run_which_says_what_is_recorded() {
     ];
     let alice = Operator::new(
         &server.url(),
-        &clusterfile("ended", "cairn", &log, &steps, ""),
+        &clusterfile(cluster, "cairn", &log, &steps, ""),
     );
     let running = alice.spawn(&["apply", "--auto-approve"], Stdio::null());
     server.wait_until(&journaled("cairn", "step.one@local"));
-    server.sql("SELECT pg_terminate_backend(backend_pid) FROM cairn.lock_holders");
+    disrupt(&server);
     let out = output_of(running);
-    assert!(
-        out.contains("step.slow@local: the task ran, but recording it failed: the cluster lock in PostgreSQL is lost"),
-        "{out}"
-    );
-    assert!(out.contains("Apply failed"), "{out}");
+    assert!(out.contains("recording it failed"), "{out}");
+    assert!(out.contains("lock in PostgreSQL is lost"), "{out}");
     assert_eq!(runs_of(&log, "three"), 0, "nothing starts after: {out}");
-    assert_eq!(
-        server
-            .value("SELECT count(*)::text FROM cairn.journal WHERE entry LIKE '%step.slow@local%'"),
-        Some("0".into()),
-        "slow is not recorded"
-    );
-    // The next apply, from the same folder, finds slow's receipt: recorded without running again.
+    check(&out, &server, &log);
     let text = alice.apply();
-    assert!(
-        text.contains("recorded without running") || text.contains("1 done"),
-        "{text}"
-    );
+    // `slow` ran but was not recorded: its receipt records it, it does not run again.
     assert_eq!(
         (
             runs_of(&log, "one"),
             runs_of(&log, "slow"),
             runs_of(&log, "three")
         ),
-        (1, 1, 1)
+        (1, 1, 1),
+        "{text}"
     );
     alice.plan_is_clean();
 }
 
 #[test]
 #[ignore = "needs root and postgresql: run by scripts/test"]
+fn an_ended_session_stops_the_run_which_says_what_is_recorded() {
+    apply_disrupted_mid_run(
+        "ended",
+        |server| server.sql("SELECT pg_terminate_backend(backend_pid) FROM cairn.lock_holders"),
+        |out, server, _| {
+            assert!(
+                out.contains("step.slow@local: the task ran, but recording it failed: the cluster lock in PostgreSQL is lost"),
+                "{out}"
+            );
+            assert!(out.contains("Apply failed"), "{out}");
+            assert_eq!(
+                server.value(
+                    "SELECT count(*)::text FROM cairn.journal WHERE entry LIKE '%step.slow@local%'"
+                ),
+                Some("0".into()),
+                "slow is not recorded"
+            );
+        },
+    );
+}
+
+#[test]
+#[ignore = "needs root and postgresql: run by scripts/test"]
 fn a_server_restart_mid_run_stops_the_run_and_the_next_apply_finishes() {
-    let server = Server::start();
-    let (_logs, log) = log_dir();
-    let steps = [
-        step("one", &[], 0.0),
-        step("slow", &["one"], 2.0),
-        step("three", &["slow"], 0.0),
-    ];
-    let alice = Operator::new(
-        &server.url(),
-        &clusterfile("restart", "cairn", &log, &steps, ""),
-    );
-    let running = alice.spawn(&["apply", "--auto-approve"], Stdio::null());
-    server.wait_until(&journaled("cairn", "step.one@local"));
-    server.restart();
-    let out = output_of(running);
-    assert!(out.contains("recording it failed"), "{out}");
-    assert!(out.contains("lock in PostgreSQL is lost"), "{out}");
-    assert_eq!(runs_of(&log, "three"), 0, "{out}");
-    alice.apply();
-    assert_eq!(
-        (
-            runs_of(&log, "one"),
-            runs_of(&log, "slow"),
-            runs_of(&log, "three")
-        ),
-        (1, 1, 1)
-    );
-    alice.plan_is_clean();
+    apply_disrupted_mid_run("restart", Server::restart, |_, _, _| {});
 }
 
 #[test]

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::{TestHosts, hosts, stderr, stdout};
+use super::{TestHosts, assert_ok, files_holding, hosts, planned_changes, stderr, stdout};
 use crate::support::cairn;
 
 const MASTERS: usize = 3;
@@ -96,22 +96,7 @@ impl Kube {
 
     /// The tasks a JSON plan would change, as `action task`, sorted.
     fn planned_changes(&self) -> Vec<String> {
-        let out = self.run(&["plan", "--json"]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-        let mut changes: Vec<String> = plan["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["action"] != "noop")
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["action"].as_str().unwrap(),
-                    c["task"].as_str().unwrap()
-                )
-            })
-            .collect();
+        let mut changes = planned_changes(&self.run(&["plan", "--json"]));
         changes.sort();
         changes
     }
@@ -191,39 +176,22 @@ impl Kube {
     }
 }
 
-fn assert_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(out),
-        stderr(out)
-    );
-}
-
 /// Nothing that holds a join token: output, and every file of the state
 /// folder (state, journal, run logs).
 fn assert_no_token(kube: &Kube, outputs: &[&Output]) {
     let tokens = kube.minted_tokens();
     assert!(!tokens.is_empty(), "the first master minted tokens");
-    let mut seen = String::new();
+    let secrets: Vec<&str> = tokens.iter().filter_map(|t| t.split('.').nth(1)).collect();
+    assert_eq!(
+        files_holding(&kube.dir.path().join(".cairn"), &secrets),
+        Vec::<String>::new(),
+        "a join token was stored"
+    );
     for out in outputs {
-        seen.push_str(&stdout(out));
-        seen.push_str(&stderr(out));
-    }
-    for entry in walkdir::WalkDir::new(kube.dir.path().join(".cairn")) {
-        let entry = entry.unwrap();
-        if entry.file_type().is_file() {
-            seen.push_str(&String::from_utf8_lossy(
-                &std::fs::read(entry.path()).unwrap(),
-            ));
-        }
-    }
-    for token in tokens {
-        let secret = token.split('.').nth(1).unwrap();
+        let shown = stdout(out) + &stderr(out);
         assert!(
-            !seen.contains(secret),
-            "the token {token} was shown or stored"
+            !secrets.iter().any(|s| shown.contains(s)),
+            "a join token was shown"
         );
     }
 }

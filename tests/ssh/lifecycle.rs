@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::process::Output;
 
-use super::{TestHosts, hosts, stderr, stdout};
+use super::{TestHosts, assert_ok, hosts, planned_changes, stderr, stdout};
 use crate::support::cairn;
 
 /// Unnamed hosts (one entry each, in the order given), a bundle whose
@@ -114,22 +114,7 @@ impl Life {
 
     /// The tasks a JSON plan would change, as `action task`.
     fn planned_changes(&self) -> Vec<String> {
-        let out = self.run(&["plan", "--json"]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-        plan["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["action"] != "noop")
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    c["action"].as_str().unwrap(),
-                    c["task"].as_str().unwrap()
-                )
-            })
-            .collect()
+        planned_changes(&self.run(&["plan", "--json"]))
     }
 
     /// Files of cairn's, or shipped or left by these steps, on host `i`.
@@ -153,16 +138,6 @@ impl Life {
             .map(String::from)
             .collect()
     }
-}
-
-fn assert_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(out),
-        stderr(out)
-    );
 }
 
 /// Position in `log` of `line`, which must be there.

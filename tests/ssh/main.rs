@@ -227,6 +227,36 @@ fn assert_converged(c: &Cluster, hosts: impl IntoIterator<Item = usize>) {
     }
 }
 
+/// The run exited 0, or the test fails showing what it printed.
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The tasks a `plan --json` run would change, as `action task`, in plan order.
+fn planned_changes(plan: &Output) -> Vec<String> {
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(plan));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(plan)).unwrap();
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "noop")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["task"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// Every file under `root` whose bytes contain one of `secrets`.
 fn files_holding(root: &std::path::Path, secrets: &[&str]) -> Vec<String> {
     walkdir::WalkDir::new(root)
