@@ -21,6 +21,9 @@
 //! - [`selection`]: the hosts a `--limit` leaves out
 //! - [`selector`]: the hosts an `on` selector given on the command line names (`exec`, `cp`)
 //! - [`image_ref`]: image references compared as a registry resolves them
+//! - [`bundle_toml`]: a bundle's `bundle.toml`, read through a [`bundle_toml::SourceReader`]
+//!   that the bundle room implements (so the model never imports it)
+//! - [`state_settings`]: `[state]`, where the state and the cluster lock live
 //! - [`interp`]: `${}` in strings; [`address`]: host addresses and ranges
 //!   (the Clusterfile's syntax, parsed in `clusterfile`, re-exported here)
 
