@@ -228,7 +228,7 @@ pub struct ResetArgs {
     #[arg(long = "auto-approve")]
     pub auto_approve: bool,
 
-    /// Undos running at once, overall (one at a time per host).
+    /// Undos running at once, overall (one at a time per host); also the most SSH connections open at once.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
@@ -336,6 +336,10 @@ pub struct PlanArgs {
     #[arg(long, conflicts_with = "diff")]
     pub offline: bool,
 
+    /// Hosts probed at once: at most this many SSH connections are open; the others wait their turn.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
+    pub parallelism: usize,
+
     #[command(flatten)]
     pub display: PlanDisplay,
 
@@ -376,6 +380,10 @@ pub struct DriftArgs {
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
 
+    /// Hosts checked at once: at most this many SSH connections are open; the others wait their turn.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
+    pub parallelism: usize,
+
     #[command(flatten)]
     pub vars: VarArgs,
 }
@@ -390,7 +398,7 @@ pub struct ApplyArgs {
     #[arg(long = "auto-approve")]
     pub auto_approve: bool,
 
-    /// Tasks running at once, overall.
+    /// Tasks running at once, overall; also the most SSH connections open at once (hosts beyond it are probed and worked on in turn).
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
@@ -517,7 +525,7 @@ pub struct EditThenApply {
     #[arg(long = "auto-approve")]
     pub auto_approve: bool,
 
-    /// Tasks running at once, overall.
+    /// Tasks running at once, overall; also the most SSH connections open at once (hosts beyond it are probed and worked on in turn).
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 

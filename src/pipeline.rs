@@ -28,7 +28,7 @@ use crate::plan::file_diffs::DiffSources;
 use crate::plan::former::{Departure, FormerHost};
 use crate::plan::{self, DiffOptions, FileDiffs, Plan, Refresh, Replacements};
 use crate::state::{ClusterLock, Journal, JournalEntry, LockPolicy, State, StateDir, Store};
-use crate::transport::{Fleet, HostLock};
+use crate::transport::Fleet;
 
 /// Run logs kept in the state folder; older ones are pruned after each apply.
 const RUN_LOGS_KEPT: usize = 20;
@@ -246,13 +246,26 @@ impl Compiled {
     }
 }
 
-/// Which hosts and tasks a run is about: `--limit` and `--replace`.
-#[derive(Debug, Clone, Default)]
+/// Which hosts and tasks a run is about (`--limit` and `--replace`), and
+/// how many of its hosts may be connected at once.
+#[derive(Debug, Clone)]
 pub struct Targets {
     /// Roles, host names or addresses; `!NAME` leaves one out.
     pub limit: Vec<String>,
     /// Task ids, or elements (`step.init`) for all their hosts.
     pub replace: Vec<String>,
+    /// SSH connections open at once (`--parallelism`): hosts beyond it are
+    /// probed, and worked on, in turn.
+    pub connections: usize,
+}
+
+/// `--parallelism`'s default: tasks, and connections, at once.
+pub const DEFAULT_PARALLELISM: usize = 64;
+
+impl Default for Targets {
+    fn default() -> Targets {
+        Targets::new(&[], &[])
+    }
 }
 
 impl Targets {
@@ -260,7 +273,15 @@ impl Targets {
         Targets {
             limit: limit.to_vec(),
             replace: replace.to_vec(),
+            connections: DEFAULT_PARALLELISM,
         }
+    }
+
+    /// At most `connections` hosts connected at once.
+    #[must_use]
+    pub fn connecting(mut self, connections: usize) -> Targets {
+        self.connections = connections;
+        self
     }
 }
 
@@ -307,35 +328,36 @@ impl Compiled {
                     .collect(),
             )
         };
-        let (fleet, refresh, locks) = runtime.block_on(async {
-            let fleet = Fleet::connect(&model, &hosts, &former, &self.loaded.dir.dir).await;
-            let (refresh, locks) = match probe {
-                Probe::Offline => (Refresh::default(), Vec::new()),
-                Probe::Read | Probe::Lock(_) => {
-                    let owner = match probe {
-                        Probe::Lock(policy) => Some(policy),
-                        _ => None,
-                    };
-                    plan::refresh::refresh(
-                        model.clone(),
-                        &self.graph,
-                        self.state.clone(),
-                        &fleet,
-                        &hosts,
-                        owner,
-                    )
-                    .await
-                }
-            };
-            (fleet, refresh, locks)
-        });
+        let fleet = Fleet::new(
+            &model,
+            &hosts,
+            &former,
+            &self.loaded.dir.dir,
+            targets.connections,
+        );
+        let refresh = match probe {
+            Probe::Offline => Refresh::default(),
+            Probe::Read | Probe::Lock(_) => {
+                let owner = match probe {
+                    Probe::Lock(policy) => Some(policy),
+                    _ => None,
+                };
+                runtime.block_on(plan::refresh::refresh(
+                    model.clone(),
+                    &self.graph,
+                    self.state.clone(),
+                    &fleet,
+                    &hosts,
+                    owner,
+                ))
+            }
+        };
         let mut refresh = refresh;
         rename_receipts(&mut refresh, &self.renamed);
         Ok(Refreshed {
             compiled: self,
             fleet,
             refresh: Arc::new(refresh),
-            locks,
             replace,
             excluded,
             offline,
@@ -369,11 +391,10 @@ fn rename_receipts(refresh: &mut Refresh, renamed: &BTreeMap<String, String>) {
 /// The hosts as they really are, with the connections still open.
 pub struct Refreshed {
     pub compiled: Compiled,
-    /// The connections refresh used; an apply goes on with them.
+    /// The hosts' connections refresh used (and, for an apply, the locks
+    /// it took with them); an apply goes on with them.
     pub fleet: Fleet,
     pub refresh: Arc<Refresh>,
-    /// Host locks held (apply only).
-    pub locks: Vec<HostLock>,
     replace: Replacements,
     excluded: BTreeSet<String>,
     offline: bool,
@@ -591,7 +612,7 @@ impl Planned {
                     .hosts
                     .iter()
                     .find(|h| &h.name == new)
-                    .and_then(|h| self.refreshed.fleet.transport(h.id))
+                    .and_then(|h| self.refreshed.fleet.open_now(h.id))
                 {
                     transport.adopt_receipts_of(old)?;
                 }
@@ -626,8 +647,8 @@ impl Planned {
         let compiled = &self.refreshed.compiled;
         let model = &compiled.loaded.model;
         for host in &model.hosts {
-            if self.refreshed.fleet.transport(host.id).is_none()
-                || self.refreshed.refresh.unreachable.contains_key(&host.name)
+            if self.refreshed.refresh.unreachable.contains_key(&host.name)
+                || !self.refreshed.refresh.facts.contains_key(&host.name)
             {
                 continue;
             }
@@ -652,15 +673,7 @@ impl Planned {
 
     /// Releases the host locks and closes the connections.
     pub fn finish(self, runtime: &tokio::runtime::Runtime) {
-        let Refreshed { locks, fleet, .. } = self.refreshed;
-        runtime.block_on(async move {
-            let mut jobs = tokio::task::JoinSet::new();
-            for lock in locks {
-                jobs.spawn(lock.release());
-            }
-            while jobs.join_next().await.is_some() {}
-            fleet.close().await;
-        });
+        runtime.block_on(self.refreshed.fleet.close());
     }
 }
 

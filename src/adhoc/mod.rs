@@ -122,11 +122,10 @@ impl Hosts<'_> {
             .iter()
             .map(|&id| {
                 let host = self.model.host(id);
-                let transport = self.fleet.transport(id).cloned().ok_or_else(|| {
+                let transport = self.fleet.open_now(id).ok_or_else(|| {
                     self.fleet
                         .unreachable(&host.name)
-                        .unwrap_or("not connected")
-                        .to_string()
+                        .unwrap_or_else(|| "not connected".into())
                 });
                 (host.name.clone(), host.reached_at().to_string(), transport)
             })

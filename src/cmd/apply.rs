@@ -59,7 +59,7 @@ pub(super) fn run(
         )
     })?;
     let loaded = Loaded::from_source_with(source, &saved.vars)?;
-    let targets = Targets::new(&saved.limit, &saved.replace);
+    let targets = Targets::new(&saved.limit, &saved.replace).connecting(args.parallelism);
     match apply_targets(loaded, args, &targets, Some((plan_path, &saved.plan)), out) {
         Err(CairnError::StalePlan {
             path, differences, ..
@@ -178,7 +178,8 @@ pub(super) fn apply_loaded(
     args: &ApplyArgs,
     out: Output,
 ) -> Result<Success, CairnError> {
-    let targets = Targets::new(&args.selection.limit, &args.selection.replace);
+    let targets =
+        Targets::new(&args.selection.limit, &args.selection.replace).connecting(args.parallelism);
     apply_targets(loaded, args, &targets, None, out)
 }
 

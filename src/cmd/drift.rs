@@ -28,7 +28,7 @@ pub(super) fn run(file: &Path, args: &DriftArgs, out: Output) -> Result<Success,
         });
     }
     let rt = runtime();
-    let targets = Targets::new(&args.limit, &[]);
+    let targets = Targets::new(&args.limit, &[]).connecting(args.parallelism);
     let outer = OuterVars::read(&args.vars.var_files, &args.vars.vars)
         .map_err(|e| CairnError::usage(e.message, e.help))?;
     let planned = pipeline::plan_with(file, &outer, &targets, Probe::Read, &rt)?;

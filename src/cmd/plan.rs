@@ -32,7 +32,8 @@ pub(super) fn run(file: &Path, args: &PlanArgs, out: Output) -> Result<Success, 
     let mut planned = loaded
         .compile()?
         .refresh(
-            &Targets::new(&args.selection.limit, &args.selection.replace),
+            &Targets::new(&args.selection.limit, &args.selection.replace)
+                .connecting(args.parallelism),
             probe,
             &rt,
         )?

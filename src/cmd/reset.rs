@@ -23,7 +23,11 @@ pub(super) fn run(file: &Path, args: &ResetArgs, out: Output) -> Result<Success,
     let _cluster_lock = loaded.lock_cluster(&policy)?;
     let planned = loaded
         .compile()?
-        .refresh(&Targets::new(&args.limit, &[]), Probe::Lock(&policy), &rt)?
+        .refresh(
+            &Targets::new(&args.limit, &[]).connecting(args.parallelism),
+            Probe::Lock(&policy),
+            &rt,
+        )?
         .plan_reset();
     out.warnings(&planned.notes());
     let settings = ApplySettings {

@@ -140,16 +140,15 @@ fn targets(model: &Model, chosen: &Chosen, fleet: &Fleet) -> Vec<Target> {
     let mut targets = Vec::new();
     for &id in &chosen.hosts {
         let name = model.host(id).name.clone();
-        let reached = fleet.transport(id).cloned().ok_or_else(|| {
+        let reached = fleet.open_now(id).ok_or_else(|| {
             fleet
                 .unreachable(&name)
-                .unwrap_or("not connected")
-                .to_string()
+                .unwrap_or_else(|| "not connected".into())
         });
         targets.push((name, reached));
     }
     for (name, record) in &chosen.former {
-        let reached = fleet.former(name).cloned().ok_or_else(|| {
+        let reached = fleet.former_open_now(name).ok_or_else(|| {
             fleet
                 .former_unreachable()
                 .get(name)

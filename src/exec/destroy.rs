@@ -30,6 +30,7 @@ use crate::ids::TaskId;
 use crate::plan::undo_order::undo_before;
 use crate::plan::{ChangeKind, Plan};
 use crate::state::{JournalEntry, TaskRecord};
+use crate::transport::TransportError;
 
 /// Runs every destroy of `plan` (and the undo half of each replace whose
 /// host moved), reporting each; then forgets the `forget` hosts whose
@@ -199,7 +200,8 @@ fn report(
 
 /// A host that left (or is reset), whose records were all undone here,
 /// loses cairn's folder and leaves the state. One with a failed undo keeps
-/// both, so the next run retries.
+/// both, so the next run retries. Then the former hosts are let go: nothing
+/// but undoing is ever done there.
 async fn forget_hosts(
     run: &RunContext,
     undone: &[(&TaskId, &TaskRecord)],
@@ -216,23 +218,34 @@ async fn forget_hosts(
     let in_model = |name: &str| run.model.hosts.iter().find(|h| h.name == name);
     // The old machine of a host that moved is cleaned the same way; the
     // name stays in the state, for its new machine.
-    for (name, transport) in run.fleet.former_hosts() {
-        if in_model(name).is_some()
-            && all_undone(name)
-            && let Err(error) = transport.forget_host().await
-        {
-            note_not_forgotten(run, events, name, &error.to_string());
+    for name in run.fleet.former_names() {
+        if in_model(&name).is_none() || !all_undone(&name) || !run.fleet.former_reachable(&name) {
+            continue;
+        }
+        let forgotten = match run.fleet.lease_former(&name).await {
+            Ok(transport) => transport.forget_host().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = forgotten {
+            note_not_forgotten(run, events, &name, &error.to_string());
         }
     }
     for name in forget {
         if !all_undone(name) {
             continue;
         }
-        let transport = match in_model(name) {
-            Some(h) => run.fleet.transport(h.id),
-            None => run.fleet.former(name),
+        let reachable = match in_model(name) {
+            Some(h) => !run.refresh.unreachable.contains_key(&h.name),
+            None => run.fleet.former_reachable(name),
         };
-        let Some(transport) = transport else {
+        if !reachable {
+            continue;
+        }
+        let leased = match in_model(name) {
+            Some(h) => run.fleet.lease(h.id).await,
+            None => run.fleet.lease_former(name).await,
+        };
+        let Ok(transport) = leased else {
             continue;
         };
         let result = match transport.forget_host().await {
@@ -246,6 +259,7 @@ async fn forget_hosts(
             note_not_forgotten(run, events, name, &error);
         }
     }
+    run.fleet.done_with_former().await;
 }
 
 fn note_not_forgotten(run: &RunContext, events: &Sender<Event>, name: &str, error: &str) {
@@ -264,19 +278,25 @@ async fn destroy(run: &RunContext, id: &TaskId) -> Result<String, Failure> {
         .get(id)
         .expect("the plan destroys recorded tasks only");
     let name = &record.host().name;
-    let transport = run
-        .fleet
-        .transport_for_record(&run.model, record.host())
-        .ok_or_else(|| TaskError::NotConnectedToUndo {
-            host: name.clone(),
-            why: run
-                .refresh
-                .former_unreachable
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| "not connected (unreachable, or left out by --limit)".into()),
-        })?
-        .for_task(id);
+    let not_connected = || TaskError::NotConnectedToUndo {
+        host: name.clone(),
+        why: run
+            .refresh
+            .former_unreachable
+            .get(name)
+            .or_else(|| run.refresh.unreachable.get(name))
+            .cloned()
+            .unwrap_or_else(|| "not connected (unreachable, or left out by --limit)".into()),
+    };
+    // Held until the undo ends: the fleet does not close a host in use.
+    let lease = match run.fleet.lease_for_record(&run.model, record.host()).await {
+        Some(Ok(lease)) => lease,
+        Some(Err(TransportError::ChangedSinceProbe { .. } | TransportError::Again(_))) | None => {
+            return Err(not_connected().into());
+        }
+        Some(Err(error)) => return Err(TaskError::Transport(error).into()),
+    };
+    let transport = lease.for_task(id);
     let detail = match record.detail.shipped_files() {
         Some((dest, shipped)) => {
             let kept = transport.remove(dest, &shipped).await?;

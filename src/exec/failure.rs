@@ -41,8 +41,6 @@ impl std::fmt::Display for Exit {
 /// Why a task failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
-    #[error("host {host} is not connected")]
-    NotConnected { host: String },
     #[error(
         "host {host} could not be reached to undo this ({why}); it is undone when the host is reachable again, or `cairn state rm {host}` forgets the host without touching it"
     )]

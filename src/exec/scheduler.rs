@@ -5,7 +5,9 @@
 //! captured so far. Tasks run as tokio tasks and send one message back when
 //! they end; the loop then releases what waited for them. A task starts as
 //! soon as everything it waits for is done, with no barrier between steps
-//! or hosts, within `--parallelism` overall and a per-host limit.
+//! or hosts, within `--parallelism` overall and a per-host limit. A host
+//! whose tasks have all settled is let go (its lock released, its
+//! connection closed) at once, not at the end of the run.
 //!
 //! What a failure does is the run's [`FailurePolicy`]: by default it skips
 //! what waits for the failed task ("upstream failed") and nothing else, so
@@ -128,9 +130,17 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let mut interrupts =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut letting_go = tokio::task::JoinSet::new();
     loop {
         scheduler.settle_ready();
         scheduler.start_deferred(&context, &done_tx);
+        // A host with nothing left to do in this run lets its connection
+        // (and lock) go now, so a large fleet never holds more than the
+        // hosts still at work.
+        for host in scheduler.finished_hosts.drain(..) {
+            let fleet = context.fleet.clone();
+            letting_go.spawn(async move { fleet.done_with(host).await });
+        }
         if !scheduler.ready.is_empty() {
             // Skipping under --fail-fast readied what waited for the skipped.
             continue;
@@ -158,6 +168,8 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         }
     }
     let mut summary = scheduler.end();
+    // Locks released cleanly before the run reports its end.
+    while letting_go.join_next().await.is_some() {}
     summary.duration_ms = millis(started.elapsed());
     if context.log_dir.is_dir() {
         summary.log_dir = Some(context.log_dir.display().to_string());
@@ -325,6 +337,10 @@ struct Scheduler<'a> {
     admission: Admission,
     /// Tasks `--fail-fast` left out, so what waits for them says why too.
     halted_out: HashSet<NodeIndex>,
+    /// Each host's tasks not settled yet: at zero, its connection closes.
+    unsettled_on: HashMap<HostId, usize>,
+    /// Hosts whose tasks have all settled, for the loop to let go of.
+    finished_hosts: Vec<HostId>,
     summary: RunSummary,
 }
 
@@ -339,7 +355,10 @@ impl<'a> Scheduler<'a> {
     ) -> Scheduler<'a> {
         let mut waiting = HashMap::new();
         let mut ready = VecDeque::new();
+        let mut unsettled_on: HashMap<HostId, usize> =
+            context.model.hosts.iter().map(|h| (h.id, 0)).collect();
         for &node in graph.topological() {
+            *unsettled_on.entry(graph.task(node).host).or_default() += 1;
             let n = graph.upstream(node).count();
             waiting.insert(node, n);
             if n == 0 {
@@ -384,6 +403,12 @@ impl<'a> Scheduler<'a> {
             started: 0,
             admission: Admission::Open,
             halted_out: HashSet::new(),
+            finished_hosts: unsettled_on
+                .iter()
+                .filter(|&(_, &n)| n == 0)
+                .map(|(&host, _)| host)
+                .collect(),
+            unsettled_on,
             summary,
         }
     }
@@ -629,6 +654,13 @@ impl<'a> Scheduler<'a> {
     /// Marks a task settled and readies what waited only for it.
     fn settle(&mut self, node: NodeIndex, settled: Settled) {
         self.settled.insert(node, settled);
+        let host = self.graph.task(node).host;
+        if let Some(left) = self.unsettled_on.get_mut(&host) {
+            *left -= 1;
+            if *left == 0 {
+                self.finished_hosts.push(host);
+            }
+        }
         for down in self.graph.downstream(node) {
             let n = self.waiting.get_mut(&down).expect("every node is counted");
             *n -= 1;

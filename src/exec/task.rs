@@ -38,13 +38,13 @@ pub(super) async fn run_task(
     change: &Change,
     upstream_values: &Captures,
 ) -> Result<TaskDone, Failure> {
-    let transport = run
+    // Held until the task ends: the fleet does not close a host in use.
+    let lease = run
         .fleet
-        .transport(task.host)
-        .ok_or_else(|| TaskError::NotConnected {
-            host: run.model.host(task.host).name.clone(),
-        })?
-        .for_task(&task.id);
+        .lease(task.host)
+        .await
+        .map_err(TaskError::Transport)?;
+    let transport = lease.for_task(&task.id);
     let receipt = Receipt::new(ReceiptInfo {
         task: task.id.clone(),
         key: change.key.clone().expect("graph changes have keys"),

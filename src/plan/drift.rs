@@ -32,7 +32,7 @@ use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{Host, Model, Scrubber, TransportKind};
 use crate::state::{RecordDetail, ShippedFile, State, TaskRecord};
-use crate::transport::{FileRead, Fleet, Observed, target_path};
+use crate::transport::{FileRead, Fleet, Observed, TransportError, target_path};
 
 /// The version of the drift JSON document.
 pub const DRIFT_JSON_VERSION: u32 = 1;
@@ -575,8 +575,9 @@ pub async fn read_back(report: &DriftReport, fleet: &Fleet) -> ReadBack {
 }
 
 /// Reads `paths` (each up to [`DIFF_LIMIT_BYTES`]) from each host
-/// `(name, id, paths)`: one request per host that has any, all hosts at
-/// once; a host with no paths, or not connected, is not asked. What
+/// `(name, id, paths)`: one request per host that has any, as many hosts
+/// at once as the fleet keeps open; a host with no paths, or unreachable
+/// at refresh, is not asked. What
 /// `drift --diff` and `plan --diff` both read with.
 pub async fn read_paths(
     fleet: &Fleet,
@@ -587,22 +588,27 @@ pub async fn read_paths(
         if paths.is_empty() {
             continue;
         }
-        let Some(transport) = fleet.transport(id).cloned() else {
-            continue;
-        };
+        let fleet = fleet.clone();
         jobs.spawn(async move {
+            let transport = match fleet.lease(id).await {
+                Ok(transport) => transport,
+                // Unreachable at refresh: the plan already says so.
+                Err(TransportError::Again(_)) => return None,
+                Err(e) => return Some((name, Err(e.to_string()))),
+            };
             let result = transport
                 .read_files(&paths, DIFF_LIMIT_BYTES)
                 .await
                 .map(|found| paths.into_iter().zip(found).collect())
                 .map_err(|e| e.to_string());
-            (name, result)
+            Some((name, result))
         });
     }
     let mut all = ReadBack::new();
     while let Some(joined) = jobs.join_next().await {
-        let (name, result) = joined.expect("reading files back does not panic");
-        all.insert(name, result);
+        if let Some((name, result)) = joined.expect("reading files back does not panic") {
+            all.insert(name, result);
+        }
     }
     all
 }

@@ -3,8 +3,8 @@
 //! For every host, one probe request looks at everything cairn recorded
 //! there, in one round trip: facts (hostname, OS, arch, zstd), cairn's
 //! receipts, the files it shipped (stat first, rehash only what changed) and
-//! the `check` command of every step that has one. All hosts are probed at
-//! once over the run's open connections.
+//! the `check` command of every step that has one. Hosts are probed as many
+//! at once as the run's fleet keeps connections open.
 //! The result is a map of observations by task id, which `plan::diff`
 //! compares with the records.
 
@@ -18,7 +18,7 @@ use crate::ids::TaskId;
 use crate::model::{HostId, Model};
 use crate::state::LockPolicy;
 use crate::state::{RecordDetail, State};
-use crate::transport::{CheckProbe, Facts, Fleet, HostLock, Observed, ProbeRequest, ReceiptInfo};
+use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,11 +60,12 @@ pub fn recorded_capture(model: &Model, state: &State, host: HostId, name: &str) 
     }
 }
 
-/// Probes every host in `hosts` (ids into `model.hosts`) over `fleet`'s
-/// connections: one request per host, all hosts at once. With `lock_policy`
-/// (apply), each host is locked for this run in the same round trip as its
-/// probe (waiting as the policy says); a host that cannot be locked counts
-/// as unreachable.
+/// Probes every host in `hosts` (ids into `model.hosts`) through `fleet`:
+/// one request per host, as many hosts at once as the fleet keeps
+/// connections open. With `lock_policy` (apply), each host is locked for
+/// this run in the same round trip as its probe (waiting as the policy
+/// says), the lock kept with its connection; a host that cannot be locked
+/// counts as unreachable. Former hosts are only locked.
 pub async fn refresh(
     model: Arc<Model>,
     graph: &TaskGraph,
@@ -72,7 +73,7 @@ pub async fn refresh(
     fleet: &Fleet,
     hosts: &[HostId],
     lock_policy: Option<&LockPolicy>,
-) -> (Refresh, Vec<HostLock>) {
+) -> Refresh {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
     let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
     for &node in graph.topological() {
@@ -84,43 +85,25 @@ pub async fn refresh(
     let mut all = Refresh::default();
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
-        let name = &model.host(host).name;
-        let Some(transport) = fleet.transport(host).cloned() else {
-            let why = fleet
-                .unreachable(name)
-                .map_or_else(|| format!("host {name}: not connected"), str::to_string);
-            all.unreachable.insert(name.clone(), why);
-            continue;
-        };
         let nodes = tasks_of.remove(&host).unwrap_or_default();
         let (request, ids) = request_for(&model, graph, &state, host, &nodes);
-        let name = name.clone();
+        let name = model.host(host).name.clone();
         let policy = lock_policy.cloned();
+        let fleet = fleet.clone();
         jobs.spawn(async move {
-            let result = match policy {
-                Some(policy) => transport
-                    .lock_and_probe(&policy, &request)
-                    .await
-                    .map(|(lock, report)| (Some(lock), report)),
-                None => transport.probe(&request).await.map(|r| (None, r)),
-            };
+            let result = fleet.refresh_host(host, &request, policy.as_ref()).await;
             (name, ids, result)
         });
     }
-    let mut locks = Vec::new();
-    all.former_unreachable = fleet.former_unreachable().clone();
-    lock_former_hosts(fleet, lock_policy, &mut all, &mut locks).await;
+    lock_former_hosts(fleet, lock_policy, &mut all).await;
     while let Some(joined) = jobs.join_next().await {
         let (name, ids, result) = joined.expect("refresh tasks do not panic");
         let report = match result {
-            Ok((lock, report)) => {
-                if let Some(lock) = lock {
-                    if let Some(owner) = lock.stale_owner() {
-                        all.notes.push(format!(
-                            "host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
-                        ));
-                    }
-                    locks.push(lock);
+            Ok((report, stale_owner)) => {
+                if let Some(owner) = stale_owner {
+                    all.notes.push(format!(
+                        "host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
+                    ));
                 }
                 report
             }
@@ -155,37 +138,30 @@ pub async fn refresh(
         }
         all.facts.insert(name, report.facts);
     }
-    (all, locks)
+    all.notes.sort();
+    all
 }
 
-/// Former hosts are not probed (nothing is planned there but undoing); an
-/// apply locks each like any host, in parallel. One that could not be
+/// Former hosts are not probed (nothing is planned there but undoing): a
+/// plan connects to each, an apply locks each like any host, in parallel. One that could not be
 /// reached or locked is kept with why.
-async fn lock_former_hosts(
-    fleet: &Fleet,
-    lock_policy: Option<&LockPolicy>,
-    all: &mut Refresh,
-    locks: &mut Vec<HostLock>,
-) {
+async fn lock_former_hosts(fleet: &Fleet, lock_policy: Option<&LockPolicy>, all: &mut Refresh) {
     let mut jobs = tokio::task::JoinSet::new();
-    for (name, transport) in fleet.former_hosts() {
-        let (name, transport) = (name.clone(), transport.clone());
-        let Some(policy) = lock_policy.cloned() else {
-            continue;
-        };
+    for name in fleet.former_names() {
+        let fleet = fleet.clone();
+        let policy = lock_policy.cloned();
         jobs.spawn(async move {
-            let result = transport
-                .lock_and_probe(&policy, &ProbeRequest::default())
-                .await;
+            let result = match policy {
+                Some(policy) => fleet.lock_former(&name, &policy).await,
+                // A plan only tells whether it can be reached.
+                None => fleet.lease_former(&name).await.map(drop),
+            };
             (name, result)
         });
     }
     while let Some(joined) = jobs.join_next().await {
-        match joined.expect("locking does not panic") {
-            (_, Ok((lock, _))) => locks.push(lock),
-            (name, Err(error)) => {
-                all.former_unreachable.insert(name, error.to_string());
-            }
+        if let (name, Err(error)) = joined.expect("locking does not panic") {
+            all.former_unreachable.insert(name, error.to_string());
         }
     }
 }

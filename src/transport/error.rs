@@ -40,6 +40,16 @@ pub enum TransportError {
         owner: String,
         running: String,
     },
+    /// A host this apply probed and locked, then closed to stay within
+    /// `--parallelism` connections, was found changed when reopened before
+    /// anything of the run was done there.
+    #[error(
+        "host {host} changed between its probe and its turn in this apply ({what}): nothing was done there; run `cairn plan` to see what changed, then apply again (a larger --parallelism keeps every host's connection, and its lock, open from probe to work)"
+    )]
+    ChangedSinceProbe { host: String, what: String },
+    /// A host that failed earlier in this run, told again to whoever asks.
+    #[error("{0}")]
+    Again(String),
 }
 
 /// The message of an error and all its sources.

@@ -16,7 +16,9 @@
 //! hosts, in order, and cleaned on reset (`hooks`); a sealos Clusterfile
 //! imported and applied over password logins (`import`); plans/kubernetes.toml
 //! on 3 masters and 5 nodes, through a failed join, a Config edit, a node
-//! added and one deleted, and a reset (`kubernetes`).
+//! added and one deleted, and a reset (`kubernetes`); a fleet larger than
+//! `--parallelism`, worked on a window of connections at a time, and a host
+//! refused when it changed between its probe and its turn (`connections`).
 //! This file holds the shared cluster (hosts, a bundle, a Clusterfile);
 //! the tests are grouped by subject: `converge`, `drift`, `faults`,
 //! `access`, `operators`, `scale`, `adhoc`, `lifecycle`, `outputs`.
@@ -32,6 +34,7 @@ mod support;
 
 mod access;
 mod adhoc;
+mod connections;
 mod converge;
 mod drift;
 mod faults;

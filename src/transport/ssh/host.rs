@@ -69,8 +69,10 @@ impl SshTransport {
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }
-        // Its folder goes with the last copy (a no-op shutdown after the close).
-        drop(self.master);
+        // The last copy ends the process and waits for it; its folder goes with it.
+        if let Ok(master) = Arc::try_unwrap(self.master) {
+            master.shut().await;
+        }
     }
 
     /// This host, its commands labelled as run for `task`.

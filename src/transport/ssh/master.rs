@@ -40,6 +40,21 @@ impl Master {
     fn socket(&self) -> PathBuf {
         self.dir.path().join("m")
     }
+
+    /// Ends the ssh process and waits until it is gone (up to 2 s, then it
+    /// is killed): a fleet that closes a host to open another counts on the
+    /// first one's memory being free.
+    pub(super) async fn shut(mut self) {
+        if let Some(mut process) = self.process.take() {
+            end(&mut process);
+            if tokio::time::timeout(Duration::from_secs(2), process.wait())
+                .await
+                .is_err()
+            {
+                let _ = process.kill().await;
+            }
+        }
+    }
 }
 
 impl Drop for Master {
