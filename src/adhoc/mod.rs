@@ -2,10 +2,11 @@
 //! selected host) and `cairn cp` (a file or folder to each selected host, or
 //! from one).
 //!
-//! Each works on a [`Fleet`] the command has connected (host keys checked,
-//! sudo as the host's settings say), runs on every host at once up to a
-//! bound, and hands each host's result to the caller as soon as that host is
-//! done, so the caller can show it whole, never interleaved with another's.
+//! Each works through a [`Fleet`] (host keys checked, sudo as the host's
+//! settings say), runs on every host at once up to a bound (each host
+//! connected when its turn comes and let go when it is done, so no more
+//! than the bound are connected at once), and hands each host's result to
+//! the caller as soon as that host is done, so the caller can show it whole, never interleaved with another's.
 //! What comes back from a host passes through the model's [`Scrubber`], so
 //! a secret a command prints is masked before anything shows it. Nothing is
 //! recorded: no state, no receipt, no lock; a host that cannot be reached
@@ -85,27 +86,29 @@ pub struct Ended {
 }
 
 /// The hosts of an ad hoc run, as the model names them, and the fleet
-/// connected to them.
+/// that reaches them.
 pub struct Hosts<'a> {
     model: &'a Model,
     fleet: Fleet,
     selected: Vec<HostId>,
-    /// How long connecting took: what an unreachable host cost.
-    connect_ms: u64,
 }
 
 impl<'a> Hosts<'a> {
-    /// Connects to `selected` all at once, as `plan` does (host keys
-    /// checked per the Clusterfile); `state_dir` is the cluster's state
-    /// folder, which nothing here writes to.
-    pub async fn connect(model: &'a Model, selected: Vec<HostId>, state_dir: &Path) -> Hosts<'a> {
-        let start = Instant::now();
-        let fleet = Fleet::connect(model, &selected, &[], state_dir).await;
+    /// The fleet of `selected`, each host connected when its turn comes
+    /// (host keys checked per the Clusterfile), at most `parallelism` at
+    /// once, and let go as soon as it is done; `state_dir` is the cluster's
+    /// state folder, which nothing here writes to.
+    pub fn new(
+        model: &'a Model,
+        selected: Vec<HostId>,
+        state_dir: &Path,
+        parallelism: usize,
+    ) -> Hosts<'a> {
+        let fleet = Fleet::new(model, &selected, &[], state_dir, parallelism);
         Hosts {
             model,
             fleet,
             selected,
-            connect_ms: elapsed_ms(start),
         }
     }
 
@@ -116,21 +119,30 @@ impl<'a> Hosts<'a> {
 }
 
 impl Hosts<'_> {
-    /// The selected hosts with their transport, or why they have none.
-    fn each(&self) -> Vec<(String, String, Result<Transport, String>)> {
+    /// The selected hosts: name, address as reached, id.
+    fn each(&self) -> Vec<(String, String, HostId)> {
         self.selected
             .iter()
             .map(|&id| {
                 let host = self.model.host(id);
-                let transport = self.fleet.open_now(id).ok_or_else(|| {
-                    self.fleet
-                        .unreachable(&host.name)
-                        .unwrap_or_else(|| "not connected".into())
-                });
-                (host.name.clone(), host.reached_at().to_string(), transport)
+                (host.name.clone(), host.reached_at().to_string(), id)
             })
             .collect()
     }
+}
+
+/// Runs `work` on `host`'s transport, connected for it, and lets the host
+/// go when it is done; `Err` with why when it could not be reached.
+async fn on_host<T>(
+    fleet: &Fleet,
+    host: HostId,
+    work: impl AsyncFnOnce(&Transport) -> T,
+) -> Result<T, String> {
+    let lease = fleet.lease(host).await.map_err(|e| e.to_string())?;
+    let done = work(&lease).await;
+    drop(lease);
+    fleet.done_with(host).await;
+    Ok(done)
 }
 
 fn elapsed_ms(start: Instant) -> u64 {
@@ -138,8 +150,9 @@ fn elapsed_ms(start: Instant) -> u64 {
 }
 
 /// Runs `command` on every selected host, at most `parallelism` at once,
-/// and hands each host's result to `done` as it finishes (unreachable hosts
-/// first). Ctrl-C stops waiting and kills what runs on this machine.
+/// and hands each host's result to `done` as it finishes (an unreachable
+/// host's as soon as its connection failed). Ctrl-C stops waiting and kills
+/// what runs on this machine.
 pub async fn exec(
     hosts: &Hosts<'_>,
     command: &str,
@@ -150,36 +163,36 @@ pub async fn exec(
 ) -> Ended {
     let limit = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut jobs = JoinSet::new();
-    for (host, address, transport) in hosts.each() {
-        let transport = match transport {
-            Ok(t) => t,
-            Err(why) => {
-                done(ExecResult {
-                    host,
-                    address,
-                    exit_code: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    duration_ms: hosts.connect_ms,
-                    error: Some(scrubber.scrub(&why)),
-                    unreachable: true,
-                });
-                continue;
-            }
-        };
+    for (host, address, id) in hosts.each() {
         let limit = limit.clone();
         let command = command.to_string();
         let scrubber = scrubber.clone();
+        let fleet = hosts.fleet.clone();
         jobs.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
             let start = Instant::now();
-            let ran = transport.run(&command, None, timeout, None).await;
+            let ran = on_host(&fleet, id, async |transport| {
+                transport.run(&command, None, timeout, None).await
+            })
+            .await;
             let duration_ms = elapsed_ms(start);
             let text = |bytes: &[u8]| scrubber.scrub(&String::from_utf8_lossy(bytes));
+            let failed = |error: String, unreachable: bool| ExecResult {
+                host: host.clone(),
+                address: address.clone(),
+                exit_code: None,
+                stdout: String::new(),
+                stderr: String::new(),
+                duration_ms,
+                error: Some(scrubber.scrub(&error)),
+                unreachable,
+            };
             match ran {
-                Ok(out) => ExecResult {
-                    host,
-                    address,
+                Err(why) => failed(why, true),
+                Ok(Err(e)) => failed(e.to_string(), false),
+                Ok(Ok(out)) => ExecResult {
+                    host: host.clone(),
+                    address: address.clone(),
                     exit_code: out.code,
                     stdout: text(&out.stdout),
                     stderr: if out.timed_out {
@@ -195,16 +208,6 @@ pub async fn exec(
                     } else {
                         None
                     },
-                    unreachable: false,
-                },
-                Err(e) => ExecResult {
-                    host,
-                    address,
-                    exit_code: None,
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    duration_ms,
-                    error: Some(scrubber.scrub(&e.to_string())),
                     unreachable: false,
                 },
             }
@@ -346,38 +349,27 @@ pub async fn copy_to(
 ) -> Ended {
     let limit = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut jobs = JoinSet::new();
-    for (host, address, transport) in hosts.each() {
-        let transport = match transport {
-            Ok(t) => t,
-            Err(why) => {
-                done(CopyResult {
-                    host,
-                    address,
-                    dest: None,
-                    files: 0,
-                    bytes: 0,
-                    duration_ms: hosts.connect_ms,
-                    error: Some(scrubber.scrub(&why)),
-                    unreachable: true,
-                });
-                continue;
-            }
-        };
-        let (limit, source, dest, scrubber) = (
+    for (host, address, id) in hosts.each() {
+        let (limit, source, dest, scrubber, fleet) = (
             limit.clone(),
             source.clone(),
             dest.to_string(),
             scrubber.clone(),
+            hosts.fleet.clone(),
         );
         jobs.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("never closed");
             let start = Instant::now();
-            let copied = transport
-                .copy_in(&dest, source.source(), &source.files)
-                .await;
-            let (landed, error) = match copied {
-                Ok(target) => (Some(target), None),
-                Err(e) => (None, Some(scrubber.scrub(&e.to_string()))),
+            let copied = on_host(&fleet, id, async |transport| {
+                transport
+                    .copy_in(&dest, source.source(), &source.files)
+                    .await
+            })
+            .await;
+            let (landed, error, unreachable) = match copied {
+                Ok(Ok(target)) => (Some(target), None, false),
+                Ok(Err(e)) => (None, Some(scrubber.scrub(&e.to_string())), false),
+                Err(why) => (None, Some(scrubber.scrub(&why)), true),
             };
             CopyResult {
                 host,
@@ -391,7 +383,7 @@ pub async fn copy_to(
                 dest: landed,
                 duration_ms: elapsed_ms(start),
                 error,
-                unreachable: false,
+                unreachable,
             }
         });
     }
@@ -404,7 +396,7 @@ pub async fn copy_to(
 /// the one selected host to `dest` here, as `cp -r` would place it; the
 /// copy is staged beside its place and renamed into it.
 pub async fn fetch(hosts: &Hosts<'_>, src: &str, dest: &Path, scrubber: &Scrubber) -> CopyResult {
-    let (host, address, transport) = hosts
+    let (host, address, id) = hosts
         .each()
         .into_iter()
         .next()
@@ -415,26 +407,26 @@ pub async fn fetch(hosts: &Hosts<'_>, src: &str, dest: &Path, scrubber: &Scrubbe
         dest: None,
         files: 0,
         bytes: 0,
-        duration_ms: hosts.connect_ms,
+        duration_ms: 0,
         error: None,
         unreachable: false,
     };
-    let transport = match transport {
-        Ok(t) => t,
-        Err(why) => {
-            result.error = Some(scrubber.scrub(&why));
-            result.unreachable = true;
-            return result;
-        }
-    };
     let start = Instant::now();
-    match fetch_to(&transport, src, dest).await {
-        Ok((target, files, bytes)) => {
+    match on_host(&hosts.fleet, id, async |transport| {
+        fetch_to(transport, src, dest).await
+    })
+    .await
+    {
+        Ok(Ok((target, files, bytes))) => {
             result.dest = Some(target.display().to_string());
             result.files = files;
             result.bytes = bytes;
         }
-        Err(e) => result.error = Some(scrubber.scrub(&e)),
+        Ok(Err(e)) => result.error = Some(scrubber.scrub(&e)),
+        Err(why) => {
+            result.error = Some(scrubber.scrub(&why));
+            result.unreachable = true;
+        }
     }
     result.duration_ms = elapsed_ms(start);
     result

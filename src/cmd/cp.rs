@@ -43,7 +43,7 @@ fn copy_to(loaded: &Loaded, args: &CpArgs, out: Output) -> Result<Success, Cairn
     let mut shown = out.adhoc("copied to", None);
     let (mut failed, mut unreachable) = (0, 0);
     let ended = runtime().block_on(async {
-        let hosts = Hosts::connect(model, selected.clone(), &loaded.dir.dir).await;
+        let hosts = Hosts::new(model, selected.clone(), &loaded.dir.dir, args.parallelism);
         let ended = adhoc::copy_to(
             &hosts,
             source,
@@ -84,7 +84,7 @@ fn fetch(loaded: &Loaded, host: &str, args: &CpArgs, out: Output) -> Result<Succ
     let scrubber = model.scrubber();
     let mut shown = out.adhoc("fetched from", Some(args.src.clone()));
     let result = runtime().block_on(async {
-        let hosts = Hosts::connect(model, selected.clone(), &loaded.dir.dir).await;
+        let hosts = Hosts::new(model, selected.clone(), &loaded.dir.dir, args.parallelism);
         let result = adhoc::fetch(&hosts, &args.src, Path::new(&args.dest), &scrubber).await;
         hosts.close().await;
         result

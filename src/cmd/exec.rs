@@ -24,7 +24,7 @@ pub(super) fn run(file: &Path, args: &ExecArgs, out: Output) -> Result<Success, 
     let mut shown = out.adhoc("ran on", None);
     let (mut failed, mut unreachable) = (0, 0);
     let ended = runtime().block_on(async {
-        let hosts = Hosts::connect(model, selected.clone(), &loaded.dir.dir).await;
+        let hosts = Hosts::new(model, selected.clone(), &loaded.dir.dir, args.parallelism);
         let ended = adhoc::exec(
             &hosts,
             &command,
