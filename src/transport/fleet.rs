@@ -546,20 +546,26 @@ impl Fleet {
                     inner.set(&victim, Slot::Closed { relock });
                 }
                 Next::Open(permit, relock) => {
-                    let opened = inner.open(&key, permit, relock.clone()).await;
+                    let opened = inner.open(&key, permit, relock).await;
                     match opened {
-                        Ok(open) => inner.set(&key, Slot::Open(open)),
-                        // Refused after its probe: nothing more runs there.
-                        Err(e @ TransportError::ChangedSinceProbe { .. }) => {
-                            inner.set(&key, Slot::Failed(e.to_string()));
-                            return Err(e);
+                        // Lent at once: an idle host could be closed again
+                        // by someone else before this loop came back to it.
+                        Ok(mut open) => {
+                            open.in_use = 1;
+                            if purpose == Purpose::Work
+                                && let Some(relock) = &mut open.relock
+                            {
+                                relock.fingerprint = None;
+                            }
+                            let transport = open.transport.clone();
+                            inner.set(&key, Slot::Open(open));
+                            return Ok(Lease {
+                                transport,
+                                slot: Some((inner.clone(), key)),
+                            });
                         }
-                        // Could not connect: a reopened host that was
-                        // locked keeps its check for the next try.
-                        Err(e) if relock.is_some() => {
-                            inner.set(&key, Slot::Closed { relock });
-                            return Err(e);
-                        }
+                        // Unreachable, or refused after its probe: nothing
+                        // more of this run tries it.
                         Err(e) => {
                             inner.set(&key, Slot::Failed(e.to_string()));
                             return Err(e);
@@ -603,14 +609,26 @@ impl Fleet {
     ) -> Result<(ProbeReport, Option<String>), TransportError> {
         let lease = self.lease_key(key.clone(), Purpose::Probe).await?;
         let Some(policy) = policy else {
-            return Ok((lease.probe(request).await?, None));
+            return match lease.probe(request).await {
+                Ok(report) => Ok((report, None)),
+                Err(e) => {
+                    drop(lease);
+                    Err(self.fail(&key, e).await)
+                }
+            };
         };
         self.inner
             .lock_policy
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_insert_with(|| policy.clone());
-        let (lock, report) = lease.lock_and_probe(policy, request).await?;
+        let (lock, report) = match lease.lock_and_probe(policy, request).await {
+            Ok(locked) => locked,
+            Err(e) => {
+                drop(lease);
+                return Err(self.fail(&key, e).await);
+            }
+        };
         let stale = lock.stale_owner().map(str::to_string);
         let mut slots = self.inner.slots();
         if let Some(Slot::Open(open)) = slots.get_mut(&key) {
@@ -623,6 +641,17 @@ impl Fleet {
         drop(slots);
         drop(lease);
         Ok((report, stale))
+    }
+
+    /// A host that could not be probed or locked: closed, and kept failed
+    /// with why, so nothing of this run uses it (it is not planned).
+    async fn fail(&self, key: &HostKey, error: TransportError) -> TransportError {
+        let open = take_open(&mut self.inner.slots(), key);
+        if let Some(open) = open {
+            close_host(open).await;
+        }
+        self.inner.set(key, Slot::Failed(error.to_string()));
+        error
     }
 
     /// The transport of `host` if it is open now (nothing is opened).

@@ -22,7 +22,8 @@
 //!
 //! Settings come from the environment: `SOAK_KILLS` (cairn kills, default
 //! 3), `SOAK_HOST_KILLS` (host power-offs, default 1), `SOAK_SECONDS` (time
-//! budget, default 900), `SOAK_SEED` (default: from the clock). The seed
+//! budget, default 900), `SOAK_SEED` (default: from the clock),
+//! `SOAK_PARALLELISM` (`--parallelism` of every apply, default cairn's). The seed
 //! is printed first; `SOAK_SEED=N` replays the same rounds and kill delays
 //! (the instants land where the hosts' timing puts them). `scripts/soak-kill`
 //! runs the long soak; `scripts/test` runs this short one with the rest.
@@ -105,13 +106,22 @@ impl Soak {
         c
     }
 
+    /// `apply --json --auto-approve`, with `--parallelism $SOAK_PARALLELISM`
+    /// when set (below the four hosts, hosts are closed and reopened
+    /// mid-apply: their locks are taken again, their probes checked).
+    fn apply(&self) -> Command {
+        let mut args = vec!["--json", "apply", "--auto-approve"];
+        let parallelism = std::env::var("SOAK_PARALLELISM").unwrap_or_default();
+        if !parallelism.is_empty() {
+            args.extend(["--parallelism", parallelism.as_str()]);
+        }
+        self.cairn(&args)
+    }
+
     /// `apply` to convergence, as the first step of the soak: must succeed.
     fn apply_ok(&mut self) {
         let began = Instant::now();
-        let out = self
-            .cairn(&["--json", "apply", "--auto-approve"])
-            .output()
-            .expect("cairn runs");
+        let out = self.apply().output().expect("cairn runs");
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -128,7 +138,7 @@ impl Soak {
         let stderr_file = self.cluster.path("killed-run.stderr");
         let began = Instant::now();
         let mut child = self
-            .cairn(&["--json", "apply", "--auto-approve"])
+            .apply()
             .stdout(std::fs::File::create(&events_file).unwrap())
             .stderr(std::fs::File::create(&stderr_file).unwrap())
             .stdin(Stdio::null())
@@ -184,10 +194,7 @@ impl Soak {
     /// The apply after a kill: must succeed at its first try; then the checks.
     fn apply_after_kill(&mut self, killed: &KilledRun, label: &str, seed: u64) {
         let began = Instant::now();
-        let retry = self
-            .cairn(&["--json", "apply", "--auto-approve"])
-            .output()
-            .expect("cairn runs");
+        let retry = self.apply().output().expect("cairn runs");
         let took = began.elapsed();
         assert_eq!(
             retry.status.code(),

@@ -91,7 +91,14 @@ fn a_fleet_larger_than_the_parallelism_never_holds_more_connections_and_converge
     // Ad hoc commands too: each host connected in its turn, let go when done.
     let (exec, most) = run_counting(
         &c,
-        &["exec", "--on", "master,worker", "--parallelism", "2", "sleep 0.3"],
+        &[
+            "exec",
+            "--on",
+            "master,worker",
+            "--parallelism",
+            "2",
+            "sleep 0.3",
+        ],
     );
     assert_ok(&exec);
     assert!((1..=2).contains(&most), "exec: saw {most} at once");
