@@ -12,7 +12,7 @@
 //! is touched, an unknown `--replace` or `--limit` before anything is
 //! connected. Nothing here prints; commands hand results to `report`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -335,6 +335,14 @@ impl Compiled {
             &self.loaded.dir.dir,
             targets.connections,
         );
+        // A host on the run's longest path keeps its connection from its
+        // probe to its work when the fleet is larger than the limit.
+        let mut weights: HashMap<crate::model::HostId, usize> = HashMap::new();
+        for (node, length) in self.graph.chain_lengths() {
+            let weight = weights.entry(self.graph.task(node).host).or_default();
+            *weight = (*weight).max(length);
+        }
+        fleet.keep_open_longest(weights);
         let refresh = match probe {
             Probe::Offline => Refresh::default(),
             Probe::Read | Probe::Lock(_) => {

@@ -259,24 +259,14 @@ enum Interrupt {
     Abandon,
 }
 
-/// For every task, how many tasks the longest chain from it to the end of
-/// the graph holds, itself included: a task nothing waits for has 1, one
-/// that a chain of three waits on has 4. The scheduler starts the longest
-/// first, so the path that bounds the run's length is never queued behind
-/// work that could wait.
+/// For every task, its chain length ([`TaskGraph::chain_lengths`]): the
+/// scheduler starts the longest first, so the path that bounds the run's
+/// length is never queued behind work that could wait.
 ///
 /// The tasks of a `serial` step all get the longest of theirs, so that
 /// among them host order decides.
 fn critical_paths(graph: &TaskGraph, model: &Model) -> HashMap<NodeIndex, usize> {
-    let mut critical: HashMap<NodeIndex, usize> = HashMap::with_capacity(graph.len());
-    for &node in graph.topological().iter().rev() {
-        let longest_after = graph
-            .downstream(node)
-            .map(|d| critical.get(&d).copied().unwrap_or(0))
-            .max()
-            .unwrap_or(0);
-        critical.insert(node, longest_after + 1);
-    }
+    let mut critical = graph.chain_lengths();
     let mut serial_longest: HashMap<usize, usize> = HashMap::new();
     for (&node, &length) in &critical {
         if let Some((step, _)) = serial_step(graph, model, node) {

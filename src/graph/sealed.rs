@@ -61,6 +61,23 @@ impl TaskGraph {
             .map(|e| e.target())
     }
 
+    /// For every task, how many tasks the longest chain from it to the end
+    /// of the graph holds, itself included: a task nothing waits for has 1,
+    /// one that a chain of three waits on has 4. What the scheduler starts
+    /// first, and which hosts a run keeps connected longest.
+    pub fn chain_lengths(&self) -> HashMap<NodeIndex, usize> {
+        let mut lengths: HashMap<NodeIndex, usize> = HashMap::with_capacity(self.len());
+        for &node in self.order.iter().rev() {
+            let longest_after = self
+                .downstream(node)
+                .map(|d| lengths.get(&d).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            lengths.insert(node, longest_after + 1);
+        }
+        lengths
+    }
+
     /// Seals a built graph: refused if it has a cycle.
     pub(super) fn seal(
         graph: DiGraph<Task, ()>,

@@ -89,6 +89,9 @@ struct Inner {
     /// The apply's lock policy, once a host was locked: a host reopened is
     /// locked again with it.
     lock_policy: Mutex<Option<LockPolicy>>,
+    /// How long the work waiting on each host is ([`Fleet::keep_open_longest`]):
+    /// of the idle hosts, the one with the least is closed first.
+    weights: Mutex<HashMap<HostId, usize>>,
 }
 
 /// Where one host stands.
@@ -285,18 +288,25 @@ impl Inner {
         matches!(self.hosts.get(key), Some(Ok(h)) if h.transport == TransportKind::Ssh)
     }
 
-    /// The SSH host idle longest, taken out of its slot to be closed.
-    fn take_idle(slots: &mut HashMap<HostKey, Slot>) -> Option<(HostKey, Box<OpenHost>)> {
+    /// The idle SSH host with the least work waiting on it, of those the
+    /// one idle longest, taken out of its slot to be closed.
+    fn take_idle(&self, slots: &mut HashMap<HostKey, Slot>) -> Option<(HostKey, Box<OpenHost>)> {
+        let weights = self.weights.lock().unwrap_or_else(PoisonError::into_inner);
+        let weight = |key: &HostKey| match key {
+            HostKey::Listed(id) => weights.get(id).copied().unwrap_or(0),
+            HostKey::Former(_) => 0,
+        };
         let victim = slots
             .iter()
             .filter_map(|(key, slot)| match slot {
                 Slot::Open(open) if open.in_use == 0 && open.permit.is_some() => {
-                    Some((open.idle_since, key))
+                    Some(((weight(key), open.idle_since), key))
                 }
                 _ => None,
             })
-            .min_by_key(|(since, _)| *since)
+            .min_by_key(|(order, _)| *order)
             .map(|(_, key)| key.clone())?;
+        drop(weights);
         take_open(slots, &victim).map(|open| (victim, open))
     }
 
@@ -450,6 +460,7 @@ impl Fleet {
                 running: Arc::new(RunningGroups::recording(local::in_flight_dir(state_dir))),
                 ssh_run,
                 lock_policy: Mutex::new(None),
+                weights: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -473,6 +484,18 @@ impl Fleet {
         }
         while jobs.join_next().await.is_some() {}
         fleet
+    }
+
+    /// How long a chain of work waits on each host (its tasks' longest):
+    /// when a connection must be closed for another, the idle host with the
+    /// least is closed first, so that the hosts the run's longest path goes
+    /// through stay open from their probe to their work.
+    pub fn keep_open_longest(&self, weights: HashMap<HostId, usize>) {
+        *self
+            .inner
+            .weights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = weights;
     }
 
     /// The most SSH connections open at once.
@@ -531,7 +554,7 @@ impl Fleet {
                         } else if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                             *slot = Slot::Busy;
                             Next::Open(Some(permit), relock)
-                        } else if let Some((victim, open)) = Inner::take_idle(&mut slots) {
+                        } else if let Some((victim, open)) = inner.take_idle(&mut slots) {
                             Next::Evict(victim, open)
                         } else {
                             Next::Wait
