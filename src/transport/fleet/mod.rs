@@ -33,12 +33,18 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+mod fingerprint;
+mod former;
+
+use fingerprint::Fingerprint;
+use former::former_host;
+
 use super::local::{self, LocalTransport, RunningGroups};
 use super::ssh::{SshRun, SshTransport};
 use super::{HostLock, ProbeReport, ProbeRequest, Transport, TransportError};
 use crate::bundle::stream::StreamCache;
 use crate::hash::HostIdentity;
-use crate::model::{Host, HostId, LoginSecret, Model, SshSettings, TransportKind, load_secret};
+use crate::model::{Host, HostId, Model, TransportKind};
 use crate::state::{HostRecord, LockPolicy};
 
 /// One host of the run: listed in the Clusterfile, or a former host (the
@@ -130,57 +136,6 @@ struct Relock {
     /// What the probe saw, while nothing of this run has been done there:
     /// compared with a fresh probe when the host is reopened.
     fingerprint: Option<Fingerprint>,
-}
-
-/// What the plan of a host rests on: what cairn recorded and shipped there.
-/// A `check`'s result is not part of it: it may change because of this
-/// run's own work on other hosts, and a host kept open is not asked again
-/// either.
-#[derive(Clone, PartialEq, Eq)]
-struct Fingerprint {
-    facts: super::Facts,
-    files: Vec<BTreeMap<String, super::Observed>>,
-    receipts: BTreeMap<crate::ids::TaskId, super::ReceiptInfo>,
-}
-
-impl Fingerprint {
-    fn of(report: &ProbeReport) -> Fingerprint {
-        Fingerprint {
-            facts: report.facts.clone(),
-            files: report.files.clone(),
-            receipts: report.receipts.clone(),
-        }
-    }
-
-    /// What differs, in words, from `earlier`.
-    fn differences(&self, earlier: &Fingerprint) -> String {
-        let mut what = Vec::new();
-        if self.facts != earlier.facts {
-            what.push("its facts".to_string());
-        }
-        if self.files != earlier.files {
-            what.push("files cairn shipped there".to_string());
-        }
-        if self.receipts != earlier.receipts {
-            let changed = self
-                .receipts
-                .iter()
-                .filter(|(id, r)| earlier.receipts.get(*id) != Some(*r))
-                .map(|(id, _)| id.as_str())
-                .chain(
-                    earlier
-                        .receipts
-                        .keys()
-                        .filter(|id| !self.receipts.contains_key(*id))
-                        .map(crate::ids::TaskId::as_str),
-                )
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(", ");
-            what.push(format!("receipts ({changed})"));
-        }
-        what.join(", ")
-    }
 }
 
 /// Why a lease is taken.
@@ -837,69 +792,6 @@ impl Fleet {
             run.close();
         }
     }
-}
-
-/// A former host as the transport connects to it, from its record. Its id
-/// is not a model host's (it is not in the Clusterfile any more) and is
-/// never looked up; the fleet keeps former hosts by name. A sudo password
-/// comes from the secret the record names, read now.
-fn former_host(name: &str, record: &HostRecord, base_dir: &Path) -> Result<Host, String> {
-    let recorded_secret = |what: &str, reference: &Option<String>| {
-        match reference {
-        Some(reference) => load_secret(reference, base_dir)
-            .map(|value| {
-                Some(LoginSecret {
-                    reference: reference.clone(),
-                    value,
-                })
-            })
-            .map_err(|e| {
-                format!(
-                    "its {what} ({reference}, recorded at its last apply): {}; {}, or forget the host with `cairn state rm {name}`",
-                    e.message, e.help
-                )
-            }),
-        None => Ok(None),
-    }
-    };
-    let sudo_password = recorded_secret("sudo password", &record.sudo_password)?;
-    Ok(Host {
-        id: HostId::outside_model(),
-        name: name.to_string(),
-        address: record.address.clone(),
-        user: record.user.clone(),
-        port: record.port,
-        user_given: true,
-        port_given: true,
-        roles: Vec::new(),
-        vars: std::collections::BTreeMap::new(),
-        transport: record.transport,
-        ssh: SshSettings {
-            identity: record.identity.clone(),
-            identity_passphrase: recorded_secret(
-                "identity passphrase",
-                &record.identity_passphrase,
-            )?,
-            password: recorded_secret("password", &record.password)?,
-            certificate: record.certificate.clone(),
-            host_ca: record.host_ca.clone(),
-            config: record.config.clone(),
-            sudo: record.sudo,
-            sudo_password: sudo_password.map(|s| s.value),
-            sudo_password_ref: record.sudo_password.clone(),
-            host_keys: record.host_keys,
-            jump: record
-                .jump
-                .iter()
-                .flat_map(|j| j.split(','))
-                .map(str::to_string)
-                .collect(),
-            connect_timeout: std::time::Duration::from_millis(record.connect_timeout_ms),
-            alias: None,
-        },
-        index: usize::MAX,
-        span: 0..0,
-    })
 }
 
 /// cairn's own `known_hosts` file, beside the Clusterfile.
