@@ -39,7 +39,7 @@ mod controller;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -180,6 +180,8 @@ struct Bench {
 #[derive(Debug, Clone)]
 struct Cost {
     wall: Duration,
+    /// Each line cairn printed, with when it arrived (since cairn started).
+    lines: Vec<(Duration, String)>,
     peaks: controller::Peaks,
     usage: controller::Usage,
     /// CPU time spent on the test hosts (sshd and everything under it)
@@ -202,7 +204,7 @@ impl Bench {
             clippy::zombie_processes,
             reason = "reaped by controller::wait_with_usage (wait4), which also gives its resource usage"
         )]
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let mut child = cairn_command()
             .args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
@@ -213,22 +215,31 @@ impl Bench {
             .expect("cairn runs");
         let pid = i32::try_from(child.id()).expect("a pid fits in i32");
         let watch = controller::Watch::start(pid);
-        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                pipe.read_to_end(&mut bytes)
-                    .expect("reading cairn's output");
-                bytes
-            })
-        };
-        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
-        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let stdout = child.stdout.take().expect("piped");
+        let stdout = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map(|line| (t0.elapsed(), line.expect("reading cairn's output")))
+                .collect::<Vec<_>>()
+        });
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            stderr_pipe
+                .read_to_end(&mut bytes)
+                .expect("reading cairn's errors");
+            bytes
+        });
         let (status, usage) = controller::wait_with_usage(pid);
         let wall = t0.elapsed();
         let peaks = watch.finish();
+        let lines = stdout.join().expect("stdout reader");
         let out = std::process::Output {
             status: std::process::ExitStatus::from_raw(status),
-            stdout: stdout.join().expect("stdout reader"),
+            stdout: lines
+                .iter()
+                .flat_map(|(_, l)| [l.as_bytes(), b"\n"].concat())
+                .collect(),
             stderr: stderr.join().expect("stderr reader"),
         };
         let deadline = Instant::now() + SSH_GRACE;
@@ -248,6 +259,7 @@ impl Bench {
         let hosts_cpu = controller::cpu_of_children_of(&self.host_roots).saturating_sub(hosts_cpu0);
         let cost = Cost {
             wall,
+            lines,
             peaks,
             usage,
             hosts_cpu,
@@ -495,6 +507,23 @@ fn wall(costs: &[Cost]) -> f64 {
     median_of(costs, |c| c.wall.as_secs_f64())
 }
 
+/// The cairn binary, or `$CAIRN_BENCH_WRAP` (words split at spaces, e.g.
+/// `valgrind --tool=massif --massif-out-file=/tmp/massif.%p`) running it.
+/// A wrapper must run cairn in its own process (as valgrind does), or the
+/// memory watched is the wrapper's.
+fn cairn_command() -> Command {
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    match std::env::var("CAIRN_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = Command::new(words.next().expect("a word"));
+            c.args(words).arg(cairn);
+            c
+        }
+        _ => Command::new(cairn),
+    }
+}
+
 /// Bytes in MB (10^6 bytes).
 fn mb(bytes: u64) -> f64 {
     f64::from(u32::try_from(bytes / 1000).unwrap_or(u32::MAX)) / 1000.0
@@ -555,6 +584,57 @@ fn report_cost(scenario: &str, c: &Cost) {
     );
 }
 
+/// With `CAIRN_BENCH_VERBOSE`, the timeline of an apply from its `--json`
+/// events as they arrived: when the plan came out, when the bundles and
+/// the installs started and ended, the init, the joins.
+fn report_timeline(scenario: &str, cost: &Cost) {
+    if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
+        return;
+    }
+    let events: Vec<(f64, serde_json::Value)> = cost
+        .lines
+        .iter()
+        .filter_map(|(t, l)| Some((t.as_secs_f64(), serde_json::from_str(l).ok()?)))
+        .collect();
+    let span = |event: &str, kind: &str| {
+        let times: Vec<f64> = events
+            .iter()
+            .filter(|(_, e)| {
+                e["event"] == event
+                    && e["task"]
+                        .as_str()
+                        .is_some_and(|t| t.split('@').next() == Some(kind))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let last = times.iter().copied().fold(0.0, f64::max);
+        if times.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{first:.2} to {last:.2} s")
+        }
+    };
+    let plan = events
+        .iter()
+        .find(|(_, e)| e["event"] == "plan")
+        .map_or(f64::NAN, |(t, _)| *t);
+    eprintln!(
+        "{scenario} timeline: plan out at {plan:.2} s; bundles started {}, ended {}; \
+         installs started {}, ended {}; init started {}, ended {}; joins started {}, ended {}; \
+         cairn exited at {:.2} s",
+        span("task_started", "bundle.bundle"),
+        span("task_finished", "bundle.bundle"),
+        span("task_started", "step.install"),
+        span("task_finished", "step.install"),
+        span("task_started", "step.init"),
+        span("task_finished", "step.init"),
+        span("task_started", "step.join"),
+        span("task_finished", "step.join"),
+        cost.wall.as_secs_f64()
+    );
+}
+
 /// With `CAIRN_BENCH_VERBOSE`, S1's task durations by kind.
 fn report_task_durations(events: &[serde_json::Value]) {
     if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
@@ -602,6 +682,7 @@ fn one_run(n: usize, times: &mut Times) {
     // S1: fresh hosts, fresh state, pristine bundle.
     let (t, events) = b.apply();
     report_task_durations(&events);
+    report_timeline("S1", &t);
 
     b.verify(&bundle);
     let expected = 4 * n + 1 + (n - 1);
