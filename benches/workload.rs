@@ -544,12 +544,13 @@ fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
         }
     });
     format!(
-        "| {n} | {scenario} | {:.2} | {:.0} | {:.0} | {:.0} | {ssh_at_peak:.0} | {per_ssh:.1} | {:.0} \
-         | {:.2} | {:.2} | {:.2} |",
+        "| {n} | {scenario} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {ssh_at_peak:.0} | {per_ssh:.1} \
+         | {:.0} | {:.2} | {:.2} | {:.2} |",
         wall(costs),
         median_of(costs, |c| mb(c.peaks.cairn)),
         median_of(costs, |c| mb(c.usage.max_resident)),
         median_of(costs, |c| mb(c.peaks.total)),
+        median_of(costs, |c| mb(c.peaks.total_pss)),
         median_of(costs, |c| count(c.peaks.most_ssh)),
         median_of(costs, |c| c.peaks.cairn_cpu.as_secs_f64()),
         median_of(costs, |c| c.peaks.ssh_cpu.as_secs_f64()),
@@ -563,7 +564,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         return;
     }
     eprintln!(
-        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB, \
+        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {:.0} MB), \
          {} ssh at that peak ({:.0} MB), at most {} at once, {} started; CPU: cairn {:.2} s, \
          its ssh {:.2} s, hosts {:.2} s (wait4: cairn and the children it reaped {:.2} s); \
          {} samples, watch CPU {:.2} s",
@@ -571,6 +572,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         mb(c.peaks.cairn),
         mb(c.usage.max_resident),
         mb(c.peaks.total),
+        mb(c.peaks.total_pss),
         c.peaks.ssh_at_peak,
         mb(c.peaks.ssh_bytes_at_peak),
         c.peaks.most_ssh,
@@ -845,14 +847,16 @@ fn main() {
     }
     println!(
         "\nThe controller side: cairn and every process descended from it (its ssh), \
-         sampled from /proc every 25 ms; peaks in MB (10^6 bytes), CPU in seconds; \
-         medians over the runs.\n"
+         sampled from /proc every 25 ms (PSS every second); peaks in MB (10^6 bytes), \
+         VmRSS unless PSS; MB per ssh is VmRSS, which counts ssh's shared libraries in \
+         every process; CPU in seconds; medians over the runs.\n"
     );
     println!(
         "| hosts | scenario | wall s | cairn peak | cairn peak (wait4) | cairn + ssh peak \
-         | ssh at that peak | MB per ssh | most ssh at once | cairn CPU | ssh CPU | hosts CPU |"
+         | cairn + ssh peak PSS | ssh at that peak | MB per ssh | most ssh at once | cairn CPU \
+         | ssh CPU | hosts CPU |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in controller_rows {
         println!("{row}");
     }

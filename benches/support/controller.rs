@@ -4,26 +4,28 @@
 //! were alive at that peak, and which ssh processes it started, so the
 //! benchmark can check that none outlives it.
 //!
-//! A helper thread samples while cairn runs. Finding descendants needs
-//! every process's parent, which only a walk of `/proc/*/stat` gives (this
-//! kernel has no `/proc/PID/task/*/children`); at 200 hosts that is a
-//! couple of thousand files, so the walk runs every [`DISCOVER_EVERY`]
-//! while the resident sizes of the processes already found are summed
-//! every [`SAMPLE_EVERY`] (one `/proc/PID/statm` each, `VmRSS`). The
-//! watch measures whatever processes are there: one ssh per host, or as
-//! few as the transport keeps open.
+//! A helper thread samples every [`SAMPLE_EVERY`] while cairn runs,
+//! summing `VmRSS` (the `rss` field of `/proc/PID/stat`). Finding
+//! descendants needs every process's parent, which only `/proc/*/stat`
+//! gives (this kernel has no `/proc/PID/task/*/children`); at 200 hosts
+//! that is thousands of processes, mostly the hosts', so each sample reads
+//! the `stat` of only the processes it has not seen before and of cairn's
+//! descendants (see [`Tree`]). The watch measures whatever processes are
+//! there: one ssh per host, or as few as the transport keeps open.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the resident sizes are summed.
 const SAMPLE_EVERY: Duration = Duration::from_millis(25);
 
-/// How often `/proc` is walked for new descendants.
-const DISCOVER_EVERY: Duration = Duration::from_millis(100);
+/// Every how many samples the proportional set sizes are summed too
+/// (reading `smaps_rollup` makes the kernel walk the page tables: too
+/// costly for every sample at 200 processes).
+const PSS_EVERY: usize = 40;
 
 /// A process, told apart from a later one that reuses its pid by its start
 /// time (clock ticks since boot).
@@ -32,12 +34,6 @@ pub(crate) struct Process {
     pub pid: i32,
     start: u64,
     pub comm: String,
-}
-
-/// A descendant found by a walk of /proc, with its CPU time then (ticks).
-struct Found {
-    process: Process,
-    cpu: u64,
 }
 
 /// What the watch saw over a run.
@@ -51,6 +47,12 @@ pub(crate) struct Peaks {
     pub ssh_at_peak: usize,
     /// Their resident sizes summed, bytes.
     pub ssh_bytes_at_peak: u64,
+    /// The highest sampled sum of cairn's and its descendants' proportional
+    /// set sizes (`Pss`: each shared page divided among the processes
+    /// mapping it), bytes, sampled every [`PSS_EVERY`] samples. `VmRSS`
+    /// counts the ssh binary's and its libraries' pages once per process;
+    /// this is what they hold together.
+    pub total_pss: u64,
     /// The most ssh processes alive in any one sample.
     pub most_ssh: usize,
     /// Every ssh process seen descended from cairn.
@@ -58,8 +60,7 @@ pub(crate) struct Peaks {
     /// cairn's own CPU time (user + system) at its last sample.
     pub cairn_cpu: Duration,
     /// The ssh processes' own CPU time, each as last seen (they may spend
-    /// a little more after the last walk of /proc, up to [`DISCOVER_EVERY`]
-    /// before they end), summed.
+    /// a little more in the [`SAMPLE_EVERY`] before they end), summed.
     pub ssh_cpu: Duration,
     pub samples: usize,
     /// CPU time the watch itself spent walking /proc (it shares the cores).
@@ -93,39 +94,40 @@ impl Watch {
 fn watch(root: i32, stop: &AtomicBool) -> Peaks {
     let cpu0 = thread_cpu();
     let mut peaks = Peaks::default();
-    let mut descendants: Vec<Process> = Vec::new();
+    let mut tree = Tree::new(root);
     // Every ssh process seen, with the most CPU time it was seen to have.
-    let mut ssh_seen: HashMap<Process, u64> = HashMap::new();
-    let mut last_walk: Option<Instant> = None;
+    let mut ssh_seen: HashMap<(i32, u64), (Process, u64)> = HashMap::new();
     let mut cairn_ticks = 0;
     while !stop.load(Ordering::Relaxed) {
-        if last_walk.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY) {
-            last_walk = Some(Instant::now());
-            let found = descendants_of(root);
-            for f in found.iter().filter(|f| f.process.comm == "ssh") {
-                let cpu = ssh_seen.entry(f.process.clone()).or_default();
-                *cpu = (*cpu).max(f.cpu);
-            }
-            descendants = found.into_iter().map(|f| f.process).collect();
-        }
-        let Some(cairn_stat) = stat(root).filter(|s| s.state != 'Z') else {
+        let Some(cairn) = stat(root).filter(|s| s.state != 'Z') else {
             break;
         };
-        cairn_ticks = cairn_stat.cpu;
-        let Some(cairn) = resident(root) else { break };
-        let mut total = cairn;
+        cairn_ticks = cairn.cpu;
+        let mut total = cairn.resident;
         let (mut ssh, mut ssh_bytes) = (0, 0);
-        for p in &descendants {
-            if let Some(bytes) = resident(p.pid) {
-                total += bytes;
-                if p.comm == "ssh" {
-                    ssh += 1;
-                    ssh_bytes += bytes;
-                }
+        for (pid, s) in tree.walk() {
+            total += s.resident;
+            if s.comm == "ssh" {
+                ssh += 1;
+                ssh_bytes += s.resident;
+                let process = Process {
+                    pid,
+                    start: s.start,
+                    comm: s.comm,
+                };
+                let seen = ssh_seen.entry((pid, s.start)).or_insert((process, 0));
+                seen.1 = seen.1.max(s.cpu);
             }
         }
+        if peaks.samples % PSS_EVERY == 0 {
+            let pss = std::iter::once(root)
+                .chain(tree.descendants.iter().copied())
+                .filter_map(proportional)
+                .sum();
+            peaks.total_pss = peaks.total_pss.max(pss);
+        }
         peaks.samples += 1;
-        peaks.cairn = peaks.cairn.max(cairn);
+        peaks.cairn = peaks.cairn.max(cairn.resident);
         peaks.most_ssh = peaks.most_ssh.max(ssh);
         if total > peaks.total {
             peaks.total = total;
@@ -135,11 +137,81 @@ fn watch(root: i32, stop: &AtomicBool) -> Peaks {
         std::thread::sleep(SAMPLE_EVERY);
     }
     peaks.cairn_cpu = ticks(cairn_ticks);
-    peaks.ssh_cpu = ticks(ssh_seen.values().sum());
-    peaks.ssh_started = ssh_seen.into_keys().collect();
+    peaks.ssh_cpu = ticks(ssh_seen.values().map(|(_, cpu)| cpu).sum());
+    peaks.ssh_started = ssh_seen.into_values().map(|(p, _)| p).collect();
     peaks.ssh_started.sort_by_key(|p| p.pid);
     peaks.watch_cpu = thread_cpu().saturating_sub(cpu0);
     peaks
+}
+
+/// The processes descended from one root, kept up to date cheaply: each
+/// walk lists `/proc` but reads the `stat` of only the processes it has
+/// not seen before (to learn their parent) and of the descendants (their
+/// size and CPU now). A pid that leaves the listing is forgotten, so a
+/// pid reused later is looked at afresh (the walks are milliseconds
+/// apart; pids are reused only after all others have been handed out).
+struct Tree {
+    root: i32,
+    /// Every pid listed in the last walk: is it descended from `root`?
+    descended: HashMap<i32, bool>,
+    /// The descendants found by the last walk.
+    descendants: Vec<i32>,
+}
+
+impl Tree {
+    fn new(root: i32) -> Tree {
+        Tree {
+            root,
+            descended: HashMap::new(),
+            descendants: Vec::new(),
+        }
+    }
+
+    /// The descendants of the root now, with their `stat`.
+    fn walk(&mut self) -> Vec<(i32, Stat)> {
+        let listed: HashSet<i32> = all_pids().into_iter().collect();
+        self.descended.retain(|pid, _| listed.contains(pid));
+        let mut new: HashMap<i32, i32> = HashMap::new();
+        for pid in listed {
+            if !self.descended.contains_key(&pid)
+                && let Some(s) = stat(pid)
+            {
+                new.insert(pid, s.ppid);
+            }
+        }
+        // A new process may be the child of another new one: resolve
+        // each by following parents until a known one (or the root).
+        for pid in new.keys().copied().collect::<Vec<_>>() {
+            let mut chain = vec![pid];
+            let mut parent = new[&pid];
+            let descended = loop {
+                if parent == self.root {
+                    break true;
+                }
+                if let Some(known) = self.descended.get(&parent) {
+                    break *known;
+                }
+                match new.get(&parent) {
+                    Some(grandparent) if !chain.contains(&parent) => {
+                        chain.push(parent);
+                        parent = *grandparent;
+                    }
+                    _ => break false,
+                }
+            };
+            for p in chain {
+                self.descended.insert(p, descended);
+            }
+        }
+        let found: Vec<(i32, Stat)> = self
+            .descended
+            .iter()
+            .filter(|(_, descended)| **descended)
+            .filter_map(|(pid, _)| Some((*pid, stat(*pid)?)))
+            .collect();
+        self.descendants = found.iter().map(|(pid, _)| *pid).collect();
+        found
+    }
 }
 
 /// Those of `processes` that are still running (same pid, same start
@@ -152,32 +224,6 @@ pub(crate) fn still_alive(processes: &[Process]) -> Vec<Process> {
         })
         .cloned()
         .collect()
-}
-
-/// Every process descended from `root` (not `root` itself).
-fn descendants_of(root: i32) -> Vec<Found> {
-    let mut children: HashMap<i32, Vec<(i32, Stat)>> = HashMap::new();
-    for pid in all_pids() {
-        if let Some(s) = stat(pid) {
-            children.entry(s.ppid).or_default().push((pid, s));
-        }
-    }
-    let mut found = Vec::new();
-    let mut parents = vec![root];
-    while let Some(parent) = parents.pop() {
-        for (pid, s) in children.remove(&parent).unwrap_or_default() {
-            parents.push(pid);
-            found.push(Found {
-                process: Process {
-                    pid,
-                    start: s.start,
-                    comm: s.comm,
-                },
-                cpu: s.cpu,
-            });
-        }
-    }
-    found
 }
 
 fn all_pids() -> Vec<i32> {
@@ -199,6 +245,8 @@ struct Stat {
     cpu: u64,
     /// cutime + cstime, clock ticks: the CPU of the children it waited for.
     children_cpu: u64,
+    /// Resident size (`VmRSS`), bytes.
+    resident: u64,
 }
 
 fn stat(pid: i32) -> Option<Stat> {
@@ -218,14 +266,16 @@ fn stat(pid: i32) -> Option<Stat> {
         start: tick(22)?,
         cpu: tick(14)? + tick(15)?,
         children_cpu: tick(16)? + tick(17)?,
+        resident: tick(24)? * page_size(),
     })
 }
 
-/// A process's resident size (`VmRSS`), bytes.
-fn resident(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = text.split(' ').nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+/// A process's proportional set size (`Pss` of `smaps_rollup`), bytes.
+fn proportional(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn page_size() -> u64 {
