@@ -567,7 +567,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {:.0} MB), \
          {} ssh at that peak ({:.0} MB), at most {} at once, {} started; CPU: cairn {:.2} s, \
          its ssh {:.2} s, hosts {:.2} s (wait4: cairn and the children it reaped {:.2} s); \
-         {} samples, watch CPU {:.2} s",
+         {} samples (one every {:.0} ms), watch CPU {:.2} s",
         c.wall.as_secs_f64(),
         mb(c.peaks.cairn),
         mb(c.usage.max_resident),
@@ -582,6 +582,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         c.hosts_cpu.as_secs_f64(),
         (c.usage.user + c.usage.system).as_secs_f64(),
         c.peaks.samples,
+        c.wall.as_secs_f64() * 1000.0 / count(c.peaks.samples.max(1)),
         c.peaks.watch_cpu.as_secs_f64(),
     );
 }
