@@ -7,7 +7,12 @@
 //! host, unpacked there, followed by the workload's own steps (install,
 //! init, join); for S3 one fresh ssh per host writing the changed file and
 //! rerunning the install. Each ratio is the scenario's median over its
-//! floor's median.
+//! floor's median. Beside each scenario (and `cairn plan --offline`), the
+//! controller side's cost: the peak resident memory of cairn and of cairn
+//! plus every process descended from it (its ssh), the ssh processes alive
+//! at that peak, and the CPU of cairn, of its ssh and of the hosts
+//! (`support/controller.rs`); an ssh process cairn started that outlives
+//! it fails the benchmark.
 //!
 //!   cargo bench --bench workload                 # 4, 16 and 48 hosts, 3 runs each
 //!   cargo bench --bench workload -- 16 --runs 1  # one size, one run
@@ -29,8 +34,13 @@
 )]
 mod hosts;
 
+#[path = "support/controller.rs"]
+mod controller;
+
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,22 +171,103 @@ once = true
 struct Bench {
     dir: tempfile::TempDir,
     hosts: TestHosts,
+    /// The `unshare` processes of the test hosts: their children are the
+    /// hosts' inits (sshd), whose waited-for CPU is all the hosts' work.
+    host_roots: HashSet<i32>,
 }
 
+/// What one `cairn` run cost the controller side and the hosts.
+#[derive(Debug, Clone)]
+struct Cost {
+    wall: Duration,
+    /// Each line cairn printed, with when it arrived (since cairn started).
+    lines: Vec<(Duration, String)>,
+    peaks: controller::Peaks,
+    usage: controller::Usage,
+    /// CPU time spent on the test hosts (sshd and everything under it)
+    /// from cairn's start until its ssh processes were gone.
+    hosts_cpu: Duration,
+}
+
+/// How long the ssh processes cairn started may take to go after it
+/// exited (they get SIGTERM by parent death) before the bench fails.
+const SSH_GRACE: Duration = Duration::from_secs(3);
+
 impl Bench {
-    fn cairn(&self, args: &[&str]) -> (Duration, std::process::Output) {
+    /// Runs cairn with `args`, watching its memory and its ssh processes
+    /// (see `controller`); fails the benchmark if an ssh process cairn
+    /// started outlives it by more than [`SSH_GRACE`].
+    fn cairn(&self, args: &[&str]) -> (Cost, std::process::Output) {
+        let hosts_cpu0 = controller::cpu_of_children_of(&self.host_roots);
         let t0 = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        #[expect(
+            clippy::zombie_processes,
+            reason = "reaped by controller::wait_with_usage (wait4), which also gives its resource usage"
+        )]
+        let mut child = cairn_command()
             .args(args)
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("cairn runs");
-        (t0.elapsed(), out)
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        let watch = controller::Watch::start(pid);
+        let stdout = child.stdout.take().expect("piped");
+        let stdout = std::thread::spawn(move || {
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map(|line| (t0.elapsed(), line.expect("reading cairn's output")))
+                .collect::<Vec<_>>()
+        });
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            stderr_pipe
+                .read_to_end(&mut bytes)
+                .expect("reading cairn's errors");
+            bytes
+        });
+        let (status, usage) = controller::wait_with_usage(pid);
+        let wall = t0.elapsed();
+        let peaks = watch.finish();
+        let lines = stdout.join().expect("stdout reader");
+        let out = std::process::Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: lines
+                .iter()
+                .flat_map(|(_, l)| [l.as_bytes(), b"\n"].concat())
+                .collect(),
+            stderr: stderr.join().expect("stderr reader"),
+        };
+        let deadline = Instant::now() + SSH_GRACE;
+        let mut left = controller::still_alive(&peaks.ssh_started);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            left = controller::still_alive(&left);
+        }
+        assert!(
+            left.is_empty(),
+            "cairn {args:?} exited, and {} of the {} ssh processes it started were still alive {} s later: pids {:?}",
+            left.len(),
+            peaks.ssh_started.len(),
+            SSH_GRACE.as_secs(),
+            left.iter().map(|p| p.pid).collect::<Vec<_>>()
+        );
+        let hosts_cpu = controller::cpu_of_children_of(&self.host_roots).saturating_sub(hosts_cpu0);
+        let cost = Cost {
+            wall,
+            lines,
+            peaks,
+            usage,
+            hosts_cpu,
+        };
+        (cost, out)
     }
 
-    fn apply(&self) -> (Duration, Vec<serde_json::Value>) {
+    fn apply(&self) -> (Cost, Vec<serde_json::Value>) {
         let (t, out) = self.cairn(&["--json", "apply", "--auto-approve"]);
         assert!(
             out.status.success(),
@@ -394,10 +485,11 @@ struct Times {
     floor: Vec<f64>,
     s1_floor: Vec<f64>,
     s3_floor: Vec<f64>,
-    s1: Vec<f64>,
-    s2: Vec<f64>,
-    s3: Vec<f64>,
-    s4: Vec<f64>,
+    s1: Vec<Cost>,
+    s2: Vec<Cost>,
+    s3: Vec<Cost>,
+    s4: Vec<Cost>,
+    plan_offline: Vec<Cost>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -406,48 +498,218 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median over runs of `field` of each run's cost.
+fn median_of(costs: &[Cost], field: impl Fn(&Cost) -> f64) -> f64 {
+    median(&costs.iter().map(field).collect::<Vec<_>>())
+}
+
+fn wall(costs: &[Cost]) -> f64 {
+    median_of(costs, |c| c.wall.as_secs_f64())
+}
+
+/// The cairn binary, or `$CAIRN_BENCH_WRAP` (words split at spaces, e.g.
+/// `valgrind --tool=massif --massif-out-file=/tmp/massif.%p`) running it.
+/// A wrapper must run cairn in its own process (as valgrind does), or the
+/// memory watched is the wrapper's.
+fn cairn_command() -> Command {
+    let cairn = env!("CARGO_BIN_EXE_cairn");
+    match std::env::var("CAIRN_BENCH_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut c = Command::new(words.next().expect("a word"));
+            c.args(words).arg(cairn);
+            c
+        }
+        _ => Command::new(cairn),
+    }
+}
+
+/// Bytes in MB (10^6 bytes).
+fn mb(bytes: u64) -> f64 {
+    f64::from(u32::try_from(bytes / 1000).unwrap_or(u32::MAX)) / 1000.0
+}
+
+fn count(n: usize) -> f64 {
+    f64::from(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// One row of the controller table: a scenario's medians over the runs.
+fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
+    let ssh_at_peak = median_of(costs, |c| count(c.peaks.ssh_at_peak));
+    let per_ssh = median_of(costs, |c| {
+        if c.peaks.ssh_at_peak == 0 {
+            0.0
+        } else {
+            mb(c.peaks.ssh_bytes_at_peak) / count(c.peaks.ssh_at_peak)
+        }
+    });
+    format!(
+        "| {n} | {scenario} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {ssh_at_peak:.0} | {per_ssh:.1} \
+         | {:.0} | {:.2} | {:.2} | {:.2} |",
+        wall(costs),
+        median_of(costs, |c| mb(c.peaks.cairn)),
+        median_of(costs, |c| mb(c.usage.max_resident)),
+        median_of(costs, |c| mb(c.peaks.total)),
+        median_of(costs, |c| mb(c.peaks.total_pss)),
+        median_of(costs, |c| count(c.peaks.most_ssh)),
+        median_of(costs, |c| c.peaks.cairn_cpu.as_secs_f64()),
+        median_of(costs, |c| c.peaks.ssh_cpu.as_secs_f64()),
+        median_of(costs, |c| c.hosts_cpu.as_secs_f64()),
+    )
+}
+
+/// With `CAIRN_BENCH_VERBOSE`, one scenario's cost as soon as it is known.
+fn report_cost(scenario: &str, c: &Cost) {
+    if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
+        return;
+    }
+    eprintln!(
+        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {:.0} MB), \
+         {} ssh at that peak ({:.0} MB), at most {} at once, {} started; CPU: cairn {:.2} s, \
+         its ssh {:.2} s, hosts {:.2} s (wait4: cairn and the children it reaped {:.2} s); \
+         {} samples (one every {:.0} ms), watch CPU {:.2} s",
+        c.wall.as_secs_f64(),
+        mb(c.peaks.cairn),
+        mb(c.usage.max_resident),
+        mb(c.peaks.total),
+        mb(c.peaks.total_pss),
+        c.peaks.ssh_at_peak,
+        mb(c.peaks.ssh_bytes_at_peak),
+        c.peaks.most_ssh,
+        c.peaks.ssh_started.len(),
+        c.peaks.cairn_cpu.as_secs_f64(),
+        c.peaks.ssh_cpu.as_secs_f64(),
+        c.hosts_cpu.as_secs_f64(),
+        (c.usage.user + c.usage.system).as_secs_f64(),
+        c.peaks.samples,
+        c.wall.as_secs_f64() * 1000.0 / count(c.peaks.samples.max(1)),
+        c.peaks.watch_cpu.as_secs_f64(),
+    );
+}
+
+/// With `CAIRN_BENCH_VERBOSE`, the timeline of an apply from its `--json`
+/// events as they arrived: when the plan came out, when the bundles and
+/// the installs started and ended, the init, the joins.
+fn report_timeline(scenario: &str, cost: &Cost) {
+    if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
+        return;
+    }
+    let events: Vec<(f64, serde_json::Value)> = cost
+        .lines
+        .iter()
+        .filter_map(|(t, l)| Some((t.as_secs_f64(), serde_json::from_str(l).ok()?)))
+        .collect();
+    let span = |event: &str, kind: &str| {
+        let times: Vec<f64> = events
+            .iter()
+            .filter(|(_, e)| {
+                e["event"] == event
+                    && e["task"]
+                        .as_str()
+                        .is_some_and(|t| t.split('@').next() == Some(kind))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        let first = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let last = times.iter().copied().fold(0.0, f64::max);
+        if times.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{first:.2} to {last:.2} s")
+        }
+    };
+    let plan = events
+        .iter()
+        .find(|(_, e)| e["event"] == "plan")
+        .map_or(f64::NAN, |(t, _)| *t);
+    eprintln!(
+        "{scenario} timeline: plan out at {plan:.2} s; bundles started {}, ended {}; \
+         installs started {}, ended {}; init started {}, ended {}; joins started {}, ended {}; \
+         cairn exited at {:.2} s",
+        span("task_started", "bundle.bundle"),
+        span("task_finished", "bundle.bundle"),
+        span("task_started", "step.install"),
+        span("task_finished", "step.install"),
+        span("task_started", "step.init"),
+        span("task_finished", "step.init"),
+        span("task_started", "step.join"),
+        span("task_finished", "step.join"),
+        cost.wall.as_secs_f64()
+    );
+}
+
+/// With `CAIRN_BENCH_VERBOSE`, S1's task durations by kind.
+fn report_task_durations(events: &[serde_json::Value]) {
+    if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
+        return;
+    }
+    let mut by_kind: std::collections::BTreeMap<String, Vec<u64>> =
+        std::collections::BTreeMap::new();
+    for e in events.iter().filter(|e| e["event"] == "task_finished") {
+        let task = e["task"].as_str().unwrap_or_default();
+        let kind = task.split('@').next().unwrap_or_default().to_string();
+        by_kind
+            .entry(kind)
+            .or_default()
+            .push(e["duration_ms"].as_u64().unwrap_or(0));
+    }
+    for (kind, ms) in by_kind {
+        let mean = ms.iter().sum::<u64>() / ms.len() as u64;
+        eprintln!(
+            "S1 {kind}: mean {mean} ms, max {} ms",
+            ms.iter().max().unwrap()
+        );
+    }
+}
+
 fn one_run(n: usize, times: &mut Times) {
     let hosts = TestHosts::start_with_disk(n, 128);
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     generator(None, &bundle, None);
     std::fs::write(dir.path().join("Clusterfile"), clusterfile(&hosts)).unwrap();
-    let b = Bench { dir, hosts };
+    let host_roots = controller::own_children_named("unshare");
+    assert!(
+        host_roots.len() >= n,
+        "found {} test host processes for {n} hosts",
+        host_roots.len()
+    );
+    let b = Bench {
+        dir,
+        hosts,
+        host_roots,
+    };
 
     times.floor.push(b.floor().as_secs_f64());
 
     // S1: fresh hosts, fresh state, pristine bundle.
     let (t, events) = b.apply();
-    if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
-        let mut by_kind: std::collections::BTreeMap<String, Vec<u64>> =
-            std::collections::BTreeMap::new();
-        for e in events.iter().filter(|e| e["event"] == "task_finished") {
-            let task = e["task"].as_str().unwrap_or_default();
-            let kind = task.split('@').next().unwrap_or_default().to_string();
-            by_kind
-                .entry(kind)
-                .or_default()
-                .push(e["duration_ms"].as_u64().unwrap_or(0));
-        }
-        for (kind, ms) in by_kind {
-            let mean = ms.iter().sum::<u64>() / ms.len() as u64;
-            eprintln!(
-                "S1 {kind}: mean {mean} ms, max {} ms",
-                ms.iter().max().unwrap()
-            );
-        }
-    }
+    report_task_durations(&events);
+    report_timeline("S1", &t);
 
     b.verify(&bundle);
     let expected = 4 * n + 1 + (n - 1);
     assert_eq!(ran(&events).len(), expected, "S1 runs every task once");
-    times.s1.push(t.as_secs_f64());
+    report_cost("S1", &t);
+    times.s1.push(t);
 
     // S2: nothing changed; a real refresh of every host, nothing runs.
     let (t, events) = b.apply();
     assert!(ran(&events).is_empty(), "S2 ran {:?}", ran(&events));
     b.verify(&bundle);
-    times.s2.push(t.as_secs_f64());
+    report_cost("S2", &t);
+    times.s2.push(t);
+
+    // `plan --offline` against the state S1 recorded: no host contacted.
+    let (t, out) = b.cairn(&["plan", "--offline"]);
+    assert!(
+        out.status.success(),
+        "plan --offline failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.peaks.ssh_started.is_empty(), "plan --offline started ssh");
+    report_cost("plan --offline", &t);
+    times.plan_offline.push(t);
 
     // S3: one small file changed: it alone ships, install reruns, nothing else.
     generator(Some("--s3-change"), &bundle, Some("1"));
@@ -461,7 +723,8 @@ fn one_run(n: usize, times: &mut Times) {
         assert_eq!(e["detail"], "1 file shipped (conf/file-003.txt)");
     }
     b.verify(&bundle);
-    times.s3.push(t.as_secs_f64());
+    report_cost("S3", &t);
+    times.s3.push(t);
 
     // S4: a hand edit on the last host; drift must name it, and repair nothing.
     if std::env::var_os("CAIRN_BENCH_HOLD").is_some() {
@@ -487,7 +750,8 @@ fn one_run(n: usize, times: &mut Times) {
             .unwrap()
             .contains("manual edit")
     );
-    times.s4.push(t.as_secs_f64());
+    report_cost("S4", &t);
+    times.s4.push(t);
 
     // The S3 and S1 floors run after cairn's scenarios, never before: cairn's
     // S1 then starts from hosts nothing has touched but the ssh floor's
@@ -550,6 +814,7 @@ fn main() {
          | S1 / S1 floor | S2 / floor | S3 / S3 floor | S4 / floor |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut controller_rows = Vec::new();
     for n in sizes {
         let mut times = Times::default();
         for _ in 0..runs {
@@ -558,10 +823,10 @@ fn main() {
         let floor = median(&times.floor);
         let (s1_floor, s3_floor) = (median(&times.s1_floor), median(&times.s3_floor));
         let (s1, s2, s3, s4) = (
-            median(&times.s1),
-            median(&times.s2),
-            median(&times.s3),
-            median(&times.s4),
+            wall(&times.s1),
+            wall(&times.s2),
+            wall(&times.s3),
+            wall(&times.s4),
         );
         println!(
             "| {n} | {floor:.2} | {s1_floor:.2} | {s3_floor:.2} | {s1:.2} | {s2:.2} | {s3:.2} \
@@ -571,5 +836,29 @@ fn main() {
             s3 / s3_floor,
             s4 / floor
         );
+        for (scenario, costs) in [
+            ("S1", &times.s1),
+            ("S2", &times.s2),
+            ("S3", &times.s3),
+            ("S4", &times.s4),
+            ("plan --offline", &times.plan_offline),
+        ] {
+            controller_rows.push(controller_row(n, scenario, costs));
+        }
+    }
+    println!(
+        "\nThe controller side: cairn and every process descended from it (its ssh), \
+         sampled from /proc every 25 ms (PSS every second); peaks in MB (10^6 bytes), \
+         VmRSS unless PSS; MB per ssh is VmRSS, which counts ssh's shared libraries in \
+         every process; CPU in seconds; medians over the runs.\n"
+    );
+    println!(
+        "| hosts | scenario | wall s | cairn peak | cairn peak (wait4) | cairn + ssh peak \
+         | cairn + ssh peak PSS | ssh at that peak | MB per ssh | most ssh at once | cairn CPU \
+         | ssh CPU | hosts CPU |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in controller_rows {
+        println!("{row}");
     }
 }

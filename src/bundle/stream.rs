@@ -31,40 +31,126 @@ type StreamKey = [u8; 32];
 /// A stream being built (or built) once, for every host that waits on it.
 type StreamCell = Arc<OnceLock<Result<Arc<Stream>, String>>>;
 
-/// Only the latest few file sets are worth keeping in memory.
+/// How many file sets stay packed once no host is shipping them: a later
+/// host needing the same set (the usual case: every host gets the same
+/// bundle) takes it without packing it again.
 const KEEP: usize = 16;
 
+/// A cached stream, and when it was last asked for.
+#[derive(Debug)]
+struct Cached {
+    cell: StreamCell,
+    last_asked: u64,
+}
+
+impl Cached {
+    /// A stream is in use while anyone but the cache holds it (a host
+    /// shipping it, or waiting for it to be packed): dropping it from the
+    /// cache then frees nothing, and the next host would pack a second
+    /// copy beside it.
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.cell) > 1
+            || self
+                .cell
+                .get()
+                .and_then(|packed| packed.as_ref().ok())
+                .is_some_and(|stream| Arc::strong_count(stream) > 1)
+    }
+}
+
 /// Packed streams by file set, for one run.
+///
+/// Memory is bounded by what is being shipped at once, never by the
+/// number of hosts: each file set is packed once and held in one copy
+/// however many hosts ship it; beyond [`KEEP`] sets, those no host is
+/// shipping are forgotten, least recently asked for first. (Hosts that
+/// each get a file set of their own, such as a rendered template, would
+/// otherwise push the shared bundle out while it is still being shipped,
+/// and every later host would pack a copy of its own.)
 #[derive(Debug, Default)]
 pub struct StreamCache {
-    streams: Mutex<HashMap<StreamKey, StreamCell>>,
+    streams: Mutex<Streams>,
+}
+
+#[derive(Debug, Default)]
+struct Streams {
+    by_key: HashMap<StreamKey, Cached>,
+    asked: u64,
+}
+
+impl Streams {
+    /// The cell of `key`, made empty if new, and the cache trimmed.
+    fn cell(&mut self, key: StreamKey) -> StreamCell {
+        self.asked += 1;
+        let asked = self.asked;
+        let cached = self.by_key.entry(key).or_insert_with(|| Cached {
+            cell: StreamCell::default(),
+            last_asked: asked,
+        });
+        cached.last_asked = asked;
+        let cell = cached.cell.clone();
+        self.trim();
+        cell
+    }
+
+    /// Forgets the least recently asked-for streams no host is using
+    /// until at most [`KEEP`] are left (or only ones in use).
+    fn trim(&mut self) {
+        let excess = self.by_key.len().saturating_sub(KEEP);
+        if excess == 0 {
+            return;
+        }
+        let mut idle: Vec<(u64, StreamKey)> = self
+            .by_key
+            .iter()
+            .filter(|(_, c)| !c.in_use())
+            .map(|(k, c)| (c.last_asked, *k))
+            .collect();
+        idle.sort_unstable();
+        for (_, key) in idle.into_iter().take(excess) {
+            self.by_key.remove(&key);
+        }
+    }
 }
 
 impl StreamCache {
     /// The tar stream (zstd-compressed if `zstd` and it pays) of `files`,
     /// entries named by [`entry_name`]; packed once per distinct file set.
     pub fn get(&self, files: &[(String, ShipFile)], zstd: bool) -> Result<Arc<Stream>, String> {
-        let mut h = Sha256::new();
-        h.update([u8::from(zstd)]);
-        for (rel, f) in files {
-            h.update(rel.as_bytes());
-            h.update([0]);
-            h.update(f.entry.hash.as_bytes());
-            h.update(f.entry.mode.to_le_bytes());
-        }
-        let key: StreamKey = h.finalize().into();
-        let cell = {
-            let mut map = self
-                .streams
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if map.len() > KEEP {
-                map.clear();
-            }
-            map.entry(key).or_default().clone()
-        };
+        let key = stream_key(files, zstd);
+        let cell = self
+            .streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .cell(key);
         cell.get_or_init(|| pack(files, zstd).map(Arc::new)).clone()
     }
+
+    /// How many file sets are held packed (or being packed).
+    pub fn len(&self) -> usize {
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_key
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Names a file set: its paths, contents and modes, and whether it may be compressed.
+fn stream_key(files: &[(String, ShipFile)], zstd: bool) -> StreamKey {
+    let mut h = Sha256::new();
+    h.update([u8::from(zstd)]);
+    for (rel, f) in files {
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(f.entry.hash.as_bytes());
+        h.update(f.entry.mode.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 /// A file's name in the stream: its path under the destination (`file` for
@@ -74,8 +160,13 @@ pub fn entry_name(rel: &str) -> &str {
 }
 
 /// A tar of `files`, compressed with zstd when asked and when it pays.
+///
+/// At most two buffers the size of the stream exist at once, for as long
+/// as it takes to pack it: the tar, sized for its files up front (so it
+/// is never copied to grow), and the compressed stream, abandoned as soon
+/// as it is no longer 5% smaller.
 fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
-    let mut tar = tar::Builder::new(Vec::new());
+    let mut tar = tar::Builder::new(Vec::with_capacity(tar_size(files)));
     for (rel, file) in files {
         let bytes = file
             .data
@@ -89,23 +180,77 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         tar.append_data(&mut header, entry_name(rel), bytes.as_slice())
             .map_err(|e| format!("failed to pack {rel}: {e}"))?;
     }
-    let raw = tar
+    let mut raw = tar
         .into_inner()
         .map_err(|e| format!("failed to pack files: {e}"))?;
-    if zstd {
-        let packed = zstd::stream::encode_all(raw.as_slice(), 3)
-            .map_err(|e| format!("failed to compress: {e}"))?;
-        if packed.len() < raw.len() / 100 * 95 {
-            return Ok(Stream {
-                bytes: packed,
-                zstd: true,
-            });
-        }
+    raw.shrink_to_fit();
+    if zstd && let Some(packed) = compress_if_it_pays(&raw)? {
+        return Ok(Stream {
+            bytes: packed,
+            zstd: true,
+        });
     }
     Ok(Stream {
         bytes: raw,
         zstd: false,
     })
+}
+
+/// The tar stream's size for `files` as their manifest entries give them:
+/// a header block and the data rounded up to whole blocks each, and two
+/// zero blocks at the end (long names take a few blocks more, and only
+/// make the buffer grow once).
+fn tar_size(files: &[(String, ShipFile)]) -> usize {
+    let blocks: u64 = files
+        .iter()
+        .map(|(_, f)| 1 + f.entry.size.div_ceil(512))
+        .sum();
+    usize::try_from((blocks + 2) * 512).unwrap_or(0)
+}
+
+/// `raw` compressed with zstd, if that makes it at least 5% smaller;
+/// compression stops as soon as its output reaches that size.
+fn compress_if_it_pays(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let limit = raw.len() / 100 * 95;
+    let out = CappedBuffer {
+        // Only the pages written to become resident.
+        bytes: Vec::with_capacity(limit),
+        limit,
+    };
+    let mut encoder =
+        zstd::stream::Encoder::new(out, 3).map_err(|e| format!("failed to compress: {e}"))?;
+    let written = std::io::Write::write_all(&mut encoder, raw).and_then(|()| encoder.finish());
+    match written {
+        Ok(mut out) => {
+            out.bytes.shrink_to_fit();
+            Ok(Some(out.bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Ok(None),
+        Err(e) => Err(format!("failed to compress: {e}")),
+    }
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct CappedBuffer {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for CappedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() >= self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "compression does not pay",
+            ));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +294,66 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["file"], "a lone file is named `file`");
+    }
+
+    /// A file set of its own per host (a rendered template) between
+    /// hosts shipping the shared bundle.
+    fn per_host_set(i: usize) -> Vec<(String, ShipFile)> {
+        vec![(
+            String::from("app.conf"),
+            file(format!("host {i}\n").into_bytes()),
+        )]
+    }
+
+    #[test]
+    fn a_stream_being_shipped_is_never_packed_twice() {
+        let cache = StreamCache::default();
+        let bundle: Vec<(String, ShipFile)> = (0..10)
+            .map(|i| (format!("f{i}"), file(vec![b'x'; 1000 + i])))
+            .collect();
+        let shipping = cache.get(&bundle, false).unwrap();
+        for i in 0..4 * KEEP {
+            drop(cache.get(&per_host_set(i), false).unwrap());
+        }
+        assert!(
+            Arc::ptr_eq(&shipping, &cache.get(&bundle, false).unwrap()),
+            "the bundle still being shipped is the one copy every host gets"
+        );
+        assert!(cache.len() <= KEEP + 1, "{} sets held", cache.len());
+    }
+
+    #[test]
+    fn streams_no_host_is_shipping_are_forgotten_least_recent_first() {
+        let cache = StreamCache::default();
+        let bundle = vec![(String::from("a"), file(b"shared".to_vec()))];
+        let first = Arc::as_ptr(&cache.get(&bundle, false).unwrap());
+        for i in 0..4 * KEEP {
+            drop(cache.get(&per_host_set(i), false).unwrap());
+            // Every host asks for the bundle too: it stays the most recent.
+            assert_eq!(Arc::as_ptr(&cache.get(&bundle, false).unwrap()), first);
+        }
+        assert_eq!(cache.len(), KEEP, "idle sets beyond KEEP are dropped");
+    }
+
+    #[test]
+    fn the_tar_is_sized_up_front() {
+        let files: Vec<(String, ShipFile)> = [0, 1, 511, 512, 513, 100_000]
+            .iter()
+            .map(|n| (format!("dir/f{n}"), file(vec![7; *n])))
+            .collect();
+        let stream = pack(&files, false).unwrap();
+        assert_eq!(stream.bytes.len(), tar_size(&files));
+        assert_eq!(stream.bytes.capacity(), stream.bytes.len());
+    }
+
+    #[test]
+    fn compression_stops_once_it_no_longer_pays() {
+        let noise: Vec<u8> = (0..6000u32)
+            .flat_map(|i| Sha256::digest(i.to_le_bytes()))
+            .collect();
+        assert_eq!(compress_if_it_pays(&noise).unwrap(), None);
+        let text = b"hello ".repeat(10_000);
+        let packed = compress_if_it_pays(&text).unwrap().expect("text shrinks");
+        assert_eq!(zstd::stream::decode_all(packed.as_slice()).unwrap(), text);
     }
 }
