@@ -299,26 +299,31 @@ impl Bench {
     /// benchmark.
     fn on_every_host<'a>(
         &self,
-        script: impl Fn(usize) -> String,
+        script: impl Fn(usize) -> String + Sync,
         input: impl Fn(usize) -> &'a [u8] + Sync,
     ) -> Duration {
         let t0 = Instant::now();
-        let finished: Vec<(Duration, Duration)> = std::thread::scope(|scope| {
+        // Each host's ssh is started by a thread of its own: started one
+        // after another from one thread, under 200 hosts' load the last
+        // one started 18 to 36 s after the first, and the floor measured
+        // that queue rather than the hosts.
+        let finished: Vec<(Duration, Duration, Duration)> = std::thread::scope(|scope| {
             let running: Vec<_> = self
                 .hosts
                 .hosts
                 .iter()
                 .enumerate()
                 .map(|(i, h)| {
-                    let mut child = self
-                        .fresh_ssh(h)
-                        .arg(script(i))
-                        .stdin(Stdio::piped())
-                        .stdout(Stdio::null())
-                        .spawn()
-                        .expect("ssh runs");
-                    let input = &input;
+                    let (script, input) = (&script, &input);
                     scope.spawn(move || {
+                        let mut child = self
+                            .fresh_ssh(h)
+                            .arg(script(i))
+                            .stdin(Stdio::piped())
+                            .stdout(Stdio::null())
+                            .spawn()
+                            .expect("ssh runs");
+                        let started = t0.elapsed();
                         let mut stdin = child.stdin.take().expect("ssh's stdin is piped");
                         stdin
                             .write_all(input(i))
@@ -331,7 +336,7 @@ impl Bench {
                             "floor command on {} failed: {status}",
                             h.name
                         );
-                        (fed, t0.elapsed())
+                        (started, fed, t0.elapsed())
                     })
                 })
                 .collect();
@@ -341,10 +346,12 @@ impl Bench {
                 .collect()
         });
         if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
-            let last_fed = finished.iter().map(|t| t.0).max().unwrap_or_default();
-            let first_done = finished.iter().map(|t| t.1).min().unwrap_or_default();
+            let last_started = finished.iter().map(|t| t.0).max().unwrap_or_default();
+            let last_fed = finished.iter().map(|t| t.1).max().unwrap_or_default();
+            let first_done = finished.iter().map(|t| t.2).min().unwrap_or_default();
             eprintln!(
-                "floor: last input sent at {:.2} s, first host done at {:.2} s",
+                "floor: last ssh started at {:.2} s, last input sent at {:.2} s, first host done at {:.2} s",
+                last_started.as_secs_f64(),
                 last_fed.as_secs_f64(),
                 first_done.as_secs_f64()
             );
@@ -533,6 +540,13 @@ fn count(n: usize) -> f64 {
     f64::from(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
+/// The median of the runs' PSS peaks in MB, or a dash when a run was too
+/// short to sample it.
+fn pss(costs: &[Cost]) -> String {
+    let peaks: Option<Vec<f64>> = costs.iter().map(|c| c.peaks.total_pss.map(mb)).collect();
+    peaks.map_or_else(|| "—".to_string(), |p| format!("{:.0}", median(&p)))
+}
+
 /// One row of the controller table: a scenario's medians over the runs.
 fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
     let ssh_at_peak = median_of(costs, |c| count(c.peaks.ssh_at_peak));
@@ -544,13 +558,13 @@ fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
         }
     });
     format!(
-        "| {n} | {scenario} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {ssh_at_peak:.0} | {per_ssh:.1} \
+        "| {n} | {scenario} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {ssh_at_peak:.0} | {per_ssh:.1} \
          | {:.0} | {:.2} | {:.2} | {:.2} |",
         wall(costs),
         median_of(costs, |c| mb(c.peaks.cairn)),
         median_of(costs, |c| mb(c.usage.max_resident)),
         median_of(costs, |c| mb(c.peaks.total)),
-        median_of(costs, |c| mb(c.peaks.total_pss)),
+        pss(costs),
         median_of(costs, |c| count(c.peaks.most_ssh)),
         median_of(costs, |c| c.peaks.cairn_cpu.as_secs_f64()),
         median_of(costs, |c| c.peaks.ssh_cpu.as_secs_f64()),
@@ -564,7 +578,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         return;
     }
     eprintln!(
-        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {:.0} MB), \
+        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {} MB), \
          {} ssh at that peak ({:.0} MB), at most {} at once, {} started; CPU: cairn {:.2} s, \
          its ssh {:.2} s, hosts {:.2} s (wait4: cairn and the children it reaped {:.2} s); \
          {} samples (one every {:.0} ms), watch CPU {:.2} s",
@@ -572,7 +586,7 @@ fn report_cost(scenario: &str, c: &Cost) {
         mb(c.peaks.cairn),
         mb(c.usage.max_resident),
         mb(c.peaks.total),
-        mb(c.peaks.total_pss),
+        pss(std::slice::from_ref(c)),
         c.peaks.ssh_at_peak,
         mb(c.peaks.ssh_bytes_at_peak),
         c.peaks.most_ssh,

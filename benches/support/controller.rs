@@ -49,10 +49,10 @@ pub(crate) struct Peaks {
     pub ssh_bytes_at_peak: u64,
     /// The highest sampled sum of cairn's and its descendants' proportional
     /// set sizes (`Pss`: each shared page divided among the processes
-    /// mapping it), bytes, sampled every [`PSS_EVERY`] samples. `VmRSS`
-    /// counts the ssh binary's and its libraries' pages once per process;
-    /// this is what they hold together.
-    pub total_pss: u64,
+    /// mapping it), bytes, sampled every [`PSS_EVERY`] samples (none for
+    /// a run shorter than that). `VmRSS` counts the ssh binary's and its
+    /// libraries' pages once per process; this is what they hold together.
+    pub total_pss: Option<u64>,
     /// The most ssh processes alive in any one sample.
     pub most_ssh: usize,
     /// Every ssh process seen descended from cairn.
@@ -128,12 +128,12 @@ fn watch(root: i32, stop: &AtomicBool) -> Peaks {
                 seen.1 = seen.1.max(s.cpu);
             }
         }
-        if peaks.samples % PSS_EVERY == 0 {
+        if peaks.samples % PSS_EVERY == PSS_EVERY - 1 {
             let pss = std::iter::once(root)
                 .chain(tree.descendants.iter().copied())
                 .filter_map(proportional)
                 .sum();
-            peaks.total_pss = peaks.total_pss.max(pss);
+            peaks.total_pss = Some(peaks.total_pss.unwrap_or(0).max(pss));
         }
         peaks.samples += 1;
         peaks.cairn = peaks.cairn.max(cairn.resident);

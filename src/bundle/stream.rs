@@ -10,6 +10,10 @@
 //! skipped when it would shrink the stream by less than 5% (already
 //! compressed images, archives, random data): the host is then spared a
 //! decompression pass over every byte for nothing.
+//!
+//! Memory is bounded by what is shipped at once, not by the number of
+//! hosts: one copy of each file set's stream, kept while any host is
+//! shipping it, and at most two buffers its size while it is packed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
