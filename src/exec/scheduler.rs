@@ -32,7 +32,7 @@ use super::task::{TaskDone, capture_values, run_task};
 use super::{Event, HostTotal, Outcome, RunSummary};
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
-use crate::model::{HostId, Model, Scrubber};
+use crate::model::{HostId, Model, Scrubber, TransportKind};
 use crate::plan::{Change, ChangeKind, Plan, Refresh};
 use crate::state::journal::Appender;
 use crate::state::{JournalEntry, RecordDetail, State};
@@ -331,6 +331,9 @@ struct Scheduler<'a> {
     unsettled_on: HashMap<HostId, usize>,
     /// Hosts whose tasks have all settled, for the loop to let go of.
     finished_hosts: Vec<HostId>,
+    /// SSH hosts with a task started and some not settled: each holds one
+    /// of the fleet's connections until it is done.
+    active_hosts: HashSet<HostId>,
     summary: RunSummary,
 }
 
@@ -399,6 +402,7 @@ impl<'a> Scheduler<'a> {
                 .map(|(&host, _)| host)
                 .collect(),
             unsettled_on,
+            active_hosts: HashSet::new(),
             summary,
         }
     }
@@ -468,19 +472,31 @@ impl<'a> Scheduler<'a> {
 
     /// Starts what fits in the limits: the task with the longest chain of
     /// work behind it first (the master's bundle, install and init, which
-    /// every join waits on, before a worker's), then the oldest.
+    /// every join waits on, before a worker's), then one on a host already
+    /// connected, then the oldest.
+    ///
+    /// A task on an SSH host that has not started yet waits while as many
+    /// hosts as the fleet keeps connections are at work: a host, once
+    /// started, is seen through to its end on its one connection, instead
+    /// of being closed for another and reopened (each reopening is a new
+    /// login). When nothing runs at all, it starts anyway, so hosts that
+    /// wait on it can never hold every connection for good.
     fn start_deferred(&mut self, context: &Arc<RunContext>, done: &UnboundedSender<Finished>) {
         let (critical, graph, model) = (&self.critical, self.graph, self.model);
+        let open = context.fleet.open_hosts();
+        let active = &self.active_hosts;
         // A stable sort: equal chains keep their order, oldest first; the
         // hosts of a `serial` step (whose chains are made equal) in host order.
         self.deferred.make_contiguous().sort_by_key(|&node| {
-            let in_host_order =
-                serial_step(graph, model, node).map(|_| model.host(graph.task(node).host).index);
+            let host = graph.task(node).host;
+            let in_host_order = serial_step(graph, model, node).map(|_| model.host(host).index);
             (
                 std::cmp::Reverse(critical.get(&node).copied().unwrap_or(1)),
                 in_host_order.unwrap_or(0),
+                !(active.contains(&host) || open.contains(&host)),
             )
         });
+        let connections = context.fleet.limit();
         let mut still_deferred = VecDeque::new();
         while let Some(node) = self.deferred.pop_front() {
             match &self.admission {
@@ -502,6 +518,12 @@ impl<'a> Scheduler<'a> {
                 }
             }
             let host = self.graph.task(node).host;
+            let new_host = self.model.host(host).transport == TransportKind::Ssh
+                && !self.active_hosts.contains(&host);
+            if new_host && self.active_hosts.len() >= connections && self.running > 0 {
+                still_deferred.push_back(node);
+                continue;
+            }
             let on_host = self.running_on.get(&host).copied().unwrap_or(0);
             let serial = serial_step(self.graph, self.model, node);
             let step_full = serial.is_some_and(|(step, limit)| {
@@ -513,6 +535,9 @@ impl<'a> Scheduler<'a> {
             {
                 still_deferred.push_back(node);
                 continue;
+            }
+            if new_host {
+                self.active_hosts.insert(host);
             }
             self.running += 1;
             self.started += 1;
@@ -649,6 +674,7 @@ impl<'a> Scheduler<'a> {
             *left -= 1;
             if *left == 0 {
                 self.finished_hosts.push(host);
+                self.active_hosts.remove(&host);
             }
         }
         for down in self.graph.downstream(node) {

@@ -632,6 +632,18 @@ impl Fleet {
         error
     }
 
+    /// The listed hosts open now.
+    pub fn open_hosts(&self) -> std::collections::HashSet<HostId> {
+        self.inner
+            .slots()
+            .iter()
+            .filter_map(|(key, slot)| match (key, slot) {
+                (HostKey::Listed(id), Slot::Open(_)) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The transport of `host` if it is open now (nothing is opened).
     pub fn open_now(&self, host: HostId) -> Option<Transport> {
         match self.inner.slots().get(&HostKey::Listed(host)) {
