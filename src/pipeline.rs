@@ -655,9 +655,8 @@ impl Planned {
         let compiled = &self.refreshed.compiled;
         let model = &compiled.loaded.model;
         for host in &model.hosts {
-            if self.refreshed.refresh.unreachable.contains_key(&host.name)
-                || !self.refreshed.refresh.facts.contains_key(&host.name)
-            {
+            // Facts are kept for exactly the hosts refresh reached.
+            if !self.refreshed.refresh.facts.contains_key(&host.name) {
                 continue;
             }
             let record = plan::former::host_record(host);

@@ -234,16 +234,13 @@ async fn forget_hosts(
         if !all_undone(name) {
             continue;
         }
-        let reachable = match in_model(name) {
-            Some(h) => !run.refresh.unreachable.contains_key(&h.name),
-            None => run.fleet.former_reachable(name),
-        };
-        if !reachable {
-            continue;
-        }
+        // Only a host reached this run: one that failed is not tried again.
         let leased = match in_model(name) {
-            Some(h) => run.fleet.lease(h.id).await,
-            None => run.fleet.lease_former(name).await,
+            Some(h) if !run.refresh.unreachable.contains_key(&h.name) => {
+                run.fleet.lease(h.id).await
+            }
+            None if run.fleet.former_reachable(name) => run.fleet.lease_former(name).await,
+            _ => continue,
         };
         let Ok(transport) = leased else {
             continue;

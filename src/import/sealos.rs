@@ -345,27 +345,19 @@ impl Importer {
 
     fn ssh(&mut self, path: &str, value: Option<Value>) -> Ssh {
         let mut fields = self.fields(path, value);
+        let mut text = |key: &str| {
+            let v = fields.take(key);
+            self.text(&fields.field(key), v)
+        };
+        let (user, passwd, pk, pk_passwd) =
+            (text("user"), text("passwd"), text("pk"), text("pkPasswd"));
+        let port = fields.take("port");
         let ssh = Ssh {
-            user: {
-                let v = fields.take("user");
-                self.text(&fields.field("user"), v)
-            },
-            passwd: {
-                let v = fields.take("passwd");
-                self.text(&fields.field("passwd"), v)
-            },
-            pk: {
-                let v = fields.take("pk");
-                self.text(&fields.field("pk"), v)
-            },
-            pk_passwd: {
-                let v = fields.take("pkPasswd");
-                self.text(&fields.field("pkPasswd"), v)
-            },
-            port: {
-                let v = fields.take("port");
-                self.port(&fields.field("port"), v)
-            },
+            user,
+            passwd,
+            pk,
+            pk_passwd,
+            port: self.port(&fields.field("port"), port),
         };
         if fields.take("pkData").is_some() {
             self.warn(

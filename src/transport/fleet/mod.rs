@@ -646,15 +646,16 @@ impl Fleet {
 
     /// The transport of `host` if it is open now (nothing is opened).
     pub fn open_now(&self, host: HostId) -> Option<Transport> {
-        match self.inner.slots().get(&HostKey::Listed(host)) {
-            Some(Slot::Open(open)) => Some(open.transport.clone()),
-            _ => None,
-        }
+        self.open_transport(&HostKey::Listed(host))
     }
 
     /// The transport of the former host `name` if it is open now.
     pub fn former_open_now(&self, name: &str) -> Option<Transport> {
-        match self.inner.slots().get(&HostKey::Former(name.to_string())) {
+        self.open_transport(&HostKey::Former(name.to_string()))
+    }
+
+    fn open_transport(&self, key: &HostKey) -> Option<Transport> {
+        match self.inner.slots().get(key) {
             Some(Slot::Open(open)) => Some(open.transport.clone()),
             _ => None,
         }
