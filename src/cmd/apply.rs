@@ -7,15 +7,20 @@
 //! shown (with `--diff`, each changed file's diff too) and the operator is
 //! asked unless `--auto-approve` or a saved plan says yes; then the run, reported
 //! as it goes. The exit code says whether everything converged.
+//!
+//! When nobody is asked (`--auto-approve`, a saved plan) and no diff is
+//! read first, the apply streams (`pipeline::streamed`): each host's tasks
+//! start as soon as its own probe is back, the plan is shown once whole,
+//! and a saved plan is checked host by host.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::{ApplyArgs, LockArgs};
 use crate::error::{CairnError, Success};
-use crate::exec::FailurePolicy;
+use crate::exec::{FailurePolicy, RunSummary};
 use crate::model::VarOrigin;
-use crate::pipeline::{ApplySettings, Loaded, Planned, Probe, Targets, runtime};
+use crate::pipeline::{ApplySettings, Compiled, Loaded, Planned, Probe, Targets, runtime};
 use crate::plan::saved::{self, SavedPlan};
 use crate::plan::{PlanError, PlanJson};
 use crate::report::{Confirmation, Output, shell_word};
@@ -195,14 +200,6 @@ fn apply_targets(
     let rt = runtime();
     let policy = lock_policy(&args.lock, out);
     let _cluster_lock = loaded.lock_cluster(&policy)?;
-    let mut planned = loaded
-        .compile()?
-        .refresh(targets, Probe::Lock(&policy), &rt)?
-        .plan();
-    out.warnings(&planned.notes());
-    if args.display.diff {
-        super::plan::read_file_diffs(&mut planned, out, &rt);
-    }
     let settings = ApplySettings {
         parallelism: args.parallelism,
         operator: policy.holder.operator(),
@@ -212,9 +209,70 @@ fn apply_targets(
             FailurePolicy::SkipDependents
         },
     };
+    let compiled = loaded.compile()?;
+    // Nobody is asked and no diff is read first: each host's work can start
+    // as soon as its own probe is back.
+    let unattended = args.auto_approve || saved_plan.is_some();
+    if unattended && !args.display.diff && compiled.can_stream(targets) {
+        return apply_streamed(compiled, targets, &policy, &settings, saved_plan, out, &rt);
+    }
+    let mut planned = compiled.refresh(targets, Probe::Lock(&policy), &rt)?.plan();
+    out.warnings(&planned.notes());
+    if args.display.diff {
+        super::plan::read_file_diffs(&mut planned, out, &rt);
+    }
     let result = converge(saved_plan, args.auto_approve, out, &planned, &settings, &rt);
     planned.finish(&rt);
     result
+}
+
+/// [`apply_targets`] with no barrier between a host's probe and its work
+/// (`pipeline::streamed`): the plan is shown once whole, then the run's
+/// events, held until then, as they come.
+fn apply_streamed(
+    compiled: Compiled,
+    targets: &Targets,
+    policy: &LockPolicy,
+    settings: &ApplySettings,
+    saved_plan: Option<(&Path, &PlanJson)>,
+    out: Output,
+    rt: &tokio::runtime::Runtime,
+) -> Result<Success, CairnError> {
+    if let Some((path, saved)) = saved_plan
+        && saved.cluster != compiled.loaded.model.name
+    {
+        let fresh = PlanJson {
+            cluster: compiled.loaded.model.name.clone(),
+            ..saved.clone()
+        };
+        saved::check_unchanged(path, saved, &fresh)?;
+    }
+    let saved = saved_plan.map(|(_, saved)| saved);
+    let streamed = compiled.apply_streamed(targets, policy, settings, saved, rt, |whole| {
+        out.warnings(&whole.notes);
+        if let Some(plan) = whole.plan {
+            out.apply_plan(plan);
+        }
+        whole
+            .runs
+            .then(|| out.reporter_after(whole.run_started, whole.events))
+    })?;
+    if let Some(reporter) = streamed.shown {
+        reporter.finish();
+    }
+    if let Some((path, _)) = saved_plan {
+        saved::refuse_differences(path, &streamed.stale)?;
+    }
+    match streamed.summary {
+        Some(summary) => run_outcome(&summary),
+        None => match streamed.plan.map_or(0, |plan| plan.unreachable.len()) {
+            0 => Ok(Success::Ok),
+            unreachable => Err(CairnError::ApplyFailed {
+                count: 0,
+                unreachable,
+            }),
+        },
+    }
 }
 
 /// How this command takes locks: one holder (this process) for the
@@ -277,7 +335,11 @@ pub(super) fn converge(
     let reporter = out.reporter();
     let summary = planned.execute(settings, &reporter.sender(), rt);
     reporter.finish();
-    let summary = summary?;
+    run_outcome(&summary?)
+}
+
+/// The exit of a run that went as `summary` says.
+fn run_outcome(summary: &RunSummary) -> Result<Success, CairnError> {
     if summary.interrupted {
         Err(CairnError::Interrupted {
             not_finished: summary.not_finished,

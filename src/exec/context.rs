@@ -7,8 +7,8 @@
 //! and the receipt to leave.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::ids::TaskId;
 use crate::model::{Model, Scrubber};
@@ -22,7 +22,9 @@ pub(super) struct RunContext {
     pub(super) model: Arc<Model>,
     /// The state the plan was made from.
     pub(super) state: Arc<State>,
-    pub(super) refresh: Arc<Refresh>,
+    /// What refresh saw; in a streamed apply it grows while tasks run
+    /// (a task only reads its own host's, which is in before it starts).
+    refresh: Arc<RwLock<Refresh>>,
     pub(super) scrubber: Scrubber,
     journal: Appender,
     pub(super) log_dir: PathBuf,
@@ -41,7 +43,7 @@ impl RunContext {
     pub(super) fn new(
         model: Arc<Model>,
         state: Arc<State>,
-        refresh: Arc<Refresh>,
+        refresh: Arc<RwLock<Refresh>>,
         journal: Appender,
         log_dir: PathBuf,
         fleet: Fleet,
@@ -59,6 +61,11 @@ impl RunContext {
             operator,
             failed_undos: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What refresh saw (so far, in a streamed apply).
+    pub(super) fn refresh(&self) -> RwLockReadGuard<'_, Refresh> {
+        self.refresh.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The next record's place in completion order.

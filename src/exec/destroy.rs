@@ -236,7 +236,7 @@ async fn forget_hosts(
         }
         // Only a host reached this run: one that failed is not tried again.
         let leased = match in_model(name) {
-            Some(h) if !run.refresh.unreachable.contains_key(&h.name) => {
+            Some(h) if !run.refresh().unreachable.contains_key(&h.name) => {
                 run.fleet.lease(h.id).await
             }
             None if run.fleet.former_reachable(name) => run.fleet.lease_former(name).await,
@@ -277,13 +277,15 @@ async fn destroy(run: &RunContext, id: &TaskId) -> Result<String, Failure> {
     let name = &record.host().name;
     let not_connected = || TaskError::NotConnectedToUndo {
         host: name.clone(),
-        why: run
-            .refresh
-            .former_unreachable
-            .get(name)
-            .or_else(|| run.refresh.unreachable.get(name))
-            .cloned()
-            .unwrap_or_else(|| "not connected (unreachable, or left out by --limit)".into()),
+        why: {
+            let refresh = run.refresh();
+            refresh
+                .former_unreachable
+                .get(name)
+                .or_else(|| refresh.unreachable.get(name))
+                .cloned()
+        }
+        .unwrap_or_else(|| "not connected (unreachable, or left out by --limit)".into()),
     };
     // Held until the undo ends: the fleet does not close a host in use.
     let lease = match run.fleet.lease_for_record(&run.model, record.host()).await {

@@ -22,4 +22,6 @@ mod task;
 
 pub use events::{Event, HostTotal, Outcome, RunSummary};
 pub use failure::{Exit, TaskError};
-pub use scheduler::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, Run, execute};
+pub use scheduler::{
+    DEFAULT_PER_HOST, ExecOptions, FailurePolicy, Feed, PlanFeed, Run, execute, run_started,
+};

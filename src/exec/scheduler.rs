@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
@@ -33,6 +33,7 @@ use super::{Event, HostTotal, Outcome, RunSummary};
 use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{HostId, Model, Scrubber, TransportKind};
+use crate::plan::stream::Resolved;
 use crate::plan::{Change, ChangeKind, Plan, Refresh};
 use crate::state::journal::Appender;
 use crate::state::{JournalEntry, RecordDetail, State};
@@ -71,9 +72,10 @@ pub struct Run<'a> {
     pub graph: Arc<TaskGraph>,
     /// The state the plan was made from.
     pub state: Arc<State>,
-    pub plan: &'a Plan,
-    /// What refresh saw, so shipping knows what each host has.
-    pub refresh: Arc<Refresh>,
+    pub plan: PlanFeed<'a>,
+    /// What refresh saw, so shipping knows what each host has (growing
+    /// while the run goes, when the plan is streamed).
+    pub refresh: Arc<RwLock<Refresh>>,
     /// The open connections.
     pub fleet: Fleet,
     /// Who runs this apply, as receipts name it (`user@machine`).
@@ -83,6 +85,34 @@ pub struct Run<'a> {
     /// Hosts forgotten once all is undone there (they left the Clusterfile,
     /// or are reset).
     pub forget_hosts: BTreeSet<String>,
+}
+
+/// Where a run's changes come from.
+pub enum PlanFeed<'a> {
+    /// The whole plan, known (and shown) before anything runs.
+    Whole(&'a Plan),
+    /// A plan made host by host as probes come back (`plan::stream`): a
+    /// task runs once its change is resolved and what it waits for is
+    /// done. The run ends when the sender is dropped (every host is in)
+    /// and nothing is left to do. Nothing is undone in such a run.
+    Streamed(tokio::sync::mpsc::UnboundedReceiver<Feed>),
+}
+
+/// What a streamed plan tells the run, as it is made.
+#[derive(Debug)]
+pub enum Feed {
+    /// Tasks whose change is final. `records` are journaled first (how
+    /// their hosts are reached), before any of them runs.
+    Resolved {
+        records: Vec<JournalEntry>,
+        tasks: Vec<Resolved>,
+    },
+    /// Tasks that must not run, with why (a saved plan that no longer
+    /// holds for their host): skipped, as is what waits for them.
+    Refused {
+        tasks: Vec<Resolved>,
+        reason: String,
+    },
 }
 
 /// Runs the plan. Returns the summary; `failed` is empty on success.
@@ -109,24 +139,24 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
         fleet,
         operator,
     ));
-    announce(&context.model, plan, &events);
-    let mut summary = RunSummary {
-        unchanged: plan.summary().unchanged,
-        ..Default::default()
+    let (mut scheduler, mut plan_feed) = match plan {
+        PlanFeed::Whole(plan) => {
+            let summary =
+                before_whole_plan(&context, &graph, plan, &forget_hosts, &options, &events).await;
+            let mut scheduler = Scheduler::new(&graph, &context, &events, &options, summary);
+            scheduler.resolve_whole(plan);
+            (scheduler, None)
+        }
+        PlanFeed::Streamed(plan_feed) => {
+            let _ = context.failed_undos.set(BTreeSet::new());
+            let summary = RunSummary::default();
+            (
+                Scheduler::new(&graph, &context, &events, &options, summary),
+                Some(plan_feed),
+            )
+        }
     };
-    record_manifests(&context, &graph, plan).await;
-    let failed_undos = run_destroys(
-        &context,
-        plan,
-        &forget_hosts,
-        options.parallelism,
-        &events,
-        &mut summary,
-    )
-    .await;
-    let _ = context.failed_undos.set(failed_undos);
-
-    let mut scheduler = Scheduler::new(&graph, plan, &context, &events, &options, summary);
+    let mut manifests_written = HashSet::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let mut interrupts =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
@@ -145,7 +175,9 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             // Skipping under --fail-fast readied what waited for the skipped.
             continue;
         }
-        if scheduler.running == 0 {
+        // Waits for the rest of a streamed plan, unless Ctrl-C stops the run.
+        if scheduler.running == 0 && (plan_feed.is_none() || scheduler.admission != Admission::Open)
+        {
             break;
         }
         let interrupt = async {
@@ -154,11 +186,23 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
                 None => std::future::pending().await,
             }
         };
+        let part = async {
+            match plan_feed.as_mut() {
+                Some(plan_feed) => plan_feed.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            finished = done_rx.recv() => match finished {
-                Some(finished) => scheduler.finish(finished),
-                None => break,
-            },
+            Some(finished) = done_rx.recv() => scheduler.finish(finished),
+            part = part => {
+                if let Some(part) = part {
+                    scheduler.take_part(part, &context, &mut manifests_written).await;
+                } else {
+                    // The plan is whole.
+                    plan_feed = None;
+                    scheduler.let_go_idle_hosts();
+                }
+            }
             _ = interrupt => {
                 if scheduler.interrupt(&context.log_dir) == Interrupt::Abandon {
                     context.fleet.abort_running();
@@ -167,7 +211,7 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
             }
         }
     }
-    let mut summary = scheduler.end();
+    let mut summary = scheduler.end(plan_feed.is_none());
     // Locks released cleanly before the run reports its end.
     while letting_go.join_next().await.is_some() {}
     summary.duration_ms = millis(started.elapsed());
@@ -177,8 +221,42 @@ pub async fn execute(run: Run<'_>, options: ExecOptions) -> RunSummary {
     summary
 }
 
+/// What a run of a whole plan does before its tasks: tells the reporter
+/// how many will run, journals the manifests of the bundles about to ship,
+/// and undoes what left the Clusterfile. The summary so far.
+async fn before_whole_plan(
+    context: &Arc<RunContext>,
+    graph: &TaskGraph,
+    plan: &Plan,
+    forget_hosts: &BTreeSet<String>,
+    options: &ExecOptions,
+    events: &Sender<Event>,
+) -> RunSummary {
+    let mut summary = RunSummary::default();
+    announce(&context.model, plan, events);
+    let changes = plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop);
+    record_manifests(context, graph, changes, &mut HashSet::new()).await;
+    let failed_undos = run_destroys(
+        context,
+        plan,
+        forget_hosts,
+        options.parallelism,
+        events,
+        &mut summary,
+    )
+    .await;
+    let _ = context.failed_undos.set(failed_undos);
+    summary
+}
+
 /// Tells the reporter how many tasks will run, per host.
 fn announce(model: &Model, plan: &Plan, events: &Sender<Event>) {
+    let _ = events.send(run_started(model, plan));
+}
+
+/// The event that opens a run of `plan`: how many tasks will run, per
+/// host. A streamed apply sends it once its plan is whole.
+pub fn run_started(model: &Model, plan: &Plan) -> Event {
     let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
     for c in plan
         .changes
@@ -187,21 +265,26 @@ fn announce(model: &Model, plan: &Plan, events: &Sender<Event>) {
     {
         *per_host.entry(c.host.clone()).or_default() += 1;
     }
-    let _ = events.send(Event::RunStarted {
+    Event::RunStarted {
         cluster: model.name.clone(),
         tasks: per_host.values().sum(),
         hosts: per_host
             .into_iter()
             .map(|(host, tasks)| HostTotal { host, tasks })
             .collect(),
-    });
+    }
 }
 
-/// Journals the manifest of every bundle about to ship, before any bundle
-/// record, so every later plan can name the files that changed.
-async fn record_manifests(context: &RunContext, graph: &TaskGraph, plan: &Plan) {
-    let mut written = HashSet::new();
-    for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop) {
+/// Journals the manifest of every bundle about to ship (not written yet:
+/// `written`), before any bundle record, so every later plan can name the
+/// files that changed.
+async fn record_manifests<'c>(
+    context: &RunContext,
+    graph: &TaskGraph,
+    changes: impl Iterator<Item = &'c Change>,
+    written: &mut HashSet<String>,
+) {
+    for c in changes.filter(|c| c.kind != ChangeKind::Noop) {
         if let Some(node) = c.node
             && let Work::Bundle { prepared, .. } = &graph.task(node).work
             && !context.state.manifests.contains_key(&prepared.base_root)
@@ -282,6 +365,20 @@ fn critical_paths(graph: &TaskGraph, model: &Model) -> HashMap<NodeIndex, usize>
     critical
 }
 
+/// The tasks of each `serial` step, in host order.
+fn serial_tasks(graph: &TaskGraph, model: &Model) -> HashMap<usize, Vec<NodeIndex>> {
+    let mut tasks: HashMap<usize, Vec<NodeIndex>> = HashMap::new();
+    for &node in graph.topological() {
+        if let Some((step, _)) = serial_step(graph, model, node) {
+            tasks.entry(step).or_default().push(node);
+        }
+    }
+    for nodes in tasks.values_mut() {
+        nodes.sort_by_key(|&n| model.host(graph.task(n).host).index);
+    }
+    tasks
+}
+
 /// The step `node` runs and its `serial` limit, when it has one.
 fn serial_step(graph: &TaskGraph, model: &Model, node: NodeIndex) -> Option<(usize, usize)> {
     match graph.task(node).work {
@@ -303,8 +400,13 @@ struct Scheduler<'a> {
     model: &'a Model,
     state: &'a State,
     scrubber: &'a Scrubber,
-    plan: &'a Plan,
-    changes: HashMap<NodeIndex, &'a Change>,
+    /// Each task's change, once resolved (none: not touched this run).
+    changes: HashMap<NodeIndex, Change>,
+    /// Tasks whose change is final: a task is ready once it is resolved
+    /// and everything it waits for has settled.
+    resolved: HashSet<NodeIndex>,
+    /// Resolved tasks that must not run, with why.
+    refused: HashMap<NodeIndex, String>,
     events: &'a Sender<Event>,
     options: &'a ExecOptions,
     /// Upstream tasks each task still waits for.
@@ -318,6 +420,10 @@ struct Scheduler<'a> {
     critical: HashMap<NodeIndex, usize>,
     /// Tasks of each `serial` step running now, by step index.
     running_in_step: HashMap<usize, usize>,
+    /// Each `serial` step's tasks, by host order: a streamed plan resolves
+    /// hosts in the order their probes come back, and one of these waits
+    /// until those before it are resolved, so they still go in host order.
+    serial_tasks: HashMap<usize, Vec<NodeIndex>>,
     settled: HashMap<NodeIndex, Settled>,
     /// Values captured so far, by the task that captured them.
     captured: HashMap<TaskId, String>,
@@ -331,6 +437,8 @@ struct Scheduler<'a> {
     unsettled_on: HashMap<HostId, usize>,
     /// Hosts whose tasks have all settled, for the loop to let go of.
     finished_hosts: Vec<HostId>,
+    /// Hosts with no task at all: let go once the plan is whole.
+    taskless: Vec<HostId>,
     /// SSH hosts with a task started and some not settled: each holds one
     /// of the fleet's connections until it is done.
     active_hosts: HashSet<HostId>,
@@ -338,25 +446,20 @@ struct Scheduler<'a> {
 }
 
 impl<'a> Scheduler<'a> {
+    /// A run with no task resolved yet ([`Scheduler::resolve`]).
     fn new(
         graph: &'a TaskGraph,
-        plan: &'a Plan,
         context: &'a RunContext,
         events: &'a Sender<Event>,
         options: &'a ExecOptions,
         summary: RunSummary,
     ) -> Scheduler<'a> {
         let mut waiting = HashMap::new();
-        let mut ready = VecDeque::new();
         let mut unsettled_on: HashMap<HostId, usize> =
             context.model.hosts.iter().map(|h| (h.id, 0)).collect();
         for &node in graph.topological() {
             *unsettled_on.entry(graph.task(node).host).or_default() += 1;
-            let n = graph.upstream(node).count();
-            waiting.insert(node, n);
-            if n == 0 {
-                ready.push_back(node);
-            }
+            waiting.insert(node, graph.upstream(node).count());
         }
         let captured = context
             .state
@@ -376,19 +479,17 @@ impl<'a> Scheduler<'a> {
             model: &context.model,
             state: &context.state,
             scrubber: &context.scrubber,
-            plan,
-            changes: plan
-                .changes
-                .iter()
-                .filter_map(|c| c.node.map(|n| (n, c)))
-                .collect(),
+            changes: HashMap::with_capacity(graph.len()),
+            resolved: HashSet::with_capacity(graph.len()),
+            refused: HashMap::new(),
             events,
             options,
             waiting,
-            ready,
+            ready: VecDeque::new(),
             deferred: VecDeque::new(),
             critical: critical_paths(graph, &context.model),
             running_in_step: HashMap::new(),
+            serial_tasks: serial_tasks(graph, &context.model),
             settled: HashMap::new(),
             captured,
             running: 0,
@@ -396,7 +497,8 @@ impl<'a> Scheduler<'a> {
             started: 0,
             admission: Admission::Open,
             halted_out: HashSet::new(),
-            finished_hosts: unsettled_on
+            finished_hosts: Vec::new(),
+            taskless: unsettled_on
                 .iter()
                 .filter(|&(_, &n)| n == 0)
                 .map(|(&host, _)| host)
@@ -405,6 +507,79 @@ impl<'a> Scheduler<'a> {
             active_hosts: HashSet::new(),
             summary,
         }
+    }
+
+    /// Takes a part of a streamed plan: journals how its hosts are reached
+    /// and the manifests of its bundles, then resolves its tasks.
+    async fn take_part(
+        &mut self,
+        part: Feed,
+        context: &RunContext,
+        manifests_written: &mut HashSet<String>,
+    ) {
+        match part {
+            Feed::Resolved { records, tasks } => {
+                for entry in records {
+                    // A host record only helps a later run undo what ran
+                    // there; a journal that cannot be written fails the
+                    // first task's own record next, loudly.
+                    let _ = context.record(entry).await;
+                }
+                let to_ship = tasks.iter().filter_map(|t| t.change.as_ref());
+                record_manifests(context, self.graph, to_ship, manifests_written).await;
+                for task in tasks {
+                    self.resolve(task.node, task.change);
+                }
+            }
+            Feed::Refused { tasks, reason } => {
+                for task in tasks {
+                    self.refuse(task.node, task.change, reason.clone());
+                }
+            }
+        }
+    }
+
+    /// `node`'s change is final (`None`: not touched this run); it is
+    /// ready once what it waits for has settled.
+    fn resolve(&mut self, node: NodeIndex, change: Option<Change>) {
+        if !self.resolved.insert(node) {
+            return;
+        }
+        if let Some(change) = change {
+            // As the plan's summary counts it (an adopted task too).
+            if change.kind == ChangeKind::Noop {
+                self.summary.unchanged += 1;
+            }
+            self.changes.insert(node, change);
+        }
+        if self.waiting[&node] == 0 {
+            self.ready.push_back(node);
+        }
+    }
+
+    /// [`Scheduler::resolve`] for a task that must not run, with why.
+    fn refuse(&mut self, node: NodeIndex, change: Option<Change>, reason: String) {
+        self.refused.insert(node, reason);
+        self.resolve(node, change);
+    }
+
+    /// Resolves every task of a whole plan: those it has no change for (on
+    /// a host left out or unreachable) are not touched this run.
+    fn resolve_whole(&mut self, plan: &Plan) {
+        for change in &plan.changes {
+            if let Some(node) = change.node {
+                self.resolve(node, Some(change.clone()));
+            }
+        }
+        for &node in self.graph.topological() {
+            self.resolve(node, None);
+        }
+        self.let_go_idle_hosts();
+    }
+
+    /// Lets go of the hosts that have no task at all.
+    fn let_go_idle_hosts(&mut self) {
+        self.finished_hosts.append(&mut self.taskless);
     }
 
     /// Settles every ready task that needs no running (unchanged, left out,
@@ -417,7 +592,11 @@ impl<'a> Scheduler<'a> {
                 .upstream(node)
                 .filter(|u| self.settled.get(u) == Some(&Settled::Blocked))
                 .collect();
-            let change = self.changes.get(&node).copied();
+            let change = self.changes.get(&node).cloned();
+            if let Some(reason) = self.refused.remove(&node) {
+                self.skip_if_it_runs(node, change.as_ref(), reason);
+                continue;
+            }
             if !blocked_by.is_empty() {
                 let behind_halt = blocked_by.iter().any(|u| self.halted_out.contains(u));
                 let reason = match &self.admission {
@@ -439,7 +618,7 @@ impl<'a> Scheduler<'a> {
                             .join(", ")
                     ),
                 };
-                self.skip_if_it_runs(node, change, reason);
+                self.skip_if_it_runs(node, change.as_ref(), reason);
                 continue;
             }
             match change {
@@ -512,8 +691,8 @@ impl<'a> Scheduler<'a> {
                         _ => unreachable!("matched above"),
                     };
                     self.halted_out.insert(node);
-                    let change = self.changes.get(&node).copied();
-                    self.skip_if_it_runs(node, change, reason);
+                    let change = self.changes.get(&node).cloned();
+                    self.skip_if_it_runs(node, change.as_ref(), reason);
                     continue;
                 }
             }
@@ -528,6 +707,10 @@ impl<'a> Scheduler<'a> {
             let serial = serial_step(self.graph, self.model, node);
             let step_full = serial.is_some_and(|(step, limit)| {
                 self.running_in_step.get(&step).copied().unwrap_or(0) >= limit
+                    || self.serial_tasks[&step]
+                        .iter()
+                        .take_while(|&&n| n != node)
+                        .any(|n| !self.resolved.contains(n))
             });
             if self.running >= self.options.parallelism.max(1)
                 || on_host >= self.options.per_host.max(1)
@@ -646,20 +829,21 @@ impl<'a> Scheduler<'a> {
         Interrupt::Drain
     }
 
-    /// The summary; after an interrupt, what never started counts as not finished.
-    fn end(mut self) -> RunSummary {
+    /// The summary; after an interrupt, what never started counts as not
+    /// finished. `plan_whole`: every change was resolved (a streamed plan
+    /// stopped before its last host was in has more that did not run).
+    fn end(mut self, plan_whole: bool) -> RunSummary {
         if self.summary.interrupted {
             let should_run = self
-                .plan
                 .changes
-                .iter()
-                .filter(|c| c.node.is_some() && (c.kind != ChangeKind::Noop || c.adopt))
+                .values()
+                .filter(|c| c.kind != ChangeKind::Noop || c.adopt)
                 .count();
             self.summary.not_finished +=
                 should_run.saturating_sub(self.started + self.summary.skipped);
             // Interrupted as the last tasks ran, and they all finished: the
             // run is whole, and nothing asks to be continued.
-            if self.summary.not_finished == 0 {
+            if self.summary.not_finished == 0 && plan_whole {
                 self.summary.interrupted = false;
             }
         }
@@ -680,7 +864,7 @@ impl<'a> Scheduler<'a> {
         for down in self.graph.downstream(node) {
             let n = self.waiting.get_mut(&down).expect("every node is counted");
             *n -= 1;
-            if *n == 0 {
+            if *n == 0 && self.resolved.contains(&down) {
                 self.ready.push_back(down);
             }
         }

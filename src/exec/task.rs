@@ -91,8 +91,8 @@ pub(super) async fn run_task(
         };
         let (detail, description) = match &task.work {
             Work::Bundle { .. } | Work::File { .. } => {
-                let observation = run.refresh.observations.get(&task.id);
-                sync_files(&ctx, task, record, observation, replace).await?
+                let observation = run.refresh().observations.get(&task.id).cloned();
+                sync_files(&ctx, task, record, observation.as_ref(), replace).await?
             }
             Work::Step { step } => {
                 if replace && let Some(r) = record {
@@ -161,7 +161,7 @@ fn adopted(
         .map(|c| render_for_host(&run.model, task.host, c, upstream_values))
         .transpose()?;
     let captured = run
-        .refresh
+        .refresh()
         .receipts
         .get(&task.id)
         .and_then(|r| r.captured.clone());

@@ -62,20 +62,7 @@ pub fn diff(
     refresh: &Refresh,
     options: &DiffOptions,
 ) -> Plan {
-    let differ = Differ {
-        model,
-        graph,
-        state,
-        refresh,
-        options,
-        known_hosts: state
-            .tasks
-            .values()
-            .map(|r| r.host().name.as_str())
-            .chain(state.hosts.keys().map(String::as_str))
-            .collect(),
-        wiped: wiped_hosts(model, state, refresh, &options.renamed),
-    };
+    let differ = Differ::new(model, graph, state, refresh, options);
     if options.reset {
         let mut unreachable = refresh.unreachable.clone();
         unreachable.extend(refresh.former_unreachable.clone());
@@ -92,74 +79,131 @@ pub fn diff(
             reruns: BTreeMap::new(),
         };
     }
-    let mut changes = Vec::with_capacity(graph.len());
-    let mut effective: HashMap<NodeIndex, TaskKey> = HashMap::with_capacity(graph.len());
-    // Tasks that run, and those of them that rerun because of a replace
-    // (true: replaced themselves), which their downstream tasks follow.
-    let mut runs: HashSet<NodeIndex> = HashSet::new();
-    let mut forced: HashMap<NodeIndex, bool> = HashMap::new();
-    let mut reruns = BTreeMap::new();
+    let mut walk = DiffWalk::new(graph.len());
     for &node in graph.topological() {
+        walk.visit(&differ, node);
+    }
+    walk.into_plan(&differ)
+}
+
+/// The task-by-task part of a diff: each task is visited once, after
+/// everything it waits for, in dependency order or in any order that keeps
+/// it (a streamed plan visits a host's tasks as its probe comes back).
+/// What a task's change depends on beyond its own host is only what it
+/// waits for, which this walk keeps.
+pub(super) struct DiffWalk {
+    /// The changes so far, in the order visited.
+    changes: Vec<Change>,
+    /// Each visited task's key as what waits for it sees it.
+    effective: HashMap<NodeIndex, TaskKey>,
+    /// Tasks that run, and those of them that rerun because of a replace
+    /// (true: replaced themselves), which their downstream tasks follow.
+    runs: HashSet<NodeIndex>,
+    forced: HashMap<NodeIndex, bool>,
+    reruns: BTreeMap<TaskId, PendingRerun>,
+    visited: HashSet<NodeIndex>,
+}
+
+impl DiffWalk {
+    pub(super) fn new(tasks: usize) -> DiffWalk {
+        DiffWalk {
+            changes: Vec::with_capacity(tasks),
+            effective: HashMap::with_capacity(tasks),
+            runs: HashSet::new(),
+            forced: HashMap::new(),
+            reruns: BTreeMap::new(),
+            visited: HashSet::with_capacity(tasks),
+        }
+    }
+
+    /// Whether `node` was visited.
+    pub(super) fn visited(&self, node: NodeIndex) -> bool {
+        self.visited.contains(&node)
+    }
+
+    /// Visits `node`, whose upstream tasks were all visited: its change,
+    /// or `None` for a task on a host left out or unreachable (not touched
+    /// this run: downstream tasks see its recorded key).
+    pub(super) fn visit(&mut self, differ: &Differ<'_>, node: NodeIndex) -> Option<&Change> {
+        let (graph, state, options) = (differ.graph, differ.state, differ.options);
+        self.visited.insert(node);
         let task = graph.task(node);
         let mut inputs = task.inputs.clone();
         inputs.deps = graph
             .upstream(node)
             .filter_map(|up| {
-                effective
+                self.effective
                     .get(&up)
                     .map(|k| (graph.task(up).id.clone(), k.clone()))
             })
             .collect::<BTreeMap<_, _>>();
-        let host = &model.host(task.host).name;
-        if options.excluded_hosts.contains(host) || refresh.unreachable.contains_key(host) {
-            // Not touched this run: downstream tasks see the recorded key.
+        let host = &differ.model.host(task.host).name;
+        if options.excluded_hosts.contains(host) || differ.refresh.unreachable.contains_key(host) {
             if let Some(record) = state.tasks.get(&task.id) {
-                effective.insert(node, record.key.clone());
+                self.effective.insert(node, record.key.clone());
                 // A replace asked for on a host that cannot be reached now
                 // is done by a later apply (one left out by --limit is not asked).
                 if !options.excluded_hosts.contains(host) && options.replace.forces(&task.id) {
-                    reruns.insert(task.id.clone(), PendingRerun::Replace);
+                    self.reruns.insert(task.id.clone(), PendingRerun::Replace);
                 }
             }
-            continue;
+            return None;
         }
         let forcing = Forcing {
-            replaced: upstream_forced(graph, node, &forced, true),
-            rerun: upstream_forced(graph, node, &forced, false),
-            captures: differ.captured_again(task, &runs),
+            replaced: upstream_forced(graph, node, &self.forced, true),
+            rerun: upstream_forced(graph, node, &self.forced, false),
+            captures: differ.captured_again(task, &self.runs),
         };
         let change = differ.task(node, inputs, &forcing);
-        effective.insert(node, change.key.clone().expect("graph tasks have keys"));
+        self.effective
+            .insert(node, change.key.clone().expect("graph tasks have keys"));
         if change.kind != ChangeKind::Noop && !change.adopt {
-            runs.insert(node);
-            let replaced = differ.options.replace.forces(&task.id)
+            self.runs.insert(node);
+            let replaced = options.replace.forces(&task.id)
                 || (state.reruns.get(&task.id) == Some(&PendingRerun::Replace));
             if replaced || state.reruns.contains_key(&task.id) || !forcing.is_empty() {
-                forced.insert(node, replaced);
+                self.forced.insert(node, replaced);
                 if let Some(why) = rerun_to_remember(state, &change, replaced) {
-                    reruns.insert(task.id.clone(), why);
+                    self.reruns.insert(task.id.clone(), why);
                 }
             }
         }
-        changes.push(change);
+        self.changes.push(change);
+        self.changes.last()
     }
-    let secret_warnings = recapture_secrets(&differ, &mut changes);
-    changes.extend(differ.destroys());
-    let mut warnings = position_warnings(model, state);
-    warnings.extend(secret_warnings);
-    warnings.extend(wiped_warnings(&differ, &changes));
-    let once_moves = once_moves(model, &changes, options);
-    Plan {
-        warnings,
-        once_moves,
-        facts: refresh.facts.clone(),
-        cluster: model.name.clone(),
-        offline: options.offline,
-        changes,
-        unreachable: refresh.unreachable.clone(),
-        excluded_hosts: options.excluded_hosts.clone(),
-        aliases: ssh_aliases(model),
-        reruns,
+
+    /// The plan, once every task was visited: the changes in dependency
+    /// order, a secret's producer rerun for the tasks that read it, the
+    /// records with no task destroyed, and what the operator should read.
+    pub(super) fn into_plan(self, differ: &Differ<'_>) -> Plan {
+        let (model, graph, refresh, options) =
+            (differ.model, differ.graph, differ.refresh, differ.options);
+        let position: HashMap<NodeIndex, usize> = graph
+            .topological()
+            .iter()
+            .enumerate()
+            .map(|(i, &node)| (node, i))
+            .collect();
+        let mut changes = self.changes;
+        changes.sort_by_key(|c| c.node.map(|n| position[&n]));
+        let secret_warnings = recapture_secrets(differ, &mut changes);
+        changes.extend(differ.destroys());
+        let mut warnings = position_warnings(model, differ.state);
+        warnings.extend(secret_warnings);
+        warnings.extend(wiped_warnings(differ, &changes));
+        let once_moves = once_moves(model, &changes, options);
+        Plan {
+            warnings,
+            once_moves,
+            facts: refresh.facts.clone(),
+            cluster: model.name.clone(),
+            offline: options.offline,
+            changes,
+            unreachable: refresh.unreachable.clone(),
+            excluded_hosts: options.excluded_hosts.clone(),
+            aliases: ssh_aliases(model),
+            reruns: self.reruns,
+        }
     }
 }
 
@@ -328,7 +372,7 @@ impl Forcing {
 }
 
 /// What every task's comparison reads.
-struct Differ<'a> {
+pub(super) struct Differ<'a> {
     model: &'a Model,
     graph: &'a TaskGraph,
     state: &'a State,
@@ -342,7 +386,39 @@ struct Differ<'a> {
     wiped: BTreeSet<String>,
 }
 
-impl Differ<'_> {
+impl<'a> Differ<'a> {
+    pub(super) fn new(
+        model: &'a Model,
+        graph: &'a TaskGraph,
+        state: &'a State,
+        refresh: &'a Refresh,
+        options: &'a DiffOptions,
+    ) -> Differ<'a> {
+        Differ {
+            model,
+            graph,
+            state,
+            refresh,
+            options,
+            known_hosts: state
+                .tasks
+                .values()
+                .map(|r| r.host().name.as_str())
+                .chain(state.hosts.keys().map(String::as_str))
+                .collect(),
+            wiped: wiped_hosts(model, state, refresh, &options.renamed),
+        }
+    }
+
+    /// Whether `node` captures a secret: a change of its that does not run
+    /// may still turn into a run once every task reading it is known.
+    pub(super) fn captures_secret(&self, node: NodeIndex) -> bool {
+        match self.graph.task(node).work {
+            Work::Step { step } => self.model.steps[step].capture_secret,
+            _ => false,
+        }
+    }
+
     /// The captured values a step reads, with the task that captures each
     /// (which it waits for, validation made sure).
     fn captures_read(&self, task: &Task) -> Vec<(String, NodeIndex)> {
@@ -679,12 +755,14 @@ fn wiped_hosts(
     let mut by_host: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
     // Records made on the machine the Clusterfile lists now: those of a
     // host whose name moved to another machine are not this machine's.
+    let listed: HashSet<(&str, &str, u16)> = model
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.address.as_str(), h.port))
+        .collect();
     let here = |record: &TaskRecord| {
-        model.hosts.iter().any(|h| {
-            h.name == record.host().name
-                && h.address == record.host().address
-                && h.port == record.host().port
-        })
+        let host = record.host();
+        listed.contains(&(host.name.as_str(), host.address.as_str(), host.port))
     };
     for (id, record) in state.tasks.iter().filter(|(_, r)| here(r)) {
         let entry = by_host.entry(&record.host().name).or_default();

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChangeKind, FileDiff, FileDiffs, Plan, Summary};
+use super::{Change, ChangeKind, FileDiff, FileDiffs, Plan, Summary};
 use crate::ids::{TaskId, TaskKey};
 
 /// Version of the plan JSON document.
@@ -58,20 +58,7 @@ impl Plan {
             format_version: PLAN_JSON_VERSION,
             cluster: self.cluster.clone(),
             offline: self.offline,
-            changes: self
-                .changes
-                .iter()
-                .map(|c| ChangeJson {
-                    task: c.id.clone(),
-                    host: c.host.clone(),
-                    action: c.kind,
-                    reasons: c.reasons.clone(),
-                    ignored: c.ignored.clone(),
-                    key: c.key.clone(),
-                    adopt: c.adopt,
-                    diffs: Vec::new(),
-                })
-                .collect(),
+            changes: self.changes.iter().map(Change::to_json).collect(),
             unreachable: self
                 .unreachable
                 .iter()
@@ -83,6 +70,22 @@ impl Plan {
             summary: self.summary(),
             hosts: self.facts.clone(),
             aliases: self.aliases.clone(),
+        }
+    }
+}
+
+impl Change {
+    /// This change as the plan document lists it.
+    pub fn to_json(&self) -> ChangeJson {
+        ChangeJson {
+            task: self.id.clone(),
+            host: self.host.clone(),
+            action: self.kind,
+            reasons: self.reasons.clone(),
+            ignored: self.ignored.clone(),
+            key: self.key.clone(),
+            adopt: self.adopt,
+            diffs: Vec::new(),
         }
     }
 }

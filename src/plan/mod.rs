@@ -20,6 +20,7 @@ mod reasons;
 pub mod refresh;
 mod replace;
 pub mod saved;
+pub mod stream;
 pub mod undo_order;
 
 /// The world the plan's unit tests plan in (tests only).
@@ -33,6 +34,6 @@ pub use drift::DriftReport;
 pub use error::PlanError;
 pub use file_diffs::{FileDiff, FileDiffKind, FileDiffs};
 pub use json::{ChangeJson, PLAN_JSON_VERSION, PlanJson, UnreachableJson};
-pub use reasons::name_var_origins;
+pub use reasons::{name_var_origins, name_var_origins_in};
 pub use refresh::{Observation, Refresh};
 pub use replace::Replacements;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Observation, Plan};
+use super::{Change, Observation, Plan};
 use crate::graph::{Task, TaskGraph, Work};
 use crate::hash::{self, ActionSpec, KeyInputs};
 use crate::model::{ElementRef, Model, VarOrigin};
@@ -151,10 +151,19 @@ pub(super) fn explain(
 /// ("1" -> "2", from --var)`, on hosts that do not set `v` themselves (whose
 /// own value wins, so it came from the Clusterfile).
 pub fn name_var_origins(plan: &mut Plan, model: &Model, origins: &BTreeMap<String, VarOrigin>) {
+    name_var_origins_in(&mut plan.changes, model, origins);
+}
+
+/// [`name_var_origins`] for some of a plan's changes (a streamed plan's, as they come).
+pub fn name_var_origins_in<'c>(
+    changes: impl IntoIterator<Item = &'c mut Change>,
+    model: &Model,
+    origins: &BTreeMap<String, VarOrigin>,
+) {
     if origins.is_empty() {
         return;
     }
-    for change in &mut plan.changes {
+    for change in changes {
         let own = model.hosts.iter().find(|h| h.name == change.host);
         for reason in change.reasons.iter_mut().chain(change.ignored.iter_mut()) {
             for (name, origin) in origins {

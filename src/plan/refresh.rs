@@ -18,7 +18,9 @@ use crate::ids::TaskId;
 use crate::model::{HostId, Model};
 use crate::state::LockPolicy;
 use crate::state::{RecordDetail, State};
-use crate::transport::{CheckProbe, Facts, Fleet, Observed, ProbeRequest, ReceiptInfo};
+use crate::transport::{
+    CheckProbe, Facts, Fleet, Observed, ProbeReport, ProbeRequest, ReceiptInfo, TransportError,
+};
 
 /// What a probe found for one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub enum Observation {
 }
 
 /// All observations of one refresh.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Refresh {
     pub observations: HashMap<TaskId, Observation>,
     /// Hosts that could not be probed, with why.
@@ -74,6 +76,39 @@ pub async fn refresh(
     hosts: &[HostId],
     lock_policy: Option<&LockPolicy>,
 ) -> Refresh {
+    let mut jobs = start_probes(&model, graph, &state, fleet, hosts, lock_policy, false);
+    let mut all = Refresh::default();
+    lock_former_hosts(fleet, lock_policy, &mut all).await;
+    while let Some(joined) = jobs.join_next().await {
+        all.take_in(joined.expect("refresh tasks do not panic"));
+    }
+    all.notes.sort();
+    all
+}
+
+/// One host's probe, back: what it found, or why it could not be probed.
+pub struct HostProbe {
+    pub host: HostId,
+    name: String,
+    ids: RequestIds,
+    result: Result<(ProbeReport, Option<String>), TransportError>,
+}
+
+/// Starts probing every host in `hosts`, in that order (first asked,
+/// first given a connection), each probe a task of the returned set; what
+/// [`refresh`] waits for all of, and a streamed apply takes in one by one.
+/// `beside_work`: the apply's tasks run while hosts are still probed, so a
+/// probe waits for a connection to come free rather than close a host
+/// that has work to do (see [`Fleet::refresh_host`]).
+pub fn start_probes(
+    model: &Arc<Model>,
+    graph: &TaskGraph,
+    state: &State,
+    fleet: &Fleet,
+    hosts: &[HostId],
+    lock_policy: Option<&LockPolicy>,
+    beside_work: bool,
+) -> tokio::task::JoinSet<HostProbe> {
     // Each host's tasks, in dependency order, gathered in one pass over the graph.
     let mut tasks_of: HashMap<HostId, Vec<NodeIndex>> = HashMap::new();
     for &node in graph.topological() {
@@ -82,41 +117,54 @@ pub async fn refresh(
             .or_default()
             .push(node);
     }
-    let mut all = Refresh::default();
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
         let nodes = tasks_of.remove(&host).unwrap_or_default();
-        let (request, ids) = request_for(&model, graph, &state, host, &nodes);
+        let (request, ids) = request_for(model, graph, state, host, &nodes);
         let name = model.host(host).name.clone();
         let policy = lock_policy.cloned();
         let fleet = fleet.clone();
         jobs.spawn(async move {
-            let result = fleet.refresh_host(host, &request, policy.as_ref()).await;
-            (name, ids, result)
+            let result = fleet
+                .refresh_host(host, &request, policy.as_ref(), beside_work)
+                .await;
+            HostProbe {
+                host,
+                name,
+                ids,
+                result,
+            }
         });
     }
-    lock_former_hosts(fleet, lock_policy, &mut all).await;
-    while let Some(joined) = jobs.join_next().await {
-        let (name, ids, result) = joined.expect("refresh tasks do not panic");
+    jobs
+}
+
+impl Refresh {
+    /// Takes in one host's probe: its observations, receipts and facts, or
+    /// why it is unreachable.
+    pub fn take_in(&mut self, probe: HostProbe) {
+        let HostProbe {
+            name, ids, result, ..
+        } = probe;
         let report = match result {
             Ok((report, stale_owner)) => {
                 if let Some(owner) = stale_owner {
-                    all.notes.push(format!(
+                    self.notes.push(format!(
                         "host {name}: took over a stale lock left by {owner} (that apply did not finish; this one picks up where it stopped)"
                     ));
                 }
                 report
             }
             Err(error) => {
-                all.unreachable.insert(name, error.to_string());
-                continue;
+                self.unreachable.insert(name, error.to_string());
+                return;
             }
         };
         for (id, found) in ids.files.into_iter().zip(report.files) {
-            all.observations.insert(id, Observation::Files(found));
+            self.observations.insert(id, Observation::Files(found));
         }
         for (id, result) in ids.checks.into_iter().zip(report.checks) {
-            all.observations.insert(
+            self.observations.insert(
                 id,
                 Observation::Check {
                     passed: result.code == Some(0),
@@ -125,7 +173,7 @@ pub async fn refresh(
             );
         }
         for id in ids.unrenderable {
-            all.observations.insert(
+            self.observations.insert(
                 id,
                 Observation::Check {
                     passed: false,
@@ -133,13 +181,9 @@ pub async fn refresh(
                 },
             );
         }
-        for (task, receipt) in report.receipts {
-            all.receipts.insert(task, receipt);
-        }
-        all.facts.insert(name, report.facts);
+        self.receipts.extend(report.receipts);
+        self.facts.insert(name, report.facts);
     }
-    all.notes.sort();
-    all
 }
 
 /// Former hosts are not probed (nothing is planned there but undoing): a

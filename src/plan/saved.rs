@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Change, Plan, PlanError, PlanJson};
+use super::{Change, ChangeJson, Plan, PlanError, PlanJson};
 use crate::atomic_file::write_atomic;
 use crate::model::OuterVars;
 
@@ -213,7 +213,11 @@ impl PlanJson {
 
 /// Refuses, naming what differs, unless `fresh` is the plan saved at `path`.
 pub fn check_unchanged(path: &Path, saved: &PlanJson, fresh: &PlanJson) -> Result<(), PlanError> {
-    let differences = differences(saved, fresh);
+    refuse_differences(path, &differences(saved, fresh))
+}
+
+/// Refuses the plan saved at `path`, naming the first `differences`, unless there are none.
+pub fn refuse_differences(path: &Path, differences: &[String]) -> Result<(), PlanError> {
     if differences.is_empty() {
         return Ok(());
     }
@@ -235,16 +239,33 @@ pub fn check_unchanged(path: &Path, saved: &PlanJson, fresh: &PlanJson) -> Resul
 /// What differs between a saved plan and a fresh one: tasks gone or new,
 /// actions changed, keys or reasons changed.
 pub fn differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
-    let mut out = Vec::new();
     if saved.cluster != fresh.cluster {
-        out.push(format!(
+        return vec![format!(
             "cluster `{}` is now `{}`",
             saved.cluster, fresh.cluster
-        ));
-        return out;
+        )];
     }
-    let index = |p: &PlanJson| {
-        p.changes
+    change_differences(&saved.changes, &fresh.changes)
+}
+
+/// [`differences`] for one host, whose changes in a fresh plan are
+/// `fresh` (a streamed apply checks each host as its part of the plan is
+/// known, and runs a host only when its part is as saved).
+pub fn host_differences(saved: &PlanJson, host: &str, fresh: &[ChangeJson]) -> Vec<String> {
+    let saved: Vec<ChangeJson> = saved
+        .changes
+        .iter()
+        .filter(|c| c.host == host)
+        .cloned()
+        .collect();
+    change_differences(&saved, fresh)
+}
+
+/// Tasks gone or new, actions changed, keys or reasons changed.
+fn change_differences(saved: &[ChangeJson], fresh: &[ChangeJson]) -> Vec<String> {
+    let mut out = Vec::new();
+    let index = |changes: &[ChangeJson]| {
+        changes
             .iter()
             .map(|c| (c.task.clone(), c.clone()))
             .collect::<BTreeMap<_, _>>()

@@ -278,6 +278,16 @@ impl Output {
         Reporter::start(Mode::detect(self.json), self.style)
     }
 
+    /// [`Output::reporter`] of a streamed apply's events, held while its
+    /// plan was made: `first`, then `events`.
+    pub fn reporter_after(
+        &self,
+        first: Option<crate::exec::Event>,
+        events: std::sync::mpsc::Receiver<crate::exec::Event>,
+    ) -> Reporter {
+        Reporter::start_after(Mode::detect(self.json), self.style, first, events)
+    }
+
     /// `cairn drift`.
     pub fn drift(&self, report: &DriftReport) {
         if self.json {

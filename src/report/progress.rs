@@ -18,7 +18,6 @@
 //! or the clear wipes.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
@@ -168,7 +167,7 @@ impl Drop for Bars {
     }
 }
 
-pub(super) fn progress_loop(receiver: mpsc::Receiver<Event>, style: Style) {
+pub(super) fn progress_loop(receiver: impl IntoIterator<Item = Event>, style: Style) {
     let mut bars = Bars::new();
     let mut failures = Vec::new();
     for event in receiver {

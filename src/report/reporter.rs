@@ -50,22 +50,31 @@ pub struct Reporter {
 impl Reporter {
     pub fn start(mode: Mode, style: Style) -> Reporter {
         let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("cairn-report".into())
-            .spawn(move || match mode {
-                Mode::Json => json_loop(receiver),
-                Mode::Plain => plain_loop(receiver, style),
-                Mode::Progress => progress_loop(receiver, style),
-            })
-            .expect("can start the reporter thread");
         Reporter {
             sender: Some(sender),
-            thread: Some(thread),
+            thread: Some(render(mode, style, receiver)),
+        }
+    }
+
+    /// A reporter of events sent elsewhere, held until now (a streamed
+    /// apply's, while its plan was made): `first`, then each of `events`
+    /// until its senders are gone. [`Reporter::sender`] is not for it.
+    pub fn start_after(
+        mode: Mode,
+        style: Style,
+        first: Option<Event>,
+        events: mpsc::Receiver<Event>,
+    ) -> Reporter {
+        Reporter {
+            sender: None,
+            thread: Some(render(mode, style, first.into_iter().chain(events))),
         }
     }
 
     pub fn sender(&self) -> mpsc::Sender<Event> {
-        self.sender.clone().expect("reporter is running")
+        self.sender
+            .clone()
+            .expect("a reporter started with `start` is running")
     }
 
     /// Waits until every event sent so far is printed.
@@ -77,7 +86,23 @@ impl Reporter {
     }
 }
 
-fn json_loop(receiver: mpsc::Receiver<Event>) {
+/// The thread that renders `events` as `mode` says.
+fn render(
+    mode: Mode,
+    style: Style,
+    events: impl IntoIterator<Item = Event> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("cairn-report".into())
+        .spawn(move || match mode {
+            Mode::Json => json_loop(events),
+            Mode::Plain => plain_loop(events, style),
+            Mode::Progress => progress_loop(events, style),
+        })
+        .expect("can start the reporter thread")
+}
+
+fn json_loop(receiver: impl IntoIterator<Item = Event>) {
     let stdout = std::io::stdout();
     for event in receiver {
         let mut out = stdout.lock();
@@ -87,7 +112,7 @@ fn json_loop(receiver: mpsc::Receiver<Event>) {
     }
 }
 
-fn plain_loop(receiver: mpsc::Receiver<Event>, style: Style) {
+fn plain_loop(receiver: impl IntoIterator<Item = Event>, style: Style) {
     let mut failures = Vec::new();
     for event in receiver {
         if let Event::RunFinished { .. } = &event {

@@ -180,7 +180,10 @@ run = "echo ${{round}} > /opt/app/used"
         "Clusterfile",
         &text.replace("round = \"1\"", "round = \"2\""),
     );
-    let (events, code, out) = c.apply_events(&["--parallelism", "1"]);
+    // `--diff` shows the whole plan before anything runs, so every host is
+    // probed first (a streamed apply would probe a host only when a
+    // connection is free, here after the tamper, and plan the repair).
+    let (events, code, out) = c.apply_events(&["--parallelism", "1", "--diff"]);
     assert_eq!(code, Some(1), "{}\n{}", stdout(&out), stderr(&out));
     let failures: BTreeSet<&str> = ["step.use@host0", "step.use@host1"]
         .into_iter()

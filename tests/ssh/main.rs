@@ -47,6 +47,7 @@ mod operators;
 mod outputs;
 mod reach;
 mod scale;
+mod streamed;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 
-use super::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, Run, execute};
+use std::sync::Arc;
+
+use super::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, PlanFeed, Run, execute};
 use crate::exec::{Event, Outcome, RunSummary};
 use crate::pipeline::{self, Loaded, Probe, Targets};
 use crate::state::{Journal, State};
@@ -109,8 +111,10 @@ impl Cluster {
             model: compiled.loaded.model.clone(),
             graph: compiled.graph.clone(),
             state: compiled.state.clone(),
-            plan: &planned.plan,
-            refresh: planned.refreshed.refresh.clone(),
+            plan: PlanFeed::Whole(&planned.plan),
+            refresh: Arc::new(std::sync::RwLock::new(
+                planned.refreshed.refresh.as_ref().clone(),
+            )),
             fleet: planned.refreshed.fleet.clone(),
             operator: "tester@here".into(),
             journal: journal.appender(),

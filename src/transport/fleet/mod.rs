@@ -143,6 +143,12 @@ struct Relock {
 enum Purpose {
     /// Refresh: probing does not change the host.
     Probe,
+    /// Refresh while the apply's tasks already run (a streamed apply): the
+    /// probe waits for a connection to come free rather than close an idle
+    /// host, whose work may be next, unless no host is at work at all (then
+    /// waiting could be for ever: what the open hosts wait for may be on
+    /// this one).
+    ProbeBesideWork,
     /// Anything else: the host may change, so a later reopen cannot
     /// compare it with its probe any more.
     Work,
@@ -190,6 +196,13 @@ impl Drop for Lease {
             });
         }
     }
+}
+
+/// Whether any SSH host has a lease out (work, or a probe, under way).
+fn any_at_work(slots: &HashMap<HostKey, Slot>) -> bool {
+    slots
+        .values()
+        .any(|slot| matches!(slot, Slot::Open(open) if open.in_use > 0 && open.permit.is_some()))
 }
 
 /// Takes an open host out of its slot (marked busy), to close it.
@@ -509,7 +522,11 @@ impl Fleet {
                         } else if let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                             *slot = Slot::Busy;
                             Next::Open(Some(permit), relock)
-                        } else if let Some((victim, open)) = inner.take_idle(&mut slots) {
+                        } else if let Some((victim, open)) = (purpose != Purpose::ProbeBesideWork
+                            || !any_at_work(&slots))
+                        .then(|| inner.take_idle(&mut slots))
+                        .flatten()
+                        {
                             Next::Evict(victim, open)
                         } else {
                             Next::Wait
@@ -557,14 +574,23 @@ impl Fleet {
     /// Refresh of one listed host: opens it and probes it, and with
     /// `policy` (apply) locks it for this run in the same round trip, the
     /// lock kept with its connection. Returns the report and, when a stale
-    /// lock was taken over, whose it was.
+    /// lock was taken over, whose it was. `beside_work`: the apply's tasks
+    /// already run, and the probe waits for a free connection rather than
+    /// close a host that may have work next ([`Purpose::ProbeBesideWork`]).
     pub async fn refresh_host(
         &self,
         host: HostId,
         request: &ProbeRequest,
         policy: Option<&LockPolicy>,
+        beside_work: bool,
     ) -> Result<(ProbeReport, Option<String>), TransportError> {
-        self.probe_key(HostKey::Listed(host), request, policy).await
+        let purpose = if beside_work {
+            Purpose::ProbeBesideWork
+        } else {
+            Purpose::Probe
+        };
+        self.probe_key(HostKey::Listed(host), request, policy, purpose)
+            .await
     }
 
     /// Locks a former host for this apply (nothing is probed there: only
@@ -574,6 +600,7 @@ impl Fleet {
             HostKey::Former(name.to_string()),
             &ProbeRequest::default(),
             Some(policy),
+            Purpose::Probe,
         )
         .await
         .map(|_| ())
@@ -584,8 +611,9 @@ impl Fleet {
         key: HostKey,
         request: &ProbeRequest,
         policy: Option<&LockPolicy>,
+        purpose: Purpose,
     ) -> Result<(ProbeReport, Option<String>), TransportError> {
-        let lease = self.lease_key(key.clone(), Purpose::Probe).await?;
+        let lease = self.lease_key(key.clone(), purpose).await?;
         let Some(policy) = policy else {
             return match lease.probe(request).await {
                 Ok(report) => Ok((report, None)),

@@ -11,6 +11,14 @@
 //! the same way at the same stage: an invalid Clusterfile before any host
 //! is touched, an unknown `--replace` or `--limit` before anything is
 //! connected. Nothing here prints; commands hand results to `report`.
+//!
+//! An apply that needs no confirmation takes a shortcut through the last
+//! two stages (`streamed`): each host's tasks start as soon as its own
+//! probe is back.
+
+mod streamed;
+
+pub use streamed::{Streamed, WholePlan};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -233,6 +241,50 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// How `host`, reached by this apply, is reached, when the state does
+    /// not say so yet: what a later run uses to undo its tasks if it leaves.
+    fn host_entry(&self, host: &crate::model::Host) -> Option<JournalEntry> {
+        let record = plan::former::host_record(host);
+        (self.state.hosts.get(&host.name) != Some(&record)).then(|| JournalEntry::Host {
+            name: host.name.clone(),
+            record: Box::new(record),
+        })
+    }
+
+    /// Which host each positional selector (`master[0]`) names now, when
+    /// that changed since the last apply.
+    fn positions_entry(&self) -> Option<JournalEntry> {
+        let model = &self.loaded.model;
+        let positions: BTreeMap<String, String> = model
+            .positions
+            .iter()
+            .map(|(selector, &id)| (selector.clone(), model.host(id).name.clone()))
+            .collect();
+        (positions != self.state.positions).then_some(JournalEntry::Positions { positions })
+    }
+
+    /// What the diff needs besides graph and state.
+    fn diff_options(
+        &self,
+        replace: Replacements,
+        excluded_hosts: BTreeSet<String>,
+        offline: bool,
+        reset: bool,
+    ) -> DiffOptions {
+        DiffOptions {
+            replace,
+            excluded_hosts,
+            offline,
+            former: self
+                .former
+                .iter()
+                .map(|f| (f.name.clone(), f.clone()))
+                .collect(),
+            reset,
+            renamed: self.renamed.values().cloned().collect(),
+        }
+    }
+
     /// The hosts only the state knows, as `--limit` may name them.
     fn recorded_hosts(&self) -> Vec<RecordedHost> {
         self.former
@@ -296,6 +348,19 @@ pub enum Probe<'a> {
     Lock(&'a LockPolicy),
 }
 
+/// The hosts a run is about, none connected yet: what refresh, whole or
+/// streamed, starts from.
+struct Reaching {
+    compiled: Compiled,
+    fleet: Fleet,
+    /// The targeted hosts, those with the longest chain of work first:
+    /// the order they are probed in.
+    hosts: Vec<crate::model::HostId>,
+    replace: Replacements,
+    excluded: BTreeSet<String>,
+    offline: bool,
+}
+
 impl Compiled {
     /// Checks the targets, connects to the targeted hosts and refreshes
     /// them. A host that cannot be reached, probed or locked is left out
@@ -306,12 +371,44 @@ impl Compiled {
         probe: Probe<'_>,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<Refreshed, CairnError> {
+        let reaching = self.reach(targets, matches!(probe, Probe::Offline))?;
+        let refresh = match probe {
+            Probe::Offline => Refresh::default(),
+            Probe::Read | Probe::Lock(_) => {
+                let owner = match probe {
+                    Probe::Lock(policy) => Some(policy),
+                    _ => None,
+                };
+                let compiled = &reaching.compiled;
+                runtime.block_on(plan::refresh::refresh(
+                    compiled.loaded.model.clone(),
+                    &compiled.graph,
+                    compiled.state.clone(),
+                    &reaching.fleet,
+                    &reaching.hosts,
+                    owner,
+                ))
+            }
+        };
+        let mut refresh = refresh;
+        rename_receipts(&mut refresh, &reaching.compiled.renamed);
+        Ok(Refreshed {
+            compiled: reaching.compiled,
+            fleet: reaching.fleet,
+            refresh: Arc::new(refresh),
+            replace: reaching.replace,
+            excluded: reaching.excluded,
+            offline: reaching.offline,
+        })
+    }
+
+    /// Checks the targets and makes the fleet of the targeted hosts.
+    fn reach(self, targets: &Targets, offline: bool) -> Result<Reaching, CairnError> {
         let replace = Replacements::new(&targets.replace, &self.graph)?;
         let model = self.loaded.model.clone();
         let excluded = excluded_hosts(&model, &self.recorded_hosts(), &targets.limit)
             .map_err(|e| CairnError::usage(e.to_string(), e.help()))?;
-        let offline = matches!(probe, Probe::Offline);
-        let (hosts, former): (Vec<_>, Vec<_>) = if offline {
+        let (mut hosts, former): (Vec<_>, Vec<_>) = if offline {
             (Vec::new(), Vec::new())
         } else {
             (
@@ -336,36 +433,19 @@ impl Compiled {
             targets.connections,
         );
         // A host on the run's longest path keeps its connection from its
-        // probe to its work when the fleet is larger than the limit.
+        // probe to its work when the fleet is larger than the limit, and is
+        // probed first.
         let mut weights: HashMap<crate::model::HostId, usize> = HashMap::new();
         for (node, length) in self.graph.chain_lengths() {
             let weight = weights.entry(self.graph.task(node).host).or_default();
             *weight = (*weight).max(length);
         }
+        hosts.sort_by_key(|h| std::cmp::Reverse(weights.get(h).copied().unwrap_or(0)));
         fleet.keep_open_longest(weights);
-        let refresh = match probe {
-            Probe::Offline => Refresh::default(),
-            Probe::Read | Probe::Lock(_) => {
-                let owner = match probe {
-                    Probe::Lock(policy) => Some(policy),
-                    _ => None,
-                };
-                runtime.block_on(plan::refresh::refresh(
-                    model.clone(),
-                    &self.graph,
-                    self.state.clone(),
-                    &fleet,
-                    &hosts,
-                    owner,
-                ))
-            }
-        };
-        let mut refresh = refresh;
-        rename_receipts(&mut refresh, &self.renamed);
-        Ok(Refreshed {
+        Ok(Reaching {
             compiled: self,
             fleet,
-            refresh: Arc::new(refresh),
+            hosts,
             replace,
             excluded,
             offline,
@@ -427,18 +507,12 @@ impl Refreshed {
 
     fn diff(self, reset: bool) -> Planned {
         let compiled = &self.compiled;
-        let options = DiffOptions {
-            replace: self.replace.clone(),
-            excluded_hosts: self.excluded.clone(),
-            offline: self.offline,
-            former: compiled
-                .former
-                .iter()
-                .map(|f| (f.name.clone(), f.clone()))
-                .collect(),
+        let options = compiled.diff_options(
+            self.replace.clone(),
+            self.excluded.clone(),
+            self.offline,
             reset,
-            renamed: compiled.renamed.values().cloned().collect(),
-        };
+        );
         let mut plan = plan::diff(
             &compiled.loaded.model,
             &compiled.graph,
@@ -578,8 +652,10 @@ impl Planned {
                 model: compiled.loaded.model.clone(),
                 graph: compiled.graph.clone(),
                 state: compiled.state.clone(),
-                plan: &self.plan,
-                refresh: self.refreshed.refresh.clone(),
+                plan: exec::PlanFeed::Whole(&self.plan),
+                refresh: Arc::new(std::sync::RwLock::new(
+                    self.refreshed.refresh.as_ref().clone(),
+                )),
                 journal: journal.appender(),
                 events: events.clone(),
                 fleet: self.refreshed.fleet.clone(),
@@ -653,27 +729,16 @@ impl Planned {
     /// changed: what a later run uses to undo its tasks if it leaves.
     fn record_hosts(&self, journal: &Journal) -> Result<(), CairnError> {
         let compiled = &self.refreshed.compiled;
-        let model = &compiled.loaded.model;
-        for host in &model.hosts {
+        for host in &compiled.loaded.model.hosts {
             // Facts are kept for exactly the hosts refresh reached.
-            if !self.refreshed.refresh.facts.contains_key(&host.name) {
-                continue;
-            }
-            let record = plan::former::host_record(host);
-            if compiled.state.hosts.get(&host.name) != Some(&record) {
-                journal.append(JournalEntry::Host {
-                    name: host.name.clone(),
-                    record: Box::new(record),
-                })?;
+            if self.refreshed.refresh.facts.contains_key(&host.name)
+                && let Some(entry) = compiled.host_entry(host)
+            {
+                journal.append(entry)?;
             }
         }
-        let positions: BTreeMap<String, String> = model
-            .positions
-            .iter()
-            .map(|(selector, &id)| (selector.clone(), model.host(id).name.clone()))
-            .collect();
-        if positions != compiled.state.positions {
-            journal.append(JournalEntry::Positions { positions })?;
+        if let Some(entry) = compiled.positions_entry() {
+            journal.append(entry)?;
         }
         Ok(())
     }
