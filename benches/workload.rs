@@ -6,8 +6,10 @@
 //! parallel; for S1 the bundle as one tar stream over one fresh ssh per
 //! host, unpacked there, followed by the workload's own steps (install,
 //! init, join); for S3 one fresh ssh per host writing the changed file and
-//! rerunning the install. Each ratio is the scenario's median over its
-//! floor's median. Beside each scenario (and `cairn plan --offline`), the
+//! rerunning the install. On a fleet larger than cairn's default
+//! `--parallelism` (64), each floor is measured both with every host at
+//! once and in windows of 64 hosts, and the lower counts. Each ratio is the
+//! scenario's median over its floor's median. Beside each scenario (and `cairn plan --offline`), the
 //! controller side's cost: the peak resident memory of cairn and of cairn
 //! plus every process descended from it (its ssh), the ssh processes alive
 //! at that peak, and the CPU of cairn, of its ssh and of the hosts
@@ -293,16 +295,32 @@ impl Bench {
         c
     }
 
-    /// Runs `script` on every host at once, each over one fresh ssh
-    /// connection with `input(host index)` on its stdin, and returns the
-    /// wall time until the last host is done. A host that fails stops the
-    /// benchmark.
+    /// Runs `script` on every host, each over one fresh ssh connection
+    /// with `input(host index)` on its stdin, at most `window` hosts at once
+    /// (the next starting as one ends), and returns the wall time until
+    /// the last host is done. A host that fails stops the benchmark.
     fn on_every_host<'a>(
         &self,
+        window: usize,
         script: impl Fn(usize) -> String + Sync,
         input: impl Fn(usize) -> &'a [u8] + Sync,
     ) -> Duration {
         let t0 = Instant::now();
+        let free = (
+            std::sync::Mutex::new(window.max(1)),
+            std::sync::Condvar::new(),
+        );
+        let take = || {
+            let mut slots = free.0.lock().unwrap();
+            while *slots == 0 {
+                slots = free.1.wait(slots).unwrap();
+            }
+            *slots -= 1;
+        };
+        let give_back = || {
+            *free.0.lock().unwrap() += 1;
+            free.1.notify_one();
+        };
         // Each host's ssh is started by a thread of its own: started one
         // after another from one thread, under 200 hosts' load the last
         // one started 18 to 36 s after the first, and the floor measured
@@ -314,8 +332,9 @@ impl Bench {
                 .iter()
                 .enumerate()
                 .map(|(i, h)| {
-                    let (script, input) = (&script, &input);
+                    let (script, input, take, give_back) = (&script, &input, &take, &give_back);
                     scope.spawn(move || {
+                        take();
                         let mut child = self
                             .fresh_ssh(h)
                             .arg(script(i))
@@ -331,6 +350,7 @@ impl Bench {
                         drop(stdin);
                         let fed = t0.elapsed();
                         let status = child.wait().expect("ssh ends");
+                        give_back();
                         assert!(
                             status.success(),
                             "floor command on {} failed: {status}",
@@ -359,15 +379,16 @@ impl Bench {
         t0.elapsed()
     }
 
-    /// The floor of S2 and S4: one fresh `ssh HOST true` to every host at once.
-    fn floor(&self) -> Duration {
-        self.on_every_host(|_| "true".to_string(), |_| &[])
+    /// The floor of S2 and S4: one fresh `ssh HOST true` to every host,
+    /// `window` hosts at once.
+    fn floor(&self, window: usize) -> Duration {
+        self.on_every_host(window, |_| "true".to_string(), |_| &[])
     }
 
     /// The floor of S1: what any tool must pay for the cold apply on these
     /// hosts. The bundle is made into one tar stream here (once, inside
     /// the timed span, as cairn builds one stream shared by every host) and
-    /// piped over one fresh ssh connection per host, all hosts at once, into
+    /// piped over one fresh ssh connection per host, `window` hosts at once, into
     /// one command doing exactly the host-side work of the workload's steps,
     /// at the same paths: (a) `test -w /opt`, (b) unpack into
     /// /opt/bench/bundle (with cairn's own tar flags), (c) the rendered
@@ -377,7 +398,7 @@ impl Bench {
     /// lowers the floor: a worker's join does not wait for the master's
     /// init (that would take a second round trip). The result passes the
     /// same `verify()` as cairn's S1.
-    fn s1_floor(&self, bundle: &Path) -> Duration {
+    fn s1_floor(&self, bundle: &Path, window: usize) -> Duration {
         let master = self.hosts.hosts[0].address.clone();
         let template = std::fs::read_to_string(bundle.join("etc/app.conf.tmpl")).unwrap();
         let t0 = Instant::now();
@@ -407,18 +428,19 @@ impl Bench {
                 shell_quote(&rendered)
             )
         };
-        self.on_every_host(script, |_| tar.stdout.as_slice());
+        self.on_every_host(window, script, |_| tar.stdout.as_slice());
         t0.elapsed()
     }
 
     /// The floor of S3: the ssh floor plus the workload's S3 work on every
     /// host: the one changed file written in place (its bytes on the
     /// connection's stdin) and the install rerun, over one fresh ssh
-    /// connection per host, all hosts at once.
-    fn s3_floor(&self, bundle: &Path) -> Duration {
+    /// connection per host, `window` hosts at once.
+    fn s3_floor(&self, bundle: &Path, window: usize) -> Duration {
         let t0 = Instant::now();
         let changed = std::fs::read(bundle.join("conf/file-003.txt")).unwrap();
         self.on_every_host(
+            window,
             |_| {
                 "cat > /opt/bench/bundle/conf/file-003.txt \
                  && sh /opt/bench/bundle/bin/install.sh"
@@ -694,7 +716,10 @@ fn one_run(n: usize, times: &mut Times) {
         host_roots,
     };
 
-    times.floor.push(b.floor().as_secs_f64());
+    let windows = floor_windows(b.hosts.hosts.len());
+    times
+        .floor
+        .push(lowest("ssh floor", &windows, |w| b.floor(w)));
 
     // S1: fresh hosts, fresh state, pristine bundle.
     let (t, events) = b.apply();
@@ -767,6 +792,11 @@ fn one_run(n: usize, times: &mut Times) {
     report_cost("S4", &t);
     times.s4.push(t);
 
+    floors(&b, &bundle, last, &windows, times);
+}
+
+/// The S3 and S1 floors, measured after cairn's scenarios on the same hosts.
+fn floors(b: &Bench, bundle: &Path, last: &hosts::TestHost, windows: &[usize], times: &mut Times) {
     // The S3 and S1 floors run after cairn's scenarios, never before: cairn's
     // S1 then starts from hosts nothing has touched but the ssh floor's
     // `true`, exactly as the workload says, and its S3 and S4 from the
@@ -781,19 +811,55 @@ fn one_run(n: usize, times: &mut Times) {
     last.write("/opt/bench/app.conf", &rendered);
 
     // S3 floor: the next revision of the one file, written and installed.
-    generator(Some("--s3-change"), &bundle, Some("2"));
-    times.s3_floor.push(b.s3_floor(&bundle).as_secs_f64());
-    b.verify(&bundle);
+    generator(Some("--s3-change"), bundle, Some("2"));
+    times
+        .s3_floor
+        .push(lowest("S3 floor", windows, |w| b.s3_floor(bundle, w)));
+    b.verify(bundle);
 
     // S1 floor: on hosts made cold again (/opt/bench removed, not timed; the
     // floor writes nothing else), with a pristine bundle like cairn's S1.
-    for h in &b.hosts.hosts {
-        std::fs::remove_dir_all(h.path("/opt/bench")).expect("can clear /opt/bench on a host");
-    }
     let pristine = b.dir.path().join("pristine");
     generator(None, &pristine, None);
-    times.s1_floor.push(b.s1_floor(&pristine).as_secs_f64());
-    b.verify(&pristine);
+    let s1_floor = lowest("S1 floor", windows, |w| {
+        for h in &b.hosts.hosts {
+            std::fs::remove_dir_all(h.path("/opt/bench")).expect("can clear /opt/bench on a host");
+        }
+        let t = b.s1_floor(&pristine, w);
+        b.verify(&pristine);
+        t
+    });
+    times.s1_floor.push(s1_floor);
+}
+
+/// cairn's default `--parallelism`: its most connections at once.
+const WINDOW: usize = 64;
+
+/// How many hosts at once each floor is measured with: all of them, and on
+/// a fleet larger than [`WINDOW`] also windows of that many (the next host
+/// starting as one ends), as a tool bounded like cairn works. On 2 cores,
+/// 200 hosts at once thrash more than 64 at a time do, so "all at once" is
+/// not the lowest there; the floor is the lower of the two.
+fn floor_windows(hosts: usize) -> Vec<usize> {
+    if hosts > WINDOW {
+        vec![hosts, WINDOW]
+    } else {
+        vec![hosts]
+    }
+}
+
+/// The lowest of `measure(window)` over `windows`, in seconds; each one
+/// said with `CAIRN_BENCH_VERBOSE`.
+fn lowest(what: &str, windows: &[usize], mut measure: impl FnMut(usize) -> Duration) -> f64 {
+    let mut lowest = f64::INFINITY;
+    for &window in windows {
+        let t = measure(window).as_secs_f64();
+        if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
+            eprintln!("{what}, {window} hosts at once: {t:.2} s");
+        }
+        lowest = lowest.min(t);
+    }
+    lowest
 }
 
 fn main() {

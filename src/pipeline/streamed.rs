@@ -122,7 +122,7 @@ impl Compiled {
             log_dir: compiled.loaded.dir.new_run_log_dir(),
             on_failure: settings.on_failure,
         };
-        let (plan, differences, summary, shown) = runtime.block_on(async {
+        let (plan, stale, summary, shown) = runtime.block_on(async {
             // Shown the moment the plan is whole, while the run goes on.
             let mut show = Some(show);
             let mut held_events = Some(held_events);
@@ -170,7 +170,6 @@ impl Compiled {
             reaching.fleet.clone().close().await;
             (plan, stale, summary, shown)
         });
-        let stale = differences;
         let runs = plan.as_ref().is_none_or(|p| p.has_changes() || p.adopts());
         let summary = runs.then(|| {
             let mut summary = summary;
