@@ -767,7 +767,7 @@ fn wiped_hosts(
     for (id, record) in state.tasks.iter().filter(|(_, r)| here(r)) {
         let entry = by_host.entry(&record.host().name).or_default();
         entry.0 |= refresh.receipts.contains_key(id);
-        entry.1 |= record.detail.shipped_files().is_some();
+        entry.1 |= record.detail.ships_files();
     }
     by_host
         .into_iter()

@@ -39,7 +39,7 @@ pub fn undo_before(records: &[(&TaskId, &TaskRecord)]) -> Vec<BTreeSet<usize>> {
             if a == b || step.host().name != shipper.host().name {
                 continue;
             }
-            if let Some((dest, _)) = shipper.detail.shipped_files()
+            if let Some(dest) = shipper.detail.shipped_dest()
                 && Path::new(cwd).starts_with(dest)
             {
                 before[b].insert(a);

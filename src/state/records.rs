@@ -50,6 +50,20 @@ pub enum RecordDetail {
 }
 
 impl RecordDetail {
+    /// Whether the task shipped files (a bundle or a file), without copying
+    /// them as [`RecordDetail::shipped_files`] does.
+    pub fn ships_files(&self) -> bool {
+        self.shipped_dest().is_some()
+    }
+
+    /// Where a bundle or file task shipped to.
+    pub fn shipped_dest(&self) -> Option<&str> {
+        match self {
+            RecordDetail::Bundle { dest, .. } | RecordDetail::File { dest, .. } => Some(dest),
+            RecordDetail::Step { .. } => None,
+        }
+    }
+
     /// What a bundle or file task shipped: its destination and the files by
     /// path (a single file is the path `""`, meaning the destination itself).
     pub fn shipped_files(&self) -> Option<(&str, BTreeMap<String, ShippedFile>)> {
