@@ -123,16 +123,17 @@ impl PlanStream {
     /// The whole plan, once every host is in, and the held tasks it resolves.
     pub fn finish(self, refresh: &Refresh) -> (Plan, Vec<Resolved>) {
         debug_assert!(self.unvisited.is_empty(), "every host is in");
-        let differ = Differ::new(
-            &self.model,
-            &self.graph,
-            &self.state,
-            refresh,
-            &self.options,
-        );
-        let plan = self.walk.into_plan(&differ);
-        let resolved = self
-            .held
+        let PlanStream {
+            model,
+            graph,
+            state,
+            options,
+            walk,
+            held,
+            ..
+        } = self;
+        let plan = walk.into_plan(&Differ::new(&model, &graph, &state, refresh, &options));
+        let resolved = held
             .iter()
             .map(|&node| Resolved {
                 node,
