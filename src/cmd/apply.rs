@@ -238,14 +238,9 @@ fn apply_streamed(
     out: Output,
     rt: &tokio::runtime::Runtime,
 ) -> Result<Success, CairnError> {
-    if let Some((path, saved)) = saved_plan
-        && saved.cluster != compiled.loaded.model.name
-    {
-        let fresh = PlanJson {
-            cluster: compiled.loaded.model.name.clone(),
-            ..saved.clone()
-        };
-        saved::check_unchanged(path, saved, &fresh)?;
+    if let Some((path, saved)) = saved_plan {
+        let cluster = saved::cluster_difference(saved, &compiled.loaded.model.name);
+        saved::refuse_differences(path, &Vec::from_iter(cluster))?;
     }
     let saved = saved_plan.map(|(_, saved)| saved);
     let streamed = compiled.apply_streamed(targets, policy, settings, saved, rt, |whole| {

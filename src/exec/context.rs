@@ -17,14 +17,38 @@ use crate::state::journal::Appender;
 use crate::state::{JournalEntry, State, StateError};
 use crate::transport::{Fleet, Receipt, Transport};
 
+/// What refresh saw, as a run reads it.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// Every host's, known before the run (a whole plan).
+    Whole(Arc<Refresh>),
+    /// Growing while the run goes (a streamed plan): a task only reads its
+    /// own host's, which is in before it starts.
+    Growing(Arc<RwLock<Refresh>>),
+}
+
+/// [`Seen`], borrowed for reading.
+pub(super) enum SeenNow<'a> {
+    Whole(&'a Refresh),
+    Growing(RwLockReadGuard<'a, Refresh>),
+}
+
+impl std::ops::Deref for SeenNow<'_> {
+    type Target = Refresh;
+    fn deref(&self) -> &Refresh {
+        match self {
+            SeenNow::Whole(refresh) => refresh,
+            SeenNow::Growing(guard) => guard,
+        }
+    }
+}
+
 /// Everything the tasks of one run share.
 pub(super) struct RunContext {
     pub(super) model: Arc<Model>,
     /// The state the plan was made from.
     pub(super) state: Arc<State>,
-    /// What refresh saw; in a streamed apply it grows while tasks run
-    /// (a task only reads its own host's, which is in before it starts).
-    refresh: Arc<RwLock<Refresh>>,
+    refresh: Seen,
     pub(super) scrubber: Scrubber,
     journal: Appender,
     pub(super) log_dir: PathBuf,
@@ -43,7 +67,7 @@ impl RunContext {
     pub(super) fn new(
         model: Arc<Model>,
         state: Arc<State>,
-        refresh: Arc<RwLock<Refresh>>,
+        refresh: Seen,
         journal: Appender,
         log_dir: PathBuf,
         fleet: Fleet,
@@ -64,8 +88,13 @@ impl RunContext {
     }
 
     /// What refresh saw (so far, in a streamed apply).
-    pub(super) fn refresh(&self) -> RwLockReadGuard<'_, Refresh> {
-        self.refresh.read().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn refresh(&self) -> SeenNow<'_> {
+        match &self.refresh {
+            Seen::Whole(refresh) => SeenNow::Whole(refresh),
+            Seen::Growing(refresh) => {
+                SeenNow::Growing(refresh.read().unwrap_or_else(PoisonError::into_inner))
+            }
+        }
     }
 
     /// The next record's place in completion order.

@@ -20,6 +20,7 @@ mod scheduler;
 mod steps;
 mod task;
 
+pub use context::Seen;
 pub use events::{Event, HostTotal, Outcome, RunSummary};
 pub use failure::{Exit, TaskError};
 pub use scheduler::{

@@ -17,14 +17,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::context::RunContext;
+use super::context::{RunContext, Seen};
 use super::destroy::run_destroys;
 use super::events::millis;
 use super::failure::{Failure, TaskError};
@@ -34,7 +34,7 @@ use crate::graph::{TaskGraph, Work};
 use crate::ids::TaskId;
 use crate::model::{HostId, Model, Scrubber, TransportKind};
 use crate::plan::stream::Resolved;
-use crate::plan::{Change, ChangeKind, Plan, Refresh};
+use crate::plan::{Change, ChangeKind, Plan};
 use crate::state::journal::Appender;
 use crate::state::{JournalEntry, RecordDetail, State};
 use crate::transport::Fleet;
@@ -73,9 +73,8 @@ pub struct Run<'a> {
     /// The state the plan was made from.
     pub state: Arc<State>,
     pub plan: PlanFeed<'a>,
-    /// What refresh saw, so shipping knows what each host has (growing
-    /// while the run goes, when the plan is streamed).
-    pub refresh: Arc<RwLock<Refresh>>,
+    /// What refresh saw, so shipping knows what each host has.
+    pub refresh: Seen,
     /// The open connections.
     pub fleet: Fleet,
     /// Who runs this apply, as receipts name it (`user@machine`).
@@ -233,7 +232,7 @@ async fn before_whole_plan(
     events: &Sender<Event>,
 ) -> RunSummary {
     let mut summary = RunSummary::default();
-    announce(&context.model, plan, events);
+    let _ = events.send(run_started(&context.model, plan));
     let changes = plan.changes.iter().filter(|c| c.kind != ChangeKind::Noop);
     record_manifests(context, graph, changes, &mut HashSet::new()).await;
     let failed_undos = run_destroys(
@@ -247,11 +246,6 @@ async fn before_whole_plan(
     .await;
     let _ = context.failed_undos.set(failed_undos);
     summary
-}
-
-/// Tells the reporter how many tasks will run, per host.
-fn announce(model: &Model, plan: &Plan, events: &Sender<Event>) {
-    let _ = events.send(run_started(model, plan));
 }
 
 /// The event that opens a run of `plan`: how many tasks will run, per
@@ -592,9 +586,13 @@ impl<'a> Scheduler<'a> {
                 .upstream(node)
                 .filter(|u| self.settled.get(u) == Some(&Settled::Blocked))
                 .collect();
-            let change = self.changes.get(&node).cloned();
+            // Whether it has a change, and whether that change runs.
+            let runs = self
+                .changes
+                .get(&node)
+                .map(|c| c.kind != ChangeKind::Noop || c.adopt);
             if let Some(reason) = self.refused.remove(&node) {
-                self.skip_if_it_runs(node, change.as_ref(), reason);
+                self.skip_if_it_runs(node, reason);
                 continue;
             }
             if !blocked_by.is_empty() {
@@ -618,26 +616,28 @@ impl<'a> Scheduler<'a> {
                             .join(", ")
                     ),
                 };
-                self.skip_if_it_runs(node, change.as_ref(), reason);
+                self.skip_if_it_runs(node, reason);
                 continue;
             }
-            match change {
+            match runs {
                 // Left out (by --limit or an unreachable host): fine if it ran before.
                 None if self.state.tasks.contains_key(&task.id) => {
                     self.settle(node, Settled::Done);
                 }
                 None => self.settle(node, Settled::Blocked),
-                Some(c) if c.kind == ChangeKind::Noop && !c.adopt => {
-                    self.settle(node, Settled::Done);
-                }
-                Some(_) => self.deferred.push_back(node),
+                Some(false) => self.settle(node, Settled::Done),
+                Some(true) => self.deferred.push_back(node),
             }
         }
     }
 
     /// Blocks `node`; counts it skipped, and says so, if it was to run.
-    fn skip_if_it_runs(&mut self, node: NodeIndex, change: Option<&Change>, reason: String) {
-        if change.is_some_and(|c| c.kind != ChangeKind::Noop) {
+    fn skip_if_it_runs(&mut self, node: NodeIndex, reason: String) {
+        if self
+            .changes
+            .get(&node)
+            .is_some_and(|c| c.kind != ChangeKind::Noop)
+        {
             let task = self.graph.task(node);
             self.summary.skipped += 1;
             let _ = self.events.send(Event::TaskSkipped {
@@ -691,8 +691,7 @@ impl<'a> Scheduler<'a> {
                         _ => unreachable!("matched above"),
                     };
                     self.halted_out.insert(node);
-                    let change = self.changes.get(&node).cloned();
-                    self.skip_if_it_runs(node, change.as_ref(), reason);
+                    self.skip_if_it_runs(node, reason);
                     continue;
                 }
             }

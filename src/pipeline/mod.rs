@@ -580,15 +580,7 @@ impl Planned {
     /// What the operator should read before the plan: a stale lock taken
     /// over, a positional selector that moved, a `once` step that would.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes = self.refreshed.notes().to_vec();
-        notes.extend(self.plan.warnings.iter().cloned());
-        notes.extend(
-            self.plan
-                .once_moves
-                .iter()
-                .map(|m| format!("{m}; apply refuses this plan")),
-        );
-        notes
+        notes(self.refreshed.notes(), &self.plan)
     }
 
     /// `--diff`: reads back, from the hosts that have any, the files this
@@ -653,9 +645,7 @@ impl Planned {
                 graph: compiled.graph.clone(),
                 state: compiled.state.clone(),
                 plan: exec::PlanFeed::Whole(&self.plan),
-                refresh: Arc::new(std::sync::RwLock::new(
-                    self.refreshed.refresh.as_ref().clone(),
-                )),
+                refresh: exec::Seen::Whole(self.refreshed.refresh.clone()),
                 journal: journal.appender(),
                 events: events.clone(),
                 fleet: self.refreshed.fleet.clone(),
@@ -747,6 +737,20 @@ impl Planned {
     pub fn finish(self, runtime: &tokio::runtime::Runtime) {
         runtime.block_on(self.refreshed.fleet.close());
     }
+}
+
+/// What the operator should read before `plan`, after what refresh found
+/// (`refresh_notes`, sorted): a stale lock taken over, a positional
+/// selector that moved, a `once` step that would.
+fn notes(refresh_notes: &[String], plan: &Plan) -> Vec<String> {
+    let mut notes = refresh_notes.to_vec();
+    notes.extend(plan.warnings.iter().cloned());
+    notes.extend(
+        plan.once_moves
+            .iter()
+            .map(|m| format!("{m}; apply refuses this plan")),
+    );
+    notes
 }
 
 /// The stages of a plan in one call: read, compile, refresh (unless

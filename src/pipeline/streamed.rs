@@ -109,7 +109,7 @@ impl Compiled {
             graph: compiled.graph.clone(),
             state: compiled.state.clone(),
             plan: PlanFeed::Streamed(parts),
-            refresh: refresh.clone(),
+            refresh: exec::Seen::Growing(refresh.clone()),
             journal: journal.appender(),
             events: events.clone(),
             fleet: reaching.fleet.clone(),
@@ -200,10 +200,9 @@ impl Compiled {
 
 /// What the operator should read before the plan, as a whole apply tells it.
 fn notes(refresh: &RwLock<Refresh>, plan: &Plan) -> Vec<String> {
-    let mut notes = read(refresh).notes.clone();
-    notes.sort();
-    notes.extend(plan.warnings.iter().cloned());
-    notes
+    let mut found = read(refresh).notes.clone();
+    found.sort();
+    super::notes(&found, plan)
 }
 
 fn read(refresh: &RwLock<Refresh>) -> std::sync::RwLockReadGuard<'_, Refresh> {
@@ -263,12 +262,12 @@ async fn plan_as_probes_come(
     while let Some(joined) = probes.join_next().await {
         let probe = joined.expect("refresh tasks do not panic");
         let host = probe.host;
-        let resolved = {
+        let (resolved, reached) = {
             let mut refresh = refresh.write().unwrap_or_else(PoisonError::into_inner);
             refresh.take_in(probe);
-            stream.host_in(&refresh, Some(host))
+            let reached = refresh.facts.contains_key(&model.host(host).name);
+            (stream.host_in(&refresh, Some(host)), reached)
         };
-        let reached = read(refresh).facts.contains_key(&model.host(host).name);
         let records = reached
             .then(|| compiled.host_entry(model.host(host)))
             .flatten();

@@ -32,7 +32,7 @@ pub enum Observation {
 }
 
 /// All observations of one refresh.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Refresh {
     pub observations: HashMap<TaskId, Observation>,
     /// Hosts that could not be probed, with why.

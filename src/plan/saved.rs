@@ -239,13 +239,15 @@ pub fn refuse_differences(path: &Path, differences: &[String]) -> Result<(), Pla
 /// What differs between a saved plan and a fresh one: tasks gone or new,
 /// actions changed, keys or reasons changed.
 pub fn differences(saved: &PlanJson, fresh: &PlanJson) -> Vec<String> {
-    if saved.cluster != fresh.cluster {
-        return vec![format!(
-            "cluster `{}` is now `{}`",
-            saved.cluster, fresh.cluster
-        )];
+    match cluster_difference(saved, &fresh.cluster) {
+        Some(difference) => vec![difference],
+        None => change_differences(&saved.changes, &fresh.changes),
     }
-    change_differences(&saved.changes, &fresh.changes)
+}
+
+/// How a saved plan's cluster differs from `cluster`, the one applied now.
+pub fn cluster_difference(saved: &PlanJson, cluster: &str) -> Option<String> {
+    (saved.cluster != cluster).then(|| format!("cluster `{}` is now `{cluster}`", saved.cluster))
 }
 
 /// [`differences`] for one host, whose changes in a fresh plan are

@@ -115,11 +115,6 @@ impl PlanStream {
         resolved
     }
 
-    /// Whether every host is in.
-    pub fn is_whole(&self) -> bool {
-        self.unvisited.is_empty()
-    }
-
     /// The whole plan, once every host is in, and the held tasks it resolves.
     pub fn finish(self, refresh: &Refresh) -> (Plan, Vec<Resolved>) {
         debug_assert!(self.unvisited.is_empty(), "every host is in");

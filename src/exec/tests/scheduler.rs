@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 
-use std::sync::Arc;
-
-use super::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, PlanFeed, Run, execute};
+use super::{DEFAULT_PER_HOST, ExecOptions, FailurePolicy, PlanFeed, Run, Seen, execute};
 use crate::exec::{Event, Outcome, RunSummary};
 use crate::pipeline::{self, Loaded, Probe, Targets};
 use crate::state::{Journal, State};
@@ -112,9 +110,7 @@ impl Cluster {
             graph: compiled.graph.clone(),
             state: compiled.state.clone(),
             plan: PlanFeed::Whole(&planned.plan),
-            refresh: Arc::new(std::sync::RwLock::new(
-                planned.refreshed.refresh.as_ref().clone(),
-            )),
+            refresh: Seen::Whole(planned.refreshed.refresh.clone()),
             fleet: planned.refreshed.fleet.clone(),
             operator: "tester@here".into(),
             journal: journal.appender(),

@@ -129,6 +129,20 @@ struct OpenHost {
     close_when_idle: bool,
 }
 
+impl OpenHost {
+    /// One more lease out on this host, for `purpose`: once it is worked
+    /// on, a reopening can no longer compare it with its probe.
+    fn lend(&mut self, purpose: Purpose) -> Transport {
+        self.in_use += 1;
+        if purpose == Purpose::Work
+            && let Some(relock) = &mut self.relock
+        {
+            relock.fingerprint = None;
+        }
+        self.transport.clone()
+    }
+}
+
 /// What reopening a locked host checks.
 #[derive(Clone)]
 struct Relock {
@@ -540,21 +554,14 @@ impl Fleet {
                 };
                 match slot {
                     Slot::Open(open) => {
-                        open.in_use += 1;
-                        if purpose == Purpose::Work
-                            && let Some(relock) = &mut open.relock
-                        {
-                            relock.fingerprint = None;
-                        }
                         return Ok(Lease {
-                            transport: open.transport.clone(),
+                            transport: open.lend(purpose),
                             slot: Some((inner.clone(), key)),
                         });
                     }
                     Slot::Failed(why) => return Err(TransportError::Again(why.clone())),
                     Slot::Busy => Next::Wait,
                     Slot::Closed { relock } => {
-                        let relock = relock.clone();
                         let ssh = inner.is_ssh(&key);
                         let permit = if ssh {
                             in_hand
@@ -564,6 +571,7 @@ impl Fleet {
                             None
                         };
                         if !ssh || permit.is_some() {
+                            let relock = relock.clone();
                             *slot = Slot::Busy;
                             Next::Open(permit, relock)
                         } else {
@@ -590,13 +598,7 @@ impl Fleet {
                         // Lent at once: an idle host could be closed again
                         // by someone else before this loop came back to it.
                         Ok(mut open) => {
-                            open.in_use = 1;
-                            if purpose == Purpose::Work
-                                && let Some(relock) = &mut open.relock
-                            {
-                                relock.fingerprint = None;
-                            }
-                            let transport = open.transport.clone();
+                            let transport = open.lend(purpose);
                             inner.set(&key, Slot::Open(open));
                             return Ok(Lease {
                                 transport,
