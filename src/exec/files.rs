@@ -52,6 +52,7 @@ pub(super) async fn sync_files(
     };
     // The receipt rides on the task's last command: the shipping, unless a removal or chown follows.
     let mut receipt = ctx.receipt;
+    let mut with_probe = false;
     let shipped_now = if to_ship.is_empty() {
         BTreeMap::new()
     } else {
@@ -60,7 +61,9 @@ pub(super) async fn sync_files(
         } else {
             None
         };
-        ctx.transport.ship(&dest, &to_ship, with).await?
+        let shipped = ctx.transport.ship(&dest, &to_ship, with).await?;
+        with_probe = shipped.with_probe;
+        shipped.files
     };
     // Files the bundle no longer has: remove them if they are still as shipped.
     if !dropped.is_empty() {
@@ -80,7 +83,10 @@ pub(super) async fn sync_files(
         };
         shipped.insert(rel.clone(), entry);
     }
-    let detail = describe(&to_ship, &dest, removed, kept.len());
+    let mut detail = describe(&to_ship, &dest, removed, kept.len());
+    if with_probe {
+        detail.push_str(" (sent with the probe)");
+    }
     let record = match &task.work {
         Work::Bundle { .. } => RecordDetail::Bundle { dest, shipped },
         Work::File { dest, .. } => {

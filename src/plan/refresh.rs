@@ -19,7 +19,8 @@ use crate::model::{HostId, Model};
 use crate::state::LockPolicy;
 use crate::state::{RecordDetail, State};
 use crate::transport::{
-    CheckProbe, Facts, Fleet, Observed, ProbeReport, ProbeRequest, ReceiptInfo, TransportError,
+    CheckProbe, Facts, Fleet, Observed, Prestage, ProbeReport, ProbeRequest, ReceiptInfo,
+    TransportError,
 };
 
 /// What a probe found for one task.
@@ -117,10 +118,18 @@ pub fn start_probes(
             .or_default()
             .push(node);
     }
+    // Only an apply whose work starts as each probe is in (it asks nobody)
+    // sends files with the probe: one that waits for an answer would have
+    // sent them for nothing if the answer is no.
+    let chains = (beside_work && lock_policy.is_some()).then(|| graph.chain_lengths());
+    let mut shared = SharedFiles::default();
     let mut jobs = tokio::task::JoinSet::new();
     for &host in hosts {
         let nodes = tasks_of.remove(&host).unwrap_or_default();
-        let (request, ids) = request_for(model, graph, state, host, &nodes);
+        let (mut request, ids) = request_for(model, graph, state, host, &nodes);
+        if let Some(chains) = &chains {
+            request.prestage = prestage(graph, state, &nodes, chains, &mut shared).map(Box::new);
+        }
         let name = model.host(host).name.clone();
         let policy = lock_policy.cloned();
         let fleet = fleet.clone();
@@ -209,6 +218,60 @@ async fn lock_former_hosts(fleet: &Fleet, lock_policy: Option<&LockPolicy>, all:
         }
     }
 }
+
+/// What an apply that asks nobody can send to a host with its probe:
+/// the files of the bundle or file task that will ship them whatever the
+/// probe finds, because the state has no record of it (so it is created,
+/// see `Differ::unrecorded`) and it waits for nothing. Of several, the one
+/// with the longest chain of work behind it, which the scheduler starts
+/// first. A destination with a control character is left to the task.
+fn prestage(
+    graph: &TaskGraph,
+    state: &State,
+    nodes: &[NodeIndex],
+    chains: &HashMap<NodeIndex, usize>,
+    shared: &mut SharedFiles,
+) -> Option<Prestage> {
+    let (_, node) = nodes
+        .iter()
+        .filter(|&&node| {
+            let task = graph.task(node);
+            matches!(task.work, Work::Bundle { .. } | Work::File { .. })
+                && graph.upstream(node).next().is_none()
+                && !state.tasks.contains_key(&task.id)
+        })
+        .map(|&node| (chains.get(&node).copied().unwrap_or(0), node))
+        .rev()
+        .max_by_key(|(length, _)| *length)?;
+    let work = &graph.task(node).work;
+    let (Work::Bundle { dest, .. } | Work::File { dest, .. }) = work else {
+        return None;
+    };
+    if dest.chars().any(char::is_control) {
+        return None;
+    }
+    let files = match work {
+        // The same bundle with nothing rendered for the host: the same files.
+        Work::Bundle {
+            bundle,
+            rendered,
+            excluded,
+            ..
+        } if rendered.is_empty() && excluded.is_empty() => shared
+            .entry(*bundle)
+            .or_insert_with(|| Arc::new(work.files()))
+            .clone(),
+        _ => Arc::new(work.files()),
+    };
+    Some(Prestage {
+        dest: dest.clone(),
+        files,
+    })
+}
+
+/// The file sets hosts share, by bundle: one copy in memory for every host
+/// a bundle goes to, not one per host.
+type SharedFiles = HashMap<usize, Arc<BTreeMap<String, crate::bundle::ShipFile>>>;
 
 /// Which task each part of a probe request belongs to.
 #[derive(Default)]

@@ -20,6 +20,14 @@ use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::{LockPolicy, ShippedFile};
 
+/// Files shipped: each one's record, and whether their bytes went with the
+/// host's probe (see `Prestage`).
+#[derive(Debug)]
+pub struct Shipped {
+    pub files: BTreeMap<String, ShippedFile>,
+    pub with_probe: bool,
+}
+
 /// A way to reach one host. Which way is private to this module: nothing
 /// outside `transport` can name an SSH or local transport, only ask.
 #[derive(Debug, Clone)]
@@ -83,14 +91,17 @@ impl Transport {
         dest: &str,
         files: &BTreeMap<String, ShipFile>,
         receipt: Option<&Receipt>,
-    ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
+    ) -> Result<Shipped, TransportError> {
         match &self.reach {
             Reach::Local(t) => {
                 let shipped = t.ship(dest, files).await?;
                 if let Some(r) = receipt {
                     t.write_receipt(r).await?;
                 }
-                Ok(shipped)
+                Ok(Shipped {
+                    files: shipped,
+                    with_probe: false,
+                })
             }
             Reach::Ssh(t) => t.ship(dest, files, receipt).await,
         }

@@ -25,11 +25,11 @@ mod ssh;
 
 pub use command::{CommandOutput, shell_quote, target_path};
 pub use copy::{CopySource, PathKind, replace_conflict};
-pub use dispatch::Transport;
+pub use dispatch::{Shipped, Transport};
 pub use error::TransportError;
 pub use fleet::Fleet;
 pub use lock::{BrokenLock, HeldLock, HostLock, HostLockStatus};
-pub use probe::{CheckProbe, CheckResult, Facts, Observed, ProbeReport, ProbeRequest};
+pub use probe::{CheckProbe, CheckResult, Facts, Observed, Prestage, ProbeReport, ProbeRequest};
 pub use read::FileRead;
 pub use receipt::{Receipt, ReceiptInfo};
 pub use ssh::answer_prompt as askpass_answer;

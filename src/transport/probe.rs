@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ReceiptInfo;
+use crate::bundle::ShipFile;
 use crate::ids::TaskId;
 use crate::state::ShippedFile;
 
@@ -125,6 +126,23 @@ pub struct ProbeRequest {
     /// as changed (see `with_owner`), so a plan repairs it.
     pub owners: Vec<(usize, String)>,
     pub checks: Vec<CheckProbe>,
+    /// A file set to send with the lock and the probe, for an apply that
+    /// will ship it whatever the probe finds (see [`Prestage`]).
+    pub prestage: Option<Box<Prestage>>,
+}
+
+/// Files an apply will ship to a host whatever its probe finds: a bundle
+/// or file task the state has no record of and that waits for nothing, on
+/// an apply that asks nobody. Their stream is sent on the lock's channel
+/// right behind the probe, so its bytes travel while the host is locked
+/// and probed, and is unpacked into a staging folder only: the task, once
+/// the plan has it, moves it into place (or it is removed with the
+/// host's shell when the task does not run).
+#[derive(Debug, Clone)]
+pub struct Prestage {
+    pub dest: String,
+    /// Shared by the hosts that get the same files.
+    pub files: std::sync::Arc<BTreeMap<String, ShipFile>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

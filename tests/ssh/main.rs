@@ -45,6 +45,7 @@ mod kubernetes;
 mod lifecycle;
 mod operators;
 mod outputs;
+mod prestage;
 mod reach;
 mod scale;
 mod streamed;

@@ -686,7 +686,11 @@ impl Fleet {
         if let Some(Slot::Open(open)) = slots.get_mut(&key) {
             open.lock = Some(lock);
             open.relock = Some(Relock {
-                request: request.clone(),
+                // Files go with the first probe only: a second would send them again.
+                request: ProbeRequest {
+                    prestage: None,
+                    ..request.clone()
+                },
                 fingerprint: Some(Fingerprint::of(&report)),
             });
         }

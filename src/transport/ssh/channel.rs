@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::SshTransport;
 use super::host::Sudo;
-use super::shells::{SHELL_LOOP, Shell};
+use super::shells::{EarlyFrame, SHELL_LOOP, Shell, ShellInput, write_early};
 use crate::transport::TransportError;
 use crate::transport::error::error_chain;
 
@@ -32,6 +32,16 @@ impl SshTransport {
     /// Opens a channel running `script` (read by the fixed runner), and reads
     /// what it prints up to `__CAIRN_READY__` (a shell is then ready) or its end.
     pub(super) async fn open_channel(&self, script: &str) -> Result<Opened, TransportError> {
+        self.open_channel_with(script, None).await
+    }
+
+    /// [`SshTransport::open_channel`], writing `early` as the shell's first
+    /// frame right behind `script`, while `script` runs (see `EarlyFrame`).
+    pub(super) async fn open_channel_with(
+        &self,
+        script: &str,
+        early: Option<EarlyFrame>,
+    ) -> Result<Opened, TransportError> {
         let mut command = self.session.clone().arc_raw_command(self.command_line());
         command
             .stdin(openssh::Stdio::piped())
@@ -55,6 +65,10 @@ impl SshTransport {
             .await
             .map_err(|e| self.error(format!("the connection failed: {e}")))?;
         let _ = stdin.flush().await;
+        let input = match early {
+            Some(frame) => ShellInput::Writing(write_early(stdin, frame)),
+            None => ShellInput::Ready(stdin),
+        };
         let mut lines = Vec::new();
         let mut ready = false;
         loop {
@@ -70,6 +84,9 @@ impl SshTransport {
             lines.push(line);
         }
         if !ready {
+            if let ShellInput::Writing(writer) = &input {
+                writer.abort();
+            }
             // The channel ended: say why (sudo refusing is the usual reason).
             let mut err = String::new();
             if let Some(mut e) = child.stderr().take() {
@@ -96,7 +113,7 @@ impl SshTransport {
             });
         }
         Ok(Opened {
-            shell: Some((child, stdin, stdout)),
+            shell: Some((child, input, stdout)),
             lines,
             stderr: String::new(),
         })
@@ -106,7 +123,7 @@ impl SshTransport {
     pub(super) async fn open_shell(&self) -> Result<Arc<Shell>, TransportError> {
         let opened = self.open_channel(SHELL_LOOP).await?;
         match opened.shell {
-            Some((child, stdin, stdout)) => Ok(Shell::new(child, stdin, stdout, false)),
+            Some((child, input, stdout)) => Ok(Shell::new(child, input, stdout, false).0),
             None => Err(self.error(format!(
                 "could not start a shell: {}",
                 format!("{} {}", opened.lines.concat().trim(), opened.stderr.trim()).trim()
@@ -120,7 +137,7 @@ impl SshTransport {
 pub(super) struct Opened {
     pub(super) shell: Option<(
         openssh::Child<Arc<Session>>,
-        openssh::ChildStdin,
+        ShellInput,
         tokio::io::BufReader<openssh::ChildStdout>,
     )>,
     pub(super) lines: Vec<String>,

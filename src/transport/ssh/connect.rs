@@ -52,6 +52,7 @@ impl SshTransport {
             sudo,
             zstd: Arc::new(OnceLock::new()),
             shells: Arc::new(Shells::default()),
+            prestaged: Arc::default(),
             streams,
             label: None,
         })

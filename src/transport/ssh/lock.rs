@@ -3,7 +3,9 @@
 //! The lock command takes a `flock` on the host's cairn folder, records its
 //! owner, runs the refresh probe, and then becomes the host's first shell
 //! (see `shells`), so locking, probing and the shell cost one channel and
-//! one round trip.
+//! one round trip. On a fresh host the first files to ship can ride along:
+//! written behind the lock command as the shell's first frame, staged as
+//! soon as the probe is done (see `ship::stage_script`).
 //!
 //! The lock folder (`/var/lib/cairn/<cluster>/`) holds, beside `lock`:
 //! `lock.owner` (the holder, one JSON line; emptied by a clean end),
@@ -292,11 +294,15 @@ impl SshTransport {
             busy = busy_report(),
             owner = shell_quote(&owner),
         );
+        // Files to send behind the probe go on the first try only: one
+        // that waits for a busy lock would hold them back for nothing.
+        let prestage = request.prestage.as_ref().filter(|_| wait.is_zero());
+        let early = prestage.map(|p| self.stage_frame(p));
         let opened = match tokio::time::timeout(
             Duration::from_secs(60)
                 .saturating_add(longest)
                 .saturating_add(wait),
-            self.open_channel(&script),
+            self.open_channel_with(&script, early),
         )
         .await
         {
@@ -313,7 +319,7 @@ impl SshTransport {
         }
         let locked_at = lines.iter().position(|l| l == "LOCKED");
         let probe_end = lines.iter().position(|l| l == PROBE_END);
-        let (Some((child, stdin, stdout)), Some(locked_at), Some(probe_end)) =
+        let (Some((child, input, stdout)), Some(locked_at), Some(probe_end)) =
             (opened.shell, locked_at, probe_end)
         else {
             let said = format!("{} {}", lines.join(" "), opened.stderr.trim());
@@ -327,9 +333,11 @@ impl SshTransport {
         let mut probed = lines[locked_at + 1..probe_end].join("\n");
         probed.push('\n');
         let report = self.parse_probe(&probed, request);
-        self.shells
-            .adopt(Shell::new(child, stdin, stdout, true))
-            .await;
+        let (shell, staged) = Shell::new(child, input, stdout, true);
+        self.shells.adopt(shell).await;
+        if let (Some(prestage), Some(answer)) = (prestage, staged) {
+            self.keep_prestaged(prestage, answer);
+        }
         let shells = self.shells.clone();
         let heartbeat = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);

@@ -34,6 +34,8 @@ use openssh::{ChildStdin, ChildStdout, Session};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 
+use crate::bundle::stream::Stream;
+
 /// The loop a shell runs. In the lock's shell three variables are set:
 /// `$cairn_hb`, the heartbeat file, touched by every frame and every idle
 /// ping (a line that is not a frame), and every 10 s while a file stream
@@ -43,9 +45,15 @@ use tokio::sync::oneshot;
 /// and `$cairn_closed`, touched when cairn's side of the channel closes
 /// (it released the lock, or died). Commands never inherit fd 9 (the
 /// lock's `flock`), but the subshell waiting for each one does: the lock
-/// stays held until every command of the run has ended.
+/// stays held until every command of the run has ended. Every command
+/// sees `$CAIRN_SHELL_PID` (the loop's pid) and `$CAIRN_SHELL_DIR` (its
+/// private folder): a staging sent with the probe is named after the one
+/// and listed in the other's `staged`, whose folders the loop removes when
+/// it ends (those the task did not move into place).
 pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
-trap 'rm -rf "$cairn_w"' EXIT
+CAIRN_SHELL_PID=$$ CAIRN_SHELL_DIR=$cairn_w
+export CAIRN_SHELL_PID CAIRN_SHELL_DIR
+trap 'if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"' EXIT
 cairn_emit() {
   set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
   echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
@@ -138,9 +146,59 @@ impl Drop for CutOff<'_> {
     }
 }
 
+/// The first frame of a shell, written while the channel is still
+/// starting (on the lock's channel: while the host is locked and probed):
+/// a future that makes its script and stdin (`None`: nothing to send).
+pub(super) type EarlyFrame =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<(String, Arc<Stream>)>> + Send>>;
+
+/// How the first frame's write ended: the channel's stdin comes back with it.
+pub(super) enum EarlyWrite {
+    /// Written whole, as frame 1.
+    Sent,
+    /// The future had nothing to send.
+    NothingToSend,
+    /// The write failed midway: the stream is out of step.
+    CutOff,
+}
+
+/// A channel's stdin, ready or still writing its first frame.
+pub(super) enum ShellInput {
+    Ready(ChildStdin),
+    Writing(tokio::task::JoinHandle<(ChildStdin, EarlyWrite)>),
+}
+
+/// Writes `frame` as frame 1 on `stdin`, then hands `stdin` back.
+pub(super) fn write_early(
+    mut stdin: ChildStdin,
+    frame: EarlyFrame,
+) -> tokio::task::JoinHandle<(ChildStdin, EarlyWrite)> {
+    tokio::spawn(async move {
+        let Some((script, stream)) = frame.await else {
+            return (stdin, EarlyWrite::NothingToSend);
+        };
+        let written = write_frame(
+            &mut stdin,
+            EARLY_FRAME,
+            &script,
+            Some(&stream.bytes),
+            Some(super::ship::SHIP_LIMIT),
+            None,
+        )
+        .await;
+        match written {
+            Ok(()) => (stdin, EarlyWrite::Sent),
+            Err(_) => (stdin, EarlyWrite::CutOff),
+        }
+    })
+}
+
+/// The id of a shell's early frame; the shell numbers the others after it.
+const EARLY_FRAME: u64 = 1;
+
 /// One shell: a channel running [`SHELL_LOOP`].
 pub(super) struct Shell {
-    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
     child: tokio::sync::Mutex<Option<openssh::Child<Arc<Session>>>>,
     pending: Arc<Mutex<Pending>>,
     next: AtomicU64,
@@ -152,23 +210,75 @@ pub(super) struct Shell {
 
 impl Shell {
     /// Wraps a started channel that has printed `__CAIRN_READY__`, and
-    /// starts reading its answers.
+    /// starts reading its answers. With its first frame still being
+    /// written, also what that frame's answer will come on: commands sent
+    /// meanwhile wait for the write to end, and follow it.
     pub(super) fn new(
         child: openssh::Child<Arc<Session>>,
-        stdin: ChildStdin,
+        input: ShellInput,
         stdout: BufReader<ChildStdout>,
         holds_lock: bool,
-    ) -> Arc<Shell> {
-        let pending = Arc::new(Mutex::new(Pending::default()));
+    ) -> (Arc<Shell>, Option<oneshot::Receiver<Ran>>) {
+        let mut pending = Pending::default();
+        let early = match &input {
+            ShellInput::Ready(_) => None,
+            ShellInput::Writing(_) => {
+                let (tx, rx) = oneshot::channel();
+                pending.waiting.insert(EARLY_FRAME, tx);
+                Some(rx)
+            }
+        };
+        let pending = Arc::new(Mutex::new(pending));
         tokio::spawn(read_answers(stdout, pending.clone()));
-        Arc::new(Shell {
-            stdin: tokio::sync::Mutex::new(Some(stdin)),
+        let (stdin, writing) = match input {
+            ShellInput::Ready(stdin) => (Some(stdin), None),
+            ShellInput::Writing(handle) => (None, Some(handle)),
+        };
+        let shell = Arc::new(Shell {
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
             child: tokio::sync::Mutex::new(Some(child)),
             pending,
-            next: AtomicU64::new(1),
+            next: AtomicU64::new(EARLY_FRAME + 1),
             broken: AtomicBool::new(false),
             holds_lock,
-        })
+        });
+        if let Some(handle) = writing {
+            // Taken before anyone else can ask: the early frame goes first.
+            let mut slot = shell
+                .stdin
+                .clone()
+                .try_lock_owned()
+                .expect("a new shell's stdin is free");
+            let shell = shell.clone();
+            tokio::spawn(async move {
+                // Stopped (the stdin gone with it), or half a frame
+                // written: no answer will come, and the stream is out of step.
+                let broken = |shell: &Shell| {
+                    shell.forget(EARLY_FRAME);
+                    shell.broken.store(true, Ordering::SeqCst);
+                };
+                let Ok((stdin, written)) = handle.await else {
+                    broken(&shell);
+                    return;
+                };
+                match written {
+                    EarlyWrite::Sent => {}
+                    EarlyWrite::NothingToSend => shell.forget(EARLY_FRAME),
+                    EarlyWrite::CutOff => broken(&shell),
+                }
+                *slot = Some(stdin);
+            });
+        }
+        (shell, early)
+    }
+
+    /// Stops waiting for command `id`'s answer: its waiter learns it never comes.
+    fn forget(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .waiting
+            .remove(&id);
     }
 
     /// Whether the shell can take more commands.
@@ -204,13 +314,7 @@ impl Shell {
             }
             pending.waiting.insert(id, tx);
         }
-        let forget = || {
-            self.pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .waiting
-                .remove(&id);
-        };
+        let forget = || self.forget(id);
         let exchange = async {
             self.send(id, script, data, timeout, label).await?;
             rx.await.map_err(|_| Broken::Lost(self.end_reason()))
@@ -263,21 +367,9 @@ impl Shell {
             broken: &self.broken,
             written: false,
         };
-        let header = format!(
-            "__CAIRN_RUN__ {id} {} {} {}{}\n",
-            script.len() + SCRIPT_END.len(),
-            data.map_or(0, <[u8]>::len),
-            timeout.map_or(0, |t| t.as_secs().max(1)),
-            label.map(frame_label).unwrap_or_default()
-        );
-        let lost = |e: std::io::Error| Broken::Lost(e.to_string());
-        stdin.write_all(header.as_bytes()).await.map_err(lost)?;
-        stdin.write_all(script.as_bytes()).await.map_err(lost)?;
-        stdin.write_all(SCRIPT_END.as_bytes()).await.map_err(lost)?;
-        if let Some(data) = data {
-            stdin.write_all(data).await.map_err(lost)?;
-        }
-        stdin.flush().await.map_err(lost)?;
+        write_frame(stdin, id, script, data, timeout, label)
+            .await
+            .map_err(|e| Broken::Lost(e.to_string()))?;
         cut_off.written = true;
         Ok(())
     }
@@ -300,6 +392,32 @@ impl Shell {
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         }
     }
+}
+
+/// Writes one frame: its header, the script, cairn's last line, and the
+/// command's stdin.
+async fn write_frame(
+    stdin: &mut ChildStdin,
+    id: u64,
+    script: &str,
+    data: Option<&[u8]>,
+    timeout: Option<Duration>,
+    label: Option<&str>,
+) -> std::io::Result<()> {
+    let header = format!(
+        "__CAIRN_RUN__ {id} {} {} {}{}\n",
+        script.len() + SCRIPT_END.len(),
+        data.map_or(0, <[u8]>::len),
+        timeout.map_or(0, |t| t.as_secs().max(1)),
+        label.map(frame_label).unwrap_or_default()
+    );
+    stdin.write_all(header.as_bytes()).await?;
+    stdin.write_all(script.as_bytes()).await?;
+    stdin.write_all(SCRIPT_END.as_bytes()).await?;
+    if let Some(data) = data {
+        stdin.write_all(data).await?;
+    }
+    stdin.flush().await
 }
 
 /// A label as a frame's last field: ` label`, with anything the loop would

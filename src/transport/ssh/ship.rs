@@ -5,28 +5,145 @@
 //! into a staging folder and renamed into place, then stat'ed so refresh can
 //! later tell an untouched file by its stat alone. A staging folder is
 //! named after the shell that made it, so one left by a shipping that died
-//! is swept by the next. Removal deletes a file only while its content is
-//! still what cairn shipped.
+//! is swept by the next. A fresh host's first file set may be staged with
+//! its probe, and then only moved into place by its task (see `Prestage`).
+//! Removal deletes a file only while its content is still what cairn shipped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::PoisonError;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
 use super::SshTransport;
+use super::host::GRACE;
+use super::shells::{EarlyFrame, Ran};
 use super::stat::{parse_stats, stat_command};
 use crate::bundle::ShipFile;
 use crate::bundle::stream::entry_name;
 use crate::state::ShippedFile;
-use crate::transport::{Receipt, TransportError, shell_quote, target_path};
+use crate::transport::{Prestage, Receipt, Shipped, TransportError, shell_quote, target_path};
+
+/// How long a file stream may take to unpack on the host.
+pub(super) const SHIP_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Files sent with the lock and the probe: which, and the answer of the
+/// command that stages them.
+pub(crate) struct Prestaged {
+    dest: String,
+    /// What must match for a shipping to take them (see [`identity`]).
+    files: [u8; 32],
+    answer: oneshot::Receiver<Ran>,
+}
+
+/// A digest of each file's path, content hash and mode.
+fn identity(files: &BTreeMap<String, ShipFile>) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for (rel, file) in files {
+        digest.update(rel.as_bytes());
+        digest.update([0]);
+        digest.update(file.entry.hash.as_bytes());
+        digest.update(file.entry.mode.to_le_bytes());
+    }
+    digest.finalize().into()
+}
 
 impl SshTransport {
+    /// The early frame that stages `prestage`'s files (see [`stage_script`]):
+    /// packed as for a host with `zstd`, since the probe has not said yet
+    /// (the stream stays plain when compressing does not pay).
+    pub(super) fn stage_frame(&self, prestage: &Prestage) -> EarlyFrame {
+        let streams = self.streams.clone();
+        let dest = prestage.dest.clone();
+        let files = prestage.files.clone();
+        Box::pin(async move {
+            let entries: Vec<(String, ShipFile)> =
+                files.iter().map(|(r, f)| (r.clone(), f.clone())).collect();
+            let stream = tokio::task::spawn_blocking(move || streams.get(&entries, true))
+                .await
+                .ok()?
+                .ok()?;
+            Some((stage_script(&dest, &files, stream.zstd), stream))
+        })
+    }
+
+    /// Keeps what was staged with the probe for the task that ships it.
+    pub(super) fn keep_prestaged(&self, prestage: &Prestage, answer: oneshot::Receiver<Ran>) {
+        *self
+            .prestaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Prestaged {
+            dest: prestage.dest.clone(),
+            files: identity(&prestage.files),
+            answer,
+        });
+    }
+
+    /// Where `files` were staged with the probe, if they were, whole, to
+    /// `dest`: whether `dest` was missing, and the staging folder. A
+    /// staging that failed (no `zstd`, say) is not an error: the files
+    /// then ship as usual, and say why if they cannot.
+    async fn take_prestaged(
+        &self,
+        dest: &str,
+        files: &BTreeMap<String, ShipFile>,
+    ) -> Result<Option<(bool, String)>, TransportError> {
+        let prestaged = {
+            let mut slot = self
+                .prestaged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !slot
+                .as_ref()
+                .is_some_and(|p| p.dest == dest && p.files == identity(files))
+            {
+                return Ok(None);
+            }
+            slot.take()
+        };
+        let Some(prestaged) = prestaged else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(SHIP_LIMIT + GRACE, prestaged.answer).await {
+            Ok(Ok(ran)) if ran.code == 0 => Ok(parse_staged(&ran.stdout)),
+            Ok(_) => Ok(None),
+            Err(_) => Err(self.error(format!(
+                "staging the files for {dest} took longer than {}s: the host stopped answering",
+                SHIP_LIMIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Ships `files` under `dest`; with `receipt`, the same command leaves it.
+    /// Files staged with the probe are moved into place; anything else
+    /// (or staging that failed) goes as a stream now.
     pub(crate) async fn ship(
         &self,
         dest: &str,
         files: &BTreeMap<String, ShipFile>,
         receipt: Option<&Receipt>,
-    ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
+    ) -> Result<Shipped, TransportError> {
+        let targets = targets_of(dest, files);
+        if let Some(staged) = self.take_prestaged(dest, files).await? {
+            let mut script = place_script(dest, files, &targets, (staged.0, &staged.1));
+            if let Some(r) = receipt {
+                script.push_str(&self.receipt_snippet(r));
+            }
+            let out = self
+                .exec(&script, None, Some(Duration::from_secs(600)))
+                .await?;
+            // Moved, or not at all (the staging is gone): then it ships as if never staged.
+            if out.success() {
+                return Ok(Shipped {
+                    files: self.shipped_records(dest, files, &targets, &out.stdout)?,
+                    with_probe: true,
+                });
+            }
+        }
         let zstd = if let Some(z) = self.zstd.get() {
             *z
         } else {
@@ -35,32 +152,21 @@ impl SshTransport {
                 .await?;
             *self.zstd.get_or_init(|| out.success())
         };
-        let entries: Vec<(&String, &ShipFile)> = files.iter().collect();
         let stream = {
-            let entries: Vec<(String, ShipFile)> = entries
-                .iter()
-                .map(|(r, f)| ((*r).clone(), (*f).clone()))
-                .collect();
+            let entries: Vec<(String, ShipFile)> =
+                files.iter().map(|(r, f)| (r.clone(), f.clone())).collect();
             let streams = self.streams.clone();
             tokio::task::spawn_blocking(move || streams.get(&entries, zstd))
                 .await
                 .map_err(|e| self.error(e.to_string()))?
                 .map_err(|e| self.error(e))?
         };
-        let targets: Vec<String> = entries
-            .iter()
-            .map(|(rel, _)| target_path(dest, rel).to_string_lossy().into_owned())
-            .collect();
         let mut script = unpack_script(dest, files, &targets, stream.zstd);
         if let Some(r) = receipt {
             script.push_str(&self.receipt_snippet(r));
         }
         let out = self
-            .exec(
-                &script,
-                Some(&stream.bytes),
-                Some(Duration::from_secs(3600)),
-            )
+            .exec(&script, Some(&stream.bytes), Some(SHIP_LIMIT))
             .await?;
         if !out.success() {
             return Err(self.error(format!(
@@ -68,14 +174,31 @@ impl SshTransport {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        let stats = parse_stats(&String::from_utf8_lossy(&out.stdout));
+        Ok(Shipped {
+            files: self.shipped_records(dest, files, &targets, &out.stdout)?,
+            with_probe: false,
+        })
+    }
+
+    /// The record of each file shipped, from the stat lines that end the
+    /// shipping's output.
+    fn shipped_records(
+        &self,
+        dest: &str,
+        files: &BTreeMap<String, ShipFile>,
+        targets: &[String],
+        stdout: &[u8],
+    ) -> Result<BTreeMap<String, ShippedFile>, TransportError> {
+        let stats = parse_stats(&String::from_utf8_lossy(stdout));
         let mut records = BTreeMap::new();
-        for ((rel, file), target) in entries.iter().zip(&targets) {
+        for ((rel, file), target) in files.iter().zip(targets) {
             let stat = stats.get(target.as_str()).ok_or_else(|| {
-                self.error(format!("{target} is missing right after it was shipped"))
+                self.error(format!(
+                    "{target} is missing right after it was shipped to {dest}"
+                ))
             })?;
             records.insert(
-                (*rel).clone(),
+                rel.clone(),
                 ShippedFile {
                     hash: file.entry.hash.clone(),
                     mode: stat.mode,
@@ -126,6 +249,125 @@ impl SshTransport {
 /// pid of the shell that made it, so only those whose shell is gone go.
 const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -d \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
 
+/// Where a file set's files go, and how they are staged beside them.
+struct Layout {
+    /// `dest` quoted for the shell.
+    dest: String,
+    /// The folder that holds `dest`.
+    parent: String,
+    /// Where a stream is staged when `dest` exists: inside it, or beside a
+    /// single file.
+    root: String,
+    /// A single file (`""` is its path in the set), never staged as a folder.
+    single: bool,
+    /// Parent folders of every target.
+    dirs: Vec<String>,
+}
+
+impl Layout {
+    fn of(dest: &str, files: &BTreeMap<String, ShipFile>, targets: &[String]) -> Layout {
+        let single = files.len() == 1 && files.contains_key("");
+        let parent = Path::new(dest)
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .to_string_lossy()
+            .into_owned();
+        let root = if single {
+            parent.clone()
+        } else {
+            dest.to_string()
+        };
+        let mut dirs: Vec<String> = targets
+            .iter()
+            .filter_map(|t| Some(Path::new(t).parent()?.to_string_lossy().into_owned()))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        Layout {
+            dest: shell_quote(dest),
+            parent: shell_quote(&parent),
+            root: shell_quote(&root),
+            single,
+            dirs,
+        }
+    }
+
+    /// Lines that set `$cairn_dest`, and `$cairn_base`, where the stream is
+    /// staged: beside `dest` when it does not exist yet (`$cairn_fresh`
+    /// is 1: the staging folder becomes `dest` in one rename), else inside it.
+    fn choose_base(&self) -> String {
+        format!(
+            "cairn_dest={dest}\nmkdir -p {parent}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; mkdir -p \"$cairn_base\"; fi\n{SWEEP_STAGING}",
+            dest = self.dest,
+            parent = self.parent,
+            root = self.root,
+            fresh_test = if self.single {
+                "false"
+            } else {
+                "[ ! -e \"$cairn_dest\" ]"
+            },
+        )
+    }
+
+    /// [`Layout::choose_base`] for files staged with the probe, which
+    /// creates no folder: a task that never comes leaves nothing behind
+    /// but its staging, which the shell removes. So the staging goes in
+    /// the nearest folder that exists on the way to where it would go.
+    fn choose_base_creating_nothing(&self) -> String {
+        format!(
+            "cairn_dest={dest}
+if {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; fi
+while [ ! -d \"$cairn_base\" ]; do cairn_base=$(dirname -- \"$cairn_base\"); done
+{SWEEP_STAGING}",
+            dest = self.dest,
+            parent = self.parent,
+            root = self.root,
+            fresh_test = if self.single {
+                "false"
+            } else {
+                "[ ! -e \"$cairn_dest\" ]"
+            },
+        )
+    }
+
+    /// Lines that move what is staged in `$cairn_st` into place, then stat
+    /// every target.
+    fn place(&self, files: &BTreeMap<String, ShipFile>, targets: &[String]) -> String {
+        let mut script = String::from(
+            "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
+        );
+        let mut mkdir = String::from("mkdir -p --");
+        for d in &self.dirs {
+            mkdir.push(' ');
+            mkdir.push_str(&shell_quote(d));
+        }
+        script.push_str(&mkdir);
+        script.push('\n');
+        for (rel, target) in files.keys().zip(targets) {
+            let _ = writeln!(
+                script,
+                "mv -f \"$cairn_st/\"{} {}",
+                shell_quote(entry_name(rel)),
+                shell_quote(target)
+            );
+        }
+        script.push_str("fi\nset +e\n");
+        script.push_str(&stat_command(targets));
+        script.push_str(" || true\n");
+        script
+    }
+}
+
+/// The line that unpacks the stream on stdin into `$cairn_st`, then makes
+/// it durable: a full disk fails here, before anything is replaced.
+fn unpack_lines(zstd: bool) -> &'static str {
+    if zstd {
+        "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
+    } else {
+        "tar -x -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
+    }
+}
+
 /// The script that unpacks a file stream (on its stdin) beside `dest` and
 /// moves each file into place, then stats every target. A folder that does
 /// not exist yet is staged whole beside its place and renamed into it at
@@ -137,69 +379,281 @@ fn unpack_script(
     targets: &[String],
     zstd: bool,
 ) -> String {
-    let single = files.len() == 1 && files.contains_key("");
-    let root = if single {
-        Path::new(dest)
-            .parent()
-            .unwrap_or(Path::new("/"))
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        dest.to_string()
-    };
-    let parent = Path::new(dest)
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .to_string_lossy()
-        .into_owned();
-    // Parent folders of every target, created in one process.
-    let mut dirs: Vec<String> = targets
-        .iter()
-        .filter_map(|t| Some(Path::new(t).parent()?.to_string_lossy().into_owned()))
-        .collect();
-    dirs.sort();
-    dirs.dedup();
+    let layout = Layout::of(dest, files, targets);
     let mut script = String::from("set -e\n");
+    script.push_str(&layout.choose_base());
+    script.push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n");
+    script.push_str(unpack_lines(zstd));
+    script.push_str(&layout.place(files, targets));
+    script
+}
+
+/// What a staging script sent with the probe prints first when its files
+/// are staged; then whether `dest` was missing (1) or not (0), and on the
+/// next line the staging folder.
+const STAGED: &str = "__CAIRN_STAGED__";
+
+/// The script sent with the lock and the probe (see `Prestage`): it stages
+/// the stream on its stdin as [`unpack_script`] would, but in the nearest
+/// folder that exists (it creates none), and stops there. The staging folder is named after the host's shell, which
+/// removes it when it ends (its list of staged folders), unless the task
+/// moved it into place first ([`place_script`]); one whose shell died is
+/// swept by the next shipping, as any. A compressed stream needs `zstd`,
+/// which the probe has not told yet: without it, nothing is staged.
+fn stage_script(dest: &str, files: &BTreeMap<String, ShipFile>, zstd: bool) -> String {
+    let targets = targets_of(dest, files);
+    let layout = Layout::of(dest, files, &targets);
+    let mut script = String::from("set -e\n");
+    if zstd {
+        script
+            .push_str("command -v zstd >/dev/null 2>&1 || { echo 'no zstd here' >&2; exit 9; }\n");
+    }
+    script.push_str(&layout.choose_base_creating_nothing());
+    script.push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$CAIRN_SHELL_PID-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\nprintf '%s\\n' \"$cairn_st\" >> \"$CAIRN_SHELL_DIR/staged\"\n");
+    script.push_str(unpack_lines(zstd));
     let _ = write!(
         script,
-        "cairn_dest={dest_q}\nmkdir -p {parent_q}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent_q}; else cairn_fresh=0; cairn_base={root_q}; mkdir -p \"$cairn_base\"; fi\n{sweep}cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n",
-        dest_q = shell_quote(dest),
-        parent_q = shell_quote(&parent),
-        root_q = shell_quote(&root),
-        sweep = SWEEP_STAGING,
-        fresh_test = if single {
-            "false"
-        } else {
-            "[ ! -e \"$cairn_dest\" ]"
-        },
+        "trap - EXIT\nprintf '{STAGED} %s\\n%s' \"$cairn_fresh\" \"$cairn_st\"\n"
     );
-    script.push_str(if zstd {
-        "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
-    } else {
-        "tar -x -f - -C \"$cairn_st\" --no-same-owner\n"
-    });
-    // Everything is staged (a full disk fails here, before anything is replaced); make it durable.
-    script.push_str("sync -f \"$cairn_st\" 2>/dev/null || sync\n");
-    script.push_str(
-        "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
-    );
-    let mut mkdir = String::from("mkdir -p --");
-    for d in &dirs {
-        mkdir.push(' ');
-        mkdir.push_str(&shell_quote(d));
-    }
-    script.push_str(&mkdir);
-    script.push('\n');
-    for (rel, target) in files.keys().zip(targets) {
-        let _ = writeln!(
-            script,
-            "mv -f \"$cairn_st/\"{} {}",
-            shell_quote(entry_name(rel)),
-            shell_quote(target)
-        );
-    }
-    script.push_str("fi\nset +e\n");
-    script.push_str(&stat_command(targets));
-    script.push_str(" || true\n");
     script
+}
+
+/// What [`stage_script`] printed: whether `dest` was missing, and where
+/// the files are staged.
+fn parse_staged(stdout: &[u8]) -> Option<(bool, String)> {
+    let text = std::str::from_utf8(stdout).ok()?;
+    let (first, folder) = text.split_once('\n')?;
+    let fresh = match first.strip_prefix(STAGED)?.trim() {
+        "1" => true,
+        "0" => false,
+        _ => return None,
+    };
+    folder
+        .contains("/.cairn-staging-")
+        .then(|| (fresh, folder.to_string()))
+}
+
+/// The task's command after its files were staged with the probe: moves
+/// them from `staged` into place as [`unpack_script`] would have (in one
+/// rename if `dest` is still missing), then stats every target. Fails,
+/// moving nothing, if the staging folder is gone.
+fn place_script(
+    dest: &str,
+    files: &BTreeMap<String, ShipFile>,
+    targets: &[String],
+    (fresh, staged): (bool, &str),
+) -> String {
+    let layout = Layout::of(dest, files, targets);
+    let mut script = format!(
+        "set -e\ncairn_dest={dest}\ncairn_st={staged}\n[ -d \"$cairn_st\" ] || {{ echo 'the files staged with the probe are gone' >&2; exit 7; }}\ntrap 'rm -rf \"$cairn_st\"' EXIT\nmkdir -p {parent}\ncairn_fresh={fresh}\n[ -e \"$cairn_dest\" ] && cairn_fresh=0\n",
+        dest = layout.dest,
+        parent = layout.parent,
+        staged = shell_quote(staged),
+        fresh = u8::from(fresh && !layout.single),
+    );
+    script.push_str(&layout.place(files, targets));
+    script
+}
+
+/// Where each of `files` lands under `dest`, in the set's order.
+fn targets_of(dest: &str, files: &BTreeMap<String, ShipFile>) -> Vec<String> {
+    files
+        .keys()
+        .map(|rel| target_path(dest, rel).to_string_lossy().into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::FileData;
+    use crate::bundle::manifest::{FileEntry, hash_bytes};
+    use crate::bundle::stream::StreamCache;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+
+    fn files() -> BTreeMap<String, ShipFile> {
+        [("a.txt", "alpha\n"), ("conf/b.conf", "beta = 2\n")]
+            .into_iter()
+            .map(|(rel, text)| {
+                let bytes = text.as_bytes().to_vec();
+                let file = ShipFile {
+                    entry: FileEntry {
+                        mode: 0o644,
+                        size: bytes.len() as u64,
+                        hash: hash_bytes(&bytes),
+                    },
+                    data: FileData::Bytes(Arc::new(bytes)),
+                };
+                (rel.to_string(), file)
+            })
+            .collect()
+    }
+
+    fn stream(files: &BTreeMap<String, ShipFile>) -> Vec<u8> {
+        let entries: Vec<(String, ShipFile)> =
+            files.iter().map(|(r, f)| (r.clone(), f.clone())).collect();
+        StreamCache::default()
+            .get(&entries, false)
+            .unwrap()
+            .bytes
+            .clone()
+    }
+
+    /// Runs `script` with `sh`, `stdin` fed to it, as the host's shell would
+    /// (this process stands for the shell, `shell_dir` for its folder).
+    fn sh(script: &str, stdin: &[u8], shell_dir: &Path) -> std::process::Output {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env("CAIRN_SHELL_PID", std::process::id().to_string())
+            .env("CAIRN_SHELL_DIR", shell_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Staging folders left in `dir`.
+    fn staging_in(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".cairn-staging-"))
+            .collect()
+    }
+
+    #[test]
+    fn files_staged_with_the_probe_are_moved_into_place_by_the_task() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shell_dir = tmp.path().join("shell");
+        std::fs::create_dir(&shell_dir).unwrap();
+        let dest = tmp.path().join("opt/app").to_string_lossy().into_owned();
+        let files = files();
+        let staged = sh(
+            &stage_script(&dest, &files, false),
+            &stream(&files),
+            &shell_dir,
+        );
+        assert!(staged.status.success(), "{staged:?}");
+        let (fresh, folder) = parse_staged(&staged.stdout).expect("staged");
+        assert!(fresh, "the destination did not exist");
+        assert!(
+            !tmp.path().join("opt").exists(),
+            "staging puts nothing in place and makes no folder"
+        );
+        assert_eq!(Path::new(&folder).parent(), Some(tmp.path()));
+        assert_eq!(
+            std::fs::read_to_string(shell_dir.join("staged")).unwrap(),
+            format!("{folder}\n"),
+            "the shell's list of what to remove if the task never comes"
+        );
+        let targets = targets_of(&dest, &files);
+        let placed = sh(
+            &place_script(&dest, &files, &targets, (fresh, &folder)),
+            b"",
+            &shell_dir,
+        );
+        assert!(placed.status.success(), "{placed:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/conf/b.conf")).unwrap(),
+            "beta = 2\n"
+        );
+        let stats = parse_stats(&String::from_utf8_lossy(&placed.stdout));
+        assert!(targets.iter().all(|t| stats.contains_key(t)), "{stats:?}");
+        assert!(staging_in(tmp.path()).is_empty());
+        // The staging is gone now: placing again moves nothing and says so.
+        let again = sh(
+            &place_script(&dest, &files, &targets, (fresh, &folder)),
+            b"",
+            &shell_dir,
+        );
+        assert_eq!(again.status.code(), Some(7));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("are gone"));
+    }
+
+    #[test]
+    fn a_destination_made_after_staging_gets_the_files_one_by_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app").to_string_lossy().into_owned();
+        let files = files();
+        let staged = sh(
+            &stage_script(&dest, &files, false),
+            &stream(&files),
+            tmp.path(),
+        );
+        let (fresh, folder) = parse_staged(&staged.stdout).expect("staged");
+        assert!(fresh);
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::write(format!("{dest}/kept.txt"), "not cairn's\n").unwrap();
+        let targets = targets_of(&dest, &files);
+        let placed = sh(
+            &place_script(&dest, &files, &targets, (fresh, &folder)),
+            b"",
+            tmp.path(),
+        );
+        assert!(placed.status.success(), "{placed:?}");
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/a.txt")).unwrap(),
+            "alpha\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/kept.txt")).unwrap(),
+            "not cairn's\n"
+        );
+        assert!(staging_in(tmp.path()).is_empty());
+    }
+
+    /// Staged with the probe, but the task never came (the plan changed its
+    /// mind, the run stopped): the host's shell removes it when it ends.
+    #[test]
+    fn staging_no_task_took_goes_with_the_shell() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app").to_string_lossy().into_owned();
+        let files = files();
+        let data = stream(&files);
+        let script = stage_script(&dest, &files, false);
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(super::super::shells::SHELL_LOOP)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        write!(
+            stdin,
+            "__CAIRN_RUN__ 1 {} {} 0\n{script}\n#__CAIRN_SCRIPT_END__",
+            script.len() + "\n#__CAIRN_SCRIPT_END__".len(),
+            data.len()
+        )
+        .unwrap();
+        stdin.write_all(&data).unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "__CAIRN_READY__\n");
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let sizes: Vec<usize> = line
+            .split_whitespace()
+            .skip(3)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let mut answer = vec![0; sizes[0]];
+        out.read_exact(&mut answer).unwrap();
+        assert!(line.starts_with("__CAIRN_DONE__ 1 0 "), "{line}");
+        let (_, folder) = parse_staged(&answer).expect("staged");
+        assert!(Path::new(&folder).is_dir());
+        drop(stdin);
+        assert!(child.wait().unwrap().success());
+        assert!(!Path::new(&folder).exists(), "removed with the shell");
+        assert!(staging_in(tmp.path()).is_empty());
+        assert!(!Path::new(&dest).exists());
+    }
 }

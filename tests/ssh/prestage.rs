@@ -1,0 +1,91 @@
+//! A fresh host's first bundle travels with its lock and probe: staged
+//! there, and moved into place by its task once the plan has it. A
+//! staging no task took is gone when the host's shell ends.
+
+use super::*;
+
+/// `task`'s detail in `events`, as it finished.
+fn detail_of(events: &[serde_json::Value], task: &str) -> String {
+    finished(events, task).unwrap_or_else(|| panic!("{task} finished: {events:?}"))["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Staging folders left beside or inside the bundle's destination.
+fn staging_left(host: &TestHost) -> Vec<String> {
+    let out =
+        host.exec("ls -a /opt /opt/app /opt/app/current 2>/dev/null | grep cairn-staging || true");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn a_fresh_hosts_bundle_goes_with_its_probe_and_a_staging_no_task_took_is_removed() {
+    let preflight_marker = r#"
+[[steps]]
+name = "marked"
+run = "touch /opt/marked"
+check = "test -e /opt/marked"
+"#;
+    let c = Cluster::with(2, "", preflight_marker);
+
+    // A saved plan made while both hosts are fresh; then host1 is marked
+    // by hand, so its part no longer holds (`marked` would be adopted).
+    let saved = c.run(&["plan", "-o", "first.plan"]);
+    assert_ok(&saved);
+    c.host(1).write("/opt/marked", "");
+    let out = c.run(&["--json", "apply", "first.plan"]);
+    let events = support::events(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        detail_of(&events, "bundle.app@host0").contains("(sent with the probe)"),
+        "host0's bundle was staged with its probe and placed by its task: {events:?}"
+    );
+    assert_converged(&c, 0..1);
+    // host1's bundle was staged with its probe too, but its task never ran.
+    assert!(
+        !ran(&events).iter().any(|t| t.ends_with("@host1")),
+        "{events:?}"
+    );
+    assert_eq!(
+        c.host(1).exec("test -e /opt/app").status.code(),
+        Some(1),
+        "nothing of the bundle on host1, not even its folder"
+    );
+    assert!(
+        staging_left(c.host(1)).is_empty() && staging_left(c.host(0)).is_empty(),
+        "no staging left: {:?} {:?}",
+        staging_left(c.host(1)),
+        staging_left(c.host(0))
+    );
+
+    // A new apply: host1 is still fresh to the state, so its bundle goes
+    // with its probe; host0's is recorded, and nothing of it ships.
+    let events = c.apply_ok();
+    assert!(
+        detail_of(&events, "bundle.app@host1").contains("(sent with the probe)"),
+        "{events:?}"
+    );
+    assert!(
+        finished(&events, "bundle.app@host0").is_none(),
+        "{events:?}"
+    );
+    assert_converged(&c, 0..2);
+
+    // One file changed: the recorded task ships it after the probe, as before.
+    c.edit("app/conf/a.conf", "alpha = 2\n");
+    let events = c.apply_ok();
+    for (i, host) in ["host0", "host1"].into_iter().enumerate() {
+        let detail = detail_of(&events, &format!("bundle.app@{host}"));
+        assert_eq!(detail, "1 file shipped (conf/a.conf)", "{events:?}");
+        assert_eq!(
+            c.host(i).read("/opt/app/current/conf/a.conf").as_deref(),
+            Some("alpha = 2\n")
+        );
+    }
+    assert!(staging_left(c.host(0)).is_empty() && staging_left(c.host(1)).is_empty());
+}
