@@ -109,8 +109,17 @@ impl Bars {
         }
     }
 
+    /// A line above the bars. With no bar yet (a streamed apply stopped
+    /// before its plan was whole shows the lines of its run without one),
+    /// indicatif pads each line to the terminal's width and leaves the
+    /// cursor there, so the next runs on from it: such a line is written
+    /// as is.
     fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
+        if self.hosts.is_empty() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 
     fn add_hosts(&mut self, hosts: &[HostTotal]) {

@@ -299,8 +299,10 @@ fn ctrl_c_before_every_host_is_in_says_how_many_were() {
     let s = Sandbox::new();
     let go = add_late_host(&s);
     let mut run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
-    run.wait_for_screen("local is probed, late is not", |screen| {
-        status_line(screen).is_some_and(|l| l.contains("planning: 1 of 2 hosts probed"))
+    run.wait_for_screen("a task of local is done, late is not probed", |screen| {
+        status_line(screen).is_some_and(|l| {
+            l.contains("planning: 1 of 2 hosts probed") && !l.contains("· 0 tasks done")
+        })
     });
     run.interrupt();
     let (code, screen) = run.finish();
@@ -316,6 +318,15 @@ fn ctrl_c_before_every_host_is_in_says_how_many_were() {
     );
     assert!(screen.contains("Apply interrupted."), "{screen}");
     assert!(!screen.contains("will perform these actions"), "{screen}");
+    // The lines of local's tasks, held until now, each on its own line.
+    let done: Vec<&str> = screen.lines().filter(|l| l.contains("✓")).collect();
+    assert!(
+        !done.is_empty()
+            && done
+                .iter()
+                .all(|l| l.starts_with("✓ ") && l.contains("@local: created")),
+        "{screen}"
+    );
     assert!(
         status_line(&screen).is_none(),
         "the status line is left on screen:\n{screen}"
