@@ -469,3 +469,78 @@ impl<'a> SavedGate<'a> {
         (go, refused)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+
+    /// A tally whose every report is kept.
+    fn tally(hosts: usize) -> (Tally, Arc<Mutex<Vec<Holding>>>) {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let kept = told.clone();
+        let tally = Tally::new(hosts, move |h: &Holding| kept.lock().unwrap().push(*h));
+        (tally, told)
+    }
+
+    fn task() -> TaskId {
+        TaskId::parse("step.install@host0").unwrap()
+    }
+
+    #[test]
+    fn the_tally_counts_probes_and_task_events_until_the_plan_is_whole() {
+        let (tally, told) = tally(3);
+        tally.host_in(true);
+        tally.host_in(false);
+        let started = |host: &str| Event::TaskStarted {
+            task: task(),
+            host: host.into(),
+            action: "create".into(),
+        };
+        tally.event(&started("host0"));
+        tally.event(&started("host0"));
+        tally.event(&Event::TaskFinished {
+            task: task(),
+            host: "host0".into(),
+            outcome: exec::Outcome::Created,
+            duration_ms: 1,
+            detail: None,
+        });
+        tally.event(&Event::Note {
+            message: "not counted".into(),
+        });
+        tally.event(&Event::TaskFailed {
+            task: task(),
+            host: "host0".into(),
+            error: "exit 1".into(),
+            tail: Vec::new(),
+            log: None,
+            duration_ms: 1,
+        });
+        tally.event(&Event::Interrupted { running: 0 });
+        let last = *told.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            Holding {
+                hosts: 3,
+                probed: 2,
+                unreachable: 1,
+                done: 1,
+                failed: 1,
+                running: 0,
+                interrupted: true,
+            }
+        );
+        // Told at the start, then once per change (the note is none).
+        assert_eq!(told.lock().unwrap().len(), 1 + 2 + 4 + 1);
+
+        tally.end();
+        tally.host_in(true);
+        tally.event(&started("host2"));
+        assert_eq!(
+            told.lock().unwrap().len(),
+            8,
+            "nothing is told once the plan is whole"
+        );
+    }
+}
