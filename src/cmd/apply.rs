@@ -228,7 +228,7 @@ fn apply_targets(
 
 /// [`apply_targets`] with no barrier between a host's probe and its work
 /// (`pipeline::streamed`): the plan is shown once whole, then the run's
-/// events, held until then, as they come.
+/// events, held until then, as they come; until then, how far it is.
 fn apply_streamed(
     compiled: Compiled,
     targets: &Targets,
@@ -243,15 +243,20 @@ fn apply_streamed(
         saved::refuse_differences(path, &Vec::from_iter(cluster))?;
     }
     let saved = saved_plan.map(|(_, saved)| saved);
-    let streamed = compiled.apply_streamed(targets, policy, settings, saved, rt, |whole| {
-        out.warnings(&whole.notes);
-        if let Some(plan) = whole.plan {
-            out.apply_plan(plan);
-        }
-        whole
-            .runs
-            .then(|| out.reporter_after(whole.run_started, whole.events))
-    })?;
+    // How far the apply is, shown until the plan is whole.
+    let hold = out.hold_status();
+    let watch = hold.watcher();
+    let streamed =
+        compiled.apply_streamed(targets, policy, settings, saved, rt, watch, |whole| {
+            hold.release(whole.plan.is_some());
+            out.warnings(&whole.notes);
+            if let Some(plan) = whole.plan {
+                out.apply_plan(plan);
+            }
+            whole
+                .runs
+                .then(|| out.reporter_after(whole.run_started, whole.events))
+        })?;
     if let Some(reporter) = streamed.shown {
         reporter.finish();
     }

@@ -18,7 +18,7 @@
 
 mod streamed;
 
-pub use streamed::{Streamed, WholePlan};
+pub use streamed::{Holding, Streamed, WholePlan};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;

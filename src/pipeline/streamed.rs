@@ -12,18 +12,23 @@
 //!
 //! The plan is still whole before the operator reads anything: the run's
 //! events are held until every host is in, then the plan is shown and the
-//! events follow. The journal is as exact as in a whole apply: how each
-//! host is reached is recorded before its tasks run, each task as it
-//! finishes. A saved plan is checked host by host, each when its part is
-//! known: a host whose part differs from the saved one does not run (nor
-//! what waits for it), and the apply ends refused, naming the difference.
+//! events follow. On a large fleet the hold can last most of the run, so
+//! meanwhile the command is told how far the apply is ([`Holding`]: hosts
+//! probed, tasks done and running), counted as the probes come back and as
+//! the held events pass ([`Tally`]).
+//!
+//! The journal is as exact as in a whole apply: how each host is reached
+//! is recorded before its tasks run, each task as it finishes. A saved
+//! plan is checked host by host, each when its part is known: a host whose
+//! part differs from the saved one does not run (nor what waits for it),
+//! and the apply ends refused, naming the difference.
 //!
 //! Only plans with nothing to undo and nothing to rerun by request stream
 //! ([`Compiled::can_stream`]): undoing comes before everything else.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -48,6 +53,113 @@ pub struct WholePlan<'a> {
     /// The event that opens the run, then the run's events, held until now.
     pub run_started: Option<Event>,
     pub events: mpsc::Receiver<Event>,
+}
+
+/// How far a streamed apply is while it holds the run's events (its plan
+/// not whole yet): what the command tells the operator meanwhile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// The hosts of the run.
+    pub hosts: usize,
+    /// Hosts whose probe is back, reached or not.
+    pub probed: usize,
+    /// Of those, the hosts that could not be reached or locked.
+    pub unreachable: usize,
+    /// Tasks that finished, that failed, and that are running now.
+    pub done: usize,
+    pub failed: usize,
+    pub running: usize,
+    /// Ctrl-C: no new task starts, the running ones finish.
+    pub interrupted: bool,
+}
+
+/// [`Holding`] as it changes, told to the command's `watch` at each change
+/// until the plan is whole (or the run stopped before): from the probe
+/// loop, and from the thread the run's events pass through.
+struct Tally {
+    /// `None` once nothing more is told.
+    counts: Mutex<Option<Holding>>,
+    watch: Box<dyn Fn(&Holding) + Send + Sync>,
+}
+
+impl Tally {
+    fn new(hosts: usize, watch: impl Fn(&Holding) + Send + Sync + 'static) -> Tally {
+        let tally = Tally {
+            counts: Mutex::new(Some(Holding {
+                hosts,
+                ..Holding::default()
+            })),
+            watch: Box::new(watch),
+        };
+        tally.change(|_| {});
+        tally
+    }
+
+    /// Changes the counts and tells them, while the events are held. Under
+    /// the lock, so the command hears each change in order, and none after
+    /// [`Tally::end`].
+    fn change(&self, how: impl FnOnce(&mut Holding)) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(counts) = counts.as_mut() {
+            how(counts);
+            (self.watch)(counts);
+        }
+    }
+
+    fn host_in(&self, reached: bool) {
+        self.change(|h| {
+            h.probed += 1;
+            h.unreachable += usize::from(!reached);
+        });
+    }
+
+    fn event(&self, event: &Event) {
+        match event {
+            Event::TaskStarted { .. } => self.change(|h| h.running += 1),
+            Event::TaskFinished { .. } => self.change(|h| {
+                h.running = h.running.saturating_sub(1);
+                h.done += 1;
+            }),
+            Event::TaskFailed { .. } => self.change(|h| {
+                h.running = h.running.saturating_sub(1);
+                h.failed += 1;
+            }),
+            Event::Interrupted { .. } => self.change(|h| h.interrupted = true),
+            _ => {}
+        }
+    }
+
+    /// The plan is whole, or the run stopped before: the events are shown
+    /// from now on, and nothing more is told.
+    fn end(&self) {
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+/// The run's events: where the executor sends them, and where they are
+/// held until the plan is whole; a thread passes them from one to the
+/// other, counting them for `watch` on the way ([`Tally`]), and ends when
+/// the last sender is gone.
+fn counted_events(
+    hosts: usize,
+    watch: impl Fn(&Holding) + Send + Sync + 'static,
+) -> (Arc<Tally>, mpsc::Sender<Event>, mpsc::Receiver<Event>) {
+    let tally = Arc::new(Tally::new(hosts, watch));
+    let (events, passing) = mpsc::channel();
+    let (held, held_events) = mpsc::channel();
+    let counting = tally.clone();
+    std::thread::Builder::new()
+        .name("cairn-held-events".into())
+        .spawn(move || {
+            for event in passing {
+                counting.event(&event);
+                // Fails only when no one will show them (the plan had
+                // nothing to do): they are dropped.
+                let _ = held.send(event);
+            }
+        })
+        .expect("can start the thread the run's events pass through");
+    (tally, events, held_events)
 }
 
 /// How a streamed apply ended.
@@ -81,9 +193,11 @@ impl Compiled {
 
     /// Applies with no barrier between a host's probe and its work (see
     /// the module's documentation). `saved`: the saved plan being applied,
-    /// checked host by host. `show` is called once, when the plan is whole
-    /// (or the run stopped before), and returns what the command keeps
-    /// showing the run with.
+    /// checked host by host. `watch` is told how far the apply is at each
+    /// change until then ([`Holding`]). `show` is called once, when the
+    /// plan is whole (or the run stopped before), and returns what the
+    /// command keeps showing the run with.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply_streamed<R>(
         self,
         targets: &Targets,
@@ -91,6 +205,7 @@ impl Compiled {
         settings: &ApplySettings,
         saved: Option<&PlanJson>,
         runtime: &tokio::runtime::Runtime,
+        watch: impl Fn(&Holding) + Send + Sync + 'static,
         show: impl FnOnce(WholePlan<'_>) -> R,
     ) -> Result<Streamed<R>, CairnError> {
         let reaching = self.reach(targets, false)?;
@@ -103,7 +218,7 @@ impl Compiled {
         let model = compiled.loaded.model.clone();
         let refresh = Arc::new(RwLock::new(Refresh::default()));
         let (plan_parts, parts) = tokio::sync::mpsc::unbounded_channel();
-        let (events, held_events) = mpsc::channel();
+        let (tally, events, held_events) = counted_events(reaching.hosts.len(), watch);
         let run = exec::Run {
             model: model.clone(),
             graph: compiled.graph.clone(),
@@ -128,6 +243,7 @@ impl Compiled {
             let mut held_events = Some(held_events);
             let mut present = |plan: Option<&Plan>| {
                 let show = show.take()?;
+                tally.end();
                 Some(show(WholePlan {
                     plan,
                     notes: plan.map(|p| notes(&refresh, p)).unwrap_or_default(),
@@ -139,7 +255,8 @@ impl Compiled {
             let mut shown = None;
             let (whole, summary) = {
                 let executing = exec::execute(run, options);
-                let planning = plan_as_probes_come(&reaching, policy, saved, &refresh, plan_parts);
+                let planning =
+                    plan_as_probes_come(&reaching, policy, saved, &refresh, &tally, plan_parts);
                 tokio::pin!(executing, planning);
                 let mut whole: Option<(Plan, Vec<String>)> = None;
                 let summary = loop {
@@ -217,6 +334,7 @@ async fn plan_as_probes_come(
     policy: &LockPolicy,
     saved: Option<&PlanJson>,
     refresh: &RwLock<Refresh>,
+    tally: &Tally,
     feed: UnboundedSender<Feed>,
 ) -> (Plan, Vec<String>) {
     let compiled = &reaching.compiled;
@@ -268,6 +386,7 @@ async fn plan_as_probes_come(
             let reached = refresh.facts.contains_key(&model.host(host).name);
             (stream.host_in(&refresh, Some(host)), reached)
         };
+        tally.host_in(reached);
         let records = reached
             .then(|| compiled.host_entry(model.host(host)))
             .flatten();
@@ -348,5 +467,80 @@ impl<'a> SavedGate<'a> {
             }
         }
         (go, refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+
+    /// A tally whose every report is kept.
+    fn tally(hosts: usize) -> (Tally, Arc<Mutex<Vec<Holding>>>) {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let kept = told.clone();
+        let tally = Tally::new(hosts, move |h: &Holding| kept.lock().unwrap().push(*h));
+        (tally, told)
+    }
+
+    fn task() -> TaskId {
+        TaskId::parse("step.install@host0").unwrap()
+    }
+
+    #[test]
+    fn the_tally_counts_probes_and_task_events_until_the_plan_is_whole() {
+        let (tally, told) = tally(3);
+        tally.host_in(true);
+        tally.host_in(false);
+        let started = |host: &str| Event::TaskStarted {
+            task: task(),
+            host: host.into(),
+            action: "create".into(),
+        };
+        tally.event(&started("host0"));
+        tally.event(&started("host0"));
+        tally.event(&Event::TaskFinished {
+            task: task(),
+            host: "host0".into(),
+            outcome: exec::Outcome::Created,
+            duration_ms: 1,
+            detail: None,
+        });
+        tally.event(&Event::Note {
+            message: "not counted".into(),
+        });
+        tally.event(&Event::TaskFailed {
+            task: task(),
+            host: "host0".into(),
+            error: "exit 1".into(),
+            tail: Vec::new(),
+            log: None,
+            duration_ms: 1,
+        });
+        tally.event(&Event::Interrupted { running: 0 });
+        let last = *told.lock().unwrap().last().unwrap();
+        assert_eq!(
+            last,
+            Holding {
+                hosts: 3,
+                probed: 2,
+                unreachable: 1,
+                done: 1,
+                failed: 1,
+                running: 0,
+                interrupted: true,
+            }
+        );
+        // Told at the start, then once per change (the note is none).
+        assert_eq!(told.lock().unwrap().len(), 1 + 2 + 4 + 1);
+
+        tally.end();
+        tally.host_in(true);
+        tally.event(&started("host2"));
+        assert_eq!(
+            told.lock().unwrap().len(),
+            8,
+            "nothing is told once the plan is whole"
+        );
     }
 }

@@ -13,7 +13,9 @@
 //! apply the executor's events go to a [`Reporter`]
 //! (`reporter`): a thread that renders them as progress bars on a terminal
 //! (`progress`, the only code that touches indicatif), plain lines
-//! otherwise, or JSON lines, with the lines both displays share in `lines`.
+//! otherwise, or JSON lines, with the lines both displays share in `lines`;
+//! while a streamed apply holds them until its plan is whole, `holding`
+//! shows how far it is.
 //! `style` decides colour; `stamp` puts the format version, the time and
 //! the run id on every JSON line and document (docs/json.md); `stdout`
 //! writes it all without panicking when a reader closes the pipe, and
@@ -31,6 +33,7 @@ mod edit;
 mod failure;
 mod file_diff;
 mod hints;
+mod holding;
 mod import;
 mod lines;
 mod locks;
@@ -53,6 +56,7 @@ pub use edit::{EditedHost, HostsEdited};
 pub use failure::print_error;
 pub use file_diff::unified_diff;
 pub use hints::remember_invocation;
+pub use holding::HoldStatus;
 pub use locks::{ClusterSession, LockSurvey, Unlocked};
 pub use output::Output;
 pub use plan::plan_text;

@@ -18,6 +18,7 @@ use super::locks::{
     LockSurvey, Unlocked, lock_notice_text, survey_text, unlock_json, unlocked_text,
 };
 use super::plan::plan_text;
+use super::progress::eprintln_above_status;
 use super::prompt::{self, Confirmation};
 use super::stamp::stamped;
 use super::state::{
@@ -104,17 +105,18 @@ impl Output {
     /// Warnings the operator should see, whatever else is printed.
     pub fn warnings(self, notes: &[String]) {
         for note in notes {
-            eprintln!("warning: {}", super::hints::runnable(note));
+            eprintln_above_status(&format!("warning: {}", super::hints::runnable(note)));
         }
     }
 
     /// A lock being waited for, said as it happens (a warning on stderr,
     /// whatever the format, like the other warnings).
     pub fn lock_notice(self, notice: &LockNotice) {
-        eprintln!(
+        // A streamed apply may be showing how far it is (`holding`).
+        eprintln_above_status(&format!(
             "warning: {}",
             super::hints::runnable(&lock_notice_text(notice))
-        );
+        ));
     }
 
     /// `cairn unlock`, before asking: every lock and its holder (text only;
@@ -276,6 +278,12 @@ impl Output {
     /// on a terminal, plain lines otherwise.
     pub fn reporter(&self) -> Reporter {
         Reporter::start(Mode::detect(self.json), self.style)
+    }
+
+    /// What a streamed apply shows while it holds its events, until its
+    /// plan is whole: how far it is (nothing with `--json`).
+    pub fn hold_status(&self) -> super::HoldStatus {
+        super::HoldStatus::start(Mode::detect(self.json), self.style)
     }
 
     /// [`Output::reporter`] of a streamed apply's events, held while its

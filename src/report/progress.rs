@@ -1,6 +1,7 @@
 //! Progress bars per host (indicatif), on a terminal: the only code that
 //! touches indicatif. Finished tasks print above the bars; the bars clear
-//! before the summary.
+//! before the summary. Also the one-line [`StatusLine`] a streamed apply
+//! shows while it holds its run's lines (`holding`).
 //!
 //! Each host's bar shows how long the host has been working and every task
 //! running there now (a host runs several at once). The bars are owned by
@@ -18,6 +19,7 @@
 //! or the clear wipes.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
@@ -107,8 +109,17 @@ impl Bars {
         }
     }
 
+    /// A line above the bars. With no bar yet (a streamed apply stopped
+    /// before its plan was whole shows the lines of its run without one),
+    /// indicatif pads each line to the terminal's width and leaves the
+    /// cursor there, so the next runs on from it: such a line is written
+    /// as is.
     fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
+        if self.hosts.is_empty() {
+            eprintln!("{line}");
+        } else {
+            let _ = self.multi.println(line);
+        }
     }
 
     fn add_hosts(&mut self, hosts: &[HostTotal]) {
@@ -158,6 +169,53 @@ impl Bars {
             h.bar.finish_and_clear();
         }
         let _ = self.multi.clear();
+    }
+}
+
+/// One line of status on stderr, redrawn in place, with a spinner that
+/// moves while nothing else does; dropping it clears it. While it is on
+/// screen, [`eprintln_above_status`] prints above it.
+pub(super) struct StatusLine(ProgressBar);
+
+/// The status line on screen, if any.
+static STATUS_SHOWN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+impl StatusLine {
+    pub(super) fn new() -> StatusLine {
+        let target =
+            ProgressDrawTarget::term_like(Box::new(NarrowedStderr(console::Term::stderr())));
+        let line = ProgressBar::with_draw_target(None, target);
+        line.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"),
+        );
+        line.enable_steady_tick(Duration::from_millis(120));
+        *shown_status() = Some(line.clone());
+        StatusLine(line)
+    }
+
+    pub(super) fn show(&self, text: String) {
+        self.0.set_message(text);
+    }
+}
+
+impl Drop for StatusLine {
+    fn drop(&mut self) {
+        shown_status().take();
+        self.0.finish_and_clear();
+    }
+}
+
+fn shown_status() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    STATUS_SHOWN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `eprintln!`, above the status line if one is on screen: written on its
+/// own, the text would run on from the line's end and stay there, mixed
+/// with the status.
+pub(super) fn eprintln_above_status(text: &str) {
+    match shown_status().as_ref() {
+        Some(line) => line.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
     }
 }
 

@@ -3,6 +3,9 @@
 //! screen (vt100), as its user would see it: each host's bar with its
 //! elapsed time and every task running there, and nothing left of the bars
 //! after Ctrl-C, with a second Ctrl-C saying it stops and where the logs are.
+//! While a streamed apply waits for a host's probe, one status line says
+//! how far it is; it is gone once the plan shows, and Ctrl-C then says how
+//! many hosts were in.
 
 use std::io::{Read, Write};
 use std::num::NonZeroU16;
@@ -228,5 +231,104 @@ fn a_finished_run_leaves_its_lines_and_summary_and_no_bar() {
     assert!(
         bar_line(&screen, "local").is_none(),
         "a bar is left on screen:\n{screen}"
+    );
+}
+
+/// A second local host, `late`, whose probe waits (20 s at most) until the
+/// sandbox holds `probe-go`: until then a streamed apply holds its plan and
+/// its lines while `local` works. Returns the file that lets the probe end.
+fn add_late_host(s: &Sandbox) -> std::path::PathBuf {
+    s.edit(
+        "Clusterfile",
+        "roles = [\"web\"]\n",
+        "roles = [\"web\"]\n\n[[hosts]]\naddress = \"localhost\"\nname = \"late\"\ntransport = \"local\"\n",
+    );
+    let go = s.path("probe-go");
+    let text = s.read("Clusterfile");
+    s.write(
+        "Clusterfile",
+        &format!(
+            "{text}\n[[steps]]\nname = \"waits\"\nrun = \"true\"\ncheck = \"if [ ${{host.name}} = late ]; then for i in $(seq 200); do [ -e {go} ] && break; sleep 0.1; done; fi; exit 1\"\n",
+            go = go.display()
+        ),
+    );
+    go
+}
+
+/// The status line of a streamed apply still waiting for a probe.
+fn status_line(screen: &str) -> Option<&str> {
+    screen
+        .lines()
+        .find(|l| l.contains("planning: ") && l.contains(" probed · "))
+}
+
+#[test]
+fn a_streamed_apply_says_how_far_it_is_until_its_plan_shows() {
+    let s = Sandbox::new();
+    let go = add_late_host(&s);
+    let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
+    run.wait_for_screen("local's tasks are counted while late is probed", |screen| {
+        status_line(screen).is_some_and(|l| {
+            l.contains("planning: 1 of 2 hosts probed · ") && !l.contains("· 0 tasks done")
+        })
+    });
+    let screen = run.screen();
+    assert!(
+        !screen.contains("will perform these actions"),
+        "no plan before every host is in:\n{screen}"
+    );
+    assert!(
+        status_line(&screen)
+            .unwrap()
+            .contains("(the plan shows once every host is in)"),
+        "{screen}"
+    );
+    std::fs::write(&go, "").unwrap();
+    let (code, screen) = run.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("Plan: 16 to add"), "{screen}");
+    assert!(screen.contains("Apply complete! 16 done"), "{screen}");
+    assert!(
+        status_line(&screen).is_none(),
+        "the status line is left on screen:\n{screen}"
+    );
+}
+
+#[test]
+fn ctrl_c_before_every_host_is_in_says_how_many_were() {
+    let s = Sandbox::new();
+    let go = add_late_host(&s);
+    let mut run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
+    run.wait_for_screen("a task of local is done, late is not probed", |screen| {
+        status_line(screen).is_some_and(|l| {
+            l.contains("planning: 1 of 2 hosts probed") && !l.contains("· 0 tasks done")
+        })
+    });
+    run.interrupt();
+    let (code, screen) = run.finish();
+    // Ends late's probe, which cairn no longer waits for.
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(
+        screen.contains(
+            "stopped while planning: 1 of 2 hosts probed, so no plan is shown; \
+             nothing ran on the 1 host not probed"
+        ),
+        "{screen}"
+    );
+    assert!(screen.contains("Apply interrupted."), "{screen}");
+    assert!(!screen.contains("will perform these actions"), "{screen}");
+    // The lines of local's tasks, held until now, each on its own line.
+    let done: Vec<&str> = screen.lines().filter(|l| l.contains("✓")).collect();
+    assert!(
+        !done.is_empty()
+            && done
+                .iter()
+                .all(|l| l.starts_with("✓ ") && l.contains("@local: created")),
+        "{screen}"
+    );
+    assert!(
+        status_line(&screen).is_none(),
+        "the status line is left on screen:\n{screen}"
     );
 }

@@ -1,7 +1,9 @@
 //! An apply that asks nobody streams: a host's tasks start as soon as its
 //! own probe is back, not when the slowest host's is; the plan is still
 //! shown whole before the run's events; a saved plan is checked host by
-//! host, and a host whose part no longer holds does not run.
+//! host, and a host whose part no longer holds does not run. While the
+//! plan waits for a slow probe, plain output says how far the apply is
+//! once the wait is long, and `--json` prints nothing but its events.
 
 use super::*;
 
@@ -60,6 +62,50 @@ run = "date +%s.%N > /opt/mark"
     assert_eq!(events[1]["tasks"], to_run, "{events:?}");
 
     a_saved_plan_is_checked_host_by_host(&c);
+}
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn a_long_wait_for_the_plan_is_told_in_plain_output_and_json_is_unchanged() {
+    // host1's probe takes 11 s, longer than plain output waits (10 s)
+    // before it tells how far the apply is, and shorter than its next line (40 s).
+    let slow_probe = r#"
+[[steps]]
+name = "slowprobe"
+run = "true"
+check = "if [ ${host.name} = host1 ]; then sleep 11; fi; exit 1"
+"#;
+    let c = Cluster::with(2, "", slow_probe);
+    let out = c.run(&["apply", "--auto-approve"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    let told: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("planning: "))
+        .collect();
+    assert_eq!(told.len(), 1, "one line of a long wait:\n{text}");
+    assert!(
+        told[0].starts_with("planning: 1 of 2 hosts probed · ")
+            && told[0].contains(" running (the plan shows once every host is in)"),
+        "{text}"
+    );
+    let plan = text.find("will perform these actions").expect("the plan");
+    assert!(text.find("planning: ").unwrap() < plan, "{text}");
+    assert_converged(&c, 0..2);
+
+    // The same wait with --json: every line an event, the plan first.
+    let out = c.run(&["--json", "apply", "--auto-approve"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{text}"
+    );
+    let events = support::events(&out);
+    assert_eq!(events[0]["event"], "plan", "{events:?}");
+    assert_eq!(events[1]["event"], "run_started", "{events:?}");
+    assert!(!stderr(&out).contains("planning"), "{}", stderr(&out));
 }
 
 /// A saved plan on `c`'s two hosts: host1 changed after it was made, host0
