@@ -50,7 +50,7 @@ pub(crate) struct SshTransport {
     pub(super) streams: Arc<StreamCache>,
     /// The files sent with the lock and the probe, until the task that
     /// ships them takes them (see `Prestage`).
-    pub(super) prestaged: Arc<std::sync::Mutex<Option<super::ship::Prestaged>>>,
+    pub(super) prestaged: Arc<std::sync::Mutex<Option<super::shells::EarlyAnswer>>>,
     /// The task this copy runs commands for, named in the lock's record of
     /// commands in flight (see [`SshTransport::for_task`]).
     pub(super) label: Option<Arc<str>>,

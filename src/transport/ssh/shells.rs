@@ -182,7 +182,7 @@ pub(super) fn write_early(
             EARLY_FRAME,
             &script,
             Some(&stream.bytes),
-            Some(super::ship::SHIP_LIMIT),
+            Some(STREAM_LIMIT),
             None,
         )
         .await;
@@ -191,6 +191,19 @@ pub(super) fn write_early(
             Err(_) => (stdin, EarlyWrite::CutOff),
         }
     })
+}
+
+/// How long a command fed a file stream may run: unpacking a large bundle
+/// on a slow disk.
+pub(super) const STREAM_LIMIT: Duration = Duration::from_secs(3600);
+
+/// What a shell's early frame did, kept with its answer for the command
+/// that takes it over (see `ship::stage_script`).
+pub(crate) struct EarlyAnswer {
+    /// Where it put files, and a digest of which (`ship::identity`).
+    pub dest: String,
+    pub key: [u8; 32],
+    pub answer: oneshot::Receiver<Ran>,
 }
 
 /// The id of a shell's early frame; the shell numbers the others after it.

@@ -21,24 +21,12 @@ use tokio::sync::oneshot;
 
 use super::SshTransport;
 use super::host::GRACE;
-use super::shells::{EarlyFrame, Ran};
+use super::shells::{EarlyAnswer, EarlyFrame, Ran, STREAM_LIMIT};
 use super::stat::{parse_stats, stat_command};
 use crate::bundle::ShipFile;
 use crate::bundle::stream::entry_name;
 use crate::state::ShippedFile;
 use crate::transport::{Prestage, Receipt, Shipped, TransportError, shell_quote, target_path};
-
-/// How long a file stream may take to unpack on the host.
-pub(super) const SHIP_LIMIT: Duration = Duration::from_secs(3600);
-
-/// Files sent with the lock and the probe: which, and the answer of the
-/// command that stages them.
-pub(crate) struct Prestaged {
-    dest: String,
-    /// What must match for a shipping to take them (see [`identity`]).
-    files: [u8; 32],
-    answer: oneshot::Receiver<Ran>,
-}
 
 /// A digest of each file's path, content hash and mode.
 fn identity(files: &BTreeMap<String, ShipFile>) -> [u8; 32] {
@@ -76,9 +64,9 @@ impl SshTransport {
         *self
             .prestaged
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Prestaged {
+            .unwrap_or_else(PoisonError::into_inner) = Some(EarlyAnswer {
             dest: prestage.dest.clone(),
-            files: identity(&prestage.files),
+            key: identity(&prestage.files),
             answer,
         });
     }
@@ -99,7 +87,7 @@ impl SshTransport {
                 .unwrap_or_else(PoisonError::into_inner);
             if !slot
                 .as_ref()
-                .is_some_and(|p| p.dest == dest && p.files == identity(files))
+                .is_some_and(|p| p.dest == dest && p.key == identity(files))
             {
                 return Ok(None);
             }
@@ -108,12 +96,12 @@ impl SshTransport {
         let Some(prestaged) = prestaged else {
             return Ok(None);
         };
-        match tokio::time::timeout(SHIP_LIMIT + GRACE, prestaged.answer).await {
+        match tokio::time::timeout(STREAM_LIMIT + GRACE, prestaged.answer).await {
             Ok(Ok(ran)) if ran.code == 0 => Ok(parse_staged(&ran.stdout)),
             Ok(_) => Ok(None),
             Err(_) => Err(self.error(format!(
                 "staging the files for {dest} took longer than {}s: the host stopped answering",
-                SHIP_LIMIT.as_secs()
+                STREAM_LIMIT.as_secs()
             ))),
         }
     }
@@ -166,7 +154,7 @@ impl SshTransport {
             script.push_str(&self.receipt_snippet(r));
         }
         let out = self
-            .exec(&script, Some(&stream.bytes), Some(SHIP_LIMIT))
+            .exec(&script, Some(&stream.bytes), Some(STREAM_LIMIT))
             .await?;
         if !out.success() {
             return Err(self.error(format!(
