@@ -298,7 +298,7 @@ async fn destroy(run: &RunContext, id: &TaskId) -> Result<String, Failure> {
     let transport = lease.for_task(id);
     let detail = match record.detail.shipped_files() {
         Some((dest, shipped)) => {
-            let kept = transport.remove(dest, &shipped).await?;
+            let kept = transport.remove(dest, &shipped, None).await?;
             removal_detail(shipped.len(), &kept)
         }
         None => run_undo(&run.task(&transport, None), record, id).await?,

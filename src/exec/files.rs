@@ -41,7 +41,7 @@ pub(super) async fn sync_files(
     if (replace || moved)
         && let Some(old) = &old_dest
     {
-        kept = ctx.transport.remove(old, &old_shipped).await?;
+        kept = ctx.transport.remove(old, &old_shipped, None).await?;
         removed = old_shipped.len() - kept.len();
     }
     let FileWork { to_ship, dropped } =
@@ -50,7 +50,9 @@ pub(super) async fn sync_files(
         Work::File { file, .. } => ctx.model.files[*file].owner.clone(),
         _ => None,
     };
-    // The receipt rides on the task's last command: the shipping, unless a removal or chown follows.
+    // The receipt rides on the task's last command: the shipping, unless a
+    // removal or chown follows; a round trip of its own only when the task
+    // has no command to run at all.
     let mut receipt = ctx.receipt;
     let mut with_probe = false;
     let shipped_now = if to_ship.is_empty() {
@@ -67,7 +69,12 @@ pub(super) async fn sync_files(
     };
     // Files the bundle no longer has: remove them if they are still as shipped.
     if !dropped.is_empty() {
-        let k = ctx.transport.remove(&dest, &dropped).await?;
+        let with = if chown.is_none() {
+            receipt.take()
+        } else {
+            None
+        };
+        let k = ctx.transport.remove(&dest, &dropped, with).await?;
         removed += dropped.len() - k.len();
         kept.extend(k);
     }

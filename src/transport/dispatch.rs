@@ -218,14 +218,22 @@ impl Transport {
 
     /// Removes files cairn shipped, if they still hold what it shipped;
     /// returns the paths kept because someone changed them.
+    /// With a receipt, the same command leaves it once the files are gone.
     pub async fn remove(
         &self,
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
+        receipt: Option<&Receipt>,
     ) -> Result<Vec<String>, TransportError> {
         match &self.reach {
-            Reach::Local(t) => t.remove(dest, shipped).await,
-            Reach::Ssh(t) => t.remove(dest, shipped).await,
+            Reach::Local(t) => {
+                let kept = t.remove(dest, shipped).await?;
+                if let Some(r) = receipt {
+                    t.write_receipt(r).await?;
+                }
+                Ok(kept)
+            }
+            Reach::Ssh(t) => t.remove(dest, shipped, receipt).await,
         }
     }
 

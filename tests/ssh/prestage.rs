@@ -88,4 +88,27 @@ check = "test -e /opt/marked"
         );
     }
     assert!(staging_left(c.host(0)).is_empty() && staging_left(c.host(1)).is_empty());
+
+    // A file dropped from the bundle: removed (the command that removes it
+    // also leaves the task's receipt), and the receipt is at the new key.
+    let receipt_key = |i: usize| -> String {
+        let out = c
+            .host(i)
+            .exec("cat /var/lib/cairn/e2e/receipts/*bundle.app*.json");
+        let receipt: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("the bundle's receipt");
+        receipt["key"].as_str().unwrap().to_string()
+    };
+    let before = receipt_key(0);
+    std::fs::remove_file(c.path("app/docs/readme.txt")).unwrap();
+    let events = c.apply_ok();
+    assert_eq!(
+        detail_of(&events, "bundle.app@host0"),
+        "nothing to ship, 1 removed",
+        "{events:?}"
+    );
+    assert_eq!(c.host(0).read("/opt/app/current/docs/readme.txt"), None);
+    assert_ne!(receipt_key(0), before, "the receipt is at the new key");
+    let again = c.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
 }

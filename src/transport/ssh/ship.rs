@@ -204,6 +204,7 @@ impl SshTransport {
         &self,
         dest: &str,
         shipped: &BTreeMap<String, ShippedFile>,
+        receipt: Option<&Receipt>,
     ) -> Result<Vec<String>, TransportError> {
         let mut script = String::new();
         for (rel, record) in shipped {
@@ -214,6 +215,9 @@ impl SshTransport {
                 hash = record.hash,
                 rel = shell_quote(rel),
             );
+        }
+        if let Some(r) = receipt {
+            script.push_str(&self.receipt_snippet(r));
         }
         script.push_str("true\n");
         let out = self
