@@ -31,7 +31,8 @@ pub(crate) struct KilledRun {
     pub journaled_twice: Vec<String>,
     /// Tasks started and not recorded: in flight when it died.
     pub in_flight: BTreeSet<String>,
-    /// Whether it had got as far as its plan.
+    /// Whether it had shown its plan (a streamed apply shows it once
+    /// every host is probed, and may have done work before).
     pub planned: bool,
 }
 
@@ -113,8 +114,15 @@ impl KilledRun {
                         .join(", ")
                 }
             )
+        } else if self.recorded.is_empty() {
+            "before its plan was whole (connecting, locking, refreshing)".to_string()
         } else {
-            "before its plan (connecting, locking, refreshing)".to_string()
+            // A streamed apply works on the hosts already probed while it
+            // holds its lines for the whole plan: the journal says what it did.
+            format!(
+                "before its plan was whole, {} task(s) recorded (its lines held)",
+                self.recorded.len()
+            )
         };
         format!(
             "killed {} after {}: {stage}",
@@ -327,7 +335,7 @@ fn nothing_done_twice(
             kinds.join("+")
         }
     } else {
-        "refresh".to_string()
+        "before the plan was whole".to_string()
     };
     *findings.kills_by_stage.entry(killed_during).or_default() += 1;
 }
