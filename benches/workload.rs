@@ -18,6 +18,13 @@
 //!
 //!   cargo bench --bench workload                 # 4, 16 and 48 hosts, 3 runs each
 //!   cargo bench --bench workload -- 16 --runs 1  # one size, one run
+//!   cargo bench --bench workload -- 4 16 --runs 3 --with-pyinfra
+//!
+//! `--with-pyinfra` also runs the workload as a pyinfra deploy
+//! (`benches/pyinfra/`, `support/pyinfra.rs`) in each run, on the same
+//! hosts, after cairn's scenarios and the floors, from a fresh /opt/bench,
+//! and prints cairn beside it. pyinfra 3.10 is installed on first use into
+//! a virtualenv outside the repository (needs `python3 -m venv` and the package index).
 //!
 //! Needs root (test hosts), openssh-server and python3 (the bundle
 //! generator). The workload is vendored in `benches/workload/` (its
@@ -39,13 +46,16 @@ mod hosts;
 #[path = "support/controller.rs"]
 mod controller;
 
-use std::collections::HashSet;
+#[path = "support/pyinfra.rs"]
+mod pyinfra;
+
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hosts::TestHosts;
 use sha2::{Digest, Sha256};
@@ -519,6 +529,17 @@ struct Times {
     s3: Vec<Cost>,
     s4: Vec<Cost>,
     plan_offline: Vec<Cost>,
+    /// pyinfra's S1 to S4 (`--with-pyinfra`); its S4 is `--dry`.
+    pyinfra: [Vec<PyinfraCost>; 4],
+}
+
+/// What one `pyinfra` run cost, in seconds.
+struct PyinfraCost {
+    wall: f64,
+    /// pyinfra's own CPU (user and system; it runs no local child).
+    cpu: f64,
+    /// CPU spent on the test hosts (sshd and everything under it) meanwhile.
+    hosts_cpu: f64,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -698,7 +719,7 @@ fn report_task_durations(events: &[serde_json::Value]) {
     }
 }
 
-fn one_run(n: usize, times: &mut Times) {
+fn one_run(n: usize, with_pyinfra: Option<&pyinfra::Pyinfra>, times: &mut Times) {
     let hosts = TestHosts::start_with_disk(n, 128);
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
@@ -793,6 +814,9 @@ fn one_run(n: usize, times: &mut Times) {
     times.s4.push(t);
 
     floors(&b, &bundle, last, &windows, times);
+    if let Some(installed) = with_pyinfra {
+        pyinfra_scenarios(&b, installed, times);
+    }
 }
 
 /// The S3 and S1 floors, measured after cairn's scenarios on the same hosts.
@@ -832,6 +856,147 @@ fn floors(b: &Bench, bundle: &Path, last: &hosts::TestHost, windows: &[usize], t
     times.s1_floor.push(s1_floor);
 }
 
+/// Every file under /opt/bench on every host, with when it was last written:
+/// what a scenario rewrote is what changed between two of these.
+fn stamps(b: &Bench) -> Vec<BTreeMap<String, SystemTime>> {
+    b.hosts
+        .hosts
+        .iter()
+        .map(|h| {
+            let root = h.path("/opt/bench");
+            walkdir::WalkDir::new(&root)
+                .into_iter()
+                .filter_map(std::result::Result::ok)
+                .filter(|e| e.file_type().is_file())
+                .map(|e| {
+                    let rel = e.path().strip_prefix(&root).unwrap().display().to_string();
+                    (rel, e.metadata().unwrap().modified().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The files under /opt/bench that were written between `before` and
+/// `after`, per host.
+fn rewritten(
+    before: &[BTreeMap<String, SystemTime>],
+    after: &[BTreeMap<String, SystemTime>],
+) -> Vec<Vec<String>> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(before, after)| {
+            after
+                .iter()
+                .filter(|(path, time)| before.get(*path) != Some(time))
+                .map(|(path, _)| path.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// pyinfra's S1 to S4 on the same hosts, after cairn's scenarios and the
+/// floors: /opt/bench is removed on every host (not timed) and pyinfra
+/// starts from a pristine bundle of its own. Each scenario is checked as
+/// cairn's is: S1 and S3 end in `verify()`; S2 rewrites nothing on any
+/// host; S3 rewrites exactly the changed file and the install's record on
+/// every host (so only that file was put, the install reran, and neither
+/// the template, the init nor a join ran again). S4 is `pyinfra --dry`,
+/// the nearest pyinfra has to a drift check: it must name the hand-edited
+/// host's app.conf as a change and change nothing.
+fn pyinfra_scenarios(b: &Bench, installed: &pyinfra::Pyinfra, times: &mut Times) {
+    for h in &b.hosts.hosts {
+        std::fs::remove_dir_all(h.path("/opt/bench")).expect("can clear /opt/bench on a host");
+    }
+    let bundle = b.dir.path().join("pyinfra-bundle");
+    generator(None, &bundle, None);
+    let run = pyinfra::Run::new(installed, b.dir.path().join("pyinfra"), &b.hosts, &bundle);
+    let deploy = |scenario: &str, args: &[&str]| {
+        let hosts_cpu0 = controller::cpu_of_children_of(&b.host_roots);
+        let (wall, cpu, out) = run.deploy(args);
+        let hosts_cpu = controller::cpu_of_children_of(&b.host_roots).saturating_sub(hosts_cpu0);
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "pyinfra {scenario} failed:\n{text}");
+        let cost = PyinfraCost {
+            wall: wall.as_secs_f64(),
+            cpu: cpu.as_secs_f64(),
+            hosts_cpu: hosts_cpu.as_secs_f64(),
+        };
+        if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
+            eprintln!(
+                "pyinfra {scenario}: {:.2} s; CPU: pyinfra {:.2} s, hosts {:.2} s",
+                cost.wall, cost.cpu, cost.hosts_cpu
+            );
+        }
+        (cost, text)
+    };
+
+    let (t, _) = deploy("S1", &["-y"]);
+    b.verify(&bundle);
+    times.pyinfra[0].push(t);
+
+    let before = stamps(b);
+    let (t, _) = deploy("S2", &["-y"]);
+    b.verify(&bundle);
+    let rewrote = rewritten(&before, &stamps(b));
+    assert!(
+        rewrote.iter().all(Vec::is_empty),
+        "pyinfra S2 rewrote {rewrote:?}"
+    );
+    times.pyinfra[1].push(t);
+
+    generator(Some("--s3-change"), &bundle, Some("1"));
+    let before = stamps(b);
+    let (t, _) = deploy("S3", &["-y"]);
+    b.verify(&bundle);
+    for (h, rewrote) in b.hosts.hosts.iter().zip(rewritten(&before, &stamps(b))) {
+        assert_eq!(
+            rewrote,
+            ["bundle/conf/file-003.txt", "installed"],
+            "pyinfra S3 on {}",
+            h.name
+        );
+    }
+    times.pyinfra[2].push(t);
+
+    let last = b.hosts.hosts.last().unwrap();
+    let conf = last.read("/opt/bench/app.conf").unwrap();
+    let edited = format!("{conf}# manual edit on the host (drift)\n");
+    last.write("/opt/bench/app.conf", &edited);
+    let before = stamps(b);
+    let (t, text) = deploy("S4", &["--dry"]);
+    assert!(
+        drift_named(&text, &last.name),
+        "pyinfra --dry names {}'s app.conf as a change:\n{text}",
+        last.name
+    );
+    assert_eq!(last.read("/opt/bench/app.conf").unwrap(), edited);
+    let rewrote = rewritten(&before, &stamps(b));
+    assert!(
+        rewrote.iter().all(Vec::is_empty),
+        "pyinfra --dry rewrote {rewrote:?}"
+    );
+    times.pyinfra[3].push(t);
+}
+
+/// Whether `pyinfra --dry`'s output names the template step as a change on
+/// `host`, and on no other host.
+fn drift_named(text: &str, host: &str) -> bool {
+    let change = format!(" 1 ({host}) ");
+    let mut detected = text
+        .lines()
+        .skip_while(|line| !line.starts_with("--> Detected changes:"));
+    detected.next().is_some()
+        && detected.any(|line| {
+            line.trim_start().starts_with("(c) app.conf") && format!("{line} ").contains(&change)
+        })
+}
+
 /// cairn's default `--parallelism`: its most connections at once.
 const WINDOW: usize = 64;
 
@@ -862,14 +1027,61 @@ fn lowest(what: &str, windows: &[usize], mut measure: impl FnMut(usize) -> Durat
     lowest
 }
 
+/// The rows of the pyinfra table for `n` hosts: each scenario's medians.
+fn pyinfra_rows_of(n: usize, times: &Times) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (scenario, cairn, pyinfra) in [
+        ("S1 cold", &times.s1, &times.pyinfra[0]),
+        ("S2 no-op", &times.s2, &times.pyinfra[1]),
+        ("S3 one file", &times.s3, &times.pyinfra[2]),
+        ("S4 drift (pyinfra: --dry)", &times.s4, &times.pyinfra[3]),
+    ] {
+        let of =
+            |field: fn(&PyinfraCost) -> f64| median(&pyinfra.iter().map(field).collect::<Vec<_>>());
+        let (cairn_wall, pyinfra_wall) = (wall(cairn), of(|c| c.wall));
+        rows.push(format!(
+            "| {n} | {scenario} | {cairn_wall:.2} | {pyinfra_wall:.2} | {:.1} | {:.2} | {:.2} \
+             | {:.2} | {:.2} |",
+            pyinfra_wall / cairn_wall,
+            median_of(cairn, |c| (c.peaks.cairn_cpu + c.peaks.ssh_cpu)
+                .as_secs_f64()),
+            median_of(cairn, |c| c.hosts_cpu.as_secs_f64()),
+            of(|c| c.cpu),
+            of(|c| c.hosts_cpu),
+        ));
+    }
+    rows
+}
+
+/// The table of cairn beside pyinfra, after the benchmark's own tables.
+fn print_pyinfra_table(version: &str, rows: &[String]) {
+    println!(
+        "\n{version} (benches/pyinfra/deploy.py) on the same hosts, in the same runs, after \
+         cairn's scenarios and the floors, from fresh /opt/bench; wall seconds of the \
+         `pyinfra` process, medians; its S4 is `pyinfra --dry` (it has no drift command). \
+         CPU seconds, medians: cairn's is cairn and its ssh processes, pyinfra's its one \
+         process (paramiko, no ssh processes); hosts' is sshd and all under it.\n"
+    );
+    println!(
+        "| hosts | scenario | cairn | pyinfra | pyinfra / cairn | cairn CPU | hosts CPU (cairn) \
+         | pyinfra CPU | hosts CPU (pyinfra) |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
+    }
+}
+
 fn main() {
     let mut sizes = Vec::new();
     let mut runs = 3;
+    let mut pyinfra_asked = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().and_then(|r| r.parse().ok()).expect("--runs N"),
             "--bench" => {}
+            "--with-pyinfra" => pyinfra_asked = true,
             n => match n.parse::<usize>() {
                 Ok(n) if n >= 2 => sizes.push(n),
                 _ => {}
@@ -885,6 +1097,8 @@ fn main() {
         eprintln!("the workload benchmark cannot run here: {why}");
         std::process::exit(1);
     }
+    // Installed (when missing) before anything is timed.
+    let with_pyinfra = pyinfra_asked.then(pyinfra::Pyinfra::install);
     println!(
         "Workload v1 on isolated sshd test hosts; wall seconds, median of {runs} run{}.\n",
         if runs == 1 { "" } else { "s" }
@@ -895,10 +1109,11 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut controller_rows = Vec::new();
+    let mut pyinfra_rows = Vec::new();
     for n in sizes {
         let mut times = Times::default();
         for _ in 0..runs {
-            one_run(n, &mut times);
+            one_run(n, with_pyinfra.as_ref(), &mut times);
         }
         let floor = median(&times.floor);
         let (s1_floor, s3_floor) = (median(&times.s1_floor), median(&times.s3_floor));
@@ -925,6 +1140,9 @@ fn main() {
         ] {
             controller_rows.push(controller_row(n, scenario, costs));
         }
+        if with_pyinfra.is_some() {
+            pyinfra_rows.extend(pyinfra_rows_of(n, &times));
+        }
     }
     println!(
         "\nThe controller side: cairn and every process descended from it (its ssh), \
@@ -940,5 +1158,8 @@ fn main() {
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in controller_rows {
         println!("{row}");
+    }
+    if let Some(pyinfra) = &with_pyinfra {
+        print_pyinfra_table(&pyinfra.version, &pyinfra_rows);
     }
 }
