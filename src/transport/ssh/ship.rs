@@ -293,11 +293,7 @@ impl Layout {
             dest = self.dest,
             parent = self.parent,
             root = self.root,
-            fresh_test = if self.single {
-                "false"
-            } else {
-                "[ ! -e \"$cairn_dest\" ]"
-            },
+            fresh_test = self.fresh_test(),
         )
     }
 
@@ -307,19 +303,22 @@ impl Layout {
     /// the nearest folder that exists on the way to where it would go.
     fn choose_base_creating_nothing(&self) -> String {
         format!(
-            "cairn_dest={dest}
-if {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; fi
-while [ ! -d \"$cairn_base\" ]; do cairn_base=$(dirname -- \"$cairn_base\"); done
-{SWEEP_STAGING}",
+            "cairn_dest={dest}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; fi\nwhile [ ! -d \"$cairn_base\" ]; do cairn_base=$(dirname -- \"$cairn_base\"); done\n{SWEEP_STAGING}",
             dest = self.dest,
             parent = self.parent,
             root = self.root,
-            fresh_test = if self.single {
-                "false"
-            } else {
-                "[ ! -e \"$cairn_dest\" ]"
-            },
+            fresh_test = self.fresh_test(),
         )
+    }
+
+    /// The test that `dest` is new, so its staging folder can become it in
+    /// one rename (never for a single file).
+    fn fresh_test(&self) -> &'static str {
+        if self.single {
+            "false"
+        } else {
+            "[ ! -e \"$cairn_dest\" ]"
+        }
     }
 
     /// Lines that move what is staged in `$cairn_st` into place, then stat
