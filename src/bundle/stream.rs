@@ -148,6 +148,16 @@ impl StreamCache {
 fn stream_key(files: &[(String, ShipFile)], zstd: bool) -> StreamKey {
     let mut h = Sha256::new();
     h.update([u8::from(zstd)]);
+    h.update(file_set_digest(
+        files.iter().map(|(rel, f)| (rel.as_str(), f)),
+    ));
+    h.finalize().into()
+}
+
+/// A digest of a file set: each file's path, content hash and mode, in
+/// the order given.
+pub fn file_set_digest<'a>(files: impl IntoIterator<Item = (&'a str, &'a ShipFile)>) -> [u8; 32] {
+    let mut h = Sha256::new();
     for (rel, f) in files {
         h.update(rel.as_bytes());
         h.update([0]);

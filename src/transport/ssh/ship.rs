@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use std::sync::PoisonError;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::SshTransport;
@@ -24,20 +23,13 @@ use super::host::GRACE;
 use super::shells::{EarlyAnswer, EarlyFrame, Ran, STREAM_LIMIT};
 use super::stat::{parse_stats, stat_command};
 use crate::bundle::ShipFile;
-use crate::bundle::stream::entry_name;
+use crate::bundle::stream::{entry_name, file_set_digest};
 use crate::state::ShippedFile;
 use crate::transport::{Prestage, Receipt, Shipped, TransportError, shell_quote, target_path};
 
-/// A digest of each file's path, content hash and mode.
+/// What identifies a file set: its paths, contents and modes.
 fn identity(files: &BTreeMap<String, ShipFile>) -> [u8; 32] {
-    let mut digest = Sha256::new();
-    for (rel, file) in files {
-        digest.update(rel.as_bytes());
-        digest.update([0]);
-        digest.update(file.entry.hash.as_bytes());
-        digest.update(file.entry.mode.to_le_bytes());
-    }
-    digest.finalize().into()
+    file_set_digest(files.iter().map(|(rel, f)| (rel.as_str(), f)))
 }
 
 impl SshTransport {
