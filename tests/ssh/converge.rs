@@ -98,7 +98,7 @@ capture = "stamp"
 [[steps]]
 name = "use-stamp"
 on = ["worker"]
-after = ["stamp@*"]
+after = ["stamp@*", "app"]   # /opt/app is the bundle's
 run = "if [ -f /tmp/fail-once ]; then rm /tmp/fail-once; exit 3; fi; echo ${stamp} > /opt/app/stamp"
 "#;
 

@@ -12,12 +12,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openssh::Session;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::SshTransport;
 use super::host::Sudo;
-use super::shells::{EarlyFrame, SHELL_LOOP, Shell, ShellInput, write_early};
+use super::shells::{Answers, EarlyFrame, SHELL_LOOP, Shell, ShellInput, Started, write_early};
 use crate::transport::TransportError;
 use crate::transport::error::error_chain;
 
@@ -70,20 +69,20 @@ impl SshTransport {
             None => ShellInput::Ready(stdin),
         };
         let mut lines = Vec::new();
-        let mut ready = false;
+        let mut ready = None;
         loop {
             let mut line = String::new();
             match stdout.read_line(&mut line).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            if line.trim_end() == "__CAIRN_READY__" {
-                ready = true;
+            ready = Answers::from_ready_line(&line);
+            if ready.is_some() {
                 break;
             }
             lines.push(line);
         }
-        if !ready {
+        let Some(answers) = ready else {
             if let ShellInput::Writing(writer) = &input {
                 writer.abort();
             }
@@ -105,7 +104,7 @@ impl SshTransport {
                 lines,
                 stderr: err,
             });
-        }
+        };
         // The shell's own stderr is not read again; keep it from filling up.
         if let Some(mut e) = child.stderr().take() {
             tokio::spawn(async move {
@@ -113,7 +112,12 @@ impl SshTransport {
             });
         }
         Ok(Opened {
-            shell: Some((child, input, stdout)),
+            shell: Some(Started {
+                child,
+                input,
+                stdout,
+                answers,
+            }),
             lines,
             stderr: String::new(),
         })
@@ -123,7 +127,7 @@ impl SshTransport {
     pub(super) async fn open_shell(&self) -> Result<Arc<Shell>, TransportError> {
         let opened = self.open_channel(SHELL_LOOP).await?;
         match opened.shell {
-            Some((child, input, stdout)) => Ok(Shell::new(child, input, stdout, false).0),
+            Some(started) => Ok(Shell::new(started, false).0),
             None => Err(self.error(format!(
                 "could not start a shell: {}",
                 format!("{} {}", opened.lines.concat().trim(), opened.stderr.trim()).trim()
@@ -135,11 +139,7 @@ impl SshTransport {
 /// A channel just opened: its shell (when it reached its loop), and what it
 /// printed before (or instead).
 pub(super) struct Opened {
-    pub(super) shell: Option<(
-        openssh::Child<Arc<Session>>,
-        ShellInput,
-        tokio::io::BufReader<openssh::ChildStdout>,
-    )>,
+    pub(super) shell: Option<Started>,
     pub(super) lines: Vec<String>,
     pub(super) stderr: String,
 }

@@ -319,7 +319,7 @@ impl SshTransport {
         }
         let locked_at = lines.iter().position(|l| l == "LOCKED");
         let probe_end = lines.iter().position(|l| l == PROBE_END);
-        let (Some((child, input, stdout)), Some(locked_at), Some(probe_end)) =
+        let (Some(started), Some(locked_at), Some(probe_end)) =
             (opened.shell, locked_at, probe_end)
         else {
             let said = format!("{} {}", lines.join(" "), opened.stderr.trim());
@@ -333,7 +333,7 @@ impl SshTransport {
         let mut probed = lines[locked_at + 1..probe_end].join("\n");
         probed.push('\n');
         let report = self.parse_probe(&probed, request);
-        let (shell, staged) = Shell::new(child, input, stdout, true);
+        let (shell, staged) = Shell::new(started, true);
         self.shells.adopt(shell).await;
         if let (Some(prestage), Some(answer)) = (prestage, staged) {
             self.keep_prestaged(prestage, answer);

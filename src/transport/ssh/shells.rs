@@ -20,9 +20,11 @@
 //! its end even if the command stops reading, so the next frame is found.
 //! Output goes to files in the shell's private folder (0700, in `/dev/shm`
 //! when there is one, so a full disk does not stop cairn from running
-//! commands), and comes back, under a `flock` so answers never interleave,
-//! as `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>\n` and
-//! the bytes. On an apply, the host lock's channel is the shell (see
+//! commands), and comes back whole, one answer after another (see
+//! [`Answers`]): on hosts with GNU tar, through one `tar` that lives as
+//! long as the shell and is handed each finished command's file names, so
+//! framing an answer starts no process on the host; elsewhere through
+//! `stat`, `flock` and `cat` per answer. On an apply, the host lock's channel is the shell (see
 //! `SshLock`), so a host costs one channel however many tasks it runs.
 
 use std::collections::HashMap;
@@ -31,7 +33,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openssh::{ChildStdin, ChildStdout, Session};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::sync::oneshot;
 
 use crate::bundle::stream::Stream;
@@ -50,17 +54,37 @@ use crate::bundle::stream::Stream;
 /// private folder): a staging sent with the probe is named after the one
 /// and listed in the other's `staged`, whose folders the loop removes when
 /// it ends (those the task did not move into place).
+///
+/// How answers come back is said on the ready line (see [`Answers`]): with
+/// GNU tar, the loop's output is one `tar` for the whole shell, reading the
+/// names of finished commands' files from a pipe, so an answer costs the
+/// host no process; elsewhere each answer is a header line and the bytes,
+/// written by `stat`, `flock` and `cat`. `$cairn_answers=lines` (set by
+/// tests) asks for the second.
 pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
 CAIRN_SHELL_PID=$$ CAIRN_SHELL_DIR=$cairn_w
 export CAIRN_SHELL_PID CAIRN_SHELL_DIR
 trap 'if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"' EXIT
-cairn_emit() {
-  set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
-  echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
-  flock "$cairn_w" cat "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
-  rm -f "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
-}
-echo __CAIRN_READY__
+if [ "${cairn_answers:-}" != lines ]; then
+  case $(tar --version 2>/dev/null) in "tar (GNU tar) "*) cairn_answers=tar;; *) cairn_answers=lines;; esac
+fi
+if [ "$cairn_answers" = tar ]; then
+  # One write of a few names to a pipe is atomic: answers never interleave.
+  # tar reads one name ahead, so the empty z.<id> after each answer lets it
+  # go out whole at once.
+  cairn_emit() {
+    : > "$cairn_w/c.$1.$2"; : > "$cairn_w/z.$1"
+    printf 'o.%s\ne.%s\nc.%s.%s\nz.%s\n' "$1" "$1" "$1" "$2" "$1"
+  }
+else
+  cairn_emit() {
+    set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
+    echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
+    flock "$cairn_w" cat "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+    rm -f "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+  }
+fi
+cairn_loop() {
 while IFS= read -r cairn_f; do
   [ -n "${cairn_hb:-}" ] && : > "$cairn_hb"
   case "$cairn_f" in "__CAIRN_RUN__ "*) ;; *) continue;; esac
@@ -76,7 +100,7 @@ while IFS= read -r cairn_f; do
   if [ "$3" -gt 0 ]; then
     cairn_b=
     if [ -n "${cairn_hb:-}" ]; then
-      { while sleep 10; do : > "$cairn_hb"; done; } 9>&- &
+      { while sleep 10; do : > "$cairn_hb"; done; } > /dev/null 9>&- &
       cairn_b=$!
     fi
     head -c "$3" | { $cairn_t sh /dev/fd/3 9>&- 3<<CAIRN_SCRIPT_END
@@ -101,11 +125,42 @@ CAIRN_SCRIPT_END
 done
 [ -n "${cairn_closed:-}" ] && : > "$cairn_closed"
 wait
+}
+echo "__CAIRN_READY__ $cairn_answers"
+if [ "$cairn_answers" = tar ]; then
+  cairn_loop | tar -b 1 --numeric-owner --remove-files -C "$cairn_w" -c -f - -T - 2>/dev/null
+else
+  cairn_loop
+fi
 "#;
 
 /// The line every script sent ends with: the loop runs a script only when it
 /// has it, so one cut off by cairn's death mid-frame never runs half.
 const SCRIPT_END: &str = "\n#__CAIRN_SCRIPT_END__";
+
+/// How a shell's answers come back, as its ready line says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Answers {
+    /// `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>\n`
+    /// and the bytes: a header line per answer, written under a `flock`.
+    Lines,
+    /// One tar stream for the whole shell (GNU tar, `-b 1`): per answer the
+    /// members `o.<id>` (stdout), `e.<id>` (stderr), `c.<id>.<exit code>`
+    /// (empty), then `z.<id>` (empty, skipped: tar writes a name once it
+    /// has read the next, so this one carries the answer out whole).
+    Tar,
+}
+
+impl Answers {
+    /// The format a ready line announces (`__CAIRN_READY__ tar`), if it is one.
+    pub(super) fn from_ready_line(line: &str) -> Option<Answers> {
+        match line.trim_end().strip_prefix("__CAIRN_READY__")?.trim() {
+            "" | "lines" => Some(Answers::Lines),
+            "tar" => Some(Answers::Tar),
+            _ => None,
+        }
+    }
+}
 
 /// What a command left: exit code, stdout, stderr.
 #[derive(Debug)]
@@ -209,6 +264,14 @@ pub(crate) struct EarlyAnswer {
 /// The id of a shell's early frame; the shell numbers the others after it.
 const EARLY_FRAME: u64 = 1;
 
+/// A channel whose loop has said it is ready, and how it answers.
+pub(super) struct Started {
+    pub child: openssh::Child<Arc<Session>>,
+    pub input: ShellInput,
+    pub stdout: BufReader<ChildStdout>,
+    pub answers: Answers,
+}
+
 /// One shell: a channel running [`SHELL_LOOP`].
 pub(super) struct Shell {
     stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
@@ -227,11 +290,15 @@ impl Shell {
     /// written, also what that frame's answer will come on: commands sent
     /// meanwhile wait for the write to end, and follow it.
     pub(super) fn new(
-        child: openssh::Child<Arc<Session>>,
-        input: ShellInput,
-        stdout: BufReader<ChildStdout>,
+        started: Started,
         holds_lock: bool,
     ) -> (Arc<Shell>, Option<oneshot::Receiver<Ran>>) {
+        let Started {
+            child,
+            input,
+            stdout,
+            answers,
+        } = started;
         let mut pending = Pending::default();
         let early = match &input {
             ShellInput::Ready(_) => None,
@@ -242,7 +309,7 @@ impl Shell {
             }
         };
         let pending = Arc::new(Mutex::new(pending));
-        tokio::spawn(read_answers(stdout, pending.clone()));
+        tokio::spawn(read_answers(stdout, answers, pending.clone()));
         let (stdin, writing) = match input {
             ShellInput::Ready(stdin) => (Some(stdin), None),
             ShellInput::Writing(handle) => (None, Some(handle)),
@@ -410,7 +477,7 @@ impl Shell {
 /// Writes one frame: its header, the script, cairn's last line, and the
 /// command's stdin.
 async fn write_frame(
-    stdin: &mut ChildStdin,
+    stdin: &mut (impl AsyncWrite + Unpin),
     id: u64,
     script: &str,
     data: Option<&[u8]>,
@@ -472,12 +539,43 @@ impl Answer {
 }
 
 /// Reads answers and hands each to the command waiting for it.
-async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pending>>) {
-    let why = loop {
+async fn read_answers<R>(stdout: R, answers: Answers, pending: Arc<Mutex<Pending>>)
+where
+    R: AsyncBufRead + Unpin,
+{
+    let deliver = |id: u64, ran: Ran| {
+        let waiter = pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .waiting
+            .remove(&id);
+        // No one waits for an answer that came after its time limit.
+        if let Some(tx) = waiter {
+            let _ = tx.send(ran);
+        }
+    };
+    let why = match answers {
+        Answers::Lines => read_line_answers(stdout, deliver).await,
+        Answers::Tar => read_tar_answers(stdout, deliver).await,
+    };
+    let mut pending = pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pending.ended = Some(why);
+    // Dropping the senders tells every waiting command.
+    pending.waiting.clear();
+}
+
+/// Reads [`Answers::Lines`] until the stream ends; says why it did.
+async fn read_line_answers<R>(mut stdout: R, deliver: impl Fn(u64, Ran)) -> String
+where
+    R: AsyncBufRead + Unpin,
+{
+    loop {
         let mut line = String::new();
         match stdout.read_line(&mut line).await {
-            Ok(0) => break "the host's shell ended (the connection closed)".to_string(),
-            Err(e) => break format!("the connection failed: {e}"),
+            Ok(0) => return "the host's shell ended (the connection closed)".to_string(),
+            Err(e) => return format!("the connection failed: {e}"),
             Ok(_) => {}
         }
         let Some(Answer {
@@ -487,36 +585,135 @@ async fn read_answers(mut stdout: BufReader<ChildStdout>, pending: Arc<Mutex<Pen
             err_len,
         }) = Answer::parse(&line)
         else {
-            break format!("unexpected answer from the host: {}", line.trim_end());
+            return format!("unexpected answer from the host: {}", line.trim_end());
         };
-        let mut out = vec![0; out_len];
-        let mut err = vec![0; err_len];
-        if let Err(e) = stdout.read_exact(&mut out).await {
-            break format!("the connection failed: {e}");
+        let mut stdout_bytes = vec![0; out_len];
+        let mut stderr_bytes = vec![0; err_len];
+        if let Err(e) = stdout.read_exact(&mut stdout_bytes).await {
+            return format!("the connection failed: {e}");
         }
-        if let Err(e) = stdout.read_exact(&mut err).await {
-            break format!("the connection failed: {e}");
+        if let Err(e) = stdout.read_exact(&mut stderr_bytes).await {
+            return format!("the connection failed: {e}");
         }
-        let waiter = pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .waiting
-            .remove(&id);
-        // No one waits for an answer that came after its time limit.
-        if let Some(tx) = waiter {
-            let _ = tx.send(Ran {
+        deliver(
+            id,
+            Ran {
                 code,
-                stdout: out,
-                stderr: err,
-            });
+                stdout: stdout_bytes,
+                stderr: stderr_bytes,
+            },
+        );
+    }
+}
+
+/// One member of an [`Answers::Tar`] stream, by its name.
+#[derive(Debug, PartialEq, Eq)]
+enum Part {
+    Stdout(u64),
+    Stderr(u64),
+    /// The command ended with this code: its answer is whole.
+    Code(u64, i32),
+    /// Carries the answer before it out of tar's read-ahead; ignored.
+    Trailer,
+}
+
+impl Part {
+    fn of(name: &[u8]) -> Option<Part> {
+        let name = std::str::from_utf8(name).ok()?;
+        let (kind, rest) = name.split_once('.')?;
+        Some(match kind {
+            "o" => Part::Stdout(rest.parse().ok()?),
+            "e" => Part::Stderr(rest.parse().ok()?),
+            "c" => {
+                let (id, code) = rest.split_once('.')?;
+                Part::Code(id.parse().ok()?, code.parse().ok()?)
+            }
+            "z" => {
+                rest.parse::<u64>().ok()?;
+                Part::Trailer
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A tar header block: which member it starts and how many bytes follow
+/// (before padding); `Ok(None)` for a block of zeros (the end of the stream).
+fn tar_member(block: &[u8; 512]) -> Result<Option<(Part, u64)>, String> {
+    if block.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let header = tar::Header::from_byte_slice(block);
+    // A header's checksum counts its own field as spaces.
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    if header.cksum().ok() != Some(sum) {
+        return Err("a damaged answer header".into());
+    }
+    let name = header.path_bytes();
+    let part = Part::of(&name)
+        .ok_or_else(|| format!("an unexpected answer: {}", String::from_utf8_lossy(&name)))?;
+    let size = header
+        .entry_size()
+        .map_err(|e| format!("an answer's size: {e}"))?;
+    Ok(Some((part, size)))
+}
+
+/// Reads [`Answers::Tar`] until the stream ends; says why it did.
+async fn read_tar_answers<R>(mut stdout: R, deliver: impl Fn(u64, Ran)) -> String
+where
+    R: AsyncBufRead + Unpin,
+{
+    // An answer's output, until its code comes.
+    let mut outputs: HashMap<u64, (Vec<u8>, Vec<u8>)> = HashMap::new();
+    loop {
+        let mut block = [0u8; 512];
+        match stdout.read_exact(&mut block).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return "the host's shell ended (the connection closed)".to_string();
+            }
+            Err(e) => return format!("the connection failed: {e}"),
         }
-    };
-    let mut pending = pending
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    pending.ended = Some(why);
-    // Dropping the senders tells every waiting command.
-    pending.waiting.clear();
+        let (part, size) = match tar_member(&block) {
+            Ok(Some(member)) => member,
+            Ok(None) => continue,
+            Err(why) => return format!("unexpected answer from the host: {why}"),
+        };
+        let Ok(size) = usize::try_from(size) else {
+            return format!("unexpected answer from the host: {size} bytes");
+        };
+        let mut bytes = vec![0; size.next_multiple_of(512)];
+        if let Err(e) = stdout.read_exact(&mut bytes).await {
+            return format!("the connection failed: {e}");
+        }
+        bytes.truncate(size);
+        match part {
+            Part::Stdout(id) => outputs.entry(id).or_default().0 = bytes,
+            Part::Stderr(id) => outputs.entry(id).or_default().1 = bytes,
+            Part::Code(id, code) => {
+                let (stdout, stderr) = outputs.remove(&id).unwrap_or_default();
+                deliver(
+                    id,
+                    Ran {
+                        code,
+                        stdout,
+                        stderr,
+                    },
+                );
+            }
+            Part::Trailer => {}
+        }
+    }
 }
 
 /// The shell of one host, opened on first use (or adopted from the lock).
@@ -584,177 +781,246 @@ impl Shells {
     }
 }
 
+/// Drives [`SHELL_LOOP`] with `sh` on this machine through the frame
+/// writer and answer readers a host's shell uses: for the loop's tests and
+/// those of the scripts that run on it.
 #[cfg(test)]
-mod tests {
-    use super::{CutOff, SHELL_LOOP};
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
-    use std::sync::atomic::{AtomicBool, Ordering};
+pub(super) mod test_loop {
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
-    /// The loop, started with `sh` on this machine and ready: the child, its
-    /// stdin, and its stdout past the ready line.
-    fn started_loop() -> (
-        std::process::Child,
-        std::process::ChildStdin,
-        BufReader<std::process::ChildStdout>,
-    ) {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(SHELL_LOOP)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "__CAIRN_READY__\n");
-        (child, stdin, out)
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::sync::oneshot;
+
+    use super::{Answers, Pending, Ran, SHELL_LOOP, read_answers, write_frame};
+
+    pub(in crate::transport::ssh) struct TestLoop {
+        child: tokio::process::Child,
+        pub(in crate::transport::ssh) stdin: tokio::process::ChildStdin,
+        pending: Arc<Mutex<Pending>>,
+        next: u64,
+        pub(in crate::transport::ssh) answers: Answers,
     }
 
-    /// Drives the loop with `sh` on this machine: frames in, frames out.
-    #[test]
-    fn the_loop_runs_framed_commands_and_keeps_in_step() {
-        let (mut child, mut stdin, mut out) = started_loop();
-        let mut next_id = 0;
-        let mut send =
-            |stdin: &mut std::process::ChildStdin, script: &str, data: &[u8], timeout: u64| {
-                next_id += 1;
-                write!(
-                    stdin,
-                    "__CAIRN_RUN__ {next_id} {} {} {timeout}\n{script}{}",
-                    script.len() + super::SCRIPT_END.len(),
-                    data.len(),
-                    super::SCRIPT_END
-                )
+    impl TestLoop {
+        /// The loop, started and ready, with `env` set (`cairn_answers=lines`
+        /// asks for answers as lines).
+        pub(in crate::transport::ssh) async fn start(env: &[(&str, &std::ffi::OsStr)]) -> TestLoop {
+            let mut command = tokio::process::Command::new("sh");
+            command
+                .arg("-c")
+                .arg(SHELL_LOOP)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true);
+            for (name, value) in env {
+                command.env(name, value);
+            }
+            let mut child = command.spawn().expect("sh starts");
+            let stdin = child.stdin.take().unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            stdout.read_line(&mut line).await.unwrap();
+            let answers = Answers::from_ready_line(&line)
+                .unwrap_or_else(|| panic!("not a ready line: {line:?}"));
+            let pending = Arc::new(Mutex::new(Pending::default()));
+            tokio::spawn(read_answers(stdout, answers, pending.clone()));
+            TestLoop {
+                child,
+                stdin,
+                pending,
+                next: 1,
+                answers,
+            }
+        }
+
+        /// The id the next frame sent gets.
+        pub(in crate::transport::ssh) fn next_id(&self) -> u64 {
+            self.next
+        }
+
+        /// Sends one frame; its answer comes on the receiver (dropped unsent
+        /// if the loop ends first).
+        pub(in crate::transport::ssh) async fn send(
+            &mut self,
+            script: &str,
+            data: &[u8],
+            timeout_s: u64,
+            label: Option<&str>,
+        ) -> oneshot::Receiver<Ran> {
+            let id = self.next;
+            self.next += 1;
+            let (tx, rx) = oneshot::channel();
+            self.pending.lock().unwrap().waiting.insert(id, tx);
+            let data = (!data.is_empty()).then_some(data);
+            let timeout = (timeout_s > 0).then(|| Duration::from_secs(timeout_s));
+            write_frame(&mut self.stdin, id, script, data, timeout, label)
+                .await
                 .unwrap();
-                stdin.write_all(data).unwrap();
-                stdin.flush().unwrap();
-                next_id
-            };
-        let answer =
-            |out: &mut BufReader<std::process::ChildStdout>| -> (usize, i32, String, String) {
-                let mut header = String::new();
-                out.read_line(&mut header).unwrap();
-                let parts: Vec<usize> = header
-                    .trim_end()
-                    .strip_prefix("__CAIRN_DONE__ ")
-                    .unwrap_or_else(|| panic!("bad frame: {header}"))
-                    .split(' ')
-                    .map(|p| p.parse().unwrap())
-                    .collect();
-                let mut o = vec![0; parts[2]];
-                out.read_exact(&mut o).unwrap();
-                let mut e = vec![0; parts[3]];
-                out.read_exact(&mut e).unwrap();
-                (
-                    parts[0],
-                    i32::try_from(parts[1]).unwrap(),
-                    String::from_utf8(o).unwrap(),
-                    String::from_utf8(e).unwrap(),
-                )
-            };
-        let mut run = |script: &str, data: &[u8], timeout: u64| -> (i32, String, String) {
-            let id = send(&mut stdin, script, data, timeout);
-            let (got, code, o, e) = answer(&mut out);
-            assert_eq!(got as u64, id);
-            (code, o, e)
-        };
-        assert_eq!(
-            run("echo out; echo err >&2; exit 3", b"", 0),
-            (3, "out\n".into(), "err\n".into())
-        );
-        // Data is the command's stdin; what it does not read is drained.
-        assert_eq!(run("head -c 3", b"abcdef", 0).1, "abc");
-        assert_eq!(run("true", b"unread data\n__CAIRN_RUN__ 1 0 0\n", 0).0, 0);
-        // Nothing leaks from one command to the next; `$` in a script is not expanded by the loop.
-        assert_eq!(run("x=1; cd /", b"", 0).0, 0);
-        assert_eq!(
-            run("echo \"[${x:-unset}]\" '$HOME'", b"", 0).1,
-            "[unset] $HOME\n"
-        );
-        // A time limit stops the command (timeout(1) exits 124).
-        assert_eq!(run("sleep 5", b"", 1).0, 124);
-        assert_eq!(run("echo still in step", b"", 0).1, "still in step\n");
-        // Commands without input run at once: the quick one answers first.
-        let slow = send(&mut stdin, "sleep 0.5; echo slow", b"", 0);
-        let quick = send(&mut stdin, "echo quick", b"", 0);
-        let first = answer(&mut out);
-        let second = answer(&mut out);
-        assert_eq!((first.0 as u64, first.2.as_str()), (quick, "quick\n"));
-        assert_eq!((second.0 as u64, second.2.as_str()), (slow, "slow\n"));
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
+            rx
+        }
+
+        /// Sends one frame and waits for its answer.
+        pub(in crate::transport::ssh) async fn run(
+            &mut self,
+            script: &str,
+            data: &[u8],
+            timeout_s: u64,
+        ) -> Ran {
+            let answer = self.send(script, data, timeout_s, None).await;
+            tokio::time::timeout(Duration::from_secs(60), answer)
+                .await
+                .expect("an answer within a minute")
+                .expect("the loop answers")
+        }
+
+        /// Ends cairn's input and waits for the loop to end; whether it succeeded.
+        pub(in crate::transport::ssh) async fn finish(self) -> bool {
+            let TestLoop {
+                mut child, stdin, ..
+            } = self;
+            drop(stdin);
+            child.wait().await.unwrap().success()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_loop::TestLoop;
+    use super::{Answers, CutOff, Part};
+    use std::ffi::OsStr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    /// Both ways the loop answers: GNU tar when the host has it (this
+    /// machine does), lines otherwise.
+    async fn loops() -> Vec<TestLoop> {
+        let with_tar = TestLoop::start(&[]).await;
+        assert_eq!(with_tar.answers, Answers::Tar, "this machine has GNU tar");
+        let lines = TestLoop::start(&[("cairn_answers", OsStr::new("lines"))]).await;
+        assert_eq!(lines.answers, Answers::Lines);
+        vec![with_tar, lines]
+    }
+
+    fn text(ran: &super::Ran) -> (i32, String, String) {
+        (
+            ran.code,
+            String::from_utf8_lossy(&ran.stdout).into_owned(),
+            String::from_utf8_lossy(&ran.stderr).into_owned(),
+        )
+    }
+
+    /// Frames in, answers out, in both answer formats.
+    #[tokio::test]
+    async fn the_loop_runs_framed_commands_and_keeps_in_step() {
+        for mut shell in loops().await {
+            let how = shell.answers;
+            assert_eq!(
+                text(&shell.run("echo out; echo err >&2; exit 3", b"", 0).await),
+                (3, "out\n".into(), "err\n".into()),
+                "{how:?}"
+            );
+            // Data is the command's stdin; what it does not read is drained.
+            assert_eq!(text(&shell.run("head -c 3", b"abcdef", 0).await).1, "abc");
+            let unread = b"unread data\n__CAIRN_RUN__ 1 0 0\n";
+            assert_eq!(shell.run("true", unread, 0).await.code, 0);
+            // Nothing leaks from one command to the next; `$` in a script is
+            // not expanded by the loop.
+            assert_eq!(shell.run("x=1; cd /", b"", 0).await.code, 0);
+            assert_eq!(
+                text(&shell.run("echo \"[${x:-unset}]\" '$HOME'", b"", 0).await).1,
+                "[unset] $HOME\n"
+            );
+            // A time limit stops the command (timeout(1) exits 124).
+            assert_eq!(shell.run("sleep 5", b"", 1).await.code, 124);
+            assert_eq!(
+                text(&shell.run("echo still in step", b"", 0).await).1,
+                "still in step\n"
+            );
+            // Output of any size and any bytes comes back as it was.
+            let bytes = shell
+                .run("i=0; while [ $i -lt 2000 ]; do printf 'x\\000y'; i=$((i+1)); done; printf z >&2", b"", 0)
+                .await;
+            assert_eq!(bytes.stdout, b"x\0y".repeat(2000), "{how:?}");
+            assert_eq!(bytes.stderr, b"z");
+            // Commands without input run at once: the quick one answers first.
+            let slow = shell.send("sleep 0.5; echo slow", b"", 0, None).await;
+            let quick = shell.send("echo quick", b"", 0, None).await;
+            let mut slow = std::pin::pin!(slow);
+            tokio::select! {
+                ran = &mut slow => panic!("the slow one answered first: {ran:?}"),
+                ran = quick => assert_eq!(text(&ran.unwrap()).1, "quick\n"),
+            }
+            assert_eq!(text(&slow.await.unwrap()).1, "slow\n");
+            assert!(shell.finish().await, "{how:?}");
+        }
+    }
+
+    /// Many commands at once, each with more output than a pipe holds:
+    /// no answer runs into another.
+    #[tokio::test]
+    async fn answers_at_once_never_interleave() {
+        for mut shell in loops().await {
+            let mut waiting = Vec::new();
+            for n in 0..16 {
+                let script = format!(
+                    "i=0; while [ $i -lt 3000 ]; do echo {n}{n}{n}{n}{n}{n}{n}{n}; i=$((i+1)); done"
+                );
+                waiting.push((n, shell.send(&script, b"", 0, None).await));
+            }
+            for (n, answer) in waiting {
+                let ran = answer.await.unwrap();
+                let line = format!("{n}{n}{n}{n}{n}{n}{n}{n}\n");
+                assert_eq!(ran.stdout, line.repeat(3000).as_bytes(), "command {n}");
+            }
+            assert!(shell.finish().await);
+        }
     }
 
     /// cairn dies while writing a frame: the part of the script that came
     /// is not run (it would run half of what was meant), and the loop ends.
-    #[test]
-    fn a_script_cut_off_mid_frame_does_not_run() {
+    #[tokio::test]
+    async fn a_script_cut_off_mid_frame_does_not_run() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
-        let (mut child, mut stdin, mut out) = started_loop();
-        // The whole script would touch the marker, then record its receipt.
-        let script = format!("touch {}\necho receipt written", marker.display());
-        let whole = script.len() + super::SCRIPT_END.len();
-        write!(stdin, "__CAIRN_RUN__ 1 {whole} 0 0\n{script}").unwrap();
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
-        let mut rest = String::new();
-        out.read_to_string(&mut rest).unwrap();
-        assert!(!marker.exists(), "half a script ran");
-        assert!(!rest.contains("__CAIRN_DONE__"), "{rest}");
+        for mut shell in loops().await {
+            // The whole script would touch the marker, then record its receipt.
+            let script = format!("touch {}\necho receipt written", marker.display());
+            let whole = script.len() + super::SCRIPT_END.len();
+            let frame = format!("__CAIRN_RUN__ 1 {whole} 0 0\n{script}");
+            shell.stdin.write_all(frame.as_bytes()).await.unwrap();
+            assert!(shell.finish().await);
+            assert!(!marker.exists(), "half a script ran");
+        }
     }
 
     /// In the lock's shell, each command in flight is recorded with its pid,
     /// time limit and task until it ends, and the end of cairn's input is marked.
-    #[test]
-    fn the_locks_shell_records_what_is_in_flight_and_when_cairn_left() {
+    #[tokio::test]
+    async fn the_locks_shell_records_what_is_in_flight_and_when_cairn_left() {
         let dir = tempfile::tempdir().unwrap();
         let records = dir.path().join("inflight");
         std::fs::create_dir(&records).unwrap();
         let closed = dir.path().join("closed");
         let heartbeat = dir.path().join("heartbeat");
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(SHELL_LOOP)
-            .env("cairn_fl", &records)
-            .env("cairn_closed", &closed)
-            .env("cairn_hb", &heartbeat)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        let mut shell = TestLoop::start(&[
+            ("cairn_fl", records.as_os_str()),
+            ("cairn_closed", closed.as_os_str()),
+            ("cairn_hb", heartbeat.as_os_str()),
+        ])
+        .await;
         // The command waits for its own record, prints it, and ends.
+        let id = shell.next_id();
         let script = format!(
-            "while [ ! -s {r}/7 ]; do sleep 0.01; done; cat {r}/7",
+            "while [ ! -s {r}/{id} ]; do sleep 0.01; done; cat {r}/{id}",
             r = records.display()
         );
-        write!(
-            stdin,
-            "__CAIRN_RUN__ 7 {} 0 30{}\n{script}{}",
-            script.len() + super::SCRIPT_END.len(),
-            super::frame_label("step.init@m*0 [x]"),
-            super::SCRIPT_END
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-        let mut header = String::new();
-        out.read_line(&mut header).unwrap();
-        let lengths: Vec<usize> = header
-            .trim_end()
-            .split(' ')
-            .skip(3)
-            .map(|n| n.parse().unwrap())
-            .collect();
-        let mut record = vec![0; lengths[0]];
-        out.read_exact(&mut record).unwrap();
-        let record = String::from_utf8(record).unwrap();
+        let answer = shell
+            .send(&script, b"", 30, Some("step.init@m*0 [x]"))
+            .await;
+        let record = String::from_utf8(answer.await.unwrap().stdout).unwrap();
         let fields: Vec<&str> = record.split_whitespace().collect();
         assert_eq!(fields.len(), 3, "{record}");
         assert!(fields[0].parse::<u32>().is_ok(), "a pid: {record}");
@@ -762,14 +1028,38 @@ mod tests {
         assert!(heartbeat.exists(), "a frame touches the heartbeat");
         // Emptied once it ended; the end of input is marked.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::fs::metadata(records.join("7")).unwrap().len() > 0 {
+        while std::fs::metadata(records.join(id.to_string()))
+            .unwrap()
+            .len()
+            > 0
+        {
             assert!(std::time::Instant::now() < deadline, "record not emptied");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert!(!closed.exists());
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
+        assert!(shell.finish().await);
         assert!(closed.exists(), "the end of cairn's input is marked");
+    }
+
+    #[test]
+    fn tar_answers_are_read_by_their_member_names() {
+        assert_eq!(Part::of(b"o.12"), Some(Part::Stdout(12)));
+        assert_eq!(Part::of(b"e.12"), Some(Part::Stderr(12)));
+        assert_eq!(Part::of(b"c.12.124"), Some(Part::Code(12, 124)));
+        assert_eq!(Part::of(b"z.12"), Some(Part::Trailer));
+        for wrong in [&b"o.x"[..], b"c.12", b"q.1", b"../etc/passwd", b"o.1.2"] {
+            assert_eq!(Part::of(wrong), None, "{}", String::from_utf8_lossy(wrong));
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_path("c.3.0").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        let mut block = [0u8; 512];
+        block.copy_from_slice(header.as_bytes());
+        assert_eq!(super::tar_member(&block), Ok(Some((Part::Code(3, 0), 0))));
+        block[0] = b'd';
+        assert!(super::tar_member(&block).is_err(), "a damaged checksum");
+        assert_eq!(super::tar_member(&[0; 512]), Ok(None));
     }
 
     #[test]

@@ -452,7 +452,8 @@ mod tests {
     use crate::bundle::FileData;
     use crate::bundle::manifest::{FileEntry, hash_bytes};
     use crate::bundle::stream::StreamCache;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use crate::transport::ssh::shells::test_loop::TestLoop;
+    use std::io::Write;
     use std::process::{Command, Stdio};
     use std::sync::Arc;
 
@@ -593,48 +594,19 @@ mod tests {
 
     /// Staged with the probe, but the task never came (the plan changed its
     /// mind, the run stopped): the host's shell removes it when it ends.
-    #[test]
-    fn staging_no_task_took_goes_with_the_shell() {
+    #[tokio::test]
+    async fn staging_no_task_took_goes_with_the_shell() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("app").to_string_lossy().into_owned();
         let files = files();
         let data = stream(&files);
         let script = stage_script(&dest, &files, false);
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(super::super::shells::SHELL_LOOP)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        write!(
-            stdin,
-            "__CAIRN_RUN__ 1 {} {} 0\n{script}\n#__CAIRN_SCRIPT_END__",
-            script.len() + "\n#__CAIRN_SCRIPT_END__".len(),
-            data.len()
-        )
-        .unwrap();
-        stdin.write_all(&data).unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "__CAIRN_READY__\n");
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        let sizes: Vec<usize> = line
-            .split_whitespace()
-            .skip(3)
-            .map(|n| n.parse().unwrap())
-            .collect();
-        let mut answer = vec![0; sizes[0]];
-        out.read_exact(&mut answer).unwrap();
-        assert!(line.starts_with("__CAIRN_DONE__ 1 0 "), "{line}");
-        let (_, folder) = parse_staged(&answer).expect("staged");
+        let mut shell = TestLoop::start(&[]).await;
+        let ran = shell.run(&script, &data, 0).await;
+        assert_eq!(ran.code, 0, "{}", String::from_utf8_lossy(&ran.stderr));
+        let (_, folder) = parse_staged(&ran.stdout).expect("staged");
         assert!(Path::new(&folder).is_dir());
-        drop(stdin);
-        assert!(child.wait().unwrap().success());
+        assert!(shell.finish().await);
         assert!(!Path::new(&folder).exists(), "removed with the shell");
         assert!(staging_in(tmp.path()).is_empty());
         assert!(!Path::new(&dest).exists());
