@@ -10,11 +10,11 @@ use crate::transport::{Receipt, TransportError, shell_quote};
 
 impl SshTransport {
     /// Shell lines that write a receipt (atomically) under the host's cairn
-    /// folder. Unless the receipt keeps a step's output, one kept by an
+    /// folder, made only if it is not there (`mkdir` is a process). Unless the receipt keeps a step's output, one kept by an
     /// earlier run of the task goes (a test first: no process when there is none).
     pub(super) fn receipt_snippet(&self, receipt: &Receipt) -> String {
         let mut snippet = format!(
-            "{dir}mkdir -p \"$cairn_d/receipts\" && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
+            "{dir}{{ [ -d \"$cairn_d/receipts\" ] || mkdir -p \"$cairn_d/receipts\"; }} && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
             dir = state_dir_snippet(&self.cluster),
             json = shell_quote(&receipt.json),
             file = receipt.file_name(),
