@@ -391,8 +391,29 @@ impl Bench {
 
     /// The floor of S2 and S4: one fresh `ssh HOST true` to every host,
     /// `window` hosts at once.
-    fn floor(&self, window: usize) -> Duration {
-        self.on_every_host(window, |_| "true".to_string(), |_| &[])
+    fn floor(&self, window: usize) -> FloorCost {
+        let cpu = self.cpu_now();
+        let wall = self.on_every_host(window, |_| "true".to_string(), |_| &[]);
+        self.floor_cost(wall, cpu)
+    }
+
+    /// CPU spent so far by this benchmark's reaped children (a floor's ssh
+    /// and tar) and by the test hosts.
+    fn cpu_now(&self) -> (Duration, Duration) {
+        (
+            controller::cpu_of_reaped_children(),
+            controller::cpu_of_children_of(&self.host_roots),
+        )
+    }
+
+    /// A floor's cost: its wall time and the CPU spent since `cpu` (from [`Bench::cpu_now`]).
+    fn floor_cost(&self, wall: Duration, cpu: (Duration, Duration)) -> FloorCost {
+        let (controller, hosts) = self.cpu_now();
+        FloorCost {
+            wall: wall.as_secs_f64(),
+            controller_cpu: controller.saturating_sub(cpu.0).as_secs_f64(),
+            hosts_cpu: hosts.saturating_sub(cpu.1).as_secs_f64(),
+        }
     }
 
     /// The floor of S1: what any tool must pay for the cold apply on these
@@ -408,9 +429,10 @@ impl Bench {
     /// lowers the floor: a worker's join does not wait for the master's
     /// init (that would take a second round trip). The result passes the
     /// same `verify()` as cairn's S1.
-    fn s1_floor(&self, bundle: &Path, window: usize) -> Duration {
+    fn s1_floor(&self, bundle: &Path, window: usize) -> FloorCost {
         let master = self.hosts.hosts[0].address.clone();
         let template = std::fs::read_to_string(bundle.join("etc/app.conf.tmpl")).unwrap();
+        let cpu = self.cpu_now();
         let t0 = Instant::now();
         let tar = Command::new("tar")
             .args(["-c", "-f", "-", "-C"])
@@ -439,14 +461,15 @@ impl Bench {
             )
         };
         self.on_every_host(window, script, |_| tar.stdout.as_slice());
-        t0.elapsed()
+        self.floor_cost(t0.elapsed(), cpu)
     }
 
     /// The floor of S3: the ssh floor plus the workload's S3 work on every
     /// host: the one changed file written in place (its bytes on the
     /// connection's stdin) and the install rerun, over one fresh ssh
     /// connection per host, `window` hosts at once.
-    fn s3_floor(&self, bundle: &Path, window: usize) -> Duration {
+    fn s3_floor(&self, bundle: &Path, window: usize) -> FloorCost {
+        let cpu = self.cpu_now();
         let t0 = Instant::now();
         let changed = std::fs::read(bundle.join("conf/file-003.txt")).unwrap();
         self.on_every_host(
@@ -458,7 +481,7 @@ impl Bench {
             },
             |_| changed.as_slice(),
         );
-        t0.elapsed()
+        self.floor_cost(t0.elapsed(), cpu)
     }
 
     /// The end state of the workload, on every host.
@@ -521,9 +544,9 @@ fn ran(events: &[serde_json::Value]) -> Vec<String> {
 
 #[derive(Default)]
 struct Times {
-    floor: Vec<f64>,
-    s1_floor: Vec<f64>,
-    s3_floor: Vec<f64>,
+    floor: Vec<FloorCost>,
+    s1_floor: Vec<FloorCost>,
+    s3_floor: Vec<FloorCost>,
     s1: Vec<Cost>,
     s2: Vec<Cost>,
     s3: Vec<Cost>,
@@ -531,6 +554,18 @@ struct Times {
     plan_offline: Vec<Cost>,
     /// pyinfra's S1 to S4 (`--with-pyinfra`); its S4 is `--dry`.
     pyinfra: [Vec<PyinfraCost>; 4],
+}
+
+/// What a floor cost (the lowest of its windows), in seconds.
+#[derive(Clone, Copy)]
+struct FloorCost {
+    wall: f64,
+    /// The benchmark's own children meanwhile: the floor's ssh clients (and
+    /// for S1 the local `tar` packing the bundle), as cairn's CPU and its
+    /// ssh's are on cairn's side.
+    controller_cpu: f64,
+    /// The test hosts (sshd and everything under it).
+    hosts_cpu: f64,
 }
 
 /// What one `pyinfra` run cost, in seconds.
@@ -612,6 +647,24 @@ fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
         median_of(costs, |c| c.peaks.cairn_cpu.as_secs_f64()),
         median_of(costs, |c| c.peaks.ssh_cpu.as_secs_f64()),
         median_of(costs, |c| c.hosts_cpu.as_secs_f64()),
+    )
+}
+
+/// A floor's median wall time over the runs.
+fn floor_wall(costs: &[FloorCost]) -> f64 {
+    median(&costs.iter().map(|c| c.wall).collect::<Vec<_>>())
+}
+
+/// A floor's row of the controller table: its wall time and CPU (its ssh
+/// clients in the ssh column), medians over the runs; it keeps no memory
+/// figures (its ssh clients are not watched).
+fn floor_row(n: usize, floor: &str, costs: &[FloorCost]) -> String {
+    let of = |field: fn(&FloorCost) -> f64| median(&costs.iter().map(field).collect::<Vec<_>>());
+    format!(
+        "| {n} | {floor} | {:.2} | — | — | — | — | — | — | — | — | {:.2} | {:.2} |",
+        floor_wall(costs),
+        of(|c| c.controller_cpu),
+        of(|c| c.hosts_cpu),
     )
 }
 
@@ -1015,16 +1068,21 @@ fn floor_windows(hosts: usize) -> Vec<usize> {
 
 /// The lowest of `measure(window)` over `windows`, in seconds; each one
 /// said with `CAIRN_BENCH_VERBOSE`.
-fn lowest(what: &str, windows: &[usize], mut measure: impl FnMut(usize) -> Duration) -> f64 {
-    let mut lowest = f64::INFINITY;
+fn lowest(what: &str, windows: &[usize], mut measure: impl FnMut(usize) -> FloorCost) -> FloorCost {
+    let mut lowest: Option<FloorCost> = None;
     for &window in windows {
-        let t = measure(window).as_secs_f64();
+        let cost = measure(window);
         if std::env::var_os("CAIRN_BENCH_VERBOSE").is_some() {
-            eprintln!("{what}, {window} hosts at once: {t:.2} s");
+            eprintln!(
+                "{what}, {window} hosts at once: {:.2} s (CPU: here {:.2} s, hosts {:.2} s)",
+                cost.wall, cost.controller_cpu, cost.hosts_cpu
+            );
         }
-        lowest = lowest.min(t);
+        if lowest.is_none_or(|l| cost.wall < l.wall) {
+            lowest = Some(cost);
+        }
     }
-    lowest
+    lowest.expect("at least one window")
 }
 
 /// The rows of the pyinfra table for `n` hosts: each scenario's medians.
@@ -1115,8 +1173,8 @@ fn main() {
         for _ in 0..runs {
             one_run(n, with_pyinfra.as_ref(), &mut times);
         }
-        let floor = median(&times.floor);
-        let (s1_floor, s3_floor) = (median(&times.s1_floor), median(&times.s3_floor));
+        let floor = floor_wall(&times.floor);
+        let (s1_floor, s3_floor) = (floor_wall(&times.s1_floor), floor_wall(&times.s3_floor));
         let (s1, s2, s3, s4) = (
             wall(&times.s1),
             wall(&times.s2),
@@ -1139,6 +1197,13 @@ fn main() {
             ("plan --offline", &times.plan_offline),
         ] {
             controller_rows.push(controller_row(n, scenario, costs));
+        }
+        for (floor, costs) in [
+            ("ssh floor", &times.floor),
+            ("S1 floor", &times.s1_floor),
+            ("S3 floor", &times.s3_floor),
+        ] {
+            controller_rows.push(floor_row(n, floor, costs));
         }
         if with_pyinfra.is_some() {
             pyinfra_rows.extend(pyinfra_rows_of(n, &times));

@@ -310,6 +310,22 @@ pub(crate) fn cpu_of_children_of(parents: &HashSet<i32>) -> Duration {
     ticks(total)
 }
 
+/// CPU time (user and system) of this process's children that have ended
+/// and been waited for, and of theirs.
+pub(crate) fn cpu_of_reaped_children() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut usage);
+        usage
+    };
+    let of = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
 fn ticks(n: u64) -> Duration {
     Duration::from_millis(n * 1000 / ticks_per_second())
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::SshTransport;
 use super::host::Sudo;
-use super::shells::{Answers, EarlyFrame, SHELL_LOOP, Shell, ShellInput, Started, write_early};
+use super::shells::{EarlyFrame, SHELL_LOOP, Shell, ShellInput, Started, write_early};
 use crate::transport::TransportError;
 use crate::transport::error::error_chain;
 
@@ -69,20 +69,20 @@ impl SshTransport {
             None => ShellInput::Ready(stdin),
         };
         let mut lines = Vec::new();
-        let mut ready = None;
+        let mut ready = false;
         loop {
             let mut line = String::new();
             match stdout.read_line(&mut line).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            ready = Answers::from_ready_line(&line);
-            if ready.is_some() {
+            if line.trim_end() == "__CAIRN_READY__" {
+                ready = true;
                 break;
             }
             lines.push(line);
         }
-        let Some(answers) = ready else {
+        if !ready {
             if let ShellInput::Writing(writer) = &input {
                 writer.abort();
             }
@@ -104,7 +104,7 @@ impl SshTransport {
                 lines,
                 stderr: err,
             });
-        };
+        }
         // The shell's own stderr is not read again; keep it from filling up.
         if let Some(mut e) = child.stderr().take() {
             tokio::spawn(async move {
@@ -116,7 +116,6 @@ impl SshTransport {
                 child,
                 input,
                 stdout,
-                answers,
             }),
             lines,
             stderr: String::new(),

@@ -21,10 +21,10 @@
 //! Output goes to files in the shell's private folder (0700, in `/dev/shm`
 //! when there is one, so a full disk does not stop cairn from running
 //! commands), and comes back whole, one answer after another (see
-//! [`Answers`]): on hosts with GNU tar, through one `tar` that lives as
-//! long as the shell and is handed each finished command's file names, so
-//! framing an answer starts no process on the host; elsewhere through
-//! `stat`, `flock` and `cat` per answer. On an apply, the host lock's channel is the shell (see
+//! [`Answers`]): on hosts with GNU tar, through one `tar` started with
+//! the first command and living as long as the shell, handed each
+//! finished command's file names, so framing an answer starts no process
+//! on the host; elsewhere through `stat`, `flock` and `cat` per answer. On an apply, the host lock's channel is the shell (see
 //! `SshLock`), so a host costs one channel however many tasks it runs.
 
 use std::collections::HashMap;
@@ -55,36 +55,44 @@ use crate::bundle::stream::Stream;
 /// and listed in the other's `staged`, whose folders the loop removes when
 /// it ends (those the task did not move into place).
 ///
-/// How answers come back is said on the ready line (see [`Answers`]): with
-/// GNU tar, the loop's output is one `tar` for the whole shell, reading the
-/// names of finished commands' files from a pipe, so an answer costs the
-/// host no process; elsewhere each answer is a header line and the bytes,
-/// written by `stat`, `flock` and `cat`. `$cairn_answers=lines` (set by
-/// tests) asks for the second.
+/// How answers come back is said by the line `__CAIRN_ANSWERS__ tar` (or
+/// `lines`) before the first (see [`Answers`]): with GNU tar, they are one
+/// `tar` for the whole shell, reading the names of finished commands'
+/// files from a FIFO, so an answer costs the host no process; elsewhere
+/// each answer is a header line and the bytes, written by `stat`, `flock`
+/// and `cat`. The writer starts with the first command, so a shell that
+/// runs none (a no-op apply's) starts no process for it.
+/// `$cairn_answers=lines` (set by tests) asks for the second.
 pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
 CAIRN_SHELL_PID=$$ CAIRN_SHELL_DIR=$cairn_w
 export CAIRN_SHELL_PID CAIRN_SHELL_DIR
 trap 'if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"' EXIT
-if [ "${cairn_answers:-}" != lines ]; then
-  case $(tar --version 2>/dev/null) in "tar (GNU tar) "*) cairn_answers=tar;; *) cairn_answers=lines;; esac
-fi
-if [ "$cairn_answers" = tar ]; then
-  # One write of a few names to a pipe is atomic: answers never interleave.
-  # tar reads one name ahead, so the empty z.<id> after each answer lets it
-  # go out whole at once.
-  cairn_emit() {
-    : > "$cairn_w/c.$1.$2"; : > "$cairn_w/z.$1"
-    printf 'o.%s\ne.%s\nc.%s.%s\nz.%s\n' "$1" "$1" "$1" "$2" "$1"
-  }
-else
-  cairn_emit() {
-    set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
-    echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
-    flock "$cairn_w" cat "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
-    rm -f "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
-  }
-fi
-cairn_loop() {
+cairn_answers=${cairn_answers:-}
+cairn_start_answers() {
+  [ "$cairn_answers" = lines ] || case $(tar --version 2>/dev/null) in "tar (GNU tar) "*) cairn_answers=tar;; *) cairn_answers=lines;; esac
+  if [ "$cairn_answers" = tar ] && mkfifo "$cairn_w/answers" 2>/dev/null; then
+    tar -b 1 --numeric-owner --remove-files -C "$cairn_w" -c -f - -T "$cairn_w/answers" 2>/dev/null &
+    # Read-write: opening a FIFO so never waits for the other end.
+    exec 8<>"$cairn_w/answers"
+  else
+    cairn_answers=lines
+  fi
+  echo "__CAIRN_ANSWERS__ $cairn_answers"
+}
+# One write of a few names to a pipe is atomic: answers never interleave.
+# tar writes a name once it has read the next, so the empty z.<id> after
+# each answer lets it go out whole at once.
+cairn_emit_tar() {
+  : > "$cairn_w/c.$1.$2"; : > "$cairn_w/z.$1"
+  printf 'o.%s\ne.%s\nc.%s.%s\nz.%s\n' "$1" "$1" "$1" "$2" "$1" >&8
+}
+cairn_emit_lines() {
+  set -- "$1" "$2" $(stat -c %s "$cairn_w/o.$1" "$cairn_w/e.$1")
+  echo "__CAIRN_DONE__ $1 $2 $3 $4" > "$cairn_w/h.$1"
+  flock "$cairn_w" cat "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+  rm -f "$cairn_w/h.$1" "$cairn_w/o.$1" "$cairn_w/e.$1"
+}
+echo __CAIRN_READY__
 while IFS= read -r cairn_f; do
   [ -n "${cairn_hb:-}" ] && : > "$cairn_hb"
   case "$cairn_f" in "__CAIRN_RUN__ "*) ;; *) continue;; esac
@@ -95,50 +103,46 @@ while IFS= read -r cairn_f; do
   # with the line cairn puts last, or nothing of it runs.
   case "$cairn_s" in *"
 #__CAIRN_SCRIPT_END__") ;; *) cairn_s=; continue;; esac
+  [ -n "${cairn_emit:-}" ] || { cairn_start_answers; cairn_emit=cairn_emit_$cairn_answers; }
   cairn_t=
   [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
   if [ "$3" -gt 0 ]; then
     cairn_b=
     if [ -n "${cairn_hb:-}" ]; then
-      { while sleep 10; do : > "$cairn_hb"; done; } > /dev/null 9>&- &
+      { while sleep 10; do : > "$cairn_hb"; done; } > /dev/null 8>&- 9>&- &
       cairn_b=$!
     fi
-    head -c "$3" | { $cairn_t sh /dev/fd/3 9>&- 3<<CAIRN_SCRIPT_END
+    head -c "$3" | { $cairn_t sh /dev/fd/3 8>&- 9>&- 3<<CAIRN_SCRIPT_END
 $cairn_s
 CAIRN_SCRIPT_END
       cairn_r=$?; cat > /dev/null; exit $cairn_r; } > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i"
     cairn_r=$?
     [ -n "$cairn_b" ] && kill "$cairn_b" 2>/dev/null
-    cairn_emit "$cairn_i" $cairn_r
+    $cairn_emit "$cairn_i" $cairn_r
   else
     {
-      $cairn_t sh /dev/fd/3 9>&- < /dev/null > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END &
+      $cairn_t sh /dev/fd/3 8>&- 9>&- < /dev/null > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END &
 $cairn_s
 CAIRN_SCRIPT_END
       [ -n "${cairn_fl:-}" ] && echo "$! $4 ${5:-}" > "$cairn_fl/$cairn_i"
       wait $!
       cairn_r=$?
       [ -n "${cairn_fl:-}" ] && : > "$cairn_fl/$cairn_i"
-      cairn_emit "$cairn_i" $cairn_r; } &
+      $cairn_emit "$cairn_i" $cairn_r; } &
   fi
   cairn_s=
 done
 [ -n "${cairn_closed:-}" ] && : > "$cairn_closed"
+# The commands' own copies of the FIFO close as they end; then tar ends.
+exec 8>&-
 wait
-}
-echo "__CAIRN_READY__ $cairn_answers"
-if [ "$cairn_answers" = tar ]; then
-  cairn_loop | tar -b 1 --numeric-owner --remove-files -C "$cairn_w" -c -f - -T - 2>/dev/null
-else
-  cairn_loop
-fi
 "#;
 
 /// The line every script sent ends with: the loop runs a script only when it
 /// has it, so one cut off by cairn's death mid-frame never runs half.
 const SCRIPT_END: &str = "\n#__CAIRN_SCRIPT_END__";
 
-/// How a shell's answers come back, as its ready line says.
+/// How a shell's answers come back, as its `__CAIRN_ANSWERS__` line says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Answers {
     /// `__CAIRN_DONE__ <id> <exit code> <stdout bytes> <stderr bytes>\n`
@@ -152,10 +156,10 @@ pub(super) enum Answers {
 }
 
 impl Answers {
-    /// The format a ready line announces (`__CAIRN_READY__ tar`), if it is one.
-    pub(super) fn from_ready_line(line: &str) -> Option<Answers> {
-        match line.trim_end().strip_prefix("__CAIRN_READY__")?.trim() {
-            "" | "lines" => Some(Answers::Lines),
+    /// The format the line before the first answer names.
+    fn from_line(line: &str) -> Option<Answers> {
+        match line.trim_end().strip_prefix("__CAIRN_ANSWERS__ ")? {
+            "lines" => Some(Answers::Lines),
             "tar" => Some(Answers::Tar),
             _ => None,
         }
@@ -185,6 +189,8 @@ struct Pending {
     waiting: HashMap<u64, oneshot::Sender<Ran>>,
     /// Why the shell ended, once it has.
     ended: Option<String>,
+    /// How its answers come, once the first is on its way.
+    answers: Option<Answers>,
 }
 
 /// Marks a shell broken when dropped before its frame was wholly written.
@@ -264,12 +270,11 @@ pub(crate) struct EarlyAnswer {
 /// The id of a shell's early frame; the shell numbers the others after it.
 const EARLY_FRAME: u64 = 1;
 
-/// A channel whose loop has said it is ready, and how it answers.
+/// A channel whose loop has said it is ready.
 pub(super) struct Started {
     pub child: openssh::Child<Arc<Session>>,
     pub input: ShellInput,
     pub stdout: BufReader<ChildStdout>,
-    pub answers: Answers,
 }
 
 /// One shell: a channel running [`SHELL_LOOP`].
@@ -297,7 +302,6 @@ impl Shell {
             child,
             input,
             stdout,
-            answers,
         } = started;
         let mut pending = Pending::default();
         let early = match &input {
@@ -309,7 +313,7 @@ impl Shell {
             }
         };
         let pending = Arc::new(Mutex::new(pending));
-        tokio::spawn(read_answers(stdout, answers, pending.clone()));
+        tokio::spawn(read_answers(stdout, pending.clone()));
         let (stdin, writing) = match input {
             ShellInput::Ready(stdin) => (Some(stdin), None),
             ShellInput::Writing(handle) => (None, Some(handle)),
@@ -539,7 +543,7 @@ impl Answer {
 }
 
 /// Reads answers and hands each to the command waiting for it.
-async fn read_answers<R>(stdout: R, answers: Answers, pending: Arc<Mutex<Pending>>)
+async fn read_answers<R>(mut stdout: R, pending: Arc<Mutex<Pending>>)
 where
     R: AsyncBufRead + Unpin,
 {
@@ -554,9 +558,23 @@ where
             let _ = tx.send(ran);
         }
     };
-    let why = match answers {
-        Answers::Lines => read_line_answers(stdout, deliver).await,
-        Answers::Tar => read_tar_answers(stdout, deliver).await,
+    let mut line = String::new();
+    let why = match stdout.read_line(&mut line).await {
+        Ok(0) => "the host's shell ended (the connection closed)".to_string(),
+        Err(e) => format!("the connection failed: {e}"),
+        Ok(_) => match Answers::from_line(&line) {
+            Some(answers) => {
+                pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .answers = Some(answers);
+                match answers {
+                    Answers::Lines => read_line_answers(stdout, deliver).await,
+                    Answers::Tar => read_tar_answers(stdout, deliver).await,
+                }
+            }
+            None => format!("unexpected answer from the host: {}", line.trim_end()),
+        },
     };
     let mut pending = pending
         .lock()
@@ -800,7 +818,6 @@ pub(super) mod test_loop {
         pub(in crate::transport::ssh) stdin: tokio::process::ChildStdin,
         pending: Arc<Mutex<Pending>>,
         next: u64,
-        pub(in crate::transport::ssh) answers: Answers,
     }
 
     impl TestLoop {
@@ -822,17 +839,20 @@ pub(super) mod test_loop {
             let mut stdout = BufReader::new(child.stdout.take().unwrap());
             let mut line = String::new();
             stdout.read_line(&mut line).await.unwrap();
-            let answers = Answers::from_ready_line(&line)
-                .unwrap_or_else(|| panic!("not a ready line: {line:?}"));
+            assert_eq!(line, "__CAIRN_READY__\n");
             let pending = Arc::new(Mutex::new(Pending::default()));
-            tokio::spawn(read_answers(stdout, answers, pending.clone()));
+            tokio::spawn(read_answers(stdout, pending.clone()));
             TestLoop {
                 child,
                 stdin,
                 pending,
                 next: 1,
-                answers,
             }
+        }
+
+        /// How the loop answers, once a command was sent and answered.
+        pub(in crate::transport::ssh) fn answers(&self) -> Option<Answers> {
+            self.pending.lock().unwrap().answers
         }
 
         /// The id the next frame sent gets.
@@ -896,12 +916,10 @@ mod tests {
 
     /// Both ways the loop answers: GNU tar when the host has it (this
     /// machine does), lines otherwise.
-    async fn loops() -> Vec<TestLoop> {
+    async fn loops() -> Vec<(Answers, TestLoop)> {
         let with_tar = TestLoop::start(&[]).await;
-        assert_eq!(with_tar.answers, Answers::Tar, "this machine has GNU tar");
         let lines = TestLoop::start(&[("cairn_answers", OsStr::new("lines"))]).await;
-        assert_eq!(lines.answers, Answers::Lines);
-        vec![with_tar, lines]
+        vec![(Answers::Tar, with_tar), (Answers::Lines, lines)]
     }
 
     fn text(ran: &super::Ran) -> (i32, String, String) {
@@ -915,13 +933,15 @@ mod tests {
     /// Frames in, answers out, in both answer formats.
     #[tokio::test]
     async fn the_loop_runs_framed_commands_and_keeps_in_step() {
-        for mut shell in loops().await {
-            let how = shell.answers;
+        for (how, mut shell) in loops().await {
+            assert_eq!(shell.answers(), None, "no writer before the first command");
             assert_eq!(
                 text(&shell.run("echo out; echo err >&2; exit 3", b"", 0).await),
                 (3, "out\n".into(), "err\n".into()),
                 "{how:?}"
             );
+            // This machine has GNU tar.
+            assert_eq!(shell.answers(), Some(how));
             // Data is the command's stdin; what it does not read is drained.
             assert_eq!(text(&shell.run("head -c 3", b"abcdef", 0).await).1, "abc");
             let unread = b"unread data\n__CAIRN_RUN__ 1 0 0\n";
@@ -958,11 +978,30 @@ mod tests {
         }
     }
 
+    /// A host whose `tar` is not GNU tar's gets its answers as lines.
+    #[tokio::test]
+    async fn a_host_without_gnu_tar_answers_in_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("tar");
+        std::fs::write(&fake, "#!/bin/sh\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut shell = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
+        assert_eq!(text(&shell.run("echo hi", b"", 0).await).1, "hi\n");
+        assert_eq!(shell.answers(), Some(Answers::Lines));
+        assert!(shell.finish().await);
+    }
+
     /// Many commands at once, each with more output than a pipe holds:
     /// no answer runs into another.
     #[tokio::test]
     async fn answers_at_once_never_interleave() {
-        for mut shell in loops().await {
+        for (_, mut shell) in loops().await {
             let mut waiting = Vec::new();
             for n in 0..16 {
                 let script = format!(
@@ -985,7 +1024,7 @@ mod tests {
     async fn a_script_cut_off_mid_frame_does_not_run() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
-        for mut shell in loops().await {
+        for (_, mut shell) in loops().await {
             // The whole script would touch the marker, then record its receipt.
             let script = format!("touch {}\necho receipt written", marker.display());
             let whole = script.len() + super::SCRIPT_END.len();
