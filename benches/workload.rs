@@ -699,7 +699,10 @@ fn report_cost(scenario: &str, c: &Cost) {
 
 /// With `CAIRN_BENCH_VERBOSE`, the timeline of an apply from its `--json`
 /// events as they arrived: when the plan came out, when the bundles and
-/// the installs started and ended, the init, the joins.
+/// the installs started and ended, the init, the joins. An apply that asks
+/// nobody (`--auto-approve`, as here) holds its events until its plan is
+/// whole and then prints them at once, and an event's `time` is when it
+/// was printed: whatever happened before the plan shows at the plan's time.
 fn report_timeline(scenario: &str, cost: &Cost) {
     if std::env::var_os("CAIRN_BENCH_VERBOSE").is_none() {
         return;

@@ -24,8 +24,9 @@
 //! [`Answers`]): on hosts with GNU tar, through one `tar` started with
 //! the first command and living as long as the shell, handed each
 //! finished command's file names, so framing an answer starts no process
-//! on the host; elsewhere through `stat`, `flock` and `cat` per answer. On an apply, the host lock's channel is the shell (see
-//! `SshLock`), so a host costs one channel however many tasks it runs.
+//! on the host; elsewhere through `stat`, `flock` and `cat` per answer.
+//! On an apply, the host lock's channel is the shell (see `SshLock`), so
+//! a host costs one channel however many tasks it runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
