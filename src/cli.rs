@@ -229,7 +229,7 @@ pub struct ResetArgs {
     pub auto_approve: bool,
 
     /// Undos running at once, overall (one at a time per host); also the most SSH connections open at once.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// Only these hosts: a role, a host name or address, or a glob of them ('web*', 'node?'); `!PATTERN` leaves those out. Repeatable, or comma-separated.
@@ -250,7 +250,7 @@ pub struct ExecArgs {
     pub on: Vec<String>,
 
     /// Hosts running the command at once.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// Stop the command on a host after this long (`30s`, `5m`); that host fails.
@@ -279,7 +279,7 @@ pub struct CpArgs {
     pub from: Option<String>,
 
     /// Hosts copied to at once.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// The file or folder to copy (`FOLDER/.` for what it holds).
@@ -337,7 +337,7 @@ pub struct PlanArgs {
     pub offline: bool,
 
     /// Hosts probed at once: at most this many SSH connections are open; the others wait their turn.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     #[command(flatten)]
@@ -381,7 +381,7 @@ pub struct DriftArgs {
     pub prometheus: Option<PathBuf>,
 
     /// Hosts checked at once: at most this many SSH connections are open; the others wait their turn.
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     #[command(flatten)]
@@ -399,7 +399,7 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
 
     /// Tasks running at once, overall; also the most SSH connections open at once (hosts beyond it are probed and worked on in turn).
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// After the first failed task, start nothing new: running tasks finish
@@ -526,7 +526,7 @@ pub struct EditThenApply {
     pub auto_approve: bool,
 
     /// Tasks running at once, overall; also the most SSH connections open at once (hosts beyond it are probed and worked on in turn).
-    #[arg(long, default_value_t = crate::pipeline::DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = at_least_one)]
     pub parallelism: usize,
 
     /// After the first failed task, start nothing new (see `cairn apply --help`).
@@ -539,6 +539,9 @@ pub struct EditThenApply {
     #[command(flatten)]
     pub vars: VarArgs,
 }
+
+/// `--parallelism`'s default: tasks, and SSH connections, at once.
+pub const DEFAULT_PARALLELISM: usize = 64;
 
 /// `--parallelism`: a count of things at once, so at least one (0 would
 /// start nothing and wait forever).

@@ -311,9 +311,6 @@ pub struct Targets {
     pub connections: usize,
 }
 
-/// `--parallelism`'s default: tasks, and connections, at once.
-pub const DEFAULT_PARALLELISM: usize = 64;
-
 impl Default for Targets {
     fn default() -> Targets {
         Targets::new(&[], &[])
@@ -325,7 +322,7 @@ impl Targets {
         Targets {
             limit: limit.to_vec(),
             replace: replace.to_vec(),
-            connections: DEFAULT_PARALLELISM,
+            connections: crate::cli::DEFAULT_PARALLELISM,
         }
     }
 
