@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use openssh::Session;
 
-use super::receipts::state_dir_snippet;
+use super::receipts::{MAKE_RECEIPTS_DIR, state_dir_snippet};
 use super::shells::{Broken, Shells};
 use crate::bundle::stream::StreamCache;
 use crate::model::Secret;
@@ -163,7 +163,7 @@ impl SshTransport {
                 // kept output beside the receipt, and then to cairn.
                 let _ = write!(
                     full,
-                    "{dir}cairn_k=\"$cairn_d/receipts/.{out}.$$\"\n{{ {{ [ -d \"$cairn_d/receipts\" ] || mkdir -p \"$cairn_d/receipts\"; }} && (umask 077 && : > \"$cairn_k\"); }} 2>/dev/null || cairn_k=\nif [ -n \"$cairn_k\" ]; then (eval {script}) > \"$cairn_k\"; else (eval {script}); fi\ncairn_rc=$?\nif [ -n \"$cairn_k\" ]; then\nif [ $cairn_rc -eq 0 ] && mv -f \"$cairn_k\" \"$cairn_d/receipts/{out}\"; then\n{receipt}cat \"$cairn_d/receipts/{out}\"\nelse\ncat \"$cairn_k\"; rm -f \"$cairn_k\"\nfi\nfi\n",
+                    "{dir}cairn_k=\"$cairn_d/receipts/.{out}.$$\"\n{{ {MAKE_RECEIPTS_DIR} && (umask 077 && : > \"$cairn_k\"); }} 2>/dev/null || cairn_k=\nif [ -n \"$cairn_k\" ]; then (eval {script}) > \"$cairn_k\"; else (eval {script}); fi\ncairn_rc=$?\nif [ -n \"$cairn_k\" ]; then\nif [ $cairn_rc -eq 0 ] && mv -f \"$cairn_k\" \"$cairn_d/receipts/{out}\"; then\n{receipt}cat \"$cairn_d/receipts/{out}\"\nelse\ncat \"$cairn_k\"; rm -f \"$cairn_k\"\nfi\nfi\n",
                     dir = state_dir_snippet(&self.cluster),
                     out = r.output_file_name(),
                     script = shell_quote(script),

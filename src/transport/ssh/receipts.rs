@@ -8,13 +8,20 @@ use crate::ids::TaskId;
 use crate::transport::receipt::{output_file_name, receipt_file_name};
 use crate::transport::{Receipt, TransportError, shell_quote};
 
+/// Shell that makes the host's receipts folder, only when it is not there
+/// (`mkdir` is a process, and the folder nearly always is); it succeeds
+/// when the folder is there afterwards.
+pub(super) const MAKE_RECEIPTS_DIR: &str =
+    "{ [ -d \"$cairn_d/receipts\" ] || mkdir -p \"$cairn_d/receipts\"; }";
+
 impl SshTransport {
     /// Shell lines that write a receipt (atomically) under the host's cairn
-    /// folder, made only if it is not there (`mkdir` is a process). Unless the receipt keeps a step's output, one kept by an
-    /// earlier run of the task goes (a test first: no process when there is none).
+    /// folder (see [`MAKE_RECEIPTS_DIR`]). Unless the receipt keeps a step's
+    /// output, one kept by an earlier run of the task goes (a test first: no
+    /// process when there is none).
     pub(super) fn receipt_snippet(&self, receipt: &Receipt) -> String {
         let mut snippet = format!(
-            "{dir}{{ [ -d \"$cairn_d/receipts\" ] || mkdir -p \"$cairn_d/receipts\"; }} && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
+            "{dir}{MAKE_RECEIPTS_DIR} && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
             dir = state_dir_snippet(&self.cluster),
             json = shell_quote(&receipt.json),
             file = receipt.file_name(),
