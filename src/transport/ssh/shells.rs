@@ -47,8 +47,9 @@ use crate::bundle::stream::Stream;
 /// runs in the foreground (the loop reads no pings then); `$cairn_fl`, the
 /// folder where each command in flight leaves `<pid> <timeout s> <label>`
 /// until it ends, so the next run can say what it waits for if cairn dies;
-/// and `$cairn_closed`, touched when cairn's side of the channel closes
-/// (it released the lock, or died). Commands never inherit fd 9 (the
+/// and `$cairn_closed`, where the lock's owner line (`$cairn_lme`) is
+/// written when cairn's side of the channel closes (it released the lock,
+/// or died). Commands never inherit fd 9 (the
 /// lock's `flock`), but the subshell waiting for each one does: the lock
 /// stays held until every command of the run has ended. Every command
 /// sees `$CAIRN_SHELL_PID` (the loop's pid) and `$CAIRN_SHELL_DIR` (its
@@ -64,10 +65,21 @@ use crate::bundle::stream::Stream;
 /// and `cat`. The writer starts with the first command, so a shell that
 /// runs none (a no-op apply's) starts no process for it.
 /// `$cairn_answers=lines` (set by tests) asks for the second.
-pub(super) const SHELL_LOOP: &str = r#"cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX") || exit 1
-CAIRN_SHELL_PID=$$ CAIRN_SHELL_DIR=$cairn_w
-export CAIRN_SHELL_PID CAIRN_SHELL_DIR
-trap 'if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"' EXIT
+pub(super) const SHELL_LOOP: &str = r#"cairn_w=
+CAIRN_SHELL_PID=$$
+export CAIRN_SHELL_PID
+trap '[ -z "$cairn_w" ] || { if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"; }' EXIT
+# The private folder is made for the first command: a shell that runs none
+# (a no-op apply's) makes none, and has none to remove.
+cairn_make_dir() {
+  cairn_w=$(umask 077; mktemp -d /dev/shm/.cairn-XXXXXX 2>/dev/null || mktemp -d "${TMPDIR:-/tmp}/.cairn-XXXXXX" 2>/dev/null) || {
+    cairn_w=
+    echo "__CAIRN_FAILED__ cannot make a private folder in /dev/shm or ${TMPDIR:-/tmp}: is it full or read-only?"
+    exit 1
+  }
+  CAIRN_SHELL_DIR=$cairn_w
+  export CAIRN_SHELL_DIR
+}
 cairn_answers=${cairn_answers:-}
 cairn_start_answers() {
   [ "$cairn_answers" = lines ] || case $(tar --version 2>/dev/null) in "tar (GNU tar) "*) cairn_answers=tar;; *) cairn_answers=lines;; esac
@@ -104,7 +116,7 @@ while IFS= read -r cairn_f; do
   # with the line cairn puts last, or nothing of it runs.
   case "$cairn_s" in *"
 #__CAIRN_SCRIPT_END__") ;; *) cairn_s=; continue;; esac
-  [ -n "${cairn_emit:-}" ] || { cairn_start_answers; cairn_emit=cairn_emit_$cairn_answers; }
+  [ -n "${cairn_emit:-}" ] || { cairn_make_dir; cairn_start_answers; cairn_emit=cairn_emit_$cairn_answers; }
   cairn_t=
   [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
   if [ "$3" -gt 0 ]; then
@@ -133,7 +145,7 @@ CAIRN_SCRIPT_END
   fi
   cairn_s=
 done
-[ -n "${cairn_closed:-}" ] && : > "$cairn_closed"
+[ -n "${cairn_closed:-}" ] && printf '%s\n' "${cairn_lme:-}" > "$cairn_closed"
 # The commands' own copies of the FIFO close as they end; then tar ends.
 exec 8>&-
 wait
@@ -563,6 +575,10 @@ where
     let why = match stdout.read_line(&mut line).await {
         Ok(0) => "the host's shell ended (the connection closed)".to_string(),
         Err(e) => format!("the connection failed: {e}"),
+        Ok(_) if line.starts_with("__CAIRN_FAILED__ ") => format!(
+            "the host's shell stopped: {}",
+            line["__CAIRN_FAILED__ ".len()..].trim_end()
+        ),
         Ok(_) => match Answers::from_line(&line) {
             Some(answers) => {
                 pending
@@ -856,6 +872,11 @@ pub(super) mod test_loop {
             self.pending.lock().unwrap().answers
         }
 
+        /// Why the loop's answers ended, once they have.
+        pub(in crate::transport::ssh) fn ended(&self) -> Option<String> {
+            self.pending.lock().unwrap().ended.clone()
+        }
+
         /// The id the next frame sent gets.
         pub(in crate::transport::ssh) fn next_id(&self) -> u64 {
             self.next
@@ -998,6 +1019,56 @@ mod tests {
         assert!(shell.finish().await);
     }
 
+    /// A `PATH` whose `mktemp` logs each call to `calls` and then runs
+    /// `then` (the real one, or `exit 1`).
+    fn logging_mktemp(dir: &std::path::Path, calls: &std::path::Path, then: &str) -> String {
+        let fake = dir.join("mktemp");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n{then}\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// The private folder is made for the first command: a shell that runs
+    /// none (a no-op apply's) starts no process for it; one that cannot
+    /// make it stops, saying why, rather than run commands it cannot answer.
+    #[tokio::test]
+    async fn the_private_folder_is_made_for_the_first_command_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let path = logging_mktemp(dir.path(), &calls, "exec /usr/bin/mktemp \"$@\"");
+        let idle = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
+        assert!(idle.finish().await);
+        assert!(!calls.exists(), "a shell that ran nothing made a folder");
+        let mut shell = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
+        assert_eq!(text(&shell.run("echo one", b"", 0).await).1, "one\n");
+        assert_eq!(text(&shell.run("echo two", b"", 0).await).1, "two\n");
+        let made = std::fs::read_to_string(&calls).unwrap();
+        assert_eq!(made.lines().count(), 1, "one folder per shell: {made}");
+        assert!(shell.finish().await);
+
+        let full = tempfile::tempdir().unwrap();
+        let calls = full.path().join("calls");
+        let path = logging_mktemp(full.path(), &calls, "exit 1");
+        let mut shell = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
+        let answer = shell.send("echo never", b"", 0, None).await;
+        assert!(answer.await.is_err(), "no answer without a folder");
+        let why = shell.ended().unwrap_or_default();
+        assert!(
+            why.contains("cannot make a private folder in /dev/shm"),
+            "{why}"
+        );
+        assert!(!shell.finish().await, "the loop exits non-zero");
+    }
+
     /// Many commands at once, each with more output than a pipe holds:
     /// no answer runs into another.
     #[tokio::test]
@@ -1048,6 +1119,7 @@ mod tests {
         let mut shell = TestLoop::start(&[
             ("cairn_fl", records.as_os_str()),
             ("cairn_closed", closed.as_os_str()),
+            ("cairn_lme", OsStr::new("{\"owner\":1}")),
             ("cairn_hb", heartbeat.as_os_str()),
         ])
         .await;
@@ -1078,7 +1150,11 @@ mod tests {
         }
         assert!(!closed.exists());
         assert!(shell.finish().await);
-        assert!(closed.exists(), "the end of cairn's input is marked");
+        assert_eq!(
+            std::fs::read_to_string(&closed).unwrap(),
+            "{\"owner\":1}\n",
+            "the end of cairn's input is marked with the lock's owner"
+        );
     }
 
     #[test]
