@@ -12,8 +12,11 @@
 //! `lock.heartbeat` (touched every 10 s while the holder lives),
 //! `lock.session` (the session id of the holder's shell, so it can be
 //! killed), `lock.inflight/<id>` (`<pid> <timeout s> <task>` for each command
-//! running, emptied when it ends) and `lock.closed` (touched when cairn's end
-//! of the channel closes).
+//! running, emptied when it ends) and `lock.ended` (the owner line of the
+//! run whose end of the channel closed, written when it does). Taking the
+//! lock starts no process when the last run ended cleanly: nothing there
+//! needs removing, since a record is emptied rather than removed and
+//! `lock.ended` counts only while it names the holder.
 //!
 //! When cairn dies, its commands still running on the host keep the lock
 //! (their shell holds it until they end; their `timeout` bounds them). The
@@ -154,11 +157,19 @@ impl Busy {
     }
 }
 
+/// Shell lines run once the lock is taken, making its folder ready for
+/// this run without starting a process in the usual case: the in-flight
+/// records a killed run left are emptied (their commands have ended: they
+/// held the lock), and `lock.closed`, the closed mark of cairns before
+/// `lock.ended`, is removed if one left it (they read its mere presence as
+/// "the holder's channel closed").
+const FRESH_RECORDS: &str = "[ -d \"$cairn_d/lock.inflight\" ] || mkdir \"$cairn_d/lock.inflight\"\nfor cairn_lx in \"$cairn_d\"/lock.inflight/*; do [ -s \"$cairn_lx\" ] && : > \"$cairn_lx\"; done\n[ ! -e \"$cairn_d/lock.closed\" ] || rm -f \"$cairn_d/lock.closed\"\n";
+
 /// Shell lines printing what a busy lock's folder says: `OWNER`, `NOW`,
 /// `BEAT` (heartbeat time), `CLOSED` (when the holder's channel closed),
 /// and an `IN <start> <pid> <timeout> <label>` line per command in flight.
 fn busy_report() -> &'static str {
-    "cairn_lo=; { IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; } 2>/dev/null\necho \"OWNER $cairn_lo\"\necho \"NOW $(date +%s)\"\necho \"BEAT $(stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null)\"\necho \"CLOSED $(stat -c %Y \"$cairn_d/lock.closed\" 2>/dev/null)\"\nfor cairn_lx in \"$cairn_d\"/lock.inflight/*; do [ -s \"$cairn_lx\" ] && { IFS= read -r cairn_ll < \"$cairn_lx\"; } 2>/dev/null && echo \"IN $(stat -c %Y \"$cairn_lx\") $cairn_ll\"; done\n"
+    "cairn_lo=; { IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; } 2>/dev/null\necho \"OWNER $cairn_lo\"\necho \"NOW $(date +%s)\"\necho \"BEAT $(stat -c %Y \"$cairn_d/lock.heartbeat\" 2>/dev/null)\"\ncairn_le=; { IFS= read -r cairn_le < \"$cairn_d/lock.ended\"; } 2>/dev/null\nif [ -e \"$cairn_d/lock.closed\" ]; then echo \"CLOSED $(stat -c %Y \"$cairn_d/lock.closed\" 2>/dev/null)\"; elif [ -n \"$cairn_lo\" ] && [ \"$cairn_le\" = \"$cairn_lo\" ]; then echo \"CLOSED $(stat -c %Y \"$cairn_d/lock.ended\" 2>/dev/null)\"; else echo CLOSED; fi\nfor cairn_lx in \"$cairn_d\"/lock.inflight/*; do [ -s \"$cairn_lx\" ] && { IFS= read -r cairn_ll < \"$cairn_lx\"; } 2>/dev/null && echo \"IN $(stat -c %Y \"$cairn_lx\") $cairn_ll\"; done\n"
 }
 
 /// Shell lines killing every process of the session that holds the lock
@@ -288,11 +299,12 @@ impl SshTransport {
         let owner = serde_json::to_string(&policy.holder).expect("a lock holder serializes");
         let (probe, longest) = self.probe_script(request);
         let script = format!(
-            "{dir}[ -d \"$cairn_d\" ] || mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\ncairn_ln={wait}\nwhile ! flock -n 9; do\nif [ \"$cairn_ln\" -le 0 ]; then\necho BUSY\n{busy}exit 0\nfi\nsleep 1\ncairn_ln=$((cairn_ln - 1))\ndone\ncairn_lo=; {{ IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; }} 2>/dev/null\n[ -n \"$cairn_lo\" ] && printf 'STALE %s\\n' \"$cairn_lo\"\ncairn_lme={owner}\nprintf '%s\\n' \"$cairn_lme\" > \"$cairn_d/lock.owner\"\n: > \"$cairn_d/lock.heartbeat\"\nrm -rf \"$cairn_d/lock.inflight\" \"$cairn_d/lock.closed\"\nmkdir \"$cairn_d/lock.inflight\"\n{{ read -r _ _ _ _ _ cairn_ls _ < /proc/$$/stat; }} 2>/dev/null && echo \"$cairn_ls\" > \"$cairn_d/lock.session\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\ncairn_hb=\"$cairn_d/lock.heartbeat\"\ncairn_fl=\"$cairn_d/lock.inflight\"\ncairn_closed=\"$cairn_d/lock.closed\"\n{SHELL_LOOP}cairn_lo=; {{ IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; }} 2>/dev/null\n[ \"$cairn_lo\" = \"$cairn_lme\" ] && : > \"$cairn_d/lock.owner\"\n",
+            "{dir}[ -d \"$cairn_d\" ] || mkdir -p \"$cairn_d\" || exit 3\nexec 9>>\"$cairn_d/lock\"\ncairn_ln={wait}\nwhile ! flock -n 9; do\nif [ \"$cairn_ln\" -le 0 ]; then\necho BUSY\n{busy}exit 0\nfi\nsleep 1\ncairn_ln=$((cairn_ln - 1))\ndone\ncairn_lo=; {{ IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; }} 2>/dev/null\n[ -n \"$cairn_lo\" ] && printf 'STALE %s\\n' \"$cairn_lo\"\ncairn_lme={owner}\nprintf '%s\\n' \"$cairn_lme\" > \"$cairn_d/lock.owner\"\n: > \"$cairn_d/lock.heartbeat\"\n{fresh}{{ read -r _ _ _ _ _ cairn_ls _ < /proc/$$/stat; }} 2>/dev/null && echo \"$cairn_ls\" > \"$cairn_d/lock.session\"\necho LOCKED\n{{\n{probe}}} </dev/null\necho {PROBE_END}\ncairn_hb=\"$cairn_d/lock.heartbeat\"\ncairn_fl=\"$cairn_d/lock.inflight\"\ncairn_closed=\"$cairn_d/lock.ended\"\n{SHELL_LOOP}cairn_lo=; {{ IFS= read -r cairn_lo < \"$cairn_d/lock.owner\"; }} 2>/dev/null\n[ \"$cairn_lo\" = \"$cairn_lme\" ] && : > \"$cairn_d/lock.owner\"\n",
             dir = state_dir_snippet(&self.cluster),
             wait = wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
             busy = busy_report(),
             owner = shell_quote(&owner),
+            fresh = FRESH_RECORDS,
         );
         // Files to send behind the probe go on the first try only: one
         // that waits for a busy lock would hold them back for nothing.
@@ -404,7 +416,7 @@ impl SshTransport {
     /// file aside if it does not), and clears the owner and its records.
     pub(crate) async fn break_lock(&self, seen: &HeldLock) -> Result<BrokenLock, TransportError> {
         let script = format!(
-            "{dir}exec 9>>\"$cairn_d/lock\"\nif flock -n 9; then echo FREE; exit 0; fi\n{kill}cairn_ln=10\nwhile ! flock -n 9; do\nif [ \"$cairn_ln\" -le 0 ]; then mv -f \"$cairn_d/lock\" \"$cairn_d/lock.broken\" && echo MOVED; break; fi\nsleep 1\ncairn_ln=$((cairn_ln - 1))\ndone\n: > \"$cairn_d/lock.owner\"\nrm -rf \"$cairn_d/lock.inflight\" \"$cairn_d/lock.closed\" \"$cairn_d/lock.session\"\n",
+            "{dir}exec 9>>\"$cairn_d/lock\"\nif flock -n 9; then echo FREE; exit 0; fi\n{kill}cairn_ln=10\nwhile ! flock -n 9; do\nif [ \"$cairn_ln\" -le 0 ]; then mv -f \"$cairn_d/lock\" \"$cairn_d/lock.broken\" && echo MOVED; break; fi\nsleep 1\ncairn_ln=$((cairn_ln - 1))\ndone\n: > \"$cairn_d/lock.owner\"\nrm -rf \"$cairn_d/lock.inflight\" \"$cairn_d/lock.closed\" \"$cairn_d/lock.ended\" \"$cairn_d/lock.session\"\n",
             dir = state_dir_snippet(&self.cluster),
             kill = kill_holder_snippet(&seen.owner_line)
         );
@@ -511,6 +523,78 @@ mod tests {
         ));
         assert!(closed.dead().unwrap().contains("connection closed 2s ago"));
         assert_eq!(closed.bound(), Some(Duration::from_secs(20) + KILL_GRACE));
+    }
+
+    /// Runs `script` with `sh` in the lock folder `dir` (as `$cairn_d`),
+    /// with `path` as `PATH`; its output.
+    fn run_in_lock_folder(script: &str, dir: &std::path::Path, path: &std::ffi::OsStr) -> String {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("cairn_d", dir)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Taking the lock after a clean run starts no process; after a killed
+    /// run (or an older cairn) it empties what is left. A busy lock's
+    /// holder has closed its channel only when `lock.ended` names it.
+    #[test]
+    fn the_lock_folder_is_made_ready_without_a_process_and_read_when_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let calls = dir.path().join("calls");
+        for tool in ["rm", "mkdir"] {
+            let fake = bin.join(tool);
+            std::fs::write(
+                &fake,
+                format!(
+                    "#!/bin/sh\necho {tool} >> '{}'\nexec /bin/{tool} \"$@\"\n",
+                    calls.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        std::fs::create_dir_all(lock.join("lock.inflight")).unwrap();
+        std::fs::write(lock.join("lock.inflight/3"), "4242 30 step.a@h\n").unwrap();
+        std::fs::write(lock.join("lock.inflight/4"), "").unwrap();
+        std::fs::write(lock.join("lock.closed"), "").unwrap();
+        run_in_lock_folder(FRESH_RECORDS, &lock, bin.as_os_str());
+        assert_eq!(std::fs::read(lock.join("lock.inflight/3")).unwrap(), b"");
+        assert!(
+            !lock.join("lock.closed").exists(),
+            "an older cairn's mark goes"
+        );
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "rm\n");
+        std::fs::remove_file(&calls).unwrap();
+        run_in_lock_folder(FRESH_RECORDS, &lock, bin.as_os_str());
+        assert!(!calls.exists(), "a clean folder needs no process");
+        std::fs::remove_dir_all(lock.join("lock.inflight")).unwrap();
+        run_in_lock_folder(FRESH_RECORDS, &lock, bin.as_os_str());
+        assert!(lock.join("lock.inflight").is_dir());
+
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let busy = |owner: &str, ended: &str| {
+            std::fs::write(lock.join("lock.owner"), format!("{owner}\n")).unwrap();
+            std::fs::write(lock.join("lock.ended"), format!("{ended}\n")).unwrap();
+            // In the lock script `exit 0` follows it.
+            let report = format!("{}exit 0\n", busy_report());
+            Busy::parse(&lines(&run_in_lock_folder(&report, &lock, &path)))
+        };
+        assert!(
+            busy("x", "x").closed_age.is_some(),
+            "the holder's channel closed"
+        );
+        assert_eq!(busy("y", "x").closed_age, None, "an earlier run's end");
+        std::fs::write(lock.join("lock.closed"), "").unwrap();
+        assert!(busy("y", "x").closed_age.is_some(), "an older cairn's mark");
     }
 
     #[test]
