@@ -332,3 +332,60 @@ fn ctrl_c_before_every_host_is_in_says_how_many_were() {
         "the status line is left on screen:\n{screen}"
     );
 }
+
+/// A lock warning printed while the status line is on screen goes above
+/// it, on a line of its own, and stays there: a killed apply's step still
+/// runs on this machine, so the next apply waits for it, and says so,
+/// while it holds its plan for `late`'s probe.
+#[test]
+fn a_lock_warning_goes_above_the_status_line_and_stays() {
+    let s = Sandbox::new();
+    s.edit(
+        "Clusterfile",
+        "run = \"echo ${greeting} ${version} > out/announce\"",
+        "run = \"if [ -f out/slow-started ]; then echo resumed > out/announce; else touch out/slow-started; sleep 30; fi\"\ntimeout = \"3s\"",
+    );
+    let mut killed = s
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the slow step starts", || {
+        s.path("out/slow-started").exists()
+    });
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let go = add_late_host(&s);
+    let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
+    run.wait_for_screen(
+        "the dead apply's step is killed and local's tasks counted",
+        |screen| {
+            screen.contains("killed what the dead apply")
+                && status_line(screen).is_some_and(|l| !l.contains("· 0 tasks done"))
+        },
+    );
+    let screen = run.screen();
+    let warnings: Vec<&str> = screen.lines().filter(|l| l.contains("warning")).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("is held by a dead apply"))
+            && warnings.iter().all(|l| l.starts_with("warning: ")),
+        "each warning on a line of its own:\n{screen}"
+    );
+    assert!(
+        !status_line(&screen).unwrap().contains("warning"),
+        "{screen}"
+    );
+    std::fs::write(&go, "").unwrap();
+    let (code, screen) = run.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("is held by a dead apply")),
+        "the warning stays once the plan shows:\n{screen}"
+    );
+    assert!(status_line(&screen).is_none(), "{screen}");
+}
