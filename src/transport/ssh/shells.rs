@@ -68,7 +68,7 @@ use crate::bundle::stream::Stream;
 pub(super) const SHELL_LOOP: &str = r#"cairn_w=
 CAIRN_SHELL_PID=$$
 export CAIRN_SHELL_PID
-trap '[ -z "$cairn_w" ] || { if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"; }' EXIT
+trap '[ -z "$cairn_w" ] || { if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) [ ! -e "$cairn_x" ] || rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"; }' EXIT
 # The private folder is made for the first command: a shell that runs none
 # (a no-op apply's) makes none, and has none to remove.
 cairn_make_dir() {

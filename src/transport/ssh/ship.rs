@@ -233,6 +233,15 @@ impl SshTransport {
 /// pid of the shell that made it, so only those whose shell is gone go.
 const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -d \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
 
+/// Removes the staging folder `$cairn_st` when the script ends, if it is
+/// still there: once its files are in place (a new folder is the staging
+/// folder renamed), it is not, and the test is no process.
+const REMOVE_STAGING_ON_EXIT: &str = "trap '[ ! -e \"$cairn_st\" ] || rm -rf \"$cairn_st\"' EXIT\n";
+
+/// One step up from `$cairn_base` without a process (`dirname` is one):
+/// the part before its last `/`, or `/`, or `.` for a bare name.
+const PARENT_OF_BASE: &str = "case $cairn_base in */*) cairn_base=${cairn_base%/*}; cairn_base=${cairn_base:-/};; *) cairn_base=.;; esac";
+
 /// Where a file set's files go, and how they are staged beside them.
 struct Layout {
     /// `dest` quoted for the shell.
@@ -281,7 +290,7 @@ impl Layout {
     /// is 1: the staging folder becomes `dest` in one rename), else inside it.
     fn choose_base(&self) -> String {
         format!(
-            "cairn_dest={dest}\nmkdir -p {parent}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; mkdir -p \"$cairn_base\"; fi\n{SWEEP_STAGING}",
+            "cairn_dest={dest}\n[ -d {parent} ] || mkdir -p {parent}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; [ -d \"$cairn_base\" ] || mkdir -p \"$cairn_base\"; fi\n{SWEEP_STAGING}",
             dest = self.dest,
             parent = self.parent,
             root = self.root,
@@ -295,7 +304,7 @@ impl Layout {
     /// the nearest folder that exists on the way to where it would go.
     fn choose_base_creating_nothing(&self) -> String {
         format!(
-            "cairn_dest={dest}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; fi\nwhile [ ! -d \"$cairn_base\" ]; do cairn_base=$(dirname -- \"$cairn_base\"); done\n{SWEEP_STAGING}",
+            "cairn_dest={dest}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; fi\nwhile [ ! -d \"$cairn_base\" ]; do {PARENT_OF_BASE}; done\n{SWEEP_STAGING}",
             dest = self.dest,
             parent = self.parent,
             root = self.root,
@@ -319,13 +328,17 @@ impl Layout {
         let mut script = String::from(
             "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
         );
-        let mut mkdir = String::from("mkdir -p --");
-        for d in &self.dirs {
-            mkdir.push(' ');
-            mkdir.push_str(&shell_quote(d));
+        // `mkdir` only when a folder is missing: a test is no process.
+        let dirs: Vec<String> = self.dirs.iter().map(|d| shell_quote(d)).collect();
+        if !dirs.is_empty() {
+            let tests: Vec<String> = dirs.iter().map(|d| format!("[ -d {d} ]")).collect();
+            let _ = writeln!(
+                script,
+                "{} || mkdir -p -- {}",
+                tests.join(" && "),
+                dirs.join(" ")
+            );
         }
-        script.push_str(&mkdir);
-        script.push('\n');
         for (rel, target) in files.keys().zip(targets) {
             let _ = writeln!(
                 script,
@@ -365,7 +378,8 @@ fn unpack_script(
     let layout = Layout::of(dest, files, targets);
     let mut script = String::from("set -e\n");
     script.push_str(&layout.choose_base());
-    script.push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\n");
+    script.push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\n");
+    script.push_str(REMOVE_STAGING_ON_EXIT);
     script.push_str(unpack_lines(zstd));
     script.push_str(&layout.place(files, targets));
     script
@@ -392,7 +406,10 @@ fn stage_script(dest: &str, files: &BTreeMap<String, ShipFile>, zstd: bool) -> S
             .push_str("command -v zstd >/dev/null 2>&1 || { echo 'no zstd here' >&2; exit 9; }\n");
     }
     script.push_str(&layout.choose_base_creating_nothing());
-    script.push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$CAIRN_SHELL_PID-XXXXXX\")\ntrap 'rm -rf \"$cairn_st\"' EXIT\nprintf '%s\\n' \"$cairn_st\" >> \"$CAIRN_SHELL_DIR/staged\"\n");
+    script
+        .push_str("cairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$CAIRN_SHELL_PID-XXXXXX\")\n");
+    script.push_str(REMOVE_STAGING_ON_EXIT);
+    script.push_str("printf '%s\\n' \"$cairn_st\" >> \"$CAIRN_SHELL_DIR/staged\"\n");
     script.push_str(unpack_lines(zstd));
     let _ = write!(
         script,
@@ -428,7 +445,7 @@ fn place_script(
 ) -> String {
     let layout = Layout::of(dest, files, targets);
     let mut script = format!(
-        "set -e\ncairn_dest={dest}\ncairn_st={staged}\n[ -d \"$cairn_st\" ] || {{ echo 'the files staged with the probe are gone' >&2; exit 7; }}\ntrap 'rm -rf \"$cairn_st\"' EXIT\nmkdir -p {parent}\ncairn_fresh={fresh}\n[ -e \"$cairn_dest\" ] && cairn_fresh=0\n",
+        "set -e\ncairn_dest={dest}\ncairn_st={staged}\n[ -d \"$cairn_st\" ] || {{ echo 'the files staged with the probe are gone' >&2; exit 7; }}\n{REMOVE_STAGING_ON_EXIT}[ -d {parent} ] || mkdir -p {parent}\ncairn_fresh={fresh}\n[ -e \"$cairn_dest\" ] && cairn_fresh=0\n",
         dest = layout.dest,
         parent = layout.parent,
         staged = shell_quote(staged),
@@ -483,6 +500,28 @@ mod tests {
             .unwrap()
             .bytes
             .clone()
+    }
+
+    /// The step up that replaces `dirname` ends at `/` or `.`, so the
+    /// search for the nearest existing folder always ends.
+    #[test]
+    fn a_staging_base_steps_up_without_a_process() {
+        for (base, parent) in [
+            ("/opt/bench", "/opt"),
+            ("/opt", "/"),
+            ("/opt/bench/", "/opt/bench"),
+            ("opt/bench", "opt"),
+            ("bench", "."),
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "cairn_base='{base}'; {PARENT_OF_BASE}; printf %s \"$cairn_base\""
+                ))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), parent, "{base}");
+        }
     }
 
     /// Runs `script` with `sh`, `stdin` fed to it, as the host's shell would
