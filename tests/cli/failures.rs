@@ -97,9 +97,10 @@ fn a_second_apply_is_refused_while_the_first_holds_the_lock() {
     s.apply();
 }
 
-#[test]
-fn a_killed_apply_resumes_where_it_stopped() {
-    let s = Sandbox::new();
+/// Makes `announce` slow on its first run (30 s, under a 3 s timeout),
+/// starts an apply, and kills it while that step runs as the only task in
+/// flight: the step's process lives on, and the next apply finds it.
+pub(crate) fn kill_an_apply_during_a_slow_step(s: &Sandbox) {
     s.edit(
         "Clusterfile",
         "run = \"echo ${greeting} ${version} > out/announce\"",
@@ -121,6 +122,12 @@ fn a_killed_apply_resumes_where_it_stopped() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_apply_resumes_where_it_stopped() {
+    let s = Sandbox::new();
+    kill_an_apply_during_a_slow_step(&s);
     let actions = s.planned_actions();
     assert_eq!(
         actions,

@@ -340,22 +340,7 @@ fn ctrl_c_before_every_host_is_in_says_how_many_were() {
 #[test]
 fn a_lock_warning_goes_above_the_status_line_and_stays() {
     let s = Sandbox::new();
-    s.edit(
-        "Clusterfile",
-        "run = \"echo ${greeting} ${version} > out/announce\"",
-        "run = \"if [ -f out/slow-started ]; then echo resumed > out/announce; else touch out/slow-started; sleep 30; fi\"\ntimeout = \"3s\"",
-    );
-    let mut killed = s
-        .command(&["apply", "--auto-approve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the slow step starts", || {
-        s.path("out/slow-started").exists()
-    });
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    crate::failures::kill_an_apply_during_a_slow_step(&s);
     let go = add_late_host(&s);
     let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
     run.wait_for_screen(
