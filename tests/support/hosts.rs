@@ -230,23 +230,33 @@ impl TestHosts {
 }
 
 /// Makes an ed25519 key pair `dir/name` (and `.pub`) with `passphrase`
-/// (empty: none), and returns the private key's path.
+/// (empty: none), and returns the private key's path. A passphrase goes on
+/// ssh-keygen's stdin (it reads it there when stdin is no terminal), never
+/// on its command line: the tests that look for secrets in `ps` run beside
+/// others that are starting hosts.
 fn keygen(dir: &Path, name: &str, passphrase: &str) -> PathBuf {
     let key = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-C",
-            "cairn-tests",
-            "-N",
-            passphrase,
-            "-f",
-        ])
+    let mut keygen = Command::new("ssh-keygen");
+    keygen.args(["-q", "-t", "ed25519", "-C", "cairn-tests"]);
+    if passphrase.is_empty() {
+        keygen.args(["-N", ""]);
+    }
+    let mut child = keygen
+        .arg("-f")
         .arg(&key)
-        .status()
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .expect("ssh-keygen runs");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        if !passphrase.is_empty() {
+            // Asked twice: the passphrase, then again to confirm it.
+            write!(stdin, "{passphrase}\n{passphrase}\n").expect("ssh-keygen reads its stdin");
+        }
+    }
+    let status = child.wait().expect("ssh-keygen runs");
     assert!(status.success(), "ssh-keygen failed for {name}");
     key
 }
