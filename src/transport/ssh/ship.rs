@@ -233,6 +233,13 @@ impl SshTransport {
 /// pid of the shell that made it, so only those whose shell is gone go.
 const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -d \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
 
+/// `mkdir -p` of `dirs` (each quoted for the shell) only when one of them
+/// is missing: the folders nearly always exist, and a test is no process.
+fn make_missing_dirs(dirs: &[&str]) -> String {
+    let tests: Vec<String> = dirs.iter().map(|d| format!("[ -d {d} ]")).collect();
+    format!("{} || mkdir -p -- {}", tests.join(" && "), dirs.join(" "))
+}
+
 /// Removes the staging folder `$cairn_st` when the script ends, if it is
 /// still there: once its files are in place (a new folder is the staging
 /// folder renamed), it is not, and the test is no process.
@@ -290,10 +297,12 @@ impl Layout {
     /// is 1: the staging folder becomes `dest` in one rename), else inside it.
     fn choose_base(&self) -> String {
         format!(
-            "cairn_dest={dest}\n[ -d {parent} ] || mkdir -p {parent}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; [ -d \"$cairn_base\" ] || mkdir -p \"$cairn_base\"; fi\n{SWEEP_STAGING}",
+            "cairn_dest={dest}\n{make_parent}\nif {fresh_test}; then cairn_fresh=1; cairn_base={parent}; else cairn_fresh=0; cairn_base={root}; {make_base}; fi\n{SWEEP_STAGING}",
             dest = self.dest,
+            make_parent = make_missing_dirs(&[&self.parent]),
             parent = self.parent,
             root = self.root,
+            make_base = make_missing_dirs(&["\"$cairn_base\""]),
             fresh_test = self.fresh_test(),
         )
     }
@@ -328,16 +337,11 @@ impl Layout {
         let mut script = String::from(
             "if [ $cairn_fresh = 1 ]; then\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n",
         );
-        // `mkdir` only when a folder is missing: a test is no process.
         let dirs: Vec<String> = self.dirs.iter().map(|d| shell_quote(d)).collect();
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
         if !dirs.is_empty() {
-            let tests: Vec<String> = dirs.iter().map(|d| format!("[ -d {d} ]")).collect();
-            let _ = writeln!(
-                script,
-                "{} || mkdir -p -- {}",
-                tests.join(" && "),
-                dirs.join(" ")
-            );
+            script.push_str(&make_missing_dirs(&dirs));
+            script.push('\n');
         }
         for (rel, target) in files.keys().zip(targets) {
             let _ = writeln!(
@@ -445,9 +449,9 @@ fn place_script(
 ) -> String {
     let layout = Layout::of(dest, files, targets);
     let mut script = format!(
-        "set -e\ncairn_dest={dest}\ncairn_st={staged}\n[ -d \"$cairn_st\" ] || {{ echo 'the files staged with the probe are gone' >&2; exit 7; }}\n{REMOVE_STAGING_ON_EXIT}[ -d {parent} ] || mkdir -p {parent}\ncairn_fresh={fresh}\n[ -e \"$cairn_dest\" ] && cairn_fresh=0\n",
+        "set -e\ncairn_dest={dest}\ncairn_st={staged}\n[ -d \"$cairn_st\" ] || {{ echo 'the files staged with the probe are gone' >&2; exit 7; }}\n{REMOVE_STAGING_ON_EXIT}{make_parent}\ncairn_fresh={fresh}\n[ -e \"$cairn_dest\" ] && cairn_fresh=0\n",
         dest = layout.dest,
-        parent = layout.parent,
+        make_parent = make_missing_dirs(&[&layout.parent]),
         staged = shell_quote(staged),
         fresh = u8::from(fresh && !layout.single),
     );
