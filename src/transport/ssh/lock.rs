@@ -550,17 +550,14 @@ mod tests {
         std::fs::create_dir_all(&bin).unwrap();
         let calls = dir.path().join("calls");
         for tool in ["rm", "mkdir"] {
-            let fake = bin.join(tool);
-            std::fs::write(
-                &fake,
-                format!(
+            crate::transport::ssh::shells::test_loop::fake_tool(
+                &bin,
+                tool,
+                &format!(
                     "#!/bin/sh\necho {tool} >> '{}'\nexec /bin/{tool} \"$@\"\n",
                     calls.display()
                 ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
+            );
         }
         std::fs::create_dir_all(lock.join("lock.inflight")).unwrap();
         std::fs::write(lock.join("lock.inflight/3"), "4242 30 step.a@h\n").unwrap();

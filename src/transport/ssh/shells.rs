@@ -830,6 +830,24 @@ pub(super) mod test_loop {
 
     use super::{Answers, Pending, Ran, SHELL_LOOP, read_answers, write_frame};
 
+    /// Writes an executable `dir/name` holding `script`: a tool that stands
+    /// for the host's own when `dir` comes first on `PATH`.
+    pub(in crate::transport::ssh) fn fake_tool(dir: &std::path::Path, name: &str, script: &str) {
+        let fake = dir.join(name);
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+
+    /// `dir`, then this process's `PATH`.
+    pub(in crate::transport::ssh) fn path_before(dir: &std::path::Path) -> String {
+        format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
     pub(in crate::transport::ssh) struct TestLoop {
         child: tokio::process::Child,
         pub(in crate::transport::ssh) stdin: tokio::process::ChildStdin,
@@ -930,7 +948,7 @@ pub(super) mod test_loop {
 
 #[cfg(test)]
 mod tests {
-    use super::test_loop::TestLoop;
+    use super::test_loop::{TestLoop, fake_tool, path_before};
     use super::{Answers, CutOff, Part};
     use std::ffi::OsStr;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1004,15 +1022,12 @@ mod tests {
     #[tokio::test]
     async fn a_host_without_gnu_tar_answers_in_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("tar");
-        std::fs::write(&fake, "#!/bin/sh\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n").unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let path = format!(
-            "{}:{}",
-            dir.path().display(),
-            std::env::var("PATH").unwrap_or_default()
+        fake_tool(
+            dir.path(),
+            "tar",
+            "#!/bin/sh\necho 'bsdtar 3.6.2 - libarchive 3.6.2'\n",
         );
+        let path = path_before(dir.path());
         let mut shell = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
         assert_eq!(text(&shell.run("echo hi", b"", 0).await).1, "hi\n");
         assert_eq!(shell.answers(), Some(Answers::Lines));
@@ -1022,19 +1037,12 @@ mod tests {
     /// A `PATH` whose `mktemp` logs each call to `calls` and then runs
     /// `then` (the real one, or `exit 1`).
     fn logging_mktemp(dir: &std::path::Path, calls: &std::path::Path, then: &str) -> String {
-        let fake = dir.join("mktemp");
-        std::fs::write(
-            &fake,
-            format!("#!/bin/sh\necho \"$@\" >> '{}'\n{then}\n", calls.display()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        format!(
-            "{}:{}",
-            dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
+        fake_tool(
+            dir,
+            "mktemp",
+            &format!("#!/bin/sh\necho \"$@\" >> '{}'\n{then}\n", calls.display()),
+        );
+        path_before(dir)
     }
 
     /// The private folder is made for the first command: a shell that runs
