@@ -11,23 +11,91 @@
 //! compressed images, archives, random data): the host is then spared a
 //! decompression pass over every byte for nothing.
 //!
-//! Memory is bounded by what is shipped at once, not by the number of
-//! hosts: one copy of each file set's stream, kept while any host is
-//! shipping it, and at most two buffers its size while it is packed.
+//! A stream is packed into an unnamed temporary file (in `$TMPDIR`, gone
+//! with cairn however it ends), not into memory, and each host's channel
+//! reads it from there a chunk at a time: cairn's memory does not grow
+//! with the size of a bundle (a cluster image is gigabytes) nor with the
+//! number of hosts shipping it, and what is shipped is held once, on disk
+//! or in the page cache, where the kernel may let it go.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
 use super::ShipFile;
 
-/// A file set packed for shipping.
+/// A file set packed for shipping, held in an unnamed temporary file.
 #[derive(Debug)]
 pub struct Stream {
-    pub bytes: Vec<u8>,
+    file: File,
+    len: u64,
     /// Compressed with zstd (else a plain tar).
     pub zstd: bool,
+}
+
+impl Stream {
+    /// A stream of `bytes` as they are (a test's input to a host's shell).
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> std::io::Result<Stream> {
+        let mut file = spill_file()?;
+        file.write_all(bytes)?;
+        Ok(Stream {
+            file,
+            len: bytes.len() as u64,
+            zstd: false,
+        })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `buf` from `offset` on, as far as the stream goes: how many
+    /// bytes were read (0 at its end). Each host reads at its own offset
+    /// from the one file.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(offset);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let mut read = 0;
+        while read < want {
+            match self
+                .file
+                .read_at(&mut buf[read..want], offset + read as u64)?
+            {
+                0 => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the packed stream's file is shorter than it was written",
+                    ));
+                }
+                n => read += n,
+            }
+        }
+        Ok(read)
+    }
+
+    /// The whole stream, in memory (tests look into it).
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0; usize::try_from(self.len).unwrap_or(usize::MAX)];
+        self.read_at(&mut bytes, 0)?;
+        Ok(bytes)
+    }
+}
+
+/// An unnamed file in `$TMPDIR` (`/tmp`), removed by the kernel when its
+/// last handle closes: nothing is left behind by a killed cairn.
+fn spill_file() -> std::io::Result<File> {
+    tempfile::tempfile()
 }
 
 type StreamKey = [u8; 32];
@@ -175,12 +243,16 @@ pub fn entry_name(rel: &str) -> &str {
 
 /// A tar of `files`, compressed with zstd when asked and when it pays.
 ///
-/// At most two buffers the size of the stream exist at once, for as long
-/// as it takes to pack it: the tar, sized for its files up front (so it
-/// is never copied to grow), and the compressed stream, abandoned as soon
-/// as it is no longer 5% smaller.
+/// The tar is written to a file, one source file in memory at a time;
+/// compressing it reads that file back and writes a second one, abandoned
+/// as soon as it is no longer 5% smaller. Memory stays at a file and a
+/// few buffers, whatever the stream's size.
 fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
-    let mut tar = tar::Builder::new(Vec::with_capacity(tar_size(files)));
+    let spill = |e: std::io::Error| format!("failed to write the packed files to $TMPDIR: {e}");
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(
+        SPILL_BUFFER,
+        spill_file().map_err(spill)?,
+    ));
     for (rel, file) in files {
         let bytes = file
             .data
@@ -194,76 +266,75 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         tar.append_data(&mut header, entry_name(rel), bytes.as_slice())
             .map_err(|e| format!("failed to pack {rel}: {e}"))?;
     }
-    let mut raw = tar
+    let raw = tar
         .into_inner()
-        .map_err(|e| format!("failed to pack files: {e}"))?;
-    raw.shrink_to_fit();
-    if zstd && let Some(packed) = compress_if_it_pays(&raw)? {
+        .map_err(|e| format!("failed to pack files: {e}"))?
+        .into_inner()
+        .map_err(|e| spill(e.into_error()))?;
+    let len = raw.metadata().map_err(spill)?.len();
+    if zstd && let Some((file, packed)) = compress_if_it_pays(&raw, len).map_err(spill)? {
         return Ok(Stream {
-            bytes: packed,
+            file,
+            len: packed,
             zstd: true,
         });
     }
     Ok(Stream {
-        bytes: raw,
+        file: raw,
+        len,
         zstd: false,
     })
 }
 
-/// The tar stream's size for `files` as their manifest entries give them:
-/// a header block and the data rounded up to whole blocks each, and two
-/// zero blocks at the end (long names take a few blocks more, and only
-/// make the buffer grow once).
-fn tar_size(files: &[(String, ShipFile)]) -> usize {
-    let blocks: u64 = files
-        .iter()
-        .map(|(_, f)| 1 + f.entry.size.div_ceil(512))
-        .sum();
-    usize::try_from((blocks + 2) * 512).unwrap_or(0)
-}
+/// How much packing buffers before each write to its file.
+const SPILL_BUFFER: usize = 256 * 1024;
 
-/// `raw` compressed with zstd, if that makes it at least 5% smaller;
-/// compression stops as soon as its output reaches that size.
-fn compress_if_it_pays(raw: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    let limit = raw.len() / 100 * 95;
-    let out = CappedBuffer {
-        // Only the pages written to become resident.
-        bytes: Vec::with_capacity(limit),
-        limit,
+/// The `len` bytes of `raw` compressed with zstd into a file of their own,
+/// with its size, if that makes them at least 5% smaller; compression
+/// stops as soon as its output reaches that size.
+fn compress_if_it_pays(raw: &File, len: u64) -> std::io::Result<Option<(File, u64)>> {
+    let out = CappedWriter {
+        file: BufWriter::with_capacity(SPILL_BUFFER, spill_file()?),
+        written: 0,
+        limit: len / 100 * 95,
     };
-    let mut encoder =
-        zstd::stream::Encoder::new(out, 3).map_err(|e| format!("failed to compress: {e}"))?;
-    let written = std::io::Write::write_all(&mut encoder, raw).and_then(|()| encoder.finish());
+    let mut encoder = zstd::stream::Encoder::new(out, 3)?;
+    let mut reader = raw;
+    reader.seek(SeekFrom::Start(0))?;
+    let written = std::io::copy(&mut reader, &mut encoder).and_then(|_| encoder.finish());
     match written {
-        Ok(mut out) => {
-            out.bytes.shrink_to_fit();
-            Ok(Some(out.bytes))
+        Ok(out) => {
+            let size = out.written;
+            let file = out.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            Ok(Some((file, size)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Ok(None),
-        Err(e) => Err(format!("failed to compress: {e}")),
+        Err(e) => Err(e),
     }
 }
 
-/// A buffer that refuses to grow past `limit` bytes.
-struct CappedBuffer {
-    bytes: Vec<u8>,
-    limit: usize,
+/// A file writer that refuses to go past `limit` bytes.
+struct CappedWriter {
+    file: BufWriter<File>,
+    written: u64,
+    limit: u64,
 }
 
-impl std::io::Write for CappedBuffer {
+impl Write for CappedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() >= self.limit {
+        if self.written + buf.len() as u64 >= self.limit {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::FileTooLarge,
                 "compression does not pay",
             ));
         }
-        self.bytes.extend_from_slice(buf);
+        self.file.write_all(buf)?;
+        self.written += buf.len() as u64;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.file.flush()
     }
 }
 
@@ -301,7 +372,8 @@ mod tests {
         let random = vec![(String::new(), file(noise))];
         let stream = cache.get(&random, true).unwrap();
         assert!(!stream.zstd, "incompressible data goes as plain tar");
-        let mut archive = tar::Archive::new(stream.bytes.as_slice());
+        let bytes = stream.to_vec().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
         let names: Vec<String> = archive
             .entries()
             .unwrap()
@@ -349,15 +421,46 @@ mod tests {
         assert_eq!(cache.len(), KEEP, "idle sets beyond KEEP are dropped");
     }
 
+    /// Each host reads the one file at its own offset, in pieces of any
+    /// size, and gets the tar whole.
     #[test]
-    fn the_tar_is_sized_up_front() {
-        let files: Vec<(String, ShipFile)> = [0, 1, 511, 512, 513, 100_000]
+    fn a_stream_is_read_back_from_its_file_in_pieces() {
+        let sizes = [0, 1, 511, 512, 513, 100_000];
+        let files: Vec<(String, ShipFile)> = sizes
             .iter()
             .map(|n| (format!("dir/f{n}"), file(vec![7; *n])))
             .collect();
         let stream = pack(&files, false).unwrap();
-        assert_eq!(stream.bytes.len(), tar_size(&files));
-        assert_eq!(stream.bytes.capacity(), stream.bytes.len());
+        let whole = stream.to_vec().unwrap();
+        assert_eq!(whole.len() as u64, stream.len());
+        let mut pieces = Vec::new();
+        let mut buf = [0; 1000];
+        loop {
+            let n = stream.read_at(&mut buf, pieces.len() as u64).unwrap();
+            if n == 0 {
+                break;
+            }
+            pieces.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(pieces, whole);
+        let mut archive = tar::Archive::new(whole.as_slice());
+        let unpacked: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect();
+        let expected: Vec<(String, u64)> = sizes
+            .iter()
+            .map(|n| (format!("dir/f{n}"), *n as u64))
+            .collect();
+        assert_eq!(unpacked, expected);
+    }
+
+    fn spilled(bytes: &[u8]) -> File {
+        Stream::from_bytes(bytes).unwrap().file
     }
 
     #[test]
@@ -365,9 +468,23 @@ mod tests {
         let noise: Vec<u8> = (0..6000u32)
             .flat_map(|i| Sha256::digest(i.to_le_bytes()))
             .collect();
-        assert_eq!(compress_if_it_pays(&noise).unwrap(), None);
+        let len = noise.len() as u64;
+        assert!(
+            compress_if_it_pays(&spilled(&noise), len)
+                .unwrap()
+                .is_none()
+        );
         let text = b"hello ".repeat(10_000);
-        let packed = compress_if_it_pays(&text).unwrap().expect("text shrinks");
-        assert_eq!(zstd::stream::decode_all(packed.as_slice()).unwrap(), text);
+        let (packed, size) = compress_if_it_pays(&spilled(&text), text.len() as u64)
+            .unwrap()
+            .expect("text shrinks");
+        let packed = Stream {
+            file: packed,
+            len: size,
+            zstd: true,
+        };
+        assert!(size < text.len() as u64 / 100 * 95);
+        let bytes = packed.to_vec().unwrap();
+        assert_eq!(zstd::stream::decode_all(bytes.as_slice()).unwrap(), text);
     }
 }

@@ -14,7 +14,7 @@ use openssh::Session;
 
 use super::receipts::{MAKE_RECEIPTS_DIR, state_dir_snippet};
 use super::shells::{Broken, Shells};
-use crate::bundle::stream::StreamCache;
+use crate::bundle::stream::{Stream, StreamCache};
 use crate::model::Secret;
 use crate::transport::{CommandOutput, Receipt, TransportError, shell_quote};
 
@@ -97,7 +97,7 @@ impl SshTransport {
     pub(super) async fn exec(
         &self,
         script: &str,
-        data: Option<&[u8]>,
+        data: Option<&Stream>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, TransportError> {
         let shell = self.shells.get(|| self.open_shell()).await?;

@@ -255,7 +255,7 @@ pub(super) fn write_early(
             &mut stdin,
             EARLY_FRAME,
             &script,
-            Some(&stream.bytes),
+            Some(&stream),
             Some(STREAM_LIMIT),
             None,
         )
@@ -394,7 +394,7 @@ impl Shell {
     pub(super) async fn run(
         &self,
         script: &str,
-        data: Option<&[u8]>,
+        data: Option<&Stream>,
         timeout: Option<Duration>,
         limit: Option<Duration>,
         label: Option<&str>,
@@ -442,7 +442,7 @@ impl Shell {
         &self,
         id: u64,
         script: &str,
-        data: Option<&[u8]>,
+        data: Option<&Stream>,
         timeout: Option<Duration>,
         label: Option<&str>,
     ) -> Result<(), Broken> {
@@ -497,14 +497,14 @@ async fn write_frame(
     stdin: &mut (impl AsyncWrite + Unpin),
     id: u64,
     script: &str,
-    data: Option<&[u8]>,
+    data: Option<&Stream>,
     timeout: Option<Duration>,
     label: Option<&str>,
 ) -> std::io::Result<()> {
     let header = format!(
         "__CAIRN_RUN__ {id} {} {} {}{}\n",
         script.len() + SCRIPT_END.len(),
-        data.map_or(0, <[u8]>::len),
+        data.map_or(0, Stream::len),
         timeout.map_or(0, |t| t.as_secs().max(1)),
         label.map(frame_label).unwrap_or_default()
     );
@@ -512,9 +512,27 @@ async fn write_frame(
     stdin.write_all(script.as_bytes()).await?;
     stdin.write_all(SCRIPT_END.as_bytes()).await?;
     if let Some(data) = data {
-        stdin.write_all(data).await?;
+        write_stream(stdin, data).await?;
     }
     stdin.flush().await
+}
+
+/// How much of a packed stream is read from its file per write: every
+/// host shipping at once holds one such buffer.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Copies a packed stream from its file onto a channel, a chunk at a time.
+/// The read blocks, briefly: the file was just written, so its pages are
+/// in the page cache (a host shipping it reads what the one before read).
+async fn write_stream(out: &mut (impl AsyncWrite + Unpin), stream: &Stream) -> std::io::Result<()> {
+    let mut chunk = vec![0; STREAM_CHUNK];
+    let mut offset = 0;
+    while offset < stream.len() {
+        let n = stream.read_at(&mut chunk, offset)?;
+        out.write_all(&chunk[..n]).await?;
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 /// A label as a frame's last field: ` label`, with anything the loop would
@@ -913,9 +931,9 @@ pub(super) mod test_loop {
             self.next += 1;
             let (tx, rx) = oneshot::channel();
             self.pending.lock().unwrap().waiting.insert(id, tx);
-            let data = (!data.is_empty()).then_some(data);
+            let data = (!data.is_empty()).then(|| super::Stream::from_bytes(data).unwrap());
             let timeout = (timeout_s > 0).then(|| Duration::from_secs(timeout_s));
-            write_frame(&mut self.stdin, id, script, data, timeout, label)
+            write_frame(&mut self.stdin, id, script, data.as_ref(), timeout, label)
                 .await
                 .unwrap();
             rx

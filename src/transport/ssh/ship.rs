@@ -146,7 +146,7 @@ impl SshTransport {
             script.push_str(&self.receipt_snippet(r));
         }
         let out = self
-            .exec(&script, Some(&stream.bytes), Some(STREAM_LIMIT))
+            .exec(&script, Some(&stream), Some(STREAM_LIMIT))
             .await?;
         if !out.success() {
             return Err(self.error(format!(
@@ -502,8 +502,8 @@ mod tests {
         StreamCache::default()
             .get(&entries, false)
             .unwrap()
-            .bytes
-            .clone()
+            .to_vec()
+            .unwrap()
     }
 
     /// The step up that replaces `dirname` ends at `/` or `.`, so the
