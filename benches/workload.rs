@@ -640,7 +640,7 @@ fn controller_row(n: usize, scenario: &str, costs: &[Cost]) -> String {
          | {:.0} | {:.2} | {:.2} | {:.2} |",
         wall(costs),
         median_of(costs, |c| mb(c.peaks.cairn)),
-        median_of(costs, |c| mb(c.usage.max_resident)),
+        median_of(costs, |c| mb(c.peaks.cairn_hwm)),
         median_of(costs, |c| mb(c.peaks.total)),
         pss(costs),
         median_of(costs, |c| count(c.peaks.most_ssh)),
@@ -674,13 +674,13 @@ fn report_cost(scenario: &str, c: &Cost) {
         return;
     }
     eprintln!(
-        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by wait4), with its ssh {:.0} MB (PSS {} MB), \
+        "{scenario}: {:.2} s; cairn peak {:.0} MB (sampled; {:.0} MB by VmHWM), with its ssh {:.0} MB (PSS {} MB), \
          {} ssh at that peak ({:.0} MB), at most {} at once, {} started; CPU: cairn {:.2} s, \
          its ssh {:.2} s, hosts {:.2} s (wait4: cairn and the children it reaped {:.2} s); \
          {} samples (one every {:.0} ms), watch CPU {:.2} s",
         c.wall.as_secs_f64(),
         mb(c.peaks.cairn),
-        mb(c.usage.max_resident),
+        mb(c.peaks.cairn_hwm),
         mb(c.peaks.total),
         pss(std::slice::from_ref(c)),
         c.peaks.ssh_at_peak,
@@ -1219,7 +1219,7 @@ fn main() {
          every process; CPU in seconds; medians over the runs.\n"
     );
     println!(
-        "| hosts | scenario | wall s | cairn peak | cairn peak (wait4) | cairn + ssh peak \
+        "| hosts | scenario | wall s | cairn peak | cairn peak (VmHWM) | cairn + ssh peak \
          | cairn + ssh peak PSS | ssh at that peak | MB per ssh | most ssh at once | cairn CPU \
          | ssh CPU | hosts CPU |"
     );

@@ -41,6 +41,13 @@ pub(crate) struct Process {
 pub(crate) struct Peaks {
     /// cairn's own highest sampled resident size, bytes.
     pub cairn: u64,
+    /// cairn's own peak resident size as the kernel keeps it (`VmHWM` of
+    /// its memory after `exec`), as last read, bytes: the exact peak, where
+    /// [`Peaks::cairn`] is only what the samples happened to catch. (Not
+    /// `wait4`'s `ru_maxrss`: Linux counts in it the peak of the memory
+    /// the process had before `exec`, here the benchmark's own, which
+    /// holds the S1 floor's tar.)
+    pub cairn_hwm: u64,
     /// The highest sampled sum of cairn's and its descendants' resident sizes, bytes.
     pub total: u64,
     /// ssh processes alive in the sample where `total` peaked.
@@ -137,6 +144,9 @@ fn watch(root: i32, stop: &AtomicBool) -> Peaks {
         }
         peaks.samples += 1;
         peaks.cairn = peaks.cairn.max(cairn.resident);
+        if let Some(hwm) = high_water(root) {
+            peaks.cairn_hwm = peaks.cairn_hwm.max(hwm);
+        }
         peaks.most_ssh = peaks.most_ssh.max(ssh);
         if total > peaks.total {
             peaks.total = total;
@@ -279,6 +289,14 @@ fn stat(pid: i32) -> Option<Stat> {
     })
 }
 
+/// A process's peak resident size since its `exec` (`VmHWM`), bytes.
+fn high_water(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// A process's proportional set size (`Pss` of `smaps_rollup`), bytes.
 fn proportional(pid: i32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
@@ -385,17 +403,15 @@ pub(crate) fn wait_with_usage(pid: i32) -> (i32, Usage) {
         Usage {
             user: time(usage.ru_utime),
             system: time(usage.ru_stime),
-            max_resident: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
         },
     )
 }
 
-/// A finished process's resource usage (with its waited-for children).
+/// A finished process's CPU time (with its waited-for children's). Not its
+/// `ru_maxrss`: Linux counts in it the memory the process had before `exec`
+/// (for a child spawned by `vfork`, its parent's), see [`Peaks::cairn_hwm`].
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Usage {
     pub user: Duration,
     pub system: Duration,
-    /// The largest peak resident size of the process or any one of its
-    /// waited-for children (not their sum), bytes: for cairn, its own peak.
-    pub max_resident: u64,
 }

@@ -305,7 +305,10 @@ fn compress_if_it_pays(raw: &File, len: u64) -> std::io::Result<Option<(File, u6
     match written {
         Ok(out) => {
             let size = out.written;
-            let file = out.file.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            let file = out
+                .file
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
             Ok(Some((file, size)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => Ok(None),
