@@ -248,7 +248,16 @@ pub fn entry_name(rel: &str) -> &str {
 /// as soon as it is no longer 5% smaller. Memory stays at a file and a
 /// few buffers, whatever the stream's size.
 fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
-    let spill = |e: std::io::Error| format!("failed to write the packed files to $TMPDIR: {e}");
+    // The source files are read into memory one at a time, so a write
+    // error is always the temporary file's.
+    let spill = |e: std::io::Error| {
+        format!(
+            "failed to pack the files into a temporary file in {}: {e} (cairn packs each \
+             file set there once for every host; free space there, or set TMPDIR to a \
+             folder with room for the largest bundle)",
+            std::env::temp_dir().display()
+        )
+    };
     let mut tar = tar::Builder::new(BufWriter::with_capacity(
         SPILL_BUFFER,
         spill_file().map_err(spill)?,
@@ -264,11 +273,11 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mtime(0);
         tar.append_data(&mut header, entry_name(rel), bytes.as_slice())
-            .map_err(|e| format!("failed to pack {rel}: {e}"))?;
+            .map_err(spill)?;
     }
     let raw = tar
         .into_inner()
-        .map_err(|e| format!("failed to pack files: {e}"))?
+        .map_err(spill)?
         .into_inner()
         .map_err(|e| spill(e.into_error()))?;
     let len = raw.metadata().map_err(spill)?.len();

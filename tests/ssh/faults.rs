@@ -150,6 +150,62 @@ fn a_full_disk_fails_the_shipping_with_nothing_half_written() {
     );
 }
 
+/// cairn packs a bundle into a temporary file on this machine (not into
+/// memory) before shipping it: with no room there, the shipping fails on
+/// every host with the folder named and the fix, and nothing is touched.
+#[test]
+#[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
+fn a_full_temporary_folder_here_fails_the_shipping_saying_where() {
+    let c = Cluster::new(2);
+    c.apply_ok();
+    c.edit("app/conf/b.conf", &"x".repeat(1_000_000));
+    // cairn in a mount namespace of its own, its TMPDIR a 256 KB tmpfs:
+    // the bundle's tar (1 MB) does not fit.
+    let tmp = tempfile::tempdir().unwrap();
+    let apply = c.command(&["--json", "apply", "--auto-approve"]);
+    let mut small = Command::new("unshare");
+    small
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=256k cairn-tmp \"$0\" && exec \"$@\"")
+        .arg(tmp.path())
+        .arg(apply.get_program())
+        .args(apply.get_args())
+        .current_dir(apply.get_current_dir().unwrap())
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null());
+    for (key, value) in apply.get_envs() {
+        match value {
+            Some(value) => small.env(key, value),
+            None => small.env_remove(key),
+        };
+    }
+    let out = small.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events = events(&out);
+    for host in ["host0", "host1"] {
+        let failure = failed(&events, &format!("bundle.app@{host}")).expect("shipping fails");
+        let error = failure["error"].as_str().unwrap();
+        assert!(
+            error.contains("No space left")
+                && error.contains(&tmp.path().display().to_string())
+                && error.contains("set TMPDIR"),
+            "{failure}"
+        );
+        assert_eq!(
+            c.host(host.trim_start_matches("host").parse().unwrap())
+                .read("/opt/app/current/conf/b.conf")
+                .unwrap(),
+            "beta = 2\n",
+            "nothing shipped to {host}"
+        );
+    }
+    let events = c.apply_ok();
+    assert_eq!(
+        finished(&events, "bundle.app@host1").unwrap()["detail"],
+        "1 file shipped (conf/b.conf)"
+    );
+}
+
 #[test]
 #[ignore = "needs root and openssh-server for isolated sshd test hosts; scripts/test runs it"]
 fn a_killed_cairn_frees_the_host_locks_and_the_next_apply_picks_up() {
