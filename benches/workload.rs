@@ -7,8 +7,9 @@
 //! host, unpacked there, followed by the workload's own steps (install,
 //! init, join); for S3 one fresh ssh per host writing the changed file and
 //! rerunning the install. On a fleet larger than cairn's default
-//! `--parallelism` (64), each floor is measured both with every host at
-//! once and in windows of 64 hosts, and the lower counts. Each ratio is the
+//! `--parallelism` (`cairn::cli::DEFAULT_PARALLELISM`), each floor is
+//! measured both with every host at once and in windows of that many
+//! hosts, and the lower counts. Each ratio is the
 //! scenario's median over its floor's median. Beside each scenario (and `cairn plan --offline`), the
 //! controller side's cost: the peak resident memory of cairn and of cairn
 //! plus every process descended from it (its ssh), the ssh processes alive
@@ -1054,12 +1055,12 @@ fn drift_named(text: &str, host: &str) -> bool {
 }
 
 /// cairn's default `--parallelism`: its most connections at once.
-const WINDOW: usize = 64;
+const WINDOW: usize = cairn::cli::DEFAULT_PARALLELISM;
 
 /// How many hosts at once each floor is measured with: all of them, and on
 /// a fleet larger than [`WINDOW`] also windows of that many (the next host
 /// starting as one ends), as a tool bounded like cairn works. On 2 cores,
-/// 200 hosts at once thrash more than 64 at a time do, so "all at once" is
+/// 200 hosts at once thrash more than a window of them does, so "all at once" is
 /// not the lowest there; the floor is the lower of the two.
 fn floor_windows(hosts: usize) -> Vec<usize> {
     if hosts > WINDOW {

@@ -15,7 +15,7 @@ use crate::pipeline::{self, Loaded, Probe, Targets};
 use crate::state::{Journal, State};
 
 /// The CLI's default `--parallelism`.
-const DEFAULT_PARALLELISM: usize = 64;
+const DEFAULT_PARALLELISM: usize = crate::cli::DEFAULT_PARALLELISM;
 
 /// Two hosts on this machine, `a` and `b`.
 const HOSTS: &str = "version = 1\nname = \"sched\"\n\n\
