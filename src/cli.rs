@@ -544,8 +544,9 @@ pub struct EditThenApply {
 ///
 /// Each connection is an OpenSSH process of about 8 MB resident (1.4 MB
 /// of it its own, the rest shared libraries counted in every process):
-/// 48 keep cairn and its ssh processes under 600 MB on any fleet, and on
-/// a small controller 48 handshakes at once already take every core.
+/// 48 of them are 400 MB, which keeps cairn and its ssh processes under
+/// 600 MB at 200 hosts (docs/performance.md), and on a small controller
+/// 48 handshakes at once already take every core.
 pub const DEFAULT_PARALLELISM: usize = 48;
 
 /// `--parallelism`: a count of things at once, so at least one (0 would
