@@ -72,10 +72,10 @@ impl SshTransport {
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }
-        // The last copy ends the process and waits for it; its folder goes with it.
-        if let Ok(master) = Arc::try_unwrap(self.master) {
-            master.shut().await;
-        }
+        // Ended and waited for even while a copy of this transport is still
+        // held (a finished task's): the fleet counts on its process being
+        // gone before it opens another host. The folder goes with the last copy.
+        self.master.shut().await;
     }
 
     /// This host, its commands labelled as run for `task`.

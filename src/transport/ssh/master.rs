@@ -33,7 +33,9 @@ use crate::transport::TransportError;
 /// and its ssh process, ended when dropped.
 pub(super) struct Master {
     dir: tempfile::TempDir,
-    process: Option<tokio::process::Child>,
+    /// Behind a lock so that closing the host ends it even while a copy of
+    /// the host's transport is still held somewhere (a finished task's).
+    process: std::sync::Mutex<Option<tokio::process::Child>>,
 }
 
 impl Master {
@@ -43,9 +45,15 @@ impl Master {
 
     /// Ends the ssh process and waits until it is gone (up to 2 s, then it
     /// is killed): a fleet that closes a host to open another counts on the
-    /// first one's memory being free.
-    pub(super) async fn shut(mut self) {
-        if let Some(mut process) = self.process.take() {
+    /// first one's memory being free, and on no more than `--parallelism`
+    /// ssh processes being alive.
+    pub(super) async fn shut(&self) {
+        let process = self
+            .process
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(mut process) = process {
             end(&mut process);
             if tokio::time::timeout(Duration::from_secs(2), process.wait())
                 .await
@@ -59,7 +67,11 @@ impl Master {
 
 impl Drop for Master {
     fn drop(&mut self) {
-        if let Some(process) = &mut self.process {
+        let process = self
+            .process
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(process) = process {
             end(process);
         }
     }
@@ -174,7 +186,10 @@ pub(super) async fn launch(
         .prefix(".cairn-ssh")
         .tempdir_in(control_dir())
         .map_err(|e| io_error("cannot make a folder for its SSH connection", e))?;
-    let mut master = Master { dir, process: None };
+    let master = Master {
+        dir,
+        process: std::sync::Mutex::new(None),
+    };
     let (invocation, token) = invocation(host, known_hosts, run, master.dir.path())?;
     if let Some(first) = host.ssh.hops().first() {
         // Opened once, before any host behind it: the hops of every host
@@ -199,7 +214,10 @@ pub(super) async fn launch(
     };
     let socket = master.socket();
     let listening = tokio::time::timeout(limit, until_listening(&mut process, &socket)).await;
-    master.process = Some(process);
+    *master
+        .process
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(process);
     let outcome = match listening {
         Ok(Ok(None)) => {
             let session = Session::resume_mux(
