@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
-use super::ShipFile;
+use super::{FileData, ShipFile};
 
 /// A file set packed for shipping, held in an unnamed temporary file.
 #[derive(Debug)]
@@ -243,13 +243,12 @@ pub fn entry_name(rel: &str) -> &str {
 
 /// A tar of `files`, compressed with zstd when asked and when it pays.
 ///
-/// The tar is written to a file, one source file in memory at a time;
-/// compressing it reads that file back and writes a second one, abandoned
-/// as soon as it is no longer 5% smaller. Memory stays at a file and a
-/// few buffers, whatever the stream's size.
+/// The tar is written to a file, each source copied into it as it is read
+/// (a file on this machine a buffer at a time, so a large one in a
+/// cluster image is never in memory whole); compressing it reads that file
+/// back and writes a second one, abandoned as soon as it is no longer 5%
+/// smaller. Memory stays at a few buffers, whatever the stream's size.
 fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
-    // The source files are read into memory one at a time, so a write
-    // error is always the temporary file's.
     let spill = |e: std::io::Error| {
         format!(
             "failed to pack the files into a temporary file in {}: {e} (cairn packs each \
@@ -263,17 +262,33 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         spill_file().map_err(spill)?,
     ));
     for (rel, file) in files {
-        let bytes = file
-            .data
-            .read()
-            .map_err(|e| format!("failed to read the source of {rel}: {e}"))?;
+        let unreadable = |e: std::io::Error| format!("failed to read the source of {rel}: {e}");
         let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
         header.set_mode(file.entry.mode);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mtime(0);
-        tar.append_data(&mut header, entry_name(rel), bytes.as_slice())
-            .map_err(spill)?;
+        let appended = match &file.data {
+            FileData::Path(path) => {
+                let source = File::open(path).map_err(unreadable)?;
+                let size = source.metadata().map_err(unreadable)?.len();
+                header.set_size(size);
+                let mut reading = Source {
+                    file: source,
+                    left: size,
+                    failed: None,
+                };
+                let appended = tar.append_data(&mut header, entry_name(rel), &mut reading);
+                if let Some(e) = reading.failed {
+                    return Err(unreadable(e));
+                }
+                appended
+            }
+            FileData::Bytes(bytes) => {
+                header.set_size(bytes.len() as u64);
+                tar.append_data(&mut header, entry_name(rel), bytes.as_slice())
+            }
+        };
+        appended.map_err(spill)?;
     }
     let raw = tar
         .into_inner()
@@ -293,6 +308,46 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         len,
         zstd: false,
     })
+}
+
+/// A source file copied into the tar: exactly the `left` bytes its header
+/// gives (a file that shrank while being read is an error, not a short
+/// entry that would shift every one after it), and a read error kept
+/// apart from the temporary file's write errors.
+struct Source {
+    file: File,
+    left: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl std::io::Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let read = match self.file.read(&mut buf[..want]) {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "it got shorter while it was being packed",
+            )),
+            other => other,
+        };
+        match read {
+            Ok(n) => {
+                self.left -= n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let again = std::io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(e);
+                Err(again)
+            }
+        }
+    }
 }
 
 /// How much packing buffers before each write to its file.
@@ -469,6 +524,51 @@ mod tests {
             .map(|n| (format!("dir/f{n}"), *n as u64))
             .collect();
         assert_eq!(unpacked, expected);
+    }
+
+    /// A file on this machine is copied into the stream as it is read;
+    /// one that cannot be read says which, not that the temporary folder
+    /// failed.
+    #[test]
+    fn files_on_disk_are_packed_as_read_and_an_unreadable_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big"), &big).unwrap();
+        let on_disk = |name: &str, size: usize| ShipFile {
+            entry: FileEntry {
+                mode: 0o600,
+                size: size as u64,
+                hash: String::new(),
+            },
+            data: FileData::Path(dir.path().join(name)),
+        };
+        let files = vec![
+            (String::from("a/big"), on_disk("big", big.len())),
+            (String::from("b"), file(b"made by cairn".to_vec())),
+        ];
+        let whole = pack(&files, false).unwrap().to_vec().unwrap();
+        let mut archive = tar::Archive::new(whole.as_slice());
+        let mut unpacked = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            unpacked.push((name, entry.header().mode().unwrap(), bytes));
+        }
+        assert_eq!(
+            unpacked,
+            [
+                (String::from("a/big"), 0o600, big),
+                (String::from("b"), 0o644, b"made by cairn".to_vec()),
+            ]
+        );
+        let missing = vec![(String::from("gone"), on_disk("gone", 1))];
+        let error = pack(&missing, false).unwrap_err();
+        assert!(
+            error.starts_with("failed to read the source of gone: "),
+            "{error}"
+        );
     }
 
     fn spilled(bytes: &[u8]) -> File {
