@@ -43,21 +43,42 @@ fn as_user(program: &str) -> Command {
     command
 }
 
+/// Creates the servers' user once per test process. The tests start their
+/// servers in parallel, and on a fresh machine they all find the user
+/// missing at once: unserialized, the losers' `useradd` fails ("already
+/// exists"), and a test that looks while `useradd` is still writing its files
+/// can chown to a user whose entry is not yet whole (initdb then gets
+/// "Permission denied" in its own folder).
 fn ensure_user() {
-    let known = Command::new("id")
-        .arg("-u")
-        .arg(USER)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !known {
-        run(Command::new("useradd").args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            USER,
-        ]));
-    }
+    static CREATED: std::sync::Once = std::sync::Once::new();
+    CREATED.call_once(|| {
+        let known = || {
+            Command::new("id")
+                .arg("-u")
+                .arg(USER)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if known() {
+            return;
+        }
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("useradd did not start: {e}"));
+        // Exit code 9: another process made the user first, which is as good.
+        assert!(
+            out.status.success() || out.status.code() == Some(9) && known(),
+            "useradd {USER} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 fn chown(path: &Path) {
