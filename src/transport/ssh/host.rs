@@ -25,6 +25,10 @@ pub(super) const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
 /// How long past a step's own timeout cairn waits for a host that stopped answering.
 pub(super) const GRACE: Duration = Duration::from_secs(10);
 
+/// How long cairn waits for one of its own short scripts (a receipt, a
+/// look for `zstd`) before taking the host as no longer answering.
+pub(super) const OWN_WAIT: Duration = Duration::from_secs(70);
+
 /// How commands become root, if they do.
 #[derive(Debug, Clone)]
 pub(super) enum Sudo {
@@ -93,22 +97,48 @@ impl SshTransport {
         }
     }
 
-    /// Runs `script` (plus `data` as its stdin) on the host's shell.
+    /// Runs `script` (plus `data` as its stdin) on the host's shell, under
+    /// `timeout(1)` there when it has a `timeout`.
     pub(super) async fn exec(
         &self,
         script: &str,
         data: Option<&Stream>,
         timeout: Option<Duration>,
     ) -> Result<CommandOutput, TransportError> {
+        self.exec_limited(script, data, timeout, timeout.map(|t| t + GRACE))
+            .await
+    }
+
+    /// Runs one of cairn's own scripts (shipping, receipts): they end by
+    /// themselves, so the host runs no `timeout(1)` for them, which would
+    /// be a process per task; cairn waits at most `wait` for the answer,
+    /// then takes the host as no longer answering.
+    pub(super) async fn exec_own(
+        &self,
+        script: &str,
+        data: Option<&Stream>,
+        wait: Duration,
+    ) -> Result<CommandOutput, TransportError> {
+        self.exec_limited(script, data, None, Some(wait)).await
+    }
+
+    /// [`SshTransport::exec`]'s body: `timeout` limits the command on the
+    /// host, `wait` cairn's wait for its answer.
+    async fn exec_limited(
+        &self,
+        script: &str,
+        data: Option<&Stream>,
+        timeout: Option<Duration>,
+        wait: Option<Duration>,
+    ) -> Result<CommandOutput, TransportError> {
         let shell = self.shells.get(|| self.open_shell()).await?;
-        let limit = timeout.map(|t| t + GRACE);
         let ran = match shell
-            .run(script, data, timeout, limit, self.label.as_deref())
+            .run(script, data, timeout, wait, self.label.as_deref())
             .await
         {
             Ok(ran) => ran,
             Err(Broken::TimedOut) => {
-                let limit = timeout.expect("only a limited command times out");
+                let limit = timeout.or(wait).expect("only a limited command times out");
                 return Ok(timed_out(limit, " (the host stopped answering)"));
             }
             Err(Broken::Lost(why)) => {

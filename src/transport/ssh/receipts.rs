@@ -1,9 +1,9 @@
 //! Receipts on a host, under its cairn folder (see `transport::receipt`).
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use super::SshTransport;
+use super::host::OWN_WAIT;
 use crate::ids::TaskId;
 use crate::transport::receipt::{output_file_name, receipt_file_name};
 use crate::transport::{Receipt, TransportError, shell_quote};
@@ -15,13 +15,17 @@ pub(super) const MAKE_RECEIPTS_DIR: &str =
     "{ [ -d \"$cairn_d/receipts\" ] || mkdir -p \"$cairn_d/receipts\"; }";
 
 impl SshTransport {
-    /// Shell lines that write a receipt (atomically) under the host's cairn
-    /// folder (see [`MAKE_RECEIPTS_DIR`]). Unless the receipt keeps a step's
+    /// Shell lines that write a receipt under the host's cairn folder (see
+    /// [`MAKE_RECEIPTS_DIR`]), in place: one `printf` (a builtin) of one
+    /// line, where a temporary file and `mv` would cost a process per task.
+    /// A receipt cut short (the host lost power mid-write) does not parse,
+    /// so refresh takes it as missing and the task runs again: idempotent,
+    /// it loses nothing. Unless the receipt keeps a step's
     /// output, one kept by an earlier run of the task goes (a test first: no
     /// process when there is none).
     pub(super) fn receipt_snippet(&self, receipt: &Receipt) -> String {
         let mut snippet = format!(
-            "{dir}{MAKE_RECEIPTS_DIR} && printf '%s\\n' {json} > \"$cairn_d/receipts/.{file}.$$\" && mv -f \"$cairn_d/receipts/.{file}.$$\" \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
+            "{dir}{MAKE_RECEIPTS_DIR} && printf '%s\\n' {json} > \"$cairn_d/receipts/{file}\" || echo 'cairn: could not write the receipt in '\"$cairn_d\" >&2\n",
             dir = state_dir_snippet(&self.cluster),
             json = shell_quote(&receipt.json),
             file = receipt.file_name(),
@@ -39,11 +43,7 @@ impl SshTransport {
     /// Writes a receipt on its own, for a task that needed no other command.
     pub(crate) async fn write_receipt(&self, receipt: &Receipt) -> Result<(), TransportError> {
         let out = self
-            .exec(
-                &self.receipt_snippet(receipt),
-                None,
-                Some(Duration::from_secs(60)),
-            )
+            .exec_own(&self.receipt_snippet(receipt), None, OWN_WAIT)
             .await?;
         if out.success() && out.stderr.is_empty() {
             Ok(())
@@ -62,9 +62,7 @@ impl SshTransport {
             shell_quote(&receipt_file_name(task)),
             shell_quote(&output_file_name(task))
         );
-        let out = self
-            .exec(&script, None, Some(Duration::from_secs(60)))
-            .await?;
+        let out = self.exec_own(&script, None, OWN_WAIT).await?;
         if out.success() {
             Ok(())
         } else {
@@ -83,9 +81,7 @@ impl SshTransport {
             "{}rm -rf \"$cairn_d\" && {{ rmdir \"${{cairn_d%/*}}\" 2>/dev/null; true; }}\n",
             state_dir_snippet(&self.cluster)
         );
-        let out = self
-            .exec(&script, None, Some(Duration::from_secs(60)))
-            .await?;
+        let out = self.exec_own(&script, None, OWN_WAIT).await?;
         if out.success() {
             Ok(())
         } else {
