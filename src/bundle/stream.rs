@@ -35,7 +35,15 @@ pub struct Stream {
     len: u64,
     /// Compressed with zstd (else a plain tar).
     pub zstd: bool,
+    /// A plain tar padded to whole records of [`TAR_RECORD`] bytes: GNU tar
+    /// reading it in such records (`-B -b 20`) reads exactly it, no byte
+    /// past its end, so a host's shell can hand it its own input (see
+    /// `transport::ssh::shells`).
+    pub whole_records: bool,
 }
+
+/// The record size GNU tar reads with `-b 20`, in bytes.
+pub const TAR_RECORD: u64 = 20 * 512;
 
 impl Stream {
     /// A stream of `bytes` as they are (a test's input to a host's shell).
@@ -47,6 +55,7 @@ impl Stream {
             file,
             len: bytes.len() as u64,
             zstd: false,
+            whole_records: false,
         })
     }
 
@@ -295,7 +304,13 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
         .map_err(spill)?
         .into_inner()
         .map_err(|e| spill(e.into_error()))?;
-    let len = raw.metadata().map_err(spill)?.len();
+    // Padded with zeros (after tar's own end blocks) to whole records.
+    let len = raw
+        .metadata()
+        .map_err(spill)?
+        .len()
+        .next_multiple_of(TAR_RECORD);
+    raw.set_len(len).map_err(spill)?;
     if zstd
         && len >= COMPRESS_FROM
         && let Some((file, packed)) = compress_if_it_pays(&raw, len).map_err(spill)?
@@ -304,12 +319,14 @@ fn pack(files: &[(String, ShipFile)], zstd: bool) -> Result<Stream, String> {
             file,
             len: packed,
             zstd: true,
+            whole_records: false,
         });
     }
     Ok(Stream {
         file: raw,
         len,
         zstd: false,
+        whole_records: true,
     })
 }
 
@@ -609,6 +626,7 @@ mod tests {
             file: packed,
             len: size,
             zstd: true,
+            whole_records: false,
         };
         assert!(size < text.len() as u64 / 100 * 95);
         let bytes = packed.to_vec().unwrap();

@@ -18,6 +18,14 @@
 //! memory and reaches the command's `sh` on a here-document (a pipe), so it
 //! is never on a command line or on disk; the command's stdin is drained to
 //! its end even if the command stops reading, so the next frame is found.
+//! A packed bundle's plain tar is the exception (`d<bytes>` in its frame,
+//! padded to whole tar records, a `__CAIRN_STREAM_END__ <id>` line after
+//! it): on hosts with GNU tar its command reads it from the loop's own
+//! input, which tar reads to the stream's last byte and no further, so a
+//! bundle crosses no extra pipe on the host. The loop then checks that
+//! line: a tar that stopped midway (a full disk) leaves it unfound, and
+//! the shell answers saying so and ends rather than read a bundle's bytes
+//! as frames.
 //! Output goes to files in the shell's private folder (0700, in `/dev/shm`
 //! when there is one, so a full disk does not stop cairn from running
 //! commands), and comes back whole, one answer after another (see
@@ -55,7 +63,9 @@ use crate::bundle::stream::Stream;
 /// sees `$CAIRN_SHELL_PID` (the loop's pid) and `$CAIRN_SHELL_DIR` (its
 /// private folder): a staging sent with the probe is named after the one
 /// and listed in the other's `staged`, whose folders the loop removes when
-/// it ends (those the task did not move into place).
+/// it ends (those the task did not move into place). It also sees
+/// `$CAIRN_UMASK`, the umask it started with, which a shipping that
+/// writes files by `printf` puts back (see `ship::inline_script`).
 ///
 /// How answers come back is said by the line `__CAIRN_ANSWERS__ tar` (or
 /// `lines`) before the first (see [`Answers`]): with GNU tar, they are one
@@ -78,7 +88,10 @@ cairn_make_dir() {
     exit 1
   }
   CAIRN_SHELL_DIR=$cairn_w
-  export CAIRN_SHELL_DIR
+  # The umask commands start with, which a shipping script that sets the
+  # umask to each file's mode puts back.
+  CAIRN_UMASK=$(umask)
+  export CAIRN_SHELL_DIR CAIRN_UMASK
 }
 cairn_answers=${cairn_answers:-}
 cairn_start_answers() {
@@ -119,18 +132,39 @@ while IFS= read -r cairn_f; do
   [ -n "${cairn_emit:-}" ] || { cairn_make_dir; cairn_start_answers; cairn_emit=cairn_emit_$cairn_answers; }
   cairn_t=
   [ "$4" -gt 0 ] && cairn_t="timeout -k 5 $4s"
-  if [ "$3" -gt 0 ]; then
+  # `d<bytes>`: a plain tar in whole records, then a line that ends it.
+  cairn_n=${3#d}
+  if [ "$cairn_n" -gt 0 ]; then
     cairn_b=
     if [ -n "${cairn_hb:-}" ]; then
       { while sleep 10; do : > "$cairn_hb"; done; } > /dev/null 8>&- 9>&- &
       cairn_b=$!
     fi
-    head -c "$3" | { $cairn_t sh /dev/fd/3 8>&- 9>&- 3<<CAIRN_SCRIPT_END
+    if [ "$cairn_n" != "$3" ] && [ "$cairn_answers" = tar ]; then
+      # GNU tar reads such a stream to its last byte and no further: the
+      # command reads it from this loop's own input, with no copy through
+      # `head`, and says so by making the file named in $CAIRN_STREAM_TAKEN.
+      CAIRN_STREAM_TAKEN="$cairn_w/t.$cairn_i" $cairn_t sh /dev/fd/3 8>&- 9>&- > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i" 3<<CAIRN_SCRIPT_END
 $cairn_s
 CAIRN_SCRIPT_END
-      cairn_r=$?; cat > /dev/null; exit $cairn_r; } > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i"
-    cairn_r=$?
+      cairn_r=$?
+      # Not taken (the command stopped before its tar): skipped here.
+      [ -e "$cairn_w/t.$cairn_i" ] || head -c "$cairn_n" > /dev/null
+    else
+      head -c "$cairn_n" | { $cairn_t sh /dev/fd/3 8>&- 9>&- 3<<CAIRN_SCRIPT_END
+$cairn_s
+CAIRN_SCRIPT_END
+        cairn_r=$?; IFS= read -r cairn_x && cat > /dev/null; exit $cairn_r; } > "$cairn_w/o.$cairn_i" 2> "$cairn_w/e.$cairn_i"
+      cairn_r=$?
+    fi
     [ -n "$cairn_b" ] && kill "$cairn_b" 2>/dev/null
+    if [ "$cairn_n" != "$3" ] && { ! IFS= read -r cairn_x || [ "$cairn_x" != "__CAIRN_STREAM_END__ $cairn_i" ]; }; then
+      # A tar that stopped midway left the rest of its stream unread: no
+      # later frame can be found, so the shell ends, saying why.
+      echo "cairn: the host's shell lost its place in its input (the command stopped reading its file stream midway); it ends" >> "$cairn_w/e.$cairn_i"
+      $cairn_emit "$cairn_i" 1
+      break
+    fi
     $cairn_emit "$cairn_i" $cairn_r
   else
     {
@@ -150,6 +184,11 @@ done
 exec 8>&-
 wait
 "#;
+
+/// The line after a stream in whole records (`d<bytes>` in its frame),
+/// with the frame's id: the loop finds it where the stream ends, or knows
+/// the command stopped reading midway (see [`SHELL_LOOP`]).
+const STREAM_END: &str = "__CAIRN_STREAM_END__";
 
 /// The line every script sent ends with: the loop runs a script only when it
 /// has it, so one cut off by cairn's death mid-frame never runs half.
@@ -256,7 +295,9 @@ pub(super) fn write_early(
             EARLY_FRAME,
             &script,
             Some(&stream),
-            Some(STREAM_LIMIT),
+            // Cairn's own script, which ends by itself: no `timeout(1)`
+            // there (see `SshTransport::exec_own`).
+            None,
             None,
         )
         .await;
@@ -279,6 +320,10 @@ pub(crate) struct EarlyAnswer {
     pub key: [u8; 32],
     pub answer: oneshot::Receiver<Ran>,
 }
+
+/// How long a command whose frame was cut off waits for the answer the
+/// shell may have sent before it stopped reading.
+const ANSWER_AFTER_CUT_OFF: Duration = Duration::from_secs(5);
 
 /// The id of a shell's early frame; the shell numbers the others after it.
 const EARLY_FRAME: u64 = 1;
@@ -413,7 +458,18 @@ impl Shell {
         }
         let forget = || self.forget(id);
         let exchange = async {
-            self.send(id, script, data, timeout, label).await?;
+            match self.send(id, script, data, timeout, label).await {
+                Ok(()) => {}
+                // Cut off midway: a shell that stopped reading (a tar that
+                // stopped midway ends it) answers first, saying why.
+                Err((lost, true)) => {
+                    return match tokio::time::timeout(ANSWER_AFTER_CUT_OFF, rx).await {
+                        Ok(Ok(ran)) => Ok(ran),
+                        _ => Err(lost),
+                    };
+                }
+                Err((lost, false)) => return Err(lost),
+            }
             rx.await.map_err(|_| Broken::Lost(self.end_reason()))
         };
         let result = match limit {
@@ -438,6 +494,7 @@ impl Shell {
     }
 
     /// Writes one frame; a write cut off halfway leaves the shell broken.
+    /// An error says whether any of the frame was written.
     async fn send(
         &self,
         id: u64,
@@ -445,14 +502,15 @@ impl Shell {
         data: Option<&Stream>,
         timeout: Option<Duration>,
         label: Option<&str>,
-    ) -> Result<(), Broken> {
+    ) -> Result<(), (Broken, bool)> {
         let mut guard = self.stdin.lock().await;
         let stdin = guard
             .as_mut()
-            .ok_or_else(|| Broken::Lost("the shell is closed".into()))?;
+            .ok_or_else(|| (Broken::Lost("the shell is closed".into()), false))?;
         if self.broken.load(Ordering::SeqCst) {
-            return Err(Broken::Lost(
-                "an earlier command was cut off mid-write".into(),
+            return Err((
+                Broken::Lost("an earlier command was cut off mid-write".into()),
+                false,
             ));
         }
         // A frame cut off midway (an error, or this future dropped) leaves
@@ -466,7 +524,7 @@ impl Shell {
         };
         write_frame(stdin, id, script, data, timeout, label)
             .await
-            .map_err(|e| Broken::Lost(e.to_string()))?;
+            .map_err(|e| (Broken::Lost(e.to_string()), true))?;
         cut_off.written = true;
         Ok(())
     }
@@ -501,9 +559,11 @@ async fn write_frame(
     timeout: Option<Duration>,
     label: Option<&str>,
 ) -> std::io::Result<()> {
+    let whole_records = data.is_some_and(|d| d.whole_records);
     let header = format!(
-        "__CAIRN_RUN__ {id} {} {} {}{}\n",
+        "__CAIRN_RUN__ {id} {} {}{} {}{}\n",
         script.len() + SCRIPT_END.len(),
+        if whole_records { "d" } else { "" },
         data.map_or(0, Stream::len),
         timeout.map_or(0, |t| t.as_secs().max(1)),
         label.map(frame_label).unwrap_or_default()
@@ -513,6 +573,11 @@ async fn write_frame(
     stdin.write_all(SCRIPT_END.as_bytes()).await?;
     if let Some(data) = data {
         write_stream(stdin, data).await?;
+        if whole_records {
+            stdin
+                .write_all(format!("{STREAM_END} {id}\n").as_bytes())
+                .await?;
+        }
     }
     stdin.flush().await
 }
@@ -939,6 +1004,28 @@ pub(super) mod test_loop {
             rx
         }
 
+        /// Sends `stream` (a plain tar in whole records) as a frame's
+        /// stream, as a packed bundle goes, and waits for the answer.
+        pub(in crate::transport::ssh) async fn run_stream(
+            &mut self,
+            script: &str,
+            stream: &[u8],
+        ) -> Ran {
+            let id = self.next;
+            self.next += 1;
+            let (tx, rx) = oneshot::channel();
+            self.pending.lock().unwrap().waiting.insert(id, tx);
+            let mut data = super::Stream::from_bytes(stream).unwrap();
+            data.whole_records = true;
+            // The loop may end midway (the test of a tar that stops): then
+            // its answer, not the write, says what happened.
+            let _ = write_frame(&mut self.stdin, id, script, Some(&data), None, None).await;
+            tokio::time::timeout(Duration::from_secs(60), rx)
+                .await
+                .expect("an answer within a minute")
+                .expect("the loop answers")
+        }
+
         /// Sends one frame and waits for its answer.
         pub(in crate::transport::ssh) async fn run(
             &mut self,
@@ -1202,6 +1289,82 @@ mod tests {
         block[0] = b'd';
         assert!(super::tar_member(&block).is_err(), "a damaged checksum");
         assert_eq!(super::tar_member(&[0; 512]), Ok(None));
+    }
+
+    /// A plain tar of `files` (name, content) in whole records, as
+    /// `bundle::stream` packs one.
+    fn tar_in_records(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(content.len() as u64);
+            tar.append_data(&mut header, name, *content).unwrap();
+        }
+        let mut bytes = tar.into_inner().unwrap();
+        let record = usize::try_from(crate::bundle::stream::TAR_RECORD).unwrap();
+        bytes.resize(bytes.len().next_multiple_of(record), 0);
+        bytes
+    }
+
+    /// A stream in whole records: with GNU tar, the command reads it from
+    /// the loop's own input; a command that never starts its tar has it
+    /// skipped for it. Either way the next frame is found.
+    #[tokio::test]
+    async fn a_stream_tar_reads_from_the_shell_itself_leaves_the_loop_in_step() {
+        let big: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let stream = tar_in_records(&[("a", b"alpha\n"), ("big", &big)]);
+        for (how, mut shell) in loops().await {
+            let out = tempfile::tempdir().unwrap();
+            let unpack = format!(
+                "set -e\n: > \"${{CAIRN_STREAM_TAKEN:-/dev/null}}\"\ntar -x -m -B -b 20 -f - -C '{}'\nexec < /dev/null\necho \"taken:${{CAIRN_STREAM_TAKEN:+yes}}\"",
+                out.path().display()
+            );
+            let ran = shell.run_stream(&unpack, &stream).await;
+            assert_eq!(ran.code, 0, "{how:?}: {:?}", text(&ran));
+            let direct = if how == Answers::Tar { "yes" } else { "" };
+            assert_eq!(text(&ran).1, format!("taken:{direct}\n"), "{how:?}");
+            assert_eq!(std::fs::read(out.path().join("big")).unwrap(), big);
+            assert_eq!(
+                text(&shell.run("echo in step", b"", 0).await).1,
+                "in step\n",
+                "{how:?}"
+            );
+            // Stopped before its tar: the loop skips the stream itself.
+            let ran = shell.run_stream("exit 4", &stream).await;
+            assert_eq!(ran.code, 4, "{how:?}");
+            assert_eq!(
+                text(&shell.run("echo still in step", b"", 0).await).1,
+                "still in step\n",
+                "{how:?}"
+            );
+            assert!(shell.finish().await, "{how:?}");
+        }
+    }
+
+    /// A command that took the loop's input and stopped reading midway
+    /// leaves the rest of its stream where the next frame should be: the
+    /// shell answers saying so and ends, and no byte of that stream runs.
+    #[tokio::test]
+    async fn a_tar_that_stops_midway_ends_the_shell_with_the_reason() {
+        let big: Vec<u8> = b"__CAIRN_RUN__ 9 5 0 0\nexit 0\n".repeat(2000);
+        let stream = tar_in_records(&[("big", &big)]);
+        let mut shell = TestLoop::start(&[]).await;
+        let script = ": > \"$CAIRN_STREAM_TAKEN\"\nhead -c 1000 > /dev/null\necho 'tar: cannot write' >&2\nexit 2";
+        let ran = shell.run_stream(script, &stream).await;
+        let (code, _, stderr) = text(&ran);
+        assert_eq!(code, 1);
+        assert!(stderr.contains("tar: cannot write"), "{stderr}");
+        assert!(stderr.contains("lost its place in its input"), "{stderr}");
+        // Ended by itself: cairn's side is still open.
+        let started = std::time::Instant::now();
+        while shell.ended().is_none() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the shell ends"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     #[test]

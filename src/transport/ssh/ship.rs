@@ -19,13 +19,17 @@ use std::sync::PoisonError;
 use tokio::sync::oneshot;
 
 use super::SshTransport;
-use super::host::GRACE;
+use super::host::{GRACE, OWN_WAIT};
 use super::shells::{EarlyAnswer, EarlyFrame, Ran, STREAM_LIMIT};
 use super::stat::{parse_stats, stat_command};
 use crate::bundle::ShipFile;
 use crate::bundle::stream::{entry_name, file_set_digest};
 use crate::state::ShippedFile;
 use crate::transport::{Prestage, Receipt, Shipped, TransportError, shell_quote, target_path};
+
+/// How long cairn waits for files to be moved into place or removed
+/// (a few renames, or a hash of each file), which run without `timeout(1)`.
+const PLACE_WAIT: Duration = Duration::from_secs(610);
 
 /// What identifies a file set: its paths, contents and modes.
 fn identity(files: &BTreeMap<String, ShipFile>) -> [u8; 32] {
@@ -99,8 +103,10 @@ impl SshTransport {
     }
 
     /// Ships `files` under `dest`; with `receipt`, the same command leaves it.
-    /// Files staged with the probe are moved into place; anything else
-    /// (or staging that failed) goes as a stream now.
+    /// Files staged with the probe are moved into place; a few small text
+    /// files (a rendered config, a one-file change) are written by the
+    /// script itself (see [`inline_script`]); anything else (or staging
+    /// that failed) goes as a stream now.
     pub(crate) async fn ship(
         &self,
         dest: &str,
@@ -113,9 +119,7 @@ impl SshTransport {
             if let Some(r) = receipt {
                 script.push_str(&self.receipt_snippet(r));
             }
-            let out = self
-                .exec(&script, None, Some(Duration::from_secs(600)))
-                .await?;
+            let out = self.exec_own(&script, None, PLACE_WAIT).await?;
             // Moved, or not at all (the staging is gone): then it ships as if never staged.
             if out.success() {
                 return Ok(Shipped {
@@ -124,12 +128,27 @@ impl SshTransport {
                 });
             }
         }
+        if let Some(contents) = inline_contents(files).await {
+            let mut script = inline_script(dest, files, &targets, &contents);
+            if let Some(r) = receipt {
+                script.push_str(&self.receipt_snippet(r));
+            }
+            let out = self.exec_own(&script, None, PLACE_WAIT).await?;
+            if !out.success() {
+                return Err(self.error(format!(
+                    "shipping to {dest} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            return Ok(Shipped {
+                files: self.shipped_records(dest, files, &targets, &out.stdout)?,
+                with_probe: false,
+            });
+        }
         let zstd = if let Some(z) = self.zstd.get() {
             *z
         } else {
-            let out = self
-                .exec("command -v zstd", None, Some(Duration::from_secs(30)))
-                .await?;
+            let out = self.exec_own("command -v zstd", None, OWN_WAIT).await?;
             *self.zstd.get_or_init(|| out.success())
         };
         let stream = {
@@ -146,7 +165,7 @@ impl SshTransport {
             script.push_str(&self.receipt_snippet(r));
         }
         let out = self
-            .exec(&script, Some(&stream), Some(STREAM_LIMIT))
+            .exec_own(&script, Some(&stream), STREAM_LIMIT + GRACE)
             .await?;
         if !out.success() {
             return Err(self.error(format!(
@@ -212,9 +231,7 @@ impl SshTransport {
             script.push_str(&self.receipt_snippet(r));
         }
         script.push_str("true\n");
-        let out = self
-            .exec(&script, None, Some(Duration::from_secs(600)))
-            .await?;
+        let out = self.exec_own(&script, None, PLACE_WAIT).await?;
         if !out.success() {
             return Err(self.error(format!(
                 "removing files under {dest} failed: {}",
@@ -228,10 +245,11 @@ impl SshTransport {
     }
 }
 
-/// Removes staging folders left beside `$cairn_base` by a shipping that
-/// died (a host that lost power, a killed shell): each is named after the
-/// pid of the shell that made it, so only those whose shell is gone go.
-const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -d \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
+/// Removes staging folders (and files, see [`inline_script`]) left beside
+/// `$cairn_base` by a shipping that died (a host that lost power, a killed
+/// shell): each is named after the pid of the shell that made it, so only
+/// those whose shell is gone go.
+const SWEEP_STAGING: &str = "for cairn_old in \"$cairn_base\"/.cairn-staging-*; do\n[ -e \"$cairn_old\" ] || continue\ncairn_op=${cairn_old##*/.cairn-staging-}\ncairn_op=${cairn_op%%-*}\ncase \"$cairn_op\" in ''|*[!0-9]*) continue;; esac\n[ -d \"/proc/$cairn_op\" ] || rm -rf \"$cairn_old\" || true\ndone\n";
 
 /// `mkdir -p` of `dirs` (each quoted for the shell) only when one of them
 /// is missing: the folders nearly always exist, and a test is no process.
@@ -359,12 +377,18 @@ impl Layout {
 }
 
 /// The line that unpacks the stream on stdin into `$cairn_st`, then makes
-/// it durable: a full disk fails here, before anything is replaced.
+/// it durable: a full disk fails here, before anything is replaced. `-m`:
+/// a file carries the time it was written, as any file written on the
+/// host does (the stream's times are all 0, cairn's, not the operator's),
+/// and tar sets no time on each.
 fn unpack_lines(zstd: bool) -> &'static str {
     if zstd {
-        "zstd -dcq | tar -x -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
+        "zstd -dcq | tar -x -m -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
     } else {
-        "tar -x -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
+        // A plain stream may be the shell's own input (see `shells`): the
+        // file named in $CAIRN_STREAM_TAKEN says this command reads it, tar
+        // reads it in whole records, and nothing after tar reads any more.
+        ": > \"${CAIRN_STREAM_TAKEN:-/dev/null}\"\ntar -x -m -B -b 20 -f - -C \"$cairn_st\" --no-same-owner\nexec < /dev/null\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
     }
 }
 
@@ -457,6 +481,126 @@ fn place_script(
     );
     script.push_str(&layout.place(files, targets));
     script
+}
+
+/// The most a file set may hold, in bytes, to be written by the shipping
+/// script itself rather than sent as a tar stream.
+const INLINE_LIMIT: u64 = 16 * 1024;
+
+/// The contents of `files`, in the set's order, when they can be written
+/// by the shipping script itself: at most [`INLINE_LIMIT`] bytes in all,
+/// text (a script is text) without a NUL (a shell variable cannot hold
+/// one), and each as long as the plan says. Otherwise `None`, and they go
+/// as a stream, which reports a file that changed or cannot be read.
+async fn inline_contents(files: &BTreeMap<String, ShipFile>) -> Option<Vec<String>> {
+    let total: u64 = files.values().map(|f| f.entry.size).sum();
+    if files.is_empty() || total > INLINE_LIMIT {
+        return None;
+    }
+    let sources: Vec<(crate::bundle::FileData, u64)> = files
+        .values()
+        .map(|f| (f.data.clone(), f.entry.size))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        sources
+            .iter()
+            .map(|(data, size)| {
+                let bytes = data.read().ok()?;
+                (bytes.len() as u64 == *size && !bytes.contains(&0)).then_some(())?;
+                String::from_utf8(bytes.to_vec()).ok()
+            })
+            .collect()
+    })
+    .await
+    .ok()?
+}
+
+/// The script that writes `files` (their `contents`) where
+/// [`unpack_script`] would put them, with no stream and no `tar`: each
+/// file is written by the shell's own `printf` into a staging file and
+/// renamed into place, so a host pays for a one-file change what it pays
+/// for the renames. As with a stream, a new folder is staged whole beside
+/// its place and renamed into it at once; the staging is made durable
+/// before anything is replaced (a full disk fails the shipping with
+/// `dd`'s message, and changes nothing); what a failed shipping staged goes
+/// when the script ends, and what a killed one left is swept by the next.
+fn inline_script(
+    dest: &str,
+    files: &BTreeMap<String, ShipFile>,
+    targets: &[String],
+    contents: &[String],
+) -> String {
+    let layout = Layout::of(dest, files, targets);
+    let mut script = String::from("set -e\n");
+    script.push_str(&layout.choose_base());
+    script.push_str("trap 'for cairn_x in \"$cairn_base\"/.cairn-staging-$$-*; do [ ! -e \"$cairn_x\" ] || rm -rf \"$cairn_x\"; done' EXIT\n");
+    // A new folder: staged whole, renamed into place.
+    script.push_str("if [ $cairn_fresh = 1 ]; then\ncairn_st=$(mktemp -d \"$cairn_base/.cairn-staging-$$-XXXXXX\")\n");
+    let mut subdirs: Vec<String> = files
+        .keys()
+        .filter_map(|rel| {
+            Some(format!(
+                "\"$cairn_st\"/{}",
+                shell_quote(rel.rsplit_once('/')?.0)
+            ))
+        })
+        .collect();
+    subdirs.sort();
+    subdirs.dedup();
+    if !subdirs.is_empty() {
+        let _ = writeln!(script, "mkdir -p -- {}", subdirs.join(" "));
+    }
+    for ((rel, file), content) in files.iter().zip(contents) {
+        let path = format!("\"$cairn_st\"/{}", shell_quote(entry_name(rel)));
+        script.push_str(&write_file_lines(&path, content, file.entry.mode));
+    }
+    script.push_str("umask \"${CAIRN_UMASK:-0022}\"\nsync -f \"$cairn_st\" 2>/dev/null || sync\nchmod 755 \"$cairn_st\"\nmv -T \"$cairn_st\" \"$cairn_dest\"\nelse\n");
+    // Files into an existing folder: each staged beside the folder's
+    // files, then renamed over its old version.
+    let dirs: Vec<String> = layout.dirs.iter().map(|d| shell_quote(d)).collect();
+    let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    if !dirs.is_empty() {
+        script.push_str(&make_missing_dirs(&dirs));
+        script.push('\n');
+    }
+    for (i, ((_, file), content)) in files.iter().zip(contents).enumerate() {
+        let path = format!("\"$cairn_base/.cairn-staging-$$-{i}\"");
+        script.push_str(&write_file_lines(&path, content, file.entry.mode));
+    }
+    script
+        .push_str("umask \"${CAIRN_UMASK:-0022}\"\nsync -f \"$cairn_base\" 2>/dev/null || sync\n");
+    for (i, target) in targets.iter().enumerate() {
+        let _ = writeln!(
+            script,
+            "mv -f \"$cairn_base/.cairn-staging-$$-{i}\" {}",
+            shell_quote(target)
+        );
+    }
+    script.push_str("fi\nset +e\n");
+    script.push_str(&stat_command(targets));
+    script.push_str(" || true\n");
+    script
+}
+
+/// Lines that write `content` to `path` (quoted for the shell) with
+/// exactly `mode`, by the shell's `printf`, a builtin: the umask gives the
+/// mode as the file is made, and only a mode `printf` cannot make (execute
+/// or set-id bits) costs a `chmod`. When the builtin fails, the content is
+/// written again through `dd`, whose message names the cause (a full disk,
+/// a folder it may not write). The caller restores the shell's umask
+/// (`$CAIRN_UMASK`, set by the shell loop).
+fn write_file_lines(path: &str, content: &str, mode: u32) -> String {
+    let mode = mode & 0o7777;
+    let plain = mode & 0o7111 == 0;
+    let umask = if plain { !mode & 0o777 } else { 0o077 };
+    let mut lines = format!(
+        "cairn_c={content}\n[ ! -e {path} ] || rm -f {path}\numask {umask:03o}\nprintf '%s' \"$cairn_c\" 2>/dev/null > {path} || printf '%s' \"$cairn_c\" | dd of={path} status=none\n",
+        content = shell_quote(content),
+    );
+    if !plain {
+        let _ = writeln!(lines, "chmod {mode:o} {path}");
+    }
+    lines
 }
 
 /// Where each of `files` lands under `dest`, in the set's order.
@@ -633,6 +777,142 @@ mod tests {
             "not cairn's\n"
         );
         assert!(staging_in(tmp.path()).is_empty());
+    }
+
+    /// A text file for a set, with `mode`.
+    fn text_file(text: &str, mode: u32) -> ShipFile {
+        let bytes = text.as_bytes().to_vec();
+        ShipFile {
+            entry: FileEntry {
+                mode,
+                size: bytes.len() as u64,
+                hash: hash_bytes(&bytes),
+            },
+            data: FileData::Bytes(Arc::new(bytes)),
+        }
+    }
+
+    /// Runs [`inline_script`] for `files` to `dest` with `sh`, its shell's
+    /// umask 027, and prints the umask it ends with last.
+    fn ship_inline(dest: &str, files: &BTreeMap<String, ShipFile>) -> std::process::Output {
+        let targets = targets_of(dest, files);
+        let contents = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(inline_contents(files))
+            .expect("small text files go inline");
+        let script = format!(
+            "umask 027\nCAIRN_UMASK=0027\n{}umask\n",
+            inline_script(dest, files, &targets, &contents)
+        );
+        let out = sh(&script, b"", Path::new("/nonexistent"));
+        assert!(out.status.success(), "{out:?}");
+        let stats = parse_stats(&String::from_utf8_lossy(&out.stdout));
+        assert!(targets.iter().all(|t| stats.contains_key(t)), "{stats:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).ends_with("0027\n"),
+            "the shell's umask is back: {out:?}"
+        );
+        out
+    }
+
+    fn mode_of(path: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn small_text_files_are_written_by_the_script_into_a_new_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("opt/app").to_string_lossy().into_owned();
+        let files: BTreeMap<String, ShipFile> = [
+            ("a.txt", text_file("it's \"quoted\" $HOME `x`\n\n", 0o644)),
+            ("bin/run", text_file("#!/bin/sh\necho hi\n", 0o755)),
+            ("conf/secret", text_file("no newline at the end", 0o600)),
+        ]
+        .into_iter()
+        .map(|(rel, file)| (rel.to_string(), file))
+        .collect();
+        ship_inline(&dest, &files);
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/a.txt")).unwrap(),
+            "it's \"quoted\" $HOME `x`\n\n",
+            "written byte for byte, trailing newlines kept"
+        );
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/conf/secret")).unwrap(),
+            "no newline at the end"
+        );
+        assert_eq!(mode_of(&format!("{dest}/a.txt")), 0o644);
+        assert_eq!(mode_of(&format!("{dest}/bin/run")), 0o755);
+        assert_eq!(mode_of(&format!("{dest}/conf/secret")), 0o600);
+        assert_eq!(mode_of(&dest), 0o755);
+        assert!(staging_in(&tmp.path().join("opt")).is_empty());
+    }
+
+    #[test]
+    fn small_text_files_replace_their_old_versions_and_leave_no_staging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = tmp.path().join("app").to_string_lossy().into_owned();
+        std::fs::create_dir_all(format!("{dest}/conf")).unwrap();
+        std::fs::write(format!("{dest}/conf/b.conf"), "old\n").unwrap();
+        std::fs::write(format!("{dest}/kept.txt"), "not cairn's\n").unwrap();
+        let files: BTreeMap<String, ShipFile> = [
+            ("conf/b.conf", text_file("beta = 3\n", 0o640)),
+            ("new/c.sh", text_file("exit 0\n", 0o750)),
+        ]
+        .into_iter()
+        .map(|(rel, file)| (rel.to_string(), file))
+        .collect();
+        ship_inline(&dest, &files);
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/conf/b.conf")).unwrap(),
+            "beta = 3\n"
+        );
+        assert_eq!(mode_of(&format!("{dest}/conf/b.conf")), 0o640);
+        assert_eq!(mode_of(&format!("{dest}/new/c.sh")), 0o750);
+        assert_eq!(
+            std::fs::read_to_string(format!("{dest}/kept.txt")).unwrap(),
+            "not cairn's\n"
+        );
+        assert!(staging_in(Path::new(&dest)).is_empty());
+        // A single file goes beside its place, and replaces it.
+        let single: BTreeMap<String, ShipFile> =
+            [(String::new(), text_file("one\n", 0o644))].into();
+        let one = format!("{dest}/one.conf");
+        ship_inline(&one, &single);
+        assert_eq!(std::fs::read_to_string(&one).unwrap(), "one\n");
+        assert!(staging_in(Path::new(&dest)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_small_text_files_go_inline() {
+        let set =
+            |file: ShipFile| -> BTreeMap<String, ShipFile> { [("f".to_string(), file)].into() };
+        assert!(
+            inline_contents(&set(text_file("text\n", 0o644)))
+                .await
+                .is_some()
+        );
+        assert!(inline_contents(&BTreeMap::new()).await.is_none());
+        let big = "x".repeat(usize::try_from(INLINE_LIMIT).unwrap() + 1);
+        assert!(
+            inline_contents(&set(text_file(&big, 0o644)))
+                .await
+                .is_none()
+        );
+        assert!(
+            inline_contents(&set(text_file("a\0b", 0o644)))
+                .await
+                .is_none()
+        );
+        let mut binary = text_file("ab", 0o644);
+        binary.data = FileData::Bytes(Arc::new(vec![0xff, 0xfe]));
+        assert!(inline_contents(&set(binary)).await.is_none());
+        // Not the length the plan gave (the file changed since): the
+        // stream, which says so.
+        let mut changed = text_file("abc", 0o644);
+        changed.entry.size = 2;
+        assert!(inline_contents(&set(changed)).await.is_none());
     }
 
     /// Staged with the probe, but the task never came (the plan changed its
