@@ -25,10 +25,6 @@ pub(super) const CWD_MISSING_MARK: &str = "cairn: working directory missing: ";
 /// How long past a step's own timeout cairn waits for a host that stopped answering.
 pub(super) const GRACE: Duration = Duration::from_secs(10);
 
-/// How long cairn waits for one of its own short scripts (a receipt, a
-/// look for `zstd`) before taking the host as no longer answering.
-pub(super) const OWN_WAIT: Duration = Duration::from_secs(70);
-
 /// How commands become root, if they do.
 #[derive(Debug, Clone)]
 pub(super) enum Sudo {

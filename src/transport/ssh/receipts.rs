@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::SshTransport;
-use super::host::OWN_WAIT;
+use super::shells::OWN_WAIT;
 use crate::ids::TaskId;
 use crate::transport::receipt::{output_file_name, receipt_file_name};
 use crate::transport::{Receipt, TransportError, shell_quote};

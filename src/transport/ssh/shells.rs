@@ -308,6 +308,10 @@ pub(super) fn write_early(
     })
 }
 
+/// How long cairn waits for one of its own short scripts (a receipt, a
+/// look for `zstd`) before taking the host as no longer answering.
+pub(super) const OWN_WAIT: Duration = Duration::from_secs(70);
+
 /// How long a command fed a file stream may run: unpacking a large bundle
 /// on a slow disk.
 pub(super) const STREAM_LIMIT: Duration = Duration::from_secs(3600);

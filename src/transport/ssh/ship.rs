@@ -19,8 +19,8 @@ use std::sync::PoisonError;
 use tokio::sync::oneshot;
 
 use super::SshTransport;
-use super::host::{GRACE, OWN_WAIT};
-use super::shells::{EarlyAnswer, EarlyFrame, Ran, STREAM_LIMIT};
+use super::host::GRACE;
+use super::shells::{EarlyAnswer, EarlyFrame, OWN_WAIT, Ran, STREAM_LIMIT};
 use super::stat::{parse_stats, stat_command};
 use crate::bundle::ShipFile;
 use crate::bundle::stream::{entry_name, file_set_digest};
