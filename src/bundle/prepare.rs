@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use globset::{Glob, GlobSetBuilder};
 
-use super::manifest::{self, FileEntry, HashCache, Manifest, hash_bytes};
+use super::manifest::{self, HashCache, Manifest};
 use super::{FileData, ShipFile, config, template};
 use crate::model::{Bundle, HostId, Model, SourceKind};
 
@@ -167,14 +167,7 @@ pub fn prepare(
         let mode = base.get(&patch.path).map_or(0o644, |f| f.entry.mode);
         base.insert(
             patch.path.clone(),
-            ShipFile {
-                entry: FileEntry {
-                    mode,
-                    size: patched.len() as u64,
-                    hash: hash_bytes(&patched),
-                },
-                data: FileData::Bytes(Arc::new(patched)),
-            },
+            ShipFile::from_bytes(Arc::new(patched), mode),
         );
     }
     let base_manifest = Manifest {
@@ -233,17 +226,9 @@ impl PreparedBundle {
                         message,
                     })?;
             }
-            let entry = FileEntry {
-                mode: t.mode,
-                size: bytes.len() as u64,
-                hash: hash_bytes(&bytes),
-            };
             out.insert(
                 t.output_rel.clone(),
-                ShipFile {
-                    entry,
-                    data: FileData::Bytes(Arc::new(bytes)),
-                },
+                ShipFile::from_bytes(Arc::new(bytes), t.mode),
             );
         }
         Ok(out)

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::manifest::FileEntry;
+use super::manifest::{FileEntry, hash_bytes};
 
 /// Where a shipped file's bytes come from.
 #[derive(Debug, Clone)]
@@ -32,4 +32,19 @@ impl FileData {
 pub struct ShipFile {
     pub entry: FileEntry,
     pub data: FileData,
+}
+
+impl ShipFile {
+    /// A file of `bytes` cairn made (a rendered template, a patched file,
+    /// inline content), with `mode`: its entry is hashed from them.
+    pub fn from_bytes(bytes: Arc<Vec<u8>>, mode: u32) -> ShipFile {
+        ShipFile {
+            entry: FileEntry {
+                mode,
+                size: bytes.len() as u64,
+                hash: hash_bytes(&bytes),
+            },
+            data: FileData::Bytes(bytes),
+        }
+    }
 }

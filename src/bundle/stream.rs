@@ -435,17 +435,10 @@ impl Write for CappedWriter {
 mod tests {
     use super::*;
     use crate::bundle::FileData;
-    use crate::bundle::manifest::{FileEntry, hash_bytes};
+    use crate::bundle::manifest::FileEntry;
 
     fn file(bytes: Vec<u8>) -> ShipFile {
-        ShipFile {
-            entry: FileEntry {
-                mode: 0o644,
-                size: bytes.len() as u64,
-                hash: hash_bytes(&bytes),
-            },
-            data: FileData::Bytes(Arc::new(bytes)),
-        }
+        ShipFile::from_bytes(Arc::new(bytes), 0o644)
     }
 
     #[test]

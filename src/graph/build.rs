@@ -17,8 +17,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use rayon::prelude::*;
 
 use super::{CompileError, Task, TaskGraph, Work, task_id};
-use crate::bundle::manifest::{FileEntry, HashCache, hash_bytes};
-use crate::bundle::{self, FileData, PreparedBundle, ShipFile};
+use crate::bundle::manifest::HashCache;
+use crate::bundle::{self, PreparedBundle, ShipFile};
 use crate::hash::{ActionSpec, HostIdentity, KEY_FORMAT, KeyInputs, secret_fingerprint};
 use crate::model::interp::Interp;
 use crate::model::{
@@ -317,15 +317,8 @@ impl Builder<'_> {
                         FileSource::Path(_) => raw.clone(),
                     },
                 };
-                let hash = hash_bytes(&bytes);
-                let content = ShipFile {
-                    entry: FileEntry {
-                        mode: f.mode,
-                        size: bytes.len() as u64,
-                        hash: hash.clone(),
-                    },
-                    data: FileData::Bytes(bytes),
-                };
+                let content = ShipFile::from_bytes(bytes, f.mode);
+                let hash = content.entry.hash.clone();
                 let inputs = KeyInputs {
                     format: KEY_FORMAT,
                     action: ActionSpec::File {

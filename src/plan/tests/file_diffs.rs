@@ -4,8 +4,6 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::bundle::FileData;
-use crate::bundle::manifest::{FileEntry, hash_bytes};
 
 use crate::graph::testing::Fixture;
 use crate::plan::test_world::World;
@@ -109,14 +107,7 @@ fn only_hosts_with_changed_files_are_read_and_only_those_files() {
 }
 
 fn ship(bytes: &[u8]) -> ShipFile {
-    ShipFile {
-        entry: FileEntry {
-            mode: 0o644,
-            size: bytes.len() as u64,
-            hash: hash_bytes(bytes),
-        },
-        data: FileData::Bytes(Arc::new(bytes.to_vec())),
-    }
+    ShipFile::from_bytes(Arc::new(bytes.to_vec()), 0o644)
 }
 
 #[test]

@@ -307,22 +307,14 @@ pub(crate) fn in_flight_dir(state_dir: &std::path::Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::FileData;
-    use crate::bundle::manifest::{FileEntry, hash_bytes};
+    use crate::bundle::manifest::hash_bytes;
     use crate::ids::TaskKey;
     use crate::transport::ReceiptInfo;
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
 
     fn file(content: &str, mode: u32) -> ShipFile {
-        ShipFile {
-            entry: FileEntry {
-                mode,
-                size: content.len() as u64,
-                hash: hash_bytes(content.as_bytes()),
-            },
-            data: FileData::Bytes(Arc::new(content.as_bytes().to_vec())),
-        }
+        ShipFile::from_bytes(Arc::new(content.as_bytes().to_vec()), mode)
     }
 
     fn here(dir: &Path) -> LocalTransport {

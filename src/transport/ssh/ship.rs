@@ -615,7 +615,6 @@ fn targets_of(dest: &str, files: &BTreeMap<String, ShipFile>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::bundle::FileData;
-    use crate::bundle::manifest::{FileEntry, hash_bytes};
     use crate::bundle::stream::StreamCache;
     use crate::transport::ssh::shells::test_loop::TestLoop;
     use std::io::Write;
@@ -625,18 +624,7 @@ mod tests {
     fn files() -> BTreeMap<String, ShipFile> {
         [("a.txt", "alpha\n"), ("conf/b.conf", "beta = 2\n")]
             .into_iter()
-            .map(|(rel, text)| {
-                let bytes = text.as_bytes().to_vec();
-                let file = ShipFile {
-                    entry: FileEntry {
-                        mode: 0o644,
-                        size: bytes.len() as u64,
-                        hash: hash_bytes(&bytes),
-                    },
-                    data: FileData::Bytes(Arc::new(bytes)),
-                };
-                (rel.to_string(), file)
-            })
+            .map(|(rel, text)| (rel.to_string(), text_file(text, 0o644)))
             .collect()
     }
 
@@ -781,15 +769,7 @@ mod tests {
 
     /// A text file for a set, with `mode`.
     fn text_file(text: &str, mode: u32) -> ShipFile {
-        let bytes = text.as_bytes().to_vec();
-        ShipFile {
-            entry: FileEntry {
-                mode,
-                size: bytes.len() as u64,
-                hash: hash_bytes(&bytes),
-            },
-            data: FileData::Bytes(Arc::new(bytes)),
-        }
+        ShipFile::from_bytes(Arc::new(text.as_bytes().to_vec()), mode)
     }
 
     /// Runs [`inline_script`] for `files` to `dest` with `sh`, its shell's
