@@ -97,9 +97,13 @@ cairn_answers=${cairn_answers:-}
 cairn_start_answers() {
   [ "$cairn_answers" = lines ] || case $(tar --version 2>/dev/null) in "tar (GNU tar) "*) cairn_answers=tar;; *) cairn_answers=lines;; esac
   if [ "$cairn_answers" = tar ] && mkfifo "$cairn_w/answers" 2>/dev/null; then
-    tar -b 1 --numeric-owner --remove-files -C "$cairn_w" -c -f - -T "$cairn_w/answers" 2>/dev/null &
-    # Read-write: opening a FIFO so never waits for the other end.
-    exec 8<>"$cairn_w/answers"
+    # Read-write: opening a FIFO so never waits for the other end. tar's
+    # end is opened here too, before any name is written: a FIFO drops
+    # what was written once no one has it open, so a shell that ended
+    # before tar could open it by name would lose its answers.
+    exec 8<>"$cairn_w/answers" 7<"$cairn_w/answers"
+    tar -b 1 --numeric-owner --remove-files -C "$cairn_w" -c -f - -T - <&7 7<&- 8>&- 2>/dev/null &
+    exec 7<&-
   else
     cairn_answers=lines
   fi
