@@ -385,10 +385,12 @@ fn unpack_lines(zstd: bool) -> &'static str {
     if zstd {
         "zstd -dcq | tar -x -m -f - -C \"$cairn_st\" --no-same-owner\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
     } else {
-        // A plain stream may be the shell's own input (see `shells`): the
-        // file named in $CAIRN_STREAM_TAKEN says this command reads it, tar
-        // reads it in whole records, and nothing after tar reads any more.
-        ": > \"${CAIRN_STREAM_TAKEN:-/dev/null}\"\ntar -x -m -B -b 20 -f - -C \"$cairn_st\" --no-same-owner\nexec < /dev/null\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
+        // A plain stream may be the shell's own input, on hosts with GNU
+        // tar (see `shells`): the file named in $CAIRN_STREAM_TAKEN says
+        // this command reads it, tar reads it in whole records (`-B`, GNU
+        // tar's), and nothing after tar reads any more. Elsewhere the
+        // stream comes through a pipe of its own, for any tar.
+        "if [ -n \"${CAIRN_STREAM_TAKEN:-}\" ]; then\n: > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C \"$cairn_st\" --no-same-owner\nexec < /dev/null\nelse\ntar -x -m -f - -C \"$cairn_st\" --no-same-owner\nfi\nsync -f \"$cairn_st\" 2>/dev/null || sync\n"
     }
 }
 
