@@ -471,15 +471,13 @@ impl TestHost {
         // A test that kills a host next expects "connection refused". Under
         // load a connection made just after the kill was once accepted and
         // then reset ("Connection reset by"): wait until the address
-        // refuses, so a killed host looks down at once.
+        // refuses, so a killed host looks down at once. Bounded, and no
+        // panic: this also runs in `drop`, maybe while a test unwinds.
         let addr: SocketAddr = format!("{}:22", self.address).parse().expect("valid");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "test host {} still accepts connections 10 s after it was killed",
-                self.name
-            );
+        while Instant::now() < deadline
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
