@@ -13,7 +13,8 @@
 //!
 //! A stream is packed into an unnamed temporary file (in `$TMPDIR`, gone
 //! with cairn however it ends), not into memory, and each host's channel
-//! reads it from there a chunk at a time: cairn's memory does not grow
+//! takes it from there a chunk at a time (spliced from the page cache into
+//! the channel's pipe where the kernel allows): cairn's memory does not grow
 //! with the size of a bundle (a cluster image is gigabytes) nor with the
 //! number of hosts shipping it, and what is shipped is held once, on disk
 //! or in the page cache, where the kernel may let it go.
@@ -66,6 +67,12 @@ impl Stream {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The file the stream is packed in, for a channel that moves its
+    /// pages itself (`splice`), holding `len` bytes from offset 0.
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// Fills `buf` from `offset` on, as far as the stream goes: how many
