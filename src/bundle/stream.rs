@@ -75,6 +75,15 @@ impl Stream {
         &self.file
     }
 
+    /// The error of a reader that found the stream's file ending before
+    /// `len`, however it reads it.
+    pub(crate) fn shorter_than_written() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the packed stream's file is shorter than it was written",
+        )
+    }
+
     /// Fills `buf` from `offset` on, as far as the stream goes: how many
     /// bytes were read (0 at its end). Each host reads at its own offset
     /// from the one file.
@@ -87,12 +96,7 @@ impl Stream {
                 .file
                 .read_at(&mut buf[read..want], offset + read as u64)?
             {
-                0 => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the packed stream's file is shorter than it was written",
-                    ));
-                }
+                0 => return Err(Stream::shorter_than_written()),
                 n => read += n,
             }
         }
