@@ -774,6 +774,14 @@ mod tests {
         ShipFile::from_bytes(Arc::new(text.as_bytes().to_vec()), mode)
     }
 
+    /// A file set of text files: (path in the set, text, mode).
+    fn text_files(files: &[(&str, &str, u32)]) -> BTreeMap<String, ShipFile> {
+        files
+            .iter()
+            .map(|(rel, text, mode)| (rel.to_string(), text_file(text, *mode)))
+            .collect()
+    }
+
     /// Runs [`inline_script`] for `files` to `dest` with `sh`, its shell's
     /// umask 027, and prints the umask it ends with last.
     fn ship_inline(dest: &str, files: &BTreeMap<String, ShipFile>) -> std::process::Output {
@@ -806,14 +814,11 @@ mod tests {
     fn small_text_files_are_written_by_the_script_into_a_new_folder() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = tmp.path().join("opt/app").to_string_lossy().into_owned();
-        let files: BTreeMap<String, ShipFile> = [
-            ("a.txt", text_file("it's \"quoted\" $HOME `x`\n\n", 0o644)),
-            ("bin/run", text_file("#!/bin/sh\necho hi\n", 0o755)),
-            ("conf/secret", text_file("no newline at the end", 0o600)),
-        ]
-        .into_iter()
-        .map(|(rel, file)| (rel.to_string(), file))
-        .collect();
+        let files = text_files(&[
+            ("a.txt", "it's \"quoted\" $HOME `x`\n\n", 0o644),
+            ("bin/run", "#!/bin/sh\necho hi\n", 0o755),
+            ("conf/secret", "no newline at the end", 0o600),
+        ]);
         ship_inline(&dest, &files);
         assert_eq!(
             std::fs::read_to_string(format!("{dest}/a.txt")).unwrap(),
@@ -838,13 +843,10 @@ mod tests {
         std::fs::create_dir_all(format!("{dest}/conf")).unwrap();
         std::fs::write(format!("{dest}/conf/b.conf"), "old\n").unwrap();
         std::fs::write(format!("{dest}/kept.txt"), "not cairn's\n").unwrap();
-        let files: BTreeMap<String, ShipFile> = [
-            ("conf/b.conf", text_file("beta = 3\n", 0o640)),
-            ("new/c.sh", text_file("exit 0\n", 0o750)),
-        ]
-        .into_iter()
-        .map(|(rel, file)| (rel.to_string(), file))
-        .collect();
+        let files = text_files(&[
+            ("conf/b.conf", "beta = 3\n", 0o640),
+            ("new/c.sh", "exit 0\n", 0o750),
+        ]);
         ship_inline(&dest, &files);
         assert_eq!(
             std::fs::read_to_string(format!("{dest}/conf/b.conf")).unwrap(),
