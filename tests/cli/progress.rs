@@ -102,13 +102,18 @@ impl OnTerminal {
 
     /// Waits (20 s at most) until the screen shows `what`; the screen is
     /// in the panic if it never does.
-    fn wait_for_screen(&self, what: &str, done: impl Fn(&str) -> bool) {
+    /// Waits until `done` holds for the screen, and returns that screen: a
+    /// second look could catch a status line mid-redraw.
+    fn wait_for_screen(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !done(&self.screen()) {
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting until {what}; the screen:\n{}",
-                self.screen()
+                "timed out waiting until {what}; the screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -186,11 +191,10 @@ fn bars_show_elapsed_time_and_every_running_task_and_leave_nothing_after_ctrl_c(
     let s = Sandbox::new();
     add_two_slow_steps(&s);
     let mut run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
-    run.wait_for_screen("both slow steps show on the host's bar", |screen| {
+    let screen = run.wait_for_screen("both slow steps show on the host's bar", |screen| {
         bar_line(screen, "local")
             .is_some_and(|bar| bar.contains(" step.slowa") && bar.contains(" step.slowb"))
     });
-    let screen = run.screen();
     let bar = bar_line(&screen, "local").unwrap();
     assert!(elapsed(bar).is_some(), "no elapsed time on the bar: {bar}");
 
@@ -267,12 +271,11 @@ fn a_streamed_apply_says_how_far_it_is_until_its_plan_shows() {
     let s = Sandbox::new();
     let go = add_late_host(&s);
     let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
-    run.wait_for_screen("local's tasks are counted while late is probed", |screen| {
+    let screen = run.wait_for_screen("local's tasks are counted while late is probed", |screen| {
         status_line(screen).is_some_and(|l| {
             l.contains("planning: 1 of 2 hosts probed · ") && !l.contains("· 0 tasks done")
         })
     });
-    let screen = run.screen();
     assert!(
         !screen.contains("will perform these actions"),
         "no plan before every host is in:\n{screen}"
@@ -343,14 +346,13 @@ fn a_lock_warning_goes_above_the_status_line_and_stays() {
     crate::failures::kill_an_apply_during_a_slow_step(&s);
     let go = add_late_host(&s);
     let run = OnTerminal::start(&s, &["apply", "--auto-approve"]);
-    run.wait_for_screen(
+    let screen = run.wait_for_screen(
         "the dead apply's step is killed and local's tasks counted",
         |screen| {
             screen.contains("killed what the dead apply")
                 && status_line(screen).is_some_and(|l| !l.contains("· 0 tasks done"))
         },
     );
-    let screen = run.screen();
     let warnings: Vec<&str> = screen.lines().filter(|l| l.contains("warning")).collect();
     assert!(
         warnings
