@@ -1215,7 +1215,7 @@ fn main() {
     }
     println!(
         "\nThe controller side: cairn and every process descended from it (its ssh), \
-         sampled from /proc every 25 ms (PSS every second); peaks in MB (10^6 bytes), \
+         sampled from /proc every 100 ms (PSS every second); peaks in MB (10^6 bytes), \
          VmRSS unless PSS; MB per ssh is VmRSS, which counts ssh's shared libraries in \
          every process; CPU in seconds; medians over the runs.\n"
     );
