@@ -27,10 +27,14 @@ use std::time::Duration;
 /// processes can miss a peak shorter than a sample.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
-/// Every how many samples the proportional set sizes are summed too
-/// (reading `smaps_rollup` makes the kernel walk the page tables: too
-/// costly for every sample at 200 processes).
-const PSS_EVERY: usize = 10;
+/// How often the proportional set sizes are summed too (reading
+/// `smaps_rollup` makes the kernel walk the page tables: too costly for
+/// every sample at 200 processes).
+const PSS_PERIOD: Duration = Duration::from_secs(1);
+
+/// [`PSS_PERIOD`] in samples, so that it follows [`SAMPLE_EVERY`].
+const PSS_EVERY: usize = (PSS_PERIOD.as_millis() / SAMPLE_EVERY.as_millis()) as usize;
+const _: () = assert!(PSS_EVERY > 0, "a sample period longer than PSS_PERIOD");
 
 /// A process, told apart from a later one that reuses its pid by its start
 /// time (clock ticks since boot).
