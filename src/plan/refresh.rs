@@ -20,7 +20,7 @@ use crate::state::LockPolicy;
 use crate::state::{RecordDetail, State};
 use crate::transport::{
     CheckProbe, Facts, Fleet, Observed, Prestage, ProbeReport, ProbeRequest, ReceiptInfo,
-    TransportError,
+    StreamTurn, TransportError,
 };
 
 /// What a probe found for one task.
@@ -123,13 +123,30 @@ pub fn start_probes(
     // sent them for nothing if the answer is no.
     let chains = (beside_work && lock_policy.is_some()).then(|| graph.chain_lengths());
     let mut shared = SharedFiles::default();
-    let mut jobs = tokio::task::JoinSet::new();
-    for &host in hosts {
-        let nodes = tasks_of.remove(&host).unwrap_or_default();
-        let (mut request, ids) = request_for(model, graph, state, host, &nodes);
-        if let Some(chains) = &chains {
-            request.prestage = prestage(graph, state, &nodes, chains, &mut shared).map(Box::new);
+    let mut requests: Vec<_> = hosts
+        .iter()
+        .map(|&host| {
+            let nodes = tasks_of.remove(&host).unwrap_or_default();
+            let (mut request, ids) = request_for(model, graph, state, host, &nodes);
+            let mut chain = None;
+            if let Some(chains) = &chains
+                && let Some((staged, length)) = prestage(graph, state, &nodes, chains, &mut shared)
+            {
+                request.prestage = Some(Box::new(staged));
+                chain = Some(length);
+            }
+            (host, request, ids, chain)
+        })
+        .collect();
+    // The hosts whose files start the longest chain of work get theirs first.
+    let chains: Vec<Option<usize>> = requests.iter().map(|r| r.3).collect();
+    for (turn, (_, request, _, _)) in StreamTurn::assign(&chains).into_iter().zip(&mut requests) {
+        if let Some(staged) = &mut request.prestage {
+            staged.turn = turn;
         }
+    }
+    let mut jobs = tokio::task::JoinSet::new();
+    for (host, request, ids, _) in requests {
         let name = model.host(host).name.clone();
         let policy = lock_policy.cloned();
         let fleet = fleet.clone();
@@ -224,15 +241,16 @@ async fn lock_former_hosts(fleet: &Fleet, lock_policy: Option<&LockPolicy>, all:
 /// probe finds, because the state has no record of it (so it is created,
 /// see `Differ::unrecorded`) and it waits for nothing. Of several, the one
 /// with the longest chain of work behind it, which the scheduler starts
-/// first. A destination with a control character is left to the task.
+/// first, and the length of that chain. A destination with a control
+/// character is left to the task.
 fn prestage(
     graph: &TaskGraph,
     state: &State,
     nodes: &[NodeIndex],
     chains: &HashMap<NodeIndex, usize>,
     shared: &mut SharedFiles,
-) -> Option<Prestage> {
-    let (_, node) = nodes
+) -> Option<(Prestage, usize)> {
+    let (length, node) = nodes
         .iter()
         .filter(|&&node| {
             let task = graph.task(node);
@@ -263,10 +281,14 @@ fn prestage(
             .clone(),
         _ => Arc::new(work.files()),
     };
-    Some(Prestage {
-        dest: dest.clone(),
-        files,
-    })
+    Some((
+        Prestage {
+            dest: dest.clone(),
+            files,
+            turn: None,
+        },
+        length,
+    ))
 }
 
 /// The file sets hosts share, by bundle: one copy in memory for every host

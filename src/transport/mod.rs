@@ -22,6 +22,7 @@ mod probe;
 mod read;
 mod receipt;
 mod ssh;
+mod turns;
 
 pub use command::{CommandOutput, shell_quote, target_path};
 pub use copy::{CopySource, PathKind, replace_conflict};
@@ -33,3 +34,4 @@ pub use probe::{CheckProbe, CheckResult, Facts, Observed, Prestage, ProbeReport,
 pub use read::FileRead;
 pub use receipt::{Receipt, ReceiptInfo};
 pub use ssh::answer_prompt as askpass_answer;
+pub use turns::{StreamTurn, TurnPass};

@@ -143,6 +143,9 @@ pub struct Prestage {
     pub dest: String,
     /// Shared by the hosts that get the same files.
     pub files: std::sync::Arc<BTreeMap<String, ShipFile>>,
+    /// When its stream may go, beside the other hosts' (see `turns`):
+    /// `None`, at once.
+    pub turn: Option<super::StreamTurn>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,6 +50,8 @@ use tokio::io::{
 use tokio::sync::oneshot;
 
 use crate::bundle::stream::Stream;
+use crate::state::lock::HEARTBEAT_INTERVAL;
+use crate::transport::{StreamTurn, TurnPass};
 
 /// The loop a shell runs. In the lock's shell three variables are set:
 /// `$cairn_hb`, the heartbeat file, touched by every frame and every idle
@@ -267,9 +269,11 @@ impl Drop for CutOff<'_> {
 
 /// The first frame of a shell, written while the channel is still
 /// starting (on the lock's channel: while the host is locked and probed):
-/// a future that makes its script and stdin (`None`: nothing to send).
-pub(super) type EarlyFrame =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Option<(String, Arc<Stream>)>> + Send>>;
+/// a future that makes its script, its stdin and the turn its stream waits
+/// for (see `transport::turns`) (`None`: nothing to send).
+pub(super) type EarlyFrame = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<(String, Arc<Stream>, Option<StreamTurn>)>> + Send>,
+>;
 
 /// How the first frame's write ended: the channel's stdin comes back with it.
 pub(super) enum EarlyWrite {
@@ -293,8 +297,15 @@ pub(super) fn write_early(
     frame: EarlyFrame,
 ) -> tokio::task::JoinHandle<(ChildStdin, EarlyWrite)> {
     tokio::spawn(async move {
-        let Some((script, stream)) = frame.await else {
+        let Some((script, stream, turn)) = frame.await else {
             return (stdin, EarlyWrite::NothingToSend);
+        };
+        let pass = match turn {
+            Some(turn) => match wait_for_turn(&mut stdin, &turn).await {
+                Ok(pass) => Some(pass),
+                Err(_) => return (stdin, EarlyWrite::CutOff),
+            },
+            None => None,
         };
         let written = write_frame(
             &mut stdin,
@@ -307,11 +318,33 @@ pub(super) fn write_early(
             None,
         )
         .await;
+        // The stream is in the channel: the next host's may go.
+        drop(pass);
         match written {
             Ok(()) => (stdin, EarlyWrite::Sent),
             Err(_) => (stdin, EarlyWrite::CutOff),
         }
     })
+}
+
+/// Waits for `turn`, pinging the shell meanwhile: it is the lock's, whose
+/// heartbeat must not go stale while its first frame waits (another run
+/// would take the holder for dead).
+async fn wait_for_turn(stdin: &mut ChildStdin, turn: &StreamTurn) -> std::io::Result<TurnPass> {
+    let take = turn.take();
+    tokio::pin!(take);
+    let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+    // An interval's first tick is at once: the shell was just started.
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            pass = &mut take => return Ok(pass),
+            _ = beat.tick() => {
+                stdin.write_all(b".\n").await?;
+                stdin.flush().await?;
+            }
+        }
+    }
 }
 
 /// How long cairn waits for one of its own short scripts (a receipt, a

@@ -44,6 +44,7 @@ impl SshTransport {
         let streams = self.streams.clone();
         let dest = prestage.dest.clone();
         let files = prestage.files.clone();
+        let turn = prestage.turn.clone();
         Box::pin(async move {
             let entries: Vec<(String, ShipFile)> =
                 files.iter().map(|(r, f)| (r.clone(), f.clone())).collect();
@@ -51,7 +52,7 @@ impl SshTransport {
                 .await
                 .ok()?
                 .ok()?;
-            Some((stage_script(&dest, &files, stream.zstd), stream))
+            Some((stage_script(&dest, &files, stream.zstd), stream, turn))
         })
     }
 
