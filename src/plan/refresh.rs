@@ -139,7 +139,7 @@ pub fn start_probes(
         })
         .collect();
     // The hosts whose files start the longest chain of work get theirs first.
-    let chains: Vec<Option<usize>> = requests.iter().map(|r| r.3).collect();
+    let chains: Vec<Option<usize>> = requests.iter().map(|(.., chain)| *chain).collect();
     for (turn, (_, request, _, _)) in StreamTurn::assign(&chains).into_iter().zip(&mut requests) {
         if let Some(staged) = &mut request.prestage {
             staged.turn = turn;
