@@ -198,6 +198,10 @@ wait
 /// the command stopped reading midway (see [`SHELL_LOOP`]).
 const STREAM_END: &str = "__CAIRN_STREAM_END__";
 
+/// A line that is not a frame: the loop only touches the lock's heartbeat
+/// for it (see [`SHELL_LOOP`]).
+const PING: &[u8] = b".\n";
+
 /// The line every script sent ends with: the loop runs a script only when it
 /// has it, so one cut off by cairn's death mid-frame never runs half.
 const SCRIPT_END: &str = "\n#__CAIRN_SCRIPT_END__";
@@ -340,7 +344,7 @@ async fn wait_for_turn(stdin: &mut ChildStdin, turn: &StreamTurn) -> std::io::Re
         tokio::select! {
             pass = &mut take => return Ok(pass),
             _ = beat.tick() => {
-                stdin.write_all(b".\n").await?;
+                stdin.write_all(PING).await?;
                 stdin.flush().await?;
             }
         }
@@ -576,7 +580,7 @@ impl Shell {
     pub(super) async fn ping(&self) -> bool {
         let mut guard = self.stdin.lock().await;
         match guard.as_mut() {
-            Some(stdin) => stdin.write_all(b".\n").await.is_ok() && stdin.flush().await.is_ok(),
+            Some(stdin) => stdin.write_all(PING).await.is_ok() && stdin.flush().await.is_ok(),
             None => false,
         }
     }
