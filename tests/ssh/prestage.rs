@@ -112,3 +112,76 @@ check = "test -e /opt/marked"
     let again = c.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
 }
+
+/// A step that writes the size of the pipe its host's shell reads from
+/// (sshd's end of the channel) to `/opt/pipe-size`, after the bundle, in
+/// every apply.
+const PIPE_SIZE_STEP: &str = r#"
+[[steps]]
+name = "pipe-size"
+after = ["app"]
+run = "perl -MFcntl -e 'sysopen my $f, qq{/proc/$ENV{CAIRN_SHELL_PID}/fd/0}, O_RDONLY|O_NONBLOCK or die $!; print fcntl($f, 1032, 0)' > /opt/pipe-size"
+check = "false"
+"#;
+
+/// Bytes no compressor shrinks, the same every run.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root, util-linux and openssh-server: run by scripts/test"]
+fn a_hosts_shell_widens_its_input_before_a_bundle_streams_and_only_then() {
+    let c = Cluster::with(2, "", PIPE_SIZE_STEP);
+    let pipe_size = || -> u64 {
+        let text = c.host(0).read("/opt/pipe-size").expect("the step ran");
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a size: {text:?}"))
+    };
+    // Fresh: the bundle goes with the probe, so the lock's shell widens
+    // its input first (to 4 MiB, or to pipe-max-size, 1 MiB here, where
+    // root lacks CAP_SYS_RESOURCE).
+    let events = c.apply_ok();
+    assert!(
+        detail_of(&events, "bundle.app@host0").contains("(sent with the probe)"),
+        "{events:?}"
+    );
+    assert!(pipe_size() >= 1 << 20, "widened: {}", pipe_size());
+    assert_converged(&c, 0..2);
+
+    // Nothing to ship: nothing is widened, no `perl` is started for it.
+    c.apply_ok();
+    assert_eq!(
+        pipe_size(),
+        65536,
+        "a run that streams nothing keeps the pipe"
+    );
+
+    // A recorded host gets a file of 1.5 MB: its stream widens the shell's
+    // input just before it, and arrives whole.
+    let blob = incompressible(1_500_000);
+    std::fs::write(c.path("app/blob.bin"), &blob).unwrap();
+    let events = c.apply_ok();
+    assert_eq!(
+        detail_of(&events, "bundle.app@host0"),
+        "1 file shipped (blob.bin)",
+        "{events:?}"
+    );
+    assert!(pipe_size() >= 1 << 20, "widened: {}", pipe_size());
+    let on_host = c.host(0).exec("sha256sum < /opt/app/current/blob.bin");
+    assert_eq!(
+        String::from_utf8_lossy(&on_host.stdout)
+            .split_whitespace()
+            .next(),
+        Some(format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&blob)).as_str())
+    );
+}

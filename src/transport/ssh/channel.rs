@@ -16,7 +16,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::SshTransport;
 use super::host::Sudo;
-use super::shells::{EarlyFrame, SHELL_LOOP, Shell, ShellInput, Started, write_early};
+use super::shells::{
+    EarlyFrame, SHELL_LOOP, Shell, ShellInput, Started, WIDE_LINE, WIDEN_FIRST, write_early,
+};
 use crate::transport::TransportError;
 use crate::transport::error::error_chain;
 
@@ -35,7 +37,9 @@ impl SshTransport {
     }
 
     /// [`SshTransport::open_channel`], writing `early` as the shell's first
-    /// frame right behind `script`, while `script` runs (see `EarlyFrame`).
+    /// frame while `script` runs (see `EarlyFrame`): as soon as the host has
+    /// widened the channel's input pipe, which `script` is made to do first
+    /// (see `WIDEN_FIRST`).
     pub(super) async fn open_channel_with(
         &self,
         script: &str,
@@ -57,16 +61,25 @@ impl SshTransport {
             head.extend_from_slice(p.expose().as_bytes());
             head.push(b'\n');
         }
-        head.extend_from_slice(format!("__CAIRN__ {}\n", script.len()).as_bytes());
+        let widen = if early.is_some() { WIDEN_FIRST } else { "" };
+        head.extend_from_slice(
+            format!("__CAIRN__ {}\n{widen}", widen.len() + script.len()).as_bytes(),
+        );
         head.extend_from_slice(script.as_bytes());
         stdin
             .write_all(&head)
             .await
             .map_err(|e| self.error(format!("the connection failed: {e}")))?;
         let _ = stdin.flush().await;
-        let input = match early {
-            Some(frame) => ShellInput::Writing(write_early(stdin, frame)),
-            None => ShellInput::Ready(stdin),
+        let (mut wide, input) = match early {
+            Some(frame) => {
+                let (wide, widened) = tokio::sync::oneshot::channel();
+                (
+                    Some(wide),
+                    ShellInput::Writing(write_early(stdin, frame, widened)),
+                )
+            }
+            None => (None, ShellInput::Ready(stdin)),
         };
         let mut lines = Vec::new();
         let mut ready = false;
@@ -76,11 +89,16 @@ impl SshTransport {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            if line.trim_end() == "__CAIRN_READY__" {
-                ready = true;
-                break;
+            match line.trim_end() {
+                "__CAIRN_READY__" => {
+                    ready = true;
+                    break;
+                }
+                WIDE_LINE if wide.is_some() => {
+                    let _ = wide.take().map(|wide| wide.send(()));
+                }
+                _ => lines.push(line),
             }
-            lines.push(line);
         }
         if !ready {
             if let ShellInput::Writing(writer) = &input {

@@ -53,6 +53,44 @@ use crate::bundle::stream::Stream;
 use crate::state::lock::HEARTBEAT_INTERVAL;
 use crate::transport::{StreamTurn, TurnPass};
 
+/// The size from which a stream has the shell widen its input pipe first
+/// (see [`widen_input!`]), written out as `1048576` in [`SHELL_LOOP`]
+/// (a test holds the two together). Below it, what waits in sshd costs
+/// it less than starting `perl` does.
+#[cfg(test)]
+const WIDE_STREAM: u64 = 1 << 20;
+
+/// Widens the shell's input (fd 0: the pipe sshd writes the channel's
+/// data into) from 64 KiB to 4 MiB, or to `/proc/sys/fs/pipe-max-size`
+/// (1 MiB by default) where the user may not go past it. Linux only; a
+/// host without `perl` (or one refusing) keeps its pipe, and nothing else
+/// changes.
+///
+/// Why: data that reaches sshd while the pipe is full waits in the
+/// channel's buffer, up to the channel's window (2 MiB), and OpenSSH grows
+/// that buffer 32 KiB at a time, copying all of it into freshly allocated
+/// pages at each step: about 200 MB copied and page-faulted per 31 MB
+/// bundle on the test hosts, most of sshd's CPU for a stream (see
+/// docs/performance.md). With room in the pipe for the whole window, the
+/// data goes straight into the pipe and the buffer stays small.
+/// `F_SETPIPE_SZ` is 1031; `perl` (in `perl-base`, essential on Debian)
+/// is the one common tool that can call `fcntl` on the shell's own input.
+macro_rules! widen_input {
+    () => {
+        "perl -e 'exit unless $^O eq \"linux\"; exit if fcntl STDIN, 1031, 4194304; open my $m, \"<\", \"/proc/sys/fs/pipe-max-size\" or exit; my $n = <$m>; fcntl STDIN, 1031, int $n if $n' 2>/dev/null"
+    };
+}
+
+/// What a channel whose first frame is written early runs first (see
+/// `SshTransport::open_channel_with`): its input widened before the
+/// frame's stream arrives, then [`WIDE_LINE`], for which the frame's
+/// writer waits, so no byte of the stream has to wait in sshd.
+pub(super) const WIDEN_FIRST: &str =
+    concat!(widen_input!(), "\ncairn_wide=1\necho __CAIRN_WIDE__\n");
+
+/// The line [`WIDEN_FIRST`] prints once the input is as wide as it gets.
+pub(super) const WIDE_LINE: &str = "__CAIRN_WIDE__";
+
 /// The loop a shell runs. In the lock's shell three variables are set:
 /// `$cairn_hb`, the heartbeat file, touched by every frame and every idle
 /// ping (a line that is not a frame), and every 10 s while a file stream
@@ -79,7 +117,12 @@ use crate::transport::{StreamTurn, TurnPass};
 /// and `cat`. The writer starts with the first command, so a shell that
 /// runs none (a no-op apply's) starts no process for it.
 /// `$cairn_answers=lines` (set by tests) asks for the second.
-pub(super) const SHELL_LOOP: &str = r#"cairn_w=
+///
+/// Before the first stream of 1 MiB or more, the loop
+/// widens its input pipe (see [`widen_input!`]), unless `$cairn_wide` says
+/// the lock's script did so already.
+pub(super) const SHELL_LOOP: &str = concat!(
+    r#"cairn_w=
 CAIRN_SHELL_PID=$$
 export CAIRN_SHELL_PID
 trap '[ -z "$cairn_w" ] || { if [ -s "$cairn_w/staged" ]; then while IFS= read -r cairn_x; do case "$cairn_x" in */.cairn-staging-*) [ ! -e "$cairn_x" ] || rm -rf "$cairn_x";; esac; done < "$cairn_w/staged"; fi; rm -rf "$cairn_w"; }' EXIT
@@ -132,6 +175,10 @@ while IFS= read -r cairn_f; do
   case "$cairn_f" in "__CAIRN_RUN__ "*) ;; *) continue;; esac
   set -- ${cairn_f#__CAIRN_RUN__ }
   cairn_i=$1
+  # Before the script is read: the stream follows it at once.
+  [ -n "${cairn_wide:-}" ] || [ "${3#d}" -lt 1048576 ] || { cairn_wide=1; "#,
+    widen_input!(),
+    r#"; }
   cairn_s=$(head -c "$2")
   # A script cut off by cairn's death mid-frame would run half: it must end
   # with the line cairn puts last, or nothing of it runs.
@@ -191,7 +238,8 @@ done
 # The commands' own copies of the FIFO close as they end; then tar ends.
 exec 8>&-
 wait
-"#;
+"#
+);
 
 /// The line after a stream in whole records (`d<bytes>` in its frame),
 /// with the frame's id: the loop finds it where the stream ends, or knows
@@ -295,13 +343,18 @@ pub(super) enum ShellInput {
     Writing(tokio::task::JoinHandle<(ChildStdin, EarlyWrite)>),
 }
 
-/// Writes `frame` as frame 1 on `stdin`, then hands `stdin` back.
+/// Writes `frame` as frame 1 on `stdin` once `wide` says the host's input
+/// is widened (see [`WIDEN_FIRST`]), then hands `stdin` back.
 pub(super) fn write_early(
     mut stdin: ChildStdin,
     frame: EarlyFrame,
+    wide: oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<(ChildStdin, EarlyWrite)> {
     tokio::spawn(async move {
-        let Some((script, stream, turn)) = frame.await else {
+        // The stream is packed while the host starts its shell. A `wide`
+        // never sent (the channel ended first) lets the write go and fail.
+        let (frame, _) = tokio::join!(frame, wide);
+        let Some((script, stream, turn)) = frame else {
             return (stdin, EarlyWrite::NothingToSend);
         };
         let pass = match turn {
@@ -1172,7 +1225,7 @@ pub(super) mod test_loop {
 #[cfg(test)]
 mod tests {
     use super::test_loop::{TestLoop, fake_tool, path_before};
-    use super::{Answers, CutOff, Part};
+    use super::{Answers, CutOff, Part, SHELL_LOOP, WIDE_LINE, WIDE_STREAM, WIDEN_FIRST};
     use std::ffi::OsStr;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::AsyncWriteExt;
@@ -1492,6 +1545,121 @@ mod tests {
             );
             assert!(shell.finish().await, "{how:?}");
         }
+    }
+
+    /// The size of the pipe a loop reads its input from, asked at cairn's end.
+    fn input_pipe_size(shell: &TestLoop) -> i32 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETPIPE_SZ only reads the size of the open pipe.
+        unsafe { libc::fcntl(shell.stdin.as_raw_fd(), libc::F_GETPIPE_SZ) }
+    }
+
+    /// The loop widens its input pipe before the first stream of
+    /// `WIDE_STREAM` bytes or more (so what sshd receives goes straight
+    /// into it), never for a smaller one, and stays in step either way.
+    #[tokio::test]
+    async fn a_large_stream_has_the_shell_widen_its_input_first() {
+        assert!(
+            SHELL_LOOP.contains(&format!("-lt {WIDE_STREAM} ]")),
+            "the loop's threshold is WIDE_STREAM"
+        );
+        assert!(
+            std::process::Command::new("perl")
+                .arg("-v")
+                .output()
+                .is_ok(),
+            "this test needs perl, as a Debian host has it"
+        );
+        let unpack = |dir: &std::path::Path| {
+            format!(
+                ": > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C '{}'",
+                dir.display()
+            )
+        };
+        let out = tempfile::tempdir().unwrap();
+        let mut shell = TestLoop::start(&[]).await;
+        let default = input_pipe_size(&shell);
+        assert_eq!(default, 65536, "a fresh pipe");
+        let small = tar_in_records(&[("small", &vec![1u8; 200_000])]);
+        assert_eq!(shell.run_stream(&unpack(out.path()), &small).await.code, 0);
+        assert_eq!(input_pipe_size(&shell), default, "a small stream leaves it");
+        let size = usize::try_from(WIDE_STREAM).unwrap();
+        let large: Vec<u8> = (0..size).map(|i| u8::try_from(i % 253).unwrap()).collect();
+        let stream = tar_in_records(&[("large", &large)]);
+        assert_eq!(shell.run_stream(&unpack(out.path()), &stream).await.code, 0);
+        assert_eq!(std::fs::read(out.path().join("large")).unwrap(), large);
+        let widened = input_pipe_size(&shell);
+        assert!(widened >= 1 << 20, "widened to at least 1 MiB: {widened}");
+        assert_eq!(
+            text(&shell.run("echo in step", b"", 0).await).1,
+            "in step\n"
+        );
+        assert!(shell.finish().await);
+    }
+
+    /// A host without `perl` keeps its pipe: the stream still arrives
+    /// whole, the loop stays in step, and `WIDEN_FIRST` still says it is done.
+    #[tokio::test]
+    async fn a_host_without_perl_keeps_its_pipe_and_its_step() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_tool(
+            dir.path(),
+            "perl",
+            "#!/bin/sh\necho 'perl: not here' >&2\nexit 127\n",
+        );
+        let path = path_before(dir.path());
+        let out = tempfile::tempdir().unwrap();
+        let mut shell = TestLoop::start(&[("PATH", OsStr::new(&path))]).await;
+        let size = usize::try_from(WIDE_STREAM).unwrap() + 1;
+        let large: Vec<u8> = (0..size).map(|i| u8::try_from(i % 241).unwrap()).collect();
+        let stream = tar_in_records(&[("large", &large)]);
+        let script = format!(
+            ": > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C '{}'",
+            out.path().display()
+        );
+        let ran = shell.run_stream(&script, &stream).await;
+        assert_eq!(text(&ran), (0, String::new(), String::new()));
+        assert_eq!(std::fs::read(out.path().join("large")).unwrap(), large);
+        assert_eq!(input_pipe_size(&shell), 65536);
+        assert!(shell.finish().await);
+
+        let first = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(WIDEN_FIRST)
+            .env("PATH", &path)
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (
+                String::from_utf8_lossy(&first.stdout).trim(),
+                first.stderr.is_empty()
+            ),
+            (WIDE_LINE, true)
+        );
+    }
+
+    /// `WIDEN_FIRST` widens the pipe it reads from before it says so.
+    #[test]
+    fn widen_first_widens_before_it_says_so() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{WIDEN_FIRST}exec sleep 30"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = [0u8; WIDE_LINE.len() + 1];
+        child.stdout.take().unwrap().read_exact(&mut line).unwrap();
+        assert_eq!(line, format!("{WIDE_LINE}\n").as_bytes());
+        let stdin = child.stdin.take().unwrap();
+        // SAFETY: F_GETPIPE_SZ only reads the size of the open pipe.
+        let size = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(size >= 1 << 20, "widened to at least 1 MiB: {size}");
     }
 
     /// A command that took the loop's input and stopped reading midway
