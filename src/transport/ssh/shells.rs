@@ -25,7 +25,10 @@
 //! bundle crosses no extra pipe on the host. The loop then checks that
 //! line: a tar that stopped midway (a full disk) leaves it unfound, and
 //! the shell answers saying so and ends rather than read a bundle's bytes
-//! as frames.
+//! as frames. Before a large stream the shell widens its input pipe, so
+//! what sshd receives goes straight into it rather than waiting in a
+//! channel buffer that OpenSSH grows at a quadratic cost (see
+//! [`widen_input!`]).
 //! Output goes to files in the shell's private folder (0700, in `/dev/shm`
 //! when there is one, so a full disk does not stop cairn from running
 //! commands), and comes back whole, one answer after another (see
