@@ -1550,11 +1550,24 @@ mod tests {
         }
     }
 
+    /// The size of the pipe whose end `end` is.
+    fn pipe_size(end: &impl std::os::fd::AsRawFd) -> i32 {
+        // SAFETY: F_GETPIPE_SZ only reads the size of the open pipe.
+        unsafe { libc::fcntl(end.as_raw_fd(), libc::F_GETPIPE_SZ) }
+    }
+
     /// The size of the pipe a loop reads its input from, asked at cairn's end.
     fn input_pipe_size(shell: &TestLoop) -> i32 {
-        use std::os::fd::AsRawFd;
-        // SAFETY: F_GETPIPE_SZ only reads the size of the open pipe.
-        unsafe { libc::fcntl(shell.stdin.as_raw_fd(), libc::F_GETPIPE_SZ) }
+        pipe_size(&shell.stdin)
+    }
+
+    /// A command that takes its stream from the loop's input and unpacks
+    /// it into `dir`.
+    fn unpack_into(dir: &std::path::Path) -> String {
+        format!(
+            ": > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C '{}'",
+            dir.display()
+        )
     }
 
     /// The loop widens its input pipe before the first stream of
@@ -1573,23 +1586,29 @@ mod tests {
                 .is_ok(),
             "this test needs perl, as a Debian host has it"
         );
-        let unpack = |dir: &std::path::Path| {
-            format!(
-                ": > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C '{}'",
-                dir.display()
-            )
-        };
         let out = tempfile::tempdir().unwrap();
         let mut shell = TestLoop::start(&[]).await;
         let default = input_pipe_size(&shell);
         assert_eq!(default, 65536, "a fresh pipe");
         let small = tar_in_records(&[("small", &vec![1u8; 200_000])]);
-        assert_eq!(shell.run_stream(&unpack(out.path()), &small).await.code, 0);
+        assert_eq!(
+            shell
+                .run_stream(&unpack_into(out.path()), &small)
+                .await
+                .code,
+            0
+        );
         assert_eq!(input_pipe_size(&shell), default, "a small stream leaves it");
         let size = usize::try_from(WIDE_STREAM).unwrap();
         let large: Vec<u8> = (0..size).map(|i| u8::try_from(i % 253).unwrap()).collect();
         let stream = tar_in_records(&[("large", &large)]);
-        assert_eq!(shell.run_stream(&unpack(out.path()), &stream).await.code, 0);
+        assert_eq!(
+            shell
+                .run_stream(&unpack_into(out.path()), &stream)
+                .await
+                .code,
+            0
+        );
         assert_eq!(std::fs::read(out.path().join("large")).unwrap(), large);
         let widened = input_pipe_size(&shell);
         assert!(widened >= 1 << 20, "widened to at least 1 MiB: {widened}");
@@ -1616,11 +1635,7 @@ mod tests {
         let size = usize::try_from(WIDE_STREAM).unwrap() + 1;
         let large: Vec<u8> = (0..size).map(|i| u8::try_from(i % 241).unwrap()).collect();
         let stream = tar_in_records(&[("large", &large)]);
-        let script = format!(
-            ": > \"$CAIRN_STREAM_TAKEN\"\ntar -x -m -B -b 20 -f - -C '{}'",
-            out.path().display()
-        );
-        let ran = shell.run_stream(&script, &stream).await;
+        let ran = shell.run_stream(&unpack_into(out.path()), &stream).await;
         assert_eq!(text(&ran), (0, String::new(), String::new()));
         assert_eq!(std::fs::read(out.path().join("large")).unwrap(), large);
         assert_eq!(input_pipe_size(&shell), 65536);
@@ -1646,7 +1661,6 @@ mod tests {
     #[test]
     fn widen_first_widens_before_it_says_so() {
         use std::io::Read;
-        use std::os::fd::AsRawFd;
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{WIDEN_FIRST}exec sleep 30"))
@@ -1657,9 +1671,7 @@ mod tests {
         let mut line = [0u8; WIDE_LINE.len() + 1];
         child.stdout.take().unwrap().read_exact(&mut line).unwrap();
         assert_eq!(line, format!("{WIDE_LINE}\n").as_bytes());
-        let stdin = child.stdin.take().unwrap();
-        // SAFETY: F_GETPIPE_SZ only reads the size of the open pipe.
-        let size = unsafe { libc::fcntl(stdin.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        let size = pipe_size(child.stdin.as_ref().unwrap());
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(size >= 1 << 20, "widened to at least 1 MiB: {size}");
